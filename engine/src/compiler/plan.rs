@@ -1,0 +1,146 @@
+//! [`LogicalGraph`] → [`PhysicalPlan`]: nodes in topological order, the downstream nodes of
+//! every output port, and sub-topologies (connected components). The runtime runs one task
+//! per (sub-topology, input partition); the synchronous operators of a task are fused: a
+//! record goes from source to sinks by plain calls, without queues.
+
+use std::sync::Arc;
+
+use kafclaw_operators::Ports;
+
+use super::graph::LogicalGraph;
+use super::registry::{NodeConfig, Role};
+use super::spec::{DeadLetterSection, Guarantee};
+
+/// One node of the plan.
+#[derive(Debug, Clone)]
+pub struct PlanNode {
+    /// Node name.
+    pub name: Arc<str>,
+    /// Section it was declared in.
+    pub role: Role,
+    /// Its `type`.
+    pub kind: &'static str,
+    /// Its options.
+    pub config: Arc<NodeConfig>,
+    /// Its outputs.
+    pub ports: Ports,
+    /// For each output port, the plan indexes of the nodes it feeds.
+    pub downstream: Vec<Vec<usize>>,
+}
+
+/// Nodes connected to each other; they share tasks (and must be co-partitioned on Kafka).
+#[derive(Debug, Clone)]
+pub struct SubTopology {
+    /// Position in [`PhysicalPlan::subtopologies`].
+    pub id: usize,
+    /// Its sources (plan indexes).
+    pub sources: Vec<usize>,
+    /// All its nodes, in topological order (plan indexes).
+    pub nodes: Vec<usize>,
+}
+
+/// What the runtime executes.
+#[derive(Debug, Clone)]
+pub struct PhysicalPlan {
+    /// Application id.
+    pub name: String,
+    /// Agent group.
+    pub group: Option<String>,
+    /// Delivery guarantee.
+    pub guarantee: Guarantee,
+    /// Nodes in topological order.
+    pub nodes: Vec<PlanNode>,
+    /// Connected components.
+    pub subtopologies: Vec<SubTopology>,
+    /// Where dead letters go.
+    pub dead_letter: DeadLetterSection,
+}
+
+impl PhysicalPlan {
+    /// Index of a node by name.
+    pub fn index(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| &*n.name == name)
+    }
+}
+
+/// Plans a validated graph.
+pub fn plan(
+    graph: &LogicalGraph,
+    name: &str,
+    group: Option<String>,
+    guarantee: Guarantee,
+    dead_letter: DeadLetterSection,
+) -> PhysicalPlan {
+    let n = graph.nodes.len();
+    // Kahn's algorithm, ties broken by file order so plans are stable.
+    let mut indegree = vec![0usize; n];
+    for e in &graph.edges {
+        indegree[e.to] += 1;
+    }
+    let mut order = Vec::with_capacity(n);
+    let mut ready: Vec<usize> = (0..n).filter(|&i| indegree[i] == 0).collect();
+    while let Some(v) = (!ready.is_empty()).then(|| ready.remove(0)) {
+        order.push(v);
+        for e in graph.edges.iter().filter(|e| e.from == v) {
+            indegree[e.to] -= 1;
+            if indegree[e.to] == 0 {
+                let pos = ready.partition_point(|&r| r < e.to);
+                ready.insert(pos, e.to);
+            }
+        }
+    }
+    let mut position = vec![0; n];
+    for (p, &v) in order.iter().enumerate() {
+        position[v] = p;
+    }
+    let nodes: Vec<PlanNode> = order
+        .iter()
+        .map(|&v| {
+            let spec = &graph.nodes[v];
+            let ports = graph.ports[v].clone().expect("a planned graph has every node's ports");
+            let mut downstream = vec![Vec::new(); ports.count()];
+            for e in graph.edges.iter().filter(|e| e.from == v) {
+                downstream[e.port].push(position[e.to]);
+            }
+            PlanNode {
+                name: spec.name.as_str().into(),
+                role: spec.role,
+                kind: spec.kind.expect("a planned graph has every node's type"),
+                config: Arc::new(spec.config().clone()),
+                ports,
+                downstream,
+            }
+        })
+        .collect();
+
+    // Connected components over undirected edges (union-find).
+    let mut parent: Vec<usize> = (0..n).collect();
+    fn find(p: &mut [usize], x: usize) -> usize {
+        let mut r = x;
+        while p[r] != r {
+            r = p[r];
+        }
+        p[x] = r;
+        r
+    }
+    for e in &graph.edges {
+        let (a, b) = (find(&mut parent, position[e.from]), find(&mut parent, position[e.to]));
+        if a != b {
+            parent[a.max(b)] = a.min(b);
+        }
+    }
+    let mut subtopologies: Vec<SubTopology> = Vec::new();
+    let mut root_of: Vec<Option<usize>> = vec![None; n];
+    for i in 0..n {
+        let root = find(&mut parent, i);
+        let id = *root_of[root].get_or_insert_with(|| {
+            subtopologies.push(SubTopology { id: subtopologies.len(), sources: Vec::new(), nodes: Vec::new() });
+            subtopologies.len() - 1
+        });
+        subtopologies[id].nodes.push(i);
+        if nodes[i].role == Role::Source {
+            subtopologies[id].sources.push(i);
+        }
+    }
+    PhysicalPlan { name: name.to_owned(), group, guarantee, nodes, subtopologies, dead_letter }
+}

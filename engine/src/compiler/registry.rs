@@ -1,0 +1,125 @@
+//! The explicit list of node kinds: every source, operator and sink type a topology may use.
+//! Adding a kind means adding one line to [`KINDS`] and one variant to [`NodeConfig`].
+
+use kafclaw_operators::io::{FileSinkConfig, FileSourceConfig, StdinSourceConfig, StdoutSinkConfig};
+use kafclaw_operators::{ConfigError, Ports, SyncOperator, filter::FilterConfig, map::MapConfig, route::RouteConfig};
+use toml::Spanned;
+use toml::de::DeValue;
+
+use super::collect::deserialize_all;
+use super::diagnostic::Diagnostics;
+
+/// Which section of the topology a node is declared in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// `[sources.<name>]`: reads records; has no inputs.
+    Source,
+    /// `[operators.<name>]`: transforms records.
+    Operator,
+    /// `[sinks.<name>]`: writes records; has no outputs.
+    Sink,
+}
+
+impl Role {
+    /// The TOML section name.
+    pub fn section(self) -> &'static str {
+        match self {
+            Self::Source => "sources",
+            Self::Operator => "operators",
+            Self::Sink => "sinks",
+        }
+    }
+
+    /// The singular noun for messages.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Self::Source => "source",
+            Self::Operator => "operator",
+            Self::Sink => "sink",
+        }
+    }
+}
+
+/// A node's parsed, kind-specific configuration.
+#[derive(Debug, Clone)]
+pub enum NodeConfig {
+    /// Source `file`.
+    FileSource(FileSourceConfig),
+    /// Source `stdin`.
+    StdinSource(StdinSourceConfig),
+    /// Operator `filter`.
+    Filter(FilterConfig),
+    /// Operator `map`.
+    Map(MapConfig),
+    /// Operator `route`.
+    Route(RouteConfig),
+    /// Sink `file`.
+    FileSink(FileSinkConfig),
+    /// Sink `stdout`.
+    StdoutSink(StdoutSinkConfig),
+}
+
+/// One entry of the registry.
+pub struct Kind {
+    /// Section the kind belongs to.
+    pub role: Role,
+    /// The `type = "…"` name.
+    pub name: &'static str,
+    /// One line for `kafclaw validate --list-kinds` and hints.
+    pub summary: &'static str,
+    /// Parses the kind's options (the table without `type` and `inputs`).
+    pub parse: fn(&Spanned<DeValue<'_>>, &mut Diagnostics) -> Option<NodeConfig>,
+}
+
+macro_rules! kind {
+    ($role:expr, $name:literal, $summary:literal, $variant:ident) => {
+        Kind {
+            role: $role,
+            name: $name,
+            summary: $summary,
+            parse: |v, d| deserialize_all(v, d, &["type", "inputs"]).map(NodeConfig::$variant),
+        }
+    };
+}
+
+/// Every kind, in documentation order.
+pub const KINDS: &[Kind] = &[
+    kind!(Role::Source, "file", "JSON Lines file, one envelope per line", FileSource),
+    kind!(Role::Source, "stdin", "JSON Lines on standard input", StdinSource),
+    kind!(Role::Operator, "filter", "keep records for which a CEL condition holds", Filter),
+    kind!(Role::Operator, "map", "set fields from CEL expressions or templates, remove fields", Map),
+    kind!(Role::Operator, "route", "send records to named outputs by CEL condition", Route),
+    kind!(Role::Sink, "file", "JSON Lines file", FileSink),
+    kind!(Role::Sink, "stdout", "JSON Lines on standard output", StdoutSink),
+];
+
+/// The kind called `name` in `role`'s section.
+pub fn lookup(role: Role, name: &str) -> Option<&'static Kind> {
+    KINDS.iter().find(|k| k.role == role && k.name == name)
+}
+
+/// The kind names of one section.
+pub fn names(role: Role) -> Vec<&'static str> {
+    KINDS.iter().filter(|k| k.role == role).map(|k| k.name).collect()
+}
+
+impl NodeConfig {
+    /// The outputs of the node (sinks have none).
+    pub fn ports(&self) -> Ports {
+        match self {
+            Self::Route(r) => r.ports(),
+            Self::FileSink(_) | Self::StdoutSink(_) => Ports { default: false, named: Vec::new() },
+            _ => Ports::single(),
+        }
+    }
+
+    /// Builds the runtime half of an operator (sources and sinks are opened by the runtime).
+    pub fn build_operator(&self) -> Option<Result<Box<dyn SyncOperator>, Vec<ConfigError>>> {
+        Some(match self {
+            Self::Filter(c) => c.build().map(|o| Box::new(o) as Box<dyn SyncOperator>),
+            Self::Map(c) => c.build().map(|o| Box::new(o) as Box<dyn SyncOperator>),
+            Self::Route(c) => c.build().map(|o| Box::new(o) as Box<dyn SyncOperator>),
+            _ => return None,
+        })
+    }
+}

@@ -1,0 +1,328 @@
+//! TOML → [`Spec`]: the topology as written, every node's options parsed, every error collected.
+
+use std::ops::Range;
+
+use kafclaw_operators::suggest::did_you_mean;
+use serde::Deserialize;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::collect::deserialize_all;
+use super::diagnostic::{Diagnostic, Diagnostics};
+use super::registry::{self, NodeConfig, Role};
+use super::source::SourceFile;
+use super::tests_spec::TestSpec;
+
+/// The delivery guarantee of a topology.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Guarantee {
+    /// Outputs, state and offsets commit in one Kafka transaction.
+    #[default]
+    ExactlyOnce,
+    /// Outputs are flushed before offsets commit; a crash may repeat outputs.
+    AtLeastOnce,
+}
+
+/// `[topology]`: who this topology is.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopologySection {
+    /// Application id: the consumer group, the transactional id prefix and the prefix of state
+    /// tables and changelog topics. Letters, digits, `.`, `_` and `-`.
+    pub name: Spanned<String>,
+    /// Agent group whose topics (`group.<group>.*`) the topology reads and writes.
+    #[serde(default)]
+    pub group: Option<Spanned<String>>,
+    /// `exactly-once` (default) or `at-least-once`.
+    #[serde(default)]
+    pub guarantee: Guarantee,
+    /// What the topology does, for people.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// Where dead letters go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeadLetterKind {
+    /// A JSON Lines file (`path`).
+    #[default]
+    File,
+    /// Standard error, one JSON object per line.
+    Stderr,
+}
+
+/// `[dead_letter]`: where records that fail to decode or process go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterSection {
+    /// `file` (default) or `stderr`.
+    #[serde(rename = "type", default)]
+    pub kind: DeadLetterKind,
+    /// For `file`: the path, relative to the current folder. Default `<name>.dlq.jsonl`.
+    #[serde(default)]
+    pub path: Option<Spanned<String>>,
+}
+
+/// A reference to an upstream node's output in `inputs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputRef {
+    /// The upstream node.
+    pub node: String,
+    /// Its named output, for `node.port`.
+    pub port: Option<String>,
+    /// Where the reference is written.
+    pub span: Range<usize>,
+}
+
+/// One source, operator or sink as written.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    /// Its name (the key of its table).
+    pub name: String,
+    /// Where the name is written.
+    pub name_span: Range<usize>,
+    /// Its section.
+    pub role: Role,
+    /// Its `type` (`None` when the type is missing or unknown; an error was reported).
+    pub kind: Option<&'static str>,
+    /// Its `inputs`, in order.
+    pub inputs: Vec<InputRef>,
+    /// Where `inputs` is written, if it is.
+    pub inputs_span: Option<Range<usize>>,
+    /// Its options (`None` when they could not be parsed; an error was reported). Such a node
+    /// still takes part in wiring checks, so one mistake does not cascade into others.
+    pub config: Option<NodeConfig>,
+}
+
+impl NodeSpec {
+    /// The options of a node of a topology that compiled.
+    pub fn config(&self) -> &NodeConfig {
+        self.config.as_ref().expect("a compiled topology has every node's options")
+    }
+}
+
+/// A parsed topology file.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// `[topology]`.
+    pub topology: TopologySection,
+    /// Every node that parsed, sources, operators and sinks, in file order.
+    pub nodes: Vec<NodeSpec>,
+    /// `[dead_letter]`.
+    pub dead_letter: DeadLetterSection,
+    /// `[[tests]]`.
+    pub tests: Vec<TestSpec>,
+}
+
+const ROOT_KEYS: [&str; 6] = ["topology", "sources", "operators", "sinks", "dead_letter", "tests"];
+
+/// Characters allowed in topology and node names.
+pub fn valid_name(name: &str, allow_dot: bool) -> bool {
+    !name.is_empty()
+        && name.len() <= 200
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || (allow_dot && c == '.'))
+}
+
+fn as_table<'a, 'i>(v: &'a Spanned<DeValue<'i>>, what: &str, diags: &mut Diagnostics) -> Option<&'a DeTable<'i>> {
+    match v.get_ref() {
+        DeValue::Table(t) => Some(t),
+        other => {
+            diags.push(Diagnostic::error(v.span(), format!("{what} must be a table, not {}", other.type_str())));
+            None
+        }
+    }
+}
+
+fn parse_inputs(value: &Spanned<DeValue<'_>>, diags: &mut Diagnostics) -> Vec<InputRef> {
+    let DeValue::Array(items) = value.get_ref() else {
+        diags.push(
+            Diagnostic::error(value.span(), "`inputs` must be a list of node names")
+                .hint("e.g. inputs = [\"requests\"], or [\"router.urgent\"] for a named output"),
+        );
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for item in items.iter() {
+        match item.get_ref().as_str() {
+            Some(s) => {
+                let (node, port) = match s.split_once('.') {
+                    Some((n, p)) => (n.to_owned(), Some(p.to_owned())),
+                    None => (s.to_owned(), None),
+                };
+                out.push(InputRef { node, port, span: item.span() });
+            }
+            None => diags.push(Diagnostic::error(item.span(), "an input must be a string naming a node")),
+        }
+    }
+    out
+}
+
+fn parse_node(
+    role: Role,
+    name: &Spanned<toml::de::DeString<'_>>,
+    value: &Spanned<DeValue<'_>>,
+    diags: &mut Diagnostics,
+) -> Option<NodeSpec> {
+    let table = as_table(value, &format!("{} `{}`", role.noun(), name.get_ref()), diags)?;
+    let mut ok = true;
+    if !valid_name(name.get_ref(), false) {
+        diags.push(
+            Diagnostic::error(name.span(), format!("`{}` is not a valid node name", name.get_ref()))
+                .hint("use letters, digits, `_` and `-` (a `.` separates a node from its named output)"),
+        );
+        ok = false;
+    }
+    let kind = match table.get("type") {
+        None => {
+            diags.push(
+                Diagnostic::error(name.span(), format!("{} `{}` has no `type`", role.noun(), name.get_ref()))
+                    .hint(format!("{} types: {}", role.noun(), registry::names(role).join(", "))),
+            );
+            None
+        }
+        Some(t) => match t.get_ref().as_str() {
+            Some(s) => match registry::lookup(role, s) {
+                Some(k) => Some(k),
+                None => {
+                    let names = registry::names(role);
+                    let hint = match did_you_mean(s, &names) {
+                        Some(m) => format!("did you mean `{m}`? {} types: {}", role.noun(), names.join(", ")),
+                        None => format!("{} types: {}", role.noun(), names.join(", ")),
+                    };
+                    diags.push(Diagnostic::error(t.span(), format!("unknown {} type `{s}`", role.noun())).hint(hint));
+                    None
+                }
+            },
+            None => {
+                diags.push(Diagnostic::error(t.span(), "`type` must be a string"));
+                None
+            }
+        },
+    };
+    let (inputs, inputs_span) = match (role, table.get_key_value("inputs")) {
+        (Role::Source, Some((k, _))) => {
+            diags.push(
+                Diagnostic::error(k.span(), "a source has no `inputs`")
+                    .hint("sources read from outside; remove `inputs`"),
+            );
+            ok = false;
+            (Vec::new(), None)
+        }
+        (_, Some((_, v))) => (parse_inputs(v, diags), Some(v.span())),
+        (_, None) => (Vec::new(), None),
+    };
+    let Some(kind) = kind else {
+        return ok.then(|| NodeSpec {
+            name: name.get_ref().to_string(),
+            name_span: name.span(),
+            role,
+            kind: None,
+            inputs,
+            inputs_span,
+            config: None,
+        });
+    };
+    let mut options = table.clone();
+    options.remove("type");
+    options.remove("inputs");
+    let options = Spanned::new(value.span(), DeValue::Table(options));
+    let before = diags.error_count();
+    let config = (kind.parse)(&options, diags);
+    // Option errors reported on the whole (type- and inputs-less) table point at the name.
+    for d in &mut diags.items[before..] {
+        if d.offset == value.span().start {
+            d.offset = name.span().start;
+        }
+    }
+    ok.then(|| NodeSpec {
+        name: name.get_ref().to_string(),
+        name_span: name.span(),
+        role,
+        kind: Some(kind.name),
+        inputs,
+        inputs_span,
+        config,
+    })
+}
+
+/// Parses a topology file. Returns the spec when it parsed far enough to be checked further
+/// (errors may still have been found), and `None` when the file cannot be read as a topology.
+pub fn parse(file: &SourceFile, diags: &mut Diagnostics) -> Option<Spec> {
+    let (root, errors) = DeTable::parse_recoverable(&file.text);
+    if !errors.is_empty() {
+        for e in errors {
+            let span = e.span().unwrap_or(0..0);
+            diags.push(Diagnostic::error(span, format!("TOML syntax: {}", e.message())));
+        }
+        return None;
+    }
+    let root = root.get_ref();
+    for (key, _) in root.iter() {
+        if !ROOT_KEYS.contains(&key.get_ref().as_ref()) {
+            let hint = match did_you_mean(key.get_ref(), &ROOT_KEYS) {
+                Some(m) => format!("did you mean `{m}`? sections: {}", ROOT_KEYS.join(", ")),
+                None => format!("sections: {}", ROOT_KEYS.join(", ")),
+            };
+            diags.push(Diagnostic::error(key.span(), format!("unknown section `{}`", key.get_ref())).hint(hint));
+        }
+    }
+
+    let topology = match root.get("topology") {
+        Some(v) => deserialize_all::<TopologySection>(v, diags, &[]),
+        None => {
+            diags.push(
+                Diagnostic::error(0..0, "missing `[topology]` section")
+                    .hint("add [topology] with at least name = \"my-agent\""),
+            );
+            None
+        }
+    };
+    if let Some(t) = &topology {
+        if !valid_name(t.name.get_ref(), true) {
+            diags.push(
+                Diagnostic::error(t.name.span(), format!("`{}` is not a valid topology name", t.name.get_ref()))
+                    .hint("it names the consumer group and topics: use letters, digits, `.`, `_` and `-`"),
+            );
+        }
+        if let Some(g) = &t.group
+            && !valid_name(g.get_ref(), false)
+        {
+            diags.push(
+                Diagnostic::error(g.span(), format!("`{}` is not a valid group name", g.get_ref()))
+                    .hint("it names topics group.<group>.*: use letters, digits, `_` and `-`"),
+            );
+        }
+    }
+
+    let mut nodes = Vec::new();
+    for role in [Role::Source, Role::Operator, Role::Sink] {
+        let Some(section) = root.get(role.section()) else { continue };
+        let Some(table) = as_table(section, &format!("`{}`", role.section()), diags) else { continue };
+        for (name, value) in table.iter() {
+            if let Some(node) = parse_node(role, name, value, diags) {
+                nodes.push(node);
+            }
+        }
+    }
+    nodes.sort_by_key(|n| n.name_span.start);
+
+    let dead_letter = match root.get("dead_letter") {
+        Some(v) => deserialize_all::<DeadLetterSection>(v, diags, &[]),
+        None => Some(DeadLetterSection { kind: DeadLetterKind::File, path: None }),
+    };
+    if let Some(dl) = &dead_letter
+        && dl.kind == DeadLetterKind::Stderr
+        && let Some(p) = &dl.path
+    {
+        diags.push(Diagnostic::error(p.span(), "a `stderr` dead-letter output has no `path`"));
+    }
+
+    let tests = match root.get("tests") {
+        Some(v) => deserialize_all::<Vec<TestSpec>>(v, diags, &[]).unwrap_or_default(),
+        None => Vec::new(),
+    };
+
+    Some(Spec { topology: topology?, nodes, dead_letter: dead_letter?, tests })
+}

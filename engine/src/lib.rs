@@ -1,0 +1,19 @@
+//! kafclaw engine: the topology compiler ([`compiler`]), the runtimes ([`runtime`]), the
+//! in-file test runner ([`testing`]), graph rendering ([`render`]) and the CLI ([`cli`]).
+//! See `docs/ARCHITECTURE.md` for the map.
+
+pub mod cli;
+pub mod compiler;
+pub mod render;
+pub mod runtime;
+pub mod testing;
+
+/// Process exit codes (documented in the README and `kafclaw --help`).
+pub mod exit {
+    /// Success.
+    pub const OK: i32 = 0;
+    /// A runtime failure (I/O, a failing test).
+    pub const RUNTIME: i32 = 1;
+    /// Invalid input or configuration (a topology with errors, a missing file, a bad flag).
+    pub const INVALID: i32 = 2;
+}

@@ -1,0 +1,248 @@
+//! Local mode: runs a plan over files and the standard streams, with no Kafka at all. One
+//! thread per sub-topology; each runs the same [`Task`] the Kafka runtime runs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use kafclaw_operators::io::{FileSink, LineSource, RecordSink, RecordSource, StdoutSink};
+
+use super::task::{BuildError, Task, TaskOutput};
+use crate::compiler::registry::{NodeConfig, Role};
+use crate::compiler::spec::DeadLetterKind;
+use crate::compiler::{Compiled, PhysicalPlan};
+
+/// Overrides for a local run.
+#[derive(Debug, Clone, Default)]
+pub struct LocalOptions {
+    /// Source name → file to read instead of the configured one.
+    pub inputs: HashMap<String, PathBuf>,
+    /// Sink name → file to write instead of the configured one.
+    pub outputs: HashMap<String, PathBuf>,
+    /// Where dead letters go instead of the configured place.
+    pub dead_letter: Option<PathBuf>,
+}
+
+/// What a local run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Records read from all sources.
+    pub read: u64,
+    /// Records written, per sink.
+    pub written: BTreeMap<String, u64>,
+    /// Records dead-lettered.
+    pub dead_letters: u64,
+    /// Where the dead letters went.
+    pub dead_letter_target: String,
+}
+
+/// Why a local run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// An input, output or override is wrong (exit code 2).
+    #[error("{0}")]
+    Setup(String),
+    /// An operator could not be built (exit code 2).
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// Reading or writing failed mid-run (exit code 1).
+    #[error("{0}")]
+    Io(String),
+}
+
+/// How often (in input records) a task's buffered outputs are written out.
+const DRAIN_EVERY: usize = 1024;
+
+/// How many dead letters are logged one by one before only the summary counts them.
+const WARN_DEAD_LETTERS: u64 = 10;
+
+fn resolve(base: &Path, configured: &str) -> PathBuf {
+    let p = Path::new(configured);
+    if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
+}
+
+fn open_source(plan: &PhysicalPlan, node: usize, base: &Path, opts: &LocalOptions) -> Result<LineSource, RunError> {
+    let n = &plan.nodes[node];
+    let path = match (opts.inputs.get(&*n.name), &*n.config) {
+        (Some(p), _) => p.clone(),
+        (None, NodeConfig::FileSource(c)) => resolve(base, c.path.get_ref()),
+        (None, NodeConfig::StdinSource(c)) => return Ok(c.open()),
+        (None, _) => return Err(RunError::Setup(format!("source `{}` cannot run locally", n.name))),
+    };
+    LineSource::open(&path).map_err(|e| RunError::Setup(format!("source `{}`: {e}", n.name)))
+}
+
+fn open_sink(
+    plan: &PhysicalPlan,
+    node: usize,
+    base: &Path,
+    opts: &LocalOptions,
+) -> Result<Box<dyn RecordSink>, RunError> {
+    let n = &plan.nodes[node];
+    let setup = |e: io::Error| RunError::Setup(format!("sink `{}`: {e}", n.name));
+    Ok(match (opts.outputs.get(&*n.name), &*n.config) {
+        (Some(p), NodeConfig::FileSink(c)) => Box::new(FileSink::open(p, c.append).map_err(setup)?),
+        (Some(p), _) => Box::new(FileSink::open(p, false).map_err(setup)?),
+        (None, NodeConfig::FileSink(c)) => {
+            Box::new(FileSink::open(&resolve(base, c.path.get_ref()), c.append).map_err(setup)?)
+        }
+        (None, NodeConfig::StdoutSink(_)) => Box::new(StdoutSink::open()),
+        (None, _) => return Err(RunError::Setup(format!("sink `{}` cannot run locally", n.name))),
+    })
+}
+
+/// Dead-letter output shared by all tasks.
+struct DeadLetterOut {
+    sink: Box<dyn RecordSink>,
+    count: u64,
+}
+
+fn open_dead_letter(compiled: &Compiled, opts: &LocalOptions) -> Result<(DeadLetterOut, String), RunError> {
+    let dl = &compiled.plan.dead_letter;
+    let path = match (&opts.dead_letter, dl.kind, &dl.path) {
+        (Some(p), _, _) => p.clone(),
+        (None, DeadLetterKind::Stderr, _) => {
+            struct Stderr;
+            impl RecordSink for Stderr {
+                fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+                    use io::Write;
+                    let mut e = io::stderr().lock();
+                    e.write_all(bytes)?;
+                    e.write_all(b"\n")
+                }
+                fn flush(&mut self) -> io::Result<()> {
+                    Ok(())
+                }
+            }
+            return Ok((DeadLetterOut { sink: Box::new(Stderr), count: 0 }, "<stderr>".into()));
+        }
+        (None, DeadLetterKind::File, Some(p)) => PathBuf::from(p.get_ref()),
+        (None, DeadLetterKind::File, None) => PathBuf::from(format!("{}.dlq.jsonl", compiled.plan.name)),
+    };
+    let sink = FileSink::open(&path, false).map_err(|e| RunError::Setup(format!("dead-letter output: {e}")))?;
+    Ok((DeadLetterOut { sink: Box::new(sink), count: 0 }, path.display().to_string()))
+}
+
+fn drain(
+    out: &mut TaskOutput,
+    sinks: &mut HashMap<usize, Box<dyn RecordSink>>,
+    written: &mut HashMap<usize, u64>,
+    dead: &Mutex<DeadLetterOut>,
+    buf: &mut Vec<u8>,
+) -> io::Result<()> {
+    for (sink, envelope) in out.records.drain(..) {
+        buf.clear();
+        envelope.encode_into(buf);
+        sinks.get_mut(&sink).expect("every sink of a sub-topology is opened").write(buf)?;
+        *written.entry(sink).or_default() += 1;
+    }
+    if !out.dead_letters.is_empty() {
+        let mut d = dead.lock().unwrap_or_else(|p| p.into_inner());
+        for letter in out.dead_letters.drain(..) {
+            // The first few are worth a warning each; after that the summary counts them.
+            if d.count < WARN_DEAD_LETTERS {
+                tracing::warn!(stage = %letter.stage, location = %letter.location, line = ?letter.line, error = %letter.error, "record dead-lettered");
+            } else {
+                tracing::debug!(stage = %letter.stage, location = %letter.location, line = ?letter.line, error = %letter.error, "record dead-lettered");
+            }
+            let line = serde_json::to_vec(&letter.to_json()).expect("dead letters encode");
+            d.sink.write(&line)?;
+            d.count += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Runs a compiled topology locally until every source is exhausted.
+pub fn run_local(compiled: &Compiled, opts: &LocalOptions) -> Result<RunSummary, RunError> {
+    let plan = Arc::new(compiled.plan.clone());
+    let base = compiled.file.base_dir().to_path_buf();
+    for name in opts.inputs.keys() {
+        if plan.index(name).is_none_or(|i| plan.nodes[i].role != Role::Source) {
+            return Err(RunError::Setup(format!("--input {name}=…: `{name}` is not a source of {}", plan.name)));
+        }
+    }
+    for name in opts.outputs.keys() {
+        if plan.index(name).is_none_or(|i| plan.nodes[i].role != Role::Sink) {
+            return Err(RunError::Setup(format!("--output {name}=…: `{name}` is not a sink of {}", plan.name)));
+        }
+    }
+    let (dead, dead_target) = open_dead_letter(compiled, opts)?;
+    let dead = Mutex::new(dead);
+
+    // Open everything before starting, so a setup error runs nothing.
+    let mut work = Vec::new();
+    for sub in &plan.subtopologies {
+        let task = Task::new(plan.clone(), sub, 0)?;
+        let mut sources = Vec::new();
+        for &s in &sub.sources {
+            let src = open_source(&plan, s, &base, opts)?;
+            let location: Arc<str> = src.location().into();
+            sources.push((s, src, location));
+        }
+        let mut sinks = HashMap::new();
+        for &n in sub.nodes.iter().filter(|&&n| plan.nodes[n].role == Role::Sink) {
+            sinks.insert(n, open_sink(&plan, n, &base, opts)?);
+        }
+        work.push((task, sources, sinks));
+    }
+
+    let results: Vec<Result<(u64, HashMap<usize, u64>), RunError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = work
+            .into_iter()
+            .map(|(mut task, mut sources, mut sinks)| {
+                let dead = &dead;
+                scope.spawn(move || -> Result<(u64, HashMap<usize, u64>), RunError> {
+                    let mut out = TaskOutput::default();
+                    let mut written = HashMap::new();
+                    let mut buf = Vec::new();
+                    let mut read = 0u64;
+                    let mut since_drain = 0;
+                    let io_err = |e: io::Error| RunError::Io(e.to_string());
+                    // Round-robin over the sub-topology's sources until all are exhausted.
+                    while !sources.is_empty() {
+                        let mut i = 0;
+                        while i < sources.len() {
+                            let (node, src, location) = &mut sources[i];
+                            match src.next_raw().map_err(|e| RunError::Io(format!("{location}: {e}")))? {
+                                Some(raw) => {
+                                    task.process_raw(*node, location, raw, &mut out);
+                                    read += 1;
+                                    since_drain += 1;
+                                    i += 1;
+                                }
+                                None => {
+                                    sources.swap_remove(i);
+                                }
+                            }
+                        }
+                        if since_drain >= DRAIN_EVERY {
+                            drain(&mut out, &mut sinks, &mut written, dead, &mut buf).map_err(io_err)?;
+                            since_drain = 0;
+                        }
+                    }
+                    drain(&mut out, &mut sinks, &mut written, dead, &mut buf).map_err(io_err)?;
+                    for sink in sinks.values_mut() {
+                        sink.flush().map_err(io_err)?;
+                    }
+                    Ok((read, written))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(RunError::Io("a task panicked".into())))).collect()
+    });
+
+    let mut summary = RunSummary { dead_letter_target: dead_target, ..Default::default() };
+    for r in results {
+        let (read, written) = r?;
+        summary.read += read;
+        for (node, count) in written {
+            *summary.written.entry(plan.nodes[node].name.to_string()).or_default() += count;
+        }
+    }
+    let mut d = dead.into_inner().unwrap_or_else(|p| p.into_inner());
+    d.sink.flush().map_err(|e| RunError::Io(format!("dead-letter output: {e}")))?;
+    summary.dead_letters = d.count;
+    Ok(summary)
+}

@@ -1,0 +1,61 @@
+//! `filter`: keeps the records for which a CEL condition is true.
+//!
+//! ```toml
+//! [operators.tickets]
+//! type = "filter"
+//! inputs = ["requests"]
+//! where = 'type == "request" && payload.description != ""'
+//! ```
+//! A record on which the condition fails to evaluate (a missing field, a type error) goes to
+//! the dead-letter output with the error. Use `has(payload.x)` to test for optional fields.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::expr::Expr;
+use crate::operator::{ConfigError, Emit, Failure, SyncOperator};
+use crate::record::Record;
+
+/// Config half of `filter`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    /// CEL condition over the envelope; records for which it is `true` pass.
+    #[serde(rename = "where")]
+    pub condition: Spanned<String>,
+}
+
+/// Compiles a CEL expression held in a config value, turning its errors into config errors.
+pub fn compile_expr(value: &Spanned<String>) -> Result<Expr, Vec<ConfigError>> {
+    Expr::compile(value.get_ref()).map_err(|errs| {
+        errs.into_iter()
+            .map(|e| ConfigError::inside(value.span(), e.char_offset, e.message).with_hint(e.hint))
+            .collect()
+    })
+}
+
+impl FilterConfig {
+    /// Builds the runtime half.
+    pub fn build(&self) -> Result<Filter, Vec<ConfigError>> {
+        Ok(Filter { condition: compile_expr(&self.condition)? })
+    }
+}
+
+/// Runtime half of `filter`.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    condition: Expr,
+}
+
+impl SyncOperator for Filter {
+    fn process(&mut self, record: Record, out: &mut Emit) -> Result<(), Failure> {
+        match self.condition.eval_bool(&record) {
+            Ok(true) => {
+                out.emit(0, record);
+                Ok(())
+            }
+            Ok(false) => Ok(()),
+            Err(message) => Err(Failure { record, message }),
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! Local sources and sinks: JSON Lines files and the standard streams. The Kafka source and
+//! sink live in the engine's Kafka I/O module (the only place that touches rdkafka).
+
+mod file_sink;
+mod file_source;
+mod stdin_source;
+mod stdout_sink;
+
+pub use file_sink::{FileSink, FileSinkConfig};
+pub use file_source::{FileSourceConfig, LineSource};
+pub use stdin_source::StdinSourceConfig;
+pub use stdout_sink::{StdoutSink, StdoutSinkConfig};
+
+use std::io;
+
+use serde::Deserialize;
+
+use crate::record::RawRecord;
+
+/// Record framing of local sources.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// One JSON envelope per line; blank lines are skipped.
+    #[default]
+    Jsonl,
+}
+
+/// Where a task reads raw records from.
+pub trait RecordSource: Send {
+    /// The next record, `None` at the end of the input.
+    fn next_raw(&mut self) -> io::Result<Option<RawRecord>>;
+    /// The file or topic read, for coordinates in dead letters.
+    fn location(&self) -> &str;
+}
+
+/// Where a task writes encoded records to.
+pub trait RecordSink: Send {
+    /// Writes one encoded record.
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()>;
+    /// Makes everything written so far durable (flushed to the OS).
+    fn flush(&mut self) -> io::Result<()>;
+}

@@ -1,0 +1,21 @@
+//! `stdin` source: JSON Lines from standard input.
+
+use serde::Deserialize;
+
+use super::{Format, LineSource};
+
+/// Config half of the `stdin` source.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdinSourceConfig {
+    /// Record framing; only `jsonl` for now.
+    #[serde(default)]
+    pub format: Format,
+}
+
+impl StdinSourceConfig {
+    /// Opens standard input.
+    pub fn open(&self) -> LineSource {
+        LineSource::from_reader(std::io::stdin(), "<stdin>".to_owned())
+    }
+}

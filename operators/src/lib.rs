@@ -1,0 +1,35 @@
+//! kafclaw operators.
+//!
+//! Each operator kind is one module with a **config half** (a serde struct with
+//! `deny_unknown_fields`, whose doc comments are the reference docs) and a **runtime half**
+//! (the code that processes records). The engine's topology compiler lists the kinds
+//! explicitly (`engine/src/compiler/registry.rs`); nothing here registers itself.
+//!
+//! | kind | module | tier |
+//! |---|---|---|
+//! | `filter` | [`filter`] | synchronous, fused |
+//! | `map` | [`map`] | synchronous, fused |
+//! | `route` | [`route`] | synchronous, fused |
+//! | source `file`, `stdin` | [`io`] | local I/O |
+//! | sink `file`, `stdout` | [`io`] | local I/O |
+//!
+//! Also here: the envelope v1 ([`envelope`]), the record model ([`record`]), dead letters
+//! ([`dead_letter`]), CEL expressions ([`expr`]) and templates ([`template`]).
+
+pub mod dead_letter;
+pub mod envelope;
+pub mod expr;
+pub mod filter;
+pub mod io;
+pub mod map;
+pub mod operator;
+pub mod path;
+pub mod record;
+pub mod route;
+pub mod suggest;
+pub mod template;
+
+pub use dead_letter::DeadLetter;
+pub use envelope::{Envelope, EnvelopeError, EnvelopeType};
+pub use operator::{ConfigError, Emit, Failure, Ports, SyncOperator};
+pub use record::{Origin, RawRecord, Record};

@@ -1,0 +1,101 @@
+//! The synchronous operator tier: per-record operators (filter, map, route) that the runtime
+//! fuses inside a task, and the config-error type every operator's config half reports.
+
+use std::ops::Range;
+
+use crate::record::Record;
+
+/// Where an option error is, in the topology file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Byte span of the offending value (or key) in the topology file.
+    pub span: Range<usize>,
+    /// For errors inside a string value (an expression, a template): the 0-based character
+    /// offset inside the string's content.
+    pub char_offset: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it, when we know.
+    pub hint: Option<String>,
+}
+
+impl ConfigError {
+    /// An error about a whole value.
+    pub fn at(span: Range<usize>, message: impl Into<String>) -> Self {
+        Self { span, char_offset: None, message: message.into(), hint: None }
+    }
+
+    /// An error inside a string value at a character offset of its content.
+    pub fn inside(span: Range<usize>, char_offset: usize, message: impl Into<String>) -> Self {
+        Self { span, char_offset: Some(char_offset), message: message.into(), hint: None }
+    }
+
+    /// Adds a hint.
+    pub fn with_hint(mut self, hint: Option<String>) -> Self {
+        self.hint = hint;
+        self
+    }
+}
+
+/// The outputs of an operator: its default output and its named outputs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ports {
+    /// Whether `inputs = ["<operator>"]` can read the operator (port 0).
+    pub default: bool,
+    /// Named outputs, read as `inputs = ["<operator>.<port>"]`; numbered after the default.
+    pub named: Vec<String>,
+}
+
+impl Ports {
+    /// One default output.
+    pub fn single() -> Self {
+        Self { default: true, named: Vec::new() }
+    }
+
+    /// The port index of `name` (`None` = the default output).
+    pub fn index_of(&self, name: Option<&str>) -> Option<usize> {
+        match name {
+            None => self.default.then_some(0),
+            Some(n) => self.named.iter().position(|p| p == n).map(|i| i + usize::from(self.default)),
+        }
+    }
+
+    /// How many ports there are in all.
+    pub fn count(&self) -> usize {
+        usize::from(self.default) + self.named.len()
+    }
+}
+
+/// Where an operator sends its outputs: `(port, record)` pairs, in order.
+#[derive(Debug, Default)]
+pub struct Emit {
+    out: Vec<(usize, Record)>,
+}
+
+impl Emit {
+    /// Sends `record` to `port`.
+    pub fn emit(&mut self, port: usize, record: Record) {
+        self.out.push((port, record));
+    }
+
+    /// Takes the emitted records, leaving the buffer empty for reuse.
+    pub fn drain(&mut self) -> std::vec::Drain<'_, (usize, Record)> {
+        self.out.drain(..)
+    }
+}
+
+/// A record an operator could not process, and why. The record goes to the dead-letter output
+/// as it entered the operator.
+#[derive(Debug)]
+pub struct Failure {
+    /// The record as it entered the operator.
+    pub record: Record,
+    /// Why it failed.
+    pub message: String,
+}
+
+/// A synchronous per-record operator.
+pub trait SyncOperator: Send {
+    /// Processes one record; zero or more outputs go to `out`.
+    fn process(&mut self, record: Record, out: &mut Emit) -> Result<(), Failure>;
+}

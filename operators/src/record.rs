@@ -1,0 +1,58 @@
+//! The record that flows through a task: a decoded envelope and where its input came from.
+
+use std::sync::Arc;
+
+use crate::envelope::Envelope;
+
+/// Where the input record of a task came from. Shared by every record derived from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The source node that read it.
+    pub source: Arc<str>,
+    /// The topic, or the file for local sources.
+    pub location: Arc<str>,
+    /// Partition (0 for local files and stdin).
+    pub partition: i32,
+    /// Offset in the partition (for local files: the 0-based line index).
+    pub offset: i64,
+    /// 1-based line number for line-oriented local sources.
+    pub line: Option<u64>,
+    /// `id` of the input envelope, if it had one.
+    pub input_id: Option<String>,
+    /// `span_id` of the input envelope, if it had one.
+    pub input_span_id: Option<String>,
+    /// Trace the outputs belong to: the input's, or one derived from the coordinates.
+    pub trace_id: String,
+}
+
+impl Origin {
+    /// `location:partition@offset` (and the line where there is one), for errors and logs.
+    pub fn describe(&self) -> String {
+        match self.line {
+            Some(line) => format!("{}:{line}", self.location),
+            None => format!("{} partition {} offset {}", self.location, self.partition, self.offset),
+        }
+    }
+}
+
+/// One envelope in flight inside a task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// The envelope as operators have shaped it so far.
+    pub envelope: Envelope,
+    /// Where the task's input came from.
+    pub origin: Arc<Origin>,
+}
+
+/// A raw record as a source hands it to a task, before decoding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRecord {
+    /// The bytes (one JSON line for local sources, a Kafka value later).
+    pub bytes: Vec<u8>,
+    /// Partition it was read from.
+    pub partition: i32,
+    /// Offset in that partition.
+    pub offset: i64,
+    /// 1-based line number for line-oriented sources.
+    pub line: Option<u64>,
+}

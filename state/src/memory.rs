@@ -1,0 +1,92 @@
+//! The in-memory backend: a sorted map per table. Used by unit tests and by local runs that
+//! need no durability.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::{StateError, StateStore, decode_partition_key, encode_partition_key};
+
+/// A [`StateStore`] kept in memory.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    tables: HashMap<String, BTreeMap<Vec<u8>, Vec<u8>>>,
+}
+
+impl MemoryStore {
+    /// An empty store with no tables.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn table(&self, table: &str) -> Result<&BTreeMap<Vec<u8>, Vec<u8>>, StateError> {
+        self.tables.get(table).ok_or_else(|| StateError::UnknownTable(table.to_owned()))
+    }
+
+    fn table_mut(&mut self, table: &str) -> Result<&mut BTreeMap<Vec<u8>, Vec<u8>>, StateError> {
+        self.tables.get_mut(table).ok_or_else(|| StateError::UnknownTable(table.to_owned()))
+    }
+}
+
+fn partition_range(partition: u32) -> (Vec<u8>, Option<Vec<u8>>) {
+    let start = encode_partition_key(partition, &[]);
+    let end = partition.checked_add(1).map(|next| encode_partition_key(next, &[]));
+    (start, end)
+}
+
+impl StateStore for MemoryStore {
+    fn open_table(&mut self, table: &str) -> Result<(), StateError> {
+        self.tables.entry(table.to_owned()).or_default();
+        Ok(())
+    }
+
+    fn get(&self, table: &str, partition: u32, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        Ok(self.table(table)?.get(&encode_partition_key(partition, key)).cloned())
+    }
+
+    fn put(&mut self, table: &str, partition: u32, key: &[u8], value: &[u8]) -> Result<(), StateError> {
+        self.table_mut(table)?.insert(encode_partition_key(partition, key), value.to_vec());
+        Ok(())
+    }
+
+    fn delete(&mut self, table: &str, partition: u32, key: &[u8]) -> Result<(), StateError> {
+        self.table_mut(table)?.remove(&encode_partition_key(partition, key));
+        Ok(())
+    }
+
+    fn scan_partition(&self, table: &str, partition: u32) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+        let (start, end) = partition_range(partition);
+        let map = self.table(table)?;
+        let iter: Box<dyn Iterator<Item = (&Vec<u8>, &Vec<u8>)>> = match end {
+            Some(end) => Box::new(map.range(start..end)),
+            None => Box::new(map.range(start..)),
+        };
+        iter.map(|(stored, value)| {
+            let decoded = decode_partition_key(stored).ok_or_else(|| StateError::CorruptKey {
+                table: table.to_owned(),
+                reason: format!("{} bytes, shorter than the partition prefix", stored.len()),
+            })?;
+            Ok((decoded.key.to_vec(), value.clone()))
+        })
+        .collect()
+    }
+
+    fn drop_partition(&mut self, table: &str, partition: u32) -> Result<(), StateError> {
+        let (start, end) = partition_range(partition);
+        let map = self.table_mut(table)?;
+        let doomed: Vec<Vec<u8>> = match end {
+            Some(end) => map.range(start..end).map(|(k, _)| k.clone()).collect(),
+            None => map.range(start..).map(|(k, _)| k.clone()).collect(),
+        };
+        for key in doomed {
+            map.remove(&key);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn memory_store_passes_conformance() {
+        crate::conformance::run_all(crate::MemoryStore::new);
+    }
+}
