@@ -55,7 +55,7 @@ impl SyncOperator for Filter {
                 Ok(())
             }
             Ok(false) => Ok(()),
-            Err(message) => Err(Failure { record, message }),
+            Err(message) => Err(Failure::new(record, message)),
         }
     }
 }

@@ -117,7 +117,7 @@ impl SyncOperator for Map {
     fn process(&mut self, record: Record, out: &mut Emit) -> Result<(), Failure> {
         let values = match self.compute(&record) {
             Ok(v) => v,
-            Err(message) => return Err(Failure { record, message }),
+            Err(message) => return Err(Failure::new(record, message)),
         };
         let mut envelope = record.envelope.clone();
         let applied = values
@@ -129,7 +129,7 @@ impl SyncOperator for Map {
                 out.emit(0, Record { envelope, origin: record.origin });
                 Ok(())
             }
-            Err(message) => Err(Failure { record, message }),
+            Err(message) => Err(Failure::new(record, message)),
         }
     }
 }

@@ -88,10 +88,17 @@ impl Emit {
 /// as it entered the operator.
 #[derive(Debug)]
 pub struct Failure {
-    /// The record as it entered the operator.
-    pub record: Record,
+    /// The record as it entered the operator (boxed: failures are rare, results stay small).
+    pub record: Box<Record>,
     /// Why it failed.
     pub message: String,
+}
+
+impl Failure {
+    /// A failure of `record` for `message`.
+    pub fn new(record: Record, message: impl Into<String>) -> Self {
+        Self { record: Box::new(record), message: message.into() }
+    }
 }
 
 /// A synchronous per-record operator.

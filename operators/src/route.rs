@@ -120,7 +120,7 @@ impl SyncOperator for Route {
                     }
                 }
                 Ok(false) => {}
-                Err(message) => return Err(Failure { record, message }),
+                Err(message) => return Err(Failure::new(record, message)),
             }
         }
         match hits.split_last() {

@@ -29,6 +29,9 @@ pub enum StateError {
     },
 }
 
+/// One stored entry: user key and value.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
 /// A partitioned key-value store with per-table namespaces.
 ///
 /// Writes become visible to reads on the same store at once; durability and the
@@ -43,7 +46,7 @@ pub trait StateStore: Send {
     /// Deletes one key of one partition; deleting a missing key is a no-op.
     fn delete(&mut self, table: &str, partition: u32, key: &[u8]) -> Result<(), StateError>;
     /// All entries of one partition of a table, in key order.
-    fn scan_partition(&self, table: &str, partition: u32) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError>;
+    fn scan_partition(&self, table: &str, partition: u32) -> Result<Vec<Entry>, StateError>;
     /// Drops every entry of one partition of a table (on revoke, before a restore).
     fn drop_partition(&mut self, table: &str, partition: u32) -> Result<(), StateError>;
 }

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::{StateError, StateStore, decode_partition_key, encode_partition_key};
+use crate::{Entry, StateError, StateStore, decode_partition_key, encode_partition_key};
 
 /// A [`StateStore`] kept in memory.
 #[derive(Debug, Default)]
@@ -52,7 +52,7 @@ impl StateStore for MemoryStore {
         Ok(())
     }
 
-    fn scan_partition(&self, table: &str, partition: u32) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+    fn scan_partition(&self, table: &str, partition: u32) -> Result<Vec<Entry>, StateError> {
         let (start, end) = partition_range(partition);
         let map = self.table(table)?;
         let iter: Box<dyn Iterator<Item = (&Vec<u8>, &Vec<u8>)>> = match end {

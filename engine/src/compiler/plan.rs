@@ -131,14 +131,14 @@ pub fn plan(
     }
     let mut subtopologies: Vec<SubTopology> = Vec::new();
     let mut root_of: Vec<Option<usize>> = vec![None; n];
-    for i in 0..n {
+    for (i, node) in nodes.iter().enumerate() {
         let root = find(&mut parent, i);
         let id = *root_of[root].get_or_insert_with(|| {
             subtopologies.push(SubTopology { id: subtopologies.len(), sources: Vec::new(), nodes: Vec::new() });
             subtopologies.len() - 1
         });
         subtopologies[id].nodes.push(i);
-        if nodes[i].role == Role::Source {
+        if node.role == Role::Source {
             subtopologies[id].sources.push(i);
         }
     }

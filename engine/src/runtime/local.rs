@@ -92,6 +92,9 @@ fn open_sink(
     })
 }
 
+/// What one task thread did: records read, records written per sink node.
+type TaskTally = (u64, HashMap<usize, u64>);
+
 /// Dead-letter output shared by all tasks.
 struct DeadLetterOut {
     sink: Box<dyn RecordSink>,
@@ -188,12 +191,12 @@ pub fn run_local(compiled: &Compiled, opts: &LocalOptions) -> Result<RunSummary,
         work.push((task, sources, sinks));
     }
 
-    let results: Vec<Result<(u64, HashMap<usize, u64>), RunError>> = std::thread::scope(|scope| {
+    let results: Vec<Result<TaskTally, RunError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = work
             .into_iter()
             .map(|(mut task, mut sources, mut sinks)| {
                 let dead = &dead;
-                scope.spawn(move || -> Result<(u64, HashMap<usize, u64>), RunError> {
+                scope.spawn(move || -> Result<TaskTally, RunError> {
                     let mut out = TaskOutput::default();
                     let mut written = HashMap::new();
                     let mut buf = Vec::new();

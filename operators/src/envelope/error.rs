@@ -45,7 +45,7 @@ impl EnvelopeError {
         if let Some(start) = message.find(Self::MARK) {
             let rest = &message[start + 1..];
             if let Some(end) = rest.find(Self::MARK) {
-                return Self::field(&rest[..end], rest[end + 1..].trim_end_matches(|c: char| c == '"').to_owned());
+                return Self::field(&rest[..end], rest[end + 1..].trim_end_matches('"').to_owned());
             }
         }
         Self::Syntax(message.to_owned())
