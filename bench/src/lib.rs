@@ -34,3 +34,14 @@ pub fn envelope_1kb() -> Vec<u8> {
     });
     serde_json::to_vec(&v).expect("encodes")
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_benchmark_envelope_is_about_1kb_and_valid() {
+        let e = super::envelope_1kb();
+        assert!((900..=1200).contains(&e.len()), "{} bytes", e.len());
+        kafclaw_operators::Envelope::decode_slice(&e).unwrap();
+        println!("envelope_1kb: {} bytes", e.len());
+    }
+}
