@@ -1,5 +1,7 @@
 //! Shared inputs for kafclaw's benchmarks.
 
+#![warn(missing_docs)]
+
 use serde_json::json;
 
 /// A realistic ~1 KB request envelope (KafClaw fields, our trace fields, a text payload).

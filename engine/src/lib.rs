@@ -2,6 +2,8 @@
 //! in-file test runner ([`testing`]), graph rendering ([`render`]) and the CLI ([`cli`]).
 //! See `docs/ARCHITECTURE.md` for the map.
 
+#![warn(missing_docs)]
+
 pub mod cli;
 pub mod compiler;
 pub mod render;

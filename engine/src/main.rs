@@ -1,5 +1,7 @@
 //! The `kafclaw` binary.
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 use kafclaw_engine::cli::{Cli, main_with};
 use kafclaw_engine::exit;
@@ -20,6 +22,11 @@ fn main() {
         _ => "debug",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
     std::process::exit(main_with(cli));
 }

@@ -60,6 +60,14 @@ impl DeadLetter {
         }
     }
 
+    /// `file:line`, or `topic partition P offset O`, for logs and messages.
+    pub fn describe_input(&self) -> String {
+        match self.line {
+            Some(line) => format!("{}:{line}", self.location),
+            None => format!("{} partition {} offset {}", self.location, self.partition, self.offset),
+        }
+    }
+
     /// The Kafka headers naming the error and the input coordinates.
     pub fn headers(&self) -> Vec<(&'static str, Vec<u8>)> {
         let mut h = vec![

@@ -5,29 +5,19 @@
 //! `causation_id`, `zone`) plus `meta` (`source`, `location`, `partition`, `offset`). Only
 //! the variables an expression references are bound for it.
 
+use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 use cel::{Context, Env, Program, Value as CelValue};
 use serde_json::Value;
 
+use crate::envelope::KNOWN_FIELDS;
 use crate::record::Record;
 
-/// The variables an expression may reference.
-pub const VARIABLES: [&str; 13] = [
-    "type",
-    "correlation_id",
-    "sender_id",
-    "timestamp",
-    "payload",
-    "id",
-    "v",
-    "trace_id",
-    "span_id",
-    "parent_span_id",
-    "causation_id",
-    "zone",
-    "meta",
-];
+/// The variables an expression may reference: the envelope's fields and `meta`.
+pub fn variables() -> impl Iterator<Item = &'static str> {
+    KNOWN_FIELDS.into_iter().chain(["meta"])
+}
 
 static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| {
     let mut env = Env::stdlib();
@@ -87,6 +77,27 @@ fn find_ident(source: &str, ident: &str) -> usize {
     0
 }
 
+/// JSON → CEL the way users of JSON expect: integers are `int` (`uint` only above
+/// `i64::MAX`), other numbers `double`. (A serde conversion would make every non-negative
+/// integer a `uint`, and `payload.n % 2` would then fail with no overload.)
+pub fn json_to_cel(v: &Value) -> CelValue {
+    match v {
+        Value::Null => CelValue::Null,
+        Value::Bool(b) => CelValue::Bool(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => CelValue::Int(i),
+            (None, Some(u)) => CelValue::UInt(u),
+            _ => CelValue::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => CelValue::String(Arc::new(s.clone())),
+        Value::Array(items) => CelValue::List(Arc::new(items.iter().map(json_to_cel).collect())),
+        Value::Object(map) => {
+            let m: HashMap<&str, CelValue> = map.iter().map(|(k, v)| (k.as_str(), json_to_cel(v))).collect();
+            m.into()
+        }
+    }
+}
+
 impl Expr {
     /// Compiles `source`; every syntax error and every unknown variable is reported.
     pub fn compile(source: &str) -> Result<Self, Vec<ExprError>> {
@@ -116,14 +127,17 @@ impl Expr {
         let mut errors = Vec::new();
         let mut vars = Vec::new();
         for name in program.references().variables() {
-            match VARIABLES.iter().find(|v| **v == name) {
-                Some(v) => vars.push(*v),
+            match variables().find(|v| *v == name) {
+                Some(v) => vars.push(v),
                 None => errors.push(ExprError {
                     char_offset: find_ident(source, name),
                     message: format!("unknown variable `{name}`"),
-                    hint: Some(match crate::suggest::did_you_mean(name, &VARIABLES) {
-                        Some(c) => format!("did you mean `{c}`? variables: {}", VARIABLES.join(", ")),
-                        None => format!("variables: {}", VARIABLES.join(", ")),
+                    hint: Some({
+                        let all: Vec<&str> = variables().collect();
+                        match crate::suggest::did_you_mean(name, &all) {
+                            Some(c) => format!("did you mean `{c}`? variables: {}", all.join(", ")),
+                            None => format!("variables: {}", all.join(", ")),
+                        }
                     }),
                 }),
             }
@@ -141,7 +155,7 @@ impl Expr {
         &self.source
     }
 
-    fn bind(&self, ctx: &mut Context<'_, '_>, record: &Record) -> Result<(), String> {
+    fn bind(&self, ctx: &mut Context<'_, '_>, record: &Record) {
         let env = &record.envelope;
         let opt = |v: &Option<String>| v.clone().map(CelValue::from).unwrap_or(CelValue::Null);
         for var in &self.vars {
@@ -150,7 +164,7 @@ impl Expr {
                 "correlation_id" => env.correlation_id.as_str().into(),
                 "sender_id" => env.sender_id.as_str().into(),
                 "timestamp" => env.timestamp.as_str().into(),
-                "payload" => cel::to_value(&env.payload).map_err(|e| format!("payload: {e}"))?,
+                "payload" => json_to_cel(&env.payload),
                 "id" => opt(&env.id),
                 "v" => env.v.map(|v| CelValue::Int(i64::from(v))).unwrap_or(CelValue::Null),
                 "trace_id" => opt(&env.trace_id),
@@ -160,24 +174,22 @@ impl Expr {
                 "zone" => opt(&env.zone),
                 "meta" => {
                     let o = &record.origin;
-                    cel::to_value(serde_json::json!({
-                        "source": &*o.source,
-                        "location": &*o.location,
-                        "partition": o.partition,
-                        "offset": o.offset,
-                    }))
-                    .map_err(|e| format!("meta: {e}"))?
+                    let mut m: HashMap<&str, CelValue> = HashMap::with_capacity(4);
+                    m.insert("source", (*o.source).into());
+                    m.insert("location", (*o.location).into());
+                    m.insert("partition", CelValue::Int(i64::from(o.partition)));
+                    m.insert("offset", CelValue::Int(o.offset));
+                    m.into()
                 }
                 other => unreachable!("variable `{other}` is checked at compile time"),
             };
             ctx.add_variable_from_value(*var, value);
         }
-        Ok(())
     }
 
     fn eval(&self, record: &Record) -> Result<CelValue, String> {
         let mut ctx = Context::with_env(ENV.clone());
-        self.bind(&mut ctx, record)?;
+        self.bind(&mut ctx, record);
         self.program.execute(&ctx).map_err(|e| format!("`{}`: {e}", self.source))
     }
 
@@ -208,6 +220,13 @@ mod tests {
         assert_eq!(errs[0].message, "unknown variable `payloa`");
         assert_eq!(errs[0].char_offset, 15);
         assert!(errs[0].hint.as_deref().unwrap().contains("`payload`"));
+    }
+
+    #[test]
+    fn json_numbers_are_ints_unless_they_cannot_be() {
+        assert_eq!(json_to_cel(&serde_json::json!(12)), CelValue::Int(12));
+        assert_eq!(json_to_cel(&serde_json::json!(u64::MAX)), CelValue::UInt(u64::MAX));
+        assert_eq!(json_to_cel(&serde_json::json!(1.5)), CelValue::Float(1.5));
     }
 
     #[test]

@@ -16,6 +16,8 @@
 //! Also here: the envelope v1 ([`envelope`]), the record model ([`record`]), dead letters
 //! ([`dead_letter`]), CEL expressions ([`expr`]) and templates ([`template`]).
 
+#![warn(missing_docs)]
+
 pub mod dead_letter;
 pub mod envelope;
 pub mod expr;

@@ -25,16 +25,6 @@ pub struct Origin {
     pub trace_id: String,
 }
 
-impl Origin {
-    /// `location:partition@offset` (and the line where there is one), for errors and logs.
-    pub fn describe(&self) -> String {
-        match self.line {
-            Some(line) => format!("{}:{line}", self.location),
-            None => format!("{} partition {} offset {}", self.location, self.partition, self.offset),
-        }
-    }
-}
-
 /// One envelope in flight inside a task.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {

@@ -6,6 +6,8 @@
 //! the backends implement it. The in-memory backend is here now; the RocksDB backend joins it
 //! behind the same trait and the same conformance suite ([`conformance`]).
 
+#![warn(missing_docs)]
+
 pub mod conformance;
 pub mod key;
 pub mod memory;

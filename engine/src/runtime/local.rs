@@ -6,7 +6,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use kafclaw_operators::io::{FileSink, LineSource, RecordSink, RecordSource, StdoutSink};
+use kafclaw_operators::io::{LineSink, LineSource, RecordSink, RecordSource, open_file_sink, open_stdout_sink};
 
 use super::task::{BuildError, Task, TaskOutput};
 use crate::compiler::registry::{NodeConfig, Role};
@@ -82,12 +82,12 @@ fn open_sink(
     let n = &plan.nodes[node];
     let setup = |e: io::Error| RunError::Setup(format!("sink `{}`: {e}", n.name));
     Ok(match (opts.outputs.get(&*n.name), &*n.config) {
-        (Some(p), NodeConfig::FileSink(c)) => Box::new(FileSink::open(p, c.append).map_err(setup)?),
-        (Some(p), _) => Box::new(FileSink::open(p, false).map_err(setup)?),
+        (Some(p), NodeConfig::FileSink(c)) => Box::new(open_file_sink(p, c.append).map_err(setup)?),
+        (Some(p), _) => Box::new(open_file_sink(p, false).map_err(setup)?),
         (None, NodeConfig::FileSink(c)) => {
-            Box::new(FileSink::open(&resolve(base, c.path.get_ref()), c.append).map_err(setup)?)
+            Box::new(open_file_sink(&resolve(base, c.path.get_ref()), c.append).map_err(setup)?)
         }
-        (None, NodeConfig::StdoutSink(_)) => Box::new(StdoutSink::open()),
+        (None, NodeConfig::StdoutSink(_)) => Box::new(open_stdout_sink()),
         (None, _) => return Err(RunError::Setup(format!("sink `{}` cannot run locally", n.name))),
     })
 }
@@ -106,24 +106,13 @@ fn open_dead_letter(compiled: &Compiled, opts: &LocalOptions) -> Result<(DeadLet
     let path = match (&opts.dead_letter, dl.kind, &dl.path) {
         (Some(p), _, _) => p.clone(),
         (None, DeadLetterKind::Stderr, _) => {
-            struct Stderr;
-            impl RecordSink for Stderr {
-                fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-                    use io::Write;
-                    let mut e = io::stderr().lock();
-                    e.write_all(bytes)?;
-                    e.write_all(b"\n")
-                }
-                fn flush(&mut self) -> io::Result<()> {
-                    Ok(())
-                }
-            }
-            return Ok((DeadLetterOut { sink: Box::new(Stderr), count: 0 }, "<stderr>".into()));
+            let sink = LineSink::new(io::stderr());
+            return Ok((DeadLetterOut { sink: Box::new(sink), count: 0 }, "<stderr>".into()));
         }
         (None, DeadLetterKind::File, Some(p)) => PathBuf::from(p.get_ref()),
         (None, DeadLetterKind::File, None) => PathBuf::from(format!("{}.dlq.jsonl", compiled.plan.name)),
     };
-    let sink = FileSink::open(&path, false).map_err(|e| RunError::Setup(format!("dead-letter output: {e}")))?;
+    let sink = open_file_sink(&path, false).map_err(|e| RunError::Setup(format!("dead-letter output: {e}")))?;
     Ok((DeadLetterOut { sink: Box::new(sink), count: 0 }, path.display().to_string()))
 }
 
@@ -145,9 +134,9 @@ fn drain(
         for letter in out.dead_letters.drain(..) {
             // The first few are worth a warning each; after that the summary counts them.
             if d.count < WARN_DEAD_LETTERS {
-                tracing::warn!(stage = %letter.stage, location = %letter.location, line = ?letter.line, error = %letter.error, "record dead-lettered");
+                tracing::warn!(stage = %letter.stage, input = %letter.describe_input(), error = %letter.error, "record dead-lettered");
             } else {
-                tracing::debug!(stage = %letter.stage, location = %letter.location, line = ?letter.line, error = %letter.error, "record dead-lettered");
+                tracing::debug!(stage = %letter.stage, input = %letter.describe_input(), error = %letter.error, "record dead-lettered");
             }
             let line = serde_json::to_vec(&letter.to_json()).expect("dead letters encode");
             d.sink.write(&line)?;

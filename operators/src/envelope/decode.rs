@@ -11,7 +11,7 @@ use super::{Envelope, EnvelopeError, EnvelopeType, is_hex_of_len};
 pub(super) fn decode(buf: &mut [u8]) -> Result<Envelope, EnvelopeError> {
     simd_json::serde::from_slice::<Envelope>(buf).map_err(|e| match e.error() {
         simd_json::ErrorType::Serde(msg) => EnvelopeError::from_serde_message(msg),
-        _ => EnvelopeError::Syntax(e.to_string()),
+        other => EnvelopeError::Syntax(format!("invalid JSON at byte {}: {other:?}", e.index())),
     })
 }
 

@@ -1,13 +1,13 @@
 //! `file` sink: writes one encoded envelope per line.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter};
 use std::path::Path;
 
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::RecordSink;
+use super::LineSink;
 
 /// Config half of the `file` sink.
 #[derive(Debug, Clone, Deserialize)]
@@ -22,30 +22,14 @@ pub struct FileSinkConfig {
 }
 
 /// Runtime half of the `file` sink.
-pub struct FileSink {
-    out: BufWriter<File>,
-}
+pub type FileSink = LineSink<BufWriter<File>>;
 
-impl FileSink {
-    /// Creates (or appends to) the file.
-    pub fn open(path: &Path, append: bool) -> io::Result<Self> {
-        let ctx = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(ctx)?;
-        }
-        let file =
-            OpenOptions::new().create(true).write(true).append(append).truncate(!append).open(path).map_err(ctx)?;
-        Ok(Self { out: BufWriter::with_capacity(1 << 16, file) })
+/// Creates (or appends to) the file of a `file` sink; missing folders are created.
+pub fn open_file_sink(path: &Path, append: bool) -> io::Result<FileSink> {
+    let ctx = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(ctx)?;
     }
-}
-
-impl RecordSink for FileSink {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.out.write_all(bytes)?;
-        self.out.write_all(b"\n")
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
-    }
+    let file = OpenOptions::new().create(true).write(true).append(append).truncate(!append).open(path).map_err(ctx)?;
+    Ok(LineSink::new(BufWriter::with_capacity(1 << 16, file)))
 }

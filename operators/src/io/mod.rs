@@ -3,13 +3,15 @@
 
 mod file_sink;
 mod file_source;
+mod line_sink;
 mod stdin_source;
 mod stdout_sink;
 
-pub use file_sink::{FileSink, FileSinkConfig};
+pub use file_sink::{FileSink, FileSinkConfig, open_file_sink};
 pub use file_source::{FileSourceConfig, LineSource};
+pub use line_sink::LineSink;
 pub use stdin_source::StdinSourceConfig;
-pub use stdout_sink::{StdoutSink, StdoutSinkConfig};
+pub use stdout_sink::{StdoutSink, StdoutSinkConfig, open_stdout_sink};
 
 use std::io;
 

@@ -1,10 +1,10 @@
 //! `stdout` sink: one encoded envelope per line on standard output.
 
-use std::io::{self, BufWriter, Stdout, Write};
+use std::io::{self, BufWriter, Stdout};
 
 use serde::Deserialize;
 
-use super::RecordSink;
+use super::LineSink;
 
 /// Config half of the `stdout` sink (it has no options).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -12,24 +12,9 @@ use super::RecordSink;
 pub struct StdoutSinkConfig {}
 
 /// Runtime half of the `stdout` sink.
-pub struct StdoutSink {
-    out: BufWriter<Stdout>,
-}
+pub type StdoutSink = LineSink<BufWriter<Stdout>>;
 
-impl StdoutSink {
-    /// Wraps standard output.
-    pub fn open() -> Self {
-        Self { out: BufWriter::new(io::stdout()) }
-    }
-}
-
-impl RecordSink for StdoutSink {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.out.write_all(bytes)?;
-        self.out.write_all(b"\n")
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
-    }
+/// Opens standard output for a `stdout` sink.
+pub fn open_stdout_sink() -> StdoutSink {
+    LineSink::new(BufWriter::new(io::stdout()))
 }
