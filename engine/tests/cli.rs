@@ -214,17 +214,25 @@ fn graph_dot_renders_with_graphviz() {
 }
 
 #[test]
-fn graph_mermaid_parses_with_mermaid() {
-    let checker = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/mermaid-check/check.mjs");
-    let modules = checker.parent().unwrap().join("node_modules");
-    assert!(modules.exists(), "run scripts/test (it installs the Mermaid checker) first");
+fn graph_mermaid_renders_with_mermaid() {
+    let renderer = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/mermaid-render/render.mjs");
+    let modules = renderer.parent().unwrap().join("node_modules");
+    assert!(modules.exists(), "run scripts/test (it installs the Mermaid renderer) first");
     for t in ["topologies/support-triage.toml", "topologies/skill-router.toml"] {
         let o = kafclaw(&["graph", &repo(t), "--format", "mermaid"]);
         assert_eq!(o.status.code(), Some(0));
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("g.mmd");
         std::fs::write(&f, &o.stdout).unwrap();
-        let r = Command::new("node").arg(&checker).arg(&f).output().unwrap();
-        assert!(r.status.success(), "{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&r.stderr));
+        let r = Command::new("node").arg(&renderer).arg(&f).output().unwrap();
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(r.status.success(), "{text}\n{}", String::from_utf8_lossy(&r.stderr));
+        let svg = String::from_utf8_lossy(&r.stdout);
+        assert!(svg.starts_with("<svg") && svg.contains("flowchart"), "{svg}");
+        // Every node's name is drawn.
+        let c = kafclaw_engine::compiler::compile_file(Path::new(&repo(t))).unwrap();
+        for n in &c.graph.nodes {
+            assert!(svg.contains(&n.name), "`{}` missing from the rendered SVG", n.name);
+        }
     }
 }
