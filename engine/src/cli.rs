@@ -6,7 +6,13 @@ use std::path::PathBuf;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
 use crate::compiler::{self, CompileError, Compiled};
+use crate::kafka::topics::{ensure_topics, partition_counts, topic_uses};
+use crate::kafka::{ClientSettings, InstanceError, InstanceOptions, Stats, run_instance};
 use crate::exit;
 use crate::runtime::{LocalOptions, RunError, run_local};
 
@@ -57,13 +63,23 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Run a topology.
+    /// Run a topology: as a member of its Kafka consumer group, or locally with --local.
     Run {
         /// Topology file.
         file: PathBuf,
         /// Run locally over files and standard streams, with no Kafka.
         #[arg(long)]
         local: bool,
+        /// Kafka: this instance's stable id; with the topology name it forms the transactional
+        /// id, so a restarted instance fences its previous incarnation. Default: the host name.
+        #[arg(long, env = "KAFCLAW_INSTANCE_ID")]
+        instance_id: Option<String>,
+        /// Kafka: bootstrap servers (overrides `[kafka]` and KAFCLAW_KAFKA_BOOTSTRAP_SERVERS).
+        #[arg(long, env = "KAFCLAW_BROKERS")]
+        brokers: Option<String>,
+        /// Kafka: serve /healthz, /readyz and /stats on this address (e.g. 127.0.0.1:9464).
+        #[arg(long, value_name = "ADDR")]
+        http: Option<std::net::SocketAddr>,
         /// Read source NAME from PATH instead of its configured input (repeatable).
         #[arg(long = "input", value_name = "NAME=PATH", value_parser = parse_assignment)]
         inputs: Vec<(String, PathBuf)>,
@@ -73,6 +89,17 @@ pub enum Command {
         /// Write dead letters to PATH.
         #[arg(long, value_name = "PATH")]
         dead_letter: Option<PathBuf>,
+    },
+    /// List a topology's Kafka topics with their partition counts on the cluster.
+    Topics {
+        /// Topology file.
+        file: PathBuf,
+        /// Bootstrap servers (overrides `[kafka]` and KAFCLAW_KAFKA_BOOTSTRAP_SERVERS).
+        #[arg(long, env = "KAFCLAW_BROKERS")]
+        brokers: Option<String>,
+        /// Create the missing topics the topology writes.
+        #[arg(long)]
+        create: bool,
     },
     /// Print the version.
     Version,
@@ -170,17 +197,113 @@ fn test(files: &[PathBuf]) -> i32 {
     code
 }
 
-fn run(file: &std::path::Path, local: bool, opts: LocalOptions) -> i32 {
-    if !local {
-        eprintln!(
-            "error: only local mode runs in this build; pass --local (the Kafka runtime is the next milestone, see docs/ARCHITECTURE.md)"
-        );
-        return exit::INVALID;
+fn settings(c: &Compiled, brokers: Option<String>) -> ClientSettings {
+    let mut s = ClientSettings::new(&c.spec.kafka, std::env::vars());
+    if let Some(b) = brokers {
+        s.set("bootstrap.servers", b);
     }
+    s
+}
+
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "kafclaw".to_owned())
+}
+
+/// Options of `kafclaw run` in Kafka mode.
+struct KafkaRun {
+    instance_id: Option<String>,
+    brokers: Option<String>,
+    http: Option<std::net::SocketAddr>,
+}
+
+fn run_kafka(c: &Compiled, k: KafkaRun) -> i32 {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
+            eprintln!("error: cannot handle signal {sig}: {e}");
+            return exit::RUNTIME;
+        }
+    }
+    let stats = Arc::new(Stats::default());
+    if let Some(addr) = k.http {
+        match crate::health::serve(addr, stats.clone()) {
+            Ok(bound) => tracing::info!(%bound, "http endpoint listening"),
+            Err(e) => {
+                eprintln!("error: http endpoint {addr}: {e}");
+                return exit::INVALID;
+            }
+        }
+    }
+    let opts = InstanceOptions {
+        instance_id: k.instance_id.unwrap_or_else(host_name),
+        settings: settings(c, k.brokers),
+        stop,
+        stats: stats.clone(),
+    };
+    let result = run_instance(c, opts);
+    let s = stats.snapshot();
+    eprintln!(
+        "kafclaw: consumed {}, produced {}, dead-lettered {}, deduplicated {}, commits {}, aborts {}",
+        s.consumed, s.produced, s.dead_lettered, s.deduplicated, s.commits, s.aborts
+    );
+    match result {
+        Ok(()) => exit::OK,
+        Err(e @ (InstanceError::Setup(_) | InstanceError::Build(_))) => {
+            eprintln!("error: {e}");
+            exit::INVALID
+        }
+        Err(e @ InstanceError::Fatal(_)) => {
+            eprintln!("error: {e}");
+            exit::RUNTIME
+        }
+    }
+}
+
+fn topics(file: &std::path::Path, brokers: Option<String>, create: bool) -> i32 {
     let c = match compile_or_report(file) {
         Ok(c) => c,
         Err(code) => return code,
     };
+    let s = settings(&c, brokers);
+    if create {
+        let t = &c.spec.topology;
+        match ensure_topics(&s, &c.plan, t.partitions, t.replication, Duration::from_secs(30)) {
+            Ok(created) => eprintln!("created: {}", if created.is_empty() { "nothing".to_owned() } else { created.join(", ") }),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::RUNTIME;
+            }
+        }
+    }
+    let uses = topic_uses(&c.plan);
+    let names: Vec<&str> = uses.iter().map(|u| u.topic.as_str()).collect();
+    let counts = match partition_counts(&s, &names, Duration::from_secs(30)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::RUNTIME;
+        }
+    };
+    println!("{:<48} {:<12} {:>10}  nodes", "topic", "role", "partitions");
+    for (u, n) in uses.iter().zip(counts) {
+        let n = n.map_or("missing".to_owned(), |n| n.to_string());
+        println!("{:<48} {:<12} {:>10}  {}", u.topic, u.role.as_str(), n, u.nodes.join(", "));
+    }
+    exit::OK
+}
+
+fn run(file: &std::path::Path, local: bool, opts: LocalOptions, kafka: KafkaRun) -> i32 {
+    let c = match compile_or_report(file) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if !local {
+        return run_kafka(&c, kafka);
+    }
     match run_local(&c, &opts) {
         Ok(s) => {
             let written = s.written.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ");
@@ -220,14 +343,15 @@ pub fn main_with(cli: Cli) -> i32 {
             Err(code) => code,
         },
         Command::Test { files } => test(&files),
-        Command::Run { file, local, inputs, outputs, dead_letter } => {
+        Command::Run { file, local, instance_id, brokers, http, inputs, outputs, dead_letter } => {
             let opts = LocalOptions {
                 inputs: inputs.into_iter().collect::<HashMap<_, _>>(),
                 outputs: outputs.into_iter().collect::<HashMap<_, _>>(),
                 dead_letter,
             };
-            run(&file, local, opts)
+            run(&file, local, opts, KafkaRun { instance_id, brokers, http })
         }
+        Command::Topics { file, brokers, create } => topics(&file, brokers, create),
         Command::Version => {
             println!(
                 "kafclaw {} (envelope v{})",

@@ -6,6 +6,8 @@
 
 pub mod cli;
 pub mod compiler;
+pub mod health;
+pub mod kafka;
 pub mod render;
 pub mod runtime;
 pub mod testing;

@@ -70,8 +70,8 @@ fn run_one(c: &Compiled, test: &TestSpec) -> Result<Option<String>, BuildError> 
     }
 
     let mut actual: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for (sink, env) in &out.records {
-        actual.entry(plan.nodes[*sink].name.to_string()).or_default().push(env.to_json());
+    for o in &out.records {
+        actual.entry(plan.nodes[o.sink].name.to_string()).or_default().push(o.envelope.to_json());
     }
     let mut expected: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for o in &test.outputs {

@@ -76,8 +76,8 @@ fn route_all_fans_out_and_failures_are_dead_lettered() {
         vec![("a".into(), "c12".into()), ("b".into(), "c12".into()), ("a".into(), "c3".into())],
         "outputs follow route order, then input order"
     );
-    assert_eq!(out.records[0].1.payload["label"], "big");
-    assert_eq!(out.records[2].1.payload["label"], "small");
+    assert_eq!(out.records[0].envelope.payload["label"], "big");
+    assert_eq!(out.records[2].envelope.payload["label"], "small");
 
     assert_eq!(out.dead_letters.len(), 1);
     let d = &out.dead_letters[0];
@@ -93,10 +93,10 @@ fn route_all_fans_out_and_failures_are_dead_lettered() {
 fn outputs_are_stamped_deterministically() {
     let (a, _) = run(vec![line(12, Some(true))]);
     let (b, _) = run(vec![line(12, Some(true))]);
-    let ids: Vec<_> = a.records.iter().map(|(_, e)| e.id.clone().unwrap()).collect();
-    assert_eq!(ids, b.records.iter().map(|(_, e)| e.id.clone().unwrap()).collect::<Vec<_>>());
+    let ids: Vec<_> = a.records.iter().map(|o| o.envelope.id.clone().unwrap()).collect();
+    assert_eq!(ids, b.records.iter().map(|o| o.envelope.id.clone().unwrap()).collect::<Vec<_>>());
     assert_ne!(ids[0], ids[1], "different sinks give different ids");
-    for (_, e) in &a.records {
+    for e in a.records.iter().map(|o| &o.envelope) {
         assert_eq!(e.v, Some(1));
         assert_eq!(e.causation_id.as_deref(), Some("in-12"));
         assert_eq!(e.parent_span_id.as_deref(), Some("00f067aa0ba902b7"));

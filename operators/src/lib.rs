@@ -12,6 +12,7 @@
 //! | `route` | [`route`] | synchronous, fused |
 //! | source `file`, `stdin` | [`io`] | local I/O |
 //! | sink `file`, `stdout` | [`io`] | local I/O |
+//! | source/sink `kafka` | [`kafka`] (config half; runtime in the engine) | Kafka I/O |
 //!
 //! Also here: the envelope v1 ([`envelope`]), the record model ([`record`]), dead letters
 //! ([`dead_letter`]), CEL expressions ([`expr`]) and templates ([`template`]).
@@ -23,6 +24,7 @@ pub mod envelope;
 pub mod expr;
 pub mod filter;
 pub mod io;
+pub mod kafka;
 pub mod map;
 pub mod operator;
 pub mod path;

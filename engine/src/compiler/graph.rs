@@ -239,8 +239,8 @@ pub fn build(file: &SourceFile, spec: &Spec, diags: &mut Diagnostics) -> Option<
         }
     }
     for node in &spec.nodes {
-        if let Some(Err(errors)) = node.config.as_ref().and_then(NodeConfig::build_operator) {
-            config_diagnostics(file, node, errors, diags);
+        if let Some(config) = &node.config {
+            config_diagnostics(file, node, config.check(), diags);
         }
     }
     let ports: Vec<Option<Ports>> = spec.nodes.iter().map(|n| n.config.as_ref().map(NodeConfig::ports)).collect();

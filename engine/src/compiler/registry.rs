@@ -2,6 +2,7 @@
 //! Adding a kind means adding one line to [`KINDS`] and one variant to [`NodeConfig`].
 
 use kafclaw_operators::io::{FileSinkConfig, FileSourceConfig, StdinSourceConfig, StdoutSinkConfig};
+use kafclaw_operators::kafka::{KafkaSinkConfig, KafkaSourceConfig, valid_topic};
 use kafclaw_operators::{ConfigError, Ports, SyncOperator, filter::FilterConfig, map::MapConfig, route::RouteConfig};
 use toml::Spanned;
 use toml::de::DeValue;
@@ -47,6 +48,8 @@ pub enum NodeConfig {
     FileSource(FileSourceConfig),
     /// Source `stdin`.
     StdinSource(StdinSourceConfig),
+    /// Source `kafka`.
+    KafkaSource(KafkaSourceConfig),
     /// Operator `filter`.
     Filter(FilterConfig),
     /// Operator `map`.
@@ -57,6 +60,8 @@ pub enum NodeConfig {
     FileSink(FileSinkConfig),
     /// Sink `stdout`.
     StdoutSink(StdoutSinkConfig),
+    /// Sink `kafka`.
+    KafkaSink(KafkaSinkConfig),
 }
 
 /// One entry of the registry.
@@ -86,11 +91,13 @@ macro_rules! kind {
 pub const KINDS: &[Kind] = &[
     kind!(Role::Source, "file", "JSON Lines file, one envelope per line", FileSource),
     kind!(Role::Source, "stdin", "JSON Lines on standard input", StdinSource),
+    kind!(Role::Source, "kafka", "a Kafka topic, one envelope per record (consumer group = topology name)", KafkaSource),
     kind!(Role::Operator, "filter", "keep records for which a CEL condition holds", Filter),
     kind!(Role::Operator, "map", "set fields from CEL expressions or templates, remove fields", Map),
     kind!(Role::Operator, "route", "send records to named outputs by CEL condition", Route),
     kind!(Role::Sink, "file", "JSON Lines file", FileSink),
     kind!(Role::Sink, "stdout", "JSON Lines on standard output", StdoutSink),
+    kind!(Role::Sink, "kafka", "a Kafka topic, keyed by correlation_id by default", KafkaSink),
 ];
 
 /// The kind called `name` in `role`'s section.
@@ -108,8 +115,41 @@ impl NodeConfig {
     pub fn ports(&self) -> Ports {
         match self {
             Self::Route(r) => r.ports(),
-            Self::FileSink(_) | Self::StdoutSink(_) => Ports { default: false, named: Vec::new() },
+            Self::FileSink(_) | Self::StdoutSink(_) | Self::KafkaSink(_) => Ports { default: false, named: Vec::new() },
             _ => Ports::single(),
+        }
+    }
+
+    /// Whether the node reads or writes Kafka (and so runs only in Kafka mode).
+    pub fn is_kafka(&self) -> bool {
+        matches!(self, Self::KafkaSource(_) | Self::KafkaSink(_))
+    }
+
+    /// The Kafka topic a Kafka node reads or writes.
+    pub fn kafka_topic(&self) -> Option<&str> {
+        match self {
+            Self::KafkaSource(c) => Some(c.topic.get_ref()),
+            Self::KafkaSink(c) => Some(c.topic.get_ref()),
+            _ => None,
+        }
+    }
+
+    /// Every option error of the node: operators' expressions and templates, topic names.
+    pub fn check(&self) -> Vec<ConfigError> {
+        let topic = match self {
+            Self::KafkaSource(c) => Some(&c.topic),
+            Self::KafkaSink(c) => Some(&c.topic),
+            _ => None,
+        };
+        if let Some(t) = topic
+            && !valid_topic(t.get_ref())
+        {
+            return vec![ConfigError::at(t.span(), format!("`{}` is not a valid Kafka topic name", t.get_ref()))
+                .with_hint(Some("1 to 249 of letters, digits, `.`, `_` and `-`".into()))];
+        }
+        match self.build_operator() {
+            Some(Err(errors)) => errors,
+            _ => Vec::new(),
         }
     }
 

@@ -1,5 +1,6 @@
 //! TOML → [`Spec`]: the topology as written, every node's options parsed, every error collected.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 
 use kafclaw_operators::suggest::did_you_mean;
@@ -40,6 +41,49 @@ pub struct TopologySection {
     /// What the topology does, for people.
     #[serde(default)]
     pub description: Option<String>,
+    /// Partitions of the topics kafclaw creates (outputs, dead letters, changelogs).
+    #[serde(default = "default_partitions")]
+    pub partitions: i32,
+    /// Replication factor of the topics kafclaw creates; `-1` takes the broker's default.
+    #[serde(default = "default_replication")]
+    pub replication: i32,
+    /// How often (milliseconds) outputs, state and offsets are committed.
+    #[serde(default = "default_commit_interval_ms")]
+    pub commit_interval_ms: u64,
+}
+
+fn default_partitions() -> i32 {
+    6
+}
+
+fn default_replication() -> i32 {
+    -1
+}
+
+fn default_commit_interval_ms() -> u64 {
+    100
+}
+
+/// A librdkafka property value in `[kafka]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum KafkaValue {
+    /// A string.
+    String(String),
+    /// An integer.
+    Integer(i64),
+    /// A boolean.
+    Bool(bool),
+}
+
+impl std::fmt::Display for KafkaValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::String(s) => f.write_str(s),
+            Self::Integer(i) => write!(f, "{i}"),
+            Self::Bool(b) => write!(f, "{b}"),
+        }
+    }
 }
 
 /// Where dead letters go.
@@ -63,6 +107,9 @@ pub struct DeadLetterSection {
     /// For `file`: the path, relative to the current folder. Default `<name>.dlq.jsonl`.
     #[serde(default)]
     pub path: Option<Spanned<String>>,
+    /// In Kafka mode: the dead-letter topic. Default `<name>.dlq`.
+    #[serde(default)]
+    pub topic: Option<Spanned<String>>,
 }
 
 /// A reference to an upstream node's output in `inputs`.
@@ -114,9 +161,11 @@ pub struct Spec {
     pub dead_letter: DeadLetterSection,
     /// `[[tests]]`.
     pub tests: Vec<TestSpec>,
+    /// `[kafka]`: librdkafka properties for every client (SASL, TLS, timeouts, …).
+    pub kafka: BTreeMap<String, KafkaValue>,
 }
 
-const ROOT_KEYS: [&str; 6] = ["topology", "sources", "operators", "sinks", "dead_letter", "tests"];
+const ROOT_KEYS: [&str; 7] = ["topology", "sources", "operators", "sinks", "dead_letter", "tests", "kafka"];
 
 /// Characters allowed in topology and node names.
 pub fn valid_name(name: &str, allow_dot: bool) -> bool {
@@ -310,8 +359,13 @@ pub fn parse(file: &SourceFile, diags: &mut Diagnostics) -> Option<Spec> {
 
     let dead_letter = match root.get("dead_letter") {
         Some(v) => deserialize_all::<DeadLetterSection>(v, diags, &[]),
-        None => Some(DeadLetterSection { kind: DeadLetterKind::File, path: None }),
+        None => Some(DeadLetterSection { kind: DeadLetterKind::File, path: None, topic: None }),
     };
+    if let Some(t) = dead_letter.as_ref().and_then(|d| d.topic.as_ref())
+        && !kafclaw_operators::kafka::valid_topic(t.get_ref())
+    {
+        diags.push(Diagnostic::error(t.span(), format!("`{}` is not a valid Kafka topic name", t.get_ref())));
+    }
     if let Some(dl) = &dead_letter
         && dl.kind == DeadLetterKind::Stderr
         && let Some(p) = &dl.path
@@ -324,5 +378,18 @@ pub fn parse(file: &SourceFile, diags: &mut Diagnostics) -> Option<Spec> {
         None => Vec::new(),
     };
 
-    Some(Spec { topology: topology?, nodes, dead_letter: dead_letter?, tests })
+    let kafka = match root.get("kafka") {
+        Some(v) => deserialize_all::<BTreeMap<String, KafkaValue>>(v, diags, &[]).unwrap_or_default(),
+        None => BTreeMap::new(),
+    };
+    if let Some(t) = &topology {
+        if t.partitions < 1 {
+            diags.push(Diagnostic::error(0..0, "`topology.partitions` must be at least 1"));
+        }
+        if t.commit_interval_ms == 0 {
+            diags.push(Diagnostic::error(0..0, "`topology.commit_interval_ms` must be at least 1"));
+        }
+    }
+
+    Some(Spec { topology: topology?, nodes, dead_letter: dead_letter?, tests, kafka })
 }

@@ -123,11 +123,11 @@ fn drain(
     dead: &Mutex<DeadLetterOut>,
     buf: &mut Vec<u8>,
 ) -> io::Result<()> {
-    for (sink, envelope) in out.records.drain(..) {
+    for o in out.records.drain(..) {
         buf.clear();
-        envelope.encode_into(buf);
-        sinks.get_mut(&sink).expect("every sink of a sub-topology is opened").write(buf)?;
-        *written.entry(sink).or_default() += 1;
+        o.envelope.encode_into(buf);
+        sinks.get_mut(&o.sink).expect("every sink of a sub-topology is opened").write(buf)?;
+        *written.entry(o.sink).or_default() += 1;
     }
     if !out.dead_letters.is_empty() {
         let mut d = dead.lock().unwrap_or_else(|p| p.into_inner());
@@ -154,6 +154,14 @@ pub fn run_local(compiled: &Compiled, opts: &LocalOptions) -> Result<RunSummary,
         if plan.index(name).is_none_or(|i| plan.nodes[i].role != Role::Source) {
             return Err(RunError::Setup(format!("--input {name}=…: `{name}` is not a source of {}", plan.name)));
         }
+    }
+    let overridden = |name: &str| opts.inputs.contains_key(name) || opts.outputs.contains_key(name);
+    if let Some(n) = plan.nodes.iter().find(|n| n.config.is_kafka() && !overridden(&n.name)) {
+        return Err(RunError::Setup(format!(
+            "{} `{}` reads or writes Kafka; run without --local, or override it with --input/--output",
+            n.role.noun(),
+            n.name
+        )));
     }
     for name in opts.outputs.keys() {
         if plan.index(name).is_none_or(|i| plan.nodes[i].role != Role::Sink) {

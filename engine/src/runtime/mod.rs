@@ -1,8 +1,9 @@
 //! Runtimes: the task (shared by every mode) and the local runner. The Kafka runtime joins
 //! them here.
 
+pub mod dedup;
 pub mod local;
 pub mod task;
 
 pub use local::{LocalOptions, RunError, RunSummary, run_local};
-pub use task::{Task, TaskOutput};
+pub use task::{Output, Task, TaskOutput};

@@ -3,12 +3,14 @@
 //! The task does no I/O; the runtime (local or Kafka) feeds it and drains its output, so both
 //! runtimes run the same operator code.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use kafclaw_operators::envelope::{ENVELOPE_VERSION, derive_span_id, derive_trace_id, deterministic_id};
 use kafclaw_operators::{DeadLetter, Emit, Envelope, Origin, RawRecord, Record, SyncOperator};
 
-use crate::compiler::registry::Role;
+use super::dedup::SeenSet;
+use crate::compiler::registry::{NodeConfig, Role};
 use crate::compiler::{PhysicalPlan, plan::SubTopology};
 
 enum Stage {
@@ -18,11 +20,24 @@ enum Stage {
     Sink,
 }
 
+/// One output record, stamped, with the coordinates of the input it came from.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// Plan index of the sink.
+    pub sink: usize,
+    /// The envelope.
+    pub envelope: Envelope,
+    /// The input it was derived from.
+    pub origin: Arc<Origin>,
+}
+
 /// What a task produced for the records fed to it since the last drain.
 #[derive(Debug, Default)]
 pub struct TaskOutput {
-    /// `(sink plan index, envelope)` in emission order.
-    pub records: Vec<(usize, Envelope)>,
+    /// Outputs in emission order.
+    pub records: Vec<Output>,
+    /// Inputs dropped as duplicates by a source's dedup set.
+    pub deduplicated: u64,
     /// Records that failed.
     pub dead_letters: Vec<DeadLetter>,
 }
@@ -43,6 +58,7 @@ pub struct Task {
     ordinals: Vec<u32>,
     scratch: Vec<u8>,
     partition: i32,
+    dedup: HashMap<usize, SeenSet>,
 }
 
 /// A task could not be built (an operator's options failed to compile).
@@ -76,6 +92,14 @@ impl Task {
                 },
             };
         }
+        let mut dedup = HashMap::new();
+        for &s in &sub.sources {
+            if let NodeConfig::KafkaSource(c) = &*plan.nodes[s].config
+                && c.dedup
+            {
+                dedup.insert(s, SeenSet::new(c.dedup_capacity));
+            }
+        }
         let n = plan.nodes.len();
         Ok(Self {
             plan,
@@ -85,6 +109,7 @@ impl Task {
             ordinals: vec![0; n],
             scratch: Vec::new(),
             partition,
+            dedup,
         })
     }
 
@@ -117,6 +142,12 @@ impl Task {
                 return;
             }
         };
+        if let (Some(seen), Some(id)) = (self.dedup.get_mut(&source), envelope.id.as_deref())
+            && !seen.insert(id)
+        {
+            out.deduplicated += 1;
+            return;
+        }
         let trace_id =
             envelope.trace_id.clone().unwrap_or_else(|| derive_trace_id(location, raw.partition, raw.offset));
         let origin = Arc::new(Origin {
@@ -130,6 +161,16 @@ impl Task {
             trace_id,
         });
         self.process(source, Record { envelope, origin }, out);
+    }
+
+    /// The dedup sets' ids of the open transaction are now committed.
+    pub fn commit(&mut self) {
+        self.dedup.values_mut().for_each(SeenSet::commit);
+    }
+
+    /// The open transaction aborted: its inputs will be read again, so forget their ids.
+    pub fn rollback(&mut self) {
+        self.dedup.values_mut().for_each(SeenSet::rollback);
     }
 
     /// Pushes an already decoded record from `source` through the operators.
@@ -154,8 +195,9 @@ impl Task {
                     }
                 },
                 Stage::Sink => {
+                    let origin = record.origin.clone();
                     let envelope = self.finish(node, record);
-                    out.records.push((node, envelope));
+                    out.records.push(Output { sink: node, envelope, origin });
                 }
                 Stage::Source | Stage::Absent => {
                     unreachable!("plan edges never lead into a source or out of the sub-topology")

@@ -1,0 +1,539 @@
+//! The Kafka instance runtime: one member of the topology's consumer group.
+//!
+//! - consumer group = topology name; cooperative-sticky assignment; `read_committed`;
+//! - one [`Task`] per (sub-topology, assigned partition), created on the partition's first
+//!   record and dropped when the partition is revoked;
+//! - exactly-once (DESIGN §5, KIP-447): one transactional producer per instance
+//!   (`transactional.id = <topology>-<instance id>`); each commit interval the outputs and
+//!   dead letters of the open transaction are flushed, the processed positions are sent to the
+//!   transaction with the consumer's group metadata, and the transaction is committed. A
+//!   failed commit aborts, forgets the transaction's dedup ids and rewinds every assigned
+//!   partition to its committed offset;
+//! - at-least-once: outputs are flushed, then offsets committed;
+//! - on revoke, the open transaction is committed before the partitions are released;
+//! - every output carries its input's coordinates in headers and a `traceparent`.
+//!
+//! One stream thread per instance in this version: tasks share it, as Kafka Streams tasks
+//! share a stream thread; scale out by adding instances.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use kafclaw_operators::RawRecord;
+use kafclaw_operators::kafka::KeyField;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, DeliveryResult, Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use super::client::ClientSettings;
+use super::stats::Stats;
+use super::topics::{dead_letter_topic, ensure_topics, partition_counts};
+use crate::compiler::registry::{NodeConfig, Role};
+use crate::compiler::spec::Guarantee;
+use crate::compiler::{Compiled, PhysicalPlan};
+use crate::runtime::task::{BuildError, Task, TaskOutput};
+
+/// Header names on every output.
+pub mod headers {
+    /// Input topic.
+    pub const INPUT_TOPIC: &str = "kafclaw.input.topic";
+    /// Input partition.
+    pub const INPUT_PARTITION: &str = "kafclaw.input.partition";
+    /// Input offset.
+    pub const INPUT_OFFSET: &str = "kafclaw.input.offset";
+    /// W3C trace context.
+    pub const TRACEPARENT: &str = "traceparent";
+}
+
+/// How an instance runs.
+#[derive(Debug, Clone)]
+pub struct InstanceOptions {
+    /// Stable id of this instance; with the topology name it forms the transactional id.
+    pub instance_id: String,
+    /// Client properties.
+    pub settings: ClientSettings,
+    /// Set to stop: the instance commits, leaves the group and returns.
+    pub stop: Arc<AtomicBool>,
+    /// Live counters.
+    pub stats: Arc<Stats>,
+}
+
+/// Why an instance stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum InstanceError {
+    /// The topology or the cluster is not set up for this run (exit code 2).
+    #[error("{0}")]
+    Setup(String),
+    /// An operator could not be built (exit code 2).
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// A Kafka error the instance cannot recover from, e.g. fenced by a newer instance with the
+    /// same transactional id (exit code 1).
+    #[error("kafka: {0}")]
+    Fatal(String),
+}
+
+/// How long a transactional or admin call may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Default)]
+struct DeliveryCounter {
+    failures: AtomicU64,
+}
+
+struct ProducerCtx {
+    deliveries: Arc<DeliveryCounter>,
+}
+
+impl ClientContext for ProducerCtx {}
+
+impl ProducerContext for ProducerCtx {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, m)) = result {
+            self.deliveries.failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(topic = m.topic(), partition = m.partition(), error = %e, "delivery failed");
+        }
+    }
+}
+
+struct SinkTarget {
+    topic: String,
+    key: KeyField,
+}
+
+/// Everything the poll loop and the rebalance callbacks share.
+struct Core {
+    plan: Arc<PhysicalPlan>,
+    producer: BaseProducer<ProducerCtx>,
+    producer_config: rdkafka::ClientConfig,
+    deliveries: Arc<DeliveryCounter>,
+    delivery_failures_seen: u64,
+    eos: bool,
+    in_txn: bool,
+    positions: HashMap<(String, i32), i64>,
+    tasks: HashMap<(usize, i32), Task>,
+    source_of_topic: HashMap<String, usize>,
+    sub_of_node: Vec<usize>,
+    sinks: HashMap<usize, SinkTarget>,
+    locations: HashMap<String, Arc<str>>,
+    dlq_topic: String,
+    out: TaskOutput,
+    buf: Vec<u8>,
+    stats: Arc<Stats>,
+    fatal: Option<String>,
+}
+
+fn fatal_of(e: &KafkaError) -> bool {
+    match e {
+        KafkaError::Transaction(t) => t.is_fatal(),
+        _ => false,
+    }
+}
+
+impl Core {
+    fn task(&mut self, sub: usize, partition: i32) -> Result<&mut Task, BuildError> {
+        if !self.tasks.contains_key(&(sub, partition)) {
+            let task = Task::new(self.plan.clone(), &self.plan.subtopologies[sub], partition)?;
+            tracing::debug!(subtopology = sub, partition, "task started");
+            self.tasks.insert((sub, partition), task);
+        }
+        Ok(self.tasks.get_mut(&(sub, partition)).expect("inserted above"))
+    }
+
+    fn send(&mut self, topic: &str, key: Option<&[u8]>, payload: &[u8], headers: OwnedHeaders) -> KafkaResult<()> {
+        let mut record = BaseRecord::to(topic).payload(payload).headers(headers);
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    self.producer.poll(Duration::from_millis(10));
+                    record = r;
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+
+    fn process(&mut self, m: &BorrowedMessage<'_>) {
+        if self.fatal.is_some() {
+            return;
+        }
+        if self.eos && !self.in_txn {
+            if let Err(e) = self.producer.begin_transaction() {
+                self.fatal = Some(format!("begin transaction: {e}"));
+                return;
+            }
+            self.in_txn = true;
+        }
+        let topic = m.topic();
+        let Some(&source) = self.source_of_topic.get(topic) else { return };
+        let sub = self.sub_of_node[source];
+        let location = self.locations.entry(topic.to_owned()).or_insert_with(|| topic.into()).clone();
+        let raw = RawRecord { bytes: m.payload().unwrap_or_default().to_vec(), partition: m.partition(), offset: m.offset(), line: None };
+        let mut out = std::mem::take(&mut self.out);
+        match self.task(sub, m.partition()) {
+            Ok(task) => task.process_raw(source, &location, raw, &mut out),
+            Err(e) => {
+                self.fatal = Some(e.to_string());
+                return;
+            }
+        }
+        Stats::add(&self.stats.consumed, 1);
+        Stats::add(&self.stats.deduplicated, std::mem::take(&mut out.deduplicated));
+        self.emit(&mut out);
+        self.out = out;
+        self.positions.insert((topic.to_owned(), m.partition()), m.offset() + 1);
+    }
+
+    fn emit(&mut self, out: &mut TaskOutput) {
+        let mut buf = std::mem::take(&mut self.buf);
+        for o in out.records.drain(..) {
+            let target = &self.sinks[&o.sink];
+            let topic = target.topic.clone();
+            let e = &o.envelope;
+            let key = match target.key {
+                KeyField::CorrelationId => Some(e.correlation_id.as_bytes()),
+                KeyField::SenderId => Some(e.sender_id.as_bytes()),
+                KeyField::Id => e.id.as_deref().map(str::as_bytes),
+                KeyField::None => None,
+            };
+            let partition = o.origin.partition.to_string();
+            let offset = o.origin.offset.to_string();
+            let traceparent = format!(
+                "00-{}-{}-01",
+                e.trace_id.as_deref().unwrap_or_default(),
+                e.span_id.as_deref().unwrap_or_default()
+            );
+            let headers = OwnedHeaders::new()
+                .insert(Header { key: headers::INPUT_TOPIC, value: Some(o.origin.location.as_bytes()) })
+                .insert(Header { key: headers::INPUT_PARTITION, value: Some(partition.as_bytes()) })
+                .insert(Header { key: headers::INPUT_OFFSET, value: Some(offset.as_bytes()) })
+                .insert(Header { key: headers::TRACEPARENT, value: Some(traceparent.as_bytes()) });
+            buf.clear();
+            e.encode_into(&mut buf);
+            let key = key.map(<[u8]>::to_vec);
+            match self.send(&topic, key.as_deref(), &buf, headers) {
+                Ok(()) => Stats::add(&self.stats.produced, 1),
+                Err(err) => {
+                    // The record cannot be written (too large, …): dead-letter it, keep going.
+                    let letter = kafclaw_operators::DeadLetter::at(
+                        &o.origin,
+                        format!("sink:{}", self.plan.nodes[o.sink].name),
+                        format!("produce to `{topic}` failed: {err}"),
+                        buf.clone(),
+                    );
+                    out.dead_letters.push(letter);
+                }
+            }
+        }
+        self.buf = buf;
+        for letter in out.dead_letters.drain(..) {
+            let mut h = OwnedHeaders::new();
+            for (k, v) in letter.headers() {
+                h = h.insert(Header { key: k, value: Some(&v) });
+            }
+            let dlq = self.dlq_topic.clone();
+            tracing::debug!(stage = %letter.stage, input = %letter.describe_input(), error = %letter.error, "record dead-lettered");
+            match self.send(&dlq, None, &letter.raw, h) {
+                Ok(()) => Stats::add(&self.stats.dead_lettered, 1),
+                Err(e) => self.fatal = Some(format!("dead-letter topic `{dlq}`: {e}")),
+            }
+        }
+    }
+
+    /// Commits the open transaction (or, at-least-once, flushes and commits offsets).
+    fn commit(&mut self, consumer: &BaseConsumer<InstanceContext>) -> KafkaResult<()> {
+        if self.positions.is_empty() && !self.in_txn {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), offset) in &self.positions {
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
+        }
+        if self.eos {
+            if !self.positions.is_empty() {
+                let cgm = consumer.group_metadata().ok_or(KafkaError::Canceled)?;
+                self.producer.send_offsets_to_transaction(&tpl, &cgm, CALL_TIMEOUT)?;
+            }
+            self.producer.commit_transaction(CALL_TIMEOUT)?;
+            self.in_txn = false;
+        } else {
+            self.producer.flush(CALL_TIMEOUT)?;
+            let failures = self.deliveries.failures.load(Ordering::Relaxed);
+            if failures > self.delivery_failures_seen {
+                self.delivery_failures_seen = failures;
+                return Err(KafkaError::MessageProduction(RDKafkaErrorCode::Fail));
+            }
+            if !self.positions.is_empty() {
+                consumer.commit(&tpl, rdkafka::consumer::CommitMode::Sync)?;
+            }
+        }
+        self.positions.clear();
+        self.tasks.values_mut().for_each(Task::commit);
+        Stats::add(&self.stats.commits, 1);
+        Ok(())
+    }
+
+    /// Abandons the open transaction and rewinds every assigned partition to its committed
+    /// offset, so its records are processed again.
+    fn abort(&mut self, consumer: &BaseConsumer<InstanceContext>, why: &KafkaError) {
+        tracing::warn!(error = %why, "aborting the open transaction and rewinding");
+        if self.eos && self.in_txn {
+            if let Err(e) = self.producer.abort_transaction(CALL_TIMEOUT) {
+                self.fatal = Some(format!("abort transaction: {e}"));
+                return;
+            }
+            self.in_txn = false;
+            // A new incarnation of the producer (same transactional id): some brokers (Tansu)
+            // stop applying a producer's transactional offset commits after it aborted one.
+            match new_producer(&self.producer_config, &self.deliveries) {
+                Ok(p) => self.producer = p,
+                Err(e) => {
+                    self.fatal = Some(format!("restarting the producer after an abort: {e}"));
+                    return;
+                }
+            }
+        }
+        self.positions.clear();
+        self.tasks.values_mut().for_each(Task::rollback);
+        Stats::add(&self.stats.aborts, 1);
+        let rewound = consumer.assignment().and_then(|a| consumer.committed_offsets(a, CALL_TIMEOUT)).and_then(|c| {
+            let mut seek = TopicPartitionList::new();
+            for e in c.elements() {
+                let to = if e.offset() == Offset::Invalid { Offset::Beginning } else { e.offset() };
+                seek.add_partition_offset(e.topic(), e.partition(), to)?;
+            }
+            consumer.seek_partitions(seek, CALL_TIMEOUT).map(|_| ())
+        });
+        if let Err(e) = rewound {
+            self.fatal = Some(format!("rewinding after an abort failed: {e}"));
+        }
+    }
+
+    /// Commits, or aborts and rewinds; a fatal error is kept for the loop to return.
+    fn commit_or_abort(&mut self, consumer: &BaseConsumer<InstanceContext>) {
+        if let Err(e) = self.commit(consumer) {
+            if fatal_of(&e) {
+                self.fatal = Some(e.to_string());
+            } else {
+                self.abort(consumer, &e);
+            }
+        }
+    }
+}
+
+/// The consumer's context: rebalance callbacks reach the shared core.
+struct InstanceContext {
+    core: Arc<Mutex<Core>>,
+}
+
+impl InstanceContext {
+    fn lock(&self) -> MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl ClientContext for InstanceContext {}
+
+impl ConsumerContext for InstanceContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let mut core = self.lock();
+            // Finish the open transaction before the partitions go to another instance.
+            core.commit_or_abort(consumer);
+            for e in tpl.elements() {
+                if let Some(&source) = core.source_of_topic.get(e.topic()) {
+                    let sub = core.sub_of_node[source];
+                    core.tasks.remove(&(sub, e.partition()));
+                }
+            }
+            core.stats.assigned.fetch_sub(tpl.count() as u64, Ordering::Relaxed);
+            tracing::info!(revoked = tpl.count(), "partitions revoked");
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let core = self.lock();
+                core.stats.assigned.fetch_add(tpl.count() as u64, Ordering::Relaxed);
+                core.stats.ready.store(true, Ordering::Relaxed);
+                tracing::info!(assigned = tpl.count(), "partitions assigned");
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+            Rebalance::Revoke(_) => {}
+        }
+    }
+}
+
+/// Creates a producer and, when it is transactional, initialises its transactions (fencing
+/// any earlier incarnation with the same transactional id).
+fn new_producer(config: &rdkafka::ClientConfig, deliveries: &Arc<DeliveryCounter>) -> KafkaResult<BaseProducer<ProducerCtx>> {
+    let producer: BaseProducer<ProducerCtx> = config.create_with_context(ProducerCtx { deliveries: deliveries.clone() })?;
+    if config.get("transactional.id").is_some() {
+        producer.init_transactions(CALL_TIMEOUT)?;
+    }
+    Ok(producer)
+}
+
+fn setup(msg: impl Into<String>) -> InstanceError {
+    InstanceError::Setup(msg.into())
+}
+
+/// Checks the plan can run on Kafka and that co-partitioned sources agree.
+fn check_plan(plan: &PhysicalPlan, settings: &ClientSettings) -> Result<(), InstanceError> {
+    for n in &plan.nodes {
+        if matches!(n.role, Role::Source | Role::Sink) && !n.config.is_kafka() {
+            return Err(setup(format!(
+                "{} `{}` is a local {}; Kafka mode reads and writes topics only (use --local)",
+                n.role.noun(),
+                n.name,
+                n.kind
+            )));
+        }
+    }
+    for sub in &plan.subtopologies {
+        let topics: Vec<&str> = sub.sources.iter().filter_map(|&s| plan.nodes[s].config.kafka_topic()).collect();
+        if topics.len() < 2 {
+            continue;
+        }
+        let counts = partition_counts(settings, &topics, CALL_TIMEOUT).map_err(|e| setup(e.to_string()))?;
+        let first = counts[0];
+        if counts.iter().any(|c| *c != first) {
+            let listed: Vec<String> = topics.iter().zip(&counts).map(|(t, c)| format!("{t}: {c:?}")).collect();
+            return Err(setup(format!(
+                "sources of one sub-topology must be co-partitioned (same partition count): {}",
+                listed.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Runs one instance of a compiled topology until `opts.stop` is set or a fatal error.
+pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), InstanceError> {
+    let plan = Arc::new(compiled.plan.clone());
+    let t = &compiled.spec.topology;
+    let settings = &opts.settings;
+    tracing::info!(topology = %plan.name, instance = %opts.instance_id, config = ?settings.redacted(), "starting instance");
+    check_plan(&plan, settings)?;
+    ensure_topics(settings, &plan, t.partitions, t.replication, CALL_TIMEOUT).map_err(|e| setup(e.to_string()))?;
+
+    let eos = plan.guarantee == Guarantee::ExactlyOnce;
+    let client_id = format!("{}-{}", plan.name, opts.instance_id);
+    let deliveries = Arc::new(DeliveryCounter::default());
+    let mut producer_forced = vec![("enable.idempotence", "true"), ("client.id", client_id.as_str())];
+    if eos {
+        producer_forced.push(("transactional.id", client_id.as_str()));
+    }
+    let producer_config =
+        settings.client_config_with(&[("partitioner", "murmur2_random"), ("linger.ms", "5")], &producer_forced);
+    let producer =
+        new_producer(&producer_config, &deliveries).map_err(|e| InstanceError::Fatal(format!("producer: {e}")))?;
+
+    let mut source_of_topic = HashMap::new();
+    let mut sinks = HashMap::new();
+    let mut sub_of_node = vec![0; plan.nodes.len()];
+    for sub in &plan.subtopologies {
+        for &n in &sub.nodes {
+            sub_of_node[n] = sub.id;
+        }
+    }
+    for (i, n) in plan.nodes.iter().enumerate() {
+        match &*n.config {
+            NodeConfig::KafkaSource(c) => {
+                if source_of_topic.insert(c.topic.get_ref().clone(), i).is_some() {
+                    return Err(setup(format!("topic `{}` is read by two sources", c.topic.get_ref())));
+                }
+            }
+            NodeConfig::KafkaSink(c) => {
+                sinks.insert(i, SinkTarget { topic: c.topic.get_ref().clone(), key: c.key });
+            }
+            _ => {}
+        }
+    }
+    let topics: Vec<String> = source_of_topic.keys().cloned().collect();
+    let core = Arc::new(Mutex::new(Core {
+        plan: plan.clone(),
+        producer,
+        producer_config,
+        deliveries,
+        delivery_failures_seen: 0,
+        eos,
+        in_txn: false,
+        positions: HashMap::new(),
+        tasks: HashMap::new(),
+        source_of_topic,
+        sub_of_node,
+        sinks,
+        locations: HashMap::new(),
+        dlq_topic: dead_letter_topic(&plan),
+        out: TaskOutput::default(),
+        buf: Vec::new(),
+        stats: opts.stats.clone(),
+        fatal: None,
+    }));
+
+    let consumer: BaseConsumer<InstanceContext> = settings
+        .client_config_with(
+            &[("auto.offset.reset", "earliest"), ("partition.assignment.strategy", "cooperative-sticky")],
+            &[
+                ("group.id", plan.name.as_str()),
+                ("client.id", client_id.as_str()),
+                ("enable.auto.commit", "false"),
+                ("enable.auto.offset.store", "false"),
+                ("isolation.level", "read_committed"),
+            ],
+        )
+        .create_with_context(InstanceContext { core: core.clone() })
+        .map_err(|e| setup(format!("consumer: {e}")))?;
+    let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topic_refs).map_err(|e| setup(format!("subscribe: {e}")))?;
+
+    let lock = || core.lock().unwrap_or_else(|p| p.into_inner());
+    let interval = Duration::from_millis(t.commit_interval_ms);
+    let mut next_commit = Instant::now() + interval;
+    let result = loop {
+        if opts.stop.load(Ordering::Relaxed) {
+            break Ok(());
+        }
+        let wait = next_commit.saturating_duration_since(Instant::now()).min(Duration::from_millis(100));
+        match consumer.poll(wait) {
+            Some(Ok(m)) => lock().process(&m),
+            Some(Err(e)) => tracing::warn!(error = %e, "consume error"),
+            None => {}
+        }
+        let mut c = lock();
+        c.producer.poll(Duration::ZERO);
+        if Instant::now() >= next_commit {
+            c.commit_or_abort(&consumer);
+            next_commit = Instant::now() + interval;
+        }
+        if let Some(f) = c.fatal.take() {
+            break Err(InstanceError::Fatal(f));
+        }
+    };
+    {
+        let mut c = lock();
+        if result.is_ok() {
+            c.commit_or_abort(&consumer);
+        } else if c.eos && c.in_txn {
+            let _ = c.producer.abort_transaction(CALL_TIMEOUT);
+            c.in_txn = false;
+        }
+    }
+    // Leaving the group runs the revoke callback (nothing left to commit) and closes.
+    consumer.unsubscribe();
+    drop(consumer);
+    tracing::info!(stats = ?opts.stats.snapshot(), "instance stopped");
+    result
+}

@@ -1,0 +1,11 @@
+//! Kafka I/O: the only module that touches rdkafka. Client configuration, topic management and
+//! the instance runtime (consumer group member, tasks per partition, transactions).
+
+pub mod client;
+pub mod instance;
+pub mod stats;
+pub mod topics;
+
+pub use client::ClientSettings;
+pub use instance::{InstanceError, InstanceOptions, run_instance};
+pub use stats::Stats;

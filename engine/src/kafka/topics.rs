@@ -1,0 +1,129 @@
+//! The topics of a topology: which it reads, which it writes, which kafclaw creates, and their
+//! partition counts on the cluster.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::types::RDKafkaErrorCode;
+
+use super::client::ClientSettings;
+use crate::compiler::PhysicalPlan;
+use crate::compiler::registry::Role;
+
+/// What a topic is to the topology.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicRole {
+    /// Read by a Kafka source; must exist.
+    Source,
+    /// Written by a Kafka sink; created when missing.
+    Sink,
+    /// Dead letters; created when missing.
+    DeadLetter,
+}
+
+impl TopicRole {
+    /// For listings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Source => "source",
+            Self::Sink => "sink",
+            Self::DeadLetter => "dead-letter",
+        }
+    }
+}
+
+/// One topic of the topology.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicUse {
+    /// Topic name.
+    pub topic: String,
+    /// Its role.
+    pub role: TopicRole,
+    /// The nodes that use it.
+    pub nodes: Vec<String>,
+}
+
+/// The dead-letter topic of a plan in Kafka mode.
+pub fn dead_letter_topic(plan: &PhysicalPlan) -> String {
+    plan.dead_letter.topic.as_ref().map_or_else(|| format!("{}.dlq", plan.name), |t| t.get_ref().clone())
+}
+
+/// Every topic the plan reads or writes, in plan order.
+pub fn topic_uses(plan: &PhysicalPlan) -> Vec<TopicUse> {
+    let mut uses: Vec<TopicUse> = Vec::new();
+    for n in &plan.nodes {
+        let Some(topic) = n.config.kafka_topic() else { continue };
+        let role = if n.role == Role::Source { TopicRole::Source } else { TopicRole::Sink };
+        match uses.iter_mut().find(|u| u.topic == topic && u.role == role) {
+            Some(u) => u.nodes.push(n.name.to_string()),
+            None => uses.push(TopicUse { topic: topic.to_owned(), role, nodes: vec![n.name.to_string()] }),
+        }
+    }
+    uses.push(TopicUse { topic: dead_letter_topic(plan), role: TopicRole::DeadLetter, nodes: Vec::new() });
+    uses
+}
+
+/// Topic management errors.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicError {
+    /// The cluster could not be asked.
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// A source topic does not exist.
+    #[error("source topic `{0}` does not exist (kafclaw creates only the topics it writes)")]
+    MissingSource(String),
+    /// Creating a topic failed.
+    #[error("creating topic `{0}`: {1}")]
+    Create(String, String),
+}
+
+/// Partition count of each topic (`None` when the topic does not exist).
+pub fn partition_counts(settings: &ClientSettings, topics: &[&str], timeout: Duration) -> Result<Vec<Option<usize>>, TopicError> {
+    let consumer: BaseConsumer = settings.client_config(&[]).create()?;
+    let md = consumer.fetch_metadata(None, timeout)?;
+    Ok(topics
+        .iter()
+        .map(|t| {
+            md.topics()
+                .iter()
+                .find(|m| m.name() == *t && m.error().is_none() && !m.partitions().is_empty())
+                .map(|m| m.partitions().len())
+        })
+        .collect())
+}
+
+/// Creates the topics the plan writes that are missing, and checks its source topics exist.
+/// Returns the names created.
+pub fn ensure_topics(settings: &ClientSettings, plan: &PhysicalPlan, partitions: i32, replication: i32, timeout: Duration) -> Result<Vec<String>, TopicError> {
+    let uses = topic_uses(plan);
+    let names: Vec<&str> = uses.iter().map(|u| u.topic.as_str()).collect();
+    let counts = partition_counts(settings, &names, timeout)?;
+    let mut missing = Vec::new();
+    for (u, count) in uses.iter().zip(&counts) {
+        match (u.role, count) {
+            (TopicRole::Source, None) => return Err(TopicError::MissingSource(u.topic.clone())),
+            (_, None) if !missing.contains(&u.topic) => missing.push(u.topic.clone()),
+            _ => {}
+        }
+    }
+    if missing.is_empty() {
+        return Ok(missing);
+    }
+    let admin: AdminClient<DefaultClientContext> = settings.client_config(&[]).create()?;
+    let new: Vec<NewTopic<'_>> =
+        missing.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication))).collect();
+    let opts = AdminOptions::new().operation_timeout(Some(timeout));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| TopicError::Create("*".into(), e.to_string()))?;
+    let results = rt.block_on(admin.create_topics(&new, &opts))?;
+    for r in results {
+        if let Err((topic, code)) = r
+            && code != RDKafkaErrorCode::TopicAlreadyExists
+        {
+            return Err(TopicError::Create(topic, code.to_string()));
+        }
+    }
+    tracing::info!(topics = ?missing, partitions, replication, "created topics");
+    Ok(missing)
+}

@@ -1,0 +1,186 @@
+//! Helpers for tests against the real broker (`KAFCLAW_TEST_BROKERS`, default
+//! 127.0.0.1:9092; `scripts/test` starts one). Every test uses unique topic and group names.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+
+pub fn brokers() -> String {
+    std::env::var("KAFCLAW_TEST_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
+}
+
+/// A name no other test (or earlier run) uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{prefix}-{}-{}-{}", std::process::id(), nanos % 1_000_000_000, N.fetch_add(1, Ordering::Relaxed))
+}
+
+pub fn config() -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers());
+    c
+}
+
+pub fn create_topic(name: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = config().create().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let t = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let r = rt.block_on(admin.create_topics([&t], &AdminOptions::new())).unwrap();
+    r.into_iter().for_each(|r| {
+        r.unwrap();
+    });
+}
+
+pub fn envelope(i: usize) -> String {
+    format!(
+        r#"{{"type":"request","correlation_id":"c-{i}","sender_id":"load","timestamp":"2026-11-23T10:00:00Z","payload":{{"task_id":"t-{i}","n":{i},"description":"ticket {i}"}},"id":"in-{i}"}}"#
+    )
+}
+
+/// Produces `values` keyed by their index, idempotently, and waits for every delivery.
+pub fn produce(topic: &str, values: impl IntoIterator<Item = (String, String)>) {
+    let p: BaseProducer = config().set("enable.idempotence", "true").set("linger.ms", "5").set("partitioner", "murmur2_random").create().unwrap();
+    for (key, value) in values {
+        let mut rec = BaseRecord::to(topic).key(key.as_bytes()).payload(value.as_bytes());
+        loop {
+            match p.send(rec) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    p.poll(Duration::from_millis(10));
+                    rec = r;
+                }
+            }
+        }
+        p.poll(Duration::ZERO);
+    }
+    p.flush(Duration::from_secs(60)).unwrap();
+}
+
+/// One consumed record.
+#[derive(Debug, Clone)]
+pub struct Got {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub value: serde_json::Value,
+    pub headers: HashMap<String, String>,
+}
+
+/// Reads a whole topic (read_committed) until `expect` records are seen or `timeout` passes.
+pub fn consume_all(topic: &str, expect: usize, timeout: Duration) -> Vec<Got> {
+    let c: BaseConsumer = config()
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "500")
+        .create()
+        .unwrap();
+    c.subscribe(&[topic]).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + timeout;
+    let mut quiet_since = Instant::now();
+    while Instant::now() < deadline {
+        match c.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                quiet_since = Instant::now();
+                let mut headers = HashMap::new();
+                if let Some(h) = m.headers() {
+                    for i in 0..h.count() {
+                        let hd = h.get(i);
+                        headers.insert(hd.key.to_owned(), String::from_utf8_lossy(hd.value.unwrap_or_default()).into_owned());
+                    }
+                }
+                out.push(Got {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                    value: serde_json::from_slice(m.payload().unwrap_or_default()).unwrap_or(serde_json::Value::Null),
+                    headers,
+                });
+            }
+            Some(Err(e)) => panic!("consume {topic}: {e}"),
+            None => {
+                // Stop once enough arrived and the topic has been quiet for a moment.
+                if out.len() >= expect && quiet_since.elapsed() > Duration::from_millis(1500) {
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The committed offsets of `group` on `topic`'s partitions 0..partitions.
+pub fn committed(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    let c: BaseConsumer = config().set("group.id", group).create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let got = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+    got.elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => o,
+            _ => -1,
+        })
+        .collect()
+}
+
+pub fn write_topology(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+/// Starts `kafclaw run` on a topology as a child process, logging to `log`.
+pub fn spawn_instance(topology: &Path, instance: &str, log: &Path) -> Child {
+    let log = std::fs::File::create(log).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_kafclaw"))
+        .args(["run", topology.to_str().unwrap(), "--instance-id", instance, "--brokers", &brokers()])
+        .env("RUST_LOG", "info")
+        .env("KAFCLAW_KAFKA_SESSION_TIMEOUT_MS", "6000")
+        .env("KAFCLAW_KAFKA_HEARTBEAT_INTERVAL_MS", "500")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+pub fn sigterm(child: &mut Child) {
+    // SAFETY: plain kill(2) on our own child's pid.
+    unsafe { libc_kill(child.id() as i32, 15) };
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+/// Waits for a child to exit, killing it after `timeout`.
+pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<i32> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.code();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    None
+}
