@@ -11,9 +11,9 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use crate::compiler::{self, CompileError, Compiled};
+use crate::exit;
 use crate::kafka::topics::{ensure_topics, partition_counts, topic_uses};
 use crate::kafka::{ClientSettings, InstanceError, InstanceOptions, Stats, run_instance};
-use crate::exit;
 use crate::runtime::{LocalOptions, RunError, run_local};
 
 /// kafclaw: agent topologies on Apache Kafka.
@@ -272,7 +272,9 @@ fn topics(file: &std::path::Path, brokers: Option<String>, create: bool) -> i32 
     if create {
         let t = &c.spec.topology;
         match ensure_topics(&s, &c.plan, t.partitions, t.replication, Duration::from_secs(30)) {
-            Ok(created) => eprintln!("created: {}", if created.is_empty() { "nothing".to_owned() } else { created.join(", ") }),
+            Ok(created) => {
+                eprintln!("created: {}", if created.is_empty() { "nothing".to_owned() } else { created.join(", ") })
+            }
             Err(e) => {
                 eprintln!("error: {e}");
                 return exit::RUNTIME;

@@ -26,7 +26,11 @@ async fn stats_json(State(stats): State<Arc<Stats>>) -> impl IntoResponse {
 
 /// The routes.
 pub fn router(stats: Arc<Stats>) -> Router {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/stats", get(stats_json)).with_state(stats)
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/stats", get(stats_json))
+        .with_state(stats)
 }
 
 /// Binds `addr` and serves on a background thread; returns the bound address.

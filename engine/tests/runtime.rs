@@ -70,7 +70,7 @@ fn route_all_fans_out_and_failures_are_dead_lettered() {
     // 12: big and even (flag true → b); 3: unmatched → a; 4: even, no flag → filter fails.
     let (out, plan) = run(vec![line(12, Some(true)), line(3, None), line(4, None)]);
     let names: Vec<(String, String)> =
-        out.records.iter().map(|(sink, e)| (plan.nodes[*sink].name.to_string(), e.correlation_id.clone())).collect();
+        out.records.iter().map(|o| (plan.nodes[o.sink].name.to_string(), o.envelope.correlation_id.clone())).collect();
     assert_eq!(
         names,
         vec![("a".into(), "c12".into()), ("b".into(), "c12".into()), ("a".into(), "c3".into())],

@@ -91,7 +91,12 @@ macro_rules! kind {
 pub const KINDS: &[Kind] = &[
     kind!(Role::Source, "file", "JSON Lines file, one envelope per line", FileSource),
     kind!(Role::Source, "stdin", "JSON Lines on standard input", StdinSource),
-    kind!(Role::Source, "kafka", "a Kafka topic, one envelope per record (consumer group = topology name)", KafkaSource),
+    kind!(
+        Role::Source,
+        "kafka",
+        "a Kafka topic, one envelope per record (consumer group = topology name)",
+        KafkaSource
+    ),
     kind!(Role::Operator, "filter", "keep records for which a CEL condition holds", Filter),
     kind!(Role::Operator, "map", "set fields from CEL expressions or templates, remove fields", Map),
     kind!(Role::Operator, "route", "send records to named outputs by CEL condition", Route),
@@ -144,8 +149,10 @@ impl NodeConfig {
         if let Some(t) = topic
             && !valid_topic(t.get_ref())
         {
-            return vec![ConfigError::at(t.span(), format!("`{}` is not a valid Kafka topic name", t.get_ref()))
-                .with_hint(Some("1 to 249 of letters, digits, `.`, `_` and `-`".into()))];
+            return vec![
+                ConfigError::at(t.span(), format!("`{}` is not a valid Kafka topic name", t.get_ref()))
+                    .with_hint(Some("1 to 249 of letters, digits, `.`, `_` and `-`".into())),
+            ];
         }
         match self.build_operator() {
             Some(Err(errors)) => errors,

@@ -51,10 +51,7 @@ impl ClientSettings {
 
     /// The properties with secrets masked, for logs.
     pub fn redacted(&self) -> Vec<(String, String)> {
-        self.props
-            .iter()
-            .map(|(k, v)| (k.clone(), if is_secret(k) { "***".to_owned() } else { v.clone() }))
-            .collect()
+        self.props.iter().map(|(k, v)| (k.clone(), if is_secret(k) { "***".to_owned() } else { v.clone() })).collect()
     }
 
     /// A librdkafka config: `defaults` (which the user's properties override), the user's

@@ -178,7 +178,12 @@ impl Core {
         let Some(&source) = self.source_of_topic.get(topic) else { return };
         let sub = self.sub_of_node[source];
         let location = self.locations.entry(topic.to_owned()).or_insert_with(|| topic.into()).clone();
-        let raw = RawRecord { bytes: m.payload().unwrap_or_default().to_vec(), partition: m.partition(), offset: m.offset(), line: None };
+        let raw = RawRecord {
+            bytes: m.payload().unwrap_or_default().to_vec(),
+            partition: m.partition(),
+            offset: m.offset(),
+            line: None,
+        };
         let mut out = std::mem::take(&mut self.out);
         match self.task(sub, m.partition()) {
             Ok(task) => task.process_raw(source, &location, raw, &mut out),
@@ -377,8 +382,12 @@ impl ConsumerContext for InstanceContext {
 
 /// Creates a producer and, when it is transactional, initialises its transactions (fencing
 /// any earlier incarnation with the same transactional id).
-fn new_producer(config: &rdkafka::ClientConfig, deliveries: &Arc<DeliveryCounter>) -> KafkaResult<BaseProducer<ProducerCtx>> {
-    let producer: BaseProducer<ProducerCtx> = config.create_with_context(ProducerCtx { deliveries: deliveries.clone() })?;
+fn new_producer(
+    config: &rdkafka::ClientConfig,
+    deliveries: &Arc<DeliveryCounter>,
+) -> KafkaResult<BaseProducer<ProducerCtx>> {
+    let producer: BaseProducer<ProducerCtx> =
+        config.create_with_context(ProducerCtx { deliveries: deliveries.clone() })?;
     if config.get("transactional.id").is_some() {
         producer.init_transactions(CALL_TIMEOUT)?;
     }
@@ -450,10 +459,8 @@ pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), In
     }
     for (i, n) in plan.nodes.iter().enumerate() {
         match &*n.config {
-            NodeConfig::KafkaSource(c) => {
-                if source_of_topic.insert(c.topic.get_ref().clone(), i).is_some() {
-                    return Err(setup(format!("topic `{}` is read by two sources", c.topic.get_ref())));
-                }
+            NodeConfig::KafkaSource(c) if source_of_topic.insert(c.topic.get_ref().clone(), i).is_some() => {
+                return Err(setup(format!("topic `{}` is read by two sources", c.topic.get_ref())));
             }
             NodeConfig::KafkaSink(c) => {
                 sinks.insert(i, SinkTarget { topic: c.topic.get_ref().clone(), key: c.key });

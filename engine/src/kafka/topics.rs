@@ -80,7 +80,11 @@ pub enum TopicError {
 }
 
 /// Partition count of each topic (`None` when the topic does not exist).
-pub fn partition_counts(settings: &ClientSettings, topics: &[&str], timeout: Duration) -> Result<Vec<Option<usize>>, TopicError> {
+pub fn partition_counts(
+    settings: &ClientSettings,
+    topics: &[&str],
+    timeout: Duration,
+) -> Result<Vec<Option<usize>>, TopicError> {
     let consumer: BaseConsumer = settings.client_config(&[]).create()?;
     let md = consumer.fetch_metadata(None, timeout)?;
     Ok(topics
@@ -96,7 +100,13 @@ pub fn partition_counts(settings: &ClientSettings, topics: &[&str], timeout: Dur
 
 /// Creates the topics the plan writes that are missing, and checks its source topics exist.
 /// Returns the names created.
-pub fn ensure_topics(settings: &ClientSettings, plan: &PhysicalPlan, partitions: i32, replication: i32, timeout: Duration) -> Result<Vec<String>, TopicError> {
+pub fn ensure_topics(
+    settings: &ClientSettings,
+    plan: &PhysicalPlan,
+    partitions: i32,
+    replication: i32,
+    timeout: Duration,
+) -> Result<Vec<String>, TopicError> {
     let uses = topic_uses(plan);
     let names: Vec<&str> = uses.iter().map(|u| u.topic.as_str()).collect();
     let counts = partition_counts(settings, &names, timeout)?;
@@ -115,7 +125,10 @@ pub fn ensure_topics(settings: &ClientSettings, plan: &PhysicalPlan, partitions:
     let new: Vec<NewTopic<'_>> =
         missing.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication))).collect();
     let opts = AdminOptions::new().operation_timeout(Some(timeout));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| TopicError::Create("*".into(), e.to_string()))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| TopicError::Create("*".into(), e.to_string()))?;
     let results = rt.block_on(admin.create_topics(&new, &opts))?;
     for r in results {
         if let Err((topic, code)) = r

@@ -52,7 +52,12 @@ pub fn envelope(i: usize) -> String {
 
 /// Produces `values` keyed by their index, idempotently, and waits for every delivery.
 pub fn produce(topic: &str, values: impl IntoIterator<Item = (String, String)>) {
-    let p: BaseProducer = config().set("enable.idempotence", "true").set("linger.ms", "5").set("partitioner", "murmur2_random").create().unwrap();
+    let p: BaseProducer = config()
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("partitioner", "murmur2_random")
+        .create()
+        .unwrap();
     for (key, value) in values {
         let mut rec = BaseRecord::to(topic).key(key.as_bytes()).payload(value.as_bytes());
         loop {
@@ -79,30 +84,63 @@ pub struct Got {
     pub headers: HashMap<String, String>,
 }
 
-/// Reads a whole topic (read_committed) until `expect` records are seen or `timeout` passes.
+/// Reads a whole topic from the beginning (read_committed, every partition assigned by hand,
+/// no group) until `expect` records are seen and the topic is quiet, or `timeout` passes.
 pub fn consume_all(topic: &str, expect: usize, timeout: Duration) -> Vec<Got> {
+    read_topic(topic, expect, timeout, Duration::from_millis(1500))
+}
+
+/// Reads a topic from the beginning until it holds at least `n` records (returns at once
+/// then) or `timeout` passes; returns how many were read.
+pub fn count_at_least(topic: &str, n: usize, timeout: Duration) -> usize {
+    read_topic(topic, n, timeout, Duration::ZERO).len()
+}
+
+fn read_topic(topic: &str, expect: usize, timeout: Duration, quiet: Duration) -> Vec<Got> {
     let c: BaseConsumer = config()
         .set("group.id", unique("reader"))
         .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
-        .set("session.timeout.ms", "6000")
-        .set("heartbeat.interval.ms", "500")
         .create()
         .unwrap();
-    c.subscribe(&[topic]).unwrap();
-    let mut out = Vec::new();
     let deadline = Instant::now() + timeout;
+    let partitions = loop {
+        let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+        let n = md.topics().first().filter(|t| t.error().is_none()).map_or(0, |t| t.partitions().len());
+        if n > 0 || Instant::now() >= deadline {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions as i32 {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let mut out = Vec::new();
     let mut quiet_since = Instant::now();
     while Instant::now() < deadline {
         match c.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
                 quiet_since = Instant::now();
+                if quiet.is_zero() && out.len() + 1 >= expect {
+                    out.push(Got {
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        key: None,
+                        value: serde_json::Value::Null,
+                        headers: HashMap::new(),
+                    });
+                    break;
+                }
                 let mut headers = HashMap::new();
                 if let Some(h) = m.headers() {
                     for i in 0..h.count() {
                         let hd = h.get(i);
-                        headers.insert(hd.key.to_owned(), String::from_utf8_lossy(hd.value.unwrap_or_default()).into_owned());
+                        headers.insert(
+                            hd.key.to_owned(),
+                            String::from_utf8_lossy(hd.value.unwrap_or_default()).into_owned(),
+                        );
                     }
                 }
                 out.push(Got {
@@ -113,10 +151,14 @@ pub fn consume_all(topic: &str, expect: usize, timeout: Duration) -> Vec<Got> {
                     headers,
                 });
             }
+            // The topic may not exist yet (the instance creates it when it starts).
+            Some(Err(rdkafka::error::KafkaError::MessageConsumption(
+                rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
+            ))) => std::thread::sleep(Duration::from_millis(200)),
             Some(Err(e)) => panic!("consume {topic}: {e}"),
             None => {
                 // Stop once enough arrived and the topic has been quiet for a moment.
-                if out.len() >= expect && quiet_since.elapsed() > Duration::from_millis(1500) {
+                if out.len() >= expect && quiet_since.elapsed() >= quiet {
                     break;
                 }
             }
@@ -140,6 +182,31 @@ pub fn committed(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
             _ => -1,
         })
         .collect()
+}
+
+/// A scratch folder; kept (and printed) when KAFCLAW_TEST_KEEP is set, for post-mortems.
+pub struct TestDir {
+    dir: Option<tempfile::TempDir>,
+    path: PathBuf,
+}
+
+impl TestDir {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        if std::env::var_os("KAFCLAW_TEST_KEEP").is_some() {
+            let path = dir.keep();
+            eprintln!("test folder kept: {}", path.display());
+            Self { dir: None, path }
+        } else {
+            let path = dir.path().to_path_buf();
+            Self { dir: Some(dir), path }
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        let _ = &self.dir;
+        &self.path
+    }
 }
 
 pub fn write_topology(dir: &Path, name: &str, body: &str) -> PathBuf {
