@@ -149,7 +149,9 @@ topic = "{}"
     let topo = write_topology(
         dir.path(),
         "missing",
-        &format!("[topology]\nname = \"{app}\"\n[sources.s]\ntype = \"kafka\"\ntopic = \"{missing}\"\n[sinks.o]\ntype = \"kafka\"\ninputs = [\"s\"]\ntopic = \"x-{missing}\"\n"),
+        &format!(
+            "[topology]\nname = \"{app}\"\n[sources.s]\ntype = \"kafka\"\ntopic = \"{missing}\"\n[sinks.o]\ntype = \"kafka\"\ninputs = [\"s\"]\ntopic = \"x-{missing}\"\n"
+        ),
     );
     let o = kafclaw(&["run", topo.to_str().unwrap(), "--brokers", &brokers()]);
     let err = String::from_utf8_lossy(&o.stderr);

@@ -66,7 +66,11 @@ fn create_topic(brokers: &str, name: &str, partitions: i32) -> Result<()> {
 /// ~1 KB envelopes with distinct ids; `n` alternates so the filter keeps half.
 fn fill(brokers: &str, topic: &str, n: usize) -> Result<u64> {
     let template: serde_json::Value = serde_json::from_slice(&kafclaw_bench::envelope_1kb())?;
-    let p: BaseProducer = config(brokers).set("linger.ms", "20").set("batch.size", "1000000").set("enable.idempotence", "true").create()?;
+    let p: BaseProducer = config(brokers)
+        .set("linger.ms", "20")
+        .set("batch.size", "1000000")
+        .set("enable.idempotence", "true")
+        .create()?;
     let mut bytes = 0;
     for i in 0..n {
         let mut v = template.clone();
@@ -245,7 +249,13 @@ fn main() -> Result<()> {
         args.partitions
     );
     for r in &rows {
-        table.push_str(&format!("| {} | {:.0} | {:.1} | {:.2} |\n", r.name, n / r.secs, mb / r.secs, (n / r.secs) / raw));
+        table.push_str(&format!(
+            "| {} | {:.0} | {:.1} | {:.2} |\n",
+            r.name,
+            n / r.secs,
+            mb / r.secs,
+            (n / r.secs) / raw
+        ));
     }
     let eos_vs_alo = rows[1].secs / rows[2].secs;
     table.push_str(&format!("\nexactly-once ÷ at-least-once: {eos_vs_alo:.2}\n"));

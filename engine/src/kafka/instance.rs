@@ -23,11 +23,11 @@ use std::time::{Duration, Instant};
 
 use kafclaw_operators::RawRecord;
 use kafclaw_operators::kafka::KeyField;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, DeliveryResult, Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
-use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::client::ClientSettings;
@@ -93,7 +93,9 @@ struct ProducerCtx {
 /// librdkafka's log, as structured tracing events. One `[kafka]` table configures both
 /// clients, so each warns about the other's properties: those warnings are dropped.
 fn forward_log(level: RDKafkaLogLevel, facility: &str, message: &str) {
-    if facility == "CONFWARN" && (message.contains("is a consumer property") || message.contains("is a producer property")) {
+    if facility == "CONFWARN"
+        && (message.contains("is a consumer property") || message.contains("is a producer property"))
+    {
         return;
     }
     match level {
