@@ -2,9 +2,10 @@
 //! kafka source → filter (keeps half) → kafka sink, by
 //!   1. a raw rdkafka consume → JSON decode → filter → produce loop (the limit here),
 //!   2. kafclaw at-least-once,
-//!   3. kafclaw exactly-once,
-//! each from the same pre-filled 6-partition input topic, timed from start until its consumer
-//! group has committed every input offset. Writes a table into docs/benchmarks.md.
+//!   3. kafclaw exactly-once.
+//!
+//! Each reads the same pre-filled 6-partition input topic and is timed from start until its
+//! consumer group has committed every input offset. Writes a table into docs/benchmarks.md.
 //!
 //!   cargo build --release -p kafclaw -p kafclaw-bench
 //!   target/release/e2e --kafclaw target/release/kafclaw --messages 200000
