@@ -193,14 +193,14 @@ topic = "{output}"
             p = args.partitions
         ),
     )?;
-    Ok(Command::new(&args.kafclaw)
+    Command::new(&args.kafclaw)
         .args(["run", topo.to_str().unwrap_or_default(), "--instance-id", "bench", "--brokers", &args.brokers])
         .env("KAFCLAW_KAFKA_SESSION_TIMEOUT_MS", "6000")
         .env("KAFCLAW_KAFKA_HEARTBEAT_INTERVAL_MS", "500")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .with_context(|| format!("starting {}", args.kafclaw.display()))?)
+        .with_context(|| format!("starting {}", args.kafclaw.display()))
 }
 
 struct Row {
