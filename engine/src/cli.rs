@@ -80,6 +80,9 @@ pub enum Command {
         /// Kafka: serve /healthz, /readyz and /stats on this address (e.g. 127.0.0.1:9464).
         #[arg(long, value_name = "ADDR")]
         http: Option<std::net::SocketAddr>,
+        /// Kafka: folder of the local state stores (RocksDB), one per topology and instance.
+        #[arg(long, env = "KAFCLAW_STATE_DIR", default_value = ".kafclaw/state")]
+        state_dir: PathBuf,
         /// Read source NAME from PATH instead of its configured input (repeatable).
         #[arg(long = "input", value_name = "NAME=PATH", value_parser = parse_assignment)]
         inputs: Vec<(String, PathBuf)>,
@@ -218,6 +221,7 @@ struct KafkaRun {
     instance_id: Option<String>,
     brokers: Option<String>,
     http: Option<std::net::SocketAddr>,
+    state_dir: PathBuf,
 }
 
 fn run_kafka(c: &Compiled, k: KafkaRun) -> i32 {
@@ -243,6 +247,7 @@ fn run_kafka(c: &Compiled, k: KafkaRun) -> i32 {
         settings: settings(c, k.brokers),
         stop,
         stats: stats.clone(),
+        state_dir: k.state_dir,
     };
     let result = run_instance(c, opts);
     let s = stats.snapshot();
@@ -345,13 +350,13 @@ pub fn main_with(cli: Cli) -> i32 {
             Err(code) => code,
         },
         Command::Test { files } => test(&files),
-        Command::Run { file, local, instance_id, brokers, http, inputs, outputs, dead_letter } => {
+        Command::Run { file, local, instance_id, brokers, http, state_dir, inputs, outputs, dead_letter } => {
             let opts = LocalOptions {
                 inputs: inputs.into_iter().collect::<HashMap<_, _>>(),
                 outputs: outputs.into_iter().collect::<HashMap<_, _>>(),
                 dead_letter,
             };
-            run(&file, local, opts, KafkaRun { instance_id, brokers, http })
+            run(&file, local, opts, KafkaRun { instance_id, brokers, http, state_dir })
         }
         Command::Topics { file, brokers, create } => topics(&file, brokers, create),
         Command::Version => {

@@ -54,6 +54,7 @@ fn run_one(c: &Compiled, test: &TestSpec) -> Result<Option<String>, BuildError> 
         plan.subtopologies.iter().position(|s| s.nodes.contains(&node)).expect("every node is in a sub-topology")
     };
     let mut out = TaskOutput::default();
+    let mut store = crate::runtime::memory_store();
     let mut offsets: BTreeMap<usize, i64> = BTreeMap::new();
     for input in &test.inputs {
         let source = plan.index(input.source.get_ref()).expect("test sources are checked at compile time");
@@ -66,7 +67,7 @@ fn run_one(c: &Compiled, test: &TestSpec) -> Result<Option<String>, BuildError> 
         let location: Arc<str> = format!("test:{}", plan.nodes[source].name).into();
         let raw = RawRecord { bytes, partition: 0, offset: *offset, line: Some(*offset as u64 + 1) };
         *offset += 1;
-        tasks[sub_of(source)].process_raw(source, &location, raw, &mut out);
+        tasks[sub_of(source)].process_raw(source, &location, raw, &mut store, &mut out);
     }
 
     let mut actual: BTreeMap<String, Vec<Value>> = BTreeMap::new();

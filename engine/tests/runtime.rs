@@ -54,11 +54,13 @@ fn run(lines: Vec<Vec<u8>>) -> (TaskOutput, Arc<kafclaw_engine::compiler::Physic
     let source = plan.index("in").unwrap();
     let location: Arc<str> = "mem".into();
     let mut out = TaskOutput::default();
+    let mut store = kafclaw_engine::runtime::memory_store();
     for (i, bytes) in lines.into_iter().enumerate() {
         task.process_raw(
             source,
             &location,
             RawRecord { bytes, partition: 0, offset: i as i64, line: Some(i as u64 + 1) },
+            &mut store,
             &mut out,
         );
     }

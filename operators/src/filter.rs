@@ -15,6 +15,7 @@ use toml::Spanned;
 use crate::expr::Expr;
 use crate::operator::{ConfigError, Emit, Failure, SyncOperator};
 use crate::record::Record;
+use crate::state::StateAccess;
 
 /// Config half of `filter`.
 #[derive(Debug, Clone, Deserialize)]
@@ -48,7 +49,7 @@ pub struct Filter {
 }
 
 impl SyncOperator for Filter {
-    fn process(&mut self, record: Record, out: &mut Emit) -> Result<(), Failure> {
+    fn process(&mut self, record: Record, _state: &mut dyn StateAccess, out: &mut Emit) -> Result<(), Failure> {
         match self.condition.eval_bool(&record) {
             Ok(true) => {
                 out.emit(0, record);

@@ -10,6 +10,7 @@
 //! | `filter` | [`filter`] | synchronous, fused |
 //! | `map` | [`map`] | synchronous, fused |
 //! | `route` | [`route`] | synchronous, fused |
+//! | `count` | [`count`] | synchronous, fused, stateful |
 //! | source `file`, `stdin` | [`io`] | local I/O |
 //! | sink `file`, `stdout` | [`io`] | local I/O |
 //! | source/sink `kafka` | [`kafka`] (config half; runtime in the engine) | Kafka I/O |
@@ -19,6 +20,7 @@
 
 #![warn(missing_docs)]
 
+pub mod count;
 pub mod dead_letter;
 pub mod envelope;
 pub mod expr;
@@ -30,6 +32,7 @@ pub mod operator;
 pub mod path;
 pub mod record;
 pub mod route;
+pub mod state;
 pub mod suggest;
 pub mod template;
 
@@ -37,3 +40,4 @@ pub use dead_letter::DeadLetter;
 pub use envelope::{Envelope, EnvelopeError, EnvelopeType};
 pub use operator::{ConfigError, Emit, Failure, Ports, SyncOperator};
 pub use record::{Origin, RawRecord, Record};
+pub use state::{NoState, StateAccess};

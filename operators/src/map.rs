@@ -22,6 +22,7 @@ use crate::filter::compile_expr;
 use crate::operator::{ConfigError, Emit, Failure, SyncOperator};
 use crate::path::{FieldPath, SETTABLE};
 use crate::record::Record;
+use crate::state::StateAccess;
 use crate::template::Template;
 
 /// Config half of `map`.
@@ -114,7 +115,7 @@ impl Map {
 }
 
 impl SyncOperator for Map {
-    fn process(&mut self, record: Record, out: &mut Emit) -> Result<(), Failure> {
+    fn process(&mut self, record: Record, _state: &mut dyn StateAccess, out: &mut Emit) -> Result<(), Failure> {
         let values = match self.compute(&record) {
             Ok(v) => v,
             Err(message) => return Err(Failure::new(record, message)),

@@ -4,6 +4,7 @@
 use std::ops::Range;
 
 use crate::record::Record;
+use crate::state::StateAccess;
 
 /// Where an option error is, in the topology file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,8 +102,14 @@ impl Failure {
     }
 }
 
-/// A synchronous per-record operator.
+/// A synchronous per-record operator. Stateless operators ignore `state`; stateful ones
+/// (count, …) read and write their tables through it.
 pub trait SyncOperator: Send {
     /// Processes one record; zero or more outputs go to `out`.
-    fn process(&mut self, record: Record, out: &mut Emit) -> Result<(), Failure>;
+    fn process(&mut self, record: Record, state: &mut dyn StateAccess, out: &mut Emit) -> Result<(), Failure>;
+
+    /// The state tables the operator uses.
+    fn tables(&self) -> Vec<String> {
+        Vec::new()
+    }
 }

@@ -20,6 +20,7 @@ use crate::expr::Expr;
 use crate::filter::compile_expr;
 use crate::operator::{ConfigError, Emit, Failure, Ports, SyncOperator};
 use crate::record::Record;
+use crate::state::StateAccess;
 
 /// The output no route took.
 pub const UNMATCHED: &str = "unmatched";
@@ -109,7 +110,7 @@ pub struct Route {
 }
 
 impl SyncOperator for Route {
-    fn process(&mut self, record: Record, out: &mut Emit) -> Result<(), Failure> {
+    fn process(&mut self, record: Record, _state: &mut dyn StateAccess, out: &mut Emit) -> Result<(), Failure> {
         let mut hits = Vec::new();
         for (port, cond) in self.conditions.iter().enumerate() {
             match cond.eval_bool(&record) {

@@ -12,6 +12,40 @@ pub fn run_all<S: StateStore, F: Fn() -> S>(make: F) {
     unknown_table_is_an_error(&mut make());
     scan_is_key_ordered(&mut make());
     extreme_partitions(&mut make());
+    batches_apply_together(&mut make());
+    checkpoints_follow_partitions(&mut make());
+}
+
+fn batches_apply_together(s: &mut impl StateStore) {
+    use crate::{Batch, Write};
+    s.open_table("t").unwrap();
+    s.put("t", 0, b"gone", b"x").unwrap();
+    let w = |key: &[u8], value: Option<&[u8]>| Write {
+        table: "t".into(),
+        partition: 0,
+        key: key.to_vec(),
+        value: value.map(<[u8]>::to_vec),
+    };
+    let batch = Batch {
+        writes: vec![w(b"a", Some(b"1")), w(b"a", Some(b"2")), w(b"gone", None), w(b"new-table-key", Some(b"v"))],
+        checkpoints: vec![("t".into(), 0, 10), ("fresh".into(), 1, 5)],
+    };
+    s.apply(&batch).unwrap();
+    assert_eq!(s.get("t", 0, b"a").unwrap().as_deref(), Some(&b"2"[..]), "batches_apply_together: last write wins");
+    assert_eq!(s.get("t", 0, b"gone").unwrap(), None, "batches_apply_together: delete");
+    assert_eq!(s.checkpoint("t", 0).unwrap(), Some(10));
+    assert_eq!(s.checkpoint("fresh", 1).unwrap(), Some(5), "batches_apply_together: tables open as needed");
+    assert!(s.tables().contains(&"fresh".to_owned()));
+}
+
+fn checkpoints_follow_partitions(s: &mut impl StateStore) {
+    use crate::Batch;
+    s.open_table("t").unwrap();
+    assert_eq!(s.checkpoint("t", 4).unwrap(), None);
+    s.apply(&Batch { writes: vec![], checkpoints: vec![("t".into(), 4, 1), ("t".into(), 5, 2)] }).unwrap();
+    s.drop_partition("t", 4).unwrap();
+    assert_eq!(s.checkpoint("t", 4).unwrap(), None, "checkpoints_follow_partitions: dropped");
+    assert_eq!(s.checkpoint("t", 5).unwrap(), Some(2), "checkpoints_follow_partitions: kept");
 }
 
 fn put_get_delete(s: &mut impl StateStore) {

@@ -3,21 +3,38 @@
 //! Every state table is partitioned like the input it is computed from: a key is stored as
 //! `partition (u32, big-endian) ++ user key`, so one task's state can be scanned, dropped or
 //! restored alone (DESIGN §6). This crate owns the key layout and the [`StateStore`] trait;
-//! the backends implement it. The in-memory backend is here now; the RocksDB backend joins it
-//! behind the same trait and the same conformance suite ([`conformance`]).
+//! the backends implement it: [`MemoryStore`] and [`RocksStore`] (one DB per instance, a column
+//! family per table), checked by one suite
+//! behind the same trait and the same conformance suite ([`conformance`]). Writes of the
+//! open transaction are buffered in an [`Epoch`] and sealed into the store atomically with the
+//! changelog checkpoints once the transaction commits.
 
 #![warn(missing_docs)]
 
+pub mod batch;
 pub mod conformance;
+pub mod epoch;
 pub mod key;
 pub mod memory;
+pub mod rocks;
 
+pub use batch::{Batch, Write};
+pub use epoch::Epoch;
 pub use key::{PartitionKey, decode_partition_key, encode_partition_key};
 pub use memory::MemoryStore;
+pub use rocks::RocksStore;
 
 /// What can go wrong in a state store.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
+    /// The RocksDB backend failed.
+    #[error("rocksdb at {path}: {message}")]
+    Rocks {
+        /// The database folder.
+        path: String,
+        /// RocksDB's message.
+        message: String,
+    },
     /// The named table was never opened on this store.
     #[error("state table `{0}` is not open")]
     UnknownTable(String),
@@ -49,6 +66,44 @@ pub trait StateStore: Send {
     fn delete(&mut self, table: &str, partition: u32, key: &[u8]) -> Result<(), StateError>;
     /// All entries of one partition of a table, in key order.
     fn scan_partition(&self, table: &str, partition: u32) -> Result<Vec<Entry>, StateError>;
-    /// Drops every entry of one partition of a table (on revoke, before a restore).
+    /// Drops every entry of one partition of a table (on revoke, before a restore), and its
+    /// checkpoint.
     fn drop_partition(&mut self, table: &str, partition: u32) -> Result<(), StateError>;
+    /// Applies writes and checkpoints atomically (tables are opened as needed).
+    fn apply(&mut self, batch: &Batch) -> Result<(), StateError>;
+    /// The checkpoint of a table's changelog partition: the next changelog offset the store
+    /// does not reflect yet. `None` when there is none (restore from the beginning).
+    fn checkpoint(&self, table: &str, partition: u32) -> Result<Option<i64>, StateError>;
+    /// The names of the open tables.
+    fn tables(&self) -> Vec<String>;
+}
+
+impl StateStore for Box<dyn StateStore> {
+    fn open_table(&mut self, table: &str) -> Result<(), StateError> {
+        (**self).open_table(table)
+    }
+    fn get(&self, table: &str, partition: u32, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        (**self).get(table, partition, key)
+    }
+    fn put(&mut self, table: &str, partition: u32, key: &[u8], value: &[u8]) -> Result<(), StateError> {
+        (**self).put(table, partition, key, value)
+    }
+    fn delete(&mut self, table: &str, partition: u32, key: &[u8]) -> Result<(), StateError> {
+        (**self).delete(table, partition, key)
+    }
+    fn scan_partition(&self, table: &str, partition: u32) -> Result<Vec<Entry>, StateError> {
+        (**self).scan_partition(table, partition)
+    }
+    fn drop_partition(&mut self, table: &str, partition: u32) -> Result<(), StateError> {
+        (**self).drop_partition(table, partition)
+    }
+    fn apply(&mut self, batch: &Batch) -> Result<(), StateError> {
+        (**self).apply(batch)
+    }
+    fn checkpoint(&self, table: &str, partition: u32) -> Result<Option<i64>, StateError> {
+        (**self).checkpoint(table, partition)
+    }
+    fn tables(&self) -> Vec<String> {
+        (**self).tables()
+    }
 }

@@ -3,12 +3,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::{Entry, StateError, StateStore, decode_partition_key, encode_partition_key};
+use crate::{Batch, Entry, StateError, StateStore, decode_partition_key, encode_partition_key};
 
 /// A [`StateStore`] kept in memory.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     tables: HashMap<String, BTreeMap<Vec<u8>, Vec<u8>>>,
+    checkpoints: HashMap<(String, u32), i64>,
 }
 
 impl MemoryStore {
@@ -79,7 +80,34 @@ impl StateStore for MemoryStore {
         for key in doomed {
             map.remove(&key);
         }
+        self.checkpoints.remove(&(table.to_owned(), partition));
         Ok(())
+    }
+
+    fn apply(&mut self, batch: &Batch) -> Result<(), StateError> {
+        for w in &batch.writes {
+            let map = self.tables.entry(w.table.clone()).or_default();
+            let key = encode_partition_key(w.partition, &w.key);
+            match &w.value {
+                Some(v) => map.insert(key, v.clone()),
+                None => map.remove(&key),
+            };
+        }
+        for (table, partition, offset) in &batch.checkpoints {
+            self.tables.entry(table.clone()).or_default();
+            self.checkpoints.insert((table.clone(), *partition), *offset);
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&self, table: &str, partition: u32) -> Result<Option<i64>, StateError> {
+        Ok(self.checkpoints.get(&(table.to_owned(), partition)).copied())
+    }
+
+    fn tables(&self) -> Vec<String> {
+        let mut t: Vec<String> = self.tables.keys().cloned().collect();
+        t.sort();
+        t
     }
 }
 

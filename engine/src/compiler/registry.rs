@@ -3,7 +3,9 @@
 
 use kafclaw_operators::io::{FileSinkConfig, FileSourceConfig, StdinSourceConfig, StdoutSinkConfig};
 use kafclaw_operators::kafka::{KafkaSinkConfig, KafkaSourceConfig, valid_topic};
-use kafclaw_operators::{ConfigError, Ports, SyncOperator, filter::FilterConfig, map::MapConfig, route::RouteConfig};
+use kafclaw_operators::{
+    ConfigError, Ports, SyncOperator, count::CountConfig, filter::FilterConfig, map::MapConfig, route::RouteConfig,
+};
 use toml::Spanned;
 use toml::de::DeValue;
 
@@ -56,6 +58,8 @@ pub enum NodeConfig {
     Map(MapConfig),
     /// Operator `route`.
     Route(RouteConfig),
+    /// Operator `count`.
+    Count(CountConfig),
     /// Sink `file`.
     FileSink(FileSinkConfig),
     /// Sink `stdout`.
@@ -100,6 +104,7 @@ pub const KINDS: &[Kind] = &[
     kind!(Role::Operator, "filter", "keep records for which a CEL condition holds", Filter),
     kind!(Role::Operator, "map", "set fields from CEL expressions or templates, remove fields", Map),
     kind!(Role::Operator, "route", "send records to named outputs by CEL condition", Route),
+    kind!(Role::Operator, "count", "running count per key, in a changelogged state table", Count),
     kind!(Role::Sink, "file", "JSON Lines file", FileSink),
     kind!(Role::Sink, "stdout", "JSON Lines on standard output", StdoutSink),
     kind!(Role::Sink, "kafka", "a Kafka topic, keyed by correlation_id by default", KafkaSink),
@@ -154,18 +159,28 @@ impl NodeConfig {
                     .with_hint(Some("1 to 249 of letters, digits, `.`, `_` and `-`".into())),
             ];
         }
-        match self.build_operator() {
+        match self.build_operator("check") {
             Some(Err(errors)) => errors,
             _ => Vec::new(),
         }
     }
 
-    /// Builds the runtime half of an operator (sources and sinks are opened by the runtime).
-    pub fn build_operator(&self) -> Option<Result<Box<dyn SyncOperator>, Vec<ConfigError>>> {
+    /// The state tables of node `name` (named after the node).
+    pub fn state_tables(&self, name: &str) -> Vec<String> {
+        match self {
+            Self::Count(_) => vec![name.to_owned()],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Builds the runtime half of operator `name` (sources and sinks are opened by the
+    /// runtime).
+    pub fn build_operator(&self, name: &str) -> Option<Result<Box<dyn SyncOperator>, Vec<ConfigError>>> {
         Some(match self {
             Self::Filter(c) => c.build().map(|o| Box::new(o) as Box<dyn SyncOperator>),
             Self::Map(c) => c.build().map(|o| Box::new(o) as Box<dyn SyncOperator>),
             Self::Route(c) => c.build().map(|o| Box::new(o) as Box<dyn SyncOperator>),
+            Self::Count(c) => c.build(name).map(|o| Box::new(o) as Box<dyn SyncOperator>),
             _ => return None,
         })
     }

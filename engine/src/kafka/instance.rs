@@ -31,12 +31,15 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::client::ClientSettings;
+use super::restore::{RestoreJob, restore};
 use super::stats::Stats;
-use super::topics::{dead_letter_topic, ensure_topics, partition_counts};
+use super::topics::{changelog_topic, dead_letter_topic, ensure_topics, partition_counts};
 use crate::compiler::registry::{NodeConfig, Role};
 use crate::compiler::spec::Guarantee;
 use crate::compiler::{Compiled, PhysicalPlan};
+use crate::runtime::TaskStore;
 use crate::runtime::task::{BuildError, Task, TaskOutput};
+use kafclaw_state::{Epoch, RocksStore, StateStore};
 
 /// Header names on every output.
 pub mod headers {
@@ -61,6 +64,8 @@ pub struct InstanceOptions {
     pub stop: Arc<AtomicBool>,
     /// Live counters.
     pub stats: Arc<Stats>,
+    /// Folder of the instance's RocksDB (`<state dir>/<topology>/<instance id>`).
+    pub state_dir: std::path::PathBuf,
 }
 
 /// Why an instance stopped with an error.
@@ -78,12 +83,16 @@ pub enum InstanceError {
     Fatal(String),
 }
 
+const CHANGELOG_SUFFIX: &str = "-changelog";
+
 /// How long a transactional or admin call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Default)]
 struct DeliveryCounter {
     failures: AtomicU64,
+    /// Highest delivered offset per changelog partition since the last commit.
+    changelog_ends: Mutex<HashMap<(String, i32), i64>>,
 }
 
 struct ProducerCtx {
@@ -118,6 +127,13 @@ impl ProducerContext for ProducerCtx {
     type DeliveryOpaque = ();
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Ok(m) = result
+            && m.topic().ends_with(CHANGELOG_SUFFIX)
+        {
+            let mut ends = self.deliveries.changelog_ends.lock().unwrap_or_else(|p| p.into_inner());
+            let e = ends.entry((m.topic().to_owned(), m.partition())).or_insert(-1);
+            *e = (*e).max(m.offset());
+        }
         if let Err((e, m)) = result {
             self.deliveries.failures.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(topic = m.topic(), partition = m.partition(), error = %e, "delivery failed");
@@ -150,6 +166,13 @@ struct Core {
     buf: Vec<u8>,
     stats: Arc<Stats>,
     fatal: Option<String>,
+    store: TaskStore,
+    /// changelog topic → table
+    changelog_tables: HashMap<String, String>,
+    /// sub-topology → its state tables
+    sub_tables: Vec<Vec<String>>,
+    settings: ClientSettings,
+    pending_restore: Vec<RestoreJob>,
 }
 
 fn fatal_of(e: &KafkaError) -> bool {
@@ -160,13 +183,13 @@ fn fatal_of(e: &KafkaError) -> bool {
 }
 
 impl Core {
-    fn task(&mut self, sub: usize, partition: i32) -> Result<&mut Task, BuildError> {
+    fn ensure_task(&mut self, sub: usize, partition: i32) -> Result<(), BuildError> {
         if !self.tasks.contains_key(&(sub, partition)) {
             let task = Task::new(self.plan.clone(), &self.plan.subtopologies[sub], partition)?;
             tracing::debug!(subtopology = sub, partition, "task started");
             self.tasks.insert((sub, partition), task);
         }
-        Ok(self.tasks.get_mut(&(sub, partition)).expect("inserted above"))
+        Ok(())
     }
 
     fn send(&mut self, topic: &str, key: Option<&[u8]>, payload: &[u8], headers: OwnedHeaders) -> KafkaResult<()> {
@@ -174,16 +197,7 @@ impl Core {
         if let Some(k) = key {
             record = record.key(k);
         }
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    self.producer.poll(Duration::from_millis(10));
-                    record = r;
-                }
-                Err((e, _)) => return Err(e),
-            }
-        }
+        send_record(&self.producer, record)
     }
 
     fn process(&mut self, m: &BorrowedMessage<'_>) {
@@ -208,13 +222,12 @@ impl Core {
             line: None,
         };
         let mut out = std::mem::take(&mut self.out);
-        match self.task(sub, m.partition()) {
-            Ok(task) => task.process_raw(source, &location, raw, &mut out),
-            Err(e) => {
-                self.fatal = Some(e.to_string());
-                return;
-            }
+        if let Err(e) = self.ensure_task(sub, m.partition()) {
+            self.fatal = Some(e.to_string());
+            return;
         }
+        let task = self.tasks.get_mut(&(sub, m.partition())).expect("ensured above");
+        task.process_raw(source, &location, raw, &mut self.store, &mut out);
         Stats::add(&self.stats.consumed, 1);
         Stats::add(&self.stats.deduplicated, std::mem::take(&mut out.deduplicated));
         self.emit(&mut out);
@@ -263,6 +276,22 @@ impl Core {
                 }
             }
         }
+        for w in out.changelog.drain(..) {
+            let topic = changelog_topic(&self.plan, &w.table);
+            let partition = w.origin.partition.to_string();
+            let offset = w.origin.offset.to_string();
+            let headers = OwnedHeaders::new()
+                .insert(Header { key: headers::INPUT_TOPIC, value: Some(w.origin.location.as_bytes()) })
+                .insert(Header { key: headers::INPUT_PARTITION, value: Some(partition.as_bytes()) })
+                .insert(Header { key: headers::INPUT_OFFSET, value: Some(offset.as_bytes()) });
+            let mut record = BaseRecord::to(&topic).key(&w.key[..]).partition(w.partition).headers(headers);
+            if let Some(v) = &w.value {
+                record = record.payload(&v[..]);
+            }
+            if let Err(e) = send_record(&self.producer, record) {
+                self.fatal = Some(format!("changelog `{topic}`: {e}"));
+            }
+        }
         self.buf = buf;
         for letter in out.dead_letters.drain(..) {
             let mut h = OwnedHeaders::new();
@@ -307,6 +336,16 @@ impl Core {
         }
         self.positions.clear();
         self.tasks.values_mut().for_each(Task::commit);
+        // The transaction committed: seal the epoch with how far each changelog now reaches.
+        let ends: Vec<((String, i32), i64)> =
+            self.deliveries.changelog_ends.lock().unwrap_or_else(|p| p.into_inner()).drain().collect();
+        let checkpoints = ends
+            .into_iter()
+            .filter_map(|((topic, p), end)| self.changelog_tables.get(&topic).map(|t| (t.clone(), p as u32, end + 1)))
+            .collect();
+        if let Err(e) = self.store.seal(checkpoints) {
+            self.fatal = Some(format!("sealing state after a commit: {e}"));
+        }
         Stats::add(&self.stats.commits, 1);
         Ok(())
     }
@@ -333,6 +372,8 @@ impl Core {
         }
         self.positions.clear();
         self.tasks.values_mut().for_each(Task::rollback);
+        self.store.abort();
+        self.deliveries.changelog_ends.lock().unwrap_or_else(|p| p.into_inner()).clear();
         Stats::add(&self.stats.aborts, 1);
         let rewound = consumer.assignment().and_then(|a| consumer.committed_offsets(a, CALL_TIMEOUT)).and_then(|c| {
             let mut seek = TopicPartitionList::new();
@@ -355,6 +396,42 @@ impl Core {
             } else {
                 self.abort(consumer, &e);
             }
+        }
+    }
+}
+
+impl Core {
+    /// Restores the state of newly assigned partitions (queued by the assign callback) before
+    /// any of their records is processed.
+    fn restore_pending(&mut self, consumer: &BaseConsumer<InstanceContext>) {
+        if self.pending_restore.is_empty() {
+            return;
+        }
+        let jobs = std::mem::take(&mut self.pending_restore);
+        let mut tpl = TopicPartitionList::new();
+        for job in &jobs {
+            for &s in &self.plan.subtopologies[job.sub].sources {
+                if let Some(t) = self.plan.nodes[s].config.kafka_topic() {
+                    tpl.add_partition(t, job.partition);
+                }
+            }
+        }
+        let committed = match consumer.committed_offsets(tpl, CALL_TIMEOUT) {
+            Ok(c) => c
+                .elements()
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(o) => Some(((e.topic().to_owned(), e.partition()), o)),
+                    _ => None,
+                })
+                .collect(),
+            Err(e) => {
+                self.fatal = Some(format!("reading committed offsets for a restore: {e}"));
+                return;
+            }
+        };
+        if let Err(e) = restore(&self.plan, &mut self.store, &self.settings, &committed, &jobs) {
+            self.fatal = Some(format!("restoring state: {e}"));
         }
     }
 }
@@ -396,13 +473,40 @@ impl ConsumerContext for InstanceContext {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
-                let core = self.lock();
+                let mut core = self.lock();
+                // Queue the state tables of the new partitions for restoring; the stream thread
+                // restores them right after this callback, before processing any record.
+                for e in tpl.elements() {
+                    if let Some(&source) = core.source_of_topic.get(e.topic()) {
+                        let sub = core.sub_of_node[source];
+                        for table in core.sub_tables[sub].clone() {
+                            let job = RestoreJob { sub, table, partition: e.partition() };
+                            if !core.pending_restore.contains(&job) {
+                                core.pending_restore.push(job);
+                            }
+                        }
+                    }
+                }
                 core.stats.assigned.fetch_add(tpl.count() as u64, Ordering::Relaxed);
                 core.stats.ready.store(true, Ordering::Relaxed);
                 tracing::info!(assigned = tpl.count(), "partitions assigned");
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
             Rebalance::Revoke(_) => {}
+        }
+    }
+}
+
+/// Sends one record, waiting for room in the producer's queue.
+fn send_record(producer: &BaseProducer<ProducerCtx>, mut record: BaseRecord<'_, [u8], [u8]>) -> KafkaResult<()> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                producer.poll(Duration::from_millis(10));
+                record = r;
+            }
+            Err((e, _)) => return Err(e),
         }
     }
 }
@@ -496,6 +600,17 @@ pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), In
         }
     }
     let topics: Vec<String> = source_of_topic.keys().cloned().collect();
+    let mut changelog_tables = HashMap::new();
+    let mut sub_tables = vec![Vec::new(); plan.subtopologies.len()];
+    for (i, n) in plan.nodes.iter().enumerate() {
+        for table in n.config.state_tables(&n.name) {
+            changelog_tables.insert(changelog_topic(&plan, &table), table.clone());
+            sub_tables[sub_of_node[i]].push(table);
+        }
+    }
+    let db_path = opts.state_dir.join(&plan.name).join(&opts.instance_id);
+    let rocks = RocksStore::open(&db_path).map_err(|e| setup(format!("state store: {e}")))?;
+    tracing::info!(path = %db_path.display(), tables = ?rocks.tables(), "state store open");
     let core = Arc::new(Mutex::new(Core {
         plan: plan.clone(),
         producer,
@@ -515,6 +630,11 @@ pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), In
         buf: Vec::new(),
         stats: opts.stats.clone(),
         fatal: None,
+        store: Epoch::new(Box::new(rocks)),
+        changelog_tables,
+        sub_tables,
+        settings: settings.clone(),
+        pending_restore: Vec::new(),
     }));
 
     let consumer: BaseConsumer<InstanceContext> = settings
@@ -541,7 +661,10 @@ pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), In
             break Ok(());
         }
         let wait = next_commit.saturating_duration_since(Instant::now()).min(Duration::from_millis(100));
-        match consumer.poll(wait) {
+        let polled = consumer.poll(wait);
+        // Partitions assigned during that poll are restored before their first record.
+        lock().restore_pending(&consumer);
+        match polled {
             Some(Ok(m)) => lock().process(&m),
             Some(Err(e)) => tracing::warn!(error = %e, "consume error"),
             None => {}

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod instance;
+pub mod restore;
 pub mod stats;
 pub mod topics;
 

@@ -21,6 +21,9 @@ pub enum TopicRole {
     Sink,
     /// Dead letters; created when missing.
     DeadLetter,
+    /// A state table's changelog: compacted, co-partitioned with its sources; created when
+    /// missing.
+    Changelog,
 }
 
 impl TopicRole {
@@ -30,6 +33,7 @@ impl TopicRole {
             Self::Source => "source",
             Self::Sink => "sink",
             Self::DeadLetter => "dead-letter",
+            Self::Changelog => "changelog",
         }
     }
 }
@@ -50,6 +54,11 @@ pub fn dead_letter_topic(plan: &PhysicalPlan) -> String {
     plan.dead_letter.topic.as_ref().map_or_else(|| format!("{}.dlq", plan.name), |t| t.get_ref().clone())
 }
 
+/// The changelog topic of a state table.
+pub fn changelog_topic(plan: &PhysicalPlan, table: &str) -> String {
+    format!("{}-{table}-changelog", plan.name)
+}
+
 /// Every topic the plan reads or writes, in plan order.
 pub fn topic_uses(plan: &PhysicalPlan) -> Vec<TopicUse> {
     let mut uses: Vec<TopicUse> = Vec::new();
@@ -62,6 +71,15 @@ pub fn topic_uses(plan: &PhysicalPlan) -> Vec<TopicUse> {
         }
     }
     uses.push(TopicUse { topic: dead_letter_topic(plan), role: TopicRole::DeadLetter, nodes: Vec::new() });
+    for n in &plan.nodes {
+        for table in n.config.state_tables(&n.name) {
+            uses.push(TopicUse {
+                topic: changelog_topic(plan, &table),
+                role: TopicRole::Changelog,
+                nodes: vec![n.name.to_string()],
+            });
+        }
+    }
     uses
 }
 
@@ -110,20 +128,34 @@ pub fn ensure_topics(
     let uses = topic_uses(plan);
     let names: Vec<&str> = uses.iter().map(|u| u.topic.as_str()).collect();
     let counts = partition_counts(settings, &names, timeout)?;
-    let mut missing = Vec::new();
+    // Changelogs are co-partitioned with the sources (the widest source decides).
+    let source_partitions = uses
+        .iter()
+        .zip(&counts)
+        .filter(|(u, _)| u.role == TopicRole::Source)
+        .filter_map(|(_, c)| *c)
+        .max()
+        .map_or(partitions, |c| c as i32);
+    let mut missing: Vec<(String, TopicRole)> = Vec::new();
     for (u, count) in uses.iter().zip(&counts) {
         match (u.role, count) {
             (TopicRole::Source, None) => return Err(TopicError::MissingSource(u.topic.clone())),
-            (_, None) if !missing.contains(&u.topic) => missing.push(u.topic.clone()),
+            (role, None) if !missing.iter().any(|(t, _)| *t == u.topic) => missing.push((u.topic.clone(), role)),
             _ => {}
         }
     }
     if missing.is_empty() {
-        return Ok(missing);
+        return Ok(Vec::new());
     }
     let admin: AdminClient<DefaultClientContext> = settings.client_config(&[]).create()?;
-    let new: Vec<NewTopic<'_>> =
-        missing.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication))).collect();
+    let new: Vec<NewTopic<'_>> = missing
+        .iter()
+        .map(|(t, role)| match role {
+            TopicRole::Changelog => NewTopic::new(t, source_partitions, TopicReplication::Fixed(replication))
+                .set("cleanup.policy", "compact"),
+            _ => NewTopic::new(t, partitions, TopicReplication::Fixed(replication)),
+        })
+        .collect();
     let opts = AdminOptions::new().operation_timeout(Some(timeout));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -137,6 +169,7 @@ pub fn ensure_topics(
             return Err(TopicError::Create(topic, code.to_string()));
         }
     }
-    tracing::info!(topics = ?missing, partitions, replication, "created topics");
-    Ok(missing)
+    let created: Vec<String> = missing.into_iter().map(|(t, _)| t).collect();
+    tracing::info!(topics = ?created, partitions, replication, "created topics");
+    Ok(created)
 }

@@ -195,6 +195,7 @@ pub fn run_local(compiled: &Compiled, opts: &LocalOptions) -> Result<RunSummary,
                 let dead = &dead;
                 scope.spawn(move || -> Result<TaskTally, RunError> {
                     let mut out = TaskOutput::default();
+                    let mut store = super::state::memory_store();
                     let mut written = HashMap::new();
                     let mut buf = Vec::new();
                     let mut read = 0u64;
@@ -207,7 +208,7 @@ pub fn run_local(compiled: &Compiled, opts: &LocalOptions) -> Result<RunSummary,
                             let (node, src, location) = &mut sources[i];
                             match src.next_raw().map_err(|e| RunError::Io(format!("{location}: {e}")))? {
                                 Some(raw) => {
-                                    task.process_raw(*node, location, raw, &mut out);
+                                    task.process_raw(*node, location, raw, &mut store, &mut out);
                                     read += 1;
                                     since_drain += 1;
                                     i += 1;
@@ -219,6 +220,9 @@ pub fn run_local(compiled: &Compiled, opts: &LocalOptions) -> Result<RunSummary,
                         }
                         if since_drain >= DRAIN_EVERY {
                             drain(&mut out, &mut sinks, &mut written, dead, &mut buf).map_err(io_err)?;
+                            // Local state lives in memory for the run; no changelog.
+                            store.seal(Vec::new()).map_err(|e| RunError::Io(e.to_string()))?;
+                            out.changelog.clear();
                             since_drain = 0;
                         }
                     }

@@ -3,7 +3,9 @@
 
 pub mod dedup;
 pub mod local;
+pub mod state;
 pub mod task;
 
 pub use local::{LocalOptions, RunError, RunSummary, run_local};
+pub use state::{ChangelogWrite, TaskStore, memory_store};
 pub use task::{Output, Task, TaskOutput};

@@ -10,6 +10,7 @@ use kafclaw_operators::envelope::{ENVELOPE_VERSION, derive_span_id, derive_trace
 use kafclaw_operators::{DeadLetter, Emit, Envelope, Origin, RawRecord, Record, SyncOperator};
 
 use super::dedup::SeenSet;
+use super::state::{ChangelogWrite, TaskState, TaskStore};
 use crate::compiler::registry::{NodeConfig, Role};
 use crate::compiler::{PhysicalPlan, plan::SubTopology};
 
@@ -40,12 +41,14 @@ pub struct TaskOutput {
     pub deduplicated: u64,
     /// Records that failed.
     pub dead_letters: Vec<DeadLetter>,
+    /// State writes, for the changelogs.
+    pub changelog: Vec<ChangelogWrite>,
 }
 
 impl TaskOutput {
     /// Whether nothing is buffered.
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty() && self.dead_letters.is_empty()
+        self.records.is_empty() && self.dead_letters.is_empty() && self.changelog.is_empty()
     }
 }
 
@@ -80,7 +83,7 @@ impl Task {
             stages[i] = match node.role {
                 Role::Source => Stage::Source,
                 Role::Sink => Stage::Sink,
-                Role::Operator => match node.config.build_operator() {
+                Role::Operator => match node.config.build_operator(&node.name) {
                     Some(Ok(op)) => Stage::Operator(op),
                     Some(Err(errs)) => {
                         let message = errs.into_iter().map(|e| e.message).collect::<Vec<_>>().join("; ");
@@ -120,7 +123,14 @@ impl Task {
 
     /// Decodes one raw record read by `source` (plan index) from `location` and pushes it
     /// through the operators. Outputs and dead letters are appended to `out`.
-    pub fn process_raw(&mut self, source: usize, location: &Arc<str>, raw: RawRecord, out: &mut TaskOutput) {
+    pub fn process_raw(
+        &mut self,
+        source: usize,
+        location: &Arc<str>,
+        raw: RawRecord,
+        store: &mut TaskStore,
+        out: &mut TaskOutput,
+    ) {
         let source_name = self.plan.nodes[source].name.clone();
         // simd-json decodes in place; decode a copy so a dead letter keeps the original bytes.
         self.scratch.clear();
@@ -160,7 +170,7 @@ impl Task {
             input_span_id: envelope.span_id.clone(),
             trace_id,
         });
-        self.process(source, Record { envelope, origin }, out);
+        self.process(source, Record { envelope, origin }, store, out);
     }
 
     /// The dedup sets' ids of the open transaction are now committed.
@@ -174,26 +184,34 @@ impl Task {
     }
 
     /// Pushes an already decoded record from `source` through the operators.
-    pub fn process(&mut self, source: usize, record: Record, out: &mut TaskOutput) {
+    pub fn process(&mut self, source: usize, record: Record, store: &mut TaskStore, out: &mut TaskOutput) {
         self.ordinals.iter_mut().for_each(|o| *o = 0);
         self.push_downstream(source, 0, record);
         while let Some((node, record)) = self.stack.pop() {
             match &mut self.stages[node] {
-                Stage::Operator(op) => match op.process(record, &mut self.emit) {
-                    Ok(()) => {
-                        let mut emit = std::mem::take(&mut self.emit);
-                        // Reverse so the stack pops outputs in emission order.
-                        for (port, rec) in emit.drain().rev() {
-                            self.push_downstream(node, port, rec);
+                Stage::Operator(op) => {
+                    let mut state = TaskState {
+                        store: &mut *store,
+                        partition: self.partition,
+                        origin: record.origin.clone(),
+                        changelog: &mut out.changelog,
+                    };
+                    match op.process(record, &mut state, &mut self.emit) {
+                        Ok(()) => {
+                            let mut emit = std::mem::take(&mut self.emit);
+                            // Reverse so the stack pops outputs in emission order.
+                            for (port, rec) in emit.drain().rev() {
+                                self.push_downstream(node, port, rec);
+                            }
+                            self.emit = emit;
                         }
-                        self.emit = emit;
+                        Err(failure) => {
+                            let stage = format!("operator:{}", self.plan.nodes[node].name);
+                            let raw = failure.record.envelope.encode();
+                            out.dead_letters.push(DeadLetter::at(&failure.record.origin, stage, failure.message, raw));
+                        }
                     }
-                    Err(failure) => {
-                        let stage = format!("operator:{}", self.plan.nodes[node].name);
-                        let raw = failure.record.envelope.encode();
-                        out.dead_letters.push(DeadLetter::at(&failure.record.origin, stage, failure.message, raw));
-                    }
-                },
+                }
                 Stage::Sink => {
                     let origin = record.origin.clone();
                     let envelope = self.finish(node, record);

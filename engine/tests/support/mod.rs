@@ -220,6 +220,8 @@ pub fn spawn_instance(topology: &Path, instance: &str, log: &Path) -> Child {
     let log = std::fs::File::create(log).unwrap();
     Command::new(env!("CARGO_BIN_EXE_kafclaw"))
         .args(["run", topology.to_str().unwrap(), "--instance-id", instance, "--brokers", &brokers()])
+        .arg("--state-dir")
+        .arg(topology.parent().unwrap().join("state"))
         .env("RUST_LOG", "info")
         .env("KAFCLAW_KAFKA_SESSION_TIMEOUT_MS", "6000")
         .env("KAFCLAW_KAFKA_HEARTBEAT_INTERVAL_MS", "500")

@@ -1,0 +1,116 @@
+//! `count`: a running count per key, kept in a state table named after the operator.
+//!
+//! ```toml
+//! [operators.per-sender]
+//! type = "count"
+//! inputs = ["requests"]
+//! by = 'sender_id'
+//! ```
+//! Each record passes on with the key's new count written to `into` (default
+//! `payload.count`) and the key to `payload.count_key`. The table is changelogged and restored
+//! like any state (Kafka mode), so counts survive restarts and move with their partition.
+
+use serde::Deserialize;
+use serde_json::Value;
+use toml::Spanned;
+
+use crate::expr::Expr;
+use crate::filter::compile_expr;
+use crate::operator::{ConfigError, Emit, Failure, SyncOperator};
+use crate::path::FieldPath;
+use crate::record::Record;
+use crate::state::StateAccess;
+
+/// Config half of `count`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CountConfig {
+    /// CEL expression giving the key to count by (a string is used as is, any other value as
+    /// its JSON text).
+    pub by: Spanned<String>,
+    /// Field the new count is written to.
+    #[serde(default = "default_into")]
+    pub into: Spanned<String>,
+}
+
+fn default_into() -> Spanned<String> {
+    Spanned::new(0..0, "payload.count".to_owned())
+}
+
+impl CountConfig {
+    /// Builds the runtime half; its state table is `table`.
+    pub fn build(&self, table: &str) -> Result<Count, Vec<ConfigError>> {
+        let by = compile_expr(&self.by);
+        let into = FieldPath::parse(self.into.get_ref()).map_err(|m| vec![ConfigError::at(self.into.span(), m)]);
+        match (by, into) {
+            (Ok(by), Ok(into)) => Ok(Count { by, into, table: table.to_owned() }),
+            (by, into) => Err(by.err().unwrap_or_default().into_iter().chain(into.err().unwrap_or_default()).collect()),
+        }
+    }
+}
+
+/// Runtime half of `count`.
+#[derive(Debug, Clone)]
+pub struct Count {
+    by: Expr,
+    into: FieldPath,
+    table: String,
+}
+
+/// The key text of a CEL result.
+pub fn key_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl SyncOperator for Count {
+    fn process(&mut self, record: Record, state: &mut dyn StateAccess, out: &mut Emit) -> Result<(), Failure> {
+        let key = match self.by.eval_json(&record) {
+            Ok(v) => key_text(&v),
+            Err(m) => return Err(Failure::new(record, m)),
+        };
+        let current = match state.get(&self.table, key.as_bytes()) {
+            Ok(v) => v,
+            Err(m) => return Err(Failure::new(record, m)),
+        };
+        let n = match current.as_deref().map(std::str::from_utf8) {
+            None => 0,
+            Some(Ok(text)) => match text.parse::<u64>() {
+                Ok(n) => n,
+                Err(_) => {
+                    return Err(Failure::new(
+                        record,
+                        format!("state `{}` holds `{text}` for `{key}`, not a count", self.table),
+                    ));
+                }
+            },
+            Some(Err(_)) => {
+                return Err(Failure::new(
+                    record,
+                    format!("state `{}` holds bytes for `{key}`, not a count", self.table),
+                ));
+            }
+        } + 1;
+        if let Err(m) = state.put(&self.table, key.as_bytes(), n.to_string().as_bytes()) {
+            return Err(Failure::new(record, m));
+        }
+        let mut record = record;
+        let set = self
+            .into
+            .set(&mut record.envelope, Value::from(n))
+            .and_then(|()| FieldPath::Payload(vec!["count_key".into()]).set(&mut record.envelope, Value::String(key)));
+        match set {
+            Ok(()) => {
+                out.emit(0, record);
+                Ok(())
+            }
+            Err(m) => Err(Failure::new(record, m)),
+        }
+    }
+
+    fn tables(&self) -> Vec<String> {
+        vec![self.table.clone()]
+    }
+}
