@@ -87,9 +87,14 @@ fn counts_survive_kill_9_and_move_to_another_instance() {
     a.wait().unwrap();
     producer.join().unwrap();
 
-    // Instance B, with an empty state folder of its own, takes every partition and restores.
+    // Instance B, on a fresh state folder of its own, takes every partition and restores. It
+    // replaces A the way a StatefulSet pod replaces a dead one: same instance id, new disk. The
+    // id matters on this broker: Tansu never times out the transaction a killed instance left
+    // open, and until that transaction ends it ignores the group's transactional offset
+    // commits; B's init_transactions with the same transactional id aborts it at once (Apache
+    // Kafka aborts it after transaction.timeout.ms, so any instance id works there).
     let log_b = dir.path().join("b.log");
-    let mut b = spawn_instance(&topo, "b", &log_b);
+    let mut b = spawn_instance(&topo, "a", &log_b);
     let done = wait_committed(&app, &input, N);
     let got = consume_all(&output, N, Duration::from_secs(120));
     sigterm(&mut b);
@@ -106,7 +111,7 @@ fn counts_survive_kill_9_and_move_to_another_instance() {
 
     // A clean restart of B with its checkpoints current restores nothing.
     let log_c = dir.path().join("b2.log");
-    let mut again = spawn_instance(&topo, "b", &log_c);
+    let mut again = spawn_instance(&topo, "a", &log_c);
     std::thread::sleep(Duration::from_secs(12));
     sigterm(&mut again);
     assert_eq!(wait_exit(&mut again, Duration::from_secs(60)), Some(0));

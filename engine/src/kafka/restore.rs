@@ -39,7 +39,7 @@ struct ReaderCtx;
 
 impl ClientContext for ReaderCtx {
     fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
+        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF) {
             tracing::warn!(%error, reason, "changelog reader");
         }
     }

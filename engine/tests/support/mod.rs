@@ -215,8 +215,33 @@ pub fn write_topology(dir: &Path, name: &str, body: &str) -> PathBuf {
     path
 }
 
+/// A running instance; killed when dropped, so a failing test leaves no process behind.
+pub struct Instance(pub Child);
+
+impl std::ops::Deref for Instance {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Instance {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Starts `kafclaw run` on a topology as a child process, logging to `log`.
-pub fn spawn_instance(topology: &Path, instance: &str, log: &Path) -> Child {
+pub fn spawn_instance(topology: &Path, instance: &str, log: &Path) -> Instance {
     let log = std::fs::File::create(log).unwrap();
     Command::new(env!("CARGO_BIN_EXE_kafclaw"))
         .args(["run", topology.to_str().unwrap(), "--instance-id", instance, "--brokers", &brokers()])
@@ -228,6 +253,7 @@ pub fn spawn_instance(topology: &Path, instance: &str, log: &Path) -> Child {
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
+        .map(Instance)
         .unwrap()
 }
 
