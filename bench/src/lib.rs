@@ -37,6 +37,19 @@ pub fn envelope_1kb() -> Vec<u8> {
     serde_json::to_vec(&v).expect("encodes")
 }
 
+/// Replaces the section `<!-- {name}:begin -->…<!-- {name}:end -->` of a Markdown report with
+/// `body`, appending it under `title` when the report has no such section yet.
+pub fn write_report_section(report: &std::path::Path, name: &str, title: &str, body: &str) -> std::io::Result<()> {
+    let text = std::fs::read_to_string(report).unwrap_or_default();
+    let (begin, end) = (format!("<!-- {name}:begin -->"), format!("<!-- {name}:end -->"));
+    let section = format!("{begin}\n{body}{end}");
+    let updated = match (text.find(&begin), text.find(&end)) {
+        (Some(a), Some(b)) if b > a => format!("{}{}{}", &text[..a], section, &text[b + end.len()..]),
+        _ => format!("{text}\n## {title}\n\n{section}\n"),
+    };
+    std::fs::write(report, updated)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -45,5 +58,17 @@ mod tests {
         assert!((900..=1200).contains(&e.len()), "{} bytes", e.len());
         kafclaw_operators::Envelope::decode_slice(&e).unwrap();
         println!("envelope_1kb: {} bytes", e.len());
+    }
+
+    #[test]
+    fn report_sections_are_replaced_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.md");
+        std::fs::write(&path, "# R\n").unwrap();
+        super::write_report_section(&path, "x", "X", "one\n").unwrap();
+        super::write_report_section(&path, "x", "X", "two\n").unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.matches("## X").count(), 1);
+        assert!(text.contains("two") && !text.contains("one"), "{text}");
     }
 }

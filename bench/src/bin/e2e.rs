@@ -257,13 +257,6 @@ fn main() -> Result<()> {
     table.push_str(&format!("\nexactly-once ÷ at-least-once: {eos_vs_alo:.2}\n"));
     println!("{table}");
 
-    let report = std::fs::read_to_string(&args.report).unwrap_or_default();
-    let (begin, end) = ("<!-- e2e:begin -->", "<!-- e2e:end -->");
-    let section = format!("{begin}\n{table}{end}");
-    let updated = match (report.find(begin), report.find(end)) {
-        (Some(a), Some(b)) if b > a => format!("{}{}{}", &report[..a], section, &report[b + end.len()..]),
-        _ => format!("{report}\n## End to end (`bench/src/bin/e2e.rs`)\n\n{section}\n"),
-    };
-    std::fs::write(&args.report, updated)?;
+    kafclaw_bench::write_report_section(&args.report, "e2e", "End to end (`bench/src/bin/e2e.rs`)", &table)?;
     Ok(())
 }

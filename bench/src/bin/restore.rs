@@ -106,13 +106,6 @@ fn main() -> Result<()> {
         args.records as f64 / secs
     );
     println!("{table}");
-    let report = std::fs::read_to_string(&args.report).unwrap_or_default();
-    let (begin, end) = ("<!-- restore:begin -->", "<!-- restore:end -->");
-    let section = format!("{begin}\n{table}{end}");
-    let updated = match (report.find(begin), report.find(end)) {
-        (Some(a), Some(b)) if b > a => format!("{}{}{}", &report[..a], section, &report[b + end.len()..]),
-        _ => format!("{report}\n## State restore (`bench/src/bin/restore.rs`)\n\n{section}\n"),
-    };
-    std::fs::write(&args.report, updated)?;
+    kafclaw_bench::write_report_section(&args.report, "restore", "State restore (`bench/src/bin/restore.rs`)", &table)?;
     Ok(())
 }
