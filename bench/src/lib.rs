@@ -37,6 +37,20 @@ pub fn envelope_1kb() -> Vec<u8> {
     serde_json::to_vec(&v).expect("encodes")
 }
 
+/// Sends one record, waiting for room in the producer's queue, and serves delivery reports.
+pub fn send_blocking(p: &rdkafka::producer::BaseProducer, mut rec: rdkafka::producer::BaseRecord<'_, [u8], [u8]>) {
+    loop {
+        match p.send(rec) {
+            Ok(()) => break,
+            Err((_, r)) => {
+                p.poll(std::time::Duration::from_millis(5));
+                rec = r;
+            }
+        }
+    }
+    p.poll(std::time::Duration::ZERO);
+}
+
 /// Replaces the section `<!-- {name}:begin -->…<!-- {name}:end -->` of a Markdown report with
 /// `body`, appending it under `title` when the report has no such section yet.
 pub fn write_report_section(report: &std::path::Path, name: &str, title: &str, body: &str) -> std::io::Result<()> {

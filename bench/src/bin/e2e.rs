@@ -64,20 +64,6 @@ fn create_topic(brokers: &str, name: &str, partitions: i32) -> Result<()> {
     Ok(())
 }
 
-/// Sends one record, waiting for room in the producer queue, and serves delivery reports.
-fn send(p: &BaseProducer, mut rec: BaseRecord<'_, [u8], [u8]>) {
-    loop {
-        match p.send(rec) {
-            Ok(()) => break,
-            Err((_, r)) => {
-                p.poll(Duration::from_millis(5));
-                rec = r;
-            }
-        }
-    }
-    p.poll(Duration::ZERO);
-}
-
 /// ~1 KB envelopes with distinct ids; `n` alternates so the filter keeps half.
 fn fill(brokers: &str, topic: &str, n: usize) -> Result<u64> {
     let template: serde_json::Value = serde_json::from_slice(&kafclaw_bench::envelope_1kb())?;
@@ -95,7 +81,7 @@ fn fill(brokers: &str, topic: &str, n: usize) -> Result<u64> {
         let body = serde_json::to_vec(&v)?;
         bytes += body.len() as u64;
         let key = format!("c-{i}");
-        send(&p, BaseRecord::to(topic).key(key.as_bytes()).payload(&body));
+        kafclaw_bench::send_blocking(&p, BaseRecord::to(topic).key(key.as_bytes()).payload(&body));
     }
     p.flush(Duration::from_secs(120))?;
     Ok(bytes)
@@ -147,7 +133,7 @@ fn raw_loop(brokers: &str, input: &str, output: &str, group: &str, n: usize) -> 
             if let Some(k) = m.key() {
                 rec = rec.key(k);
             }
-            send(&p, rec);
+            kafclaw_bench::send_blocking(&p, rec);
         }
         c.store_offset(m.topic(), m.partition(), m.offset())?;
         if last_commit.elapsed() > Duration::from_millis(100) {

@@ -13,6 +13,7 @@ use anyhow::Result;
 use clap::Parser;
 use kafclaw_engine::compiler::{SourceFile, compile_source};
 use kafclaw_engine::kafka::ClientSettings;
+use kafclaw_engine::kafka::instance::headers;
 use kafclaw_engine::kafka::restore::{RestoreJob, restore};
 use kafclaw_engine::kafka::topics::{changelog_topic, ensure_topics};
 use kafclaw_state::{Epoch, RocksStore, StateStore};
@@ -58,7 +59,7 @@ fn main() -> Result<()> {
 
     let topic = changelog_topic(&compiled.plan, "t");
     let p: BaseProducer = c.clone().set("linger.ms", "20").create()?;
-    let value = vec![b'7'; 100];
+    let value = [b'7'; 100];
     let mut bytes = 0u64;
     for i in 0..args.records {
         let key = format!("key-{i:012}");
@@ -66,21 +67,12 @@ fn main() -> Result<()> {
         let offset = (i / 6).to_string();
         let part = partition.to_string();
         let headers = OwnedHeaders::new()
-            .insert(Header { key: "kafclaw.input.topic", value: Some(input.as_bytes()) })
-            .insert(Header { key: "kafclaw.input.partition", value: Some(part.as_bytes()) })
-            .insert(Header { key: "kafclaw.input.offset", value: Some(offset.as_bytes()) });
+            .insert(Header { key: headers::INPUT_TOPIC, value: Some(input.as_bytes()) })
+            .insert(Header { key: headers::INPUT_PARTITION, value: Some(part.as_bytes()) })
+            .insert(Header { key: headers::INPUT_OFFSET, value: Some(offset.as_bytes()) });
         bytes += (key.len() + value.len()) as u64;
-        let mut rec = BaseRecord::to(&topic).partition(partition).key(key.as_bytes()).payload(&value).headers(headers);
-        loop {
-            match p.send(rec) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    p.poll(Duration::from_millis(5));
-                    rec = r;
-                }
-            }
-        }
-        p.poll(Duration::ZERO);
+        let rec = BaseRecord::to(&topic).partition(partition).key(key.as_bytes()).payload(&value[..]).headers(headers);
+        kafclaw_bench::send_blocking(&p, rec);
     }
     p.flush(Duration::from_secs(120))?;
 
