@@ -14,6 +14,37 @@ pub fn run_all<S: StateStore, F: Fn() -> S>(make: F) {
     extreme_partitions(&mut make());
     batches_apply_together(&mut make());
     checkpoints_follow_partitions(&mut make());
+    ranges_are_half_open_and_partition_bound(&mut make());
+    stats_count_keys_and_bytes(&mut make());
+}
+
+fn ranges_are_half_open_and_partition_bound(s: &mut impl StateStore) {
+    s.open_table("t").unwrap();
+    for key in [&b"a"[..], b"b", b"ba", b"c", b"d"] {
+        s.put("t", 3, key, b"v").unwrap();
+    }
+    s.put("t", 4, b"a", b"next partition").unwrap();
+    s.put("t", u32::MAX, b"z", b"last partition").unwrap();
+    let keys = |start: &[u8], end: Option<&[u8]>, p: u32| -> Vec<Vec<u8>> {
+        s.scan_range("t", p, start, end).unwrap().into_iter().map(|(k, _)| k).collect()
+    };
+    assert_eq!(keys(b"b", Some(b"c"), 3), vec![b"b".to_vec(), b"ba".to_vec()], "ranges: half open");
+    assert_eq!(keys(b"c", None, 3), vec![b"c".to_vec(), b"d".to_vec()], "ranges: open end stays in the partition");
+    assert_eq!(keys(b"c", Some(b"b"), 3), Vec::<Vec<u8>>::new(), "ranges: empty when end <= start");
+    assert_eq!(keys(b"", None, u32::MAX), vec![b"z".to_vec()], "ranges: last partition");
+}
+
+fn stats_count_keys_and_bytes(s: &mut impl StateStore) {
+    use crate::PartitionStats;
+    s.open_table("t").unwrap();
+    s.put("t", 2, b"ab", b"123").unwrap();
+    s.put("t", 2, b"c", b"").unwrap();
+    s.put("t", 9, b"k", b"v").unwrap();
+    assert_eq!(
+        s.table_stats("t").unwrap(),
+        vec![PartitionStats { partition: 2, keys: 2, bytes: 6 }, PartitionStats { partition: 9, keys: 1, bytes: 2 }],
+        "stats_count_keys_and_bytes"
+    );
 }
 
 fn batches_apply_together(s: &mut impl StateStore) {

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use crate::batch::{Batch, Write};
-use crate::{StateError, StateStore};
+use crate::{Entry, StateError, StateStore};
 
 type Slot = (String, u32, Vec<u8>);
 
@@ -39,6 +39,29 @@ impl<S: StateStore> Epoch<S> {
             Some(v) => Ok(v.clone()),
             None => self.store.get(table, partition, key),
         }
+    }
+
+    /// Scans a key range of one partition through the open epoch (buffered writes win).
+    pub fn scan_range(
+        &self,
+        table: &str,
+        partition: u32,
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> Result<Vec<Entry>, StateError> {
+        let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> = match self.store.scan_range(table, partition, start, end) {
+            Ok(entries) => entries.into_iter().map(|(k, v)| (k, Some(v))).collect(),
+            Err(StateError::UnknownTable(_)) => BTreeMap::new(),
+            Err(e) => return Err(e),
+        };
+        let from = (table.to_owned(), partition, start.to_vec());
+        for ((t, p, k), v) in self.pending.range(from..) {
+            if t != table || *p != partition || end.is_some_and(|e| k.as_slice() >= e) {
+                break;
+            }
+            merged.insert(k.clone(), v.clone());
+        }
+        Ok(merged.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect())
     }
 
     /// Buffers a write.
@@ -98,5 +121,23 @@ mod tests {
         assert_eq!(e.store().get("t", 0, b"k").unwrap().as_deref(), Some(&b"2"[..]));
         assert_eq!(e.store().checkpoint("t", 0).unwrap(), Some(42));
         assert_eq!(e.pending(), 0);
+    }
+
+    #[test]
+    fn scans_merge_the_epoch_over_the_store() {
+        let mut store = MemoryStore::new();
+        store.open_table("t").unwrap();
+        for k in [b"a", b"b", b"c", b"d"] {
+            store.put("t", 1, k, b"old").unwrap();
+        }
+        let mut e = Epoch::new(store);
+        e.put("t", 1, b"b", b"new");
+        e.delete("t", 1, b"c");
+        e.put("t", 1, b"bb", b"added");
+        e.put("t", 2, b"b", b"other partition");
+        e.put("u", 1, b"b", b"other table");
+        let got = e.scan_range("t", 1, b"b", Some(b"d")).unwrap();
+        assert_eq!(got, vec![(b"b".to_vec(), b"new".to_vec()), (b"bb".to_vec(), b"added".to_vec())]);
+        assert_eq!(e.scan_range("fresh", 0, b"", None).unwrap(), vec![], "an unopened table scans empty");
     }
 }

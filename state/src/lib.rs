@@ -17,12 +17,14 @@ pub mod epoch;
 pub mod key;
 pub mod memory;
 pub mod rocks;
+pub mod ttl;
 
 pub use batch::{Batch, Write};
 pub use epoch::Epoch;
 pub use key::{PartitionKey, decode_partition_key, encode_partition_key};
 pub use memory::MemoryStore;
 pub use rocks::RocksStore;
+pub use ttl::{TtlError, decode_expiring, encode_expiring};
 
 /// What can go wrong in a state store.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +53,40 @@ pub enum StateError {
 /// One stored entry: user key and value.
 pub type Entry = (Vec<u8>, Vec<u8>);
 
+/// Size of one partition of a table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PartitionStats {
+    /// The partition.
+    pub partition: u32,
+    /// How many keys it holds.
+    pub keys: u64,
+    /// Bytes of user keys and values (the partition prefix not counted).
+    pub bytes: u64,
+}
+
+/// Accumulates [`PartitionStats`] from stored (partition-prefixed) keys seen in key order.
+#[derive(Debug, Default)]
+pub(crate) struct StatsBuilder(Vec<PartitionStats>);
+
+impl StatsBuilder {
+    /// Counts one stored entry.
+    pub(crate) fn add(&mut self, stored: &[u8], value_len: usize) {
+        let Some(pk) = decode_partition_key(stored) else { return };
+        if self.0.last().is_none_or(|s| s.partition != pk.partition) {
+            self.0.push(PartitionStats { partition: pk.partition, ..PartitionStats::default() });
+        }
+        if let Some(s) = self.0.last_mut() {
+            s.keys += 1;
+            s.bytes += (pk.key.len() + value_len) as u64;
+        }
+    }
+
+    /// The stats, by partition.
+    pub(crate) fn finish(self) -> Vec<PartitionStats> {
+        self.0
+    }
+}
+
 /// A partitioned key-value store with per-table namespaces.
 ///
 /// Writes become visible to reads on the same store at once; durability and the
@@ -64,8 +100,21 @@ pub trait StateStore: Send {
     fn put(&mut self, table: &str, partition: u32, key: &[u8], value: &[u8]) -> Result<(), StateError>;
     /// Deletes one key of one partition; deleting a missing key is a no-op.
     fn delete(&mut self, table: &str, partition: u32, key: &[u8]) -> Result<(), StateError>;
+    /// The entries of one partition of a table whose keys are in `start..end` (`end = None`:
+    /// to the partition's last key), in key order.
+    fn scan_range(
+        &self,
+        table: &str,
+        partition: u32,
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> Result<Vec<Entry>, StateError>;
     /// All entries of one partition of a table, in key order.
-    fn scan_partition(&self, table: &str, partition: u32) -> Result<Vec<Entry>, StateError>;
+    fn scan_partition(&self, table: &str, partition: u32) -> Result<Vec<Entry>, StateError> {
+        self.scan_range(table, partition, &[], None)
+    }
+    /// The partitions a table holds keys of, each with its key count and key+value bytes.
+    fn table_stats(&self, table: &str) -> Result<Vec<PartitionStats>, StateError>;
     /// Drops every entry of one partition of a table (on revoke, before a restore), and its
     /// checkpoint.
     fn drop_partition(&mut self, table: &str, partition: u32) -> Result<(), StateError>;
@@ -91,8 +140,17 @@ impl StateStore for Box<dyn StateStore> {
     fn delete(&mut self, table: &str, partition: u32, key: &[u8]) -> Result<(), StateError> {
         (**self).delete(table, partition, key)
     }
-    fn scan_partition(&self, table: &str, partition: u32) -> Result<Vec<Entry>, StateError> {
-        (**self).scan_partition(table, partition)
+    fn scan_range(
+        &self,
+        table: &str,
+        partition: u32,
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> Result<Vec<Entry>, StateError> {
+        (**self).scan_range(table, partition, start, end)
+    }
+    fn table_stats(&self, table: &str) -> Result<Vec<PartitionStats>, StateError> {
+        (**self).table_stats(table)
     }
     fn drop_partition(&mut self, table: &str, partition: u32) -> Result<(), StateError> {
         (**self).drop_partition(table, partition)

@@ -3,7 +3,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::{Batch, Entry, StateError, StateStore, decode_partition_key, encode_partition_key};
+use crate::{
+    Batch, Entry, PartitionStats, StateError, StateStore, StatsBuilder, decode_partition_key, encode_partition_key,
+};
 
 /// A [`StateStore`] kept in memory.
 #[derive(Debug, Default)]
@@ -53,12 +55,26 @@ impl StateStore for MemoryStore {
         Ok(())
     }
 
-    fn scan_partition(&self, table: &str, partition: u32) -> Result<Vec<Entry>, StateError> {
-        let (start, end) = partition_range(partition);
+    fn scan_range(
+        &self,
+        table: &str,
+        partition: u32,
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> Result<Vec<Entry>, StateError> {
+        let (part_start, part_end) = partition_range(partition);
+        let from = encode_partition_key(partition, start);
+        let to = match end {
+            Some(e) => Some(encode_partition_key(partition, e)),
+            None => part_end,
+        };
         let map = self.table(table)?;
-        let iter: Box<dyn Iterator<Item = (&Vec<u8>, &Vec<u8>)>> = match end {
-            Some(end) => Box::new(map.range(start..end)),
-            None => Box::new(map.range(start..)),
+        if to.as_ref().is_some_and(|t| *t <= from) || from < part_start {
+            return Ok(Vec::new());
+        }
+        let iter: Box<dyn Iterator<Item = (&Vec<u8>, &Vec<u8>)>> = match to {
+            Some(to) => Box::new(map.range(from..to)),
+            None => Box::new(map.range(from..)),
         };
         iter.map(|(stored, value)| {
             let decoded = decode_partition_key(stored).ok_or_else(|| StateError::CorruptKey {
@@ -68,6 +84,14 @@ impl StateStore for MemoryStore {
             Ok((decoded.key.to_vec(), value.clone()))
         })
         .collect()
+    }
+
+    fn table_stats(&self, table: &str) -> Result<Vec<PartitionStats>, StateError> {
+        let mut stats = StatsBuilder::default();
+        for (k, v) in self.table(table)? {
+            stats.add(k, v.len());
+        }
+        Ok(stats.finish())
     }
 
     fn drop_partition(&mut self, table: &str, partition: u32) -> Result<(), StateError> {

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch};
 
-use crate::{Batch, Entry, StateError, StateStore, decode_partition_key, encode_partition_key};
+use crate::{
+    Batch, Entry, PartitionStats, StateError, StateStore, StatsBuilder, decode_partition_key, encode_partition_key,
+};
 
 /// Column family holding `table \0 partition(BE u32)` → next changelog offset (BE i64).
 const CHECKPOINTS: &str = "__kafclaw_checkpoints";
@@ -77,13 +79,23 @@ impl RocksStore {
         Ok(())
     }
 
-    /// The stored (partition-prefixed) keys and values of one partition.
-    fn partition_keys(&self, table: &str, partition: u32) -> Result<Vec<Entry>, StateError> {
+    /// The stored (partition-prefixed) keys and values of one partition in `start..end`.
+    fn stored_range(
+        &self,
+        table: &str,
+        partition: u32,
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> Result<Vec<Entry>, StateError> {
         let cf = self.cf(table)?;
-        let start = encode_partition_key(partition, &[]);
+        let from = encode_partition_key(partition, start);
+        let to = end.map(|e| encode_partition_key(partition, e));
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(&cf, IteratorMode::From(&start, Direction::Forward)) {
+        for item in self.db.iterator_cf(&cf, IteratorMode::From(&from, Direction::Forward)) {
             let (k, v) = item.map_err(|e| self.err(e))?;
+            if to.as_deref().is_some_and(|t| *k >= *t) {
+                break;
+            }
             match decode_partition_key(&k) {
                 Some(pk) if pk.partition == partition => out.push((k.to_vec(), v.to_vec())),
                 _ => break,
@@ -113,19 +125,35 @@ impl StateStore for RocksStore {
         self.db.delete_cf(&cf, encode_partition_key(partition, key)).map_err(|e| self.err(e))
     }
 
-    fn scan_partition(&self, table: &str, partition: u32) -> Result<Vec<Entry>, StateError> {
+    fn scan_range(
+        &self,
+        table: &str,
+        partition: u32,
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> Result<Vec<Entry>, StateError> {
         Ok(self
-            .partition_keys(table, partition)?
+            .stored_range(table, partition, start, end)?
             .into_iter()
             .map(|(k, v)| (decode_partition_key(&k).map(|pk| pk.key.to_vec()).unwrap_or_default(), v))
             .collect())
+    }
+
+    fn table_stats(&self, table: &str) -> Result<Vec<PartitionStats>, StateError> {
+        let cf = self.cf(table)?;
+        let mut stats = StatsBuilder::default();
+        for item in self.db.iterator_cf(&cf, IteratorMode::Start) {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            stats.add(&k, v.len());
+        }
+        Ok(stats.finish())
     }
 
     fn drop_partition(&mut self, table: &str, partition: u32) -> Result<(), StateError> {
         let cf = self.cf(table)?;
         let ck = self.cf(CHECKPOINTS)?;
         let mut batch = WriteBatch::default();
-        for (k, _) in self.partition_keys(table, partition)? {
+        for (k, _) in self.stored_range(table, partition, &[], None)? {
             batch.delete_cf(&cf, k);
         }
         batch.delete_cf(&ck, checkpoint_key(table, partition));
