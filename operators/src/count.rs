@@ -16,10 +16,11 @@ use toml::Spanned;
 
 use crate::expr::Expr;
 use crate::filter::compile_expr;
+use crate::keyed::{Errors, eval_key, parse_optional_duration_ms};
 use crate::operator::{ConfigError, Emit, Failure, SyncOperator};
 use crate::path::FieldPath;
 use crate::record::Record;
-use crate::state::StateAccess;
+use crate::state::{StateAccess, TableSpec};
 
 /// Config half of `count`.
 #[derive(Debug, Clone, Deserialize)]
@@ -31,6 +32,10 @@ pub struct CountConfig {
     /// Field the new count is written to.
     #[serde(default = "default_into")]
     pub into: Spanned<String>,
+    /// Forget a key this long (event time) after its last record, e.g. `"1h"`, so its count
+    /// starts again from 1; default: never.
+    #[serde(default)]
+    pub ttl: Option<Spanned<String>>,
 }
 
 fn default_into() -> Spanned<String> {
@@ -40,12 +45,11 @@ fn default_into() -> Spanned<String> {
 impl CountConfig {
     /// Builds the runtime half; its state table is `table`.
     pub fn build(&self, table: &str) -> Result<Count, Vec<ConfigError>> {
-        let by = compile_expr(&self.by);
-        let into = FieldPath::parse(self.into.get_ref()).map_err(|m| vec![ConfigError::at(self.into.span(), m)]);
-        match (by, into) {
-            (Ok(by), Ok(into)) => Ok(Count { by, into, table: table.to_owned() }),
-            (by, into) => Err(by.err().unwrap_or_default().into_iter().chain(into.err().unwrap_or_default()).collect()),
-        }
+        let mut errors = Errors::default();
+        let by = errors.take(compile_expr(&self.by));
+        let into = errors.take_one(FieldPath::parse_spanned(&self.into));
+        let ttl = errors.take(parse_optional_duration_ms(&self.ttl));
+        errors.finish(|| Some(Count { by: by?, into: into?, table: TableSpec::expiring(table, ttl?) }))
     }
 }
 
@@ -54,24 +58,18 @@ impl CountConfig {
 pub struct Count {
     by: Expr,
     into: FieldPath,
-    table: String,
-}
-
-/// The key text of a CEL result.
-pub fn key_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
+    table: TableSpec,
 }
 
 impl SyncOperator for Count {
     fn process(&mut self, record: Record, state: &mut dyn StateAccess, out: &mut Emit) -> Result<(), Failure> {
-        let key = match self.by.eval_json(&record) {
-            Ok(v) => key_text(&v),
+        let key = match eval_key(&self.by, &record) {
+            Ok(Some(k)) => k,
+            Ok(None) => return Err(Failure::new(record, format!("`{}` gave null: no key", self.by.source()))),
             Err(m) => return Err(Failure::new(record, m)),
         };
-        let current = match state.get(&self.table, key.as_bytes()) {
+        let table = &self.table.name;
+        let current = match state.get(table, key.as_bytes()) {
             Ok(v) => v,
             Err(m) => return Err(Failure::new(record, m)),
         };
@@ -82,18 +80,15 @@ impl SyncOperator for Count {
                 Err(_) => {
                     return Err(Failure::new(
                         record,
-                        format!("state `{}` holds `{text}` for `{key}`, not a count", self.table),
+                        format!("state `{table}` holds `{text}` for `{key}`, not a count"),
                     ));
                 }
             },
             Some(Err(_)) => {
-                return Err(Failure::new(
-                    record,
-                    format!("state `{}` holds bytes for `{key}`, not a count", self.table),
-                ));
+                return Err(Failure::new(record, format!("state `{table}` holds bytes for `{key}`, not a count")));
             }
         } + 1;
-        if let Err(m) = state.put(&self.table, key.as_bytes(), n.to_string().as_bytes()) {
+        if let Err(m) = state.put(table, key.as_bytes(), n.to_string().as_bytes()) {
             return Err(Failure::new(record, m));
         }
         let mut record = record;
@@ -110,7 +105,7 @@ impl SyncOperator for Count {
         }
     }
 
-    fn tables(&self) -> Vec<String> {
+    fn tables(&self) -> Vec<TableSpec> {
         vec![self.table.clone()]
     }
 }

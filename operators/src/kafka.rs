@@ -4,6 +4,10 @@
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::dedupe::Dedupe;
+use crate::keyed::parse_duration_ms;
+use crate::operator::ConfigError;
+
 /// Config half of the Kafka source.
 ///
 /// ```toml
@@ -18,17 +22,35 @@ pub struct KafkaSourceConfig {
     /// Topic to read. Sources of one sub-topology must have the same partition count
     /// (co-partitioned); the instance checks this at start-up.
     pub topic: Spanned<String>,
-    /// Drop envelopes whose `id` this partition has already processed (an upstream retry or a
-    /// broker that leaks aborted transactions). Envelopes without an `id` always pass.
+    /// Drop envelopes whose `id` this partition has already processed within `dedup_within`
+    /// (an upstream retry, a producer that leaks aborted transactions). The seen ids are a
+    /// changelogged state table `<source>.dedup` with a TTL (see the `dedupe` operator), so
+    /// they survive restarts and move with their partition. Envelopes without an `id` pass.
     #[serde(default)]
     pub dedup: bool,
-    /// How many ids per partition the dedup set remembers (oldest forgotten first).
-    #[serde(default = "default_dedup_capacity")]
-    pub dedup_capacity: usize,
+    /// How long (event time, after an id's first envelope) the dedup table remembers it.
+    #[serde(default = "default_dedup_within")]
+    pub dedup_within: Spanned<String>,
 }
 
-fn default_dedup_capacity() -> usize {
-    100_000
+fn default_dedup_within() -> Spanned<String> {
+    Spanned::new(0..0, "1h".to_owned())
+}
+
+impl KafkaSourceConfig {
+    /// The dedup table of source `name`.
+    pub fn dedup_table(name: &str) -> String {
+        format!("{name}.dedup")
+    }
+
+    /// The source's dedupe stage, when `dedup` is on.
+    pub fn dedupe(&self, name: &str) -> Result<Option<Dedupe>, Vec<ConfigError>> {
+        if !self.dedup {
+            return Ok(None);
+        }
+        let within = parse_duration_ms(&self.dedup_within)?;
+        Ok(Some(Dedupe::by_id(&Self::dedup_table(name), within)))
+    }
 }
 
 /// Which envelope field keys the records a Kafka sink writes (and so picks their partition).

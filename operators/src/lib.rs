@@ -11,6 +11,10 @@
 //! | `map` | [`map`] | synchronous, fused |
 //! | `route` | [`route`] | synchronous, fused |
 //! | `count` | [`count`] | synchronous, fused, stateful |
+//! | `aggregate` | [`aggregate`] | synchronous, fused, stateful |
+//! | `dedupe` | [`dedupe`] | synchronous, fused, stateful (TTL table) |
+//! | `window` | [`window`] | synchronous, fused, stateful (tumbling, event time) |
+//! | `join` | [`join`] | synchronous, fused, stateful (stream–table) |
 //! | source `file`, `stdin` | [`io`] | local I/O |
 //! | sink `file`, `stdout` | [`io`] | local I/O |
 //! | source/sink `kafka` | [`kafka`] (config half; runtime in the engine) | Kafka I/O |
@@ -20,13 +24,17 @@
 
 #![warn(missing_docs)]
 
+pub mod aggregate;
 pub mod count;
 pub mod dead_letter;
+pub mod dedupe;
 pub mod envelope;
 pub mod expr;
 pub mod filter;
 pub mod io;
+pub mod join;
 pub mod kafka;
+pub mod keyed;
 pub mod map;
 pub mod operator;
 pub mod path;
@@ -35,9 +43,10 @@ pub mod route;
 pub mod state;
 pub mod suggest;
 pub mod template;
+pub mod window;
 
 pub use dead_letter::DeadLetter;
 pub use envelope::{Envelope, EnvelopeError, EnvelopeType};
 pub use operator::{ConfigError, Emit, Failure, Ports, SyncOperator};
 pub use record::{Origin, RawRecord, Record};
-pub use state::{NoState, StateAccess};
+pub use state::{NoState, ScanEntry, StateAccess, TableSpec};

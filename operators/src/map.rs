@@ -20,7 +20,7 @@ use toml::Spanned;
 use crate::expr::Expr;
 use crate::filter::compile_expr;
 use crate::operator::{ConfigError, Emit, Failure, SyncOperator};
-use crate::path::{FieldPath, SETTABLE};
+use crate::path::FieldPath;
 use crate::record::Record;
 use crate::state::StateAccess;
 use crate::template::Template;
@@ -40,12 +40,6 @@ pub struct MapConfig {
     pub remove: Vec<Spanned<String>>,
 }
 
-fn parse_path(path: &Spanned<String>) -> Result<FieldPath, ConfigError> {
-    FieldPath::parse(path.get_ref()).map_err(|m| {
-        ConfigError::at(path.span(), m).with_hint(Some(format!("settable: {}, payload.<field>", SETTABLE.join(", "))))
-    })
-}
-
 impl MapConfig {
     /// Builds the runtime half, reporting every bad path, expression and template.
     pub fn build(&self) -> Result<Map, Vec<ConfigError>> {
@@ -57,7 +51,7 @@ impl MapConfig {
             errors.push(ConfigError::at(0..0, "a map needs at least one of `set`, `render` or `remove`"));
         }
         for (path, expr) in &self.set {
-            match (parse_path(path), compile_expr(expr)) {
+            match (FieldPath::parse_spanned(path), compile_expr(expr)) {
                 (Ok(p), Ok(e)) => sets.push((p, e)),
                 (p, e) => {
                     errors.extend(p.err());
@@ -71,7 +65,7 @@ impl MapConfig {
                     text.get_ref().split('\n').take(e.line.saturating_sub(1)).map(|l| l.chars().count() + 1).sum();
                 ConfigError::inside(text.span(), offset, format!("template: {}", e.message))
             });
-            match (parse_path(path), t) {
+            match (FieldPath::parse_spanned(path), t) {
                 (Ok(p), Ok(t)) => renders.push((p, t)),
                 (p, t) => {
                     errors.extend(p.err());
@@ -80,7 +74,7 @@ impl MapConfig {
             }
         }
         for path in &self.remove {
-            match parse_path(path) {
+            match FieldPath::parse_spanned(path) {
                 Ok(p) if p.removable() => removes.push(p),
                 Ok(_) => errors.push(ConfigError::at(
                     path.span(),

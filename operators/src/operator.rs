@@ -4,7 +4,7 @@
 use std::ops::Range;
 
 use crate::record::Record;
-use crate::state::StateAccess;
+use crate::state::{StateAccess, TableSpec};
 
 /// Where an option error is, in the topology file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +85,24 @@ impl Emit {
     }
 }
 
+/// Sets `path` of `record` to `value` and emits it on `port`; a record the path cannot be set
+/// on fails (and is dead-lettered as it was).
+pub fn emit_set(
+    out: &mut Emit,
+    port: usize,
+    mut record: Record,
+    path: &crate::path::FieldPath,
+    value: serde_json::Value,
+) -> Result<(), Failure> {
+    match path.set(&mut record.envelope, value) {
+        Ok(()) => {
+            out.emit(port, record);
+            Ok(())
+        }
+        Err(m) => Err(Failure::new(record, m)),
+    }
+}
+
 /// A record an operator could not process, and why. The record goes to the dead-letter output
 /// as it entered the operator.
 #[derive(Debug)]
@@ -108,8 +126,21 @@ pub trait SyncOperator: Send {
     /// Processes one record; zero or more outputs go to `out`.
     fn process(&mut self, record: Record, state: &mut dyn StateAccess, out: &mut Emit) -> Result<(), Failure>;
 
+    /// Processes one record that arrived from upstream node `input` (operators that treat
+    /// their inputs differently, like `join`, override this; the rest ignore it).
+    fn process_from(
+        &mut self,
+        input: &str,
+        record: Record,
+        state: &mut dyn StateAccess,
+        out: &mut Emit,
+    ) -> Result<(), Failure> {
+        let _ = input;
+        self.process(record, state, out)
+    }
+
     /// The state tables the operator uses.
-    fn tables(&self) -> Vec<String> {
+    fn tables(&self) -> Vec<TableSpec> {
         Vec::new()
     }
 }

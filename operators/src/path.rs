@@ -28,6 +28,14 @@ pub enum FieldPath {
 pub const SETTABLE: [&str; 6] = ["type", "correlation_id", "sender_id", "timestamp", "causation_id", "zone"];
 
 impl FieldPath {
+    /// Parses a path option of a topology, the error placed at the option's value.
+    pub fn parse_spanned(path: &toml::Spanned<String>) -> Result<Self, crate::operator::ConfigError> {
+        Self::parse(path.get_ref()).map_err(|m| {
+            crate::operator::ConfigError::at(path.span(), m)
+                .with_hint(Some(format!("settable: {}, payload.<field>", SETTABLE.join(", "))))
+        })
+    }
+
     /// Parses and checks a path.
     pub fn parse(path: &str) -> Result<Self, String> {
         Ok(match path {

@@ -34,6 +34,27 @@ pub struct Record {
     pub origin: Arc<Origin>,
 }
 
+impl Record {
+    /// The envelope's `timestamp` in milliseconds since the Unix epoch (event time).
+    pub fn event_time_ms(&self) -> Result<i64, String> {
+        event_time_ms(&self.envelope.timestamp)
+    }
+}
+
+/// Parses an RFC 3339 timestamp into milliseconds since the Unix epoch.
+pub fn event_time_ms(timestamp: &str) -> Result<i64, String> {
+    chrono::DateTime::parse_from_rfc3339(timestamp)
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| format!("`timestamp` `{timestamp}` is not an RFC 3339 time ({e})"))
+}
+
+/// Formats milliseconds since the Unix epoch as an RFC 3339 UTC timestamp.
+pub fn format_time_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_else(|| ms.to_string())
+}
+
 /// A raw record as a source hands it to a task, before decoding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawRecord {

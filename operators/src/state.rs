@@ -1,6 +1,32 @@
 //! What a stateful operator sees of state: tables of the task's partition, read through the
 //! open epoch, written into it (and, in Kafka mode, to the table's changelog).
 
+/// A state table an operator uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSpec {
+    /// Table name (also names its changelog topic, `<topology>-<name>-changelog`).
+    pub name: String,
+    /// Time to live of an entry in event-time milliseconds after its last write; `None` keeps
+    /// entries until deleted. Expired entries read as absent and are swept with a changelog
+    /// tombstone.
+    pub ttl_ms: Option<i64>,
+}
+
+impl TableSpec {
+    /// A table kept until its entries are deleted.
+    pub fn kept(name: impl Into<String>) -> Self {
+        Self { name: name.into(), ttl_ms: None }
+    }
+
+    /// A table whose entries expire `ttl_ms` after their last write (`None`: kept).
+    pub fn expiring(name: impl Into<String>, ttl_ms: Option<i64>) -> Self {
+        Self { name: name.into(), ttl_ms }
+    }
+}
+
+/// One entry of a scan: key and value.
+pub type ScanEntry = (Vec<u8>, Vec<u8>);
+
 /// State of one task (one partition), by table.
 pub trait StateAccess {
     /// Reads a key.
@@ -9,6 +35,9 @@ pub trait StateAccess {
     fn put(&mut self, table: &str, key: &[u8], value: &[u8]) -> Result<(), String>;
     /// Deletes a key.
     fn delete(&mut self, table: &str, key: &[u8]) -> Result<(), String>;
+    /// The live entries whose keys are in `start..end` (`None`: to the last key), in key
+    /// order.
+    fn scan(&mut self, table: &str, start: &[u8], end: Option<&[u8]>) -> Result<Vec<ScanEntry>, String>;
 }
 
 /// The state of a stateless context: every access is an error.
@@ -25,6 +54,10 @@ impl StateAccess for NoState {
     }
 
     fn delete(&mut self, table: &str, _: &[u8]) -> Result<(), String> {
+        Err(format!("no state table `{table}` here"))
+    }
+
+    fn scan(&mut self, table: &str, _: &[u8], _: Option<&[u8]>) -> Result<Vec<ScanEntry>, String> {
         Err(format!("no state table `{table}` here"))
     }
 }
