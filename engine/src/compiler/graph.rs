@@ -240,7 +240,8 @@ pub fn build(file: &SourceFile, spec: &Spec, diags: &mut Diagnostics) -> Option<
     }
     for node in &spec.nodes {
         if let Some(config) = &node.config {
-            config_diagnostics(file, node, config.check(), diags);
+            let inputs: Vec<&str> = node.inputs.iter().map(|i| i.node.as_str()).collect();
+            config_diagnostics(file, node, config.check(&inputs), diags);
         }
     }
     let ports: Vec<Option<Ports>> = spec.nodes.iter().map(|n| n.config.as_ref().map(NodeConfig::ports)).collect();

@@ -4,7 +4,8 @@
 use kafclaw_operators::io::{FileSinkConfig, FileSourceConfig, StdinSourceConfig, StdoutSinkConfig};
 use kafclaw_operators::kafka::{KafkaSinkConfig, KafkaSourceConfig, valid_topic};
 use kafclaw_operators::{
-    ConfigError, Ports, SyncOperator, count::CountConfig, filter::FilterConfig, map::MapConfig, route::RouteConfig,
+    ConfigError, Ports, SyncOperator, TableSpec, aggregate::AggregateConfig, count::CountConfig, dedupe::DedupeConfig,
+    filter::FilterConfig, join::JoinConfig, map::MapConfig, route::RouteConfig, window::WindowConfig,
 };
 use toml::Spanned;
 use toml::de::DeValue;
@@ -60,6 +61,14 @@ pub enum NodeConfig {
     Route(RouteConfig),
     /// Operator `count`.
     Count(CountConfig),
+    /// Operator `aggregate`.
+    Aggregate(AggregateConfig),
+    /// Operator `dedupe`.
+    Dedupe(DedupeConfig),
+    /// Operator `window`.
+    Window(WindowConfig),
+    /// Operator `join`.
+    Join(JoinConfig),
     /// Sink `file`.
     FileSink(FileSinkConfig),
     /// Sink `stdout`.
@@ -105,6 +114,15 @@ pub const KINDS: &[Kind] = &[
     kind!(Role::Operator, "map", "set fields from CEL expressions or templates, remove fields", Map),
     kind!(Role::Operator, "route", "send records to named outputs by CEL condition", Route),
     kind!(Role::Operator, "count", "running count per key, in a changelogged state table", Count),
+    kind!(
+        Role::Operator,
+        "aggregate",
+        "running count/sum/min/max/avg per key, in a changelogged state table",
+        Aggregate
+    ),
+    kind!(Role::Operator, "dedupe", "drop repeats of a key within an event-time window", Dedupe),
+    kind!(Role::Operator, "window", "tumbling event-time window aggregates per key", Window),
+    kind!(Role::Operator, "join", "enrich a stream from a table fed by another input", Join),
     kind!(Role::Sink, "file", "JSON Lines file", FileSink),
     kind!(Role::Sink, "stdout", "JSON Lines on standard output", StdoutSink),
     kind!(Role::Sink, "kafka", "a Kafka topic, keyed by correlation_id by default", KafkaSink),
@@ -125,6 +143,8 @@ impl NodeConfig {
     pub fn ports(&self) -> Ports {
         match self {
             Self::Route(r) => r.ports(),
+            Self::Dedupe(_) => DedupeConfig::ports(),
+            Self::Join(_) => JoinConfig::ports(),
             Self::FileSink(_) | Self::StdoutSink(_) | Self::KafkaSink(_) => Ports { default: false, named: Vec::new() },
             _ => Ports::single(),
         }
@@ -144,8 +164,9 @@ impl NodeConfig {
         }
     }
 
-    /// Every option error of the node: operators' expressions and templates, topic names.
-    pub fn check(&self) -> Vec<ConfigError> {
+    /// Every option error of the node (whose inputs are the nodes `inputs`): operators'
+    /// expressions, templates and durations, topic names.
+    pub fn check(&self, inputs: &[&str]) -> Vec<ConfigError> {
         let topic = match self {
             Self::KafkaSource(c) => Some(&c.topic),
             Self::KafkaSink(c) => Some(&c.topic),
@@ -159,17 +180,27 @@ impl NodeConfig {
                     .with_hint(Some("1 to 249 of letters, digits, `.`, `_` and `-`".into())),
             ];
         }
-        match self.build_operator("check") {
+        let mut errors = match self.build_operator("check") {
             Some(Err(errors)) => errors,
             _ => Vec::new(),
+        };
+        match self {
+            Self::KafkaSource(c) => errors.extend(c.dedupe("check").err().unwrap_or_default()),
+            Self::Join(j) => errors.extend(j.check_inputs(inputs).err()),
+            _ => {}
         }
+        errors
     }
 
-    /// The state tables of node `name` (named after the node).
-    pub fn state_tables(&self, name: &str) -> Vec<String> {
+    /// The state tables of node `name` (named after the node; a deduplicating Kafka source's
+    /// is `<name>.dedup`).
+    pub fn state_tables(&self, name: &str) -> Vec<TableSpec> {
         match self {
-            Self::Count(_) => vec![name.to_owned()],
-            _ => Vec::new(),
+            Self::KafkaSource(c) => c.dedupe(name).ok().flatten().map(|d| d.table().clone()).into_iter().collect(),
+            _ => match self.build_operator(name) {
+                Some(Ok(op)) => op.tables(),
+                _ => Vec::new(),
+            },
         }
     }
 
@@ -181,6 +212,10 @@ impl NodeConfig {
             Self::Map(c) => c.build().map(|o| Box::new(o) as Box<dyn SyncOperator>),
             Self::Route(c) => c.build().map(|o| Box::new(o) as Box<dyn SyncOperator>),
             Self::Count(c) => c.build(name).map(|o| Box::new(o) as Box<dyn SyncOperator>),
+            Self::Aggregate(c) => c.build(name).map(|o| Box::new(o) as Box<dyn SyncOperator>),
+            Self::Dedupe(c) => c.build(name).map(|o| Box::new(o) as Box<dyn SyncOperator>),
+            Self::Window(c) => c.build(name).map(|o| Box::new(o) as Box<dyn SyncOperator>),
+            Self::Join(c) => c.build(name).map(|o| Box::new(o) as Box<dyn SyncOperator>),
             _ => return None,
         })
     }

@@ -1,8 +1,8 @@
 //! Runtimes: the task (shared by every mode) and the local runner. The Kafka runtime joins
 //! them here.
 
-pub mod dedup;
 pub mod local;
+pub mod query;
 pub mod state;
 pub mod task;
 

@@ -1,11 +1,14 @@
 //! A task's view of state: its partition of every table, through the open epoch, with every
 //! write also recorded for the table's changelog (Kafka mode produces them in the same
-//! transaction as the outputs).
+//! transaction as the outputs). Tables with a TTL store `expiry ++ value`
+//! ([`kafclaw_state::ttl`]); this layer adds and strips the expiry and hides expired entries,
+//! so operators see plain values.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use kafclaw_operators::{Origin, StateAccess};
-use kafclaw_state::{Epoch, MemoryStore, StateError, StateStore};
+use kafclaw_operators::{Origin, ScanEntry, StateAccess};
+use kafclaw_state::{Epoch, MemoryStore, StateError, StateStore, decode_expiring, encode_expiring};
 
 /// The store tasks write through: a backend under an open epoch.
 pub type TaskStore = Epoch<Box<dyn StateStore>>;
@@ -40,30 +43,76 @@ pub struct TaskState<'a> {
     pub origin: Arc<Origin>,
     /// Where writes are recorded.
     pub changelog: &'a mut Vec<ChangelogWrite>,
+    /// TTL (ms) of the tables that have one.
+    pub ttls: &'a HashMap<String, i64>,
+    /// The task's stream time (ms): entries expiring at or before it read as absent.
+    pub now_ms: i64,
+}
+
+impl TaskState<'_> {
+    /// A stored value as the operator sees it: `None` when expired.
+    fn live<'v>(&self, table: &str, stored: &'v [u8]) -> Result<Option<&'v [u8]>, String> {
+        if !self.ttls.contains_key(table) {
+            return Ok(Some(stored));
+        }
+        let (expires, value) = decode_expiring(stored).map_err(|e| format!("state `{table}`: {e}"))?;
+        Ok((expires > self.now_ms).then_some(value))
+    }
+
+    /// Keys of `table` that have expired by stream time (for the sweep).
+    pub fn expired_keys(&mut self, table: &str) -> Result<Vec<Vec<u8>>, String> {
+        let entries = self.store.scan_range(table, self.partition as u32, &[], None).map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        for (k, v) in entries {
+            if self.live(table, &v)?.is_none() {
+                out.push(k);
+            }
+        }
+        Ok(out)
+    }
 }
 
 impl StateAccess for TaskState<'_> {
     fn get(&mut self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
-        match self.store.get(table, self.partition as u32, key) {
+        let stored = match self.store.get(table, self.partition as u32, key) {
             // Tables are opened on first use.
             Err(StateError::UnknownTable(_)) => {
                 self.store.store_mut().open_table(table).map_err(|e| e.to_string())?;
-                self.store.get(table, self.partition as u32, key).map_err(|e| e.to_string())
+                self.store.get(table, self.partition as u32, key).map_err(|e| e.to_string())?
             }
-            other => other.map_err(|e| e.to_string()),
+            other => other.map_err(|e| e.to_string())?,
+        };
+        match stored {
+            Some(s) => Ok(self.live(table, &s)?.map(<[u8]>::to_vec)),
+            None => Ok(None),
         }
     }
 
     fn put(&mut self, table: &str, key: &[u8], value: &[u8]) -> Result<(), String> {
-        self.store.put(table, self.partition as u32, key, value);
+        let stored = match self.ttls.get(table) {
+            Some(ttl) => encode_expiring(self.now_ms.saturating_add(*ttl), value),
+            None => value.to_vec(),
+        };
+        self.store.put(table, self.partition as u32, key, &stored);
         self.changelog.push(ChangelogWrite {
             table: table.to_owned(),
             partition: self.partition,
             key: key.to_vec(),
-            value: Some(value.to_vec()),
+            value: Some(stored),
             origin: self.origin.clone(),
         });
         Ok(())
+    }
+
+    fn scan(&mut self, table: &str, start: &[u8], end: Option<&[u8]>) -> Result<Vec<ScanEntry>, String> {
+        let entries = self.store.scan_range(table, self.partition as u32, start, end).map_err(|e| e.to_string())?;
+        let mut out = Vec::with_capacity(entries.len());
+        for (k, v) in entries {
+            if let Some(live) = self.live(table, &v)? {
+                out.push((k, live.to_vec()));
+            }
+        }
+        Ok(out)
     }
 
     fn delete(&mut self, table: &str, key: &[u8]) -> Result<(), String> {

@@ -6,10 +6,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use kafclaw_operators::dedupe::Dedupe;
 use kafclaw_operators::envelope::{ENVELOPE_VERSION, derive_span_id, derive_trace_id, deterministic_id};
-use kafclaw_operators::{DeadLetter, Emit, Envelope, Origin, RawRecord, Record, SyncOperator};
+use kafclaw_operators::{DeadLetter, Emit, Envelope, Origin, RawRecord, Record, StateAccess, SyncOperator};
 
-use super::dedup::SeenSet;
 use super::state::{ChangelogWrite, TaskState, TaskStore};
 use crate::compiler::registry::{NodeConfig, Role};
 use crate::compiler::{PhysicalPlan, plan::SubTopology};
@@ -57,11 +57,19 @@ pub struct Task {
     plan: Arc<PhysicalPlan>,
     stages: Vec<Stage>,
     emit: Emit,
-    stack: Vec<(usize, Record)>,
+    /// (node to run, node the record came from, record)
+    stack: Vec<(usize, usize, Record)>,
     ordinals: Vec<u32>,
     scratch: Vec<u8>,
     partition: i32,
-    dedup: HashMap<usize, SeenSet>,
+    /// The dedupe stage of each deduplicating source.
+    dedup: HashMap<usize, Dedupe>,
+    /// TTL (ms) of the task's tables that have one.
+    ttls: HashMap<String, i64>,
+    /// Highest event time seen (ms); drives TTL expiry. Tracked only with TTL tables.
+    stream_time: i64,
+    /// The input of the last record, which sweep tombstones are attributed to.
+    last_origin: Option<Arc<Origin>>,
 }
 
 /// A task could not be built (an operator's options failed to compile).
@@ -97,12 +105,25 @@ impl Task {
         }
         let mut dedup = HashMap::new();
         for &s in &sub.sources {
-            if let NodeConfig::KafkaSource(c) = &*plan.nodes[s].config
-                && c.dedup
-            {
-                dedup.insert(s, SeenSet::new(c.dedup_capacity));
+            if let NodeConfig::KafkaSource(c) = &*plan.nodes[s].config {
+                match c.dedupe(&plan.nodes[s].name) {
+                    Ok(Some(d)) => {
+                        dedup.insert(s, d);
+                    }
+                    Ok(None) => {}
+                    Err(errs) => {
+                        let message = errs.into_iter().map(|e| e.message).collect::<Vec<_>>().join("; ");
+                        return Err(BuildError { operator: plan.nodes[s].name.to_string(), message });
+                    }
+                }
             }
         }
+        let ttls = sub
+            .nodes
+            .iter()
+            .flat_map(|&i| plan.nodes[i].config.state_tables(&plan.nodes[i].name))
+            .filter_map(|t| t.ttl_ms.map(|ttl| (t.name, ttl)))
+            .collect();
         let n = plan.nodes.len();
         Ok(Self {
             plan,
@@ -113,6 +134,9 @@ impl Task {
             scratch: Vec::new(),
             partition,
             dedup,
+            ttls,
+            stream_time: i64::MIN,
+            last_origin: None,
         })
     }
 
@@ -152,12 +176,6 @@ impl Task {
                 return;
             }
         };
-        if let (Some(seen), Some(id)) = (self.dedup.get_mut(&source), envelope.id.as_deref())
-            && !seen.insert(id)
-        {
-            out.deduplicated += 1;
-            return;
-        }
         let trace_id =
             envelope.trace_id.clone().unwrap_or_else(|| derive_trace_id(location, raw.partition, raw.offset));
         let origin = Arc::new(Origin {
@@ -170,24 +188,75 @@ impl Task {
             input_span_id: envelope.span_id.clone(),
             trace_id,
         });
-        self.process(source, Record { envelope, origin }, store, out);
+        let record = Record { envelope, origin };
+        if self.dedup.contains_key(&source) {
+            self.advance_time(&record);
+            let dedupe = &self.dedup[&source];
+            let mut state = TaskState {
+                store: &mut *store,
+                partition: self.partition,
+                origin: record.origin.clone(),
+                changelog: &mut out.changelog,
+                ttls: &self.ttls,
+                now_ms: self.stream_time,
+            };
+            match dedupe.first(&record, &mut state) {
+                Ok(true) => {}
+                Ok(false) => {
+                    out.deduplicated += 1;
+                    return;
+                }
+                Err(m) => {
+                    let stage = format!("source:{}", self.plan.nodes[source].name);
+                    out.dead_letters.push(DeadLetter::at(&record.origin, stage, m, raw.bytes));
+                    return;
+                }
+            }
+        }
+        self.process(source, record, store, out);
     }
 
-    /// The dedup sets' ids of the open transaction are now committed.
-    pub fn commit(&mut self) {
-        self.dedup.values_mut().for_each(SeenSet::commit);
+    /// Moves stream time to the record's event time when it is later (only tasks with TTL
+    /// tables track it; a record whose `timestamp` was made unreadable by a `map` is ignored).
+    fn advance_time(&mut self, record: &Record) {
+        if !self.ttls.is_empty()
+            && let Ok(t) = record.event_time_ms()
+        {
+            self.stream_time = self.stream_time.max(t);
+        }
     }
 
-    /// The open transaction aborted: its inputs will be read again, so forget their ids.
-    pub fn rollback(&mut self) {
-        self.dedup.values_mut().for_each(SeenSet::rollback);
+    /// Deletes the entries of the task's TTL tables that stream time has expired, recording a
+    /// changelog tombstone for each (attributed to the task's last input). Returns how many.
+    pub fn sweep(&mut self, store: &mut TaskStore, out: &mut TaskOutput) -> Result<usize, String> {
+        let Some(origin) = self.last_origin.clone() else { return Ok(0) };
+        let mut swept = 0;
+        let mut tables: Vec<&String> = self.ttls.keys().collect();
+        tables.sort();
+        for table in tables {
+            let mut state = TaskState {
+                store: &mut *store,
+                partition: self.partition,
+                origin: origin.clone(),
+                changelog: &mut out.changelog,
+                ttls: &self.ttls,
+                now_ms: self.stream_time,
+            };
+            for key in state.expired_keys(table)? {
+                state.delete(table, &key)?;
+                swept += 1;
+            }
+        }
+        Ok(swept)
     }
 
     /// Pushes an already decoded record from `source` through the operators.
     pub fn process(&mut self, source: usize, record: Record, store: &mut TaskStore, out: &mut TaskOutput) {
         self.ordinals.iter_mut().for_each(|o| *o = 0);
+        self.advance_time(&record);
+        self.last_origin = Some(record.origin.clone());
         self.push_downstream(source, 0, record);
-        while let Some((node, record)) = self.stack.pop() {
+        while let Some((node, from, record)) = self.stack.pop() {
             match &mut self.stages[node] {
                 Stage::Operator(op) => {
                     let mut state = TaskState {
@@ -195,8 +264,10 @@ impl Task {
                         partition: self.partition,
                         origin: record.origin.clone(),
                         changelog: &mut out.changelog,
+                        ttls: &self.ttls,
+                        now_ms: self.stream_time,
                     };
-                    match op.process(record, &mut state, &mut self.emit) {
+                    match op.process_from(&self.plan.nodes[from].name, record, &mut state, &mut self.emit) {
                         Ok(()) => {
                             let mut emit = std::mem::take(&mut self.emit);
                             // Reverse so the stack pops outputs in emission order.
@@ -229,9 +300,9 @@ impl Task {
         let Some((first, rest)) = targets.split_first() else { return };
         // Pushed last, popped first: the first-listed target runs first.
         for &t in rest.iter().rev() {
-            self.stack.push((t, record.clone()));
+            self.stack.push((t, node, record.clone()));
         }
-        self.stack.push((*first, record));
+        self.stack.push((*first, node, record));
     }
 
     /// Gives an output its engine-owned fields: a deterministic id, version, trace context and
