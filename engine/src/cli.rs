@@ -14,6 +14,7 @@ use crate::compiler::{self, CompileError, Compiled};
 use crate::exit;
 use crate::kafka::topics::{ensure_topics, partition_counts, topic_uses};
 use crate::kafka::{ClientSettings, InstanceError, InstanceOptions, Stats, run_instance};
+use crate::runtime::query::QuerySlot;
 use crate::runtime::{LocalOptions, RunError, run_local};
 
 /// kafclaw: agent topologies on Apache Kafka.
@@ -104,12 +105,64 @@ pub enum Command {
         #[arg(long)]
         create: bool,
     },
+    /// Rebuild a topology's state by reprocessing its inputs: reset the group's offsets, wipe
+    /// the state (local store and, by a reset marker, the changelogs), reprocess to the
+    /// current end with a progress bar, and stop. Stop every instance first.
+    Replay {
+        /// Topology file.
+        file: PathBuf,
+        /// Where to start: `earliest`, or an RFC 3339 time (the first record at or after it).
+        #[arg(long, value_name = "earliest|TIME")]
+        from: crate::kafka::ReplayFrom,
+        /// This instance's stable id (see `run`). Default: the host name.
+        #[arg(long, env = "KAFCLAW_INSTANCE_ID")]
+        instance_id: Option<String>,
+        /// Bootstrap servers (overrides `[kafka]` and KAFCLAW_KAFKA_BOOTSTRAP_SERVERS).
+        #[arg(long, env = "KAFCLAW_BROKERS")]
+        brokers: Option<String>,
+        /// Folder of the local state stores.
+        #[arg(long, env = "KAFCLAW_STATE_DIR", default_value = ".kafclaw/state")]
+        state_dir: PathBuf,
+    },
+    /// Query the state of a running instance over its HTTP endpoint (`run --http`).
+    State {
+        /// What to query.
+        #[command(subcommand)]
+        query: StateCommand,
+    },
     /// Print the version.
     Version,
     /// Print shell completions.
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
+    },
+}
+
+/// `kafclaw state …`.
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Tables with key counts, sizes and sample keys.
+    Inspect {
+        /// The instance's HTTP endpoint (`run --http`).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
+        http: String,
+        /// Sample keys per table.
+        #[arg(long, default_value_t = 5)]
+        samples: usize,
+        /// Print the JSON as served.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The committed value of one key.
+    Get {
+        /// Table.
+        table: String,
+        /// Key.
+        key: String,
+        /// The instance's HTTP endpoint (`run --http`).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
+        http: String,
     },
 }
 
@@ -233,8 +286,10 @@ fn run_kafka(c: &Compiled, k: KafkaRun) -> i32 {
         }
     }
     let stats = Arc::new(Stats::default());
+    let state_query = QuerySlot::default();
     if let Some(addr) = k.http {
-        match crate::health::serve(addr, stats.clone()) {
+        let endpoint = crate::health::Endpoint { stats: stats.clone(), state: state_query.clone() };
+        match crate::health::serve(addr, endpoint) {
             Ok(bound) => tracing::info!(%bound, "http endpoint listening"),
             Err(e) => {
                 eprintln!("error: http endpoint {addr}: {e}");
@@ -248,6 +303,8 @@ fn run_kafka(c: &Compiled, k: KafkaRun) -> i32 {
         stop,
         stats: stats.clone(),
         state_dir: k.state_dir,
+        until: None,
+        state_query,
     };
     let result = run_instance(c, opts);
     let s = stats.snapshot();
@@ -255,6 +312,10 @@ fn run_kafka(c: &Compiled, k: KafkaRun) -> i32 {
         "kafclaw: consumed {}, produced {}, dead-lettered {}, deduplicated {}, commits {}, aborts {}",
         s.consumed, s.produced, s.dead_lettered, s.deduplicated, s.commits, s.aborts
     );
+    instance_exit(result)
+}
+
+fn instance_exit(result: Result<(), InstanceError>) -> i32 {
     match result {
         Ok(()) => exit::OK,
         Err(e @ (InstanceError::Setup(_) | InstanceError::Build(_))) => {
@@ -266,6 +327,130 @@ fn run_kafka(c: &Compiled, k: KafkaRun) -> i32 {
             exit::RUNTIME
         }
     }
+}
+
+/// Options of `kafclaw replay`.
+struct ReplayRun {
+    from: crate::kafka::ReplayFrom,
+    instance_id: Option<String>,
+    brokers: Option<String>,
+    state_dir: PathBuf,
+}
+
+fn replay(file: &std::path::Path, r: ReplayRun) -> i32 {
+    let c = match compile_or_report(file) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
+            eprintln!("error: cannot handle signal {sig}: {e}");
+            return exit::RUNTIME;
+        }
+    }
+    let stats = Arc::new(Stats::default());
+    let opts = InstanceOptions {
+        instance_id: r.instance_id.unwrap_or_else(host_name),
+        settings: settings(&c, r.brokers),
+        stop: stop.clone(),
+        stats: stats.clone(),
+        state_dir: r.state_dir,
+        until: None,
+        state_query: QuerySlot::default(),
+    };
+    let started = std::time::Instant::now();
+    let result = crate::kafka::replay(&c, r.from, opts);
+    let s = stats.snapshot();
+    match result {
+        Ok(summary) if stop.load(std::sync::atomic::Ordering::Relaxed) => {
+            eprintln!(
+                "kafclaw: replay interrupted after {} of {} record(s); run it again to finish",
+                s.consumed, summary.records
+            );
+            exit::RUNTIME
+        }
+        Ok(summary) => {
+            eprintln!(
+                "kafclaw: replayed {} record(s) from {} partition(s) in {:.1}s: produced {}, dead-lettered {}, \
+                 deduplicated {}; {} changelog partition(s) reset",
+                s.consumed,
+                summary.partitions,
+                started.elapsed().as_secs_f64(),
+                s.produced,
+                s.dead_lettered,
+                s.deduplicated,
+                summary.markers
+            );
+            exit::OK
+        }
+        Err(e) => instance_exit(Err(e)),
+    }
+}
+
+/// `GET` of `segments` (each percent-encoded as one path segment) on the endpoint at `addr`.
+fn http_get(addr: &str, segments: &[&str], query: Option<&str>) -> Result<(reqwest::StatusCode, String), String> {
+    let base = if addr.starts_with("http://") || addr.starts_with("https://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    };
+    let mut url = reqwest::Url::parse(&base).map_err(|e| format!("`{addr}`: {e}"))?;
+    url.path_segments_mut().map_err(|()| format!("`{addr}` cannot take a path"))?.pop_if_empty().extend(segments);
+    url.set_query(query);
+    let client =
+        reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().map_err(|e| e.to_string())?;
+    let resp = client.get(url.clone()).send().map_err(|e| format!("{url}: {e}"))?;
+    let status = resp.status();
+    Ok((status, resp.text().map_err(|e| e.to_string())?))
+}
+
+fn state(cmd: StateCommand) -> i32 {
+    use crate::runtime::query::TableReport;
+    let (addr, segments, query, json) = match &cmd {
+        StateCommand::Inspect { http, samples, json } => {
+            (http, vec!["state"], Some(format!("samples={samples}")), *json)
+        }
+        StateCommand::Get { table, key, http } => (http, vec!["state", table.as_str(), key.as_str()], None, true),
+    };
+    let (status, body) = match http_get(addr, &segments, query.as_deref()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::RUNTIME;
+        }
+    };
+    if status == reqwest::StatusCode::NOT_FOUND {
+        eprint!("{body}");
+        return exit::RUNTIME;
+    }
+    if !status.is_success() {
+        eprintln!("error: {status}: {}", body.trim_end());
+        return exit::RUNTIME;
+    }
+    if json {
+        println!("{}", body.trim_end());
+        return exit::OK;
+    }
+    let tables: Vec<TableReport> = match serde_json::from_str(&body) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: unexpected answer from {addr}: {e}");
+            return exit::RUNTIME;
+        }
+    };
+    println!("{:<32} {:>10} {:>12} {:>10}  sample keys", "table", "keys", "bytes", "partitions");
+    for t in tables {
+        println!(
+            "{:<32} {:>10} {:>12} {:>10}  {}",
+            t.table,
+            t.keys,
+            t.bytes,
+            t.partitions.len(),
+            t.sample_keys.join(", ")
+        );
+    }
+    exit::OK
 }
 
 fn topics(file: &std::path::Path, brokers: Option<String>, create: bool) -> i32 {
@@ -359,6 +544,10 @@ pub fn main_with(cli: Cli) -> i32 {
             run(&file, local, opts, KafkaRun { instance_id, brokers, http, state_dir })
         }
         Command::Topics { file, brokers, create } => topics(&file, brokers, create),
+        Command::Replay { file, from, instance_id, brokers, state_dir } => {
+            replay(&file, ReplayRun { from, instance_id, brokers, state_dir })
+        }
+        Command::State { query } => state(query),
         Command::Version => {
             println!(
                 "kafclaw {} (envelope v{})",

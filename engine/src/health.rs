@@ -1,40 +1,99 @@
 //! The instance's HTTP endpoint (axum): `/healthz` (alive), `/readyz` (assigned and able to
-//! process) and `/stats` (counters as JSON). Binds 127.0.0.1 unless told otherwise.
+//! process), `/stats` (counters as JSON), and interactive state queries: `/state` (tables, key
+//! counts, sizes, sample keys) and `/state/{table}/{key}` (a key's committed values). Binds
+//! 127.0.0.1 unless told otherwise.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Json};
+use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 
 use crate::kafka::Stats;
+use crate::runtime::query::{QueryError, QuerySlot};
+
+/// What the routes share.
+#[derive(Clone)]
+pub struct Endpoint {
+    /// The instance's counters.
+    pub stats: Arc<Stats>,
+    /// The instance's state, once open.
+    pub state: QuerySlot,
+}
 
 async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(stats): State<Arc<Stats>>) -> impl IntoResponse {
-    if stats.snapshot().ready { (StatusCode::OK, "ready\n") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready\n") }
+async fn readyz(State(e): State<Endpoint>) -> impl IntoResponse {
+    if e.stats.snapshot().ready {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
 }
 
-async fn stats_json(State(stats): State<Arc<Stats>>) -> impl IntoResponse {
-    Json(stats.snapshot())
+async fn stats_json(State(e): State<Endpoint>) -> impl IntoResponse {
+    Json(e.stats.snapshot())
+}
+
+fn query_error(e: QueryError) -> (StatusCode, String) {
+    match e {
+        QueryError::UnknownTable(..) => (StatusCode::NOT_FOUND, format!("{e}\n")),
+        QueryError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+    }
+}
+
+fn not_open() -> (StatusCode, String) {
+    (StatusCode::SERVICE_UNAVAILABLE, "state store not open yet\n".to_owned())
+}
+
+/// Options of `/state`.
+#[derive(Debug, serde::Deserialize)]
+struct InspectParams {
+    /// Sample keys per table.
+    samples: Option<usize>,
+}
+
+async fn state_inspect(State(e): State<Endpoint>, Query(p): Query<InspectParams>) -> Response {
+    let Some(q) = e.state.get().cloned() else { return not_open().into_response() };
+    let samples = p.samples.unwrap_or(5).min(1000);
+    match tokio::task::spawn_blocking(move || q.inspect(samples)).await {
+        Ok(Ok(r)) => Json(r).into_response(),
+        Ok(Err(err)) => query_error(err).into_response(),
+        Err(join) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{join}\n")).into_response(),
+    }
+}
+
+async fn state_get(State(e): State<Endpoint>, Path((table, key)): Path<(String, String)>) -> Response {
+    let Some(q) = e.state.get().cloned() else { return not_open().into_response() };
+    let (t, k) = (table.clone(), key.clone());
+    match tokio::task::spawn_blocking(move || q.get(&t, k.as_bytes())).await {
+        Ok(Ok(values)) if values.is_empty() => {
+            (StatusCode::NOT_FOUND, format!("no key `{key}` in table `{table}`\n")).into_response()
+        }
+        Ok(Ok(values)) => Json(serde_json::json!({"table": table, "key": key, "values": values})).into_response(),
+        Ok(Err(err)) => query_error(err).into_response(),
+        Err(join) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{join}\n")).into_response(),
+    }
 }
 
 /// The routes.
-pub fn router(stats: Arc<Stats>) -> Router {
+pub fn router(endpoint: Endpoint) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/stats", get(stats_json))
-        .with_state(stats)
+        .route("/state", get(state_inspect))
+        .route("/state/{table}/{key}", get(state_get))
+        .with_state(endpoint)
 }
 
 /// Binds `addr` and serves on a background thread; returns the bound address.
-pub fn serve(addr: SocketAddr, stats: Arc<Stats>) -> std::io::Result<SocketAddr> {
+pub fn serve(addr: SocketAddr, endpoint: Endpoint) -> std::io::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind(addr)?;
     listener.set_nonblocking(true)?;
     let bound = listener.local_addr()?;
@@ -46,7 +105,7 @@ pub fn serve(addr: SocketAddr, stats: Arc<Stats>) -> std::io::Result<SocketAddr>
         rt.block_on(async move {
             match tokio::net::TcpListener::from_std(listener) {
                 Ok(l) => {
-                    if let Err(e) = axum::serve(l, router(stats)).await {
+                    if let Err(e) = axum::serve(l, router(endpoint)).await {
                         tracing::error!(error = %e, "http endpoint stopped");
                     }
                 }

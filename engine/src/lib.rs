@@ -8,6 +8,7 @@ pub mod cli;
 pub mod compiler;
 pub mod health;
 pub mod kafka;
+pub mod progress;
 pub mod render;
 pub mod runtime;
 pub mod testing;

@@ -16,7 +16,7 @@
 //! One stream thread per instance in this version: tasks share it, as Kafka Streams tasks
 //! share a stream thread; scale out by adding instances.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -38,6 +38,7 @@ use crate::compiler::registry::{NodeConfig, Role};
 use crate::compiler::spec::Guarantee;
 use crate::compiler::{Compiled, PhysicalPlan};
 use crate::runtime::TaskStore;
+use crate::runtime::query::{self, KeyValue, QueryError, QuerySlot, StateQuery, TableReport};
 use crate::runtime::task::{BuildError, Task, TaskOutput};
 use kafclaw_state::{Epoch, RocksStore, StateStore};
 
@@ -51,6 +52,9 @@ pub mod headers {
     pub const INPUT_OFFSET: &str = "kafclaw.input.offset";
     /// W3C trace context.
     pub const TRACEPARENT: &str = "traceparent";
+    /// On a changelog record: a reset marker written by `kafclaw replay` (value: the replay's
+    /// start, for people reading the topic).
+    pub const RESET: &str = "kafclaw.reset";
 }
 
 /// How an instance runs.
@@ -66,6 +70,11 @@ pub struct InstanceOptions {
     pub stats: Arc<Stats>,
     /// Folder of the instance's RocksDB (`<state dir>/<topology>/<instance id>`).
     pub state_dir: std::path::PathBuf,
+    /// Stop once each of these source partitions has reported its end and what came before
+    /// is committed (`kafclaw replay`); `None` runs until stopped.
+    pub until: Option<HashSet<(String, i32)>>,
+    /// Where the instance installs its interactive state queries (served over HTTP).
+    pub state_query: QuerySlot,
 }
 
 /// Why an instance stopped with an error.
@@ -173,7 +182,21 @@ struct Core {
     sub_tables: Vec<Vec<String>>,
     settings: ClientSettings,
     pending_restore: Vec<RestoreJob>,
+    /// When TTL tables are next swept.
+    next_sweep: Instant,
+    /// Source partitions still to finish (replay).
+    until: Option<HashSet<(String, i32)>>,
+    /// Source partitions that reported their end since the last commit (replay).
+    at_end: Vec<(String, i32)>,
 }
+
+/// Replay with several source topics: how long no record may arrive before the ends reported
+/// are trusted (the end-of-partition event does not name its topic).
+const MULTI_TOPIC_QUIET: Duration = Duration::from_secs(2);
+
+/// How often the TTL tables of the assigned tasks are swept (reads hide expired entries in
+/// between, so this only bounds how long they take space).
+const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 
 fn fatal_of(e: &KafkaError) -> bool {
     match e {
@@ -307,9 +330,44 @@ impl Core {
         }
     }
 
+    /// Replay: the partitions that reported their end before this commit are done.
+    fn settle_until(&mut self) {
+        if let Some(until) = &mut self.until {
+            for tp in self.at_end.drain(..) {
+                until.remove(&tp);
+            }
+        }
+    }
+
+    /// Deletes what the tasks' TTL tables hold past its time, inside the open transaction
+    /// (the tombstones go to the changelogs with the outputs).
+    fn sweep(&mut self) {
+        if self.eos && !self.in_txn {
+            return;
+        }
+        let mut out = std::mem::take(&mut self.out);
+        let mut swept = 0;
+        for task in self.tasks.values_mut() {
+            match task.sweep(&mut self.store, &mut out) {
+                Ok(n) => swept += n,
+                Err(e) => self.fatal = Some(format!("sweeping expired state: {e}")),
+            }
+        }
+        if swept > 0 {
+            tracing::debug!(swept, "expired state entries deleted");
+        }
+        self.emit(&mut out);
+        self.out = out;
+    }
+
     /// Commits the open transaction (or, at-least-once, flushes and commits offsets).
     fn commit(&mut self, consumer: &BaseConsumer<InstanceContext>) -> KafkaResult<()> {
+        if Instant::now() >= self.next_sweep {
+            self.sweep();
+            self.next_sweep = Instant::now() + SWEEP_INTERVAL;
+        }
         if self.positions.is_empty() && !self.in_txn {
+            self.settle_until();
             return Ok(());
         }
         let mut tpl = TopicPartitionList::new();
@@ -334,8 +392,8 @@ impl Core {
                 consumer.commit(&tpl, rdkafka::consumer::CommitMode::Sync)?;
             }
         }
+        self.settle_until();
         self.positions.clear();
-        self.tasks.values_mut().for_each(Task::commit);
         // The transaction committed: seal the epoch with how far each changelog now reaches.
         let ends: Vec<((String, i32), i64)> =
             self.deliveries.changelog_ends.lock().unwrap_or_else(|p| p.into_inner()).drain().collect();
@@ -371,7 +429,6 @@ impl Core {
             }
         }
         self.positions.clear();
-        self.tasks.values_mut().for_each(Task::rollback);
         self.store.abort();
         self.deliveries.changelog_ends.lock().unwrap_or_else(|p| p.into_inner()).clear();
         Stats::add(&self.stats.aborts, 1);
@@ -433,6 +490,24 @@ impl Core {
         if let Err(e) = restore(&self.plan, &mut self.store, &self.settings, &committed, &jobs) {
             self.fatal = Some(format!("restoring state: {e}"));
         }
+    }
+}
+
+/// Interactive queries over the instance's committed state.
+struct CoreQuery {
+    core: Arc<Mutex<Core>>,
+    ttls: HashMap<String, i64>,
+}
+
+impl StateQuery for CoreQuery {
+    fn inspect(&self, samples: usize) -> Result<Vec<TableReport>, QueryError> {
+        let core = self.core.lock().unwrap_or_else(|p| p.into_inner());
+        query::inspect(core.store.store().as_ref(), &self.ttls, samples)
+    }
+
+    fn get(&self, table: &str, key: &[u8]) -> Result<Vec<KeyValue>, QueryError> {
+        let core = self.core.lock().unwrap_or_else(|p| p.into_inner());
+        query::get(core.store.store().as_ref(), &self.ttls, table, key)
     }
 }
 
@@ -602,10 +677,14 @@ pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), In
     let topics: Vec<String> = source_of_topic.keys().cloned().collect();
     let mut changelog_tables = HashMap::new();
     let mut sub_tables = vec![Vec::new(); plan.subtopologies.len()];
+    let mut ttls = HashMap::new();
     for (i, n) in plan.nodes.iter().enumerate() {
         for table in n.config.state_tables(&n.name) {
-            changelog_tables.insert(changelog_topic(&plan, &table), table.clone());
-            sub_tables[sub_of_node[i]].push(table);
+            if let Some(ttl) = table.ttl_ms {
+                ttls.insert(table.name.clone(), ttl);
+            }
+            changelog_tables.insert(changelog_topic(&plan, &table.name), table.name.clone());
+            sub_tables[sub_of_node[i]].push(table.name);
         }
     }
     let db_path = opts.state_dir.join(&plan.name).join(&opts.instance_id);
@@ -635,8 +714,12 @@ pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), In
         sub_tables,
         settings: settings.clone(),
         pending_restore: Vec::new(),
+        next_sweep: Instant::now() + SWEEP_INTERVAL,
+        until: opts.until.clone(),
+        at_end: Vec::new(),
     }));
 
+    opts.state_query.set(Arc::new(CoreQuery { core: core.clone(), ttls }));
     let consumer: BaseConsumer<InstanceContext> = settings
         .client_config_with(
             &[("auto.offset.reset", "earliest"), ("partition.assignment.strategy", "cooperative-sticky")],
@@ -646,6 +729,7 @@ pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), In
                 ("enable.auto.commit", "false"),
                 ("enable.auto.offset.store", "false"),
                 ("isolation.level", "read_committed"),
+                ("enable.partition.eof", if opts.until.is_some() { "true" } else { "false" }),
             ],
         )
         .create_with_context(InstanceContext { core: core.clone() })
@@ -656,20 +740,39 @@ pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), In
     let lock = || core.lock().unwrap_or_else(|p| p.into_inner());
     let interval = Duration::from_millis(t.commit_interval_ms);
     let mut next_commit = Instant::now() + interval;
+    let mut last_record = Instant::now();
     let result = loop {
         if opts.stop.load(Ordering::Relaxed) {
             break Ok(());
         }
         let wait = next_commit.saturating_duration_since(Instant::now()).min(Duration::from_millis(100));
         let polled = consumer.poll(wait);
+        let polled_record = matches!(polled, Some(Ok(_)));
         // Partitions assigned during that poll are restored before their first record.
         lock().restore_pending(&consumer);
         match polled {
             Some(Ok(m)) => lock().process(&m),
+            // Replay: the partition is read to its end. The event names only the partition
+            // number, so with several source topics it marks that partition of each, and the
+            // replay also waits for the sources to be quiet (below).
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                let mut c = lock();
+                for t in &topics {
+                    c.at_end.push((t.clone(), p));
+                }
+            }
             Some(Err(e)) => tracing::warn!(error = %e, "consume error"),
             None => {}
         }
+        if polled_record {
+            last_record = Instant::now();
+        }
         let mut c = lock();
+        if c.until.as_ref().is_some_and(HashSet::is_empty)
+            && (topics.len() == 1 || last_record.elapsed() >= MULTI_TOPIC_QUIET)
+        {
+            break Ok(());
+        }
         c.producer.poll(Duration::ZERO);
         if Instant::now() >= next_commit {
             c.commit_or_abort(&consumer);

@@ -3,10 +3,12 @@
 
 pub mod client;
 pub mod instance;
+pub mod replay;
 pub mod restore;
 pub mod stats;
 pub mod topics;
 
 pub use client::ClientSettings;
 pub use instance::{InstanceError, InstanceOptions, run_instance};
+pub use replay::{ReplayFrom, ReplaySummary, replay};
 pub use stats::Stats;

@@ -5,8 +5,11 @@
 //! changelog record counts only when the input that produced it is below the source's
 //! committed offset: records of transactions that never committed (which some brokers leak)
 //! are skipped, and since values are absolute, re-applying committed ones is harmless.
+//! A record carrying the [`RESET`](headers::RESET) header is a reset marker written by
+//! `kafclaw replay`: the state of that table-partition is dropped and restoring continues from
+//! the marker, so every instance forgets pre-replay state however old its local copy is.
 //! Runs on the stream thread outside the rebalance callback, so the group sees the member
-//! alive while it restores.
+//! alive while it restores. Progress shows as a bar on a terminal, log lines otherwise.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -21,6 +24,7 @@ use super::client::ClientSettings;
 use super::instance::headers;
 use super::topics::changelog_topic;
 use crate::compiler::PhysicalPlan;
+use crate::progress::Progress as Bar;
 use crate::runtime::TaskStore;
 
 /// One table-partition to restore.
@@ -53,6 +57,7 @@ struct Progress {
     next: Option<i64>,
     restored: u64,
     skipped: u64,
+    resets: u64,
     bytes: u64,
     done: bool,
 }
@@ -104,6 +109,7 @@ fn restore_table(
     let mut progress: HashMap<(String, i32), Progress> = HashMap::new();
     let mut table_of: HashMap<String, (String, usize)> = HashMap::new();
     for job in jobs {
+        store.store_mut().open_table(&job.table).map_err(|e| e.to_string())?;
         let topic = changelog_topic(plan, &job.table);
         let from = store.store().checkpoint(&job.table, job.partition as u32).map_err(|e| e.to_string())?;
         assign
@@ -113,8 +119,14 @@ fn restore_table(
         progress.insert((topic, job.partition), Progress { next: from, ..Progress::default() });
     }
     reader.assign(&assign).map_err(|e| e.to_string())?;
+    let mut total = 0u64;
+    for ((topic, partition), p) in &progress {
+        if let Ok((low, high)) = reader.fetch_watermarks(topic, *partition, Duration::from_secs(10)) {
+            total += (high - p.next.unwrap_or(low).max(low)).max(0) as u64;
+        }
+    }
+    let mut bar = Bar::new("restore", total);
     let mut quiet_since = Instant::now();
-    let mut last_log = Instant::now();
     while progress.values().any(|p| !p.done) {
         match reader.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
@@ -122,11 +134,19 @@ fn restore_table(
                 let Some(p) = progress.get_mut(&(m.topic().to_owned(), m.partition())) else { continue };
                 let (table, _) = &table_of[m.topic()];
                 p.next = Some(m.offset() + 1);
+                bar.inc(1);
                 let header = |name: &str| {
                     m.headers()
                         .and_then(|h| h.iter().find(|x| x.key == name).and_then(|x| x.value))
                         .map(|v| String::from_utf8_lossy(v).into_owned())
                 };
+                if header(headers::RESET).is_some() {
+                    // Everything before the marker belongs to the state replay threw away.
+                    p.batch = Batch::default();
+                    store.store_mut().drop_partition(table, m.partition() as u32).map_err(|e| e.to_string())?;
+                    p.resets += 1;
+                    continue;
+                }
                 let input_topic = header(headers::INPUT_TOPIC).unwrap_or_default();
                 let input_partition: i32 = header(headers::INPUT_PARTITION).and_then(|o| o.parse().ok()).unwrap_or(-1);
                 let input_offset: i64 = header(headers::INPUT_OFFSET).and_then(|o| o.parse().ok()).unwrap_or(i64::MAX);
@@ -168,12 +188,8 @@ fn restore_table(
             }
             None => {}
         }
-        if last_log.elapsed() > Duration::from_secs(2) {
-            let restored: u64 = progress.values().map(|p| p.restored).sum();
-            tracing::info!(restored, "restoring state");
-            last_log = Instant::now();
-        }
     }
+    bar.finish();
     for ((topic, partition), mut p) in progress {
         let (table, _) = &table_of[&topic];
         if let Some(n) = p.next {
@@ -182,11 +198,12 @@ fn restore_table(
         if !p.batch.is_empty() {
             store.store_mut().apply(&p.batch).map_err(|e| e.to_string())?;
         }
-        if p.restored == 0 && p.skipped == 0 {
+        if p.restored == 0 && p.skipped == 0 && p.resets == 0 {
             tracing::info!(table = %table, partition, checkpoint = ?p.next, "state is current; nothing to restore");
         } else {
             tracing::info!(
-                table = %table, partition, restored = p.restored, skipped_uncommitted = p.skipped, bytes = p.bytes,
+                table = %table, partition, restored = p.restored, skipped_uncommitted = p.skipped, resets = p.resets,
+                bytes = p.bytes,
                 "state restored from the changelog"
             );
         }

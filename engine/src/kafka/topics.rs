@@ -74,7 +74,7 @@ pub fn topic_uses(plan: &PhysicalPlan) -> Vec<TopicUse> {
     for n in &plan.nodes {
         for table in n.config.state_tables(&n.name) {
             uses.push(TopicUse {
-                topic: changelog_topic(plan, &table),
+                topic: changelog_topic(plan, &table.name),
                 role: TopicRole::Changelog,
                 nodes: vec![n.name.to_string()],
             });

@@ -242,9 +242,20 @@ impl Drop for Instance {
 
 /// Starts `kafclaw run` on a topology as a child process, logging to `log`.
 pub fn spawn_instance(topology: &Path, instance: &str, log: &Path) -> Instance {
+    spawn_instance_with(topology, instance, log, &[])
+}
+
+/// A free TCP port on 127.0.0.1 (for an instance's HTTP endpoint).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts `kafclaw run` with extra arguments.
+pub fn spawn_instance_with(topology: &Path, instance: &str, log: &Path, extra: &[&str]) -> Instance {
     let log = std::fs::File::create(log).unwrap();
     Command::new(env!("CARGO_BIN_EXE_kafclaw"))
         .args(["run", topology.to_str().unwrap(), "--instance-id", instance, "--brokers", &brokers()])
+        .args(extra)
         .arg("--state-dir")
         .arg(topology.parent().unwrap().join("state"))
         .env("RUST_LOG", "info")
