@@ -15,6 +15,7 @@
 //! | `dedupe` | [`dedupe`] | synchronous, fused, stateful (TTL table) |
 //! | `window` | [`window`] | synchronous, fused, stateful (tumbling, event time) |
 //! | `join` | [`join`] | synchronous, fused, stateful (stream–table) |
+//! | `llm` | [`llm`] | asynchronous ([`asynchronous`]), stateful (response journal, budgets) |
 //! | source `file`, `stdin` | [`io`] | local I/O |
 //! | sink `file`, `stdout` | [`io`] | local I/O |
 //! | source/sink `kafka` | [`kafka`] (config half; runtime in the engine) | Kafka I/O |
@@ -25,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod aggregate;
+pub mod asynchronous;
 pub mod count;
 pub mod dead_letter;
 pub mod dedupe;
@@ -35,6 +37,7 @@ pub mod io;
 pub mod join;
 pub mod kafka;
 pub mod keyed;
+pub mod llm;
 pub mod map;
 pub mod operator;
 pub mod path;

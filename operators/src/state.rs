@@ -10,17 +10,25 @@ pub struct TableSpec {
     /// entries until deleted. Expired entries read as absent and are swept with a changelog
     /// tombstone.
     pub ttl_ms: Option<i64>,
+    /// A journal of calls to the outside world (model answers): kept when `kafclaw replay`
+    /// wipes state, so a replay reuses answers instead of calling again.
+    pub journal: bool,
 }
 
 impl TableSpec {
     /// A table kept until its entries are deleted.
     pub fn kept(name: impl Into<String>) -> Self {
-        Self { name: name.into(), ttl_ms: None }
+        Self { name: name.into(), ttl_ms: None, journal: false }
     }
 
     /// A table whose entries expire `ttl_ms` after their last write (`None`: kept).
     pub fn expiring(name: impl Into<String>, ttl_ms: Option<i64>) -> Self {
-        Self { name: name.into(), ttl_ms }
+        Self { name: name.into(), ttl_ms, journal: false }
+    }
+
+    /// A journal table (kept across replays).
+    pub fn journal(name: impl Into<String>) -> Self {
+        Self { name: name.into(), ttl_ms: None, journal: true }
     }
 }
 

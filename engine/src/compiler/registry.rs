@@ -4,8 +4,9 @@
 use kafclaw_operators::io::{FileSinkConfig, FileSourceConfig, StdinSourceConfig, StdoutSinkConfig};
 use kafclaw_operators::kafka::{KafkaSinkConfig, KafkaSourceConfig, valid_topic};
 use kafclaw_operators::{
-    ConfigError, Ports, SyncOperator, TableSpec, aggregate::AggregateConfig, count::CountConfig, dedupe::DedupeConfig,
-    filter::FilterConfig, join::JoinConfig, map::MapConfig, route::RouteConfig, window::WindowConfig,
+    ConfigError, Ports, SyncOperator, TableSpec, aggregate::AggregateConfig, asynchronous::AsyncOperator,
+    count::CountConfig, dedupe::DedupeConfig, filter::FilterConfig, join::JoinConfig, llm::LlmConfig, map::MapConfig,
+    route::RouteConfig, window::WindowConfig,
 };
 use toml::Spanned;
 use toml::de::DeValue;
@@ -69,6 +70,8 @@ pub enum NodeConfig {
     Window(WindowConfig),
     /// Operator `join`.
     Join(JoinConfig),
+    /// Operator `llm`.
+    Llm(LlmConfig),
     /// Sink `file`.
     FileSink(FileSinkConfig),
     /// Sink `stdout`.
@@ -123,6 +126,7 @@ pub const KINDS: &[Kind] = &[
     kind!(Role::Operator, "dedupe", "drop repeats of a key within an event-time window", Dedupe),
     kind!(Role::Operator, "window", "tumbling event-time window aggregates per key", Window),
     kind!(Role::Operator, "join", "enrich a stream from a table fed by another input", Join),
+    kind!(Role::Operator, "llm", "call an OpenAI-compatible chat model (journalled, budgeted)", Llm),
     kind!(Role::Sink, "file", "JSON Lines file", FileSink),
     kind!(Role::Sink, "stdout", "JSON Lines on standard output", StdoutSink),
     kind!(Role::Sink, "kafka", "a Kafka topic, keyed by correlation_id by default", KafkaSink),
@@ -145,6 +149,7 @@ impl NodeConfig {
             Self::Route(r) => r.ports(),
             Self::Dedupe(_) => DedupeConfig::ports(),
             Self::Join(_) => JoinConfig::ports(),
+            Self::Llm(_) => LlmConfig::ports(),
             Self::FileSink(_) | Self::StdoutSink(_) | Self::KafkaSink(_) => Ports { default: false, named: Vec::new() },
             _ => Ports::single(),
         }
@@ -180,8 +185,8 @@ impl NodeConfig {
                     .with_hint(Some("1 to 249 of letters, digits, `.`, `_` and `-`".into())),
             ];
         }
-        let mut errors = match self.build_operator("check") {
-            Some(Err(errors)) => errors,
+        let mut errors = match (self.build_operator("check"), self.build_async("check")) {
+            (Some(Err(errors)), _) | (_, Some(Err(errors))) => errors,
             _ => Vec::new(),
         };
         match self {
@@ -197,11 +202,20 @@ impl NodeConfig {
     pub fn state_tables(&self, name: &str) -> Vec<TableSpec> {
         match self {
             Self::KafkaSource(c) => c.dedupe(name).ok().flatten().map(|d| d.table().clone()).into_iter().collect(),
-            _ => match self.build_operator(name) {
-                Some(Ok(op)) => op.tables(),
+            _ => match (self.build_operator(name), self.build_async(name)) {
+                (Some(Ok(op)), _) => op.tables(),
+                (_, Some(Ok(op))) => op.tables(),
                 _ => Vec::new(),
             },
         }
+    }
+
+    /// Builds the runtime half of asynchronous operator `name`.
+    pub fn build_async(&self, name: &str) -> Option<Result<Box<dyn AsyncOperator>, Vec<ConfigError>>> {
+        Some(match self {
+            Self::Llm(c) => c.build(name).map(|o| Box::new(o) as Box<dyn AsyncOperator>),
+            _ => return None,
+        })
     }
 
     /// Builds the runtime half of operator `name` (sources and sinks are opened by the

@@ -2,7 +2,10 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
+use std::sync::Arc;
 
+use kafclaw_operators::llm::SharedModel;
+use kafclaw_operators::llm::model::ModelConfig;
 use kafclaw_operators::suggest::did_you_mean;
 use serde::Deserialize;
 use toml::Spanned;
@@ -163,9 +166,11 @@ pub struct Spec {
     pub tests: Vec<TestSpec>,
     /// `[kafka]`: librdkafka properties for every client (SASL, TLS, timeouts, …).
     pub kafka: BTreeMap<String, KafkaValue>,
+    /// `[models.<name>]`: the model endpoints `llm` operators call.
+    pub models: BTreeMap<String, Arc<SharedModel>>,
 }
 
-const ROOT_KEYS: [&str; 7] = ["topology", "sources", "operators", "sinks", "dead_letter", "tests", "kafka"];
+const ROOT_KEYS: [&str; 8] = ["topology", "models", "sources", "operators", "sinks", "dead_letter", "tests", "kafka"];
 
 /// Characters allowed in topology and node names.
 pub fn valid_name(name: &str, allow_dot: bool) -> bool {
@@ -345,6 +350,8 @@ pub fn parse(file: &SourceFile, diags: &mut Diagnostics) -> Option<Spec> {
         }
     }
 
+    let models = parse_models(root.get("models"), diags);
+
     let mut nodes = Vec::new();
     for role in [Role::Source, Role::Operator, Role::Sink] {
         let Some(section) = root.get(role.section()) else { continue };
@@ -356,6 +363,11 @@ pub fn parse(file: &SourceFile, diags: &mut Diagnostics) -> Option<Spec> {
         }
     }
     nodes.sort_by_key(|n| n.name_span.start);
+    for node in &mut nodes {
+        if let Some(NodeConfig::Llm(c)) = &mut node.config {
+            c.resolved = models.get(c.model.get_ref()).cloned();
+        }
+    }
 
     let dead_letter = match root.get("dead_letter") {
         Some(v) => deserialize_all::<DeadLetterSection>(v, diags, &[]),
@@ -391,5 +403,27 @@ pub fn parse(file: &SourceFile, diags: &mut Diagnostics) -> Option<Spec> {
         }
     }
 
-    Some(Spec { topology: topology?, nodes, dead_letter: dead_letter?, tests, kafka })
+    Some(Spec { topology: topology?, nodes, dead_letter: dead_letter?, tests, kafka, models })
+}
+
+fn parse_models(section: Option<&Spanned<DeValue<'_>>>, diags: &mut Diagnostics) -> BTreeMap<String, Arc<SharedModel>> {
+    let mut out = BTreeMap::new();
+    let Some(section) = section else { return out };
+    let Some(table) = as_table(section, "`models`", diags) else { return out };
+    for (name, value) in table.iter() {
+        if !valid_name(name.get_ref(), false) {
+            diags.push(Diagnostic::error(name.span(), format!("`{}` is not a valid model name", name.get_ref())));
+            continue;
+        }
+        let Some(config) = deserialize_all::<ModelConfig>(value, diags, &[]) else { continue };
+        for e in config.check() {
+            let d = Diagnostic::error(e.span, e.message);
+            diags.push(match e.hint {
+                Some(h) => d.hint(h),
+                None => d,
+            });
+        }
+        out.insert(name.get_ref().to_string(), SharedModel::new(name.get_ref(), config));
+    }
+    out
 }

@@ -5,9 +5,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use kafclaw_operators::io::{LineSink, LineSource, RecordSink, RecordSource, open_file_sink, open_stdout_sink};
 
+use super::executor::Executor;
 use super::task::{BuildError, Task, TaskOutput};
 use crate::compiler::registry::{NodeConfig, Role};
 use crate::compiler::spec::DeadLetterKind;
@@ -53,6 +55,10 @@ pub enum RunError {
 
 /// How often (in input records) a task's buffered outputs are written out.
 const DRAIN_EVERY: usize = 1024;
+
+/// Most asynchronous calls in flight per task before reading pauses (the models' own limits
+/// bound what is actually sent; this bounds what waits in memory).
+const MAX_IN_FLIGHT: usize = 10_000;
 
 /// How many dead letters are logged one by one before only the summary counts them.
 const WARN_DEAD_LETTERS: u64 = 10;
@@ -201,6 +207,12 @@ pub fn run_local(compiled: &Compiled, opts: &LocalOptions) -> Result<RunSummary,
                     let mut read = 0u64;
                     let mut since_drain = 0;
                     let io_err = |e: io::Error| RunError::Io(e.to_string());
+                    let executor: Executor<()> = Executor::new().map_err(io_err)?;
+                    let spawn = |out: &mut TaskOutput| {
+                        for work in out.spawned.drain(..) {
+                            executor.spawn((), work);
+                        }
+                    };
                     // Round-robin over the sub-topology's sources until all are exhausted.
                     while !sources.is_empty() {
                         let mut i = 0;
@@ -209,6 +221,7 @@ pub fn run_local(compiled: &Compiled, opts: &LocalOptions) -> Result<RunSummary,
                             match src.next_raw().map_err(|e| RunError::Io(format!("{location}: {e}")))? {
                                 Some(raw) => {
                                     task.process_raw(*node, location, raw, &mut store, &mut out);
+                                    spawn(&mut out);
                                     read += 1;
                                     since_drain += 1;
                                     i += 1;
@@ -218,12 +231,31 @@ pub fn run_local(compiled: &Compiled, opts: &LocalOptions) -> Result<RunSummary,
                                 }
                             }
                         }
+                        // Finish what completed; wait when too much is in flight.
+                        while let Some(done) = if task.in_flight() >= MAX_IN_FLIGHT {
+                            executor.next_within(Duration::from_secs(3600))
+                        } else {
+                            executor.try_next()
+                        } {
+                            task.complete(done.ticket, done.outcome, &mut store, &mut out);
+                            spawn(&mut out);
+                        }
                         if since_drain >= DRAIN_EVERY {
                             drain(&mut out, &mut sinks, &mut written, dead, &mut buf).map_err(io_err)?;
                             // Local state lives in memory for the run; no changelog.
                             store.seal(Vec::new()).map_err(|e| RunError::Io(e.to_string()))?;
                             out.changelog.clear();
                             since_drain = 0;
+                        }
+                    }
+                    // The inputs are read: wait for the work still in flight.
+                    while task.in_flight() > 0 {
+                        match executor.next_within(Duration::from_secs(3600)) {
+                            Some(done) => {
+                                task.complete(done.ticket, done.outcome, &mut store, &mut out);
+                                spawn(&mut out);
+                            }
+                            None => return Err(RunError::Io("asynchronous work never finished".into())),
                         }
                     }
                     drain(&mut out, &mut sinks, &mut written, dead, &mut buf).map_err(io_err)?;

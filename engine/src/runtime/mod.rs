@@ -1,6 +1,7 @@
 //! Runtimes: the task (shared by every mode) and the local runner. The Kafka runtime joins
 //! them here.
 
+pub mod executor;
 pub mod local;
 pub mod query;
 pub mod state;
@@ -8,4 +9,4 @@ pub mod task;
 
 pub use local::{LocalOptions, RunError, RunSummary, run_local};
 pub use state::{ChangelogWrite, TaskStore, memory_store};
-pub use task::{Output, Task, TaskOutput};
+pub use task::{Output, Spawn, Task, TaskOutput};

@@ -3,8 +3,10 @@
 //! The task does no I/O; the runtime (local or Kafka) feeds it and drains its output, so both
 //! runtimes run the same operator code.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
+
+use kafclaw_operators::asynchronous::{AsyncOperator, Outcome, Pending, Started};
 
 use kafclaw_operators::dedupe::Dedupe;
 use kafclaw_operators::envelope::{ENVELOPE_VERSION, derive_span_id, derive_trace_id, deterministic_id};
@@ -18,8 +20,37 @@ enum Stage {
     Absent,
     Source,
     Operator(Box<dyn SyncOperator>),
+    Async(Box<dyn AsyncOperator>),
     Sink,
 }
+
+/// Asynchronous work the runtime must run: when `future` completes, hand its outcome to
+/// [`Task::complete`] with the same `ticket`.
+pub struct Spawn {
+    /// Names the work within its task.
+    pub ticket: u64,
+    /// The work.
+    pub future: Pending,
+}
+
+impl std::fmt::Debug for Spawn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spawn").field("ticket", &self.ticket).finish_non_exhaustive()
+    }
+}
+
+/// (async node, order key): records of one slot run one at a time.
+type Slot = (usize, String);
+
+/// An input record: (topic or file, offset).
+type Input = (Arc<str>, i64);
+
+fn input_of(record: &Record) -> Input {
+    (record.origin.location.clone(), record.origin.offset)
+}
+
+/// A stack entry: (node to run, node the record came from, record, ordinal base).
+type Step = (usize, usize, Record, u32);
 
 /// One output record, stamped, with the coordinates of the input it came from.
 #[derive(Debug, Clone)]
@@ -43,12 +74,14 @@ pub struct TaskOutput {
     pub dead_letters: Vec<DeadLetter>,
     /// State writes, for the changelogs.
     pub changelog: Vec<ChangelogWrite>,
+    /// Asynchronous work started, for the runtime to run.
+    pub spawned: Vec<Spawn>,
 }
 
 impl TaskOutput {
     /// Whether nothing is buffered.
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty() && self.dead_letters.is_empty() && self.changelog.is_empty()
+        self.records.is_empty() && self.dead_letters.is_empty() && self.changelog.is_empty() && self.spawned.is_empty()
     }
 }
 
@@ -57,9 +90,9 @@ pub struct Task {
     plan: Arc<PhysicalPlan>,
     stages: Vec<Stage>,
     emit: Emit,
-    /// (node to run, node the record came from, record)
-    stack: Vec<(usize, usize, Record)>,
-    ordinals: Vec<u32>,
+    stack: Vec<Step>,
+    /// Output ordinals per (input, ordinal base, sink), while the input has work.
+    ordinals: HashMap<(Input, u32, usize), u32>,
     scratch: Vec<u8>,
     partition: i32,
     /// The dedupe stage of each deduplicating source.
@@ -70,6 +103,15 @@ pub struct Task {
     stream_time: i64,
     /// The input of the last record, which sweep tombstones are attributed to.
     last_origin: Option<Arc<Origin>>,
+    /// Asynchronous work in flight, by ticket: (node, slot, record, ordinal base).
+    waiting: HashMap<u64, (usize, Slot, Record)>,
+    next_ticket: u64,
+    /// Slots with a record in flight, and the records queued behind it.
+    busy: HashMap<Slot, VecDeque<Record>>,
+    /// Slots whose record finished: start the next queued one.
+    advance: Vec<Slot>,
+    /// Inputs with records in flight or queued, and how many.
+    held: BTreeMap<Input, u32>,
 }
 
 /// A task could not be built (an operator's options failed to compile).
@@ -91,13 +133,17 @@ impl Task {
             stages[i] = match node.role {
                 Role::Source => Stage::Source,
                 Role::Sink => Stage::Sink,
-                Role::Operator => match node.config.build_operator(&node.name) {
-                    Some(Ok(op)) => Stage::Operator(op),
-                    Some(Err(errs)) => {
+                Role::Operator => match (node.config.build_operator(&node.name), node.config.build_async(&node.name)) {
+                    (Some(Ok(op)), _) => Stage::Operator(op),
+                    (_, Some(Ok(mut op))) => {
+                        op.open().map_err(|message| BuildError { operator: node.name.to_string(), message })?;
+                        Stage::Async(op)
+                    }
+                    (Some(Err(errs)), _) | (_, Some(Err(errs))) => {
                         let message = errs.into_iter().map(|e| e.message).collect::<Vec<_>>().join("; ");
                         return Err(BuildError { operator: node.name.to_string(), message });
                     }
-                    None => {
+                    (None, None) => {
                         return Err(BuildError { operator: node.name.to_string(), message: "not an operator".into() });
                     }
                 },
@@ -124,20 +170,35 @@ impl Task {
             .flat_map(|&i| plan.nodes[i].config.state_tables(&plan.nodes[i].name))
             .filter_map(|t| t.ttl_ms.map(|ttl| (t.name, ttl)))
             .collect();
-        let n = plan.nodes.len();
         Ok(Self {
             plan,
             stages,
             emit: Emit::default(),
             stack: Vec::new(),
-            ordinals: vec![0; n],
+            ordinals: HashMap::new(),
             scratch: Vec::new(),
             partition,
             dedup,
             ttls,
             stream_time: i64::MIN,
             last_origin: None,
+            waiting: HashMap::new(),
+            next_ticket: 0,
+            busy: HashMap::new(),
+            advance: Vec::new(),
+            held: BTreeMap::new(),
         })
+    }
+
+    /// Asynchronous work in flight.
+    pub fn in_flight(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// The lowest offset of `location` whose processing is not finished (in flight or queued
+    /// behind a busy key): offsets may be committed only below it.
+    pub fn first_unfinished(&self, location: &str) -> Option<i64> {
+        self.held.keys().filter(|(l, _)| &**l == location).map(|(_, o)| *o).min()
     }
 
     /// The partition this task works.
@@ -252,65 +313,195 @@ impl Task {
 
     /// Pushes an already decoded record from `source` through the operators.
     pub fn process(&mut self, source: usize, record: Record, store: &mut TaskStore, out: &mut TaskOutput) {
-        self.ordinals.iter_mut().for_each(|o| *o = 0);
         self.advance_time(&record);
         self.last_origin = Some(record.origin.clone());
-        self.push_downstream(source, 0, record);
-        while let Some((node, from, record)) = self.stack.pop() {
-            match &mut self.stages[node] {
-                Stage::Operator(op) => {
-                    let mut state = TaskState {
-                        store: &mut *store,
-                        partition: self.partition,
-                        origin: record.origin.clone(),
-                        changelog: &mut out.changelog,
-                        ttls: &self.ttls,
-                        now_ms: self.stream_time,
-                    };
-                    match op.process_from(&self.plan.nodes[from].name, record, &mut state, &mut self.emit) {
-                        Ok(()) => {
-                            let mut emit = std::mem::take(&mut self.emit);
-                            // Reverse so the stack pops outputs in emission order.
-                            for (port, rec) in emit.drain().rev() {
-                                self.push_downstream(node, port, rec);
-                            }
-                            self.emit = emit;
-                        }
-                        Err(failure) => {
-                            let stage = format!("operator:{}", self.plan.nodes[node].name);
-                            let raw = failure.record.envelope.encode();
-                            out.dead_letters.push(DeadLetter::at(&failure.record.origin, stage, failure.message, raw));
-                        }
-                    }
+        let input = input_of(&record);
+        self.push_downstream(source, 0, record, 0);
+        self.run(store, out);
+        self.forget_ordinals(&input);
+    }
+
+    /// Finishes the asynchronous work `ticket` with its outcome and pushes what it emits
+    /// downstream. A ticket the task does not know (work of an aborted transaction) is ignored.
+    pub fn complete(&mut self, ticket: u64, outcome: Outcome, store: &mut TaskStore, out: &mut TaskOutput) {
+        let Some((node, slot, record)) = self.waiting.remove(&ticket) else { return };
+        let input = input_of(&record);
+        self.finish_async(node, slot, record, outcome, store, out);
+        self.run(store, out);
+        self.release(&input);
+    }
+
+    fn hold(&mut self, input: Input) {
+        *self.held.entry(input).or_default() += 1;
+    }
+
+    fn release(&mut self, input: &Input) {
+        if let Some(n) = self.held.get_mut(input) {
+            *n -= 1;
+            if *n == 0 {
+                self.held.remove(input);
+                self.forget_ordinals(input);
+            }
+        }
+    }
+
+    fn forget_ordinals(&mut self, input: &Input) {
+        if !self.held.contains_key(input) && !self.ordinals.is_empty() {
+            self.ordinals.retain(|(i, _, _), _| i != input);
+        }
+    }
+
+    fn dead_letter(&self, node: usize, record: &Record, message: String, out: &mut TaskOutput) {
+        let stage = format!("operator:{}", self.plan.nodes[node].name);
+        out.dead_letters.push(DeadLetter::at(&record.origin, stage, message, record.envelope.encode()));
+    }
+
+    /// Runs the stack to empty, then starts the records queued behind finished ones.
+    fn run(&mut self, store: &mut TaskStore, out: &mut TaskOutput) {
+        loop {
+            while let Some((node, from, record, base)) = self.stack.pop() {
+                self.step(node, from, record, base, store, out);
+            }
+            let Some(slot) = self.advance.pop() else { break };
+            let next = self.busy.get_mut(&slot).and_then(VecDeque::pop_front);
+            match next {
+                Some(record) => {
+                    let input = input_of(&record);
+                    self.start_async(slot.0, slot, record, store, out);
+                    self.release(&input);
                 }
-                Stage::Sink => {
-                    let origin = record.origin.clone();
-                    let envelope = self.finish(node, record);
-                    out.records.push(Output { sink: node, envelope, origin });
-                }
-                Stage::Source | Stage::Absent => {
-                    unreachable!("plan edges never lead into a source or out of the sub-topology")
+                None => {
+                    self.busy.remove(&slot);
                 }
             }
         }
     }
 
-    fn push_downstream(&mut self, node: usize, port: usize, record: Record) {
+    fn step(
+        &mut self,
+        node: usize,
+        from: usize,
+        record: Record,
+        base: u32,
+        store: &mut TaskStore,
+        out: &mut TaskOutput,
+    ) {
+        match &mut self.stages[node] {
+            Stage::Operator(op) => {
+                let mut state = TaskState {
+                    store: &mut *store,
+                    partition: self.partition,
+                    origin: record.origin.clone(),
+                    changelog: &mut out.changelog,
+                    ttls: &self.ttls,
+                    now_ms: self.stream_time,
+                };
+                match op.process_from(&self.plan.nodes[from].name, record, &mut state, &mut self.emit) {
+                    Ok(()) => self.push_emitted(node, base),
+                    Err(failure) => self.dead_letter(node, &failure.record, failure.message, out),
+                }
+            }
+            Stage::Async(op) => {
+                let slot = (node, op.order_key(&record));
+                if let Some(queue) = self.busy.get_mut(&slot) {
+                    *self.held.entry(input_of(&record)).or_default() += 1;
+                    queue.push_back(record);
+                } else {
+                    self.busy.insert(slot.clone(), VecDeque::new());
+                    self.start_async(node, slot, record, store, out);
+                }
+            }
+            Stage::Sink => {
+                let origin = record.origin.clone();
+                let envelope = self.finish(node, record, base);
+                out.records.push(Output { sink: node, envelope, origin });
+            }
+            Stage::Source | Stage::Absent => {
+                unreachable!("plan edges never lead into a source or out of the sub-topology")
+            }
+        }
+    }
+
+    /// Pushes what the operator at `node` emitted downstream, in emission order.
+    fn push_emitted(&mut self, node: usize, base: u32) {
+        let mut emit = std::mem::take(&mut self.emit);
+        // Reverse so the stack pops outputs in emission order.
+        for (port, rec) in emit.drain().rev() {
+            self.push_downstream(node, port, rec, base);
+        }
+        self.emit = emit;
+    }
+
+    fn start_async(&mut self, node: usize, slot: Slot, record: Record, store: &mut TaskStore, out: &mut TaskOutput) {
+        let Stage::Async(op) = &mut self.stages[node] else { unreachable!("slots belong to async nodes") };
+        let mut state = TaskState {
+            store: &mut *store,
+            partition: self.partition,
+            origin: record.origin.clone(),
+            changelog: &mut out.changelog,
+            ttls: &self.ttls,
+            now_ms: self.stream_time,
+        };
+        match op.start(&record, &mut state) {
+            Ok(Started::Ready(outcome)) => self.finish_async(node, slot, record, outcome, store, out),
+            Ok(Started::Pending(future)) => {
+                let ticket = self.next_ticket;
+                self.next_ticket += 1;
+                self.hold(input_of(&record));
+                self.waiting.insert(ticket, (node, slot, record));
+                out.spawned.push(Spawn { ticket, future });
+            }
+            Err(m) => {
+                self.dead_letter(node, &record, m, out);
+                self.advance.push(slot);
+            }
+        }
+    }
+
+    fn finish_async(
+        &mut self,
+        node: usize,
+        slot: Slot,
+        record: Record,
+        outcome: Outcome,
+        store: &mut TaskStore,
+        out: &mut TaskOutput,
+    ) {
+        let Stage::Async(op) = &mut self.stages[node] else { unreachable!("slots belong to async nodes") };
+        let mut state = TaskState {
+            store: &mut *store,
+            partition: self.partition,
+            origin: record.origin.clone(),
+            changelog: &mut out.changelog,
+            ttls: &self.ttls,
+            now_ms: self.stream_time,
+        };
+        match op.finish(record, outcome, &mut state, &mut self.emit) {
+            // Outputs of asynchronous work get ordinals of their own, so their ids do not
+            // depend on what else completed in the same call.
+            Ok(()) => self.push_emitted(node, (node as u32 + 1) << 20),
+            Err(failure) => self.dead_letter(node, &failure.record, failure.message, out),
+        }
+        self.advance.push(slot);
+    }
+
+    fn push_downstream(&mut self, node: usize, port: usize, record: Record, base: u32) {
         let targets = &self.plan.nodes[node].downstream[port];
         let Some((first, rest)) = targets.split_first() else { return };
         // Pushed last, popped first: the first-listed target runs first.
         for &t in rest.iter().rev() {
-            self.stack.push((t, node, record.clone()));
+            self.stack.push((t, node, record.clone(), base));
         }
-        self.stack.push((*first, node, record));
+        self.stack.push((*first, node, record, base));
     }
 
     /// Gives an output its engine-owned fields: a deterministic id, version, trace context and
     /// causation.
-    fn finish(&mut self, sink: usize, record: Record) -> Envelope {
+    fn finish(&mut self, sink: usize, record: Record, base: u32) -> Envelope {
         let o = &record.origin;
-        let ordinal = self.ordinals[sink];
-        self.ordinals[sink] += 1;
+        let counter = self.ordinals.entry(((o.location.clone(), o.offset), base, sink)).or_default();
+        let ordinal = base + *counter;
+        *counter += 1;
         let mut env = record.envelope;
         let id = deterministic_id(&o.location, o.partition, o.offset, &self.plan.nodes[sink].name, ordinal);
         env.span_id = Some(derive_span_id(&id));

@@ -1,0 +1,149 @@
+//! A real HTTP server in the test process that speaks the OpenAI chat-completions protocol
+//! (axum on 127.0.0.1, a random port), with behaviour scripted by the user message:
+//!
+//! - `429x<N> …`: answer 429 with `Retry-After: 1` to the first N calls of this message;
+//! - `500x<N> …`: answer 500 to the first N calls;
+//! - `garbage x<N> …`: answer a malformed body to the first N calls;
+//! - `slow x<N> …`: sleep 3 s before the first N answers (past a 1 s client timeout);
+//! - `always500 …`: always 500;
+//! - anything else: `answer: <message>`, with usage 10 + 5 tokens.
+//!
+//! Every call is counted; the server records the peak of calls in flight overall and per
+//! `key=<k>` found in the message (to prove per-key calls never overlap).
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+
+#[derive(Default)]
+pub struct Counters {
+    /// Calls received.
+    pub calls: AtomicUsize,
+    /// Calls in flight now.
+    in_flight: AtomicUsize,
+    /// Most calls in flight at once.
+    pub peak: AtomicUsize,
+    /// Calls per message.
+    per_message: Mutex<HashMap<String, usize>>,
+    /// Calls in flight per key, and the most ever seen per key.
+    per_key: Mutex<HashMap<String, (usize, usize)>>,
+    /// Delay before every answer.
+    pub delay_ms: AtomicUsize,
+    /// Messages in the order calls arrived.
+    pub log: Mutex<Vec<String>>,
+}
+
+impl Counters {
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    pub fn peak(&self) -> usize {
+        self.peak.load(Ordering::SeqCst)
+    }
+
+    /// The most calls of one key that were ever in flight together.
+    pub fn max_per_key(&self) -> usize {
+        self.per_key.lock().unwrap().values().map(|(_, m)| *m).max().unwrap_or(0)
+    }
+}
+
+pub struct FakeOpenAi {
+    pub addr: SocketAddr,
+    pub counters: Arc<Counters>,
+}
+
+impl FakeOpenAi {
+    /// Starts the server on its own thread.
+    pub fn start() -> Self {
+        let counters = Arc::new(Counters::default());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let c = counters.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let app = Router::new().route("/v1/chat/completions", post(chat)).with_state(c);
+                let l = tokio::net::TcpListener::from_std(listener).unwrap();
+                axum::serve(l, app).await.unwrap();
+            });
+        });
+        Self { addr, counters }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+}
+
+fn times(message: &str, tag: &str) -> Option<usize> {
+    let rest = message.split(tag).nth(1)?;
+    let n: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    n.parse().ok()
+}
+
+async fn chat(State(c): State<Arc<Counters>>, body: axum::body::Bytes) -> Response {
+    let request: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("bad json: {e}")).into_response(),
+    };
+    let message = request["messages"]
+        .as_array()
+        .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    let key = message.split("key=").nth(1).map(|k| k.split_whitespace().next().unwrap_or("").to_owned());
+    c.calls.fetch_add(1, Ordering::SeqCst);
+    c.log.lock().unwrap().push(message.clone());
+    let now = c.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    c.peak.fetch_max(now, Ordering::SeqCst);
+    if let Some(k) = &key {
+        let mut per = c.per_key.lock().unwrap();
+        let e = per.entry(k.clone()).or_default();
+        e.0 += 1;
+        e.1 = e.1.max(e.0);
+    }
+    let nth = {
+        let mut per = c.per_message.lock().unwrap();
+        let n = per.entry(message.clone()).or_default();
+        *n += 1;
+        *n
+    };
+    let delay = c.delay_ms.load(Ordering::SeqCst) as u64;
+    let slow = times(&message, "slow x").is_some_and(|n| nth <= n);
+    tokio::time::sleep(Duration::from_millis(if slow { 3000 } else { delay })).await;
+    let response = if times(&message, "429x").is_some_and(|n| nth <= n) {
+        (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], "slow down").into_response()
+    } else if times(&message, "500x").is_some_and(|n| nth <= n) || message.starts_with("always500") {
+        (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response()
+    } else if times(&message, "garbage x").is_some_and(|n| nth <= n) {
+        (StatusCode::OK, "{\"choices\": [tru").into_response()
+    } else {
+        axum::Json(json!({
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "model": "fake-1",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("answer: {message}")}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+        }))
+        .into_response()
+    };
+    c.in_flight.fetch_sub(1, Ordering::SeqCst);
+    if let Some(k) = &key {
+        c.per_key.lock().unwrap().get_mut(k).unwrap().0 -= 1;
+    }
+    response
+}

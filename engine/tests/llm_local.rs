@@ -1,0 +1,196 @@
+//! The `llm` operator against a real HTTP server speaking the OpenAI protocol (in this test
+//! process), run by the real binary in local mode: answers with usage and the correlation id
+//! kept; 429s (Retry-After), 500s, timeouts and malformed bodies retried and then
+//! dead-lettered while other records flow; per-key order under 1,000 concurrent calls;
+//! budgets refusing before the call.
+
+mod fake_openai;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::Ordering;
+
+use fake_openai::FakeOpenAi;
+use serde_json::Value;
+
+fn topology(dir: &Path, server: &FakeOpenAi, extra_model: &str, extra_op: &str) -> PathBuf {
+    let text = format!(
+        r#"
+[topology]
+name = "llm-local"
+
+[models.fake]
+base_url = "{}"
+model = "fake-1"
+timeout = "1s"
+max_attempts = 3
+backoff = "50ms"
+max_backoff = "2s"
+{extra_model}
+
+[sources.requests]
+type = "file"
+path = "in.jsonl"
+
+[operators.answer]
+type = "llm"
+inputs = ["requests"]
+model = "fake"
+system = "You help {{{{ sender_id }}}}."
+prompt = "{{{{ payload.description }}}}"
+{extra_op}
+
+[sinks.answers]
+type = "file"
+inputs = ["answer"]
+path = "out.jsonl"
+
+[sinks.refused]
+type = "file"
+inputs = ["answer.refused"]
+path = "refused.jsonl"
+
+[dead_letter]
+path = "dlq.jsonl"
+"#,
+        server.base_url()
+    );
+    let path = dir.join("t.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn request(i: usize, key: &str, sender: &str, description: &str) -> String {
+    serde_json::json!({
+        "type": "request", "correlation_id": key, "sender_id": sender,
+        "timestamp": "2026-11-24T10:00:00Z", "id": format!("in-{i}"),
+        "payload": {"task_id": format!("t-{i}"), "description": description, "seq": i}
+    })
+    .to_string()
+}
+
+fn run(dir: &Path, topo: &Path, lines: &[String]) -> (std::process::Output, Vec<Value>) {
+    std::fs::write(dir.join("in.jsonl"), lines.join("\n") + "\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kafclaw"))
+        .args(["run", topo.to_str().unwrap(), "--local"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let outputs = read_lines(&dir.join("out.jsonl"));
+    (out, outputs)
+}
+
+fn read_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn answers_carry_usage_and_keep_the_correlation_id() {
+    let server = FakeOpenAi::start();
+    let dir = tempfile::tempdir().unwrap();
+    let topo = topology(dir.path(), &server, "", "");
+    let lines: Vec<String> =
+        (0..5).map(|i| request(i, &format!("conv-{i}"), "alice", &format!("question {i}"))).collect();
+    let (out, answers) = run(dir.path(), &topo, &lines);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(answers.len(), 5);
+    for a in &answers {
+        let i = a["payload"]["seq"].as_u64().unwrap();
+        assert_eq!(a["correlation_id"], format!("conv-{i}"));
+        assert_eq!(a["payload"]["answer"], format!("answer: question {i}"));
+        let u = &a["payload"]["usage"];
+        assert_eq!(
+            (u["prompt_tokens"].as_u64(), u["completion_tokens"].as_u64(), u["total_tokens"].as_u64()),
+            (Some(10), Some(5), Some(15))
+        );
+        assert_eq!(u["model"], "fake-1");
+        assert_eq!(u["attempts"], 1);
+        assert_eq!(u["journaled"], false);
+        assert!(a["span_id"].is_string() && a["trace_id"].is_string(), "traced: {a}");
+    }
+    assert_eq!(server.counters.calls(), 5);
+}
+
+#[test]
+fn faults_are_retried_then_dead_lettered_and_other_records_flow() {
+    let server = FakeOpenAi::start();
+    let dir = tempfile::tempdir().unwrap();
+    let topo = topology(dir.path(), &server, "", "");
+    let cases = ["429x2 rate", "500x2 flaky", "slow x1 timeout", "garbage x1 body", "always500 broken", "plain"];
+    let lines: Vec<String> = cases.iter().enumerate().map(|(i, d)| request(i, &format!("k{i}"), "bob", d)).collect();
+    let started = std::time::Instant::now();
+    let (out, answers) = run(dir.path(), &topo, &lines);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let answered: HashMap<String, Value> =
+        answers.iter().map(|a| (a["correlation_id"].as_str().unwrap().to_owned(), a.clone())).collect();
+    assert_eq!(answered.len(), 5, "all but the always-failing one: {answers:?}");
+    assert_eq!(answered["k0"]["payload"]["usage"]["attempts"], 3, "two 429s, then the answer");
+    assert_eq!(answered["k1"]["payload"]["usage"]["attempts"], 3, "two 500s, then the answer");
+    assert_eq!(answered["k2"]["payload"]["usage"]["attempts"], 2, "a timeout, then the answer");
+    assert_eq!(answered["k3"]["payload"]["usage"]["attempts"], 2, "a malformed body, then the answer");
+    assert_eq!(answered["k5"]["payload"]["usage"]["attempts"], 1);
+    // Retry-After: 1 was honoured twice for k0.
+    assert!(started.elapsed() >= std::time::Duration::from_secs(2), "Retry-After was not honoured");
+    let dead = read_lines(&dir.path().join("dlq.jsonl"));
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let error = dead[0]["error"].as_str().unwrap();
+    assert!(error.contains("after 3 attempt(s)") && error.contains("500"), "{error}");
+    assert_eq!(dead[0]["stage"], "operator:answer");
+    // 3 + 3 + 2 + 2 + 3 + 1 calls.
+    assert_eq!(server.counters.calls(), 14);
+}
+
+#[test]
+fn a_thousand_concurrent_calls_keep_per_key_order() {
+    let server = FakeOpenAi::start();
+    server.counters.delay_ms.store(200, Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let topo = topology(dir.path(), &server, "max_concurrency = 1000", "");
+    const KEYS: usize = 200;
+    let lines: Vec<String> = (0..1000)
+        .map(|i| request(i, &format!("conv-{}", i % KEYS), "load", &format!("key=conv-{} n={i}", i % KEYS)))
+        .collect();
+    let started = std::time::Instant::now();
+    let (out, answers) = run(dir.path(), &topo, &lines);
+    let elapsed = started.elapsed();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(answers.len(), 1000);
+    let mut last: HashMap<String, u64> = HashMap::new();
+    for a in &answers {
+        let key = a["correlation_id"].as_str().unwrap().to_owned();
+        let seq = a["payload"]["seq"].as_u64().unwrap();
+        if let Some(prev) = last.insert(key.clone(), seq) {
+            assert!(seq > prev, "key {key}: {seq} came after {prev}");
+        }
+    }
+    assert_eq!(server.counters.max_per_key(), 1, "calls of one key never overlap");
+    assert!(server.counters.peak() >= 100, "peak in flight {}", server.counters.peak());
+    // Five calls per key one after another at 200 ms: about 1 s, not 200 s.
+    assert!(elapsed < std::time::Duration::from_secs(30), "{elapsed:?}");
+    eprintln!("1000 calls, 200 ms each: {elapsed:?}, peak in flight {}", server.counters.peak());
+}
+
+#[test]
+fn over_budget_senders_are_refused_before_any_call() {
+    let server = FakeOpenAi::start();
+    let dir = tempfile::tempdir().unwrap();
+    let topo = topology(dir.path(), &server, "", "budget_tokens = 30");
+    let lines: Vec<String> = (0..4)
+        .map(|i| request(i, "same-conversation", "carol", &format!("q{i}")))
+        .chain([request(9, "other", "dave", "q9")])
+        .collect();
+    let (out, answers) = run(dir.path(), &topo, &lines);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // carol: 15 + 15 tokens reach the budget of 30; her third and fourth make no call.
+    assert_eq!(answers.len(), 3, "{answers:?}");
+    let refused = read_lines(&dir.path().join("refused.jsonl"));
+    assert_eq!(refused.len(), 2);
+    for r in &refused {
+        assert_eq!(r["type"], "task_status");
+        assert_eq!(r["payload"]["status"], "budget_exceeded");
+        assert_eq!(r["sender_id"], "carol");
+    }
+    assert_eq!(server.counters.calls(), 3);
+}

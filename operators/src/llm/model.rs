@@ -1,0 +1,296 @@
+//! Models: `[models.<name>]` in a topology, and the client that calls one (reqwest): retries
+//! with exponential backoff and jitter, `Retry-After` honoured, adaptive concurrency.
+//!
+//! ```toml
+//! [models.fast]
+//! base_url = "https://api.openai.com/v1"     # or OpenRouter, vLLM, Ollama (http://127.0.0.1:11434/v1)
+//! model = "gpt-4o-mini"
+//! api_key_env = "OPENAI_API_KEY"
+//! timeout = "60s"
+//! max_concurrency = 64
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::limiter::Limiter;
+use super::protocol::{ChatRequest, ChatResponse, Message, Usage};
+use crate::keyed::{Errors, parse_duration_ms};
+use crate::operator::ConfigError;
+
+/// Config of one model endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Base URL of the OpenAI-compatible API (the part before `/chat/completions`), e.g.
+    /// `https://api.openai.com/v1`, `https://openrouter.ai/api/v1`, `http://127.0.0.1:11434/v1`.
+    pub base_url: Spanned<String>,
+    /// The model's name at the endpoint.
+    pub model: String,
+    /// Name of the environment variable holding the API key, sent as a bearer token; none:
+    /// no `Authorization` header (local servers).
+    #[serde(default)]
+    pub api_key_env: Option<Spanned<String>>,
+    /// Time limit of one HTTP attempt.
+    #[serde(default = "default_timeout")]
+    pub timeout: Spanned<String>,
+    /// Most calls in flight per instance; lowered adaptively while the endpoint answers 429.
+    #[serde(default = "default_concurrency")]
+    pub max_concurrency: usize,
+    /// Attempts per call (429s, 5xx, timeouts and malformed answers are retried) before the
+    /// record is dead-lettered.
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+    /// Delay before the first retry; doubled per attempt, with full jitter.
+    #[serde(default = "default_backoff")]
+    pub backoff: Spanned<String>,
+    /// Longest delay between attempts (also caps a `Retry-After`).
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff: Spanned<String>,
+    /// Sampling temperature sent with every call.
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    /// Completion token cap sent with every call.
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+}
+
+fn spanned(s: &str) -> Spanned<String> {
+    Spanned::new(0..0, s.to_owned())
+}
+fn default_timeout() -> Spanned<String> {
+    spanned("60s")
+}
+fn default_concurrency() -> usize {
+    16
+}
+fn default_attempts() -> u32 {
+    4
+}
+fn default_backoff() -> Spanned<String> {
+    spanned("500ms")
+}
+fn default_max_backoff() -> Spanned<String> {
+    spanned("30s")
+}
+
+impl ModelConfig {
+    /// Checks the options (no network, no environment).
+    pub fn check(&self) -> Vec<ConfigError> {
+        match self.settings_without_key() {
+            Ok(_) => Vec::new(),
+            Err(e) => e,
+        }
+    }
+
+    fn settings_without_key(&self) -> Result<(reqwest::Url, Duration, Duration, Duration), Vec<ConfigError>> {
+        let mut errors = Errors::default();
+        let url = errors.take_one(
+            reqwest::Url::parse(&format!("{}/chat/completions", self.base_url.get_ref().trim_end_matches('/')))
+                .map_err(|e| ConfigError::at(self.base_url.span(), format!("not a URL: {e}"))),
+        );
+        if self.max_attempts == 0 {
+            errors.push(ConfigError::at(0..0, "`max_attempts` must be at least 1"));
+        }
+        let ms = |v: &Spanned<String>, errors: &mut Errors| errors.take(parse_duration_ms(v));
+        let timeout = ms(&self.timeout, &mut errors);
+        let backoff = ms(&self.backoff, &mut errors);
+        let max_backoff = ms(&self.max_backoff, &mut errors);
+        errors.finish(|| {
+            let d = |v: i64| Duration::from_millis(v as u64);
+            Some((url?, d(timeout?), d(backoff?), d(max_backoff?)))
+        })
+    }
+
+    /// Builds the client (reads the API key from the environment now).
+    pub fn client(&self, name: &str) -> Result<ModelClient, String> {
+        let (url, timeout, backoff, max_backoff) =
+            self.settings_without_key().map_err(|e| e.into_iter().map(|e| e.message).collect::<Vec<_>>().join("; "))?;
+        let api_key = match &self.api_key_env {
+            None => None,
+            Some(var) => Some(std::env::var(var.get_ref()).map_err(|_| {
+                format!("model `{name}`: environment variable `{}` (api_key_env) is not set", var.get_ref())
+            })?),
+        };
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .build()
+            .map_err(|e| format!("model `{name}`: {e}"))?;
+        Ok(ModelClient {
+            name: name.to_owned(),
+            model: self.model.clone(),
+            url,
+            api_key,
+            http,
+            limiter: Limiter::new(self.max_concurrency),
+            max_attempts: self.max_attempts.max(1),
+            backoff,
+            max_backoff,
+            temperature: self.temperature,
+            max_tokens: self.max_tokens,
+        })
+    }
+}
+
+/// A model's answer, with what it took.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// The text.
+    pub content: String,
+    /// Token counts (zeros when the endpoint reports none).
+    pub usage: Usage,
+    /// The model that answered.
+    pub model: String,
+    /// Why it stopped.
+    pub finish_reason: Option<String>,
+    /// HTTP attempts made.
+    pub attempts: u32,
+    /// Time from the first attempt to the answer.
+    pub latency: Duration,
+}
+
+/// A call that failed for good.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("model `{model}`: {message} (after {attempts} attempt(s))")]
+pub struct CallError {
+    /// The model's name in the topology.
+    pub model: String,
+    /// HTTP attempts made.
+    pub attempts: u32,
+    /// The last error.
+    pub message: String,
+}
+
+/// Calls one endpoint. Shared by every task of an instance, so its limiter bounds the
+/// instance's calls.
+#[derive(Debug)]
+pub struct ModelClient {
+    name: String,
+    model: String,
+    url: reqwest::Url,
+    api_key: Option<String>,
+    http: reqwest::Client,
+    limiter: Arc<Limiter>,
+    max_attempts: u32,
+    backoff: Duration,
+    max_backoff: Duration,
+    temperature: Option<f64>,
+    max_tokens: Option<u32>,
+}
+
+enum Attempt {
+    Done(ChatResponse),
+    /// Retry after at least this long (`Retry-After`), or the backoff when `None`.
+    Retry(String, Option<Duration>),
+    Fail(String),
+}
+
+/// A `Retry-After` value: seconds, or an HTTP date.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let wait = at.signed_duration_since(chrono::Utc::now()).num_milliseconds();
+    Some(Duration::from_millis(wait.max(0) as u64))
+}
+
+impl ModelClient {
+    /// The model's name in the topology.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The limiter (for metrics and benchmarks: current limit, peak in flight).
+    pub fn limiter(&self) -> &Arc<Limiter> {
+        &self.limiter
+    }
+
+    async fn attempt(&self, request: &ChatRequest) -> Attempt {
+        let _permit = self.limiter.acquire().await;
+        let mut call = self.http.post(self.url.clone()).json(request);
+        if let Some(key) = &self.api_key {
+            call = call.bearer_auth(key);
+        }
+        let resp = match call.send().await {
+            Ok(r) => r,
+            Err(e) if e.is_timeout() => return Attempt::Retry("timed out".into(), None),
+            Err(e) => return Attempt::Retry(format!("request failed: {e}"), None),
+        };
+        let status = resp.status();
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            self.limiter.throttled();
+            return Attempt::Retry("HTTP 429 (rate limited)".into(), retry_after(resp.headers()));
+        }
+        let wait = retry_after(resp.headers());
+        let body = match resp.bytes().await {
+            Ok(b) => b,
+            Err(e) if e.is_timeout() => return Attempt::Retry("timed out reading the answer".into(), None),
+            Err(e) => return Attempt::Retry(format!("reading the answer: {e}"), None),
+        };
+        let snippet = || String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+        if status.is_server_error() || status == reqwest::StatusCode::REQUEST_TIMEOUT {
+            return Attempt::Retry(format!("HTTP {status}: {}", snippet()), wait);
+        }
+        if !status.is_success() {
+            return Attempt::Fail(format!("HTTP {status}: {}", snippet()));
+        }
+        match serde_json::from_slice::<ChatResponse>(&body) {
+            Ok(r) if !r.choices.is_empty() => {
+                self.limiter.succeeded();
+                Attempt::Done(r)
+            }
+            Ok(_) => Attempt::Retry("malformed answer: no choices".into(), None),
+            Err(e) => Attempt::Retry(format!("malformed answer ({e}): {}", snippet()), None),
+        }
+    }
+
+    /// Sends `messages`; retries what can be retried; fails after the configured attempts.
+    pub async fn chat(&self, messages: Vec<Message>) -> Result<Answer, CallError> {
+        let request = ChatRequest {
+            model: self.model.clone(),
+            messages,
+            temperature: self.temperature,
+            max_tokens: self.max_tokens,
+        };
+        let started = Instant::now();
+        let mut last = String::new();
+        for attempt in 1..=self.max_attempts {
+            match self.attempt(&request).await {
+                Attempt::Done(r) => {
+                    let choice = r.choices.into_iter().next().expect("checked non-empty");
+                    return Ok(Answer {
+                        content: choice.message.content.unwrap_or_default(),
+                        usage: r.usage.unwrap_or_default(),
+                        model: r.model.unwrap_or_else(|| self.model.clone()),
+                        finish_reason: choice.finish_reason,
+                        attempts: attempt,
+                        latency: started.elapsed(),
+                    });
+                }
+                Attempt::Fail(m) => return Err(self.error(attempt, m)),
+                Attempt::Retry(m, wait) => {
+                    tracing::debug!(model = %self.name, attempt, error = %m, "model call will be retried");
+                    last = m;
+                    if attempt < self.max_attempts {
+                        // Full jitter over an exponential ceiling; a Retry-After is a floor.
+                        let ceiling = self.backoff.saturating_mul(1 << (attempt - 1).min(16)).min(self.max_backoff);
+                        let jittered = ceiling.mul_f64(fastrand::f64());
+                        let wait = wait.map_or(jittered, |w| w.min(self.max_backoff).max(jittered));
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+            }
+        }
+        Err(self.error(self.max_attempts, last))
+    }
+
+    fn error(&self, attempts: u32, message: String) -> CallError {
+        CallError { model: self.name.clone(), attempts, message }
+    }
+}
