@@ -106,7 +106,6 @@ fn answers_carry_usage_and_keep_the_correlation_id() {
         );
         assert_eq!(u["model"], "fake-1");
         assert_eq!(u["attempts"], 1);
-        assert_eq!(u["journaled"], false);
         assert!(a["span_id"].is_string() && a["trace_id"].is_string(), "traced: {a}");
     }
     assert_eq!(server.counters.calls(), 5);

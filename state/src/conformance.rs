@@ -16,6 +16,27 @@ pub fn run_all<S: StateStore, F: Fn() -> S>(make: F) {
     checkpoints_follow_partitions(&mut make());
     ranges_are_half_open_and_partition_bound(&mut make());
     stats_count_keys_and_bytes(&mut make());
+    clearing_a_table_spares_the_others(&mut make());
+}
+
+fn clearing_a_table_spares_the_others(s: &mut impl StateStore) {
+    use crate::Batch;
+    s.open_table("t").unwrap();
+    s.open_table("tt").unwrap();
+    s.put("t", 0, b"a", b"1").unwrap();
+    s.put("t", 5, b"b", b"2").unwrap();
+    s.put("tt", 0, b"a", b"kept").unwrap();
+    s.apply(&Batch { writes: vec![], checkpoints: vec![("t".into(), 5, 9), ("tt".into(), 0, 3)] }).unwrap();
+    s.clear_table("t").unwrap();
+    assert!(
+        s.scan_partition("t", 0).unwrap().is_empty() && s.scan_partition("t", 5).unwrap().is_empty(),
+        "clear: emptied"
+    );
+    assert_eq!(s.checkpoint("t", 5).unwrap(), None, "clear: checkpoints go");
+    s.put("t", 1, b"c", b"3").unwrap();
+    assert_eq!(s.get("t", 1, b"c").unwrap().as_deref(), Some(&b"3"[..]), "clear: the table stays open");
+    assert_eq!(s.get("tt", 0, b"a").unwrap().as_deref(), Some(&b"kept"[..]), "clear: other tables kept");
+    assert_eq!(s.checkpoint("tt", 0).unwrap(), Some(3), "clear: other checkpoints kept");
 }
 
 fn ranges_are_half_open_and_partition_bound(s: &mut impl StateStore) {

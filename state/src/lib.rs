@@ -118,6 +118,8 @@ pub trait StateStore: Send {
     /// Drops every entry of one partition of a table (on revoke, before a restore), and its
     /// checkpoint.
     fn drop_partition(&mut self, table: &str, partition: u32) -> Result<(), StateError>;
+    /// Empties a table (every partition, and its checkpoints); the table stays open.
+    fn clear_table(&mut self, table: &str) -> Result<(), StateError>;
     /// Applies writes and checkpoints atomically (tables are opened as needed).
     fn apply(&mut self, batch: &Batch) -> Result<(), StateError>;
     /// The checkpoint of a table's changelog partition: the next changelog offset the store
@@ -154,6 +156,9 @@ impl StateStore for Box<dyn StateStore> {
     }
     fn drop_partition(&mut self, table: &str, partition: u32) -> Result<(), StateError> {
         (**self).drop_partition(table, partition)
+    }
+    fn clear_table(&mut self, table: &str) -> Result<(), StateError> {
+        (**self).clear_table(table)
     }
     fn apply(&mut self, batch: &Batch) -> Result<(), StateError> {
         (**self).apply(batch)

@@ -108,6 +108,12 @@ impl StateStore for MemoryStore {
         Ok(())
     }
 
+    fn clear_table(&mut self, table: &str) -> Result<(), StateError> {
+        self.table_mut(table)?.clear();
+        self.checkpoints.retain(|(t, _), _| t != table);
+        Ok(())
+    }
+
     fn apply(&mut self, batch: &Batch) -> Result<(), StateError> {
         for w in &batch.writes {
             let map = self.tables.entry(w.table.clone()).or_default();

@@ -160,6 +160,24 @@ impl StateStore for RocksStore {
         self.db.write(batch).map_err(|e| self.err(e))
     }
 
+    fn clear_table(&mut self, table: &str) -> Result<(), StateError> {
+        self.cf(table)?;
+        self.db.drop_cf(table).map_err(|e| self.err(e))?;
+        self.ensure_table(table)?;
+        let ck = self.cf(CHECKPOINTS)?;
+        let prefix = checkpoint_key(table, 0);
+        let prefix = &prefix[..prefix.len() - 4];
+        let mut batch = WriteBatch::default();
+        for item in self.db.iterator_cf(&ck, IteratorMode::From(prefix, Direction::Forward)) {
+            let (k, _) = item.map_err(|e| self.err(e))?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            batch.delete_cf(&ck, k);
+        }
+        self.db.write(batch).map_err(|e| self.err(e))
+    }
+
     fn apply(&mut self, b: &Batch) -> Result<(), StateError> {
         for w in &b.writes {
             self.ensure_table(&w.table)?;

@@ -38,6 +38,7 @@ use crate::compiler::registry::{NodeConfig, Role};
 use crate::compiler::spec::Guarantee;
 use crate::compiler::{Compiled, PhysicalPlan};
 use crate::runtime::TaskStore;
+use crate::runtime::executor::{Done, Executor};
 use crate::runtime::query::{self, KeyValue, QueryError, QuerySlot, StateQuery, TableReport};
 use crate::runtime::task::{BuildError, Task, TaskOutput};
 use kafclaw_state::{Epoch, RocksStore, StateStore};
@@ -164,8 +165,15 @@ struct Core {
     delivery_failures_seen: u64,
     eos: bool,
     in_txn: bool,
+    /// Next offset to process per source partition, until committed in full.
     positions: HashMap<(String, i32), i64>,
     tasks: HashMap<(usize, i32), Task>,
+    /// The generation of each task: outcomes of asynchronous work started by a task that has
+    /// since been dropped (revoked, aborted) are ignored.
+    task_gen: HashMap<(usize, i32), u64>,
+    generation: u64,
+    /// Runs the tasks' asynchronous work (model calls).
+    executor: Executor<TaskKey>,
     source_of_topic: HashMap<String, usize>,
     sub_of_node: Vec<usize>,
     sinks: HashMap<usize, SinkTarget>,
@@ -178,8 +186,8 @@ struct Core {
     store: TaskStore,
     /// changelog topic → table
     changelog_tables: HashMap<String, String>,
-    /// sub-topology → its state tables
-    sub_tables: Vec<Vec<String>>,
+    /// sub-topology → its state tables (and whether each is a journal)
+    sub_tables: Vec<Vec<(String, bool)>>,
     settings: ClientSettings,
     pending_restore: Vec<RestoreJob>,
     /// When TTL tables are next swept.
@@ -189,6 +197,15 @@ struct Core {
     /// Source partitions that reported their end since the last commit (replay).
     at_end: Vec<(String, i32)>,
 }
+
+/// A task, as asynchronous work names it: (sub-topology, partition, generation).
+type TaskKey = (usize, i32, u64);
+
+/// Most asynchronous calls in flight per instance before polling pauses.
+const MAX_IN_FLIGHT: usize = 10_000;
+
+/// How long a rebalance or a shutdown waits for asynchronous work in flight to finish.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Replay with several source topics: how long no record may arrive before the ends reported
 /// are trusted (the end-of-partition event does not name its topic).
@@ -210,9 +227,88 @@ impl Core {
         if !self.tasks.contains_key(&(sub, partition)) {
             let task = Task::new(self.plan.clone(), &self.plan.subtopologies[sub], partition)?;
             tracing::debug!(subtopology = sub, partition, "task started");
+            self.generation += 1;
+            self.task_gen.insert((sub, partition), self.generation);
             self.tasks.insert((sub, partition), task);
         }
         Ok(())
+    }
+
+    fn drop_task(&mut self, sub: usize, partition: i32) {
+        self.tasks.remove(&(sub, partition));
+        self.task_gen.remove(&(sub, partition));
+    }
+
+    /// Begins the transaction if none is open (exactly-once); `false` on a fatal error.
+    fn begin(&mut self) -> bool {
+        if self.eos && !self.in_txn {
+            if let Err(e) = self.producer.begin_transaction() {
+                self.fatal = Some(format!("begin transaction: {e}"));
+                return false;
+            }
+            self.in_txn = true;
+        }
+        true
+    }
+
+    /// Hands the work a task started to the executor.
+    fn spawn(&mut self, out: &mut TaskOutput, sub: usize, partition: i32) {
+        if out.spawned.is_empty() {
+            return;
+        }
+        let generation = self.task_gen.get(&(sub, partition)).copied().unwrap_or_default();
+        for work in out.spawned.drain(..) {
+            self.executor.spawn((sub, partition, generation), work);
+        }
+    }
+
+    /// Asynchronous work in flight over all tasks.
+    fn in_flight(&self) -> usize {
+        self.tasks.values().map(Task::in_flight).sum()
+    }
+
+    /// Finishes one completed piece of asynchronous work in its task (if the task still exists).
+    fn complete(&mut self, done: Done<TaskKey>) {
+        let (sub, partition, generation) = done.task;
+        if self.fatal.is_some() || self.task_gen.get(&(sub, partition)) != Some(&generation) {
+            return;
+        }
+        if !self.begin() {
+            return;
+        }
+        let mut out = std::mem::take(&mut self.out);
+        if let Some(task) = self.tasks.get_mut(&(sub, partition)) {
+            task.complete(done.ticket, done.outcome, &mut self.store, &mut out);
+        }
+        self.spawn(&mut out, sub, partition);
+        self.emit(&mut out);
+        self.out = out;
+    }
+
+    /// Finishes what has completed, waiting up to `wait` for the first.
+    fn complete_ready(&mut self, wait: Duration) {
+        let first = if wait.is_zero() { self.executor.try_next() } else { self.executor.next_within(wait) };
+        let Some(first) = first else { return };
+        self.complete(first);
+        while let Some(done) = self.executor.try_next() {
+            self.complete(done);
+        }
+    }
+
+    /// Waits (up to `timeout`) for all asynchronous work in flight, finishing it.
+    fn drain_in_flight(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.in_flight() > 0 && self.fatal.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                tracing::warn!(
+                    in_flight = self.in_flight(),
+                    "asynchronous work still in flight; its inputs will be processed again"
+                );
+                return;
+            }
+            self.complete_ready(left.min(Duration::from_millis(100)));
+        }
     }
 
     fn send(&mut self, topic: &str, key: Option<&[u8]>, payload: &[u8], headers: OwnedHeaders) -> KafkaResult<()> {
@@ -224,15 +320,8 @@ impl Core {
     }
 
     fn process(&mut self, m: &BorrowedMessage<'_>) {
-        if self.fatal.is_some() {
+        if self.fatal.is_some() || !self.begin() {
             return;
-        }
-        if self.eos && !self.in_txn {
-            if let Err(e) = self.producer.begin_transaction() {
-                self.fatal = Some(format!("begin transaction: {e}"));
-                return;
-            }
-            self.in_txn = true;
         }
         let topic = m.topic();
         let Some(&source) = self.source_of_topic.get(topic) else { return };
@@ -251,6 +340,7 @@ impl Core {
         }
         let task = self.tasks.get_mut(&(sub, m.partition())).expect("ensured above");
         task.process_raw(source, &location, raw, &mut self.store, &mut out);
+        self.spawn(&mut out, sub, m.partition());
         Stats::add(&self.stats.consumed, 1);
         Stats::add(&self.stats.deduplicated, std::mem::take(&mut out.deduplicated));
         self.emit(&mut out);
@@ -370,9 +460,16 @@ impl Core {
             self.settle_until();
             return Ok(());
         }
+        // Offsets are committed only below inputs whose asynchronous work is unfinished.
         let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), offset) in &self.positions {
-            tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
+        let mut committing = Vec::new();
+        for ((topic, partition), next) in &self.positions {
+            let unfinished = self.source_of_topic.get(topic).and_then(|&s| {
+                self.tasks.get(&(self.sub_of_node[s], *partition)).and_then(|t| t.first_unfinished(topic))
+            });
+            let offset = unfinished.map_or(*next, |u| u.min(*next));
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(offset))?;
+            committing.push(((topic.clone(), *partition), offset));
         }
         if self.eos {
             if !self.positions.is_empty() {
@@ -393,7 +490,11 @@ impl Core {
             }
         }
         self.settle_until();
-        self.positions.clear();
+        for (tp, offset) in committing {
+            if self.positions.get(&tp).is_some_and(|next| *next <= offset) {
+                self.positions.remove(&tp);
+            }
+        }
         // The transaction committed: seal the epoch with how far each changelog now reaches.
         let ends: Vec<((String, i32), i64)> =
             self.deliveries.changelog_ends.lock().unwrap_or_else(|p| p.into_inner()).drain().collect();
@@ -429,6 +530,10 @@ impl Core {
             }
         }
         self.positions.clear();
+        // Tasks start afresh from the committed state; work they had in flight is forgotten
+        // (its inputs are read again).
+        self.tasks.clear();
+        self.task_gen.clear();
         self.store.abort();
         self.deliveries.changelog_ends.lock().unwrap_or_else(|p| p.into_inner()).clear();
         Stats::add(&self.stats.aborts, 1);
@@ -532,12 +637,14 @@ impl ConsumerContext for InstanceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             let mut core = self.lock();
-            // Finish the open transaction before the partitions go to another instance.
+            // Finish the work in flight and the open transaction before the partitions go to
+            // another instance.
+            core.drain_in_flight(DRAIN_TIMEOUT);
             core.commit_or_abort(consumer);
             for e in tpl.elements() {
                 if let Some(&source) = core.source_of_topic.get(e.topic()) {
                     let sub = core.sub_of_node[source];
-                    core.tasks.remove(&(sub, e.partition()));
+                    core.drop_task(sub, e.partition());
                 }
             }
             core.stats.assigned.fetch_sub(tpl.count() as u64, Ordering::Relaxed);
@@ -554,8 +661,8 @@ impl ConsumerContext for InstanceContext {
                 for e in tpl.elements() {
                     if let Some(&source) = core.source_of_topic.get(e.topic()) {
                         let sub = core.sub_of_node[source];
-                        for table in core.sub_tables[sub].clone() {
-                            let job = RestoreJob { sub, table, partition: e.partition() };
+                        for (table, journal) in core.sub_tables[sub].clone() {
+                            let job = RestoreJob { sub, table, partition: e.partition(), journal };
                             if !core.pending_restore.contains(&job) {
                                 core.pending_restore.push(job);
                             }
@@ -684,7 +791,7 @@ pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), In
                 ttls.insert(table.name.clone(), ttl);
             }
             changelog_tables.insert(changelog_topic(&plan, &table.name), table.name.clone());
-            sub_tables[sub_of_node[i]].push(table.name);
+            sub_tables[sub_of_node[i]].push((table.name, table.journal));
         }
     }
     let db_path = opts.state_dir.join(&plan.name).join(&opts.instance_id);
@@ -700,6 +807,9 @@ pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), In
         in_txn: false,
         positions: HashMap::new(),
         tasks: HashMap::new(),
+        task_gen: HashMap::new(),
+        generation: 0,
+        executor: Executor::new().map_err(|e| setup(format!("executor: {e}")))?,
         source_of_topic,
         sub_of_node,
         sinks,
@@ -745,7 +855,18 @@ pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), In
         if opts.stop.load(Ordering::Relaxed) {
             break Ok(());
         }
-        let wait = next_commit.saturating_duration_since(Instant::now()).min(Duration::from_millis(100));
+        let mut wait = next_commit.saturating_duration_since(Instant::now()).min(Duration::from_millis(100));
+        {
+            let mut c = lock();
+            if c.in_flight() > 0 {
+                // Outcomes arrive on the executor's channel: poll briefly, then finish them.
+                wait = wait.min(Duration::from_millis(2));
+                c.complete_ready(Duration::ZERO);
+            }
+            while c.in_flight() >= MAX_IN_FLIGHT && c.fatal.is_none() {
+                c.complete_ready(Duration::from_millis(100));
+            }
+        }
         let polled = consumer.poll(wait);
         let polled_record = matches!(polled, Some(Ok(_)));
         // Partitions assigned during that poll are restored before their first record.
@@ -785,6 +906,7 @@ pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), In
     {
         let mut c = lock();
         if result.is_ok() {
+            c.drain_in_flight(DRAIN_TIMEOUT);
             c.commit_or_abort(&consumer);
         } else if c.eos && c.in_txn {
             let _ = c.producer.abort_transaction(CALL_TIMEOUT);

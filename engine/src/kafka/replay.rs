@@ -7,7 +7,9 @@
 //!    noted.
 //! 3. Every changelog partition gets a reset marker (a record with the
 //!    [`RESET`](super::instance::headers::RESET) header), so any instance restoring through
-//!    it later drops what it held before; this instance's local state folder is deleted.
+//!    it later drops what it held before; this instance's local tables are emptied. Journal
+//!    tables (model answers) are kept, locally and in their changelogs: a replay reuses the
+//!    answers instead of calling and paying again.
 //! 4. The instance runs (same code path as `kafclaw run`, exactly-once when the topology is)
 //!    until every source partition has reported its end (partition EOF, which under
 //!    `read_committed` means the last stable offset) and everything before it is committed,
@@ -26,9 +28,10 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::instance::{InstanceError, InstanceOptions, headers, run_instance};
-use super::topics::{TopicRole, ensure_topics, partition_counts, topic_uses};
+use super::topics::{TopicRole, changelog_topic, ensure_topics, partition_counts, topic_uses};
 use crate::compiler::Compiled;
 use crate::progress::Progress;
+use kafclaw_state::{RocksStore, StateStore};
 
 /// Where a replay starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,8 +164,14 @@ pub fn replay(
         .client_config(&[("enable.idempotence", "true")])
         .create()
         .map_err(|e| setup(format!("producer: {e}")))?;
-    let changelogs: Vec<&str> =
-        uses.iter().filter(|u| u.role == TopicRole::Changelog).map(|u| u.topic.as_str()).collect();
+    let journals: Vec<String> =
+        plan.nodes.iter().flat_map(|n| n.config.state_tables(&n.name)).filter(|t| t.journal).map(|t| t.name).collect();
+    let journal_topics: Vec<String> = journals.iter().map(|t| changelog_topic(plan, t)).collect();
+    let changelogs: Vec<&str> = uses
+        .iter()
+        .filter(|u| u.role == TopicRole::Changelog && !journal_topics.contains(&u.topic))
+        .map(|u| u.topic.as_str())
+        .collect();
     let counts = partition_counts(settings, &changelogs, TIMEOUT).map_err(|e| setup(e.to_string()))?;
     let marker = match from {
         ReplayFrom::Earliest => "earliest".to_owned(),
@@ -179,9 +188,14 @@ pub fn replay(
     producer.flush(TIMEOUT).map_err(|e| setup(format!("reset markers: {e}")))?;
     let db = opts.state_dir.join(&plan.name).join(&opts.instance_id);
     if db.exists() {
-        std::fs::remove_dir_all(&db).map_err(|e| setup(format!("removing {}: {e}", db.display())))?;
+        let mut store = RocksStore::open(&db).map_err(|e| setup(format!("state store: {e}")))?;
+        for table in store.tables() {
+            if !journals.contains(&table) {
+                store.clear_table(&table).map_err(|e| setup(format!("emptying `{table}`: {e}")))?;
+            }
+        }
     }
-    tracing::info!(markers = summary.markers, state = %db.display(), "state wiped");
+    tracing::info!(markers = summary.markers, state = %db.display(), kept = ?journals, "state wiped");
 
     // 4. Reprocess to the noted ends.
     opts.until = Some(until);

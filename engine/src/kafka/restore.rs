@@ -36,6 +36,9 @@ pub struct RestoreJob {
     pub table: String,
     /// Partition.
     pub partition: i32,
+    /// A journal table (model answers): every record is applied, even one of a transaction
+    /// that never committed — an answer paid for is worth keeping.
+    pub journal: bool,
 }
 
 /// The reader's context: end-of-partition is expected here, not an error worth a log line.
@@ -96,6 +99,7 @@ fn restore_table(
     committed: &HashMap<(String, i32), i64>,
     jobs: &[RestoreJob],
 ) -> Result<(), String> {
+    let journal = jobs.iter().all(|j| j.journal);
     let reader: BaseConsumer<ReaderCtx> = settings
         .client_config(&[
             ("group.id", &format!("{}-restore", plan.name)),
@@ -150,7 +154,7 @@ fn restore_table(
                 let input_topic = header(headers::INPUT_TOPIC).unwrap_or_default();
                 let input_partition: i32 = header(headers::INPUT_PARTITION).and_then(|o| o.parse().ok()).unwrap_or(-1);
                 let input_offset: i64 = header(headers::INPUT_OFFSET).and_then(|o| o.parse().ok()).unwrap_or(i64::MAX);
-                if input_offset >= committed.get(&(input_topic, input_partition)).copied().unwrap_or(0) {
+                if !journal && input_offset >= committed.get(&(input_topic, input_partition)).copied().unwrap_or(0) {
                     p.skipped += 1;
                     continue;
                 }

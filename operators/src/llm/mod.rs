@@ -15,7 +15,7 @@
 //! ```
 //! Each record passes on with the answer in `into` (default `payload.answer`) and the call's
 //! usage in `usage_into` (default `payload.usage`: prompt, completion and total tokens, model,
-//! latency, attempts, and whether it came from the journal). Calls for one `order_by` key
+//! latency and attempts of the call that produced the answer). Calls for one `order_by` key
 //! (default: the correlation id) are made one at a time in arrival order; other keys run
 //! concurrently, bounded by the model's `max_concurrency`.
 //!
@@ -255,7 +255,9 @@ impl Llm {
         }
     }
 
-    fn output(&self, record: Record, entry: &JournalEntry, journaled: bool, out: &mut Emit) -> Result<(), Failure> {
+    /// The output: the same whether the answer came from the model or the journal, so a
+    /// replay reproduces the first run's messages exactly.
+    fn output(&self, record: Record, entry: &JournalEntry, out: &mut Emit) -> Result<(), Failure> {
         let usage = json!({
             "prompt_tokens": entry.usage.prompt_tokens,
             "completion_tokens": entry.usage.completion_tokens,
@@ -263,7 +265,6 @@ impl Llm {
             "model": entry.model,
             "latency_ms": entry.latency_ms,
             "attempts": entry.attempts,
-            "journaled": journaled,
         });
         let mut record = record;
         if let Err(m) = self.usage_into.set(&mut record.envelope, usage) {
@@ -330,7 +331,7 @@ impl AsyncOperator for Llm {
             Err(_) => return Err(Failure::new(record, "internal: not an llm outcome")),
         };
         match outcome {
-            LlmOutcome::Journaled(entry) => self.output(record, &entry, true, out),
+            LlmOutcome::Journaled(entry) => self.output(record, &entry, out),
             LlmOutcome::Answered(entry) => {
                 let key = journal_key(&record);
                 let stored = match serde_json::to_vec(&entry) {
@@ -351,7 +352,7 @@ impl AsyncOperator for Llm {
                 if let Err(m) = written {
                     return Err(Failure::new(record, m));
                 }
-                self.output(record, &entry, false, out)
+                self.output(record, &entry, out)
             }
             LlmOutcome::OverBudget { key, used, budget } => {
                 let mut r = record;
