@@ -51,6 +51,11 @@ type = "file"
 inputs = ["answer.refused"]
 path = "refused.jsonl"
 
+[sinks.traces]
+type = "file"
+inputs = ["answer.traces"]
+path = "traces.jsonl"
+
 [dead_letter]
 path = "dlq.jsonl"
 "#,
@@ -192,4 +197,111 @@ fn over_budget_senders_are_refused_before_any_call() {
         assert_eq!(r["sender_id"], "carol");
     }
     assert_eq!(server.counters.calls(), 3);
+}
+
+#[test]
+fn the_model_calls_two_tools_gets_their_results_and_answers() {
+    let server = FakeOpenAi::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("notes")).unwrap();
+    std::fs::write(dir.path().join("notes/notes.txt"), "the refund limit is 50").unwrap();
+    let tools = r#"
+[tools.read-notes]
+type = "fs_read"
+root = "notes"
+
+[tools.run]
+type = "shell"
+allow = ["echo"]
+root = "notes"
+"#;
+    let topo = topology(dir.path(), &server, "", "tools = [\"read-notes\", \"run\"]");
+    let text =
+        std::fs::read_to_string(&topo).unwrap().replace("[sources.requests]", &format!("{tools}\n[sources.requests]"));
+    std::fs::write(&topo, text).unwrap();
+    let lines = vec![
+        serde_json::json!({
+            "type": "request", "correlation_id": "conv-7", "sender_id": "erin", "timestamp": "2026-11-24T10:00:00Z",
+            "id": "in-7", "span_id": "00f067aa0ba902b7", "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+            "payload": {"task_id": "t-7", "description": "use tools please"}
+        })
+        .to_string(),
+    ];
+    let (out, answers) = run(dir.path(), &topo, &lines);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    let a = &answers[0];
+    assert_eq!(a["correlation_id"], "conv-7");
+    assert_eq!(a["payload"]["answer"], "done: the refund limit is 50 | hi");
+    assert_eq!(a["payload"]["usage"]["total_tokens"], 30, "two model calls of 15 tokens");
+    assert_eq!(server.counters.calls(), 2);
+    // A span per step: model, tool, tool, model; all in the input's trace, children of its span.
+    let traces = read_lines(&dir.path().join("traces.jsonl"));
+    let kinds: Vec<&str> = traces.iter().map(|t| t["payload"]["span_type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, vec!["llm", "tool", "tool", "llm"], "{traces:?}");
+    for t in &traces {
+        assert_eq!(t["type"], "trace");
+        assert_eq!(t["correlation_id"], "conv-7");
+        assert_eq!(t["payload"]["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(t["payload"]["parent_span_id"], "00f067aa0ba902b7");
+        assert_eq!(t["payload"]["ok"], true);
+    }
+    let spans: std::collections::HashSet<&str> =
+        traces.iter().map(|t| t["payload"]["span_id"].as_str().unwrap()).collect();
+    assert_eq!(spans.len(), 4, "distinct span ids");
+    assert!(traces[1]["payload"]["content"].as_str().unwrap().contains("the refund limit is 50"));
+}
+
+#[test]
+fn validate_warns_about_side_effects_without_idempotency_under_exactly_once() {
+    let server = FakeOpenAi::start();
+    let dir = tempfile::tempdir().unwrap();
+    let topo = topology(dir.path(), &server, "", "tools = [\"run\", \"notes\"]");
+    let text = std::fs::read_to_string(&topo).unwrap().replace(
+        "[sources.requests]",
+        "[tools.run]\ntype = \"shell\"\nallow = [\"echo\"]\nroot = \".\"\n\n[tools.notes]\ntype = \"fs_read\"\nroot = \".\"\n\n[sources.requests]",
+    );
+    std::fs::write(&topo, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kafclaw")).args(["validate", topo.to_str().unwrap()]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("warning: tool `run` has side effects and no idempotency key"), "{stderr}");
+    assert!(!stderr.contains("tool `notes` has side effects"), "fs_read has none: {stderr}");
+}
+
+#[test]
+fn the_http_tool_calls_allowed_hosts_with_an_idempotency_key() {
+    use kafclaw_operators::tools::Tool;
+    use kafclaw_operators::tools::http::HttpTool;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let s = seen.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let app = axum::Router::new().route(
+                "/hook",
+                axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+                    let s = s.clone();
+                    async move {
+                        let key = headers.get("idempotency-key").map(|v| v.to_str().unwrap().to_owned());
+                        s.lock().unwrap().push((key, body));
+                        "accepted"
+                    }
+                }),
+            );
+            axum::serve(tokio::net::TcpListener::from_std(listener).unwrap(), app).await.unwrap();
+        });
+    });
+    let tool = HttpTool::new(vec!["127.0.0.1".into()], "POST".into(), std::time::Duration::from_secs(5), None);
+    assert!(tool.side_effects() && tool.idempotent());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let ok = rt.block_on(tool.call(serde_json::json!({"url": url, "body": "hello"}), "in-1/0/call_1".into()));
+    assert_eq!(ok.unwrap(), "accepted");
+    assert_eq!(seen.lock().unwrap().clone(), vec![(Some("in-1/0/call_1".to_owned()), "hello".to_owned())]);
+    let refused = rt.block_on(tool.call(serde_json::json!({"url": "http://localhost:1/x"}), "k".into()));
+    assert!(refused.unwrap_err().contains("not allowed"));
 }

@@ -46,6 +46,7 @@ pub mod route;
 pub mod state;
 pub mod suggest;
 pub mod template;
+pub mod tools;
 pub mod window;
 
 pub use dead_letter::DeadLetter;

@@ -80,7 +80,8 @@ fn main() -> Result<()> {
     let mut store = Epoch::new(Box::new(RocksStore::open(&dir)?) as Box<dyn StateStore>);
     // Every input counts as committed.
     let committed: HashMap<(String, i32), i64> = (0..6).map(|p| ((input.clone(), p), i64::MAX)).collect();
-    let jobs: Vec<RestoreJob> = (0..6).map(|partition| RestoreJob { sub: 0, table: "t".into(), partition, journal: false }).collect();
+    let jobs: Vec<RestoreJob> =
+        (0..6).map(|partition| RestoreJob { sub: 0, table: "t".into(), partition, journal: false }).collect();
     let started = Instant::now();
     restore(&compiled.plan, &mut store, &settings, &committed, &jobs).map_err(|e| anyhow::anyhow!(e))?;
     let secs = started.elapsed().as_secs_f64();

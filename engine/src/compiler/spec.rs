@@ -7,6 +7,7 @@ use std::sync::Arc;
 use kafclaw_operators::llm::SharedModel;
 use kafclaw_operators::llm::model::ModelConfig;
 use kafclaw_operators::suggest::did_you_mean;
+use kafclaw_operators::tools::{Tool, ToolConfig};
 use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
@@ -170,7 +171,8 @@ pub struct Spec {
     pub models: BTreeMap<String, Arc<SharedModel>>,
 }
 
-const ROOT_KEYS: [&str; 8] = ["topology", "models", "sources", "operators", "sinks", "dead_letter", "tests", "kafka"];
+const ROOT_KEYS: [&str; 9] =
+    ["topology", "models", "tools", "sources", "operators", "sinks", "dead_letter", "tests", "kafka"];
 
 /// Characters allowed in topology and node names.
 pub fn valid_name(name: &str, allow_dot: bool) -> bool {
@@ -351,6 +353,7 @@ pub fn parse(file: &SourceFile, diags: &mut Diagnostics) -> Option<Spec> {
     }
 
     let models = parse_models(root.get("models"), diags);
+    let tools = parse_tools(root.get("tools"), file.base_dir(), diags);
 
     let mut nodes = Vec::new();
     for role in [Role::Source, Role::Operator, Role::Sink] {
@@ -366,6 +369,24 @@ pub fn parse(file: &SourceFile, diags: &mut Diagnostics) -> Option<Spec> {
     for node in &mut nodes {
         if let Some(NodeConfig::Llm(c)) = &mut node.config {
             c.resolved = models.get(c.model.get_ref()).cloned();
+            c.resolved_tools = c
+                .tools
+                .iter()
+                .filter_map(|t| tools.get(t.get_ref()).map(|tool| (t.get_ref().clone(), tool.clone())))
+                .collect();
+            let eos = topology.as_ref().is_some_and(|t| t.guarantee == Guarantee::ExactlyOnce);
+            for (name, tool) in &c.resolved_tools {
+                if eos && tool.side_effects() && !tool.idempotent() {
+                    let span = c.tools.iter().find(|t| t.get_ref() == name).map_or(0..0, |t| t.span());
+                    diags.push(
+                        Diagnostic::warning(
+                            span,
+                            format!("tool `{name}` has side effects and no idempotency key; under exactly-once a call may run again after a crash"),
+                        )
+                        .hint("make it idempotent (http POST sends an Idempotency-Key), or accept repeats"),
+                    );
+                }
+            }
         }
     }
 
@@ -404,6 +425,35 @@ pub fn parse(file: &SourceFile, diags: &mut Diagnostics) -> Option<Spec> {
     }
 
     Some(Spec { topology: topology?, nodes, dead_letter: dead_letter?, tests, kafka, models })
+}
+
+fn parse_tools(
+    section: Option<&Spanned<DeValue<'_>>>,
+    base: &std::path::Path,
+    diags: &mut Diagnostics,
+) -> BTreeMap<String, Arc<dyn Tool>> {
+    let mut out = BTreeMap::new();
+    let Some(section) = section else { return out };
+    let Some(table) = as_table(section, "`tools`", diags) else { return out };
+    for (name, value) in table.iter() {
+        if !valid_name(name.get_ref(), false) {
+            diags.push(Diagnostic::error(name.span(), format!("`{}` is not a valid tool name", name.get_ref())));
+            continue;
+        }
+        let Some(config) = deserialize_all::<ToolConfig>(value, diags, &[]) else { continue };
+        match config.build(base) {
+            Ok(tool) => {
+                out.insert(name.get_ref().to_string(), tool);
+            }
+            Err(errors) => {
+                for e in errors {
+                    let span = if e.span == (0..0) { name.span() } else { e.span };
+                    diags.push(Diagnostic::error(span, e.message));
+                }
+            }
+        }
+    }
+    out
 }
 
 fn parse_models(section: Option<&Spanned<DeValue<'_>>>, diags: &mut Diagnostics) -> BTreeMap<String, Arc<SharedModel>> {

@@ -6,6 +6,9 @@
 //! - `garbage x<N> …`: answer a malformed body to the first N calls;
 //! - `slow x<N> …`: sleep 3 s before the first N answers (past a 1 s client timeout);
 //! - `always500 …`: always 500;
+//! - `use tools …` (with tools offered): first answer asks for two tool calls, `read-notes`
+//!   with `{"path": "notes.txt"}` and `run` with `{"argv": ["echo", "hi"]}`; once the tool
+//!   results are in the conversation, answers `done: <result 1> | <result 2>`;
 //! - anything else: `answer: <message>`, with usage 10 + 5 tokens.
 //!
 //! Every call is counted; the server records the peak of calls in flight overall and per
@@ -131,6 +134,34 @@ async fn chat(State(c): State<Arc<Counters>>, body: axum::body::Bytes) -> Respon
         (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response()
     } else if times(&message, "garbage x").is_some_and(|n| nth <= n) {
         (StatusCode::OK, "{\"choices\": [tru").into_response()
+    } else if message.starts_with("use tools") {
+        let results: Vec<&str> = request["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["role"] == "tool")
+            .filter_map(|m| m["content"].as_str())
+            .collect();
+        let usage = json!({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15});
+        if results.is_empty() {
+            axum::Json(json!({
+                "model": "fake-1",
+                "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "call_1", "type": "function", "function": {"name": "read-notes", "arguments": "{\"path\": \"notes.txt\"}"}},
+                    {"id": "call_2", "type": "function", "function": {"name": "run", "arguments": "{\"argv\": [\"echo\", \"hi\"]}"}}
+                ]}}],
+                "usage": usage
+            }))
+            .into_response()
+        } else {
+            let content = format!("done: {}", results.join(" | ").trim());
+            axum::Json(json!({
+                "model": "fake-1",
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
+                "usage": usage
+            }))
+            .into_response()
+        }
     } else {
         axum::Json(json!({
             "id": "chatcmpl-1",

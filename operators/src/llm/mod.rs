@@ -24,6 +24,12 @@
 //! output. A restart, a rebalance or `kafclaw replay` finds the answer there and does not call
 //! (or bill) the model again; the journal survives a replay's state wipe.
 //!
+//! **Tools.** With `tools = ["read-notes", "ls"]` (names under `[tools]`), the model may ask
+//! for tool calls; kafclaw runs them, hands the results back, and asks again, for at most
+//! `max_tool_steps` rounds. A refused or failed tool call is handed back as an error text.
+//! Every step (each model call, each tool call) is a span: with the output `traces` read, one
+//! `trace` envelope per step, ids derived from the input, so a replay repeats them exactly.
+//!
 //! **Budgets.** With `budget_tokens`, the tokens used per `budget_by` key (default: the
 //! sender) are kept in `<operator>.budget`; a record whose key has used its budget makes no
 //! call and goes to the output `refused` as a `task_status` envelope with status
@@ -41,20 +47,133 @@ use serde_json::{Value, json};
 use toml::Spanned;
 
 use crate::asynchronous::{AsyncOperator, Outcome, Started};
-use crate::envelope::EnvelopeType;
+use crate::envelope::{EnvelopeType, TracePayload, derive_span_id};
 use crate::expr::Expr;
 use crate::filter::compile_expr;
 use crate::keyed::{Errors, eval_key};
 use crate::operator::{ConfigError, Emit, Failure, Ports, emit_set};
 use crate::path::FieldPath;
 use crate::record::Record;
+use crate::record::format_time_ms;
 use crate::state::{StateAccess, TableSpec};
 use crate::template::Template;
-use model::{Answer, CallError, ModelClient, ModelConfig};
-use protocol::{Message, Usage};
+use crate::tools::Tool;
+use model::{CallError, ModelClient, ModelConfig};
+use protocol::{FunctionSpec, Message, ToolSpec, Usage};
+
+/// The model call and its tool loop: ask, run the tools it asks for, hand back the results,
+/// ask again; at most `max_steps` rounds of tools.
+async fn call_with_tools(
+    client: &ModelClient,
+    mut messages: Vec<Message>,
+    tools: &[(String, Arc<dyn Tool>)],
+    max_steps: u32,
+    key: &str,
+) -> Result<JournalEntry, CallError> {
+    let specs: Vec<ToolSpec> = tools
+        .iter()
+        .map(|(name, t)| ToolSpec {
+            kind: "function",
+            function: FunctionSpec { name: name.clone(), description: t.description(), parameters: t.parameters() },
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let mut usage = Usage::default();
+    let mut steps = Vec::new();
+    let mut attempts = 0;
+    for round in 0..=max_steps {
+        let t0 = now_ms();
+        let answer = client.chat(messages.clone(), specs.clone()).await.inspect_err(|e| {
+            steps.push(StepRecord {
+                kind: "llm".into(),
+                name: client.name().to_owned(),
+                detail: short(&e.message),
+                ok: false,
+                started_ms: t0,
+                duration_ms: (now_ms() - t0).max(0) as u64,
+            });
+        })?;
+        usage += answer.usage;
+        attempts += answer.attempts;
+        steps.push(StepRecord {
+            kind: "llm".into(),
+            name: answer.model.clone(),
+            detail: format!(
+                "{} prompt + {} completion tokens; {} tool call(s)",
+                answer.usage.prompt_tokens,
+                answer.usage.completion_tokens,
+                answer.tool_calls.len()
+            ),
+            ok: true,
+            started_ms: t0,
+            duration_ms: answer.latency.as_millis() as u64,
+        });
+        if answer.tool_calls.is_empty() {
+            return Ok(JournalEntry {
+                content: answer.content,
+                usage,
+                model: answer.model,
+                finish_reason: answer.finish_reason,
+                attempts,
+                latency_ms: started.elapsed().as_millis() as u64,
+                steps,
+            });
+        }
+        if round == max_steps {
+            break;
+        }
+        messages.push(Message {
+            role: "assistant".into(),
+            content: (!answer.content.is_empty()).then_some(answer.content.clone()),
+            tool_calls: answer.tool_calls.clone(),
+            tool_call_id: None,
+        });
+        for call in &answer.tool_calls {
+            let t0 = now_ms();
+            let name = &call.function.name;
+            let result = match tools.iter().find(|(n, _)| n == name) {
+                None => Err(format!("no tool `{name}` here")),
+                Some((_, tool)) => match serde_json::from_str::<Value>(if call.function.arguments.is_empty() {
+                    "{}"
+                } else {
+                    &call.function.arguments
+                }) {
+                    Ok(args) => tool.call(args, format!("{key}/{round}/{}", call.id)).await,
+                    Err(e) => Err(format!("arguments are not JSON: {e}")),
+                },
+            };
+            let (ok, text) = match result {
+                Ok(t) => (true, t),
+                Err(e) => (false, format!("error: {e}")),
+            };
+            steps.push(StepRecord {
+                kind: "tool".into(),
+                name: name.clone(),
+                detail: short(&format!("{} -> {text}", call.function.arguments)),
+                ok,
+                started_ms: t0,
+                duration_ms: (now_ms() - t0).max(0) as u64,
+            });
+            messages.push(Message {
+                role: "tool".into(),
+                content: Some(text),
+                tool_calls: Vec::new(),
+                tool_call_id: Some(call.id.clone()),
+            });
+        }
+    }
+    Err(CallError {
+        model: client.name().to_owned(),
+        attempts,
+        message: format!("the model still asked for tools after {max_steps} round(s) (max_tool_steps)"),
+    })
+}
 
 /// The output of records refused before a call (over budget).
 pub const REFUSED: &str = "refused";
+
+/// The output of trace spans.
+pub const TRACES: &str = "traces";
 
 /// A declared model, shared by every `llm` operator (and task) that names it, so one client
 /// and one concurrency limit serve the instance.
@@ -106,9 +225,22 @@ pub struct LlmConfig {
     /// CEL key the budget is kept per (default: `sender_id`).
     #[serde(default)]
     pub budget_by: Option<Spanned<String>>,
+    /// Tools the model may call, by name under `[tools]`.
+    #[serde(default)]
+    pub tools: Vec<Spanned<String>>,
+    /// Most rounds of tool calls before the answer must come.
+    #[serde(default = "default_tool_steps")]
+    pub max_tool_steps: u32,
     /// The model, resolved by the compiler from `[models]`.
     #[serde(skip)]
     pub resolved: Option<Arc<SharedModel>>,
+    /// The tools, resolved by the compiler from `[tools]`.
+    #[serde(skip)]
+    pub resolved_tools: Vec<(String, Arc<dyn Tool>)>,
+}
+
+fn default_tool_steps() -> u32 {
+    4
 }
 
 fn spanned(s: &str) -> Spanned<String> {
@@ -130,9 +262,9 @@ fn template(t: &Spanned<String>) -> Result<Template, ConfigError> {
 }
 
 impl LlmConfig {
-    /// The outputs: answers, and `refused` (over budget).
+    /// The outputs: answers, `refused` (over budget) and `traces` (one span per step).
     pub fn ports() -> Ports {
-        Ports { default: true, named: vec![REFUSED.to_owned()] }
+        Ports { default: true, named: vec![REFUSED.to_owned(), TRACES.to_owned()] }
     }
 
     /// Builds the runtime half; its tables are `<name>.journal` (and `<name>.budget`).
@@ -153,6 +285,14 @@ impl LlmConfig {
             Some(e) => errors.take(compile_expr(e)),
             None => errors.take(compile_expr(&spanned("sender_id"))),
         };
+        for t in &self.tools {
+            if !self.resolved_tools.iter().any(|(n, _)| n == t.get_ref()) {
+                errors.push(
+                    ConfigError::at(t.span(), format!("tool `{}` is not declared", t.get_ref()))
+                        .with_hint(Some(format!("add a [tools.{}] table", t.get_ref()))),
+                );
+            }
+        }
         let model = self.resolved.clone();
         if model.is_none() {
             errors.push(
@@ -170,6 +310,8 @@ impl LlmConfig {
                 usage_into: usage_into?,
                 order_by: order_by?,
                 budget: self.budget_tokens.map(|b| (b, budget_by.clone())).and_then(|(b, e)| Some((b, e?))),
+                tools: self.resolved_tools.iter().map(|(n, t)| (n.clone(), t.clone())).collect(),
+                max_tool_steps: self.max_tool_steps,
                 journal: TableSpec::journal(format!("{name}.journal")),
                 budget_table: TableSpec::kept(format!("{name}.budget")),
             })
@@ -190,21 +332,44 @@ pub struct JournalEntry {
     pub finish_reason: Option<String>,
     /// HTTP attempts the call took.
     pub attempts: u32,
-    /// Latency of the call.
+    /// Latency of the call (all steps).
     pub latency_ms: u64,
+    /// Every step: model calls and tool calls, for the trace.
+    #[serde(default)]
+    pub steps: Vec<StepRecord>,
 }
 
-impl From<&Answer> for JournalEntry {
-    fn from(a: &Answer) -> Self {
-        Self {
-            content: a.content.clone(),
-            usage: a.usage,
-            model: a.model.clone(),
-            finish_reason: a.finish_reason.clone(),
-            attempts: a.attempts,
-            latency_ms: a.latency.as_millis() as u64,
-        }
+/// One step of a call: a model call or a tool call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// `llm` or `tool`.
+    pub kind: String,
+    /// The model or the tool.
+    pub name: String,
+    /// What happened, in short (tokens; tool arguments and result).
+    pub detail: String,
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// Start, ms since the Unix epoch.
+    pub started_ms: i64,
+    /// Duration in ms.
+    pub duration_ms: u64,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Cuts text for a trace span.
+fn short(text: &str) -> String {
+    if text.len() <= 300 {
+        return text.to_owned();
     }
+    let mut end = 300;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
 }
 
 enum LlmOutcome {
@@ -216,6 +381,8 @@ enum LlmOutcome {
 
 /// Runtime half of `llm`.
 pub struct Llm {
+    tools: Vec<(String, Arc<dyn Tool>)>,
+    max_tool_steps: u32,
     model: Arc<SharedModel>,
     client: Option<Arc<ModelClient>>,
     system: Option<Template>,
@@ -226,6 +393,32 @@ pub struct Llm {
     budget: Option<(u64, Expr)>,
     journal: TableSpec,
     budget_table: TableSpec,
+}
+
+/// The trace envelope of step `i` of a record's call: span ids derived from the input, the
+/// input's span as parent.
+fn trace_of(record: &Record, i: usize, step: &StepRecord) -> Record {
+    let o = &record.origin;
+    let key = journal_key(record);
+    let span_id = derive_span_id(&format!("{key}/step/{i}"));
+    let parent = o.input_span_id.clone().unwrap_or_else(|| derive_span_id(&key));
+    let payload = TracePayload {
+        trace_id: o.trace_id.clone(),
+        span_id,
+        parent_span_id: parent,
+        span_type: step.kind.clone(),
+        title: format!("{} {}", step.kind, step.name),
+        content: step.detail.clone(),
+        started_at: format_time_ms(step.started_ms),
+        ended_at: format_time_ms(step.started_ms + step.duration_ms as i64),
+        duration_ms: step.duration_ms,
+        extra: serde_json::Map::from_iter([("ok".to_owned(), Value::Bool(step.ok))]),
+    };
+    let mut r = record.clone();
+    r.envelope.kind = EnvelopeType::Trace;
+    r.envelope.timestamp = format_time_ms(step.started_ms);
+    r.envelope.payload = serde_json::to_value(payload).unwrap_or_default();
+    r
 }
 
 /// The journal key of a record: its input envelope's id, or the input's coordinates.
@@ -266,6 +459,9 @@ impl Llm {
             "latency_ms": entry.latency_ms,
             "attempts": entry.attempts,
         });
+        for (i, step) in entry.steps.iter().enumerate() {
+            out.emit(2, trace_of(&record, i, step));
+        }
         let mut record = record;
         if let Err(m) = self.usage_into.set(&mut record.envelope, usage) {
             return Err(Failure::new(record, m));
@@ -307,12 +503,15 @@ impl AsyncOperator for Llm {
         let client = self.client.clone().expect("opened above");
         let mut messages = Vec::with_capacity(2);
         if let Some(s) = &self.system {
-            messages.push(Message { role: "system".into(), content: Some(s.render(record)?) });
+            messages.push(Message::text("system", s.render(record)?));
         }
-        messages.push(Message { role: "user".into(), content: Some(self.prompt.render(record)?) });
+        messages.push(Message::text("user", self.prompt.render(record)?));
+        let tools = self.tools.clone();
+        let max_steps = self.max_tool_steps;
+        let key = journal_key(record);
         Ok(Started::Pending(Box::pin(async move {
-            let outcome = match client.chat(messages).await {
-                Ok(a) => LlmOutcome::Answered(JournalEntry::from(&a)),
+            let outcome = match call_with_tools(&client, messages, &tools, max_steps, &key).await {
+                Ok(entry) => LlmOutcome::Answered(entry),
                 Err(e) => LlmOutcome::Failed(e),
             };
             Box::new(outcome) as Outcome

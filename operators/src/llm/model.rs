@@ -17,7 +17,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::limiter::Limiter;
-use super::protocol::{ChatRequest, ChatResponse, Message, Usage};
+use super::protocol::{ChatRequest, ChatResponse, Message, ToolSpec, Usage};
 use crate::keyed::{Errors, parse_duration_ms};
 use crate::operator::ConfigError;
 
@@ -141,6 +141,8 @@ impl ModelConfig {
 pub struct Answer {
     /// The text.
     pub content: String,
+    /// Tools the model asks to call.
+    pub tool_calls: Vec<super::protocol::ToolCall>,
     /// Token counts (zeros when the endpoint reports none).
     pub usage: Usage,
     /// The model that answered.
@@ -250,13 +252,15 @@ impl ModelClient {
         }
     }
 
-    /// Sends `messages`; retries what can be retried; fails after the configured attempts.
-    pub async fn chat(&self, messages: Vec<Message>) -> Result<Answer, CallError> {
+    /// Sends `messages` offering `tools`; retries what can be retried; fails after the
+    /// configured attempts.
+    pub async fn chat(&self, messages: Vec<Message>, tools: Vec<ToolSpec>) -> Result<Answer, CallError> {
         let request = ChatRequest {
             model: self.model.clone(),
             messages,
             temperature: self.temperature,
             max_tokens: self.max_tokens,
+            tools,
         };
         let started = Instant::now();
         let mut last = String::new();
@@ -266,6 +270,7 @@ impl ModelClient {
                     let choice = r.choices.into_iter().next().expect("checked non-empty");
                     return Ok(Answer {
                         content: choice.message.content.unwrap_or_default(),
+                        tool_calls: choice.message.tool_calls,
                         usage: r.usage.unwrap_or_default(),
                         model: r.model.unwrap_or_else(|| self.model.clone()),
                         finish_reason: choice.finish_reason,

@@ -12,6 +12,66 @@ pub struct Message {
     /// Text content (`null` on an assistant message that only calls tools).
     #[serde(default)]
     pub content: Option<String>,
+    /// Tools the assistant calls.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// On a `tool` message: the call it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+}
+
+impl Message {
+    /// A message with text.
+    pub fn text(role: &str, content: String) -> Self {
+        Self { role: role.into(), content: Some(content), tool_calls: Vec::new(), tool_call_id: None }
+    }
+}
+
+/// A tool call the model asks for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    /// The call's id, echoed by the tool message that answers it.
+    pub id: String,
+    /// Always `function`.
+    #[serde(rename = "type", default = "function")]
+    pub kind: String,
+    /// What to call.
+    pub function: FunctionCall,
+}
+
+fn function() -> String {
+    "function".into()
+}
+
+/// The function and its arguments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionCall {
+    /// Tool name.
+    pub name: String,
+    /// Arguments as JSON text.
+    #[serde(default)]
+    pub arguments: String,
+}
+
+/// A tool offered to the model.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToolSpec {
+    /// Always `function`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The function.
+    pub function: FunctionSpec,
+}
+
+/// A function offered to the model.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FunctionSpec {
+    /// Name.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// JSON Schema of its arguments.
+    pub parameters: serde_json::Value,
 }
 
 /// A request.
@@ -27,20 +87,29 @@ pub struct ChatRequest {
     /// Completion token cap.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u32>,
+    /// Tools the model may call.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<ToolSpec>,
 }
 
 /// Token counts of one call.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Usage {
     /// Prompt tokens.
-    #[serde(default)]
     pub prompt_tokens: u64,
     /// Completion tokens.
-    #[serde(default)]
     pub completion_tokens: u64,
     /// Total tokens.
-    #[serde(default)]
     pub total_tokens: u64,
+}
+
+impl std::ops::AddAssign for Usage {
+    fn add_assign(&mut self, o: Self) {
+        self.prompt_tokens += o.prompt_tokens;
+        self.completion_tokens += o.completion_tokens;
+        self.total_tokens += o.total_tokens;
+    }
 }
 
 /// One choice of a response.

@@ -1,0 +1,167 @@
+//! Tools a model may call: declared as `[tools.<name>]` in a topology, offered to `llm`
+//! operators that list them (`tools = ["read-notes", "ls"]`).
+//!
+//! ```toml
+//! [tools.read-notes]
+//! type = "fs_read"
+//! root = "/srv/agent/notes"
+//!
+//! [tools.ls]
+//! type = "shell"
+//! allow = ["ls", "wc"]
+//! root = "/srv/agent/work"
+//! timeout = "5s"
+//!
+//! [tools.status]
+//! type = "http"
+//! allow_hosts = ["status.example.com"]
+//! ```
+//! Each tool declares whether it has side effects outside kafclaw (`http` with a method other
+//! than GET, `shell`, `fs_write`); `validate` warns when an exactly-once topology offers one
+//! without an idempotency key, since a replay after a crash may run it again.
+
+pub mod fs;
+pub mod http;
+pub mod shell;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::Value;
+use toml::Spanned;
+
+use crate::keyed::parse_duration_ms;
+use crate::operator::ConfigError;
+
+/// What a tool call gives: the text handed back to the model, or why it was refused/failed
+/// (also handed back, so the model can recover).
+pub type ToolResult = Result<String, String>;
+
+/// A tool call in flight.
+pub type ToolFuture = Pin<Box<dyn Future<Output = ToolResult> + Send>>;
+
+/// A callable tool.
+pub trait Tool: Send + Sync + std::fmt::Debug {
+    /// What the model is told the tool does.
+    fn description(&self) -> String;
+    /// JSON Schema of the arguments.
+    fn parameters(&self) -> Value;
+    /// Whether a call changes something outside kafclaw.
+    fn side_effects(&self) -> bool;
+    /// Whether calls carry an idempotency key the other side honours.
+    fn idempotent(&self) -> bool {
+        !self.side_effects()
+    }
+    /// Calls the tool; `idempotency_key` is stable for one step of one input.
+    fn call(&self, args: Value, idempotency_key: String) -> ToolFuture;
+}
+
+/// `[tools.<name>]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ToolConfig {
+    /// Runs an allow-listed program with argv (never a shell), in a jail folder.
+    Shell {
+        /// Programs that may run (names looked up in /usr/bin and /bin).
+        allow: Vec<String>,
+        /// Working directory; arguments cannot point outside it.
+        root: String,
+        /// Time limit of one run.
+        #[serde(default = "default_timeout")]
+        timeout: String,
+        /// What the model is told.
+        #[serde(default)]
+        description: Option<String>,
+    },
+    /// Reads a file under a root.
+    FsRead {
+        /// The folder files are read from (paths are relative to it).
+        root: String,
+        /// Largest file returned, in bytes.
+        #[serde(default = "default_max_bytes")]
+        max_bytes: u64,
+        /// What the model is told.
+        #[serde(default)]
+        description: Option<String>,
+    },
+    /// Writes a file under a root.
+    FsWrite {
+        /// The folder files are written to (paths are relative to it).
+        root: String,
+        /// What the model is told.
+        #[serde(default)]
+        description: Option<String>,
+    },
+    /// Calls an HTTP endpoint on an allow-listed host.
+    Http {
+        /// Hosts that may be called.
+        allow_hosts: Vec<String>,
+        /// `GET` (default) or `POST`; POST has side effects and sends an `Idempotency-Key`.
+        #[serde(default = "default_method")]
+        method: String,
+        /// Time limit of one call.
+        #[serde(default = "default_timeout")]
+        timeout: String,
+        /// What the model is told.
+        #[serde(default)]
+        description: Option<String>,
+    },
+}
+
+fn default_timeout() -> String {
+    "10s".to_owned()
+}
+fn default_max_bytes() -> u64 {
+    256 * 1024
+}
+fn default_method() -> String {
+    "GET".to_owned()
+}
+
+impl ToolConfig {
+    /// Builds the tool (`base` resolves relative roots: the topology file's folder).
+    pub fn build(&self, base: &std::path::Path) -> Result<Arc<dyn Tool>, Vec<ConfigError>> {
+        let root = |r: &String| -> PathBuf {
+            let p = PathBuf::from(r);
+            if p.is_absolute() { p } else { base.join(p) }
+        };
+        // (Internally tagged enums cannot hold spans: errors point at the tool's name.)
+        let ms = |t: &String| {
+            parse_duration_ms(&Spanned::new(0..0, t.clone())).map(|m| std::time::Duration::from_millis(m as u64))
+        };
+        Ok(match self {
+            Self::Shell { allow, root: r, timeout, description } => {
+                Arc::new(shell::Shell::new(allow.clone(), root(r), ms(timeout)?, description.clone()))
+            }
+            Self::FsRead { root: r, max_bytes, description } => {
+                Arc::new(fs::FsRead::new(root(r), *max_bytes, description.clone()))
+            }
+            Self::FsWrite { root: r, description } => Arc::new(fs::FsWrite::new(root(r), description.clone())),
+            Self::Http { allow_hosts, method, timeout, description } => {
+                let method = method.to_ascii_uppercase();
+                if method != "GET" && method != "POST" {
+                    return Err(vec![ConfigError::at(0..0, format!("http tool method `{method}`: GET or POST"))]);
+                }
+                Arc::new(http::HttpTool::new(allow_hosts.clone(), method, ms(timeout)?, description.clone()))
+            }
+        })
+    }
+}
+
+/// A relative path argument, checked lexically: not absolute, no `..`, not empty.
+pub(crate) fn relative_path(arg: &str) -> Result<PathBuf, String> {
+    let p = std::path::Path::new(arg);
+    if arg.is_empty() {
+        return Err("refused: empty path".into());
+    }
+    if p.is_absolute() {
+        return Err(format!("refused: `{arg}` is absolute; paths are relative to the tool's root"));
+    }
+    if p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        return Err(format!("refused: `{arg}` climbs out with `..`"));
+    }
+    Ok(p.to_path_buf())
+}
