@@ -130,6 +130,36 @@ pub enum Command {
         #[command(subcommand)]
         query: StateCommand,
     },
+    /// Ask the standard agent (built in: topologies/agent.toml) one question, locally. With no
+    /// live model configured it answers from recorded responses and says so; set
+    /// KAFCLAW_MODEL_URL (and KAFCLAW_MODEL, KAFCLAW_API_KEY) to use an OpenAI-compatible
+    /// endpoint.
+    Agent {
+        /// The message.
+        #[arg(short, long)]
+        message: String,
+        /// Who asks (the request's sender_id).
+        #[arg(long, default_value = "cli")]
+        sender: String,
+        /// Another agent topology (an `inbox` source and a `responses` sink).
+        #[arg(long)]
+        topology: Option<PathBuf>,
+        /// Print the whole response envelope as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare two runs' outputs (JSON Lines), envelope by envelope by id; exit 1 if they
+    /// differ.
+    Diff {
+        /// The first run's output.
+        a: PathBuf,
+        /// The second run's output.
+        b: PathBuf,
+        /// Dotted paths to leave out of the comparison (repeatable), e.g.
+        /// payload.usage.latency_ms.
+        #[arg(long)]
+        ignore: Vec<String>,
+    },
     /// Print the version.
     Version,
     /// Print shell completions.
@@ -548,6 +578,57 @@ pub fn main_with(cli: Cli) -> i32 {
             replay(&file, ReplayRun { from, instance_id, brokers, state_dir })
         }
         Command::State { query } => state(query),
+        Command::Agent { message, sender, topology, json } => {
+            match crate::agent::run_agent(&message, &sender, topology.as_deref()) {
+                Ok(a) => {
+                    if json {
+                        println!("{}", a.response);
+                    } else {
+                        println!("{}", a.response["payload"]["result"].as_str().unwrap_or_default());
+                    }
+                    if a.recorded {
+                        eprintln!(
+                            "kafclaw: this answer is a recorded response (no live model configured); \
+                             set KAFCLAW_MODEL_URL to an OpenAI-compatible endpoint for live answers"
+                        );
+                    }
+                    exit::OK
+                }
+                Err(e @ crate::agent::AgentError::Setup(_)) => {
+                    eprintln!("error: {e}");
+                    exit::INVALID
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    exit::RUNTIME
+                }
+            }
+        }
+        Command::Diff { a, b, ignore } => match crate::diff::diff_files(&a, &b, &ignore) {
+            Ok(r) => {
+                for (_, d) in &r.changed {
+                    print!("{d}");
+                }
+                for id in &r.only_a {
+                    println!("only in {}: {id}", a.display());
+                }
+                for id in &r.only_b {
+                    println!("only in {}: {id}", b.display());
+                }
+                eprintln!(
+                    "kafclaw: {} envelope(s) compared: {} differ, {} only in the first, {} only in the second",
+                    r.compared,
+                    r.changed.len(),
+                    r.only_a.len(),
+                    r.only_b.len()
+                );
+                if r.same() { exit::OK } else { exit::RUNTIME }
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                exit::INVALID
+            }
+        },
         Command::Version => {
             println!(
                 "kafclaw {} (envelope v{})",

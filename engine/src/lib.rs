@@ -4,8 +4,10 @@
 
 #![warn(missing_docs)]
 
+pub mod agent;
 pub mod cli;
 pub mod compiler;
+pub mod diff;
 pub mod health;
 pub mod kafka;
 pub mod progress;

@@ -10,6 +10,7 @@ use similar::TextDiff;
 
 use crate::compiler::Compiled;
 use crate::compiler::tests_spec::TestSpec;
+use crate::runtime::executor::Executor;
 use crate::runtime::task::{BuildError, Task, TaskOutput};
 
 /// The result of one test.
@@ -55,6 +56,8 @@ fn run_one(c: &Compiled, test: &TestSpec) -> Result<Option<String>, BuildError> 
     };
     let mut out = TaskOutput::default();
     let mut store = crate::runtime::memory_store();
+    let executor: Executor<usize> =
+        Executor::new().map_err(|e| BuildError { operator: "executor".into(), message: e.to_string() })?;
     let mut offsets: BTreeMap<usize, i64> = BTreeMap::new();
     for input in &test.inputs {
         let source = plan.index(input.source.get_ref()).expect("test sources are checked at compile time");
@@ -67,7 +70,20 @@ fn run_one(c: &Compiled, test: &TestSpec) -> Result<Option<String>, BuildError> 
         let location: Arc<str> = format!("test:{}", plan.nodes[source].name).into();
         let raw = RawRecord { bytes, partition: 0, offset: *offset, line: Some(*offset as u64 + 1) };
         *offset += 1;
-        tasks[sub_of(source)].process_raw(source, &location, raw, &mut store, &mut out);
+        let sub = sub_of(source);
+        tasks[sub].process_raw(source, &location, raw, &mut store, &mut out);
+        // Asynchronous work (model calls) runs to completion before the next input, so tests
+        // see outputs in input order.
+        for work in out.spawned.drain(..) {
+            executor.spawn(sub, work);
+        }
+        while tasks.iter().any(|t| t.in_flight() > 0) {
+            let Some(done) = executor.next_within(std::time::Duration::from_secs(300)) else { break };
+            tasks[done.task].complete(done.ticket, done.outcome, &mut store, &mut out);
+            for work in out.spawned.drain(..) {
+                executor.spawn(done.task, work);
+            }
+        }
     }
 
     let mut actual: BTreeMap<String, Vec<Value>> = BTreeMap::new();

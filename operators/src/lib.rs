@@ -15,6 +15,7 @@
 //! | `dedupe` | [`dedupe`] | synchronous, fused, stateful (TTL table) |
 //! | `window` | [`window`] | synchronous, fused, stateful (tumbling, event time) |
 //! | `join` | [`join`] | synchronous, fused, stateful (stream–table) |
+//! | `memory-index`, `memory-search` | [`memory`] | synchronous, stateful (items table + usearch index) |
 //! | `llm` | [`llm`] | asynchronous ([`asynchronous`]), stateful (response journal, budgets) |
 //! | source `file`, `stdin` | [`io`] | local I/O |
 //! | sink `file`, `stdout` | [`io`] | local I/O |
@@ -39,6 +40,7 @@ pub mod kafka;
 pub mod keyed;
 pub mod llm;
 pub mod map;
+pub mod memory;
 pub mod operator;
 pub mod path;
 pub mod record;

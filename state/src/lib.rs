@@ -18,6 +18,7 @@ pub mod key;
 pub mod memory;
 pub mod rocks;
 pub mod ttl;
+pub mod vector;
 
 pub use batch::{Batch, Write};
 pub use epoch::Epoch;
@@ -25,6 +26,7 @@ pub use key::{PartitionKey, decode_partition_key, encode_partition_key};
 pub use memory::MemoryStore;
 pub use rocks::RocksStore;
 pub use ttl::{TtlError, decode_expiring, encode_expiring};
+pub use vector::VectorIndex;
 
 /// What can go wrong in a state store.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +39,9 @@ pub enum StateError {
         /// RocksDB's message.
         message: String,
     },
+    /// The vector index failed.
+    #[error("vector index: {0}")]
+    Vector(String),
     /// The named table was never opened on this store.
     #[error("state table `{0}` is not open")]
     UnknownTable(String),

@@ -3,6 +3,7 @@
 
 use kafclaw_operators::io::{FileSinkConfig, FileSourceConfig, StdinSourceConfig, StdoutSinkConfig};
 use kafclaw_operators::kafka::{KafkaSinkConfig, KafkaSourceConfig, valid_topic};
+use kafclaw_operators::memory::{MemoryIndexConfig, MemorySearchConfig};
 use kafclaw_operators::{
     ConfigError, Ports, SyncOperator, TableSpec, aggregate::AggregateConfig, asynchronous::AsyncOperator,
     count::CountConfig, dedupe::DedupeConfig, filter::FilterConfig, join::JoinConfig, llm::LlmConfig, map::MapConfig,
@@ -72,6 +73,10 @@ pub enum NodeConfig {
     Join(JoinConfig),
     /// Operator `llm`.
     Llm(LlmConfig),
+    /// Operator `memory-index`.
+    MemoryIndex(MemoryIndexConfig),
+    /// Operator `memory-search`.
+    MemorySearch(MemorySearchConfig),
     /// Sink `file`.
     FileSink(FileSinkConfig),
     /// Sink `stdout`.
@@ -127,6 +132,8 @@ pub const KINDS: &[Kind] = &[
     kind!(Role::Operator, "window", "tumbling event-time window aggregates per key", Window),
     kind!(Role::Operator, "join", "enrich a stream from a table fed by another input", Join),
     kind!(Role::Operator, "llm", "call an OpenAI-compatible chat model (journalled, budgeted)", Llm),
+    kind!(Role::Operator, "memory-index", "index memory items for vector search (usearch)", MemoryIndex),
+    kind!(Role::Operator, "memory-search", "find the memory items nearest to a query", MemorySearch),
     kind!(Role::Sink, "file", "JSON Lines file", FileSink),
     kind!(Role::Sink, "stdout", "JSON Lines on standard output", StdoutSink),
     kind!(Role::Sink, "kafka", "a Kafka topic, keyed by correlation_id by default", KafkaSink),
@@ -230,6 +237,8 @@ impl NodeConfig {
             Self::Dedupe(c) => c.build(name).map(|o| Box::new(o) as Box<dyn SyncOperator>),
             Self::Window(c) => c.build(name).map(|o| Box::new(o) as Box<dyn SyncOperator>),
             Self::Join(c) => c.build(name).map(|o| Box::new(o) as Box<dyn SyncOperator>),
+            Self::MemoryIndex(c) => c.build(name).map(|o| Box::new(o) as Box<dyn SyncOperator>),
+            Self::MemorySearch(c) => c.build().map(|o| Box::new(o) as Box<dyn SyncOperator>),
             _ => return None,
         })
     }

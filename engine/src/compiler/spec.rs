@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use kafclaw_operators::llm::SharedModel;
 use kafclaw_operators::llm::model::ModelConfig;
+use kafclaw_operators::memory::SharedIndex;
 use kafclaw_operators::suggest::did_you_mean;
 use kafclaw_operators::tools::{Tool, ToolConfig};
 use serde::Deserialize;
@@ -352,7 +353,7 @@ pub fn parse(file: &SourceFile, diags: &mut Diagnostics) -> Option<Spec> {
         }
     }
 
-    let models = parse_models(root.get("models"), diags);
+    let models = parse_models(root.get("models"), file.base_dir(), diags);
     let tools = parse_tools(root.get("tools"), file.base_dir(), diags);
 
     let mut nodes = Vec::new();
@@ -366,7 +367,19 @@ pub fn parse(file: &SourceFile, diags: &mut Diagnostics) -> Option<Spec> {
         }
     }
     nodes.sort_by_key(|n| n.name_span.start);
+    // One vector index per memory-index operator, shared with the searches that name it.
+    let mut indexes = BTreeMap::new();
     for node in &mut nodes {
+        if let Some(NodeConfig::MemoryIndex(c)) = &mut node.config {
+            let shared = SharedIndex::new(&node.name);
+            c.shared = Some(shared.clone());
+            indexes.insert(node.name.clone(), shared);
+        }
+    }
+    for node in &mut nodes {
+        if let Some(NodeConfig::MemorySearch(c)) = &mut node.config {
+            c.shared = indexes.get(c.index.get_ref()).cloned();
+        }
         if let Some(NodeConfig::Llm(c)) = &mut node.config {
             c.resolved = models.get(c.model.get_ref()).cloned();
             c.resolved_tools = c
@@ -456,7 +469,11 @@ fn parse_tools(
     out
 }
 
-fn parse_models(section: Option<&Spanned<DeValue<'_>>>, diags: &mut Diagnostics) -> BTreeMap<String, Arc<SharedModel>> {
+fn parse_models(
+    section: Option<&Spanned<DeValue<'_>>>,
+    base: &std::path::Path,
+    diags: &mut Diagnostics,
+) -> BTreeMap<String, Arc<SharedModel>> {
     let mut out = BTreeMap::new();
     let Some(section) = section else { return out };
     let Some(table) = as_table(section, "`models`", diags) else { return out };
@@ -465,7 +482,13 @@ fn parse_models(section: Option<&Spanned<DeValue<'_>>>, diags: &mut Diagnostics)
             diags.push(Diagnostic::error(name.span(), format!("`{}` is not a valid model name", name.get_ref())));
             continue;
         }
-        let Some(config) = deserialize_all::<ModelConfig>(value, diags, &[]) else { continue };
+        let Some(mut config) = deserialize_all::<ModelConfig>(value, diags, &[]) else { continue };
+        // A recording is named relative to the topology file.
+        if let Some(r) = &mut config.recorded
+            && std::path::Path::new(r.as_str()).is_relative()
+        {
+            *r = base.join(&*r).display().to_string();
+        }
         for e in config.check() {
             let d = Diagnostic::error(e.span, e.message);
             diags.push(match e.hint {

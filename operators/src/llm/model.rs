@@ -30,8 +30,9 @@ pub struct ModelConfig {
     pub base_url: Spanned<String>,
     /// The model's name at the endpoint.
     pub model: String,
-    /// Name of the environment variable holding the API key, sent as a bearer token; none:
-    /// no `Authorization` header (local servers).
+    /// Name of the environment variable holding the API key, sent as a bearer token. Without
+    /// it, or with the variable unset (local servers such as Ollama), no `Authorization`
+    /// header is sent (a warning says so when the variable is named but unset).
     #[serde(default)]
     pub api_key_env: Option<Spanned<String>>,
     /// Time limit of one HTTP attempt.
@@ -56,6 +57,32 @@ pub struct ModelConfig {
     /// Completion token cap sent with every call.
     #[serde(default)]
     pub max_tokens: Option<u32>,
+    /// Environment variable that, when set, replaces `base_url` (and, with `recorded`, turns
+    /// live calls on), e.g. `KAFCLAW_MODEL_URL`.
+    #[serde(default)]
+    pub base_url_env: Option<String>,
+    /// Environment variable that, when set, replaces `model`.
+    #[serde(default)]
+    pub model_env: Option<String>,
+    /// A JSON Lines file of recorded answers (`{"prompt": …, "answer": …}`; `prompt` matches
+    /// the user message or its first line, `"*"` any), relative to the topology file. Used when no live endpoint is configured
+    /// (`base_url_env` unset): the model then answers offline, and every answer says so
+    /// (`usage.model` is `recorded:<model>`).
+    #[serde(default)]
+    pub recorded: Option<String>,
+}
+
+/// One recorded answer.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recorded {
+    /// The user message it answers (`*`: any).
+    pub prompt: String,
+    /// The answer.
+    pub answer: String,
+    /// Token counts to report.
+    #[serde(default)]
+    pub usage: Usage,
 }
 
 fn spanned(s: &str) -> Spanned<String> {
@@ -105,15 +132,53 @@ impl ModelConfig {
         })
     }
 
-    /// Builds the client (reads the API key from the environment now).
+    /// Whether calls go to the recording (no live endpoint configured).
+    pub fn is_recorded(&self) -> bool {
+        self.recorded.is_some() && self.base_url_env.as_ref().is_none_or(|v| std::env::var_os(v).is_none())
+    }
+
+    /// Builds the client (reads the API key, and any URL and model overrides, from the
+    /// environment now).
     pub fn client(&self, name: &str) -> Result<ModelClient, String> {
-        let (url, timeout, backoff, max_backoff) =
+        let (mut url, timeout, backoff, max_backoff) =
             self.settings_without_key().map_err(|e| e.into_iter().map(|e| e.message).collect::<Vec<_>>().join("; "))?;
+        if let Some(Ok(base)) = self.base_url_env.as_ref().map(std::env::var) {
+            url = reqwest::Url::parse(&format!("{}/chat/completions", base.trim_end_matches('/')))
+                .map_err(|e| format!("model `{name}`: {base} is not a URL: {e}"))?;
+        }
+        let model = match self.model_env.as_ref().map(std::env::var) {
+            Some(Ok(m)) => m,
+            _ => self.model.clone(),
+        };
+        let recorded = if self.is_recorded() {
+            let path = self.recorded.as_deref().unwrap_or_default();
+            let text = std::fs::read_to_string(path).map_err(|e| format!("model `{name}`: recording {path}: {e}"))?;
+            let mut answers = Vec::new();
+            for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+                answers.push(
+                    serde_json::from_str::<Recorded>(line)
+                        .map_err(|e| format!("model `{name}`: recording {path}:{}: {e}", i + 1))?,
+                );
+            }
+            tracing::warn!(model = name, recording = path, "no live model configured: answers come from a recording");
+            Some(answers)
+        } else {
+            None
+        };
         let api_key = match &self.api_key_env {
+            _ if recorded.is_some() => None,
             None => None,
-            Some(var) => Some(std::env::var(var.get_ref()).map_err(|_| {
-                format!("model `{name}`: environment variable `{}` (api_key_env) is not set", var.get_ref())
-            })?),
+            Some(var) => match std::env::var(var.get_ref()) {
+                Ok(key) => Some(key),
+                Err(_) => {
+                    tracing::warn!(
+                        model = name,
+                        variable = var.get_ref().as_str(),
+                        "API key variable unset: calling without authorization"
+                    );
+                    None
+                }
+            },
         };
         let http = reqwest::Client::builder()
             .timeout(timeout)
@@ -122,7 +187,8 @@ impl ModelConfig {
             .map_err(|e| format!("model `{name}`: {e}"))?;
         Ok(ModelClient {
             name: name.to_owned(),
-            model: self.model.clone(),
+            model,
+            recorded,
             url,
             api_key,
             http,
@@ -173,6 +239,8 @@ pub struct CallError {
 pub struct ModelClient {
     name: String,
     model: String,
+    /// Recorded answers, when the model runs offline.
+    recorded: Option<Vec<Recorded>>,
     url: reqwest::Url,
     api_key: Option<String>,
     http: reqwest::Client,
@@ -263,6 +331,9 @@ impl ModelClient {
             tools,
         };
         let started = Instant::now();
+        if let Some(recorded) = &self.recorded {
+            return self.replay_recorded(recorded, &request.messages, started);
+        }
         let mut last = String::new();
         for attempt in 1..=self.max_attempts {
             match self.attempt(&request).await {
@@ -293,6 +364,33 @@ impl ModelClient {
             }
         }
         Err(self.error(self.max_attempts, last))
+    }
+
+    fn replay_recorded(
+        &self,
+        recorded: &[Recorded],
+        messages: &[Message],
+        started: Instant,
+    ) -> Result<Answer, CallError> {
+        let prompt = messages.iter().rev().find(|m| m.role == "user").and_then(|m| m.content.as_deref()).unwrap_or("");
+        let first_line = prompt.lines().next().unwrap_or_default().trim();
+        let hit = recorded
+            .iter()
+            .find(|r| r.prompt == prompt)
+            .or_else(|| recorded.iter().find(|r| r.prompt == first_line))
+            .or_else(|| recorded.iter().find(|r| r.prompt == "*"));
+        match hit {
+            Some(r) => Ok(Answer {
+                content: r.answer.clone(),
+                tool_calls: Vec::new(),
+                usage: r.usage,
+                model: format!("recorded:{}", self.model),
+                finish_reason: Some("recorded".into()),
+                attempts: 1,
+                latency: started.elapsed(),
+            }),
+            None => Err(self.error(1, format!("no recorded answer for the prompt {prompt:?}"))),
+        }
     }
 
     fn error(&self, attempts: u32, message: String) -> CallError {

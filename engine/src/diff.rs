@@ -1,0 +1,109 @@
+//! `kafclaw diff a.jsonl b.jsonl`: compares two runs' outputs envelope by envelope, matched
+//! by their deterministic `id` (in file order when envelopes have none), ignoring the fields
+//! named with `--ignore` (dotted paths such as `payload.usage.latency_ms`).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::Value;
+use similar::TextDiff;
+
+/// How two runs differ.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DiffReport {
+    /// Envelopes compared.
+    pub compared: usize,
+    /// Ids only in the first run.
+    pub only_a: Vec<String>,
+    /// Ids only in the second run.
+    pub only_b: Vec<String>,
+    /// Ids whose envelopes differ, each with a unified diff.
+    pub changed: Vec<(String, String)>,
+}
+
+impl DiffReport {
+    /// Whether the runs are the same.
+    pub fn same(&self) -> bool {
+        self.only_a.is_empty() && self.only_b.is_empty() && self.changed.is_empty()
+    }
+}
+
+fn read(path: &Path, ignore: &[String]) -> Result<BTreeMap<String, Value>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut out = BTreeMap::new();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let mut v: Value =
+            serde_json::from_str(line).map_err(|e| format!("{}:{}: not JSON: {e}", path.display(), i + 1))?;
+        for p in ignore {
+            remove_path(&mut v, p);
+        }
+        let key = v["id"].as_str().map_or_else(|| format!("#{:06}", i + 1), str::to_owned);
+        out.insert(key, v);
+    }
+    Ok(out)
+}
+
+fn remove_path(v: &mut Value, path: &str) {
+    let mut parts: Vec<&str> = path.split('.').collect();
+    let Some(last) = parts.pop() else { return };
+    let mut cur = v;
+    for p in parts {
+        match cur.get_mut(p) {
+            Some(next) => cur = next,
+            None => return,
+        }
+    }
+    if let Some(o) = cur.as_object_mut() {
+        o.remove(last);
+    }
+}
+
+/// Compares two output files.
+pub fn diff_files(a: &Path, b: &Path, ignore: &[String]) -> Result<DiffReport, String> {
+    let (ra, rb) = (read(a, ignore)?, read(b, ignore)?);
+    let mut report = DiffReport::default();
+    for (id, va) in &ra {
+        match rb.get(id) {
+            None => report.only_a.push(id.clone()),
+            Some(vb) => {
+                report.compared += 1;
+                if va != vb {
+                    let pa = serde_json::to_string_pretty(va).unwrap_or_default() + "\n";
+                    let pb = serde_json::to_string_pretty(vb).unwrap_or_default() + "\n";
+                    let d = TextDiff::from_lines(&pa, &pb)
+                        .unified_diff()
+                        .context_radius(2)
+                        .header(&a.display().to_string(), &b.display().to_string())
+                        .to_string();
+                    report.changed.push((id.clone(), d));
+                }
+            }
+        }
+    }
+    report.only_b = rb.keys().filter(|k| !ra.contains_key(*k)).cloned().collect();
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_by_id_and_ignores_what_it_is_told() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.jsonl");
+        let b = dir.path().join("b.jsonl");
+        std::fs::write(
+            &a,
+            "{\"id\":\"1\",\"x\":1,\"payload\":{\"usage\":{\"latency_ms\":5}}}\n{\"id\":\"2\",\"x\":2}\n",
+        )
+        .unwrap();
+        std::fs::write(&b, "{\"id\":\"2\",\"x\":2}\n{\"id\":\"1\",\"x\":1,\"payload\":{\"usage\":{\"latency_ms\":9}}}\n{\"id\":\"3\"}\n").unwrap();
+        let r = diff_files(&a, &b, &["payload.usage.latency_ms".into()]).unwrap();
+        assert_eq!((r.compared, r.only_a.len(), r.only_b.clone(), r.changed.len()), (2, 0, vec!["3".to_owned()], 0));
+        let r = diff_files(&a, &b, &[]).unwrap();
+        assert_eq!(r.changed.len(), 1);
+        assert!(r.changed[0].1.contains("-        \"latency_ms\": 5"), "{}", r.changed[0].1);
+        assert!(!r.same());
+    }
+}

@@ -1,0 +1,103 @@
+//! Embedders: text → unit vector.
+//!
+//! [`LocalEmbedder`] needs no network and no model file: it is a **hashing embedder** (the
+//! "hashing trick"): lower-cased words, word bigrams and character trigrams are hashed
+//! (FNV-1a) into a fixed number of signed buckets, weighted, and the vector is L2-normalised.
+//! Its quality, honestly: it finds texts that share words and word pieces (typos and
+//! inflections partly survive through the trigrams), ranks them by overlap, and is fully
+//! deterministic; it knows no meaning — "refund" does not find "money back". Use an
+//! OpenAI-compatible `/v1/embeddings` model for semantic search.
+
+/// Turns text into a vector of fixed dimensions.
+pub trait Embedder: Send + Sync + std::fmt::Debug {
+    /// The vectors' length.
+    fn dimensions(&self) -> usize;
+    /// The unit vector of `text` (all zeros for text with no words).
+    fn embed(&self, text: &str) -> Vec<f32>;
+}
+
+/// The built-in hashing embedder.
+#[derive(Debug, Clone)]
+pub struct LocalEmbedder {
+    dimensions: usize,
+}
+
+impl Default for LocalEmbedder {
+    fn default() -> Self {
+        Self::new(384)
+    }
+}
+
+fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in *p {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h ^= 0xff;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+impl LocalEmbedder {
+    /// An embedder of `dimensions` buckets (at least 8).
+    pub fn new(dimensions: usize) -> Self {
+        Self { dimensions: dimensions.max(8) }
+    }
+
+    fn bump(&self, v: &mut [f32], h: u64, weight: f32) {
+        let i = (h % self.dimensions as u64) as usize;
+        v[i] += if h >> 63 == 0 { weight } else { -weight };
+    }
+}
+
+impl Embedder for LocalEmbedder {
+    fn dimensions(&self) -> usize {
+        self.dimensions
+    }
+
+    fn embed(&self, text: &str) -> Vec<f32> {
+        let lower = text.to_lowercase();
+        let words: Vec<&str> = lower.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect();
+        let mut v = vec![0f32; self.dimensions];
+        for w in &words {
+            self.bump(&mut v, fnv1a(&[b"w", w.as_bytes()]), 1.0);
+            let padded: Vec<char> = std::iter::once('^').chain(w.chars()).chain(std::iter::once('$')).collect();
+            for t in padded.windows(3) {
+                let s: String = t.iter().collect();
+                self.bump(&mut v, fnv1a(&[b"t", s.as_bytes()]), 0.25);
+            }
+        }
+        for pair in words.windows(2) {
+            self.bump(&mut v, fnv1a(&[b"b", pair[0].as_bytes(), pair[1].as_bytes()]), 0.5);
+        }
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            v.iter_mut().for_each(|x| *x /= norm);
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cos(a: &[f32], b: &[f32]) -> f32 {
+        a.iter().zip(b).map(|(x, y)| x * y).sum()
+    }
+
+    #[test]
+    fn shared_words_are_closer_than_none_and_it_is_deterministic() {
+        let e = LocalEmbedder::default();
+        let a = e.embed("Refund policy: invoices over 50 EUR need approval");
+        let b = e.embed("what is the refund policy for invoices?");
+        let c = e.embed("the cat sat on the mat");
+        assert!(cos(&a, &b) > cos(&a, &c) + 0.2, "{} vs {}", cos(&a, &b), cos(&a, &c));
+        assert_eq!(a, e.embed("Refund policy: invoices over 50 EUR need approval"));
+        assert!((cos(&a, &a) - 1.0).abs() < 1e-5, "unit length");
+        assert!(e.embed("  ,. ").iter().all(|x| *x == 0.0));
+    }
+}
