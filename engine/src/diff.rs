@@ -103,7 +103,11 @@ mod tests {
         assert_eq!((r.compared, r.only_a.len(), r.only_b.clone(), r.changed.len()), (2, 0, vec!["3".to_owned()], 0));
         let r = diff_files(&a, &b, &[]).unwrap();
         assert_eq!(r.changed.len(), 1);
-        assert!(r.changed[0].1.contains("-        \"latency_ms\": 5"), "{}", r.changed[0].1);
+        assert!(
+            r.changed[0].1.lines().any(|l| l.starts_with('-') && l.contains("\"latency_ms\": 5")),
+            "{}",
+            r.changed[0].1
+        );
         assert!(!r.same());
     }
 }
