@@ -31,6 +31,12 @@ pub struct KafkaSourceConfig {
     /// How long (event time, after an id's first envelope) the dedup table remembers it.
     #[serde(default = "default_dedup_within")]
     pub dedup_within: Spanned<String>,
+    /// Read every partition on every instance (a global table, like a Kafka Streams
+    /// GlobalKTable), e.g. shared memory: no consumer group, no offsets; the instance reads the
+    /// topic from the beginning into memory before it starts processing, then follows it. Its
+    /// sub-topology feeds state only (no sinks).
+    #[serde(default)]
+    pub global: bool,
 }
 
 fn default_dedup_within() -> Spanned<String> {

@@ -57,6 +57,20 @@ pub struct PhysicalPlan {
 }
 
 impl PhysicalPlan {
+    /// Whether sub-topology `sub` reads a global Kafka source (it then runs on every instance,
+    /// over every partition, into memory).
+    pub fn is_global(&self, sub: usize) -> bool {
+        self.subtopologies[sub]
+            .sources
+            .iter()
+            .any(|&s| matches!(&*self.nodes[s].config, NodeConfig::KafkaSource(c) if c.global))
+    }
+
+    /// The sub-topology of node `node`.
+    pub fn sub_of(&self, node: usize) -> usize {
+        self.subtopologies.iter().position(|s| s.nodes.contains(&node)).unwrap_or(0)
+    }
+
     /// Index of a node by name.
     pub fn index(&self, name: &str) -> Option<usize> {
         self.nodes.iter().position(|n| &*n.name == name)

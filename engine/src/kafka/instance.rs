@@ -192,6 +192,10 @@ struct Core {
     pending_restore: Vec<RestoreJob>,
     /// When TTL tables are next swept.
     next_sweep: Instant,
+    /// Topics read as global tables.
+    global_topics: HashSet<String>,
+    /// The global tables' state (in memory, rebuilt from their topics at every start).
+    global_store: TaskStore,
     /// Source partitions still to finish (replay).
     until: Option<HashSet<(String, i32)>>,
     /// Source partitions that reported their end since the last commit (replay).
@@ -320,6 +324,9 @@ impl Core {
     }
 
     fn process(&mut self, m: &BorrowedMessage<'_>) {
+        if self.global_topics.contains(m.topic()) {
+            return self.process_global(m);
+        }
         if self.fatal.is_some() || !self.begin() {
             return;
         }
@@ -346,6 +353,44 @@ impl Core {
         self.emit(&mut out);
         self.out = out;
         self.positions.insert((topic.to_owned(), m.partition()), m.offset() + 1);
+    }
+
+    /// A record of a global table: into the in-memory global store, no changelog, no offsets;
+    /// only dead letters leave the instance.
+    fn process_global(&mut self, m: &BorrowedMessage<'_>) {
+        if self.fatal.is_some() {
+            return;
+        }
+        let topic = m.topic();
+        let Some(&source) = self.source_of_topic.get(topic) else { return };
+        let sub = self.sub_of_node[source];
+        let location = self.locations.entry(topic.to_owned()).or_insert_with(|| topic.into()).clone();
+        let raw = RawRecord {
+            bytes: m.payload().unwrap_or_default().to_vec(),
+            partition: m.partition(),
+            offset: m.offset(),
+            line: None,
+        };
+        if let Err(e) = self.ensure_task(sub, m.partition()) {
+            self.fatal = Some(e.to_string());
+            return;
+        }
+        let mut out = std::mem::take(&mut self.out);
+        let task = self.tasks.get_mut(&(sub, m.partition())).expect("ensured above");
+        task.process_raw(source, &location, raw, &mut self.global_store, &mut out);
+        out.changelog.clear();
+        if !out.spawned.is_empty() {
+            tracing::warn!(topic, "asynchronous operators do not run on global tables; their work is dropped");
+            out.spawned.clear();
+        }
+        if let Err(e) = self.global_store.seal(Vec::new()) {
+            self.fatal = Some(format!("global table: {e}"));
+        }
+        if !out.dead_letters.is_empty() && self.begin() {
+            self.emit(&mut out);
+        }
+        out.dead_letters.clear();
+        self.out = out;
     }
 
     fn emit(&mut self, out: &mut TaskOutput) {
@@ -724,6 +769,18 @@ fn check_plan(plan: &PhysicalPlan, settings: &ClientSettings) -> Result<(), Inst
         }
     }
     for sub in &plan.subtopologies {
+        if plan.is_global(sub.id) {
+            let all_global =
+                sub.sources.iter().all(|&s| matches!(&*plan.nodes[s].config, NodeConfig::KafkaSource(c) if c.global));
+            let sink = sub.nodes.iter().find(|&&n| plan.nodes[n].role == Role::Sink);
+            if !all_global || sink.is_some() {
+                return Err(setup(format!(
+                    "a global source feeds state only: its sub-topology (nodes {}) cannot have sinks or other sources",
+                    sub.nodes.iter().map(|&n| plan.nodes[n].name.to_string()).collect::<Vec<_>>().join(", ")
+                )));
+            }
+            continue;
+        }
         let topics: Vec<&str> = sub.sources.iter().filter_map(|&s| plan.nodes[s].config.kafka_topic()).collect();
         if topics.len() < 2 {
             continue;
@@ -739,6 +796,61 @@ fn check_plan(plan: &PhysicalPlan, settings: &ClientSettings) -> Result<(), Inst
         }
     }
     Ok(())
+}
+
+/// Reads the global topics from the beginning to their end into the core's global store and
+/// returns the consumer that follows them afterwards.
+fn bootstrap_global(
+    core: &Arc<Mutex<Core>>,
+    settings: &ClientSettings,
+    app: &str,
+    topics: &HashSet<String>,
+    stop: &AtomicBool,
+) -> Result<BaseConsumer, InstanceError> {
+    let g: BaseConsumer = settings
+        .client_config(&[
+            ("group.id", &format!("{app}-global")),
+            ("enable.auto.commit", "false"),
+            ("enable.partition.eof", "true"),
+            ("isolation.level", "read_committed"),
+        ])
+        .create()
+        .map_err(|e| setup(format!("global table consumer: {e}")))?;
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let counts = partition_counts(settings, &names, CALL_TIMEOUT).map_err(|e| setup(e.to_string()))?;
+    let mut tpl = TopicPartitionList::new();
+    let mut waiting: HashSet<i32> = HashSet::new();
+    for (t, n) in names.iter().zip(counts) {
+        for p in 0..n.unwrap_or(0) as i32 {
+            tpl.add_partition_offset(t, p, Offset::Beginning).map_err(|e| setup(e.to_string()))?;
+            waiting.insert(p);
+        }
+    }
+    g.assign(&tpl).map_err(|e| setup(format!("global table consumer: {e}")))?;
+    let started = Instant::now();
+    let mut read = 0u64;
+    let mut last = Instant::now();
+    // Done when every partition number reported its end and (with several topics, whose end
+    // events name only the partition) nothing arrived for a moment.
+    while !(waiting.is_empty() && (topics.len() == 1 || last.elapsed() >= MULTI_TOPIC_QUIET)) {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        match g.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                core.lock().unwrap_or_else(|p| p.into_inner()).process(&m);
+                read += 1;
+                last = Instant::now();
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                waiting.remove(&p);
+            }
+            Some(Err(e)) => tracing::warn!(error = %e, "global table consume error"),
+            None => {}
+        }
+    }
+    tracing::info!(records = read, ms = started.elapsed().as_millis() as u64, topics = ?names, "global tables loaded");
+    Ok(g)
 }
 
 /// Runs one instance of a compiled topology until `opts.stop` is set or a fatal error.
@@ -781,11 +893,17 @@ pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), In
             _ => {}
         }
     }
-    let topics: Vec<String> = source_of_topic.keys().cloned().collect();
+    // Global sources are read in full by this instance, outside the group.
+    let global_topics: HashSet<String> =
+        source_of_topic.iter().filter(|(_, s)| plan.is_global(sub_of_node[**s])).map(|(t, _)| t.clone()).collect();
+    let topics: Vec<String> = source_of_topic.keys().filter(|t| !global_topics.contains(*t)).cloned().collect();
     let mut changelog_tables = HashMap::new();
     let mut sub_tables = vec![Vec::new(); plan.subtopologies.len()];
     let mut ttls = HashMap::new();
     for (i, n) in plan.nodes.iter().enumerate() {
+        if plan.is_global(sub_of_node[i]) {
+            continue;
+        }
         for table in n.config.state_tables(&n.name) {
             if let Some(ttl) = table.ttl_ms {
                 ttls.insert(table.name.clone(), ttl);
@@ -825,6 +943,8 @@ pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), In
         settings: settings.clone(),
         pending_restore: Vec::new(),
         next_sweep: Instant::now() + SWEEP_INTERVAL,
+        global_topics: global_topics.clone(),
+        global_store: crate::runtime::memory_store(),
         until: opts.until.clone(),
         at_end: Vec::new(),
     }));
@@ -844,10 +964,15 @@ pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), In
         )
         .create_with_context(InstanceContext { core: core.clone() })
         .map_err(|e| setup(format!("consumer: {e}")))?;
+    let lock = || core.lock().unwrap_or_else(|p| p.into_inner());
+    // Global tables first, read to their end, as Kafka Streams bootstraps global stores.
+    let global = match global_topics.is_empty() {
+        true => None,
+        false => Some(bootstrap_global(&core, settings, &plan.name, &global_topics, &opts.stop)?),
+    };
     let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topic_refs).map_err(|e| setup(format!("subscribe: {e}")))?;
 
-    let lock = || core.lock().unwrap_or_else(|p| p.into_inner());
     let interval = Duration::from_millis(t.commit_interval_ms);
     let mut next_commit = Instant::now() + interval;
     let mut last_record = Instant::now();
@@ -865,6 +990,19 @@ pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), In
             }
             while c.in_flight() >= MAX_IN_FLIGHT && c.fatal.is_none() {
                 c.complete_ready(Duration::from_millis(100));
+            }
+        }
+        // Follow the global tables.
+        if let Some(g) = &global {
+            for _ in 0..1000 {
+                match g.poll(Duration::ZERO) {
+                    Some(Ok(m)) => lock().process(&m),
+                    Some(Err(KafkaError::PartitionEOF(_))) | None => break,
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "global table consume error");
+                        break;
+                    }
+                }
             }
         }
         let polled = consumer.poll(wait);

@@ -17,6 +17,8 @@ use crate::compiler::registry::Role;
 pub enum TopicRole {
     /// Read by a Kafka source; must exist.
     Source,
+    /// Read in full by every instance (a global source); must exist.
+    GlobalSource,
     /// Written by a Kafka sink; created when missing.
     Sink,
     /// Dead letters; created when missing.
@@ -31,6 +33,7 @@ impl TopicRole {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Source => "source",
+            Self::GlobalSource => "global source",
             Self::Sink => "sink",
             Self::DeadLetter => "dead-letter",
             Self::Changelog => "changelog",
@@ -62,16 +65,24 @@ pub fn changelog_topic(plan: &PhysicalPlan, table: &str) -> String {
 /// Every topic the plan reads or writes, in plan order.
 pub fn topic_uses(plan: &PhysicalPlan) -> Vec<TopicUse> {
     let mut uses: Vec<TopicUse> = Vec::new();
-    for n in &plan.nodes {
+    for (i, n) in plan.nodes.iter().enumerate() {
         let Some(topic) = n.config.kafka_topic() else { continue };
-        let role = if n.role == Role::Source { TopicRole::Source } else { TopicRole::Sink };
+        let role = match n.role {
+            Role::Source if plan.is_global(plan.sub_of(i)) => TopicRole::GlobalSource,
+            Role::Source => TopicRole::Source,
+            _ => TopicRole::Sink,
+        };
         match uses.iter_mut().find(|u| u.topic == topic && u.role == role) {
             Some(u) => u.nodes.push(n.name.to_string()),
             None => uses.push(TopicUse { topic: topic.to_owned(), role, nodes: vec![n.name.to_string()] }),
         }
     }
     uses.push(TopicUse { topic: dead_letter_topic(plan), role: TopicRole::DeadLetter, nodes: Vec::new() });
-    for n in &plan.nodes {
+    for (i, n) in plan.nodes.iter().enumerate() {
+        // Global tables have no changelog: their topic is their log.
+        if plan.is_global(plan.sub_of(i)) {
+            continue;
+        }
         for table in n.config.state_tables(&n.name) {
             uses.push(TopicUse {
                 topic: changelog_topic(plan, &table.name),
@@ -139,7 +150,9 @@ pub fn ensure_topics(
     let mut missing: Vec<(String, TopicRole)> = Vec::new();
     for (u, count) in uses.iter().zip(&counts) {
         match (u.role, count) {
-            (TopicRole::Source, None) => return Err(TopicError::MissingSource(u.topic.clone())),
+            (TopicRole::Source | TopicRole::GlobalSource, None) => {
+                return Err(TopicError::MissingSource(u.topic.clone()));
+            }
             (role, None) if !missing.iter().any(|(t, _)| *t == u.topic) => missing.push((u.topic.clone(), role)),
             _ => {}
         }
