@@ -211,6 +211,10 @@ const MAX_IN_FLIGHT: usize = 10_000;
 /// How long a rebalance or a shutdown waits for asynchronous work in flight to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Replay: how long no record may arrive before the sources count as read to their end even
+/// without end-of-partition events.
+const REPLAY_QUIET: Duration = Duration::from_secs(10);
+
 /// Replay with several source topics: how long no record may arrive before the ends reported
 /// are trusted (the end-of-partition event does not name its topic).
 const MULTI_TOPIC_QUIET: Duration = Duration::from_secs(2);
@@ -1030,6 +1034,19 @@ pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), In
         if c.until.as_ref().is_some_and(HashSet::is_empty)
             && (topics.len() == 1 || last_record.elapsed() >= MULTI_TOPIC_QUIET)
         {
+            break Ok(());
+        }
+        // A broker that never reports a partition's end (seen on Tansu now and then): after a
+        // long quiet with every partition assigned and nothing in flight, the replay is done.
+        if c.until.as_ref().is_some_and(|u| !u.is_empty())
+            && last_record.elapsed() >= REPLAY_QUIET
+            && c.stats.assigned.load(Ordering::Relaxed) > 0
+            && c.in_flight() == 0
+        {
+            tracing::warn!(
+                waiting = ?c.until,
+                "no end-of-partition seen for {REPLAY_QUIET:?} with nothing arriving; treating the sources as fully read"
+            );
             break Ok(());
         }
         c.producer.poll(Duration::ZERO);
