@@ -318,7 +318,11 @@ fn run_kafka(c: &Compiled, k: KafkaRun) -> i32 {
     let stats = Arc::new(Stats::default());
     let state_query = QuerySlot::default();
     if let Some(addr) = k.http {
-        let endpoint = crate::health::Endpoint { stats: stats.clone(), state: state_query.clone() };
+        let endpoint = crate::health::Endpoint {
+            stats: stats.clone(),
+            state: state_query.clone(),
+            models: c.spec.models.values().cloned().collect(),
+        };
         match crate::health::serve(addr, endpoint) {
             Ok(bound) => tracing::info!(%bound, "http endpoint listening"),
             Err(e) => {
@@ -526,7 +530,23 @@ fn run(file: &std::path::Path, local: bool, opts: LocalOptions, kafka: KafkaRun)
     if !local {
         return run_kafka(&c, kafka);
     }
-    match run_local(&c, &opts) {
+    let result = run_local(&c, &opts);
+    for m in c.spec.models.values() {
+        if let Some(u) = m.usage() {
+            eprintln!(
+                "kafclaw: model `{}`: {} call(s), {} attempt(s), {} throttled, {} failed; {} prompt + {} completion tokens; peak {} in flight",
+                m.name,
+                u.calls,
+                u.attempts,
+                u.throttled,
+                u.failures,
+                u.prompt_tokens,
+                u.completion_tokens,
+                u.peak_in_flight
+            );
+        }
+    }
+    match result {
         Ok(s) => {
             let written = s.written.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ");
             eprintln!(

@@ -14,6 +14,7 @@ use axum::routing::get;
 
 use crate::kafka::Stats;
 use crate::runtime::query::{QueryError, QuerySlot};
+use kafclaw_operators::llm::SharedModel;
 
 /// What the routes share.
 #[derive(Clone)]
@@ -22,6 +23,8 @@ pub struct Endpoint {
     pub stats: Arc<Stats>,
     /// The instance's state, once open.
     pub state: QuerySlot,
+    /// The topology's models (their calls and tokens are reported with the counters).
+    pub models: Vec<Arc<SharedModel>>,
 }
 
 async fn healthz() -> &'static str {
@@ -37,7 +40,14 @@ async fn readyz(State(e): State<Endpoint>) -> impl IntoResponse {
 }
 
 async fn stats_json(State(e): State<Endpoint>) -> impl IntoResponse {
-    Json(e.stats.snapshot())
+    let mut v = serde_json::to_value(e.stats.snapshot()).unwrap_or_default();
+    let models: serde_json::Map<String, serde_json::Value> = e
+        .models
+        .iter()
+        .map(|m| (m.name.clone(), serde_json::to_value(m.usage().unwrap_or_default()).unwrap_or_default()))
+        .collect();
+    v["models"] = serde_json::Value::Object(models);
+    Json(v)
 }
 
 fn query_error(e: QueryError) -> (StatusCode, String) {

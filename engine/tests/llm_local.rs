@@ -144,6 +144,12 @@ fn faults_are_retried_then_dead_lettered_and_other_records_flow() {
     assert_eq!(dead[0]["stage"], "operator:answer");
     // 3 + 3 + 2 + 2 + 3 + 1 calls.
     assert_eq!(server.counters.calls(), 14);
+    assert!(
+        stderr.contains(
+            "model `fake`: 5 call(s), 14 attempt(s), 2 throttled, 1 failed; 50 prompt + 25 completion tokens"
+        ),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -192,6 +192,14 @@ impl SharedModel {
         Arc::new(Self { name: name.to_owned(), config, client: OnceLock::new() })
     }
 
+    /// What the model has done in this process (`None` before its first use).
+    pub fn usage(&self) -> Option<model::UsageSnapshot> {
+        match self.client.get() {
+            Some(Ok(c)) => Some(c.usage()),
+            _ => None,
+        }
+    }
+
     /// The client, created on first use (reads the API key then).
     pub fn client(&self) -> Result<Arc<ModelClient>, String> {
         self.client.get_or_init(|| self.config.client(&self.name).map(Arc::new)).clone()

@@ -11,6 +11,7 @@
 //! ```
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -189,6 +190,7 @@ impl ModelConfig {
             name: name.to_owned(),
             model,
             recorded,
+            usage: ModelUsage::default(),
             url,
             api_key,
             http,
@@ -221,6 +223,38 @@ pub struct Answer {
     pub latency: Duration,
 }
 
+/// What one model endpoint has done in this process (for `/stats` and run summaries).
+#[derive(Debug, Default)]
+pub struct ModelUsage {
+    calls: AtomicU64,
+    attempts: AtomicU64,
+    throttled: AtomicU64,
+    failures: AtomicU64,
+    prompt_tokens: AtomicU64,
+    completion_tokens: AtomicU64,
+}
+
+/// A copy of [`ModelUsage`], with the limiter's state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct UsageSnapshot {
+    /// Calls answered.
+    pub calls: u64,
+    /// HTTP attempts (retries included).
+    pub attempts: u64,
+    /// 429 answers.
+    pub throttled: u64,
+    /// Calls that failed for good.
+    pub failures: u64,
+    /// Prompt tokens of the answered calls.
+    pub prompt_tokens: u64,
+    /// Completion tokens of the answered calls.
+    pub completion_tokens: u64,
+    /// Calls that may be in flight now (adaptive).
+    pub concurrency_limit: u64,
+    /// Most calls in flight at once.
+    pub peak_in_flight: u64,
+}
+
 /// A call that failed for good.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("model `{model}`: {message} (after {attempts} attempt(s))")]
@@ -241,6 +275,7 @@ pub struct ModelClient {
     model: String,
     /// Recorded answers, when the model runs offline.
     recorded: Option<Vec<Recorded>>,
+    usage: ModelUsage,
     url: reqwest::Url,
     api_key: Option<String>,
     http: reqwest::Client,
@@ -281,6 +316,40 @@ impl ModelClient {
         &self.limiter
     }
 
+    /// What the client has done so far.
+    pub fn usage(&self) -> UsageSnapshot {
+        let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let u = &self.usage;
+        UsageSnapshot {
+            calls: l(&u.calls),
+            attempts: l(&u.attempts),
+            throttled: l(&u.throttled),
+            failures: l(&u.failures),
+            prompt_tokens: l(&u.prompt_tokens),
+            completion_tokens: l(&u.completion_tokens),
+            concurrency_limit: self.limiter.limit() as u64,
+            peak_in_flight: self.limiter.peak() as u64,
+        }
+    }
+
+    fn count(&self, result: &Result<Answer, CallError>) {
+        let add = |c: &AtomicU64, n: u64| {
+            c.fetch_add(n, Ordering::Relaxed);
+        };
+        match result {
+            Ok(a) => {
+                add(&self.usage.calls, 1);
+                add(&self.usage.attempts, u64::from(a.attempts));
+                add(&self.usage.prompt_tokens, a.usage.prompt_tokens);
+                add(&self.usage.completion_tokens, a.usage.completion_tokens);
+            }
+            Err(e) => {
+                add(&self.usage.failures, 1);
+                add(&self.usage.attempts, u64::from(e.attempts));
+            }
+        }
+    }
+
     async fn attempt(&self, request: &ChatRequest) -> Attempt {
         let _permit = self.limiter.acquire().await;
         let mut call = self.http.post(self.url.clone()).json(request);
@@ -294,6 +363,7 @@ impl ModelClient {
         };
         let status = resp.status();
         if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            self.usage.throttled.fetch_add(1, Ordering::Relaxed);
             self.limiter.throttled();
             return Attempt::Retry("HTTP 429 (rate limited)".into(), retry_after(resp.headers()));
         }
@@ -323,6 +393,12 @@ impl ModelClient {
     /// Sends `messages` offering `tools`; retries what can be retried; fails after the
     /// configured attempts.
     pub async fn chat(&self, messages: Vec<Message>, tools: Vec<ToolSpec>) -> Result<Answer, CallError> {
+        let result = self.chat_inner(messages, tools).await;
+        self.count(&result);
+        result
+    }
+
+    async fn chat_inner(&self, messages: Vec<Message>, tools: Vec<ToolSpec>) -> Result<Answer, CallError> {
         let request = ChatRequest {
             model: self.model.clone(),
             messages,
