@@ -802,6 +802,23 @@ fn check_plan(plan: &PhysicalPlan, settings: &ClientSettings) -> Result<(), Inst
     Ok(())
 }
 
+/// A consumer context for readers that expect end-of-partition events (they are not errors).
+struct QuietEof;
+
+impl ClientContext for QuietEof {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        forward_log(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF) {
+            tracing::warn!(%error, reason, "global table reader");
+        }
+    }
+}
+
+impl ConsumerContext for QuietEof {}
+
 /// Reads the global topics from the beginning to their end into the core's global store and
 /// returns the consumer that follows them afterwards.
 fn bootstrap_global(
@@ -810,15 +827,15 @@ fn bootstrap_global(
     app: &str,
     topics: &HashSet<String>,
     stop: &AtomicBool,
-) -> Result<BaseConsumer, InstanceError> {
-    let g: BaseConsumer = settings
+) -> Result<BaseConsumer<QuietEof>, InstanceError> {
+    let g: BaseConsumer<QuietEof> = settings
         .client_config(&[
             ("group.id", &format!("{app}-global")),
             ("enable.auto.commit", "false"),
             ("enable.partition.eof", "true"),
             ("isolation.level", "read_committed"),
         ])
-        .create()
+        .create_with_context(QuietEof)
         .map_err(|e| setup(format!("global table consumer: {e}")))?;
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     let counts = partition_counts(settings, &names, CALL_TIMEOUT).map_err(|e| setup(e.to_string()))?;
