@@ -6,7 +6,6 @@ mod fake_openai;
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use fake_openai::FakeOpenAi;
@@ -75,17 +74,8 @@ topic = "{output}"
     assert_eq!(first.len(), N);
     assert_eq!(server.counters.calls(), N, "one call per request");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_kafclaw"))
-        .args(["replay", topo.to_str().unwrap(), "--from", "earliest", "--instance-id", "a", "--brokers", &brokers()])
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
-        .env("RUST_LOG", "info")
-        .env("KAFCLAW_KAFKA_SESSION_TIMEOUT_MS", "6000")
-        .env("KAFCLAW_KAFKA_HEARTBEAT_INTERVAL_MS", "500")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let (code, stderr) = run_replay(&topo, "earliest", "a", &dir.path().join("state"));
+    assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains(&format!("replayed {N} record(s)")), "{stderr}");
     assert_eq!(server.counters.calls(), N, "the replay made no model call");
 

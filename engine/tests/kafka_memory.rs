@@ -136,22 +136,7 @@ fn a_replay_rebuilds_an_index_that_answers_identically() {
     assert_eq!(got.len(), 120, "{}", std::fs::read_to_string(&log).unwrap());
 
     // A replay rebuilds the index from the memory topic, and it answers identically.
-    let replay_log = dir.path().join("replay.log");
-    let mut replay = std::process::Command::new(env!("CARGO_BIN_EXE_kafclaw"))
-        .args(["replay", topo.to_str().unwrap(), "--from", "earliest", "--instance-id", "a", "--brokers", &brokers()])
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
-        .env("RUST_LOG", "info")
-        .env("KAFCLAW_KAFKA_SESSION_TIMEOUT_MS", "6000")
-        .env("KAFCLAW_KAFKA_HEARTBEAT_INTERVAL_MS", "500")
-        // A member that leaves while this broker (Tansu) is rebalancing can keep the group
-        // waiting for it until the rebalance timeout (max.poll.interval.ms); keep that short.
-        .env("KAFCLAW_KAFKA_MAX_POLL_INTERVAL_MS", "15000")
-        .stderr(std::fs::File::create(&replay_log).unwrap())
-        .spawn()
-        .unwrap();
-    let code = wait_exit(&mut replay, Duration::from_secs(120));
-    let stderr = std::fs::read_to_string(&replay_log).unwrap();
+    let (code, stderr) = run_replay(&topo, "earliest", "a", &dir.path().join("state"));
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("replayed 120 record(s)"), "{stderr}");
     let all = consume_all(&output, 240, Duration::from_secs(60));

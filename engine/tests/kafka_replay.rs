@@ -137,24 +137,22 @@ fn replay_from_earliest_rebuilds_identical_state_and_queries_read_it() {
     assert!(counts.iter().all(|v| v.as_slice() == (N / KEYS).to_string().as_bytes()), "dedup made counts exact");
 
     // Replay from the start: offsets reset, state wiped, rebuilt.
-    let out = Command::new(env!("CARGO_BIN_EXE_kafclaw"))
-        .args(["replay", topo.to_str().unwrap(), "--from", "earliest", "--instance-id", "a", "--brokers", &brokers()])
-        .arg("--state-dir")
-        .arg(&state_dir)
-        .env("RUST_LOG", "info")
-        .env("KAFCLAW_KAFKA_SESSION_TIMEOUT_MS", "6000")
-        .env("KAFCLAW_KAFKA_HEARTBEAT_INTERVAL_MS", "500")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "replay failed:\n{stderr}");
+    let (code, stderr) = run_replay(&topo, "earliest", "a", &state_dir);
+    assert_eq!(
+        code,
+        Some(0),
+        "replay failed:
+{stderr}"
+    );
     assert!(stderr.contains(&format!("replayed {total} record(s)")), "{stderr}");
     let replayed = dump(&db);
     assert_eq!(replayed.len(), first.len(), "same number of entries");
     for (k, v) in &first {
         assert_eq!(replayed.get(k), Some(v), "entry {k:?} differs after the replay");
     }
-    assert_eq!(committed(&app, &input, PARTITIONS as i32).iter().sum::<i64>(), total);
+    // The replay's last transaction committed every offset (the broker may show the
+    // transactional offset commit a moment after the transaction ends).
+    wait_committed(&app, &input, total, &log);
 
     // An instance on a fresh disk restores through the reset markers to the same state.
     let fresh = dir.path().join("fresh");
@@ -189,14 +187,8 @@ fn replay_refuses_while_an_instance_runs() {
         assert!(Instant::now() < deadline, "{}", std::fs::read_to_string(&log).unwrap());
         std::thread::sleep(Duration::from_millis(200));
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_kafclaw"))
-        .args(["replay", topo.to_str().unwrap(), "--from", "earliest", "--instance-id", "b", "--brokers", &brokers()])
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let (code, stderr) = run_replay(&topo, "earliest", "b", &dir.path().join("state"));
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("live member"), "{stderr}");
     sigterm(&mut a);
     assert_eq!(wait_exit(&mut a, Duration::from_secs(60)), Some(0));
@@ -221,17 +213,8 @@ fn replay_from_a_time_reprocesses_only_what_came_after_it() {
     let from = chrono_now();
     std::thread::sleep(Duration::from_millis(1500));
     produce(&input, (300..500).map(record));
-    let out = Command::new(env!("CARGO_BIN_EXE_kafclaw"))
-        .args(["replay", topo.to_str().unwrap(), "--from", &from, "--instance-id", "a", "--brokers", &brokers()])
-        .arg("--state-dir")
-        .arg(&state_dir)
-        .env("RUST_LOG", "info")
-        .env("KAFCLAW_KAFKA_SESSION_TIMEOUT_MS", "6000")
-        .env("KAFCLAW_KAFKA_HEARTBEAT_INTERVAL_MS", "500")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let (code, stderr) = run_replay(&topo, &from, "a", &state_dir);
+    assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("replayed 200 record(s)"), "only the records after {from}:\n{stderr}");
     // The state holds only what was reprocessed: 200 records over 10 keys.
     let state = dump(&state_dir.join(&app).join("a"));

@@ -42,6 +42,21 @@ impl std::fmt::Debug for Spawn {
 /// (async node, order key): records of one slot run one at a time.
 type Slot = (usize, String);
 
+/// A task's view of state for one record. A macro rather than a method, so the borrows stay
+/// field by field (the operator being run is borrowed from `self.stages` meanwhile).
+macro_rules! task_state {
+    ($task:ident, $store:ident, $out:ident, $origin:expr) => {
+        TaskState {
+            store: &mut *$store,
+            partition: $task.partition,
+            origin: $origin,
+            changelog: &mut $out.changelog,
+            ttls: &$task.ttls,
+            now_ms: $task.stream_time,
+        }
+    };
+}
+
 /// An input record: (topic or file, offset).
 type Input = (Arc<str>, i64);
 
@@ -253,14 +268,7 @@ impl Task {
         if self.dedup.contains_key(&source) {
             self.advance_time(&record);
             let dedupe = &self.dedup[&source];
-            let mut state = TaskState {
-                store: &mut *store,
-                partition: self.partition,
-                origin: record.origin.clone(),
-                changelog: &mut out.changelog,
-                ttls: &self.ttls,
-                now_ms: self.stream_time,
-            };
+            let mut state = task_state!(self, store, out, record.origin.clone());
             match dedupe.first(&record, &mut state) {
                 Ok(true) => {}
                 Ok(false) => {
@@ -295,14 +303,7 @@ impl Task {
         let mut tables: Vec<&String> = self.ttls.keys().collect();
         tables.sort();
         for table in tables {
-            let mut state = TaskState {
-                store: &mut *store,
-                partition: self.partition,
-                origin: origin.clone(),
-                changelog: &mut out.changelog,
-                ttls: &self.ttls,
-                now_ms: self.stream_time,
-            };
+            let mut state = task_state!(self, store, out, origin.clone());
             for key in state.expired_keys(table)? {
                 state.delete(table, &key)?;
                 swept += 1;
@@ -388,14 +389,7 @@ impl Task {
     ) {
         match &mut self.stages[node] {
             Stage::Operator(op) => {
-                let mut state = TaskState {
-                    store: &mut *store,
-                    partition: self.partition,
-                    origin: record.origin.clone(),
-                    changelog: &mut out.changelog,
-                    ttls: &self.ttls,
-                    now_ms: self.stream_time,
-                };
+                let mut state = task_state!(self, store, out, record.origin.clone());
                 match op.process_from(&self.plan.nodes[from].name, record, &mut state, &mut self.emit) {
                     Ok(()) => self.push_emitted(node, base),
                     Err(failure) => self.dead_letter(node, &failure.record, failure.message, out),
@@ -434,14 +428,7 @@ impl Task {
 
     fn start_async(&mut self, node: usize, slot: Slot, record: Record, store: &mut TaskStore, out: &mut TaskOutput) {
         let Stage::Async(op) = &mut self.stages[node] else { unreachable!("slots belong to async nodes") };
-        let mut state = TaskState {
-            store: &mut *store,
-            partition: self.partition,
-            origin: record.origin.clone(),
-            changelog: &mut out.changelog,
-            ttls: &self.ttls,
-            now_ms: self.stream_time,
-        };
+        let mut state = task_state!(self, store, out, record.origin.clone());
         match op.start(&record, &mut state) {
             Ok(Started::Ready(outcome)) => self.finish_async(node, slot, record, outcome, store, out),
             Ok(Started::Pending(future)) => {
@@ -468,14 +455,7 @@ impl Task {
         out: &mut TaskOutput,
     ) {
         let Stage::Async(op) = &mut self.stages[node] else { unreachable!("slots belong to async nodes") };
-        let mut state = TaskState {
-            store: &mut *store,
-            partition: self.partition,
-            origin: record.origin.clone(),
-            changelog: &mut out.changelog,
-            ttls: &self.ttls,
-            now_ms: self.stream_time,
-        };
+        let mut state = task_state!(self, store, out, record.origin.clone());
         match op.finish(record, outcome, &mut state, &mut self.emit) {
             // Outputs of asynchronous work get ordinals of their own, so their ids do not
             // depend on what else completed in the same call.

@@ -270,6 +270,37 @@ pub fn spawn_instance_with(topology: &Path, instance: &str, log: &Path, extra: &
         .unwrap()
 }
 
+/// Runs `kafclaw replay` (state under `state_dir`) with the test broker settings; its exit
+/// code (`None`: killed after `timeout`) and standard error.
+pub fn run_replay(topology: &Path, from: &str, instance: &str, state_dir: &Path) -> (Option<i32>, String) {
+    let log = state_dir.with_file_name(format!("replay-{instance}-{}.log", unique("r")));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kafclaw"))
+        .args([
+            "replay",
+            topology.to_str().unwrap(),
+            "--from",
+            from,
+            "--instance-id",
+            instance,
+            "--brokers",
+            &brokers(),
+        ])
+        .arg("--state-dir")
+        .arg(state_dir)
+        .env("RUST_LOG", "info")
+        .env("KAFCLAW_KAFKA_SESSION_TIMEOUT_MS", "6000")
+        .env("KAFCLAW_KAFKA_HEARTBEAT_INTERVAL_MS", "500")
+        // A member that leaves while this broker (Tansu) is rebalancing can keep the group
+        // waiting for it until the rebalance timeout (max.poll.interval.ms); keep that short.
+        .env("KAFCLAW_KAFKA_MAX_POLL_INTERVAL_MS", "15000")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let code = wait_exit(&mut child, Duration::from_secs(180));
+    (code, std::fs::read_to_string(&log).unwrap_or_default())
+}
+
 pub fn sigterm(child: &mut Child) {
     // SAFETY: plain kill(2) on our own child's pid.
     unsafe { libc_kill(child.id() as i32, 15) };
