@@ -36,6 +36,7 @@
 //! `budget_exceeded`. A call that fails for good (after the model's `max_attempts`) is
 //! dead-lettered with the last error; other records keep flowing.
 
+pub mod budget;
 pub mod limiter;
 pub mod model;
 pub mod protocol;

@@ -58,6 +58,10 @@ pub struct ModelConfig {
     /// Completion token cap sent with every call.
     #[serde(default)]
     pub max_tokens: Option<u32>,
+    /// Tokens per minute this instance may use at the endpoint; calls wait for room before
+    /// they are sent (estimated from the prompt, corrected by the reported usage).
+    #[serde(default)]
+    pub tokens_per_minute: Option<u64>,
     /// Environment variable that, when set, replaces `base_url` (and, with `recorded`, turns
     /// live calls on), e.g. `KAFCLAW_MODEL_URL`.
     #[serde(default)]
@@ -191,6 +195,7 @@ impl ModelConfig {
             model,
             recorded,
             usage: ModelUsage::default(),
+            rate: self.tokens_per_minute.map(super::budget::TokenRate::new),
             url,
             api_key,
             http,
@@ -276,6 +281,8 @@ pub struct ModelClient {
     /// Recorded answers, when the model runs offline.
     recorded: Option<Vec<Recorded>>,
     usage: ModelUsage,
+    /// Tokens per minute, when limited.
+    rate: Option<super::budget::TokenRate>,
     url: reqwest::Url,
     api_key: Option<String>,
     http: reqwest::Client,
@@ -393,7 +400,17 @@ impl ModelClient {
     /// Sends `messages` offering `tools`; retries what can be retried; fails after the
     /// configured attempts.
     pub async fn chat(&self, messages: Vec<Message>, tools: Vec<ToolSpec>) -> Result<Answer, CallError> {
+        let estimated = super::budget::estimate(
+            messages.iter().filter_map(|m| m.content.as_deref()).map(str::len).sum(),
+            self.max_tokens,
+        );
+        if let (Some(rate), None) = (&self.rate, &self.recorded) {
+            rate.take(estimated).await;
+        }
         let result = self.chat_inner(messages, tools).await;
+        if let (Some(rate), None) = (&self.rate, &self.recorded) {
+            rate.settle(estimated, result.as_ref().map_or(0, |a| a.usage.total_tokens));
+        }
         self.count(&result);
         result
     }
