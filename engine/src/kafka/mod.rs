@@ -2,6 +2,8 @@
 //! the instance runtime (consumer group member, tasks per partition, transactions).
 
 pub mod client;
+mod clients;
+mod global;
 pub mod instance;
 pub mod replay;
 pub mod restore;

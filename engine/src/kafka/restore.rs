@@ -15,12 +15,13 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use kafclaw_state::{Batch, StateStore, Write};
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 
 use super::client::ClientSettings;
+use super::clients::QuietEof;
 use super::instance::headers;
 use super::topics::changelog_topic;
 use crate::compiler::PhysicalPlan;
@@ -40,19 +41,6 @@ pub struct RestoreJob {
     /// that never committed — an answer paid for is worth keeping.
     pub journal: bool,
 }
-
-/// The reader's context: end-of-partition is expected here, not an error worth a log line.
-struct ReaderCtx;
-
-impl ClientContext for ReaderCtx {
-    fn error(&self, error: KafkaError, reason: &str) {
-        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF) {
-            tracing::warn!(%error, reason, "changelog reader");
-        }
-    }
-}
-
-impl ConsumerContext for ReaderCtx {}
 
 #[derive(Default)]
 struct Progress {
@@ -100,14 +88,14 @@ fn restore_table(
     jobs: &[RestoreJob],
 ) -> Result<(), String> {
     let journal = jobs.iter().all(|j| j.journal);
-    let reader: BaseConsumer<ReaderCtx> = settings
+    let reader: BaseConsumer<QuietEof> = settings
         .client_config(&[
             ("group.id", &format!("{}-restore", plan.name)),
             ("enable.auto.commit", "false"),
             ("enable.partition.eof", "true"),
             ("isolation.level", "read_committed"),
         ])
-        .create_with_context(ReaderCtx)
+        .create_with_context(QuietEof("changelog"))
         .map_err(|e| e.to_string())?;
     let mut assign = TopicPartitionList::new();
     let mut progress: HashMap<(String, i32), Progress> = HashMap::new();

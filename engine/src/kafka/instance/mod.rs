@@ -17,20 +17,21 @@
 //! share a stream thread; scale out by adding instances.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kafclaw_operators::RawRecord;
 use kafclaw_operators::kafka::KeyField;
-use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, DeliveryResult, Header, Message, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
 
 use super::client::ClientSettings;
+use super::clients::{CALL_TIMEOUT, DeliveryCounter, ProducerCtx, new_producer, send_record};
+use super::global::{MULTI_TOPIC_QUIET, bootstrap_global};
 use super::restore::{RestoreJob, restore};
 use super::stats::Stats;
 use super::topics::{changelog_topic, dead_letter_topic, ensure_topics, partition_counts};
@@ -38,10 +39,15 @@ use crate::compiler::registry::{NodeConfig, Role};
 use crate::compiler::spec::Guarantee;
 use crate::compiler::{Compiled, PhysicalPlan};
 use crate::runtime::TaskStore;
-use crate::runtime::executor::{Done, Executor};
-use crate::runtime::query::{self, KeyValue, QueryError, QuerySlot, StateQuery, TableReport};
+use crate::runtime::executor::Executor;
+use crate::runtime::query::QuerySlot;
 use crate::runtime::task::{BuildError, Task, TaskOutput};
 use kafclaw_state::{Epoch, RocksStore, StateStore};
+
+mod context;
+mod work;
+
+use context::{CoreQuery, InstanceContext};
 
 /// Header names on every output.
 pub mod headers {
@@ -91,64 +97,6 @@ pub enum InstanceError {
     /// same transactional id (exit code 1).
     #[error("kafka: {0}")]
     Fatal(String),
-}
-
-const CHANGELOG_SUFFIX: &str = "-changelog";
-
-/// How long a transactional or admin call may take.
-const CALL_TIMEOUT: Duration = Duration::from_secs(30);
-
-#[derive(Default)]
-struct DeliveryCounter {
-    failures: AtomicU64,
-    /// Highest delivered offset per changelog partition since the last commit.
-    changelog_ends: Mutex<HashMap<(String, i32), i64>>,
-}
-
-struct ProducerCtx {
-    deliveries: Arc<DeliveryCounter>,
-}
-
-/// librdkafka's log, as structured tracing events. One `[kafka]` table configures both
-/// clients, so each warns about the other's properties: those warnings are dropped.
-fn forward_log(level: RDKafkaLogLevel, facility: &str, message: &str) {
-    if facility == "CONFWARN"
-        && (message.contains("is a consumer property") || message.contains("is a producer property"))
-    {
-        return;
-    }
-    match level {
-        RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
-            tracing::error!(target: "librdkafka", facility, "{message}")
-        }
-        RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", facility, "{message}"),
-        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => tracing::info!(target: "librdkafka", facility, "{message}"),
-        RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", facility, "{message}"),
-    }
-}
-
-impl ClientContext for ProducerCtx {
-    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        forward_log(level, facility, message);
-    }
-}
-
-impl ProducerContext for ProducerCtx {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Ok(m) = result
-            && m.topic().ends_with(CHANGELOG_SUFFIX)
-        {
-            let mut ends = self.deliveries.changelog_ends.lock().unwrap_or_else(|p| p.into_inner());
-            let e = ends.entry((m.topic().to_owned(), m.partition())).or_insert(-1);
-            *e = (*e).max(m.offset());
-        }
-        if let Err((e, m)) = result {
-            self.deliveries.failures.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(topic = m.topic(), partition = m.partition(), error = %e, "delivery failed");
-        }
-    }
 }
 
 struct SinkTarget {
@@ -215,10 +163,6 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// without end-of-partition events.
 const REPLAY_QUIET: Duration = Duration::from_secs(10);
 
-/// Replay with several source topics: how long no record may arrive before the ends reported
-/// are trusted (the end-of-partition event does not name its topic).
-const MULTI_TOPIC_QUIET: Duration = Duration::from_secs(2);
-
 /// How often the TTL tables of the assigned tasks are swept (reads hide expired entries in
 /// between, so this only bounds how long they take space).
 const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
@@ -259,66 +203,6 @@ impl Core {
         true
     }
 
-    /// Hands the work a task started to the executor.
-    fn spawn(&mut self, out: &mut TaskOutput, sub: usize, partition: i32) {
-        if out.spawned.is_empty() {
-            return;
-        }
-        let generation = self.task_gen.get(&(sub, partition)).copied().unwrap_or_default();
-        for work in out.spawned.drain(..) {
-            self.executor.spawn((sub, partition, generation), work);
-        }
-    }
-
-    /// Asynchronous work in flight over all tasks.
-    fn in_flight(&self) -> usize {
-        self.tasks.values().map(Task::in_flight).sum()
-    }
-
-    /// Finishes one completed piece of asynchronous work in its task (if the task still exists).
-    fn complete(&mut self, done: Done<TaskKey>) {
-        let (sub, partition, generation) = done.task;
-        if self.fatal.is_some() || self.task_gen.get(&(sub, partition)) != Some(&generation) {
-            return;
-        }
-        if !self.begin() {
-            return;
-        }
-        let mut out = std::mem::take(&mut self.out);
-        if let Some(task) = self.tasks.get_mut(&(sub, partition)) {
-            task.complete(done.ticket, done.outcome, &mut self.store, &mut out);
-        }
-        self.spawn(&mut out, sub, partition);
-        self.emit(&mut out);
-        self.out = out;
-    }
-
-    /// Finishes what has completed, waiting up to `wait` for the first.
-    fn complete_ready(&mut self, wait: Duration) {
-        let first = if wait.is_zero() { self.executor.try_next() } else { self.executor.next_within(wait) };
-        let Some(first) = first else { return };
-        self.complete(first);
-        while let Some(done) = self.executor.try_next() {
-            self.complete(done);
-        }
-    }
-
-    /// Waits (up to `timeout`) for all asynchronous work in flight, finishing it.
-    fn drain_in_flight(&mut self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while self.in_flight() > 0 && self.fatal.is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                tracing::warn!(
-                    in_flight = self.in_flight(),
-                    "asynchronous work still in flight; its inputs will be processed again"
-                );
-                return;
-            }
-            self.complete_ready(left.min(Duration::from_millis(100)));
-        }
-    }
-
     fn send(&mut self, topic: &str, key: Option<&[u8]>, payload: &[u8], headers: OwnedHeaders) -> KafkaResult<()> {
         let mut record = BaseRecord::to(topic).payload(payload).headers(headers);
         if let Some(k) = key {
@@ -334,8 +218,20 @@ impl Core {
         if self.fatal.is_some() || !self.begin() {
             return;
         }
+        let Some((sub, mut out)) = self.run_record(m, false) else { return };
+        self.spawn(&mut out, sub, m.partition());
+        Stats::add(&self.stats.consumed, 1);
+        Stats::add(&self.stats.deduplicated, std::mem::take(&mut out.deduplicated));
+        self.emit(&mut out);
+        self.out = out;
+        self.positions.insert((m.topic().to_owned(), m.partition()), m.offset() + 1);
+    }
+
+    /// Decodes `m` and runs it through its task (created on its partition's first record),
+    /// on the global store for a global table; the task's outputs, to be handled by the caller.
+    fn run_record(&mut self, m: &BorrowedMessage<'_>, global: bool) -> Option<(usize, TaskOutput)> {
         let topic = m.topic();
-        let Some(&source) = self.source_of_topic.get(topic) else { return };
+        let source = *self.source_of_topic.get(topic)?;
         let sub = self.sub_of_node[source];
         let location = self.locations.entry(topic.to_owned()).or_insert_with(|| topic.into()).clone();
         let raw = RawRecord {
@@ -344,19 +240,15 @@ impl Core {
             offset: m.offset(),
             line: None,
         };
-        let mut out = std::mem::take(&mut self.out);
         if let Err(e) = self.ensure_task(sub, m.partition()) {
             self.fatal = Some(e.to_string());
-            return;
+            return None;
         }
+        let mut out = std::mem::take(&mut self.out);
         let task = self.tasks.get_mut(&(sub, m.partition())).expect("ensured above");
-        task.process_raw(source, &location, raw, &mut self.store, &mut out);
-        self.spawn(&mut out, sub, m.partition());
-        Stats::add(&self.stats.consumed, 1);
-        Stats::add(&self.stats.deduplicated, std::mem::take(&mut out.deduplicated));
-        self.emit(&mut out);
-        self.out = out;
-        self.positions.insert((topic.to_owned(), m.partition()), m.offset() + 1);
+        let store = if global { &mut self.global_store } else { &mut self.store };
+        task.process_raw(source, &location, raw, store, &mut out);
+        Some((sub, out))
     }
 
     /// A record of a global table: into the in-memory global store, no changelog, no offsets;
@@ -365,26 +257,13 @@ impl Core {
         if self.fatal.is_some() {
             return;
         }
-        let topic = m.topic();
-        let Some(&source) = self.source_of_topic.get(topic) else { return };
-        let sub = self.sub_of_node[source];
-        let location = self.locations.entry(topic.to_owned()).or_insert_with(|| topic.into()).clone();
-        let raw = RawRecord {
-            bytes: m.payload().unwrap_or_default().to_vec(),
-            partition: m.partition(),
-            offset: m.offset(),
-            line: None,
-        };
-        if let Err(e) = self.ensure_task(sub, m.partition()) {
-            self.fatal = Some(e.to_string());
-            return;
-        }
-        let mut out = std::mem::take(&mut self.out);
-        let task = self.tasks.get_mut(&(sub, m.partition())).expect("ensured above");
-        task.process_raw(source, &location, raw, &mut self.global_store, &mut out);
+        let Some((_, mut out)) = self.run_record(m, true) else { return };
         out.changelog.clear();
         if !out.spawned.is_empty() {
-            tracing::warn!(topic, "asynchronous operators do not run on global tables; their work is dropped");
+            tracing::warn!(
+                topic = m.topic(),
+                "asynchronous operators do not run on global tables; their work is dropped"
+            );
             out.spawned.clear();
         }
         if let Err(e) = self.global_store.seal(Vec::new()) {
@@ -647,115 +526,6 @@ impl Core {
     }
 }
 
-/// Interactive queries over the instance's committed state.
-struct CoreQuery {
-    core: Arc<Mutex<Core>>,
-    ttls: HashMap<String, i64>,
-}
-
-impl StateQuery for CoreQuery {
-    fn inspect(&self, samples: usize) -> Result<Vec<TableReport>, QueryError> {
-        let core = self.core.lock().unwrap_or_else(|p| p.into_inner());
-        query::inspect(core.store.store().as_ref(), &self.ttls, samples)
-    }
-
-    fn get(&self, table: &str, key: &[u8]) -> Result<Vec<KeyValue>, QueryError> {
-        let core = self.core.lock().unwrap_or_else(|p| p.into_inner());
-        query::get(core.store.store().as_ref(), &self.ttls, table, key)
-    }
-}
-
-/// The consumer's context: rebalance callbacks reach the shared core.
-struct InstanceContext {
-    core: Arc<Mutex<Core>>,
-}
-
-impl InstanceContext {
-    fn lock(&self) -> MutexGuard<'_, Core> {
-        self.core.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-impl ClientContext for InstanceContext {
-    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        forward_log(level, facility, message);
-    }
-}
-
-impl ConsumerContext for InstanceContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            let mut core = self.lock();
-            // Finish the work in flight and the open transaction before the partitions go to
-            // another instance.
-            core.drain_in_flight(DRAIN_TIMEOUT);
-            core.commit_or_abort(consumer);
-            for e in tpl.elements() {
-                if let Some(&source) = core.source_of_topic.get(e.topic()) {
-                    let sub = core.sub_of_node[source];
-                    core.drop_task(sub, e.partition());
-                }
-            }
-            core.stats.assigned.fetch_sub(tpl.count() as u64, Ordering::Relaxed);
-            tracing::info!(revoked = tpl.count(), "partitions revoked");
-        }
-    }
-
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(tpl) => {
-                let mut core = self.lock();
-                // Queue the state tables of the new partitions for restoring; the stream thread
-                // restores them right after this callback, before processing any record.
-                for e in tpl.elements() {
-                    if let Some(&source) = core.source_of_topic.get(e.topic()) {
-                        let sub = core.sub_of_node[source];
-                        for (table, journal) in core.sub_tables[sub].clone() {
-                            let job = RestoreJob { sub, table, partition: e.partition(), journal };
-                            if !core.pending_restore.contains(&job) {
-                                core.pending_restore.push(job);
-                            }
-                        }
-                    }
-                }
-                core.stats.assigned.fetch_add(tpl.count() as u64, Ordering::Relaxed);
-                core.stats.ready.store(true, Ordering::Relaxed);
-                tracing::info!(assigned = tpl.count(), "partitions assigned");
-            }
-            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
-            Rebalance::Revoke(_) => {}
-        }
-    }
-}
-
-/// Sends one record, waiting for room in the producer's queue.
-fn send_record(producer: &BaseProducer<ProducerCtx>, mut record: BaseRecord<'_, [u8], [u8]>) -> KafkaResult<()> {
-    loop {
-        match producer.send(record) {
-            Ok(()) => return Ok(()),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                producer.poll(Duration::from_millis(10));
-                record = r;
-            }
-            Err((e, _)) => return Err(e),
-        }
-    }
-}
-
-/// Creates a producer and, when it is transactional, initialises its transactions (fencing
-/// any earlier incarnation with the same transactional id).
-fn new_producer(
-    config: &rdkafka::ClientConfig,
-    deliveries: &Arc<DeliveryCounter>,
-) -> KafkaResult<BaseProducer<ProducerCtx>> {
-    let producer: BaseProducer<ProducerCtx> =
-        config.create_with_context(ProducerCtx { deliveries: deliveries.clone() })?;
-    if config.get("transactional.id").is_some() {
-        producer.init_transactions(CALL_TIMEOUT)?;
-    }
-    Ok(producer)
-}
-
 fn setup(msg: impl Into<String>) -> InstanceError {
     InstanceError::Setup(msg.into())
 }
@@ -800,78 +570,6 @@ fn check_plan(plan: &PhysicalPlan, settings: &ClientSettings) -> Result<(), Inst
         }
     }
     Ok(())
-}
-
-/// A consumer context for readers that expect end-of-partition events (they are not errors).
-struct QuietEof;
-
-impl ClientContext for QuietEof {
-    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        forward_log(level, facility, message);
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF) {
-            tracing::warn!(%error, reason, "global table reader");
-        }
-    }
-}
-
-impl ConsumerContext for QuietEof {}
-
-/// Reads the global topics from the beginning to their end into the core's global store and
-/// returns the consumer that follows them afterwards.
-fn bootstrap_global(
-    core: &Arc<Mutex<Core>>,
-    settings: &ClientSettings,
-    app: &str,
-    topics: &HashSet<String>,
-    stop: &AtomicBool,
-) -> Result<BaseConsumer<QuietEof>, InstanceError> {
-    let g: BaseConsumer<QuietEof> = settings
-        .client_config(&[
-            ("group.id", &format!("{app}-global")),
-            ("enable.auto.commit", "false"),
-            ("enable.partition.eof", "true"),
-            ("isolation.level", "read_committed"),
-        ])
-        .create_with_context(QuietEof)
-        .map_err(|e| setup(format!("global table consumer: {e}")))?;
-    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-    let counts = partition_counts(settings, &names, CALL_TIMEOUT).map_err(|e| setup(e.to_string()))?;
-    let mut tpl = TopicPartitionList::new();
-    let mut waiting: HashSet<i32> = HashSet::new();
-    for (t, n) in names.iter().zip(counts) {
-        for p in 0..n.unwrap_or(0) as i32 {
-            tpl.add_partition_offset(t, p, Offset::Beginning).map_err(|e| setup(e.to_string()))?;
-            waiting.insert(p);
-        }
-    }
-    g.assign(&tpl).map_err(|e| setup(format!("global table consumer: {e}")))?;
-    let started = Instant::now();
-    let mut read = 0u64;
-    let mut last = Instant::now();
-    // Done when every partition number reported its end and (with several topics, whose end
-    // events name only the partition) nothing arrived for a moment.
-    while !(waiting.is_empty() && (topics.len() == 1 || last.elapsed() >= MULTI_TOPIC_QUIET)) {
-        if stop.load(Ordering::Relaxed) {
-            break;
-        }
-        match g.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                core.lock().unwrap_or_else(|p| p.into_inner()).process(&m);
-                read += 1;
-                last = Instant::now();
-            }
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                waiting.remove(&p);
-            }
-            Some(Err(e)) => tracing::warn!(error = %e, "global table consume error"),
-            None => {}
-        }
-    }
-    tracing::info!(records = read, ms = started.elapsed().as_millis() as u64, topics = ?names, "global tables loaded");
-    Ok(g)
 }
 
 /// Runs one instance of a compiled topology until `opts.stop` is set or a fatal error.
@@ -989,7 +687,10 @@ pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), In
     // Global tables first, read to their end, as Kafka Streams bootstraps global stores.
     let global = match global_topics.is_empty() {
         true => None,
-        false => Some(bootstrap_global(&core, settings, &plan.name, &global_topics, &opts.stop)?),
+        false => Some(
+            bootstrap_global(settings, &plan.name, &global_topics, &opts.stop, |m| lock().process(m))
+                .map_err(|e| setup(format!("global tables: {e}")))?,
+        ),
     };
     let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topic_refs).map_err(|e| setup(format!("subscribe: {e}")))?;

@@ -1,0 +1,125 @@
+//! The instance's Kafka clients: librdkafka's log as tracing events, the producer context
+//! (delivery reports: failures and changelog ends), sending with back-pressure, creating a
+//! (transactional) producer, and the context of readers that expect end-of-partition events.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::ConsumerContext;
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::message::{DeliveryResult, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+
+const CHANGELOG_SUFFIX: &str = "-changelog";
+
+/// How long a transactional or admin call may take.
+pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the producer's delivery reports tell the instance.
+#[derive(Default)]
+pub(super) struct DeliveryCounter {
+    /// Deliveries that failed.
+    pub(super) failures: AtomicU64,
+    /// Highest delivered offset per changelog partition since the last commit.
+    pub(super) changelog_ends: Mutex<HashMap<(String, i32), i64>>,
+}
+
+/// The producer's context: counts deliveries, forwards librdkafka's log.
+pub(super) struct ProducerCtx {
+    deliveries: Arc<DeliveryCounter>,
+}
+
+/// librdkafka's log, as structured tracing events. One `[kafka]` table configures both
+/// clients, so each warns about the other's properties: those warnings are dropped.
+pub(super) fn forward_log(level: RDKafkaLogLevel, facility: &str, message: &str) {
+    if facility == "CONFWARN"
+        && (message.contains("is a consumer property") || message.contains("is a producer property"))
+    {
+        return;
+    }
+    match level {
+        RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+            tracing::error!(target: "librdkafka", facility, "{message}")
+        }
+        RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", facility, "{message}"),
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => tracing::info!(target: "librdkafka", facility, "{message}"),
+        RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", facility, "{message}"),
+    }
+}
+
+impl ClientContext for ProducerCtx {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        forward_log(level, facility, message);
+    }
+}
+
+impl ProducerContext for ProducerCtx {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Ok(m) = result
+            && m.topic().ends_with(CHANGELOG_SUFFIX)
+        {
+            let mut ends = self.deliveries.changelog_ends.lock().unwrap_or_else(|p| p.into_inner());
+            let e = ends.entry((m.topic().to_owned(), m.partition())).or_insert(-1);
+            *e = (*e).max(m.offset());
+        }
+        if let Err((e, m)) = result {
+            self.deliveries.failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(topic = m.topic(), partition = m.partition(), error = %e, "delivery failed");
+        }
+    }
+}
+
+/// Sends one record, waiting for room in the producer's queue.
+pub(super) fn send_record(
+    producer: &BaseProducer<ProducerCtx>,
+    mut record: BaseRecord<'_, [u8], [u8]>,
+) -> KafkaResult<()> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                producer.poll(Duration::from_millis(10));
+                record = r;
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
+/// Creates a producer and, when it is transactional, initialises its transactions (fencing
+/// any earlier incarnation with the same transactional id).
+pub(super) fn new_producer(
+    config: &rdkafka::ClientConfig,
+    deliveries: &Arc<DeliveryCounter>,
+) -> KafkaResult<BaseProducer<ProducerCtx>> {
+    let producer: BaseProducer<ProducerCtx> =
+        config.create_with_context(ProducerCtx { deliveries: deliveries.clone() })?;
+    if config.get("transactional.id").is_some() {
+        producer.init_transactions(CALL_TIMEOUT)?;
+    }
+    Ok(producer)
+}
+
+/// The context of readers that expect end-of-partition events (changelog restores, global
+/// tables): those are not errors; anything else is a warning naming the reader.
+pub(super) struct QuietEof(pub(super) &'static str);
+
+impl ClientContext for QuietEof {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        forward_log(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF) {
+            tracing::warn!(%error, reason, reader = self.0, "kafka reader");
+        }
+    }
+}
+
+impl ConsumerContext for QuietEof {}

@@ -1,0 +1,96 @@
+//! What reaches the shared core from outside the poll loop: the consumer's rebalance callbacks
+//! (commit before a revoke, queue restores on an assignment) and interactive state queries.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rdkafka::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+
+use super::super::clients::forward_log;
+use super::super::restore::RestoreJob;
+use super::{Core, DRAIN_TIMEOUT};
+use crate::runtime::query::{self, KeyValue, QueryError, StateQuery, TableReport};
+
+/// Interactive queries over the instance's committed state.
+pub(super) struct CoreQuery {
+    pub(super) core: Arc<Mutex<Core>>,
+    pub(super) ttls: HashMap<String, i64>,
+}
+
+impl StateQuery for CoreQuery {
+    fn inspect(&self, samples: usize) -> Result<Vec<TableReport>, QueryError> {
+        let core = self.core.lock().unwrap_or_else(|p| p.into_inner());
+        query::inspect(core.store.store().as_ref(), &self.ttls, samples)
+    }
+
+    fn get(&self, table: &str, key: &[u8]) -> Result<Vec<KeyValue>, QueryError> {
+        let core = self.core.lock().unwrap_or_else(|p| p.into_inner());
+        query::get(core.store.store().as_ref(), &self.ttls, table, key)
+    }
+}
+
+/// The consumer's context: rebalance callbacks reach the shared core.
+pub(super) struct InstanceContext {
+    pub(super) core: Arc<Mutex<Core>>,
+}
+
+impl InstanceContext {
+    fn lock(&self) -> MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl ClientContext for InstanceContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        forward_log(level, facility, message);
+    }
+}
+
+impl ConsumerContext for InstanceContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let mut core = self.lock();
+            // Finish the work in flight and the open transaction before the partitions go to
+            // another instance.
+            core.drain_in_flight(DRAIN_TIMEOUT);
+            core.commit_or_abort(consumer);
+            for e in tpl.elements() {
+                if let Some(&source) = core.source_of_topic.get(e.topic()) {
+                    let sub = core.sub_of_node[source];
+                    core.drop_task(sub, e.partition());
+                }
+            }
+            core.stats.assigned.fetch_sub(tpl.count() as u64, Ordering::Relaxed);
+            tracing::info!(revoked = tpl.count(), "partitions revoked");
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let mut core = self.lock();
+                // Queue the state tables of the new partitions for restoring; the stream thread
+                // restores them right after this callback, before processing any record.
+                for e in tpl.elements() {
+                    if let Some(&source) = core.source_of_topic.get(e.topic()) {
+                        let sub = core.sub_of_node[source];
+                        for (table, journal) in core.sub_tables[sub].clone() {
+                            let job = RestoreJob { sub, table, partition: e.partition(), journal };
+                            if !core.pending_restore.contains(&job) {
+                                core.pending_restore.push(job);
+                            }
+                        }
+                    }
+                }
+                core.stats.assigned.fetch_add(tpl.count() as u64, Ordering::Relaxed);
+                core.stats.ready.store(true, Ordering::Relaxed);
+                tracing::info!(assigned = tpl.count(), "partitions assigned");
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+            Rebalance::Revoke(_) => {}
+        }
+    }
+}
