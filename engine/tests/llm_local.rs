@@ -311,3 +311,17 @@ fn the_http_tool_calls_allowed_hosts_with_an_idempotency_key() {
     let refused = rt.block_on(tool.call(serde_json::json!({"url": "http://localhost:1/x"}), "k".into()));
     assert!(refused.unwrap_err().contains("not allowed"));
 }
+
+#[test]
+fn a_bad_model_option_is_reported_at_its_place() {
+    let server = FakeOpenAi::start();
+    let dir = tempfile::tempdir().unwrap();
+    let topo = topology(dir.path(), &server, "", "");
+    let text = std::fs::read_to_string(&topo).unwrap().replace("max_attempts = 3", "max_attempts = 0");
+    let line = text.lines().position(|l| l.starts_with("max_attempts")).unwrap() + 1;
+    std::fs::write(&topo, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kafclaw")).args(["validate", topo.to_str().unwrap()]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("t.toml:{line}:16: error: `max_attempts` must be at least 1")), "{stderr}");
+}

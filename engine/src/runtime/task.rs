@@ -106,8 +106,8 @@ pub struct Task {
     stages: Vec<Stage>,
     emit: Emit,
     stack: Vec<Step>,
-    /// Output ordinals per (input, ordinal base, sink), while the input has work.
-    ordinals: HashMap<(Input, u32, usize), u32>,
+    /// Output ordinals per input, by (ordinal base, sink), while the input has work.
+    ordinals: HashMap<Input, HashMap<(u32, usize), u32>>,
     scratch: Vec<u8>,
     partition: i32,
     /// The dedupe stage of each deduplicating source.
@@ -347,8 +347,8 @@ impl Task {
     }
 
     fn forget_ordinals(&mut self, input: &Input) {
-        if !self.held.contains_key(input) && !self.ordinals.is_empty() {
-            self.ordinals.retain(|(i, _, _), _| i != input);
+        if !self.held.contains_key(input) {
+            self.ordinals.remove(input);
         }
     }
 
@@ -479,7 +479,7 @@ impl Task {
     /// causation.
     fn finish(&mut self, sink: usize, record: Record, base: u32) -> Envelope {
         let o = &record.origin;
-        let counter = self.ordinals.entry(((o.location.clone(), o.offset), base, sink)).or_default();
+        let counter = self.ordinals.entry((o.location.clone(), o.offset)).or_default().entry((base, sink)).or_default();
         let ordinal = base + *counter;
         *counter += 1;
         let mut env = record.envelope;

@@ -45,7 +45,7 @@ pub struct ModelConfig {
     /// Attempts per call (429s, 5xx, timeouts and malformed answers are retried) before the
     /// record is dead-lettered.
     #[serde(default = "default_attempts")]
-    pub max_attempts: u32,
+    pub max_attempts: Spanned<u32>,
     /// Delay before the first retry; doubled per attempt, with full jitter.
     #[serde(default = "default_backoff")]
     pub backoff: Spanned<String>,
@@ -99,8 +99,8 @@ fn default_timeout() -> Spanned<String> {
 fn default_concurrency() -> usize {
     16
 }
-fn default_attempts() -> u32 {
-    4
+fn default_attempts() -> Spanned<u32> {
+    Spanned::new(0..0, 4)
 }
 fn default_backoff() -> Spanned<String> {
     spanned("500ms")
@@ -124,8 +124,8 @@ impl ModelConfig {
             reqwest::Url::parse(&format!("{}/chat/completions", self.base_url.get_ref().trim_end_matches('/')))
                 .map_err(|e| ConfigError::at(self.base_url.span(), format!("not a URL: {e}"))),
         );
-        if self.max_attempts == 0 {
-            errors.push(ConfigError::at(0..0, "`max_attempts` must be at least 1"));
+        if *self.max_attempts.get_ref() == 0 {
+            errors.push(ConfigError::at(self.max_attempts.span(), "`max_attempts` must be at least 1"));
         }
         let ms = |v: &Spanned<String>, errors: &mut Errors| errors.take(parse_duration_ms(v));
         let timeout = ms(&self.timeout, &mut errors);
@@ -200,7 +200,7 @@ impl ModelConfig {
             api_key,
             http,
             limiter: Limiter::new(self.max_concurrency),
-            max_attempts: self.max_attempts.max(1),
+            max_attempts: (*self.max_attempts.get_ref()).max(1),
             backoff,
             max_backoff,
             temperature: self.temperature,
