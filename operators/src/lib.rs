@@ -16,6 +16,7 @@
 //! | `window` | [`window`] | synchronous, fused, stateful (tumbling, event time) |
 //! | `join` | [`join`] | synchronous, fused, stateful (stream–table) |
 //! | `memory-index`, `memory-search` | [`memory`] | synchronous, stateful (items table + usearch index) |
+//! | `embed` | [`memory::embed_op`] | asynchronous, stateful (vector journal) |
 //! | `llm` | [`llm`] | asynchronous ([`asynchronous`]), stateful (response journal, budgets) |
 //! | source `file`, `stdin` | [`io`] | local I/O |
 //! | sink `file`, `stdout` | [`io`] | local I/O |

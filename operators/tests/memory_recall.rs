@@ -2,7 +2,7 @@
 //! (HNSW); for 100 queries, the index's top 10 must contain at least 95% of the exact top 10
 //! found by brute force over the same vectors.
 
-use kafclaw_operators::memory::embed::{Embedder, LocalEmbedder};
+use kafclaw_operators::memory::embed::LocalEmbedder;
 use kafclaw_state::VectorIndex;
 
 fn text(rng: &mut fastrand::Rng, vocab: &[String]) -> String {

@@ -3,6 +3,7 @@
 
 use kafclaw_operators::io::{FileSinkConfig, FileSourceConfig, StdinSourceConfig, StdoutSinkConfig};
 use kafclaw_operators::kafka::{KafkaSinkConfig, KafkaSourceConfig, valid_topic};
+use kafclaw_operators::memory::embed_op::EmbedConfig;
 use kafclaw_operators::memory::{MemoryIndexConfig, MemorySearchConfig};
 use kafclaw_operators::{
     ConfigError, Ports, SyncOperator, TableSpec, aggregate::AggregateConfig, asynchronous::AsyncOperator,
@@ -73,6 +74,8 @@ pub enum NodeConfig {
     Join(JoinConfig),
     /// Operator `llm`.
     Llm(LlmConfig),
+    /// Operator `embed`.
+    Embed(EmbedConfig),
     /// Operator `memory-index`.
     MemoryIndex(MemoryIndexConfig),
     /// Operator `memory-search`.
@@ -132,6 +135,7 @@ pub const KINDS: &[Kind] = &[
     kind!(Role::Operator, "window", "tumbling event-time window aggregates per key", Window),
     kind!(Role::Operator, "join", "enrich a stream from a table fed by another input", Join),
     kind!(Role::Operator, "llm", "call an OpenAI-compatible chat model (journalled, budgeted)", Llm),
+    kind!(Role::Operator, "embed", "put a vector on each record (/v1/embeddings or local; journalled)", Embed),
     kind!(Role::Operator, "memory-index", "index memory items for vector search (usearch)", MemoryIndex),
     kind!(Role::Operator, "memory-search", "find the memory items nearest to a query", MemorySearch),
     kind!(Role::Sink, "file", "JSON Lines file", FileSink),
@@ -221,6 +225,7 @@ impl NodeConfig {
     pub fn build_async(&self, name: &str) -> Option<Result<Box<dyn AsyncOperator>, Vec<ConfigError>>> {
         Some(match self {
             Self::Llm(c) => c.build(name).map(|o| Box::new(o) as Box<dyn AsyncOperator>),
+            Self::Embed(c) => c.build(name).map(|o| Box::new(o) as Box<dyn AsyncOperator>),
             _ => return None,
         })
     }

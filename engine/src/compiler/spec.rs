@@ -380,6 +380,9 @@ pub fn parse(file: &SourceFile, diags: &mut Diagnostics) -> Option<Spec> {
         if let Some(NodeConfig::MemorySearch(c)) = &mut node.config {
             c.shared = indexes.get(c.index.get_ref()).cloned();
         }
+        if let Some(NodeConfig::Embed(c)) = &mut node.config {
+            c.resolved = c.model.as_ref().and_then(|m| models.get(m.get_ref()).cloned());
+        }
         if let Some(NodeConfig::Llm(c)) = &mut node.config {
             c.resolved = models.get(c.model.get_ref()).cloned();
             c.resolved_tools = c

@@ -11,6 +11,11 @@
 //!   results are in the conversation, answers `done: <result 1> | <result 2>`;
 //! - anything else: `answer: <message>`, with usage 10 + 5 tokens.
 //!
+//! `/v1/embeddings` answers 8-dimension unit vectors by *concept*: words of a concept group
+//! ("refund", "money", "reimburse"; "cat", "kitten", "feline"; "deploy", "release", "ship") share
+//! a dimension, so "money back" is near "refund" (which no word-hashing embedder finds); an
+//! input starting `always500` gets a 500. Embedding calls are counted in `embed_calls`.
+//!
 //! Every call is counted; the server records the peak of calls in flight overall and per
 //! `key=<k>` found in the message (to prove per-key calls never overlap).
 
@@ -43,6 +48,8 @@ pub struct Counters {
     per_key: Mutex<HashMap<String, (usize, usize)>>,
     /// Delay before every answer.
     pub delay_ms: AtomicUsize,
+    /// Embedding calls received.
+    pub embed_calls: AtomicUsize,
     /// Messages in the order calls arrived.
     pub log: Mutex<Vec<String>>,
 }
@@ -78,7 +85,10 @@ impl FakeOpenAi {
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async move {
-                let app = Router::new().route("/v1/chat/completions", post(chat)).with_state(c);
+                let app = Router::new()
+                    .route("/v1/chat/completions", post(chat))
+                    .route("/v1/embeddings", post(embeddings))
+                    .with_state(c);
                 let l = tokio::net::TcpListener::from_std(listener).unwrap();
                 axum::serve(l, app).await.unwrap();
             });
@@ -89,6 +99,48 @@ impl FakeOpenAi {
     pub fn base_url(&self) -> String {
         format!("http://{}/v1", self.addr)
     }
+}
+
+/// The fake model's vector of `text`: one dimension per concept group, the rest by word.
+pub fn concept_vector(text: &str) -> Vec<f32> {
+    const GROUPS: [&[&str]; 3] =
+        [&["refund", "money", "reimburse"], &["cat", "kitten", "feline"], &["deploy", "release", "ship"]];
+    let mut v = [0f32; 8];
+    for w in text.to_lowercase().split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+        match GROUPS.iter().position(|g| g.contains(&w)) {
+            Some(i) => v[i] += 1.0,
+            None => v[3 + w.bytes().map(usize::from).sum::<usize>() % 5] += 0.2,
+        }
+    }
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
+    v.iter().map(|x| x / norm).collect()
+}
+
+async fn embeddings(State(c): State<Arc<Counters>>, body: axum::body::Bytes) -> Response {
+    let request: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("bad json: {e}")).into_response(),
+    };
+    c.embed_calls.fetch_add(1, Ordering::SeqCst);
+    let inputs: Vec<String> = match &request["input"] {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect(),
+        _ => return (StatusCode::BAD_REQUEST, "no input").into_response(),
+    };
+    if inputs.iter().any(|i| i.starts_with("always500")) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response();
+    }
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| json!({"object": "embedding", "index": i, "embedding": concept_vector(t)}))
+        .collect();
+    let tokens: usize = inputs.iter().map(|t| t.split_whitespace().count()).sum();
+    axum::Json(json!({
+        "object": "list", "model": "fake-embed-1", "data": data,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens}
+    }))
+    .into_response()
 }
 
 fn times(message: &str, tag: &str) -> Option<usize> {

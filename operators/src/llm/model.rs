@@ -15,10 +15,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use toml::Spanned;
 
 use super::limiter::Limiter;
-use super::protocol::{ChatRequest, ChatResponse, Message, ToolSpec, Usage};
+use super::protocol::{ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, Message, ToolSpec, Usage};
 use crate::keyed::{Errors, parse_duration_ms};
 use crate::operator::ConfigError;
 
@@ -26,7 +28,8 @@ use crate::operator::ConfigError;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
-    /// Base URL of the OpenAI-compatible API (the part before `/chat/completions`), e.g.
+    /// Base URL of the OpenAI-compatible API (the part before `/chat/completions` and
+    /// `/embeddings`), e.g.
     /// `https://api.openai.com/v1`, `https://openrouter.ai/api/v1`, `http://127.0.0.1:11434/v1`.
     pub base_url: Spanned<String>,
     /// The model's name at the endpoint.
@@ -118,11 +121,12 @@ impl ModelConfig {
         }
     }
 
-    fn settings_without_key(&self) -> Result<(reqwest::Url, Duration, Duration, Duration), Vec<ConfigError>> {
+    fn settings_without_key(&self) -> Result<(String, Duration, Duration, Duration), Vec<ConfigError>> {
         let mut errors = Errors::default();
         let url = errors.take_one(
-            reqwest::Url::parse(&format!("{}/chat/completions", self.base_url.get_ref().trim_end_matches('/')))
-                .map_err(|e| ConfigError::at(self.base_url.span(), format!("not a URL: {e}"))),
+            endpoint(self.base_url.get_ref(), "chat/completions")
+                .map(|_| self.base_url.get_ref().clone())
+                .map_err(|e| ConfigError::at(self.base_url.span(), e)),
         );
         if *self.max_attempts.get_ref() == 0 {
             errors.push(ConfigError::at(self.max_attempts.span(), "`max_attempts` must be at least 1"));
@@ -145,12 +149,13 @@ impl ModelConfig {
     /// Builds the client (reads the API key, and any URL and model overrides, from the
     /// environment now).
     pub fn client(&self, name: &str) -> Result<ModelClient, String> {
-        let (mut url, timeout, backoff, max_backoff) =
+        let (mut base, timeout, backoff, max_backoff) =
             self.settings_without_key().map_err(|e| e.into_iter().map(|e| e.message).collect::<Vec<_>>().join("; "))?;
-        if let Some(Ok(base)) = self.base_url_env.as_ref().map(std::env::var) {
-            url = reqwest::Url::parse(&format!("{}/chat/completions", base.trim_end_matches('/')))
-                .map_err(|e| format!("model `{name}`: {base} is not a URL: {e}"))?;
+        if let Some(Ok(b)) = self.base_url_env.as_ref().map(std::env::var) {
+            base = b;
         }
+        let chat_url = endpoint(&base, "chat/completions").map_err(|e| format!("model `{name}`: {base}: {e}"))?;
+        let embeddings_url = endpoint(&base, "embeddings").map_err(|e| format!("model `{name}`: {base}: {e}"))?;
         let model = match self.model_env.as_ref().map(std::env::var) {
             Some(Ok(m)) => m,
             _ => self.model.clone(),
@@ -196,7 +201,8 @@ impl ModelConfig {
             recorded,
             usage: ModelUsage::default(),
             rate: self.tokens_per_minute.map(super::budget::TokenRate::new),
-            url,
+            chat_url,
+            embeddings_url,
             api_key,
             http,
             limiter: Limiter::new(self.max_concurrency),
@@ -283,7 +289,8 @@ pub struct ModelClient {
     usage: ModelUsage,
     /// Tokens per minute, when limited.
     rate: Option<super::budget::TokenRate>,
-    url: reqwest::Url,
+    chat_url: reqwest::Url,
+    embeddings_url: reqwest::Url,
     api_key: Option<String>,
     http: reqwest::Client,
     limiter: Arc<Limiter>,
@@ -294,8 +301,28 @@ pub struct ModelClient {
     max_tokens: Option<u32>,
 }
 
-enum Attempt {
-    Done(ChatResponse),
+/// `<base>/<path>`.
+fn endpoint(base: &str, path: &str) -> Result<reqwest::Url, String> {
+    reqwest::Url::parse(&format!("{}/{path}", base.trim_end_matches('/'))).map_err(|e| format!("not a URL: {e}"))
+}
+
+/// Vectors for texts, with what they took.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embedded {
+    /// One vector per text, in order.
+    pub vectors: Vec<Vec<f32>>,
+    /// Token counts.
+    pub usage: Usage,
+    /// The model that answered.
+    pub model: String,
+    /// HTTP attempts made.
+    pub attempts: u32,
+    /// Time from the first attempt to the answer.
+    pub latency: Duration,
+}
+
+enum Attempt<R> {
+    Done(R),
     /// Retry after at least this long (`Retry-After`), or the backoff when `None`.
     Retry(String, Option<Duration>),
     Fail(String),
@@ -357,9 +384,16 @@ impl ModelClient {
         }
     }
 
-    async fn attempt(&self, request: &ChatRequest) -> Attempt {
+    /// One HTTP attempt: POST `body` to `url`, and judge the answer (`usable` says why a
+    /// well-formed answer cannot be used).
+    async fn attempt<B: Serialize, R: DeserializeOwned>(
+        &self,
+        url: &reqwest::Url,
+        body: &B,
+        usable: fn(&R) -> Result<(), String>,
+    ) -> Attempt<R> {
         let _permit = self.limiter.acquire().await;
-        let mut call = self.http.post(self.url.clone()).json(request);
+        let mut call = self.http.post(url.clone()).json(body);
         if let Some(key) = &self.api_key {
             call = call.bearer_auth(key);
         }
@@ -387,14 +421,89 @@ impl ModelClient {
         if !status.is_success() {
             return Attempt::Fail(format!("HTTP {status}: {}", snippet()));
         }
-        match serde_json::from_slice::<ChatResponse>(&body) {
-            Ok(r) if !r.choices.is_empty() => {
-                self.limiter.succeeded();
-                Attempt::Done(r)
-            }
-            Ok(_) => Attempt::Retry("malformed answer: no choices".into(), None),
+        match serde_json::from_slice::<R>(&body) {
+            Ok(r) => match usable(&r) {
+                Ok(()) => {
+                    self.limiter.succeeded();
+                    Attempt::Done(r)
+                }
+                Err(why) => Attempt::Retry(format!("malformed answer: {why}"), None),
+            },
             Err(e) => Attempt::Retry(format!("malformed answer ({e}): {}", snippet()), None),
         }
+    }
+
+    /// Attempts until an answer comes, a failure is final or the attempts are used up:
+    /// exponential backoff with full jitter between attempts, a `Retry-After` as a floor.
+    async fn with_retries<B: Serialize, R: DeserializeOwned>(
+        &self,
+        url: &reqwest::Url,
+        body: &B,
+        usable: fn(&R) -> Result<(), String>,
+    ) -> Result<(R, u32), CallError> {
+        let mut last = String::new();
+        for attempt in 1..=self.max_attempts {
+            match self.attempt(url, body, usable).await {
+                Attempt::Done(r) => return Ok((r, attempt)),
+                Attempt::Fail(m) => return Err(self.error(attempt, m)),
+                Attempt::Retry(m, wait) => {
+                    tracing::debug!(model = %self.name, attempt, error = %m, "model call will be retried");
+                    last = m;
+                    if attempt < self.max_attempts {
+                        let ceiling = self.backoff.saturating_mul(1 << (attempt - 1).min(16)).min(self.max_backoff);
+                        let jittered = ceiling.mul_f64(fastrand::f64());
+                        let wait = wait.map_or(jittered, |w| w.min(self.max_backoff).max(jittered));
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+            }
+        }
+        Err(self.error(self.max_attempts, last))
+    }
+
+    /// Embeds `texts` in one `/embeddings` call (retried like chat calls).
+    pub async fn embed(&self, texts: Vec<String>) -> Result<Embedded, CallError> {
+        if self.recorded.is_some() {
+            return Err(self.error(1, "a recorded model cannot embed; configure a live endpoint".into()));
+        }
+        let n = texts.len();
+        let request = EmbeddingRequest { model: self.model.clone(), input: texts };
+        let started = Instant::now();
+        fn usable(r: &EmbeddingResponse) -> Result<(), String> {
+            match r.data.iter().map(|d| d.embedding.len()).collect::<std::collections::BTreeSet<_>>().len() {
+                0 | 1 => Ok(()),
+                _ => Err("vectors of different lengths".into()),
+            }
+        }
+        let result = self.with_retries(&self.embeddings_url, &request, usable).await.and_then(|(r, attempts)| {
+            let mut data = r.data;
+            data.sort_by_key(|d| d.index);
+            if data.len() != n || data.iter().enumerate().any(|(i, d)| d.index != i || d.embedding.is_empty()) {
+                return Err(self.error(attempts, format!("asked for {n} vector(s), got {}", data.len())));
+            }
+            Ok(Embedded {
+                vectors: data.into_iter().map(|d| d.embedding).collect(),
+                usage: r.usage.unwrap_or_default(),
+                model: r.model.unwrap_or_else(|| self.model.clone()),
+                attempts,
+                latency: started.elapsed(),
+            })
+        });
+        let add = |c: &AtomicU64, v: u64| {
+            c.fetch_add(v, Ordering::Relaxed);
+        };
+        match &result {
+            Ok(e) => {
+                add(&self.usage.calls, 1);
+                add(&self.usage.attempts, u64::from(e.attempts));
+                add(&self.usage.prompt_tokens, e.usage.prompt_tokens);
+            }
+            Err(e) => {
+                add(&self.usage.failures, 1);
+                add(&self.usage.attempts, u64::from(e.attempts));
+            }
+        }
+        result
     }
 
     /// Sends `messages` offering `tools`; retries what can be retried; fails after the
@@ -427,36 +536,20 @@ impl ModelClient {
         if let Some(recorded) = &self.recorded {
             return self.replay_recorded(recorded, &request.messages, started);
         }
-        let mut last = String::new();
-        for attempt in 1..=self.max_attempts {
-            match self.attempt(&request).await {
-                Attempt::Done(r) => {
-                    let choice = r.choices.into_iter().next().expect("checked non-empty");
-                    return Ok(Answer {
-                        content: choice.message.content.unwrap_or_default(),
-                        tool_calls: choice.message.tool_calls,
-                        usage: r.usage.unwrap_or_default(),
-                        model: r.model.unwrap_or_else(|| self.model.clone()),
-                        finish_reason: choice.finish_reason,
-                        attempts: attempt,
-                        latency: started.elapsed(),
-                    });
-                }
-                Attempt::Fail(m) => return Err(self.error(attempt, m)),
-                Attempt::Retry(m, wait) => {
-                    tracing::debug!(model = %self.name, attempt, error = %m, "model call will be retried");
-                    last = m;
-                    if attempt < self.max_attempts {
-                        // Full jitter over an exponential ceiling; a Retry-After is a floor.
-                        let ceiling = self.backoff.saturating_mul(1 << (attempt - 1).min(16)).min(self.max_backoff);
-                        let jittered = ceiling.mul_f64(fastrand::f64());
-                        let wait = wait.map_or(jittered, |w| w.min(self.max_backoff).max(jittered));
-                        tokio::time::sleep(wait).await;
-                    }
-                }
-            }
+        fn usable(r: &ChatResponse) -> Result<(), String> {
+            if r.choices.is_empty() { Err("no choices".into()) } else { Ok(()) }
         }
-        Err(self.error(self.max_attempts, last))
+        let (r, attempts) = self.with_retries(&self.chat_url, &request, usable).await?;
+        let choice = r.choices.into_iter().next().expect("checked non-empty");
+        Ok(Answer {
+            content: choice.message.content.unwrap_or_default(),
+            tool_calls: choice.message.tool_calls,
+            usage: r.usage.unwrap_or_default(),
+            model: r.model.unwrap_or_else(|| self.model.clone()),
+            finish_reason: choice.finish_reason,
+            attempts,
+            latency: started.elapsed(),
+        })
     }
 
     fn replay_recorded(

@@ -134,3 +134,35 @@ pub struct ChatResponse {
     #[serde(default)]
     pub usage: Option<Usage>,
 }
+
+/// An embeddings request (`/v1/embeddings`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EmbeddingRequest {
+    /// Model name at the endpoint.
+    pub model: String,
+    /// The texts, embedded in one call.
+    pub input: Vec<String>,
+}
+
+/// One vector of an embeddings response.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct EmbeddingData {
+    /// The vector.
+    pub embedding: Vec<f32>,
+    /// Which input it embeds.
+    #[serde(default)]
+    pub index: usize,
+}
+
+/// An embeddings response.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct EmbeddingResponse {
+    /// One vector per input.
+    pub data: Vec<EmbeddingData>,
+    /// The model that answered.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Token counts, when the endpoint reports them.
+    #[serde(default)]
+    pub usage: Option<Usage>,
+}

@@ -8,12 +8,64 @@
 //! deterministic; it knows no meaning — "refund" does not find "money back". Use an
 //! OpenAI-compatible `/v1/embeddings` model for semantic search.
 
-/// Turns text into a vector of fixed dimensions.
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::llm::SharedModel;
+
+/// Vectors for a batch of texts, and what they took.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embedding {
+    /// One vector per text, in order.
+    pub vectors: Vec<Vec<f32>>,
+    /// The model that made them (`local` for the built-in embedder).
+    pub model: String,
+    /// Prompt tokens billed (0 for the built-in embedder).
+    pub tokens: u64,
+}
+
+/// Vectors on their way.
+pub type EmbedFuture = Pin<Box<dyn Future<Output = Result<Embedding, String>> + Send>>;
+
+/// Turns texts into vectors: the built-in [`LocalEmbedder`], or a model's `/v1/embeddings`
+/// endpoint ([`ModelEmbedder`]).
 pub trait Embedder: Send + Sync + std::fmt::Debug {
-    /// The vectors' length.
-    fn dimensions(&self) -> usize;
-    /// The unit vector of `text` (all zeros for text with no words).
-    fn embed(&self, text: &str) -> Vec<f32>;
+    /// Embeds `texts` (one call for the batch).
+    fn embed_texts(&self, texts: Vec<String>) -> EmbedFuture;
+    /// Connects (reads keys and settings) so a misconfiguration stops start-up, not records.
+    fn open(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// A declared model's OpenAI-compatible `/v1/embeddings` endpoint (retries, backoff,
+/// `Retry-After` and adaptive concurrency as for chat calls; the client is shared with any
+/// `llm` operator naming the same model).
+#[derive(Debug, Clone)]
+pub struct ModelEmbedder {
+    model: Arc<SharedModel>,
+}
+
+impl ModelEmbedder {
+    /// The embedder of a declared model.
+    pub fn new(model: Arc<SharedModel>) -> Self {
+        Self { model }
+    }
+}
+
+impl Embedder for ModelEmbedder {
+    fn embed_texts(&self, texts: Vec<String>) -> EmbedFuture {
+        let client = self.model.client();
+        Box::pin(async move {
+            let e = client?.embed(texts).await.map_err(|e| e.to_string())?;
+            Ok(Embedding { vectors: e.vectors, model: e.model, tokens: e.usage.prompt_tokens })
+        })
+    }
+
+    fn open(&self) -> Result<(), String> {
+        self.model.client().map(|_| ())
+    }
 }
 
 /// The built-in hashing embedder.
@@ -54,11 +106,20 @@ impl LocalEmbedder {
 }
 
 impl Embedder for LocalEmbedder {
-    fn dimensions(&self) -> usize {
+    fn embed_texts(&self, texts: Vec<String>) -> EmbedFuture {
+        let vectors = texts.iter().map(|t| self.embed(t)).collect();
+        Box::pin(std::future::ready(Ok(Embedding { vectors, model: "local".into(), tokens: 0 })))
+    }
+}
+
+impl LocalEmbedder {
+    /// The vectors' length.
+    pub fn dimensions(&self) -> usize {
         self.dimensions
     }
 
-    fn embed(&self, text: &str) -> Vec<f32> {
+    /// The unit vector of `text` (all zeros for text with no words).
+    pub fn embed(&self, text: &str) -> Vec<f32> {
         let lower = text.to_lowercase();
         let words: Vec<&str> = lower.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect();
         let mut v = vec![0f32; self.dimensions];

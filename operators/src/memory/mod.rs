@@ -20,9 +20,13 @@
 //! replaces it. The table `<memory-index>.items` is state like any other (changelogged,
 //! restored, rebuilt by replay); the vector index is rebuilt from it when a task starts, so
 //! restores and replays give the same answers. One index per instance serves every task of
-//! the instance. Embeddings come from the built-in local embedder ([`embed`]).
+//! the instance. Vectors come from the built-in local embedder ([`embed`]), or, with
+//! `vector = 'payload.embedding'`, from the record itself: an upstream `embed` operator
+//! ([`embed_op`]) asked a model's `/v1/embeddings` endpoint once, where the item was written.
+//! The index takes the dimensions of its first vector; every later one must match.
 
 pub mod embed;
+pub mod embed_op;
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
@@ -41,7 +45,7 @@ use crate::operator::{ConfigError, Emit, Failure, SyncOperator, emit_set};
 use crate::path::FieldPath;
 use crate::record::Record;
 use crate::state::{StateAccess, TableSpec};
-use embed::{Embedder, LocalEmbedder};
+use embed::LocalEmbedder;
 
 /// One instance's index of one `memory-index` operator, shared by its tasks and by the
 /// `memory-search` operators that name it.
@@ -65,17 +69,36 @@ impl SharedIndex {
         })
     }
 
-    /// Indexes an item (replacing one with the same id).
+    /// Indexes an item (replacing one with the same id): its own vector when it carries one
+    /// (from an `embed` operator), else the local embedder's.
     pub fn add(&self, item: Item) -> Result<(), String> {
         let key = item_key(&item.id);
-        self.index()?.add(key, &self.embedder.embed(&item.text)).map_err(|e| e.to_string())?;
+        let local;
+        let vector = match &item.vector {
+            Some(v) => v,
+            None => {
+                local = self.embedder.embed(&item.text);
+                &local
+            }
+        };
+        self.index(vector.len())?.add(key, vector).map_err(|e| e.to_string())?;
         self.items.write().unwrap_or_else(|p| p.into_inner()).insert(key, item);
         Ok(())
     }
 
-    /// The `k` items nearest to `text`, with their scores (cosine similarity), best first.
+    /// The `k` items nearest to `text` (embedded by the local embedder), with their scores
+    /// (cosine similarity), best first.
     pub fn search(&self, text: &str, k: usize) -> Result<Vec<(Item, f32)>, String> {
-        let hits = self.index()?.search(&self.embedder.embed(text), k).map_err(|e| e.to_string())?;
+        self.search_vector(&self.embedder.embed(text), k)
+    }
+
+    /// The `k` items nearest to `vector`, with their scores, best first (none while the
+    /// index is empty).
+    pub fn search_vector(&self, vector: &[f32], k: usize) -> Result<Vec<(Item, f32)>, String> {
+        if self.index.get().is_none() {
+            return Ok(Vec::new());
+        }
+        let hits = self.index(vector.len())?.search(vector, k).map_err(|e| e.to_string())?;
         let items = self.items.read().unwrap_or_else(|p| p.into_inner());
         Ok(hits.into_iter().filter_map(|(key, d)| items.get(&key).map(|i| (i.clone(), 1.0 - d))).collect())
     }
@@ -90,11 +113,19 @@ impl SharedIndex {
         self.len() == 0
     }
 
-    /// The vector index, created on first use.
-    pub fn index(&self) -> Result<Arc<VectorIndex>, String> {
-        self.index
-            .get_or_init(|| VectorIndex::new(self.embedder.dimensions()).map(Arc::new).map_err(|e| e.to_string()))
-            .clone()
+    /// The vector index, created on first use with the first vector's dimensions; a vector of
+    /// other dimensions (a different embedder) is an error naming both.
+    fn index(&self, dimensions: usize) -> Result<Arc<VectorIndex>, String> {
+        let index =
+            self.index.get_or_init(|| VectorIndex::new(dimensions).map(Arc::new).map_err(|e| e.to_string())).clone()?;
+        if index.dimensions() != dimensions {
+            return Err(format!(
+                "memory `{}` holds vectors of {} dimensions, this one has {dimensions}: every item and query of one index must come from the same embedder",
+                self.name,
+                index.dimensions()
+            ));
+        }
+        Ok(index)
     }
 }
 
@@ -115,6 +146,9 @@ pub struct Item {
     pub sender_id: String,
     /// When.
     pub timestamp: String,
+    /// Its vector, when an `embed` operator made it (else the local embedder's is used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vector: Option<Vec<f32>>,
 }
 
 /// Config half of `memory-index`.
@@ -124,6 +158,11 @@ pub struct MemoryIndexConfig {
     /// CEL expression giving the text to index.
     #[serde(default = "default_text")]
     pub text: Spanned<String>,
+    /// CEL expression giving the item's vector (a list of numbers), e.g. `payload.embedding`
+    /// from an upstream `embed` operator; without it, the built-in local embedder embeds
+    /// `text`. The vector is stored with the item, so restores and replays call no model.
+    #[serde(default)]
+    pub vector: Option<Spanned<String>>,
     /// The instance's index, made by the compiler.
     #[serde(skip)]
     pub shared: Option<Arc<SharedIndex>>,
@@ -136,15 +175,29 @@ fn default_text() -> Spanned<String> {
 impl MemoryIndexConfig {
     /// Builds the runtime half; its table is `<name>.items`.
     pub fn build(&self, name: &str) -> Result<MemoryIndex, Vec<ConfigError>> {
-        let text = compile_expr(&self.text)?;
+        let mut errors = Errors::default();
+        let text = errors.take(compile_expr(&self.text));
+        let vector = match &self.vector {
+            Some(v) => errors.take(compile_expr(v)).map(Some),
+            None => Some(None),
+        };
         let shared = self.shared.clone().unwrap_or_else(|| SharedIndex::new(name));
-        Ok(MemoryIndex { text, shared, table: TableSpec::kept(format!("{name}.items")), loaded: false })
+        errors.finish(|| {
+            Some(MemoryIndex {
+                text: text?,
+                vector: vector?,
+                shared,
+                table: TableSpec::kept(format!("{name}.items")),
+                loaded: false,
+            })
+        })
     }
 }
 
 /// Runtime half of `memory-index`.
 pub struct MemoryIndex {
     text: Expr,
+    vector: Option<Expr>,
     shared: Arc<SharedIndex>,
     table: TableSpec,
     /// Whether this task's items are in the vector index yet.
@@ -171,11 +224,16 @@ impl MemoryIndex {
             Value::String(s) => s,
             other => return Err(format!("`{}` gave {other}, not text", self.text.source())),
         };
+        let vector = match &self.vector {
+            Some(e) => Some(vector_of(e, record)?),
+            None => None,
+        };
         let item = Item {
             id: journal_key(record),
             text,
             sender_id: record.envelope.sender_id.clone(),
             timestamp: record.envelope.timestamp.clone(),
+            vector,
         };
         let bytes = serde_json::to_vec(&item).map_err(|e| e.to_string())?;
         let id = item.id.clone();
@@ -200,15 +258,31 @@ impl SyncOperator for MemoryIndex {
     }
 }
 
+/// The vector an expression gives: a non-empty list of numbers.
+fn vector_of(e: &Expr, record: &Record) -> Result<Vec<f32>, String> {
+    let not = |what: &str| format!("`{}` gave {what}, not a vector (a list of numbers)", e.source());
+    match e.eval_json(record)? {
+        Value::Array(a) if !a.is_empty() => {
+            a.iter().map(|x| x.as_f64().map(|f| f as f32).ok_or_else(|| not(&format!("an item {x}")))).collect()
+        }
+        Value::Array(_) => Err(not("an empty list")),
+        other => Err(not(&other.to_string())),
+    }
+}
+
 /// Config half of `memory-search`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MemorySearchConfig {
     /// The `memory-index` operator whose items are searched.
     pub index: Spanned<String>,
-    /// CEL expression giving the query text.
+    /// CEL expression giving the query text (embedded by the built-in local embedder).
     #[serde(default = "default_query")]
     pub query: Spanned<String>,
+    /// CEL expression giving the query's vector instead (e.g. `payload.embedding` from an
+    /// upstream `embed` operator using the same model as the index's items).
+    #[serde(default)]
+    pub vector: Option<Spanned<String>>,
     /// How many items to return.
     #[serde(default = "default_k")]
     pub k: usize,
@@ -235,6 +309,10 @@ impl MemorySearchConfig {
     pub fn build(&self) -> Result<MemorySearch, Vec<ConfigError>> {
         let mut errors = Errors::default();
         let query = errors.take(compile_expr(&self.query));
+        let vector = match &self.vector {
+            Some(v) => errors.take(compile_expr(v)).map(Some),
+            None => Some(None),
+        };
         let into = errors.take_one(FieldPath::parse_spanned(&self.into));
         if self.shared.is_none() {
             errors.push(
@@ -246,7 +324,13 @@ impl MemorySearchConfig {
             );
         }
         errors.finish(|| {
-            Some(MemorySearch { query: query?, into: into?, k: self.k.max(1), shared: self.shared.clone()? })
+            Some(MemorySearch {
+                query: query?,
+                vector: vector?,
+                into: into?,
+                k: self.k.max(1),
+                shared: self.shared.clone()?,
+            })
         })
     }
 }
@@ -254,6 +338,7 @@ impl MemorySearchConfig {
 /// Runtime half of `memory-search`.
 pub struct MemorySearch {
     query: Expr,
+    vector: Option<Expr>,
     into: FieldPath,
     k: usize,
     shared: Arc<SharedIndex>,
@@ -261,11 +346,13 @@ pub struct MemorySearch {
 
 impl MemorySearch {
     fn search(&self, record: &Record) -> Result<Value, String> {
-        let text = match self.query.eval_json(record)? {
-            Value::String(s) => s,
-            other => return Err(format!("`{}` gave {other}, not text", self.query.source())),
+        let hits = match &self.vector {
+            Some(e) => self.shared.search_vector(&vector_of(e, record)?, self.k)?,
+            None => match self.query.eval_json(record)? {
+                Value::String(s) => self.shared.search(&s, self.k)?,
+                other => return Err(format!("`{}` gave {other}, not text", self.query.source())),
+            },
         };
-        let hits = self.shared.search(&text, self.k)?;
         Ok(Value::Array(
             hits.into_iter()
                 .map(|(i, score)| {

@@ -1,0 +1,199 @@
+//! `embed`: puts a vector on each record (the asynchronous tier), from a declared model's
+//! OpenAI-compatible `/v1/embeddings` endpoint or from the built-in local embedder.
+//!
+//! ```toml
+//! [models.embedder]
+//! base_url = "https://api.openai.com/v1"
+//! model = "text-embedding-3-small"
+//! api_key_env = "OPENAI_API_KEY"
+//!
+//! [operators.vectors]
+//! type = "embed"
+//! inputs = ["memories"]
+//! model = "embedder"            # omit for the built-in local embedder
+//! text = 'payload.content'
+//! into = "payload.embedding"
+//!
+//! [operators.remember]
+//! type = "memory-index"
+//! inputs = ["vectors"]
+//! vector = 'payload.embedding'
+//! ```
+//! Embed where memory is **written**, not where it is read: the vector travels in the
+//! envelope, so every instance that indexes a shared memory topic (a global table) uses it
+//! as it is and calls no model. Vectors are journalled in `<operator>.journal` in the same
+//! transaction as the output, so a restart or a replay does not call (or bill) the model
+//! again. A call that fails for good is dead-lettered; other records keep flowing. Records are
+//! independent unless `order_by` says otherwise: each is its own order key, so calls run as
+//! concurrently as the model's `max_concurrency` allows, and records may pass each other.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use toml::Spanned;
+
+use super::embed::{Embedder, Embedding, LocalEmbedder, ModelEmbedder};
+use crate::asynchronous::{AsyncOperator, Outcome, Started};
+use crate::expr::Expr;
+use crate::filter::compile_expr;
+use crate::keyed::{Errors, eval_key};
+use crate::llm::{SharedModel, journal_key};
+use crate::operator::{ConfigError, Emit, Failure, emit_set};
+use crate::path::FieldPath;
+use crate::record::Record;
+use crate::state::{StateAccess, TableSpec};
+
+/// Config half of `embed`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbedConfig {
+    /// The model whose `/v1/embeddings` endpoint makes the vectors, by its name under
+    /// `[models]`; without it, the built-in local embedder (384 dimensions, no network).
+    #[serde(default)]
+    pub model: Option<Spanned<String>>,
+    /// CEL expression giving the text to embed.
+    #[serde(default = "default_text")]
+    pub text: Spanned<String>,
+    /// Field the vector (a list of numbers) is written to.
+    #[serde(default = "default_into")]
+    pub into: Spanned<String>,
+    /// CEL key whose records are embedded one at a time and leave in arrival order (e.g.
+    /// `correlation_id`); default: every record on its own, in any order.
+    #[serde(default)]
+    pub order_by: Option<Spanned<String>>,
+    /// The model, resolved by the compiler from `[models]`.
+    #[serde(skip)]
+    pub resolved: Option<Arc<SharedModel>>,
+}
+
+fn default_text() -> Spanned<String> {
+    Spanned::new(0..0, "payload.content".to_owned())
+}
+fn default_into() -> Spanned<String> {
+    Spanned::new(0..0, "payload.embedding".to_owned())
+}
+
+impl EmbedConfig {
+    /// Builds the runtime half; its table is `<name>.journal`.
+    pub fn build(&self, name: &str) -> Result<Embed, Vec<ConfigError>> {
+        let mut errors = Errors::default();
+        let text = errors.take(compile_expr(&self.text));
+        let into = errors.take_one(FieldPath::parse_spanned(&self.into));
+        let order_by = match &self.order_by {
+            Some(e) => errors.take(compile_expr(e)).map(Some),
+            None => Some(None),
+        };
+        let embedder: Option<Arc<dyn Embedder>> = match (&self.model, &self.resolved) {
+            (None, _) => Some(Arc::new(LocalEmbedder::default())),
+            (Some(_), Some(m)) => Some(Arc::new(ModelEmbedder::new(m.clone()))),
+            (Some(m), None) => {
+                errors.push(
+                    ConfigError::at(m.span(), format!("model `{}` is not declared", m.get_ref()))
+                        .with_hint(Some(format!("add a [models.{}] table", m.get_ref()))),
+                );
+                None
+            }
+        };
+        errors.finish(|| {
+            Some(Embed {
+                embedder: embedder?,
+                text: text?,
+                into: into?,
+                order_by: order_by?,
+                journal: TableSpec::journal(format!("{name}.journal")),
+            })
+        })
+    }
+}
+
+/// A journalled vector (the value of `<operator>.journal`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VectorEntry {
+    /// The vector.
+    pub vector: Vec<f32>,
+    /// The model that made it.
+    pub model: String,
+    /// Tokens billed for it.
+    pub tokens: u64,
+}
+
+enum EmbedOutcome {
+    Made(VectorEntry),
+    Journaled(VectorEntry),
+    Failed(String),
+}
+
+/// Runtime half of `embed`.
+pub struct Embed {
+    embedder: Arc<dyn Embedder>,
+    text: Expr,
+    into: FieldPath,
+    order_by: Option<Expr>,
+    journal: TableSpec,
+}
+
+impl AsyncOperator for Embed {
+    fn order_key(&self, record: &Record) -> String {
+        match &self.order_by {
+            Some(e) => eval_key(e, record).ok().flatten().unwrap_or_default(),
+            None => journal_key(record),
+        }
+    }
+
+    fn open(&mut self) -> Result<(), String> {
+        self.embedder.open()
+    }
+
+    fn start(&mut self, record: &Record, state: &mut dyn StateAccess) -> Result<Started, String> {
+        if let Some(bytes) = state.get(&self.journal.name, journal_key(record).as_bytes())? {
+            let entry: VectorEntry = serde_json::from_slice(&bytes)
+                .map_err(|e| format!("state `{}`: not a vector entry: {e}", self.journal.name))?;
+            return Ok(Started::Ready(Box::new(EmbedOutcome::Journaled(entry))));
+        }
+        let text = match self.text.eval_json(record)? {
+            Value::String(s) => s,
+            other => return Err(format!("`{}` gave {other}, not text", self.text.source())),
+        };
+        let call = self.embedder.embed_texts(vec![text]);
+        Ok(Started::Pending(Box::pin(async move {
+            let outcome = match call.await {
+                Ok(Embedding { mut vectors, model, tokens }) if vectors.len() == 1 => {
+                    EmbedOutcome::Made(VectorEntry { vector: vectors.remove(0), model, tokens })
+                }
+                Ok(e) => EmbedOutcome::Failed(format!("asked for 1 vector, got {}", e.vectors.len())),
+                Err(e) => EmbedOutcome::Failed(e),
+            };
+            Box::new(outcome) as Outcome
+        })))
+    }
+
+    fn finish(
+        &mut self,
+        record: Record,
+        outcome: Outcome,
+        state: &mut dyn StateAccess,
+        out: &mut Emit,
+    ) -> Result<(), Failure> {
+        let entry = match outcome.downcast::<EmbedOutcome>().map(|o| *o) {
+            Ok(EmbedOutcome::Journaled(entry)) => entry,
+            Ok(EmbedOutcome::Made(entry)) => {
+                let written = serde_json::to_vec(&entry)
+                    .map_err(|e| e.to_string())
+                    .and_then(|v| state.put(&self.journal.name, journal_key(&record).as_bytes(), &v));
+                if let Err(m) = written {
+                    return Err(Failure::new(record, m));
+                }
+                entry
+            }
+            Ok(EmbedOutcome::Failed(m)) => return Err(Failure::new(record, m)),
+            Err(_) => return Err(Failure::new(record, "internal: not an embed outcome")),
+        };
+        let vector = Value::Array(entry.vector.iter().map(|x| Value::from(f64::from(*x))).collect());
+        emit_set(out, 0, record, &self.into, vector)
+    }
+
+    fn tables(&self) -> Vec<TableSpec> {
+        vec![self.journal.clone()]
+    }
+}
