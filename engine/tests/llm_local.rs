@@ -306,7 +306,7 @@ fn the_http_tool_calls_allowed_hosts_with_an_idempotency_key() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let url = format!("http://127.0.0.1:{port}/hook");
     let ok = rt.block_on(tool.call(serde_json::json!({"url": url, "body": "hello"}), "in-1/0/call_1".into()));
-    assert_eq!(ok.unwrap(), "accepted");
+    assert_eq!(ok.unwrap().text, "accepted");
     assert_eq!(seen.lock().unwrap().clone(), vec![(Some("in-1/0/call_1".to_owned()), "hello".to_owned())]);
     let refused = rt.block_on(tool.call(serde_json::json!({"url": "http://localhost:1/x"}), "k".into()));
     assert!(refused.unwrap_err().contains("not allowed"));

@@ -8,7 +8,7 @@ use kafclaw_operators::llm::SharedModel;
 use kafclaw_operators::llm::model::ModelConfig;
 use kafclaw_operators::memory::SharedIndex;
 use kafclaw_operators::suggest::did_you_mean;
-use kafclaw_operators::tools::{Tool, ToolConfig};
+use kafclaw_operators::tools::{Tool, ToolConfig, ToolContext};
 use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
@@ -354,7 +354,6 @@ pub fn parse(file: &SourceFile, diags: &mut Diagnostics) -> Option<Spec> {
     }
 
     let models = parse_models(root.get("models"), file.base_dir(), diags);
-    let tools = parse_tools(root.get("tools"), file.base_dir(), diags);
 
     let mut nodes = Vec::new();
     for role in [Role::Source, Role::Operator, Role::Sink] {
@@ -376,6 +375,15 @@ pub fn parse(file: &SourceFile, diags: &mut Diagnostics) -> Option<Spec> {
             indexes.insert(node.name.clone(), shared);
         }
     }
+    let tools = parse_tools(
+        root.get("tools"),
+        &ToolContext { base: file.base_dir(), indexes: &indexes, models: &models },
+        diags,
+    );
+    let consumed: std::collections::HashSet<String> = nodes
+        .iter()
+        .flat_map(|n| n.inputs.iter().filter_map(|i| Some(format!("{}.{}", i.node, i.port.as_ref()?))))
+        .collect();
     for node in &mut nodes {
         if let Some(NodeConfig::MemorySearch(c)) = &mut node.config {
             c.shared = indexes.get(c.index.get_ref()).cloned();
@@ -390,6 +398,16 @@ pub fn parse(file: &SourceFile, diags: &mut Diagnostics) -> Option<Spec> {
                 .iter()
                 .filter_map(|t| tools.get(t.get_ref()).map(|tool| (t.get_ref().clone(), tool.clone())))
                 .collect();
+            let memories = format!("{}.{}", node.name, kafclaw_operators::llm::MEMORIES);
+            if let Some((name, _)) = c.resolved_tools.iter().find(|(_, t)| t.remembers())
+                && !consumed.contains(&memories)
+            {
+                let span = c.tools.iter().find(|t| t.get_ref() == name).map_or(0..0, |t| t.span());
+                diags.push(
+                    Diagnostic::warning(span, format!("tool `{name}` remembers, but no node reads `{memories}`"))
+                        .hint("wire it to a kafka sink on the shared memory topic, or to a memory-index"),
+                );
+            }
             let eos = topology.as_ref().is_some_and(|t| t.guarantee == Guarantee::ExactlyOnce);
             for (name, tool) in &c.resolved_tools {
                 if eos && tool.side_effects() && !tool.idempotent() {
@@ -445,7 +463,7 @@ pub fn parse(file: &SourceFile, diags: &mut Diagnostics) -> Option<Spec> {
 
 fn parse_tools(
     section: Option<&Spanned<DeValue<'_>>>,
-    base: &std::path::Path,
+    cx: &ToolContext<'_>,
     diags: &mut Diagnostics,
 ) -> BTreeMap<String, Arc<dyn Tool>> {
     let mut out = BTreeMap::new();
@@ -457,7 +475,7 @@ fn parse_tools(
             continue;
         }
         let Some(config) = deserialize_all::<ToolConfig>(value, diags, &[]) else { continue };
-        match config.build(base) {
+        match config.build(cx) {
             Ok(tool) => {
                 out.insert(name.get_ref().to_string(), tool);
             }

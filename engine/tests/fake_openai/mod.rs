@@ -9,6 +9,8 @@
 //! - `use tools …` (with tools offered): first answer asks for two tool calls, `read-notes`
 //!   with `{"path": "notes.txt"}` and `run` with `{"argv": ["echo", "hi"]}`; once the tool
 //!   results are in the conversation, answers `done: <result 1> | <result 2>`;
+//! - `memory-tool <action>: <text>` (with tools offered): first answer asks for the `memory`
+//!   tool with `{"action": <action>, "text": <text>}`; then answers `done: <its result>`;
 //! - anything else: `answer: <message>`, with usage 10 + 5 tokens.
 //!
 //! `/v1/embeddings` answers 8-dimension unit vectors by *concept*: words of a concept group
@@ -186,6 +188,21 @@ async fn chat(State(c): State<Arc<Counters>>, body: axum::body::Bytes) -> Respon
         (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response()
     } else if times(&message, "garbage x").is_some_and(|n| nth <= n) {
         (StatusCode::OK, "{\"choices\": [tru").into_response()
+    } else if let Some(rest) = message.strip_prefix("memory-tool ") {
+        let result = request["messages"].as_array().unwrap().iter().find(|m| m["role"] == "tool").cloned();
+        let usage = json!({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15});
+        let (action, text) = rest.split_once(": ").unwrap_or((rest, ""));
+        let message = match result {
+            None => json!({"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_m", "type": "function", "function": {"name": "memory",
+                 "arguments": json!({"action": action, "text": text}).to_string()}}
+            ]}),
+            Some(r) => {
+                json!({"role": "assistant", "content": format!("done: {}", r["content"].as_str().unwrap_or(""))})
+            }
+        };
+        axum::Json(json!({"model": "fake-1", "choices": [{"index": 0, "message": message}], "usage": usage}))
+            .into_response()
     } else if message.starts_with("use tools") {
         let results: Vec<&str> = request["messages"]
             .as_array()

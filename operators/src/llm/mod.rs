@@ -29,6 +29,8 @@
 //! `max_tool_steps` rounds. A refused or failed tool call is handed back as an error text.
 //! Every step (each model call, each tool call) is a span: with the output `traces` read, one
 //! `trace` envelope per step, ids derived from the input, so a replay repeats them exactly.
+//! What the `memory` tool is asked to remember leaves on the output `memories` as `memory`
+//! envelopes (journalled with the answer, so a replay emits the same items).
 //!
 //! **Budgets.** With `budget_tokens`, the tokens used per `budget_by` key (default: the
 //! sender) are kept in `<operator>.budget`; a record whose key has used its budget makes no
@@ -81,6 +83,7 @@ async fn call_with_tools(
     let started = std::time::Instant::now();
     let mut usage = Usage::default();
     let mut steps = Vec::new();
+    let mut remembered = Vec::new();
     let mut attempts = 0;
     for round in 0..=max_steps {
         let t0 = now_ms();
@@ -118,6 +121,7 @@ async fn call_with_tools(
                 attempts,
                 latency_ms: started.elapsed().as_millis() as u64,
                 steps,
+                remembered,
             });
         }
         if round == max_steps {
@@ -144,7 +148,10 @@ async fn call_with_tools(
                 },
             };
             let (ok, text) = match result {
-                Ok(t) => (true, t),
+                Ok(t) => {
+                    remembered.extend(t.remember);
+                    (true, t.text)
+                }
                 Err(e) => (false, format!("error: {e}")),
             };
             steps.push(StepRecord {
@@ -175,6 +182,9 @@ pub const REFUSED: &str = "refused";
 
 /// The output of trace spans.
 pub const TRACES: &str = "traces";
+
+/// The output of items the `memory` tool was asked to remember.
+pub const MEMORIES: &str = "memories";
 
 /// A declared model, shared by every `llm` operator (and task) that names it, so one client
 /// and one concurrency limit serve the instance.
@@ -271,9 +281,10 @@ fn template(t: &Spanned<String>) -> Result<Template, ConfigError> {
 }
 
 impl LlmConfig {
-    /// The outputs: answers, `refused` (over budget) and `traces` (one span per step).
+    /// The outputs: answers, `refused` (over budget), `traces` (one span per step) and
+    /// `memories` (one `memory` envelope per item the `memory` tool remembered).
     pub fn ports() -> Ports {
-        Ports { default: true, named: vec![REFUSED.to_owned(), TRACES.to_owned()] }
+        Ports { default: true, named: vec![REFUSED.to_owned(), TRACES.to_owned(), MEMORIES.to_owned()] }
     }
 
     /// Builds the runtime half; its tables are `<name>.journal` (and `<name>.budget`).
@@ -311,6 +322,7 @@ impl LlmConfig {
         }
         errors.finish(|| {
             Some(Llm {
+                name: name.to_owned(),
                 model: model?,
                 client: None,
                 system: system?,
@@ -346,6 +358,9 @@ pub struct JournalEntry {
     /// Every step: model calls and tool calls, for the trace.
     #[serde(default)]
     pub steps: Vec<StepRecord>,
+    /// What the `memory` tool was asked to remember, in order (emitted on `memories`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remembered: Vec<String>,
 }
 
 /// One step of a call: a model call or a tool call.
@@ -390,6 +405,7 @@ enum LlmOutcome {
 
 /// Runtime half of `llm`.
 pub struct Llm {
+    name: String,
     tools: Vec<(String, Arc<dyn Tool>)>,
     max_tool_steps: u32,
     model: Arc<SharedModel>,
@@ -427,6 +443,21 @@ fn trace_of(record: &Record, i: usize, step: &StepRecord) -> Record {
     r.envelope.kind = EnvelopeType::Trace;
     r.envelope.timestamp = format_time_ms(step.started_ms);
     r.envelope.payload = serde_json::to_value(payload).unwrap_or_default();
+    r
+}
+
+/// The `memory` envelope of the `i`-th item a record's call remembered: its item id derived
+/// from the input, so a replay emits the same item.
+fn memory_of(record: &Record, i: usize, text: &str, operator: &str) -> Record {
+    let key = journal_key(record);
+    let mut r = record.clone();
+    r.envelope.kind = EnvelopeType::Memory;
+    r.envelope.payload = json!({
+        "item_id": derive_span_id(&format!("{key}/memory/{i}")),
+        "content": text,
+        "tags": [],
+        "author_id": operator,
+    });
     r
 }
 
@@ -470,6 +501,9 @@ impl Llm {
         });
         for (i, step) in entry.steps.iter().enumerate() {
             out.emit(2, trace_of(&record, i, step));
+        }
+        for (i, text) in entry.remembered.iter().enumerate() {
+            out.emit(3, memory_of(&record, i, text, &self.name));
         }
         let mut record = record;
         if let Err(m) = self.usage_into.set(&mut record.envelope, usage) {

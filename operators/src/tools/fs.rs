@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use super::{Tool, ToolFuture, relative_path};
+use super::{Tool, ToolFuture, ToolOutput, relative_path};
 
 /// Resolves `arg` under `root`; the canonical result must stay inside the canonical root.
 fn inside(root: &Path, arg: &str, must_exist: bool) -> Result<PathBuf, String> {
@@ -77,7 +77,7 @@ impl Tool for FsRead {
     }
     fn call(&self, args: Value, _: String) -> ToolFuture {
         let result = path_arg(&args).and_then(|p| self.read(&p));
-        Box::pin(async move { result })
+        Box::pin(async move { result.map(ToolOutput::from) })
     }
 }
 
@@ -123,7 +123,7 @@ impl Tool for FsWrite {
             let content = args["content"].as_str().ok_or("argument `content` (a string) is missing")?;
             self.write(&p, content)
         });
-        Box::pin(async move { result })
+        Box::pin(async move { result.map(ToolOutput::from) })
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{Tool, ToolFuture};
+use super::{Tool, ToolFuture, ToolOutput};
 
 /// `http`.
 #[derive(Debug)]
@@ -68,7 +68,11 @@ impl Tool for HttpTool {
             let resp = request?.send().await.map_err(|e| format!("`{url}`: {e}"))?;
             let status = resp.status();
             let text = resp.text().await.map_err(|e| format!("`{url}`: {e}"))?;
-            if status.is_success() { Ok(text) } else { Err(format!("`{url}`: HTTP {status}: {text}")) }
+            if status.is_success() {
+                Ok(ToolOutput::from(text))
+            } else {
+                Err(format!("`{url}`: HTTP {status}: {text}"))
+            }
         })
     }
 }

@@ -15,6 +15,10 @@
 //! [tools.status]
 //! type = "http"
 //! allow_hosts = ["status.example.com"]
+//!
+//! [tools.memory]
+//! type = "memory"
+//! index = "remember"          # a memory-index operator of the topology
 //! ```
 //! Each tool declares whether it has side effects outside kafclaw (`http` with a method other
 //! than GET, `shell`, `fs_write`); `validate` warns when an exactly-once topology offers one
@@ -22,8 +26,10 @@
 
 pub mod fs;
 pub mod http;
+pub mod memory;
 pub mod shell;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -34,11 +40,41 @@ use serde_json::Value;
 use toml::Spanned;
 
 use crate::keyed::parse_duration_ms;
+use crate::llm::SharedModel;
+use crate::memory::SharedIndex;
 use crate::operator::ConfigError;
 
-/// What a tool call gives: the text handed back to the model, or why it was refused/failed
-/// (also handed back, so the model can recover).
-pub type ToolResult = Result<String, String>;
+/// What a successful tool call gives.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ToolOutput {
+    /// The text handed back to the model.
+    pub text: String,
+    /// Items to remember: the `llm` operator emits each as a `memory` envelope on its
+    /// `memories` output, in the output transaction (and journals them, so a replay emits
+    /// the same items again without calling anything).
+    pub remember: Vec<String>,
+}
+
+impl From<String> for ToolOutput {
+    fn from(text: String) -> Self {
+        Self { text, remember: Vec::new() }
+    }
+}
+
+/// What a tool call gives: its output, or why it was refused/failed (handed back as text,
+/// so the model can recover).
+pub type ToolResult = Result<ToolOutput, String>;
+
+/// What tools are built with: the topology's folder, memory indexes and models.
+#[derive(Debug, Clone, Copy)]
+pub struct ToolContext<'a> {
+    /// The topology file's folder (relative roots are resolved against it).
+    pub base: &'a std::path::Path,
+    /// The `memory-index` operators' indexes, by operator name.
+    pub indexes: &'a BTreeMap<String, Arc<SharedIndex>>,
+    /// The declared models, by name.
+    pub models: &'a BTreeMap<String, Arc<SharedModel>>,
+}
 
 /// A tool call in flight.
 pub type ToolFuture = Pin<Box<dyn Future<Output = ToolResult> + Send>>;
@@ -54,6 +90,10 @@ pub trait Tool: Send + Sync + std::fmt::Debug {
     /// Whether calls carry an idempotency key the other side honours.
     fn idempotent(&self) -> bool {
         !self.side_effects()
+    }
+    /// Whether calls may hand back items to remember ([`ToolOutput::remember`]).
+    fn remembers(&self) -> bool {
+        false
     }
     /// Calls the tool; `idempotency_key` is stable for one step of one input.
     fn call(&self, args: Value, idempotency_key: String) -> ToolFuture;
@@ -109,6 +149,26 @@ pub enum ToolConfig {
         #[serde(default)]
         description: Option<String>,
     },
+    /// Remembers (a `memory` envelope on the `llm` operator's `memories` output) and recalls
+    /// (a search of a `memory-index` operator's index).
+    Memory {
+        /// The `memory-index` operator whose items are recalled.
+        index: String,
+        /// The model whose `/v1/embeddings` endpoint embeds recall queries; it must be the
+        /// one the index's items were embedded with. Default: the built-in local embedder.
+        #[serde(default)]
+        embedder: Option<String>,
+        /// How many items a recall returns.
+        #[serde(default = "default_k")]
+        k: usize,
+        /// What the model is told.
+        #[serde(default)]
+        description: Option<String>,
+    },
+}
+
+fn default_k() -> usize {
+    5
 }
 
 fn default_timeout() -> String {
@@ -122,11 +182,11 @@ fn default_method() -> String {
 }
 
 impl ToolConfig {
-    /// Builds the tool (`base` resolves relative roots: the topology file's folder).
-    pub fn build(&self, base: &std::path::Path) -> Result<Arc<dyn Tool>, Vec<ConfigError>> {
+    /// Builds the tool.
+    pub fn build(&self, cx: &ToolContext<'_>) -> Result<Arc<dyn Tool>, Vec<ConfigError>> {
         let root = |r: &String| -> PathBuf {
             let p = PathBuf::from(r);
-            if p.is_absolute() { p } else { base.join(p) }
+            if p.is_absolute() { p } else { cx.base.join(p) }
         };
         // (Internally tagged enums cannot hold spans: errors point at the tool's name.)
         let ms = |t: &String| {
@@ -146,6 +206,27 @@ impl ToolConfig {
                     return Err(vec![ConfigError::at(0..0, format!("http tool method `{method}`: GET or POST"))]);
                 }
                 Arc::new(http::HttpTool::new(allow_hosts.clone(), method, ms(timeout)?, description.clone()))
+            }
+            Self::Memory { index, embedder, k, description } => {
+                let Some(shared) = cx.indexes.get(index) else {
+                    return Err(vec![ConfigError::at(
+                        0..0,
+                        format!("memory tool: `{index}` is not a memory-index operator of this topology"),
+                    )]);
+                };
+                let embedder = match embedder {
+                    None => None,
+                    Some(m) => match cx.models.get(m) {
+                        Some(model) => Some(model.clone()),
+                        None => {
+                            return Err(vec![ConfigError::at(
+                                0..0,
+                                format!("memory tool: model `{m}` is not declared (add a [models.{m}] table)"),
+                            )]);
+                        }
+                    },
+                };
+                Arc::new(memory::MemoryTool::new(shared.clone(), embedder, (*k).max(1), description.clone()))
             }
         })
     }

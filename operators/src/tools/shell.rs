@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{Tool, ToolFuture};
+use super::{Tool, ToolFuture, ToolOutput};
 
 /// Where allow-listed programs are looked up.
 const PROGRAM_DIRS: [&str; 2] = ["/usr/bin", "/bin"];
@@ -118,7 +118,7 @@ impl Tool for Shell {
         let me = Shell { allow: self.allow.clone(), root: self.root.clone(), timeout: self.timeout, description: None };
         Box::pin(async move {
             match argv {
-                Some(argv) => me.run(argv).await,
+                Some(argv) => me.run(argv).await.map(ToolOutput::from),
                 None => Err("argument `argv` (a list of strings) is missing".into()),
             }
         })
