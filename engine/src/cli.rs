@@ -124,6 +124,13 @@ pub enum Command {
         #[arg(long, env = "KAFCLAW_STATE_DIR", default_value = ".kafclaw/state")]
         state_dir: PathBuf,
     },
+    /// Export or inspect the response journals (model answers, embeddings) kept in the
+    /// topology's changelog topics.
+    Journal {
+        /// What to do.
+        #[command(subcommand)]
+        command: JournalCommand,
+    },
     /// Query the state of a running instance over its HTTP endpoint (`run --http`).
     State {
         /// What to query.
@@ -159,6 +166,11 @@ pub enum Command {
         /// payload.usage.latency_ms.
         #[arg(long)]
         ignore: Vec<String>,
+        /// Match envelopes by this dotted path instead of `id` (e.g. `causation_id`, to
+        /// compare a Kafka run with an offline run over the same inputs, whose output ids
+        /// differ); repeats are matched in file order, and `id` is then not compared.
+        #[arg(long, default_value = "id")]
+        key: String,
     },
     /// Print the version.
     Version,
@@ -166,6 +178,24 @@ pub enum Command {
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
+    },
+}
+
+/// `kafclaw journal …`.
+#[derive(Debug, Subcommand)]
+pub enum JournalCommand {
+    /// Write every journal entry as JSON Lines `{"operator", "key", "entry"}`: point a model's
+    /// `recorded = "<file>"` at it to run the topology offline with the very same answers
+    /// (`kafclaw diff` then compares the two runs).
+    Export {
+        /// Topology file.
+        file: PathBuf,
+        /// Bootstrap servers (overrides `[kafka]` and KAFCLAW_KAFKA_BOOTSTRAP_SERVERS).
+        #[arg(long, env = "KAFCLAW_BROKERS")]
+        brokers: Option<String>,
+        /// Write to this file instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
     },
 }
 
@@ -487,6 +517,43 @@ fn state(cmd: StateCommand) -> i32 {
     exit::OK
 }
 
+fn journal_export(file: &std::path::Path, brokers: Option<String>, output: Option<&std::path::Path>) -> i32 {
+    let c = match compile_or_report(file) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let entries = match crate::kafka::journal::export_journals(&c.plan, &settings(&c, brokers)) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::RUNTIME;
+        }
+    };
+    let mut text = String::new();
+    for e in &entries {
+        text.push_str(&serde_json::to_string(e).unwrap_or_default());
+        text.push('\n');
+    }
+    let written = match output {
+        Some(path) => std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display())),
+        None => std::io::stdout().write_all(text.as_bytes()).map_err(|e| e.to_string()),
+    };
+    match written {
+        Ok(()) => {
+            eprintln!(
+                "kafclaw: exported {} journal entr{}",
+                entries.len(),
+                if entries.len() == 1 { "y" } else { "ies" }
+            );
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::RUNTIME
+        }
+    }
+}
+
 fn topics(file: &std::path::Path, brokers: Option<String>, create: bool) -> i32 {
     let c = match compile_or_report(file) {
         Ok(c) => c,
@@ -598,6 +665,9 @@ pub fn main_with(cli: Cli) -> i32 {
             replay(&file, ReplayRun { from, instance_id, brokers, state_dir })
         }
         Command::State { query } => state(query),
+        Command::Journal { command: JournalCommand::Export { file, brokers, output } } => {
+            journal_export(&file, brokers, output.as_deref())
+        }
         Command::Agent { message, sender, topology, json } => {
             match crate::agent::run_agent(&message, &sender, topology.as_deref()) {
                 Ok(a) => {
@@ -624,7 +694,7 @@ pub fn main_with(cli: Cli) -> i32 {
                 }
             }
         }
-        Command::Diff { a, b, ignore } => match crate::diff::diff_files(&a, &b, &ignore) {
+        Command::Diff { a, b, ignore, key } => match crate::diff::diff_files(&a, &b, &key, &ignore) {
             Ok(r) => {
                 for (_, d) in &r.changed {
                     print!("{d}");

@@ -1,6 +1,12 @@
 //! `kafclaw diff a.jsonl b.jsonl`: compares two runs' outputs envelope by envelope, matched
 //! by their deterministic `id` (in file order when envelopes have none), ignoring the fields
 //! named with `--ignore` (dotted paths such as `payload.usage.latency_ms`).
+//!
+//! Output ids are derived from where the input was read (topic or file), so runs of one
+//! topology over the same envelopes from different places (a Kafka run, and an offline run
+//! over a file) match by another field: `--key causation_id` pairs each output with the
+//! input it came from (the n-th output of an input with the n-th; an `id` ignored by the
+//! comparison then).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -28,19 +34,31 @@ impl DiffReport {
     }
 }
 
-fn read(path: &Path, ignore: &[String]) -> Result<BTreeMap<String, Value>, String> {
+fn read(path: &Path, key: &str, ignore: &[String]) -> Result<BTreeMap<String, Value>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut out = BTreeMap::new();
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let mut v: Value =
             serde_json::from_str(line).map_err(|e| format!("{}:{}: not JSON: {e}", path.display(), i + 1))?;
+        let k = match get_path(&v, key) {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Null) | None => format!("#{:06}", i + 1),
+            Some(other) => other.to_string(),
+        };
+        let n = seen.entry(k.clone()).or_default();
+        *n += 1;
+        let k = if *n == 1 { k } else { format!("{k} #{n}") };
         for p in ignore {
             remove_path(&mut v, p);
         }
-        let key = v["id"].as_str().map_or_else(|| format!("#{:06}", i + 1), str::to_owned);
-        out.insert(key, v);
+        out.insert(k, v);
     }
     Ok(out)
+}
+
+fn get_path<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(v, |cur, p| cur.get(p))
 }
 
 fn remove_path(v: &mut Value, path: &str) {
@@ -58,9 +76,13 @@ fn remove_path(v: &mut Value, path: &str) {
     }
 }
 
-/// Compares two output files.
-pub fn diff_files(a: &Path, b: &Path, ignore: &[String]) -> Result<DiffReport, String> {
-    let (ra, rb) = (read(a, ignore)?, read(b, ignore)?);
+/// Compares two output files, matching envelopes by the dotted path `key` (`id` by default).
+pub fn diff_files(a: &Path, b: &Path, key: &str, ignore: &[String]) -> Result<DiffReport, String> {
+    let mut ignore = ignore.to_vec();
+    if key != "id" {
+        ignore.push("id".into());
+    }
+    let (ra, rb) = (read(a, key, &ignore)?, read(b, key, &ignore)?);
     let mut report = DiffReport::default();
     for (id, va) in &ra {
         match rb.get(id) {
@@ -99,9 +121,9 @@ mod tests {
         )
         .unwrap();
         std::fs::write(&b, "{\"id\":\"2\",\"x\":2}\n{\"id\":\"1\",\"x\":1,\"payload\":{\"usage\":{\"latency_ms\":9}}}\n{\"id\":\"3\"}\n").unwrap();
-        let r = diff_files(&a, &b, &["payload.usage.latency_ms".into()]).unwrap();
+        let r = diff_files(&a, &b, "id", &["payload.usage.latency_ms".into()]).unwrap();
         assert_eq!((r.compared, r.only_a.len(), r.only_b.clone(), r.changed.len()), (2, 0, vec!["3".to_owned()], 0));
-        let r = diff_files(&a, &b, &[]).unwrap();
+        let r = diff_files(&a, &b, "id", &[]).unwrap();
         assert_eq!(r.changed.len(), 1);
         assert!(
             r.changed[0].1.lines().any(|l| l.starts_with('-') && l.contains("\"latency_ms\": 5")),
@@ -109,5 +131,25 @@ mod tests {
             r.changed[0].1
         );
         assert!(!r.same());
+    }
+
+    #[test]
+    fn matches_by_another_key_numbering_repeats() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.jsonl");
+        let b = dir.path().join("b.jsonl");
+        std::fs::write(
+            &a,
+            "{\"id\":\"a1\",\"causation_id\":\"q\",\"n\":1}\n{\"id\":\"a2\",\"causation_id\":\"q\",\"n\":2}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            &b,
+            "{\"id\":\"b1\",\"causation_id\":\"q\",\"n\":1}\n{\"id\":\"b2\",\"causation_id\":\"q\",\"n\":3}\n",
+        )
+        .unwrap();
+        let r = diff_files(&a, &b, "causation_id", &[]).unwrap();
+        assert_eq!(r.compared, 2);
+        assert_eq!(r.changed.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["q #2"]);
     }
 }

@@ -1,11 +1,14 @@
 //! The `llm` operator on Kafka, exactly-once: answers are journalled in the output
 //! transaction, so `kafclaw replay --from earliest` makes no model call at all (the fake
-//! server's counter proves it) and produces the very same output envelopes.
+//! server's counter proves it) and produces the very same output envelopes; `kafclaw journal
+//! export` writes the journal out, and a local run recorded from it reproduces the outputs
+//! offline (`kafclaw diff`).
 
 mod fake_openai;
 mod support;
 
 use std::collections::BTreeMap;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use fake_openai::FakeOpenAi;
@@ -51,16 +54,7 @@ topic = "{output}"
             server.base_url()
         ),
     );
-    produce(
-        &input,
-        (0..N).map(|i| {
-            let key = format!("conv-{}", i % 30);
-            let v = format!(
-                r#"{{"type":"request","correlation_id":"{key}","sender_id":"s","timestamp":"2026-11-24T10:00:00Z","id":"q-{i}","payload":{{"task_id":"q-{i}","description":"question {i}"}}}}"#
-            );
-            (key, v)
-        }),
-    );
+    produce(&input, (0..N).map(request));
     let log = dir.path().join("run.log");
     let mut a = spawn_instance(&topo, "a", &log);
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -88,4 +82,85 @@ topic = "{output}"
     let (old, new): (Vec<&Got>, Vec<&Got>) = all.iter().partition(|g| first_ids.contains(&(g.partition, g.offset)));
     assert_eq!((old.len(), new.len()), (N, N));
     assert_eq!(by_id(&old), by_id(&new), "the replay's outputs equal the first run's, envelope by envelope");
+
+    // Offline: the journal exported, and the same inputs run locally from it make no call and
+    // give the same outputs (matched by the input they came from: output ids name where the
+    // input was read); an input the export lacks is dead-lettered.
+    let export = dir.path().join("journal.jsonl");
+    let out = Command::new(env!("CARGO_BIN_EXE_kafclaw"))
+        .args(["journal", "export", topo.to_str().unwrap(), "--brokers", &brokers(), "--output"])
+        .arg(&export)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("exported {N} journal entries")), "{stderr}");
+    let local = write_topology(
+        dir.path(),
+        "offline",
+        r#"
+[topology]
+name = "offline"
+
+[models.fake]
+base_url = "http://127.0.0.1:9/v1"
+model = "fake-1"
+recorded = "journal.jsonl"
+
+[sources.requests]
+type = "file"
+path = "in.jsonl"
+
+[operators.answer]
+type = "llm"
+inputs = ["requests"]
+model = "fake"
+prompt = "{{ payload.description }}"
+
+[sinks.answers]
+type = "file"
+inputs = ["answer"]
+path = "offline.jsonl"
+
+[dead_letter]
+path = "dlq.jsonl"
+"#,
+    );
+    let mut inputs: Vec<String> = (0..N).map(request).map(|(_, v)| v).collect();
+    inputs.push(request(N).1);
+    std::fs::write(dir.path().join("in.jsonl"), inputs.join("\n") + "\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kafclaw"))
+        .args(["run", local.to_str().unwrap(), "--local"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("answers come from a recording"), "{stderr}");
+    assert_eq!(server.counters.calls(), N, "the offline run made no model call");
+    let dlq = std::fs::read_to_string(dir.path().join("dlq.jsonl")).unwrap();
+    assert_eq!(dlq.lines().count(), 1, "{dlq}");
+    assert!(
+        dlq.contains(&format!("not in the recording: it holds no journal entry of operator `answer` for `q-{N}`")),
+        "{dlq}"
+    );
+    let kafka_run = dir.path().join("kafka.jsonl");
+    std::fs::write(&kafka_run, first.iter().map(|g| g.value.to_string() + "\n").collect::<String>()).unwrap();
+    let diff = Command::new(env!("CARGO_BIN_EXE_kafclaw"))
+        .args(["diff", "--key", "causation_id", "--ignore", "trace_id", "--ignore", "span_id"])
+        .arg(&kafka_run)
+        .arg(dir.path().join("offline.jsonl"))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&diff.stderr);
+    assert_eq!(diff.status.code(), Some(0), "{}{report}", String::from_utf8_lossy(&diff.stdout));
+    assert!(report.contains(&format!("{N} envelope(s) compared: 0 differ")), "{report}");
+}
+
+fn request(i: usize) -> (String, String) {
+    let key = format!("conv-{}", i % 30);
+    let v = format!(
+        r#"{{"type":"request","correlation_id":"{key}","sender_id":"s","timestamp":"2026-11-24T10:00:00Z","id":"q-{i}","payload":{{"task_id":"q-{i}","description":"question {i}"}}}}"#
+    );
+    (key, v)
 }

@@ -5,6 +5,7 @@ pub mod client;
 mod clients;
 mod global;
 pub mod instance;
+pub mod journal;
 pub mod replay;
 pub mod restore;
 pub mod stats;

@@ -22,7 +22,10 @@
 //! **Response journal.** Every answer is written to the state table `<operator>.journal`,
 //! keyed by the input envelope's id (or its coordinates), in the same transaction as the
 //! output. A restart, a rebalance or `kafclaw replay` finds the answer there and does not call
-//! (or bill) the model again; the journal survives a replay's state wipe.
+//! (or bill) the model again; the journal survives a replay's state wipe. `kafclaw journal
+//! export` writes the journals out; a model whose `recorded` file is such an export answers
+//! each record with the entry journalled for it, so a topology runs offline and reproduces a
+//! recorded run's outputs exactly (`kafclaw diff`).
 //!
 //! **Tools.** With `tools = ["read-notes", "ls"]` (names under `[tools]`), the model may ask
 //! for tool calls; kafclaw runs them, hands the results back, and asks again, for at most
@@ -536,14 +539,27 @@ impl AsyncOperator for Llm {
                 .map_err(|e| format!("state `{}`: not a journal entry: {e}", self.journal.name))?;
             return Ok(Started::Ready(Box::new(LlmOutcome::Journaled(entry))));
         }
+        self.open()?;
+        let client = self.client.clone().expect("opened above");
+        if let Some(found) = client.recorded_entry(&self.name, &journal_key(record)) {
+            // A journal export: this record's answer as the recorded run journalled it.
+            let outcome = match found.map(|v| serde_json::from_value::<JournalEntry>(v.clone())) {
+                Ok(Ok(entry)) => LlmOutcome::Answered(entry),
+                Ok(Err(e)) => LlmOutcome::Failed(CallError {
+                    model: self.model.name.clone(),
+                    attempts: 0,
+                    message: format!("the recording's entry is not an llm answer: {e}"),
+                }),
+                Err(e) => LlmOutcome::Failed(e),
+            };
+            return Ok(Started::Ready(Box::new(outcome)));
+        }
         if let Some((budget, key)) = self.budget_key(record)? {
             let used = self.used(&key, state)?;
             if used >= budget {
                 return Ok(Started::Ready(Box::new(LlmOutcome::OverBudget { key, used, budget })));
             }
         }
-        self.open()?;
-        let client = self.client.clone().expect("opened above");
         let mut messages = Vec::with_capacity(2);
         if let Some(s) = &self.system {
             messages.push(Message::text("system", s.render(record)?));

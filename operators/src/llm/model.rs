@@ -72,12 +72,54 @@ pub struct ModelConfig {
     /// Environment variable that, when set, replaces `model`.
     #[serde(default)]
     pub model_env: Option<String>,
-    /// A JSON Lines file of recorded answers (`{"prompt": …, "answer": …}`; `prompt` matches
-    /// the user message or its first line, `"*"` any), relative to the topology file. Used when no live endpoint is configured
-    /// (`base_url_env` unset): the model then answers offline, and every answer says so
-    /// (`usage.model` is `recorded:<model>`).
+    /// A JSON Lines file of recorded answers, relative to the topology file, used when no live
+    /// endpoint is configured (`base_url_env` unset). Two kinds of line: `{"prompt": …,
+    /// "answer": …}` (`prompt` matches the user message or its first line, `"*"` any; every
+    /// such answer says so: `usage.model` is `recorded:<model>`), and the lines of
+    /// `kafclaw journal export` (`{"operator", "key", "entry"}`), which give each record the
+    /// very answer (or vector) a previous run journalled for it, so the run's outputs are
+    /// reproduced exactly; a record the export does not hold is dead-lettered.
     #[serde(default)]
     pub recorded: Option<String>,
+}
+
+/// One line of `kafclaw journal export`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportedEntry {
+    /// The operator whose journal held it.
+    pub operator: String,
+    /// The journal key (the input envelope's id, or its coordinates).
+    pub key: String,
+    /// The journalled value.
+    pub entry: serde_json::Value,
+}
+
+/// What a recording holds.
+#[derive(Debug, Default)]
+pub struct Recording {
+    /// Answers by prompt.
+    pub answers: Vec<Recorded>,
+    /// Journal entries by (operator, key).
+    pub journal: std::collections::HashMap<(String, String), serde_json::Value>,
+}
+
+impl Recording {
+    /// Reads a recording (`path` for messages).
+    pub fn parse(path: &str, text: &str) -> Result<Self, String> {
+        let mut r = Self::default();
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let at = |e: serde_json::Error| format!("recording {path}:{}: {e}", i + 1);
+            let value: serde_json::Value = serde_json::from_str(line).map_err(at)?;
+            if value.get("operator").is_some() {
+                let e: ExportedEntry = serde_json::from_value(value).map_err(at)?;
+                r.journal.insert((e.operator, e.key), e.entry);
+            } else {
+                r.answers.push(serde_json::from_value(value).map_err(at)?);
+            }
+        }
+        Ok(r)
+    }
 }
 
 /// One recorded answer.
@@ -163,15 +205,15 @@ impl ModelConfig {
         let recorded = if self.is_recorded() {
             let path = self.recorded.as_deref().unwrap_or_default();
             let text = std::fs::read_to_string(path).map_err(|e| format!("model `{name}`: recording {path}: {e}"))?;
-            let mut answers = Vec::new();
-            for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-                answers.push(
-                    serde_json::from_str::<Recorded>(line)
-                        .map_err(|e| format!("model `{name}`: recording {path}:{}: {e}", i + 1))?,
-                );
-            }
-            tracing::warn!(model = name, recording = path, "no live model configured: answers come from a recording");
-            Some(answers)
+            let recording = Recording::parse(path, &text).map_err(|e| format!("model `{name}`: {e}"))?;
+            tracing::warn!(
+                model = name,
+                recording = path,
+                answers = recording.answers.len(),
+                journal_entries = recording.journal.len(),
+                "no live model configured: answers come from a recording"
+            );
+            Some(recording)
         } else {
             None
         };
@@ -284,8 +326,8 @@ pub struct CallError {
 pub struct ModelClient {
     name: String,
     model: String,
-    /// Recorded answers, when the model runs offline.
-    recorded: Option<Vec<Recorded>>,
+    /// The recording, when the model runs offline.
+    recorded: Option<Recording>,
     usage: ModelUsage,
     /// Tokens per minute, when limited.
     rate: Option<super::budget::TokenRate>,
@@ -343,6 +385,18 @@ impl ModelClient {
     /// The model's name in the topology.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The entry a journal export holds for `operator`'s record `key`: `None` when the model
+    /// is live; `Some(Err)` when it runs from a journal export that lacks the record.
+    pub fn recorded_entry(&self, operator: &str, key: &str) -> Option<Result<&serde_json::Value, CallError>> {
+        let r = self.recorded.as_ref().filter(|r| !r.journal.is_empty())?;
+        Some(r.journal.get(&(operator.to_owned(), key.to_owned())).ok_or_else(|| {
+            self.error(
+                1,
+                format!("not in the recording: it holds no journal entry of operator `{operator}` for `{key}`"),
+            )
+        }))
     }
 
     /// The limiter (for metrics and benchmarks: current limit, peak in flight).
@@ -534,7 +588,7 @@ impl ModelClient {
         };
         let started = Instant::now();
         if let Some(recorded) = &self.recorded {
-            return self.replay_recorded(recorded, &request.messages, started);
+            return self.replay_recorded(&recorded.answers, &request.messages, started);
         }
         fn usable(r: &ChatResponse) -> Result<(), String> {
             if r.choices.is_empty() { Err("no choices".into()) } else { Ok(()) }

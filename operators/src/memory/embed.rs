@@ -37,6 +37,11 @@ pub trait Embedder: Send + Sync + std::fmt::Debug {
     fn open(&self) -> Result<(), String> {
         Ok(())
     }
+    /// The entry a journal export holds for `operator`'s record `key`, when the embedder runs
+    /// from one (`Some(Err)`: the export lacks the record).
+    fn recorded(&self, _operator: &str, _key: &str) -> Option<Result<serde_json::Value, String>> {
+        None
+    }
 }
 
 /// A declared model's OpenAI-compatible `/v1/embeddings` endpoint (retries, backoff,
@@ -65,6 +70,12 @@ impl Embedder for ModelEmbedder {
 
     fn open(&self) -> Result<(), String> {
         self.model.client().map(|_| ())
+    }
+
+    fn recorded(&self, operator: &str, key: &str) -> Option<Result<serde_json::Value, String>> {
+        let client = self.model.client().ok()?;
+        let found = client.recorded_entry(operator, key)?;
+        Some(found.cloned().map_err(|e| e.to_string()))
     }
 }
 

@@ -97,6 +97,7 @@ impl EmbedConfig {
         };
         errors.finish(|| {
             Some(Embed {
+                name: name.to_owned(),
                 embedder: embedder?,
                 text: text?,
                 into: into?,
@@ -126,6 +127,7 @@ enum EmbedOutcome {
 
 /// Runtime half of `embed`.
 pub struct Embed {
+    name: String,
     embedder: Arc<dyn Embedder>,
     text: Expr,
     into: FieldPath,
@@ -150,6 +152,16 @@ impl AsyncOperator for Embed {
             let entry: VectorEntry = serde_json::from_slice(&bytes)
                 .map_err(|e| format!("state `{}`: not a vector entry: {e}", self.journal.name))?;
             return Ok(Started::Ready(Box::new(EmbedOutcome::Journaled(entry))));
+        }
+        if let Some(found) = self.embedder.recorded(&self.name, &journal_key(record)) {
+            let outcome = match found.and_then(|v| {
+                serde_json::from_value::<VectorEntry>(v)
+                    .map_err(|e| format!("the recording's entry is not a vector: {e}"))
+            }) {
+                Ok(entry) => EmbedOutcome::Made(entry),
+                Err(m) => EmbedOutcome::Failed(m),
+            };
+            return Ok(Started::Ready(Box::new(outcome)));
         }
         let text = match self.text.eval_json(record)? {
             Value::String(s) => s,
