@@ -8,6 +8,7 @@ use kafclaw_operators::llm::SharedModel;
 use kafclaw_operators::llm::model::ModelConfig;
 use kafclaw_operators::memory::SharedIndex;
 use kafclaw_operators::suggest::did_you_mean;
+use kafclaw_operators::tools::delegate::BusSlot;
 use kafclaw_operators::tools::{Tool, ToolConfig, ToolContext};
 use serde::Deserialize;
 use toml::Spanned;
@@ -170,6 +171,8 @@ pub struct Spec {
     pub kafka: BTreeMap<String, KafkaValue>,
     /// `[models.<name>]`: the model endpoints `llm` operators call.
     pub models: BTreeMap<String, Arc<SharedModel>>,
+    /// Where a runtime with peers (Kafka) installs the bus `delegate` tools use.
+    pub bus: Arc<BusSlot>,
 }
 
 const ROOT_KEYS: [&str; 9] =
@@ -375,9 +378,16 @@ pub fn parse(file: &SourceFile, diags: &mut Diagnostics) -> Option<Spec> {
             indexes.insert(node.name.clone(), shared);
         }
     }
+    let bus = Arc::new(BusSlot::default());
     let tools = parse_tools(
         root.get("tools"),
-        &ToolContext { base: file.base_dir(), indexes: &indexes, models: &models },
+        &ToolContext {
+            base: file.base_dir(),
+            indexes: &indexes,
+            models: &models,
+            agent: topology.as_ref().map_or("kafclaw", |t| t.name.get_ref().as_str()),
+            bus: &bus,
+        },
         diags,
     );
     let consumed: std::collections::HashSet<String> = nodes
@@ -458,7 +468,7 @@ pub fn parse(file: &SourceFile, diags: &mut Diagnostics) -> Option<Spec> {
         }
     }
 
-    Some(Spec { topology: topology?, nodes, dead_letter: dead_letter?, tests, kafka, models })
+    Some(Spec { topology: topology?, nodes, dead_letter: dead_letter?, tests, kafka, models, bus })
 }
 
 fn parse_tools(

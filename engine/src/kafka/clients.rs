@@ -123,3 +123,19 @@ impl ClientContext for QuietEof {
 }
 
 impl ConsumerContext for QuietEof {}
+
+/// The context of the instance's other clients (the delegate bus): librdkafka's log as
+/// tracing events, errors as warnings naming the client.
+pub(super) struct Logged(pub(super) &'static str);
+
+impl ClientContext for Logged {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        forward_log(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(%error, reason, client = self.0, "kafka client");
+    }
+}
+
+impl ConsumerContext for Logged {}

@@ -1,6 +1,7 @@
 //! Kafka I/O: the only module that touches rdkafka. Client configuration, topic management and
 //! the instance runtime (consumer group member, tasks per partition, transactions).
 
+pub mod bus;
 pub mod client;
 mod clients;
 mod global;

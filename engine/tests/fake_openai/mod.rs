@@ -11,6 +11,8 @@
 //!   results are in the conversation, answers `done: <result 1> | <result 2>`;
 //! - `memory-tool <action>: <text>` (with tools offered): first answer asks for the `memory`
 //!   tool with `{"action": <action>, "text": <text>}`; then answers `done: <its result>`;
+//! - `delegate <tool>: <task>`: first answer asks for tool `<tool>` with
+//!   `{"description": <task>}`; then answers `done: <its result>`;
 //! - anything else: `answer: <message>`, with usage 10 + 5 tokens.
 //!
 //! `/v1/embeddings` answers 8-dimension unit vectors by *concept*: words of a concept group
@@ -188,14 +190,22 @@ async fn chat(State(c): State<Arc<Counters>>, body: axum::body::Bytes) -> Respon
         (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response()
     } else if times(&message, "garbage x").is_some_and(|n| nth <= n) {
         (StatusCode::OK, "{\"choices\": [tru").into_response()
-    } else if let Some(rest) = message.strip_prefix("memory-tool ") {
+    } else if let Some((tool, arguments)) = message
+        .strip_prefix("memory-tool ")
+        .map(|rest| {
+            let (action, text) = rest.split_once(": ").unwrap_or((rest, ""));
+            ("memory", json!({"action": action, "text": text}))
+        })
+        .or_else(|| {
+            let (tool, task) = message.strip_prefix("delegate ")?.split_once(": ")?;
+            Some((tool, json!({"description": task})))
+        })
+    {
         let result = request["messages"].as_array().unwrap().iter().find(|m| m["role"] == "tool").cloned();
         let usage = json!({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15});
-        let (action, text) = rest.split_once(": ").unwrap_or((rest, ""));
         let message = match result {
             None => json!({"role": "assistant", "content": null, "tool_calls": [
-                {"id": "call_m", "type": "function", "function": {"name": "memory",
-                 "arguments": json!({"action": action, "text": text}).to_string()}}
+                {"id": "call_m", "type": "function", "function": {"name": tool, "arguments": arguments.to_string()}}
             ]}),
             Some(r) => {
                 json!({"role": "assistant", "content": format!("done: {}", r["content"].as_str().unwrap_or(""))})

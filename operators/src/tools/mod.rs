@@ -24,6 +24,7 @@
 //! than GET, `shell`, `fs_write`); `validate` warns when an exactly-once topology offers one
 //! without an idempotency key, since a replay after a crash may run it again.
 
+pub mod delegate;
 pub mod fs;
 pub mod http;
 pub mod memory;
@@ -74,6 +75,10 @@ pub struct ToolContext<'a> {
     pub indexes: &'a BTreeMap<String, Arc<SharedIndex>>,
     /// The declared models, by name.
     pub models: &'a BTreeMap<String, Arc<SharedModel>>,
+    /// The topology's name (who delegated requests are from).
+    pub agent: &'a str,
+    /// Where the runtime puts its bus (for `delegate`).
+    pub bus: &'a Arc<delegate::BusSlot>,
 }
 
 /// A tool call in flight.
@@ -165,6 +170,25 @@ pub enum ToolConfig {
         #[serde(default)]
         description: Option<String>,
     },
+    /// Hands a task to a peer agent or a skill over Kafka and waits for the correlated
+    /// response (Kafka mode only).
+    Delegate {
+        /// Topic the `request` envelope is published to (e.g.
+        /// `group.<g>.skill.<s>.requests`).
+        request_topic: String,
+        /// Topic the `response` with the request's correlation id is awaited on.
+        reply_topic: String,
+        /// How long to wait for the response before the call fails.
+        #[serde(default = "default_deadline")]
+        deadline: String,
+        /// What the model is told.
+        #[serde(default)]
+        description: Option<String>,
+    },
+}
+
+fn default_deadline() -> String {
+    "60s".to_owned()
 }
 
 fn default_k() -> usize {
@@ -227,6 +251,24 @@ impl ToolConfig {
                     },
                 };
                 Arc::new(memory::MemoryTool::new(shared.clone(), embedder, (*k).max(1), description.clone()))
+            }
+            Self::Delegate { request_topic, reply_topic, deadline, description } => {
+                for t in [request_topic, reply_topic] {
+                    if !crate::kafka::valid_topic(t) {
+                        return Err(vec![ConfigError::at(
+                            0..0,
+                            format!("delegate tool: `{t}` is not a valid Kafka topic name"),
+                        )]);
+                    }
+                }
+                Arc::new(delegate::Delegate {
+                    agent: cx.agent.to_owned(),
+                    request_topic: request_topic.clone(),
+                    reply_topic: reply_topic.clone(),
+                    deadline: ms(deadline)?,
+                    description: description.clone(),
+                    bus: cx.bus.clone(),
+                })
             }
         })
     }

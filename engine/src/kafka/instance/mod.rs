@@ -400,6 +400,11 @@ impl Core {
             committing.push(((topic.clone(), *partition), offset));
         }
         if self.eos {
+            // Inputs read whose work is still in flight produce no output yet, so no
+            // transaction may be open: their offsets are committed in one of their own.
+            if !self.in_txn && !self.begin() {
+                return Ok(());
+            }
             if !self.positions.is_empty() {
                 let cgm = consumer.group_metadata().ok_or(KafkaError::Canceled)?;
                 self.producer.send_offsets_to_transaction(&tpl, &cgm, CALL_TIMEOUT)?;
@@ -580,6 +585,8 @@ pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), In
     tracing::info!(topology = %plan.name, instance = %opts.instance_id, config = ?settings.redacted(), "starting instance");
     check_plan(&plan, settings)?;
     ensure_topics(settings, &plan, t.partitions, t.replication, CALL_TIMEOUT).map_err(|e| setup(e.to_string()))?;
+    // `delegate` tools publish requests and await replies through this instance's bus.
+    compiled.spec.bus.set(Arc::new(super::bus::KafkaBus::new(settings.clone(), &plan.name, opts.stop.clone())));
 
     let eos = plan.guarantee == Guarantee::ExactlyOnce;
     let client_id = format!("{}-{}", plan.name, opts.instance_id);

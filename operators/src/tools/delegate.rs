@@ -1,0 +1,197 @@
+//! `delegate`: the model hands a task to a peer agent or a skill: a `request` envelope is
+//! published to `request_topic`, and the tool waits (a future, no thread held) for the
+//! `response` with the same correlation id on `reply_topic`, up to `deadline`.
+//!
+//! ```toml
+//! [tools.ask-billing]
+//! type = "delegate"
+//! request_topic = "group.acme.skill.billing.requests"
+//! reply_topic = "group.acme.skill.billing.responses"
+//! deadline = "60s"
+//! ```
+//! The request's `correlation_id`, `id` and `payload.task_id` are one id derived from the
+//! call (the input, the round and the model's call id): a retry after a crash sends the same
+//! request again (a peer reading with `dedup = true` drops the repeat) and takes the reply
+//! the first one got, if it came. The transport (the [`Bus`]) is the engine's: Kafka, or none
+//! in local mode, where a call fails with a message saying so.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sha2::Digest;
+
+use super::{Tool, ToolFuture, ToolOutput};
+use crate::envelope::{Envelope, EnvelopeType};
+use crate::record::format_time_ms;
+
+/// A reply on its way.
+pub type ReplyFuture = Pin<Box<dyn Future<Output = Result<Envelope, String>> + Send>>;
+
+/// Publishes requests and hands back the correlated replies (the engine's Kafka I/O).
+pub trait Bus: Send + Sync + std::fmt::Debug {
+    /// Publishes `request` to `topic`, keyed by its correlation id, and resolves with the
+    /// first `response` (or failed `task_status`) on `reply_topic` with the same correlation
+    /// id, or an error once `deadline` has passed.
+    fn request(&self, topic: &str, reply_topic: &str, request: Envelope, deadline: Duration) -> ReplyFuture;
+}
+
+/// Where the runtime puts its bus; shared by every `delegate` tool of a topology.
+#[derive(Debug, Default)]
+pub struct BusSlot(OnceLock<Arc<dyn Bus>>);
+
+impl BusSlot {
+    /// Installs the bus (the first one wins).
+    pub fn set(&self, bus: Arc<dyn Bus>) {
+        let _ = self.0.set(bus);
+    }
+
+    /// The bus, once a runtime installed one.
+    pub fn get(&self) -> Option<Arc<dyn Bus>> {
+        self.0.get().cloned()
+    }
+}
+
+/// The `delegate` tool.
+#[derive(Debug)]
+pub struct Delegate {
+    /// Who the requests are from (the topology's name).
+    pub agent: String,
+    /// Where requests go.
+    pub request_topic: String,
+    /// Where replies come.
+    pub reply_topic: String,
+    /// How long to wait for the reply.
+    pub deadline: Duration,
+    /// What the model is told.
+    pub description: Option<String>,
+    /// The runtime's bus.
+    pub bus: Arc<BusSlot>,
+}
+
+/// The id of a delegated task, derived from the call's idempotency key.
+pub fn task_id(idempotency_key: &str) -> String {
+    let d = sha2::Sha256::digest(idempotency_key.as_bytes());
+    let hex: String = d[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("dlg-{hex}")
+}
+
+/// What the model is handed for a reply: its text, or the error a failed one reports.
+fn outcome(reply: &Envelope) -> Result<ToolOutput, String> {
+    let p = &reply.payload;
+    let text = |k: &str| p.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
+    let status = text("status").unwrap_or_default();
+    let body = text("content").or_else(|| text("result")).or_else(|| text("summary"));
+    if reply.kind == EnvelopeType::TaskStatus || matches!(status.as_str(), "failed" | "error" | "rejected") {
+        return Err(format!(
+            "`{}` answered {}: {}",
+            reply.sender_id,
+            if status.is_empty() { "without a result" } else { status.as_str() },
+            body.unwrap_or_default()
+        ));
+    }
+    Ok(ToolOutput::from(body.unwrap_or_else(|| p.to_string())))
+}
+
+impl Tool for Delegate {
+    fn description(&self) -> String {
+        self.description
+            .clone()
+            .unwrap_or_else(|| format!("Hand a task to another agent (via {}) and get its answer.", self.request_topic))
+    }
+
+    fn parameters(&self) -> Value {
+        json!({
+            "type": "object",
+            "properties": {"description": {"type": "string", "description": "the task, fully stated"}},
+            "required": ["description"]
+        })
+    }
+
+    fn side_effects(&self) -> bool {
+        true
+    }
+
+    fn idempotent(&self) -> bool {
+        true
+    }
+
+    fn call(&self, args: Value, idempotency_key: String) -> ToolFuture {
+        let description = args["description"].as_str().unwrap_or_default().trim().to_owned();
+        let bus = self.bus.get();
+        let (topic, reply_topic, deadline) = (self.request_topic.clone(), self.reply_topic.clone(), self.deadline);
+        let agent = self.agent.clone();
+        Box::pin(async move {
+            if description.is_empty() {
+                return Err("argument `description` (a non-empty string) is missing".into());
+            }
+            let bus = bus.ok_or("delegate needs Kafka: this topology runs locally (--local), with no peers to ask")?;
+            let id = task_id(&idempotency_key);
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+            let mut request = Envelope::new(
+                EnvelopeType::Request,
+                id.clone(),
+                agent.clone(),
+                format_time_ms(now as i64),
+                json!({
+                    "task_id": id,
+                    "description": description,
+                    "requester_id": agent,
+                    "deadline_at": format_time_ms((now + deadline.as_millis()) as i64),
+                }),
+            );
+            request.id = Some(id);
+            let reply = bus.request(&topic, &reply_topic, request, deadline).await?;
+            outcome(&reply)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Echo;
+    impl Bus for Echo {
+        fn request(&self, topic: &str, reply: &str, request: Envelope, _: Duration) -> ReplyFuture {
+            let text = format!("{topic}->{reply}: {}", request.payload["description"].as_str().unwrap());
+            let status = if text.contains("fail") { "failed" } else { "completed" };
+            let mut r = Envelope::new(EnvelopeType::Response, request.correlation_id, "peer", "t", json!({}));
+            r.payload = json!({"task_id": r.correlation_id, "content": text, "status": status});
+            Box::pin(std::future::ready(Ok(r)))
+        }
+    }
+
+    fn tool(bus: Option<Arc<dyn Bus>>) -> Delegate {
+        let slot = Arc::new(BusSlot::default());
+        if let Some(b) = bus {
+            slot.set(b);
+        }
+        Delegate {
+            agent: "me".into(),
+            request_topic: "req".into(),
+            reply_topic: "rep".into(),
+            deadline: Duration::from_secs(1),
+            description: None,
+            bus: slot,
+        }
+    }
+
+    #[tokio::test]
+    async fn hands_back_the_reply_or_says_why_not() {
+        let t = tool(Some(Arc::new(Echo)));
+        let ok = t.call(json!({"description": "sum invoice 42"}), "in-1/0/call_1".into()).await.unwrap();
+        assert_eq!(ok.text, "req->rep: sum invoice 42");
+        let failed = t.call(json!({"description": "fail please"}), "k".into()).await.unwrap_err();
+        assert!(failed.starts_with("`peer` answered failed: req->rep: fail please"), "{failed}");
+        assert!(t.call(json!({}), "k".into()).await.unwrap_err().contains("`description`"));
+        let local = tool(None).call(json!({"description": "x"}), "k".into()).await.unwrap_err();
+        assert!(local.contains("delegate needs Kafka"), "{local}");
+        assert_eq!(task_id("in-1/0/call_1"), task_id("in-1/0/call_1"));
+        assert_ne!(task_id("in-1/0/call_1"), task_id("in-1/0/call_2"));
+        assert_eq!(task_id("a").len(), 4 + 32);
+    }
+}
