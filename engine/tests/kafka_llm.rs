@@ -2,7 +2,9 @@
 //! transaction, so `kafclaw replay --from earliest` makes no model call at all (the fake
 //! server's counter proves it) and produces the very same output envelopes; `kafclaw journal
 //! export` writes the journal out, and a local run recorded from it reproduces the outputs
-//! offline (`kafclaw diff`).
+//! offline (`kafclaw diff`). Faults under exactly-once: 429s, 500s, timeouts and malformed
+//! bodies are retried in place, a call that keeps failing is dead-lettered to the topic with
+//! its coordinates, and no transaction is ever aborted (the pipeline never restarts).
 
 mod fake_openai;
 mod support;
@@ -163,4 +165,81 @@ fn request(i: usize) -> (String, String) {
         r#"{{"type":"request","correlation_id":"{key}","sender_id":"s","timestamp":"2026-11-24T10:00:00Z","id":"q-{i}","payload":{{"task_id":"q-{i}","description":"question {i}"}}}}"#
     );
     (key, v)
+}
+
+#[test]
+fn faults_are_retried_in_place_then_dead_lettered_under_exactly_once() {
+    let server = FakeOpenAi::start();
+    let dir = TestDir::new();
+    let (app, input, output) = (unique("llmf-app"), unique("llmf-in"), unique("llmf-out"));
+    create_topic(&input, 2);
+    let topo = write_topology(
+        dir.path(),
+        &app,
+        &format!(
+            r#"
+[topology]
+name = "{app}"
+partitions = 2
+
+[models.fake]
+base_url = "{}"
+model = "fake-1"
+timeout = "1s"
+max_attempts = 3
+backoff = "50ms"
+max_backoff = "2s"
+
+[sources.requests]
+type = "kafka"
+topic = "{input}"
+
+[operators.answer]
+type = "llm"
+inputs = ["requests"]
+model = "fake"
+
+[sinks.answers]
+type = "kafka"
+inputs = ["answer"]
+topic = "{output}"
+"#,
+            server.base_url()
+        ),
+    );
+    let cases = ["429x2 rate", "500x2 flaky", "slow x1 timeout", "garbage x1 body", "always500 broken"];
+    let mut values: Vec<(String, String)> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let v = format!(
+                r#"{{"type":"request","correlation_id":"f{i}","sender_id":"s","timestamp":"2026-11-24T10:00:00Z","id":"f-{i}","payload":{{"task_id":"f-{i}","description":"{d}"}}}}"#
+            );
+            (format!("f{i}"), v)
+        })
+        .collect();
+    values.extend((0..20).map(request));
+    produce(&input, values);
+    let log = dir.path().join("run.log");
+    let mut a = spawn_instance(&topo, "a", &log);
+    let answers = consume_all(&output, 24, Duration::from_secs(90));
+    let dead = consume_all(&format!("{app}.dlq"), 1, Duration::from_secs(30));
+    sigterm(&mut a);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(wait_exit(&mut a, Duration::from_secs(60)), Some(0), "{text}");
+    assert_eq!(answers.len(), 24, "{text}");
+    for (i, case) in cases.iter().enumerate().take(4) {
+        let a = answers.iter().find(|g| g.value["correlation_id"] == format!("f{i}")).expect(case);
+        assert_eq!(a.value["payload"]["answer"], format!("answer: {case}"));
+        assert!(a.value["payload"]["usage"]["attempts"].as_u64().unwrap() >= 2, "{case} was retried");
+    }
+    assert_eq!(dead.len(), 1);
+    let d = &dead[0];
+    assert_eq!(
+        (d.headers["kafclaw.stage"].as_str(), d.headers["kafclaw.location"].as_str()),
+        ("operator:answer", input.as_str())
+    );
+    assert!(d.headers["kafclaw.error"].contains("HTTP 500"), "{:?}", d.headers);
+    assert!(!text.contains("aborting the open transaction"), "no transaction was aborted:\n{text}");
+    assert_eq!(text.matches("partitions assigned").count(), 1, "no restart, no rebalance:\n{text}");
 }
