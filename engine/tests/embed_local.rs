@@ -148,3 +148,17 @@ fn an_index_refuses_vectors_of_another_embedder() {
     let error = dlq[0].to_string();
     assert!(error.contains("384 dimensions, this one has 8"), "{error}");
 }
+
+#[test]
+fn an_undeclared_embedding_model_is_reported_at_its_place() {
+    let server = FakeOpenAi::start();
+    let dir = tempfile::tempdir().unwrap();
+    let topo = topology(dir.path(), &server, "vector = 'payload.embedding'");
+    let text = std::fs::read_to_string(&topo).unwrap().replace(r#"model = "embedder""#, r#"model = "nope""#);
+    std::fs::write(&topo, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kafclaw")).args(["validate", topo.to_str().unwrap()]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("t.toml:19:9: error: model `nope` is not declared"), "{stderr}");
+    assert!(stderr.contains("add a [models.nope] table"), "{stderr}");
+}

@@ -318,10 +318,7 @@ impl LlmConfig {
         }
         let model = self.resolved.clone();
         if model.is_none() {
-            errors.push(
-                ConfigError::at(self.model.span(), format!("model `{}` is not declared", self.model.get_ref()))
-                    .with_hint(Some(format!("add a [models.{}] table", self.model.get_ref()))),
-            );
+            errors.push(model::undeclared_model(&self.model));
         }
         errors.finish(|| {
             Some(Llm {

@@ -83,6 +83,12 @@ pub struct ModelConfig {
     pub recorded: Option<String>,
 }
 
+/// The error of an operator naming a model no `[models.<name>]` table declares.
+pub fn undeclared_model(name: &Spanned<String>) -> ConfigError {
+    ConfigError::at(name.span(), format!("model `{}` is not declared", name.get_ref()))
+        .with_hint(Some(format!("add a [models.{}] table", name.get_ref())))
+}
+
 /// One line of `kafclaw journal export`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]

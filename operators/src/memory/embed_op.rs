@@ -38,6 +38,7 @@ use crate::asynchronous::{AsyncOperator, Outcome, Started};
 use crate::expr::Expr;
 use crate::filter::compile_expr;
 use crate::keyed::{Errors, eval_key};
+use crate::llm::model::undeclared_model;
 use crate::llm::{SharedModel, journal_key};
 use crate::operator::{ConfigError, Emit, Failure, emit_set};
 use crate::path::FieldPath;
@@ -88,10 +89,7 @@ impl EmbedConfig {
             (None, _) => Some(Arc::new(LocalEmbedder::default())),
             (Some(_), Some(m)) => Some(Arc::new(ModelEmbedder::new(m.clone()))),
             (Some(m), None) => {
-                errors.push(
-                    ConfigError::at(m.span(), format!("model `{}` is not declared", m.get_ref()))
-                        .with_hint(Some(format!("add a [models.{}] table", m.get_ref()))),
-                );
+                errors.push(undeclared_model(m));
                 None
             }
         };
