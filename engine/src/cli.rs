@@ -124,6 +124,12 @@ pub enum Command {
         #[arg(long, env = "KAFCLAW_STATE_DIR", default_value = ".kafclaw/state")]
         state_dir: PathBuf,
     },
+    /// Agent groups: who is in one.
+    Group {
+        /// What to do.
+        #[command(subcommand)]
+        command: GroupCommand,
+    },
     /// Export or inspect the response journals (model answers, embeddings) kept in the
     /// topology's changelog topics.
     Journal {
@@ -178,6 +184,24 @@ pub enum Command {
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
+    },
+}
+
+/// `kafclaw group …`.
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// The live members of a group (from `group.<g>.control.roster`, kept by a `roster`
+    /// operator): active, and heard from within their TTL.
+    Members {
+        /// The group.
+        #[arg(long)]
+        group: String,
+        /// Bootstrap servers (default: KAFCLAW_KAFKA_BOOTSTRAP_SERVERS, else 127.0.0.1:9092).
+        #[arg(long, env = "KAFCLAW_BROKERS")]
+        brokers: Option<String>,
+        /// Print one JSON object per member.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -517,6 +541,43 @@ fn state(cmd: StateCommand) -> i32 {
     exit::OK
 }
 
+fn group_members(group: &str, brokers: Option<String>, json: bool) -> i32 {
+    let mut s = ClientSettings::new(&std::collections::BTreeMap::new(), std::env::vars());
+    if let Some(b) = brokers {
+        s.set("bootstrap.servers", b);
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let members = match crate::kafka::group::live_members(&s, group, now) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::RUNTIME;
+        }
+    };
+    if json {
+        for m in &members {
+            println!("{m}");
+        }
+    } else {
+        println!("{:<32} {:<14} {:<24} {:<26} last seen", "agent", "role", "skills", "joined");
+        for m in &members {
+            let i = &m["identity"];
+            let skills: Vec<&str> =
+                i["capabilities"].as_array().into_iter().flatten().filter_map(serde_json::Value::as_str).collect();
+            println!(
+                "{:<32} {:<14} {:<24} {:<26} {}",
+                m["agent_id"].as_str().unwrap_or_default(),
+                i["role"].as_str().unwrap_or_default(),
+                skills.join(","),
+                m["joined_at"].as_str().unwrap_or_default(),
+                m["last_seen"].as_str().unwrap_or_default()
+            );
+        }
+    }
+    eprintln!("kafclaw: {} live member(s) in group `{group}`", members.len());
+    exit::OK
+}
+
 fn journal_export(file: &std::path::Path, brokers: Option<String>, output: Option<&std::path::Path>) -> i32 {
     let c = match compile_or_report(file) {
         Ok(c) => c,
@@ -665,6 +726,9 @@ pub fn main_with(cli: Cli) -> i32 {
             replay(&file, ReplayRun { from, instance_id, brokers, state_dir })
         }
         Command::State { query } => state(query),
+        Command::Group { command: GroupCommand::Members { group, brokers, json } } => {
+            group_members(&group, brokers, json)
+        }
         Command::Journal { command: JournalCommand::Export { file, brokers, output } } => {
             journal_export(&file, brokers, output.as_deref())
         }

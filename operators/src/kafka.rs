@@ -90,6 +90,11 @@ pub struct KafkaSinkConfig {
     /// Record key: `correlation_id` (default), `sender_id`, `id` or `none`.
     #[serde(default)]
     pub key: KeyField,
+    /// Create the topic compacted (`cleanup.policy=compact`) when kafclaw creates it: a
+    /// table's topic such as `group.<g>.control.roster`, where each key's latest record
+    /// counts.
+    #[serde(default)]
+    pub compact: bool,
 }
 
 /// Kafka topic names: 1 to 249 of letters, digits, `.`, `_`, `-`, and not `.` or `..`.

@@ -16,6 +16,7 @@
 //! | `window` | [`window`] | synchronous, fused, stateful (tumbling, event time) |
 //! | `join` | [`join`] | synchronous, fused, stateful (stream–table) |
 //! | `memory-index`, `memory-search` | [`memory`] | synchronous, stateful (items table + usearch index) |
+//! | `roster` | [`roster`] | synchronous, stateful (members table) |
 //! | `embed` | [`memory::embed_op`] | asynchronous, stateful (vector journal) |
 //! | `llm` | [`llm`] | asynchronous ([`asynchronous`]), stateful (response journal, budgets) |
 //! | source `file`, `stdin` | [`io`] | local I/O |
@@ -45,6 +46,7 @@ pub mod memory;
 pub mod operator;
 pub mod path;
 pub mod record;
+pub mod roster;
 pub mod route;
 pub mod state;
 pub mod suggest;

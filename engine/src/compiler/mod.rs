@@ -2,6 +2,7 @@
 //! [`plan::PhysicalPlan`]. Every stage collects all the problems it finds; nothing stops at
 //! the first. Touches no network.
 
+pub mod agent;
 pub mod collect;
 pub mod diagnostic;
 pub mod graph;

@@ -8,7 +8,7 @@ use kafclaw_operators::memory::{MemoryIndexConfig, MemorySearchConfig};
 use kafclaw_operators::{
     ConfigError, Ports, SyncOperator, TableSpec, aggregate::AggregateConfig, asynchronous::AsyncOperator,
     count::CountConfig, dedupe::DedupeConfig, filter::FilterConfig, join::JoinConfig, llm::LlmConfig, map::MapConfig,
-    route::RouteConfig, window::WindowConfig,
+    roster::RosterConfig, route::RouteConfig, window::WindowConfig,
 };
 use toml::Spanned;
 use toml::de::DeValue;
@@ -74,6 +74,8 @@ pub enum NodeConfig {
     Join(JoinConfig),
     /// Operator `llm`.
     Llm(LlmConfig),
+    /// Operator `roster`.
+    Roster(RosterConfig),
     /// Operator `embed`.
     Embed(EmbedConfig),
     /// Operator `memory-index`.
@@ -135,6 +137,7 @@ pub const KINDS: &[Kind] = &[
     kind!(Role::Operator, "window", "tumbling event-time window aggregates per key", Window),
     kind!(Role::Operator, "join", "enrich a stream from a table fed by another input", Join),
     kind!(Role::Operator, "llm", "call an OpenAI-compatible chat model (journalled, budgeted)", Llm),
+    kind!(Role::Operator, "roster", "group members from announce/heartbeat envelopes, expired by TTL", Roster),
     kind!(Role::Operator, "embed", "put a vector on each record (/v1/embeddings or local; journalled)", Embed),
     kind!(Role::Operator, "memory-index", "index memory items for vector search (usearch)", MemoryIndex),
     kind!(Role::Operator, "memory-search", "find the memory items nearest to a query", MemorySearch),
@@ -244,6 +247,7 @@ impl NodeConfig {
             Self::Join(c) => c.build(name).map(|o| Box::new(o) as Box<dyn SyncOperator>),
             Self::MemoryIndex(c) => c.build(name).map(|o| Box::new(o) as Box<dyn SyncOperator>),
             Self::MemorySearch(c) => c.build().map(|o| Box::new(o) as Box<dyn SyncOperator>),
+            Self::Roster(c) => c.build(name).map(|o| Box::new(o) as Box<dyn SyncOperator>),
             _ => return None,
         })
     }

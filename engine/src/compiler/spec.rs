@@ -173,10 +173,12 @@ pub struct Spec {
     pub models: BTreeMap<String, Arc<SharedModel>>,
     /// Where a runtime with peers (Kafka) installs the bus `delegate` tools use.
     pub bus: Arc<BusSlot>,
+    /// `[agent]`: the group the instances join, and how they announce themselves.
+    pub agent: Option<super::agent::Agent>,
 }
 
-const ROOT_KEYS: [&str; 9] =
-    ["topology", "models", "tools", "sources", "operators", "sinks", "dead_letter", "tests", "kafka"];
+const ROOT_KEYS: [&str; 10] =
+    ["topology", "agent", "models", "tools", "sources", "operators", "sinks", "dead_letter", "tests", "kafka"];
 
 /// Characters allowed in topology and node names.
 pub fn valid_name(name: &str, allow_dot: bool) -> bool {
@@ -468,7 +470,8 @@ pub fn parse(file: &SourceFile, diags: &mut Diagnostics) -> Option<Spec> {
         }
     }
 
-    Some(Spec { topology: topology?, nodes, dead_letter: dead_letter?, tests, kafka, models, bus })
+    let agent = root.get("agent").and_then(|v| super::agent::parse_agent(v, topology.as_ref(), diags));
+    Some(Spec { topology: topology?, nodes, dead_letter: dead_letter?, tests, kafka, models, bus, agent })
 }
 
 fn parse_tools(

@@ -139,3 +139,13 @@ impl ClientContext for Logged {
 }
 
 impl ConsumerContext for Logged {}
+
+impl ProducerContext for Logged {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, m)) = result {
+            tracing::warn!(error = %e, topic = m.topic(), client = self.0, "delivery failed");
+        }
+    }
+}

@@ -21,6 +21,8 @@ pub enum TopicRole {
     GlobalSource,
     /// Written by a Kafka sink; created when missing.
     Sink,
+    /// Written by a Kafka sink with `compact = true`; created compacted when missing.
+    CompactedSink,
     /// Dead letters; created when missing.
     DeadLetter,
     /// A state table's changelog: compacted, co-partitioned with its sources; created when
@@ -35,6 +37,7 @@ impl TopicRole {
             Self::Source => "source",
             Self::GlobalSource => "global source",
             Self::Sink => "sink",
+            Self::CompactedSink => "sink (compacted)",
             Self::DeadLetter => "dead-letter",
             Self::Changelog => "changelog",
         }
@@ -70,7 +73,10 @@ pub fn topic_uses(plan: &PhysicalPlan) -> Vec<TopicUse> {
         let role = match n.role {
             Role::Source if plan.is_global(plan.sub_of(i)) => TopicRole::GlobalSource,
             Role::Source => TopicRole::Source,
-            _ => TopicRole::Sink,
+            _ => match &*n.config {
+                crate::compiler::registry::NodeConfig::KafkaSink(c) if c.compact => TopicRole::CompactedSink,
+                _ => TopicRole::Sink,
+            },
         };
         match uses.iter_mut().find(|u| u.topic == topic && u.role == role) {
             Some(u) => u.nodes.push(n.name.to_string()),
@@ -166,6 +172,9 @@ pub fn ensure_topics(
         .map(|(t, role)| match role {
             TopicRole::Changelog => NewTopic::new(t, source_partitions, TopicReplication::Fixed(replication))
                 .set("cleanup.policy", "compact"),
+            TopicRole::CompactedSink => {
+                NewTopic::new(t, partitions, TopicReplication::Fixed(replication)).set("cleanup.policy", "compact")
+            }
             _ => NewTopic::new(t, partitions, TopicReplication::Fixed(replication)),
         })
         .collect();
@@ -185,4 +194,34 @@ pub fn ensure_topics(
     let created: Vec<String> = missing.into_iter().map(|(t, _)| t).collect();
     tracing::info!(topics = ?created, partitions, replication, "created topics");
     Ok(created)
+}
+
+/// Creates `topic` with `partitions` when it does not exist (a group topic such as
+/// `group.<g>.announce`, which no node of the plan names).
+pub fn ensure_topic(
+    settings: &ClientSettings,
+    topic: &str,
+    partitions: i32,
+    replication: i32,
+    timeout: Duration,
+) -> Result<bool, TopicError> {
+    if partition_counts(settings, &[topic], timeout)?[0].is_some() {
+        return Ok(false);
+    }
+    let admin: AdminClient<DefaultClientContext> = settings.client_config(&[]).create()?;
+    let new = [NewTopic::new(topic, partitions, TopicReplication::Fixed(replication))];
+    let opts = AdminOptions::new().operation_timeout(Some(timeout));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| TopicError::Create(topic.into(), e.to_string()))?;
+    for r in rt.block_on(admin.create_topics(&new, &opts))? {
+        if let Err((t, code)) = r
+            && code != RDKafkaErrorCode::TopicAlreadyExists
+        {
+            return Err(TopicError::Create(t, code.to_string()));
+        }
+    }
+    tracing::info!(topic, partitions, "created topic");
+    Ok(true)
 }

@@ -587,6 +587,16 @@ pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), In
     ensure_topics(settings, &plan, t.partitions, t.replication, CALL_TIMEOUT).map_err(|e| setup(e.to_string()))?;
     // `delegate` tools publish requests and await replies through this instance's bus.
     compiled.spec.bus.set(Arc::new(super::bus::KafkaBus::new(settings.clone(), &plan.name, opts.stop.clone())));
+    // An `[agent]` joins its group (not while replaying); dropped at return: the leave.
+    let _presence = match (&compiled.spec.agent, &opts.until) {
+        (Some(agent), None) => {
+            let model = compiled.spec.models.values().next().map_or(String::new(), |m| m.config.model.clone());
+            let joined = kafclaw_operators::record::format_time_ms(super::presence::now_ms());
+            let who = super::presence::identity(agent, &opts.instance_id, &model, &joined);
+            Some(super::presence::Presence::start(settings, agent, who, t.partitions, t.replication).map_err(setup)?)
+        }
+        _ => None,
+    };
 
     let eos = plan.guarantee == Guarantee::ExactlyOnce;
     let client_id = format!("{}-{}", plan.name, opts.instance_id);

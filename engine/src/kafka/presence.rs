@@ -1,0 +1,113 @@
+//! An agent instance's presence in its group (`[agent]`): an `announce` (join) when it
+//! starts, a `heartbeat` every interval, an `announce` (leave) when it stops, all on
+//! `group.<g>.announce`, keyed by the agent id. A thread of its own sends them, so a busy or
+//! restoring stream thread never looks dead; an instance killed outright stops heartbeating
+//! and the roster expires it.
+
+use std::sync::{Arc, Condvar, Mutex};
+
+use kafclaw_operators::envelope::{AgentIdentity, AnnouncePayload, Envelope, EnvelopeType};
+use kafclaw_operators::record::format_time_ms;
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+
+use super::client::ClientSettings;
+use super::clients::{CALL_TIMEOUT, Logged};
+use super::topics::ensure_topic;
+use crate::compiler::agent::Agent;
+
+/// The running presence; dropping it announces the leave and waits for it to be sent.
+pub struct Presence {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Now, in ms since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Who `agent` is, as instance `instance`.
+pub fn identity(agent: &Agent, instance: &str, model: &str, joined_at: &str) -> AgentIdentity {
+    AgentIdentity {
+        agent_id: format!("{}.{instance}", agent.name),
+        agent_name: agent.name.clone(),
+        soul_summary: agent.summary.clone(),
+        capabilities: agent.skills.clone(),
+        model: model.to_owned(),
+        joined_at: joined_at.to_owned(),
+        status: "active".into(),
+        zone_id: agent.zone.clone().unwrap_or_default(),
+        role: agent.role.clone(),
+        ..AgentIdentity::default()
+    }
+}
+
+impl Presence {
+    /// Creates the announce topic when missing, announces the join, and starts heartbeating.
+    pub fn start(
+        settings: &ClientSettings,
+        agent: &Agent,
+        identity: AgentIdentity,
+        partitions: i32,
+        replication: i32,
+    ) -> Result<Self, String> {
+        let topic = agent.announce_topic();
+        ensure_topic(settings, &topic, partitions, replication, CALL_TIMEOUT).map_err(|e| e.to_string())?;
+        let producer: ThreadedProducer<Logged> = settings
+            .client_config(&[("enable.idempotence", "true"), ("client.id", &format!("{}-presence", identity.agent_id))])
+            .create_with_context(Logged("presence"))
+            .map_err(|e| format!("presence producer: {e}"))?;
+        let send = move |kind: EnvelopeType, action: &str| {
+            let payload = AnnouncePayload { action: action.into(), identity: identity.clone(), ..Default::default() };
+            let envelope = Envelope::new(
+                kind,
+                identity.agent_id.clone(),
+                identity.agent_id.clone(),
+                format_time_ms(now_ms()),
+                serde_json::to_value(payload).unwrap_or_default(),
+            );
+            let bytes = envelope.encode();
+            if let Err((e, _)) = producer.send(BaseRecord::to(&topic).key(&identity.agent_id).payload(&bytes)) {
+                tracing::warn!(error = %e, action, "announcing to the group failed");
+            }
+            if kind == EnvelopeType::Announce {
+                let _ = producer.flush(CALL_TIMEOUT);
+            }
+        };
+        send(EnvelopeType::Announce, "join");
+        tracing::info!(group = %agent.group, interval_ms = agent.heartbeat.as_millis() as u64, "joined the group");
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let (s, every) = (stop.clone(), agent.heartbeat);
+        let thread = std::thread::Builder::new()
+            .name("kafclaw-presence".into())
+            .spawn(move || {
+                let (lock, wake) = &*s;
+                let mut stopped = lock.lock().unwrap_or_else(|e| e.into_inner());
+                loop {
+                    let (guard, timeout) = wake.wait_timeout(stopped, every).unwrap_or_else(|e| e.into_inner());
+                    stopped = guard;
+                    if *stopped {
+                        break;
+                    }
+                    if timeout.timed_out() {
+                        send(EnvelopeType::Heartbeat, "heartbeat");
+                    }
+                }
+                send(EnvelopeType::Announce, "leave");
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(Self { stop, thread: Some(thread) })
+    }
+}
+
+impl Drop for Presence {
+    fn drop(&mut self) {
+        let (lock, wake) = &*self.stop;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        wake.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        tracing::info!("left the group");
+    }
+}
