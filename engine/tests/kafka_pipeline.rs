@@ -53,11 +53,6 @@ fn wait_for(n: usize, timeout: Duration, mut count: impl FnMut() -> usize) -> us
     last
 }
 
-fn log_tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
-}
-
 #[test]
 fn dead_letters_and_outputs_carry_coordinates() {
     let dir = TestDir::new();

@@ -145,7 +145,10 @@ fn read_replies(
                     tracing::debug!(topic, partition = m.partition(), offset = m.offset(), "not an envelope; skipped");
                     continue;
                 };
-                if !matches!(reply.kind, EnvelopeType::Response | EnvelopeType::TaskStatus) {
+                if !matches!(
+                    reply.kind,
+                    EnvelopeType::Response | EnvelopeType::SkillResponse | EnvelopeType::TaskStatus
+                ) {
                     continue;
                 }
                 let mut w = waiting.lock().unwrap_or_else(|e| e.into_inner());

@@ -323,3 +323,9 @@ pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<i32> {
     let _ = child.kill();
     None
 }
+
+/// The last 30 lines of a log, for assertion messages.
+pub fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+}

@@ -33,7 +33,7 @@ pub type ReplyFuture = Pin<Box<dyn Future<Output = Result<Envelope, String>> + S
 /// Publishes requests and hands back the correlated replies (the engine's Kafka I/O).
 pub trait Bus: Send + Sync + std::fmt::Debug {
     /// Publishes `request` to `topic`, keyed by its correlation id, and resolves with the
-    /// first `response` (or failed `task_status`) on `reply_topic` with the same correlation
+    /// first `response`, `skill_response` (or failed `task_status`) on `reply_topic` with the same correlation
     /// id, or an error once `deadline` has passed.
     fn request(&self, topic: &str, reply_topic: &str, request: Envelope, deadline: Duration) -> ReplyFuture;
 }

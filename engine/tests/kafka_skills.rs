@@ -1,0 +1,75 @@
+//! Skill routing with claiming, on a real broker with separate processes: three instances of
+//! the shipped skill agent (`topologies/skill-billing.toml`) share its consumer group, so
+//! 1,000 skill requests are each answered exactly once, correlated to the original task id;
+//! a response written to the request topic is audited, never answered.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use support::*;
+
+#[test]
+fn three_skill_instances_answer_each_of_1000_requests_exactly_once() {
+    const N: usize = 1000;
+    let dir = TestDir::new();
+    let group = unique("sk").replace('.', "-");
+    let app = unique("skill-billing");
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../topologies");
+    let text = std::fs::read_to_string(shipped.join("skill-billing.toml"))
+        .unwrap()
+        .replace("group.acme.", &format!("group.{group}."))
+        .replace("group = \"acme\"", &format!("group = \"{group}\"\npartitions = 6"))
+        .replace("name = \"skill-billing\"", &format!("name = \"{app}\""))
+        .replace("agent/recorded.jsonl", shipped.join("agent/recorded.jsonl").to_str().unwrap());
+    let topo = write_topology(dir.path(), &app, &text);
+    let (requests, responses, audit) = (
+        format!("group.{group}.skill.billing.requests"),
+        format!("group.{group}.skill.billing.responses"),
+        format!("group.{group}.observe.audit"),
+    );
+    create_topic(&requests, 6);
+    let mut values: Vec<(String, String)> = (0..N)
+        .map(|i| {
+            let v = serde_json::json!({
+                "type": "skill_request", "correlation_id": format!("t-{i}"), "sender_id": "router", "id": format!("sr-{i}"),
+                "timestamp": "2026-11-24T10:00:00Z",
+                "payload": {"task_id": format!("t-{i}"), "description": format!("invoice {i}"), "requester_id": "alice"}
+            });
+            (format!("t-{i}"), v.to_string())
+        })
+        .collect();
+    // A response on the request topic must not be answered (no feedback loop).
+    values.push((
+        "t-x".into(),
+        r#"{"type":"skill_response","correlation_id":"t-x","sender_id":"billing","timestamp":"2026-11-24T10:00:00Z","payload":{"task_id":"t-x","content":"stray"}}"#.into(),
+    ));
+    let logs: Vec<_> = ["a", "b", "c"].iter().map(|i| dir.path().join(format!("{i}.log"))).collect();
+    let _instances: Vec<Instance> =
+        ["a", "b", "c"].iter().zip(&logs).map(|(i, log)| spawn_instance(&topo, i, log)).collect();
+    produce(&requests, values);
+    let got = consume_all(&responses, N, Duration::from_secs(180));
+    let tail = || logs.iter().map(|l| log_tail(l)).collect::<Vec<_>>().join("\n---\n");
+    assert_eq!(got.len(), N, "{}", tail());
+    let mut per_task: HashMap<String, usize> = HashMap::new();
+    for g in &got {
+        let v = &g.value;
+        assert_eq!(v["type"], "skill_response");
+        assert_eq!(v["payload"]["task_id"], v["correlation_id"], "correlated by the original task id: {v}");
+        assert_eq!(g.key.as_deref(), v["correlation_id"].as_str());
+        assert_eq!(v["payload"]["status"], "completed");
+        *per_task.entry(v["correlation_id"].as_str().unwrap().to_owned()).or_default() += 1;
+    }
+    assert_eq!(per_task.len(), N, "every task answered");
+    assert!(per_task.values().all(|n| *n == 1), "each exactly once");
+    assert!(!per_task.contains_key("t-x"), "a response is never answered");
+    let audited = consume_all(&audit, 1, Duration::from_secs(30));
+    assert_eq!(audited.len(), 1);
+    assert_eq!(audited[0].value["payload"]["event_type"], "ignored_not_a_request");
+    // The three instances shared the work (each claimed partitions of the skill topic).
+    for log in &logs {
+        let text = std::fs::read_to_string(log).unwrap();
+        assert!(text.contains("partitions assigned"), "{text}");
+    }
+}
