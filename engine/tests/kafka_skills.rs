@@ -1,7 +1,9 @@
 //! Skill routing with claiming, on a real broker with separate processes: three instances of
 //! the shipped skill agent (`topologies/skill-billing.toml`) share its consumer group, so
 //! 1,000 skill requests are each answered exactly once, correlated to the original task id;
-//! a response written to the request topic is audited, never answered.
+//! a response written to the request topic is audited, never answered. The guard works on
+//! receive: a request of a zone the agent is not in is not processed (audited), one
+//! delegated too deep or past its deadline gets a `failed` status (audited).
 
 mod support;
 
@@ -45,13 +47,41 @@ fn three_skill_instances_answer_each_of_1000_requests_exactly_once() {
         "t-x".into(),
         r#"{"type":"skill_response","correlation_id":"t-x","sender_id":"billing","timestamp":"2026-11-24T10:00:00Z","payload":{"task_id":"t-x","content":"stray"}}"#.into(),
     ));
+    let refused = [
+        ("t-zone", r#""zone":"hr-private","#, r#"{"task_id":"t-zone","description":"salaries"}"#),
+        ("t-deep", "", r#"{"task_id":"t-deep","description":"refund","delegation_depth":9}"#),
+        ("t-late", "", r#"{"task_id":"t-late","description":"refund","deadline_at":"2020-01-01T00:00:00Z"}"#),
+    ];
+    for (id, zone, payload) in refused {
+        values.push((
+            id.into(),
+            format!(
+                r#"{{"type":"skill_request","correlation_id":"{id}","sender_id":"router",{zone}"timestamp":"2026-11-24T10:00:00Z","payload":{payload}}}"#
+            ),
+        ));
+    }
     let logs: Vec<_> = ["a", "b", "c"].iter().map(|i| dir.path().join(format!("{i}.log"))).collect();
     let _instances: Vec<Instance> =
         ["a", "b", "c"].iter().zip(&logs).map(|(i, log)| spawn_instance(&topo, i, log)).collect();
     produce(&requests, values);
-    let got = consume_all(&responses, N, Duration::from_secs(180));
+    let all = consume_all(&responses, N + 2, Duration::from_secs(180));
     let tail = || logs.iter().map(|l| log_tail(l)).collect::<Vec<_>>().join("\n---\n");
-    assert_eq!(got.len(), N, "{}", tail());
+    assert_eq!(all.len(), N + 2, "{}", tail());
+    let (failed, got): (Vec<&Got>, Vec<&Got>) = all.iter().partition(|g| g.value["type"] == "task_status");
+    let mut failed: Vec<(String, String)> = failed
+        .iter()
+        .map(|g| {
+            (g.value["correlation_id"].as_str().unwrap().into(), g.value["payload"]["summary"].as_str().unwrap().into())
+        })
+        .collect();
+    failed.sort();
+    assert_eq!(
+        failed,
+        [
+            ("t-deep".to_owned(), "delegation depth 9 exceeds the limit of 3".to_owned()),
+            ("t-late".to_owned(), "the deadline 2020-01-01T00:00:00Z has passed".to_owned())
+        ]
+    );
     let mut per_task: HashMap<String, usize> = HashMap::new();
     for g in &got {
         let v = &g.value;
@@ -64,9 +94,22 @@ fn three_skill_instances_answer_each_of_1000_requests_exactly_once() {
     assert_eq!(per_task.len(), N, "every task answered");
     assert!(per_task.values().all(|n| *n == 1), "each exactly once");
     assert!(!per_task.contains_key("t-x"), "a response is never answered");
-    let audited = consume_all(&audit, 1, Duration::from_secs(30));
-    assert_eq!(audited.len(), 1);
-    assert_eq!(audited[0].value["payload"]["event_type"], "ignored_not_a_request");
+    assert!(!per_task.contains_key("t-zone"), "a request of a zone the agent is not in is not processed");
+    let audited = consume_all(&audit, 4, Duration::from_secs(30));
+    let mut events: Vec<(&str, &str)> = audited
+        .iter()
+        .map(|g| (g.value["correlation_id"].as_str().unwrap(), g.value["payload"]["event_type"].as_str().unwrap()))
+        .collect();
+    events.sort();
+    assert_eq!(
+        events,
+        [
+            ("t-deep", "delegation_too_deep"),
+            ("t-late", "deadline_passed"),
+            ("t-x", "ignored_not_a_request"),
+            ("t-zone", "zone_violation")
+        ]
+    );
     // The three instances shared the work (each claimed partitions of the skill topic).
     for log in &logs {
         let text = std::fs::read_to_string(log).unwrap();

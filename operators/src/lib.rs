@@ -16,6 +16,7 @@
 //! | `window` | [`window`] | synchronous, fused, stateful (tumbling, event time) |
 //! | `join` | [`join`] | synchronous, fused, stateful (stream–table) |
 //! | `memory-index`, `memory-search` | [`memory`] | synchronous, stateful (items table + usearch index) |
+//! | `guard` | [`guard`] | synchronous, fused (zones, delegation depth, deadlines; audits) |
 //! | `roster` | [`roster`] | synchronous, stateful (members table) |
 //! | `embed` | [`memory::embed_op`] | asynchronous, stateful (vector journal) |
 //! | `llm` | [`llm`] | asynchronous ([`asynchronous`]), stateful (response journal, budgets) |
@@ -36,6 +37,7 @@ pub mod dedupe;
 pub mod envelope;
 pub mod expr;
 pub mod filter;
+pub mod guard;
 pub mod io;
 pub mod join;
 pub mod kafka;

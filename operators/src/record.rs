@@ -35,6 +35,21 @@ pub struct Record {
 }
 
 impl Record {
+    /// A record read from nowhere in particular (tests, tools): location `-`, offset 0.
+    pub fn detached(envelope: Envelope) -> Self {
+        let origin = Origin {
+            source: Arc::from("-"),
+            location: Arc::from("-"),
+            partition: 0,
+            offset: 0,
+            line: None,
+            input_id: envelope.id.clone(),
+            input_span_id: None,
+            trace_id: "0".repeat(32),
+        };
+        Self { envelope, origin: Arc::new(origin) }
+    }
+
     /// The envelope's `timestamp` in milliseconds since the Unix epoch (event time).
     pub fn event_time_ms(&self) -> Result<i64, String> {
         event_time_ms(&self.envelope.timestamp)

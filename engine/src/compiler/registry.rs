@@ -7,8 +7,8 @@ use kafclaw_operators::memory::embed_op::EmbedConfig;
 use kafclaw_operators::memory::{MemoryIndexConfig, MemorySearchConfig};
 use kafclaw_operators::{
     ConfigError, Ports, SyncOperator, TableSpec, aggregate::AggregateConfig, asynchronous::AsyncOperator,
-    count::CountConfig, dedupe::DedupeConfig, filter::FilterConfig, join::JoinConfig, llm::LlmConfig, map::MapConfig,
-    roster::RosterConfig, route::RouteConfig, window::WindowConfig,
+    count::CountConfig, dedupe::DedupeConfig, filter::FilterConfig, guard::GuardConfig, join::JoinConfig,
+    llm::LlmConfig, map::MapConfig, roster::RosterConfig, route::RouteConfig, window::WindowConfig,
 };
 use toml::Spanned;
 use toml::de::DeValue;
@@ -74,6 +74,8 @@ pub enum NodeConfig {
     Join(JoinConfig),
     /// Operator `llm`.
     Llm(LlmConfig),
+    /// Operator `guard`.
+    Guard(GuardConfig),
     /// Operator `roster`.
     Roster(RosterConfig),
     /// Operator `embed`.
@@ -137,6 +139,7 @@ pub const KINDS: &[Kind] = &[
     kind!(Role::Operator, "window", "tumbling event-time window aggregates per key", Window),
     kind!(Role::Operator, "join", "enrich a stream from a table fed by another input", Join),
     kind!(Role::Operator, "llm", "call an OpenAI-compatible chat model (journalled, budgeted)", Llm),
+    kind!(Role::Operator, "guard", "enforce zones, delegation depth and deadlines on receive; audit refusals", Guard),
     kind!(Role::Operator, "roster", "group members from announce/heartbeat envelopes, expired by TTL", Roster),
     kind!(Role::Operator, "embed", "put a vector on each record (/v1/embeddings or local; journalled)", Embed),
     kind!(Role::Operator, "memory-index", "index memory items for vector search (usearch)", MemoryIndex),
@@ -164,6 +167,7 @@ impl NodeConfig {
             Self::Dedupe(_) => DedupeConfig::ports(),
             Self::Join(_) => JoinConfig::ports(),
             Self::Llm(_) => LlmConfig::ports(),
+            Self::Guard(_) => GuardConfig::ports(),
             Self::FileSink(_) | Self::StdoutSink(_) | Self::KafkaSink(_) => Ports { default: false, named: Vec::new() },
             _ => Ports::single(),
         }
@@ -248,6 +252,7 @@ impl NodeConfig {
             Self::MemoryIndex(c) => c.build(name).map(|o| Box::new(o) as Box<dyn SyncOperator>),
             Self::MemorySearch(c) => c.build().map(|o| Box::new(o) as Box<dyn SyncOperator>),
             Self::Roster(c) => c.build(name).map(|o| Box::new(o) as Box<dyn SyncOperator>),
+            Self::Guard(c) => c.build().map(|o| Box::new(o) as Box<dyn SyncOperator>),
             _ => return None,
         })
     }
