@@ -16,6 +16,8 @@
 //! - **Delegation.** A task whose `payload.delegation_depth` exceeds `max_delegation_depth`
 //!   is not processed: the requester gets a `task_status` `failed` with the reason, and an
 //!   audit envelope records it.
+//! - **Admission.** With `admitted = "<admissions operator>"`, an envelope whose sender has
+//!   not been admitted to the group (onboarding) is dropped and audited (`not_admitted`).
 //! - **Deadlines.** A task whose `payload.deadline_at` has passed is answered the same way.
 //!   The deadline is judged by the clock when the task is processed (a replay judges again).
 //!
@@ -26,7 +28,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use toml::Spanned;
 
+use std::sync::Arc;
+
 use crate::envelope::EnvelopeType;
+use crate::onboard::SharedAdmissions;
 use crate::operator::{ConfigError, Emit, Failure, Ports, SyncOperator};
 use crate::record::{Record, event_time_ms};
 use crate::state::StateAccess;
@@ -51,6 +56,13 @@ pub struct GuardConfig {
     /// Whether a passed `payload.deadline_at` refuses the task.
     #[serde(default = "yes")]
     pub check_deadline: bool,
+    /// An `admissions` operator: envelopes from senders it has not seen admitted to the group
+    /// are dropped and audited (`not_admitted`).
+    #[serde(default)]
+    pub admitted: Option<Spanned<String>>,
+    /// The admissions, resolved by the compiler.
+    #[serde(skip)]
+    pub admissions: Option<Arc<SharedAdmissions>>,
 }
 
 fn yes() -> bool {
@@ -68,11 +80,18 @@ impl GuardConfig {
         if self.agent.get_ref().is_empty() {
             return Err(vec![ConfigError::at(self.agent.span(), "`agent` must name this agent")]);
         }
+        if let (Some(a), None) = (&self.admitted, &self.admissions) {
+            return Err(vec![
+                ConfigError::at(a.span(), format!("`{}` is not an admissions operator", a.get_ref()))
+                    .with_hint(Some("name an operator of type \"admissions\" (over the onboarding topic)".into())),
+            ]);
+        }
         Ok(Guard {
             agent: self.agent.get_ref().clone(),
             zones: self.zones.clone(),
             max_depth: self.max_delegation_depth,
             check_deadline: self.check_deadline,
+            admissions: self.admissions.clone(),
             clock: || {
                 std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
             },
@@ -86,6 +105,7 @@ pub struct Guard {
     zones: Vec<String>,
     max_depth: Option<u32>,
     check_deadline: bool,
+    admissions: Option<Arc<SharedAdmissions>>,
     clock: fn() -> i64,
 }
 
@@ -93,6 +113,8 @@ pub struct Guard {
 enum Refusal {
     /// Outside the agent's zones: dropped, audited.
     Zone(String),
+    /// From a sender not admitted to the group: dropped, audited.
+    NotAdmitted,
     /// Answered `failed`, audited.
     Task { event: &'static str, reason: String },
 }
@@ -100,6 +122,9 @@ enum Refusal {
 impl Guard {
     fn judge(&self, record: &Record) -> Option<Refusal> {
         let e = &record.envelope;
+        if self.admissions.as_ref().is_some_and(|a| !a.contains(&e.sender_id)) {
+            return Some(Refusal::NotAdmitted);
+        }
         if let Some(zone) = e.zone.as_deref().filter(|z| !z.is_empty() && *z != "public")
             && !self.zones.iter().any(|z| z == zone)
         {
@@ -165,6 +190,11 @@ impl SyncOperator for Guard {
                 d["reason"] = json!(format!("zone `{zone}` is not one of this agent's zones"));
                 out.emit(2, self.audit(&record, "zone_violation", d));
             }
+            Some(Refusal::NotAdmitted) => {
+                let mut d = details;
+                d["reason"] = json!("the sender is not an admitted member of the group");
+                out.emit(2, self.audit(&record, "not_admitted", d));
+            }
             Some(Refusal::Task { event, reason }) => {
                 let mut d = details;
                 d["reason"] = json!(reason);
@@ -193,6 +223,7 @@ mod tests {
             zones: vec!["finance".into()],
             max_depth: Some(2),
             check_deadline: true,
+            admissions: None,
             clock: || 1_000_000,
         }
     }

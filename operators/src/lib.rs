@@ -17,6 +17,7 @@
 //! | `join` | [`join`] | synchronous, fused, stateful (stream–table) |
 //! | `memory-index`, `memory-search` | [`memory`] | synchronous, stateful (items table + usearch index) |
 //! | `guard` | [`guard`] | synchronous, fused (zones, delegation depth, deadlines; audits) |
+//! | `onboard`, `admissions` | [`onboard`] | synchronous; stateful (admitted, challenges) / instance-wide set |
 //! | `roster` | [`roster`] | synchronous, stateful (members table) |
 //! | `embed` | [`memory::embed_op`] | asynchronous, stateful (vector journal) |
 //! | `llm` | [`llm`] | asynchronous ([`asynchronous`]), stateful (response journal, budgets) |
@@ -45,6 +46,7 @@ pub mod keyed;
 pub mod llm;
 pub mod map;
 pub mod memory;
+pub mod onboard;
 pub mod operator;
 pub mod path;
 pub mod record;

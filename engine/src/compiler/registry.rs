@@ -6,9 +6,20 @@ use kafclaw_operators::kafka::{KafkaSinkConfig, KafkaSourceConfig, valid_topic};
 use kafclaw_operators::memory::embed_op::EmbedConfig;
 use kafclaw_operators::memory::{MemoryIndexConfig, MemorySearchConfig};
 use kafclaw_operators::{
-    ConfigError, Ports, SyncOperator, TableSpec, aggregate::AggregateConfig, asynchronous::AsyncOperator,
-    count::CountConfig, dedupe::DedupeConfig, filter::FilterConfig, guard::GuardConfig, join::JoinConfig,
-    llm::LlmConfig, map::MapConfig, roster::RosterConfig, route::RouteConfig, window::WindowConfig,
+    ConfigError, Ports, SyncOperator, TableSpec,
+    aggregate::AggregateConfig,
+    asynchronous::AsyncOperator,
+    count::CountConfig,
+    dedupe::DedupeConfig,
+    filter::FilterConfig,
+    guard::GuardConfig,
+    join::JoinConfig,
+    llm::LlmConfig,
+    map::MapConfig,
+    onboard::{AdmissionsConfig, OnboardConfig},
+    roster::RosterConfig,
+    route::RouteConfig,
+    window::WindowConfig,
 };
 use toml::Spanned;
 use toml::de::DeValue;
@@ -74,6 +85,10 @@ pub enum NodeConfig {
     Join(JoinConfig),
     /// Operator `llm`.
     Llm(LlmConfig),
+    /// Operator `onboard`.
+    Onboard(OnboardConfig),
+    /// Operator `admissions`.
+    Admissions(AdmissionsConfig),
     /// Operator `guard`.
     Guard(GuardConfig),
     /// Operator `roster`.
@@ -139,6 +154,8 @@ pub const KINDS: &[Kind] = &[
     kind!(Role::Operator, "window", "tumbling event-time window aggregates per key", Window),
     kind!(Role::Operator, "join", "enrich a stream from a table fed by another input", Join),
     kind!(Role::Operator, "llm", "call an OpenAI-compatible chat model (journalled, budgeted)", Llm),
+    kind!(Role::Operator, "onboard", "the group's gatekeeper: open or HMAC-gated admission, audited", Onboard),
+    kind!(Role::Operator, "admissions", "the instance's set of admitted members (for guards)", Admissions),
     kind!(Role::Operator, "guard", "enforce zones, delegation depth and deadlines on receive; audit refusals", Guard),
     kind!(Role::Operator, "roster", "group members from announce/heartbeat envelopes, expired by TTL", Roster),
     kind!(Role::Operator, "embed", "put a vector on each record (/v1/embeddings or local; journalled)", Embed),
@@ -168,6 +185,7 @@ impl NodeConfig {
             Self::Join(_) => JoinConfig::ports(),
             Self::Llm(_) => LlmConfig::ports(),
             Self::Guard(_) => GuardConfig::ports(),
+            Self::Onboard(_) => OnboardConfig::ports(),
             Self::FileSink(_) | Self::StdoutSink(_) | Self::KafkaSink(_) => Ports { default: false, named: Vec::new() },
             _ => Ports::single(),
         }
@@ -253,6 +271,8 @@ impl NodeConfig {
             Self::MemorySearch(c) => c.build().map(|o| Box::new(o) as Box<dyn SyncOperator>),
             Self::Roster(c) => c.build(name).map(|o| Box::new(o) as Box<dyn SyncOperator>),
             Self::Guard(c) => c.build().map(|o| Box::new(o) as Box<dyn SyncOperator>),
+            Self::Onboard(c) => c.build(name).map(|o| Box::new(o) as Box<dyn SyncOperator>),
+            Self::Admissions(c) => Ok(Box::new(c.build(name)) as Box<dyn SyncOperator>),
             _ => return None,
         })
     }

@@ -396,7 +396,18 @@ pub fn parse(file: &SourceFile, diags: &mut Diagnostics) -> Option<Spec> {
         .iter()
         .flat_map(|n| n.inputs.iter().filter_map(|i| Some(format!("{}.{}", i.node, i.port.as_ref()?))))
         .collect();
+    let mut admissions = BTreeMap::new();
     for node in &mut nodes {
+        if let Some(NodeConfig::Admissions(c)) = &mut node.config {
+            let shared = kafclaw_operators::onboard::SharedAdmissions::new(&node.name);
+            c.shared = Some(shared.clone());
+            admissions.insert(node.name.clone(), shared);
+        }
+    }
+    for node in &mut nodes {
+        if let Some(NodeConfig::Guard(c)) = &mut node.config {
+            c.admissions = c.admitted.as_ref().and_then(|a| admissions.get(a.get_ref()).cloned());
+        }
         if let Some(NodeConfig::MemorySearch(c)) = &mut node.config {
             c.shared = indexes.get(c.index.get_ref()).cloned();
         }

@@ -252,10 +252,22 @@ pub fn free_port() -> u16 {
 
 /// Starts `kafclaw run` with extra arguments.
 pub fn spawn_instance_with(topology: &Path, instance: &str, log: &Path, extra: &[&str]) -> Instance {
+    spawn_instance_env(topology, instance, log, extra, &[])
+}
+
+/// Starts `kafclaw run` with extra arguments and environment variables.
+pub fn spawn_instance_env(
+    topology: &Path,
+    instance: &str,
+    log: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Instance {
     let log = std::fs::File::create(log).unwrap();
     Command::new(env!("CARGO_BIN_EXE_kafclaw"))
         .args(["run", topology.to_str().unwrap(), "--instance-id", instance, "--brokers", &brokers()])
         .args(extra)
+        .envs(env.iter().copied())
         .arg("--state-dir")
         .arg(topology.parent().unwrap().join("state"))
         .env("RUST_LOG", "info")
