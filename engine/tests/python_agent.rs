@@ -1,0 +1,120 @@
+//! Any language: the plain-Python agent of `examples/python/agent.py` (confluent-kafka and the
+//! documented envelope, no SDK) joins a group kept by the shipped roster topology, answers the
+//! skill requests it claims, correlated by task id, never answers a response, and leaves.
+//! The interpreter is `KAFCLAW_PYTHON` (scripts/test makes a venv with the example's
+//! requirements), else `python3`.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+fn python() -> String {
+    let py = std::env::var("KAFCLAW_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = Command::new(&py).args(["-c", "import confluent_kafka"]).status().is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "{py} cannot import confluent_kafka: run scripts/test, or pip install -r examples/python/requirements.txt"
+    );
+    py
+}
+
+fn members(group: &str) -> Vec<serde_json::Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_kafclaw"))
+        .args(["group", "members", "--group", group, "--json", "--brokers", &brokers()])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn a_python_agent_joins_answers_its_skill_and_leaves() {
+    let py = python();
+    let dir = TestDir::new();
+    let group = unique("py").replace('.', "-");
+    let roster_app = unique("roster");
+    let (announce, requests, responses) = (
+        format!("group.{group}.announce"),
+        format!("group.{group}.skill.echo.requests"),
+        format!("group.{group}.skill.echo.responses"),
+    );
+    create_topic(&announce, 1);
+    create_topic(&requests, 3);
+    create_topic(&responses, 3);
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../topologies/roster.toml");
+    let text = std::fs::read_to_string(shipped)
+        .unwrap()
+        .replace("group.acme.", &format!("group.{group}."))
+        .replace("group = \"acme\"", &format!("group = \"{group}\""))
+        .replace("name = \"roster\"", &format!("name = \"{roster_app}\""));
+    let roster = write_topology(dir.path(), &roster_app, &text);
+    let _r = spawn_instance(&roster, "r", &dir.path().join("roster.log"));
+
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/python/agent.py");
+    let log = dir.path().join("python.log");
+    let mut agent = Instance(
+        Command::new(&py)
+            .arg(&script)
+            .args([
+                "--brokers",
+                &brokers(),
+                "--group",
+                &group,
+                "--skill",
+                "echo",
+                "--agent-id",
+                "echo-py",
+                "--heartbeat",
+                "1",
+            ])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let me = loop {
+        if let Some(m) = members(&group).into_iter().find(|m| m["agent_id"] == "echo-py") {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "the Python agent never showed in the roster: {}", log_tail(&log));
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(me["identity"]["capabilities"], serde_json::json!(["echo"]));
+
+    // KafClaw-format envelopes: no id, v, trace or zone fields.
+    let mut values: Vec<(String, String)> = (0..20)
+        .map(|i| {
+            let v = format!(
+                r#"{{"type":"skill_request","correlation_id":"task-{i}","sender_id":"kafclaw","timestamp":"2026-11-24T10:00:00Z","payload":{{"task_id":"task-{i}","description":"ping {i}"}}}}"#
+            );
+            (format!("task-{i}"), v)
+        })
+        .collect();
+    values.push((
+        "stray".into(),
+        r#"{"type":"skill_response","correlation_id":"stray","sender_id":"x","timestamp":"2026-11-24T10:00:00Z","payload":{}}"#.into(),
+    ));
+    produce(&requests, values);
+    let got = consume_all(&responses, 20, Duration::from_secs(60));
+    assert_eq!(got.len(), 20, "{}", log_tail(&log));
+    for g in &got {
+        let v = &g.value;
+        let id = v["correlation_id"].as_str().unwrap();
+        assert_eq!(v["type"], "skill_response");
+        assert_eq!(v["payload"]["task_id"], id);
+        assert_eq!(v["payload"]["content"], format!("echo from python: ping {}", id.trim_start_matches("task-")));
+        assert_eq!(v["sender_id"], "echo-py");
+    }
+
+    sigterm(&mut agent);
+    assert_eq!(wait_exit(&mut agent, Duration::from_secs(30)), Some(0), "{}", log_tail(&log));
+    assert!(std::fs::read_to_string(&log).unwrap().contains("answered 20 request(s)"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while members(&group).iter().any(|m| m["agent_id"] == "echo-py") {
+        assert!(Instant::now() < deadline, "the Python agent's leave never reached the roster");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
