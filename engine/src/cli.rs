@@ -124,6 +124,29 @@ pub enum Command {
         #[arg(long, env = "KAFCLAW_STATE_DIR", default_value = ".kafclaw/state")]
         state_dir: PathBuf,
     },
+    /// Remote mode: a headless HTTP gateway in front of an agent group — submit tasks, read
+    /// their status, result and trace, scrape /metrics. Every route but /healthz needs the
+    /// bearer token.
+    Gateway {
+        /// The group.
+        #[arg(long)]
+        group: String,
+        /// Skills whose tasks may be submitted (`skill` in the body), repeatable.
+        #[arg(long)]
+        skill: Vec<String>,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8470")]
+        listen: std::net::SocketAddr,
+        /// Environment variable holding the bearer token (required: there is no open mode).
+        #[arg(long, default_value = "KAFCLAW_GATEWAY_TOKEN")]
+        token_env: String,
+        /// Bootstrap servers (default: KAFCLAW_KAFKA_BOOTSTRAP_SERVERS, else 127.0.0.1:9092).
+        #[arg(long, env = "KAFCLAW_BROKERS")]
+        brokers: Option<String>,
+        /// Partitions of the answer topics the gateway creates when missing.
+        #[arg(long, default_value_t = 6)]
+        partitions: i32,
+    },
     /// Agent groups: who is in one.
     Group {
         /// What to do.
@@ -728,6 +751,9 @@ pub fn main_with(cli: Cli) -> i32 {
         Command::State { query } => state(query),
         Command::Group { command: GroupCommand::Members { group, brokers, json } } => {
             group_members(&group, brokers, json)
+        }
+        Command::Gateway { group, skill, listen, token_env, brokers, partitions } => {
+            crate::gateway::run(&group, skill, listen, &token_env, brokers, partitions)
         }
         Command::Journal { command: JournalCommand::Export { file, brokers, output } } => {
             journal_export(&file, brokers, output.as_deref())

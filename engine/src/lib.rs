@@ -8,6 +8,7 @@ pub mod agent;
 pub mod cli;
 pub mod compiler;
 pub mod diff;
+pub mod gateway;
 pub mod health;
 pub mod kafka;
 pub mod progress;

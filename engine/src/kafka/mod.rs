@@ -13,6 +13,7 @@ pub mod presence;
 pub mod replay;
 pub mod restore;
 pub mod stats;
+pub mod tasks;
 pub mod topics;
 
 pub use client::ClientSettings;
