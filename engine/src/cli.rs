@@ -213,6 +213,26 @@ pub enum Command {
 /// `kafclaw group …`.
 #[derive(Debug, Subcommand)]
 pub enum GroupCommand {
+    /// Create the group's topics (DESIGN §4: announce, requests, responses, tasks.status,
+    /// traces, observe.audit, memory.shared and control.roster compacted, memory.context,
+    /// control.onboarding, orchestrator, and skill.<s>.requests/responses per --skill).
+    Create {
+        /// The group.
+        #[arg(long)]
+        group: String,
+        /// Skills to create request and response topics for (repeatable).
+        #[arg(long)]
+        skill: Vec<String>,
+        /// Partitions of each topic.
+        #[arg(long, default_value_t = 6)]
+        partitions: i32,
+        /// Replication factor (-1: the broker's default).
+        #[arg(long, default_value_t = -1)]
+        replication: i32,
+        /// Bootstrap servers (default: KAFCLAW_KAFKA_BOOTSTRAP_SERVERS, else 127.0.0.1:9092).
+        #[arg(long, env = "KAFCLAW_BROKERS")]
+        brokers: Option<String>,
+    },
     /// The live members of a group (from `group.<g>.control.roster`, kept by a `roster`
     /// operator): active, and heard from within their TTL.
     Members {
@@ -751,6 +771,24 @@ pub fn main_with(cli: Cli) -> i32 {
         Command::State { query } => state(query),
         Command::Group { command: GroupCommand::Members { group, brokers, json } } => {
             group_members(&group, brokers, json)
+        }
+        Command::Group { command: GroupCommand::Create { group, skill, partitions, replication, brokers } } => {
+            let mut s = ClientSettings::new(&std::collections::BTreeMap::new(), std::env::vars());
+            if let Some(b) = brokers {
+                s.set("bootstrap.servers", b);
+            }
+            match crate::kafka::group::create_group_topics(&s, &group, &skill, partitions, replication) {
+                Ok(created) => {
+                    for t in crate::kafka::group::group_topics(&group, &skill) {
+                        println!("{}{}", t.0, if created.contains(&t.0) { "  (created)" } else { "" });
+                    }
+                    exit::OK
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    exit::RUNTIME
+                }
+            }
         }
         Command::Gateway { group, skill, listen, token_env, brokers, partitions } => {
             crate::gateway::run(&group, skill, listen, &token_env, brokers, partitions)

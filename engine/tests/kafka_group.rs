@@ -196,3 +196,44 @@ inputs = ["in"]
     .into_owned();
     assert!(stderr.contains("error: an [agent] joins a group: `[topology] group` is missing"), "{stderr}");
 }
+
+#[test]
+fn group_create_makes_the_group_topics_once() {
+    let group = unique("gc").replace('.', "-");
+    let run = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_kafclaw"))
+            .args([
+                "group",
+                "create",
+                "--group",
+                &group,
+                "--skill",
+                "billing",
+                "--partitions",
+                "3",
+                "--brokers",
+                &brokers(),
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let first = run();
+    assert_eq!(first.lines().count(), 13, "{first}");
+    assert_eq!(first.matches("(created)").count(), 13, "{first}");
+    for t in ["announce", "control.roster", "skill.billing.requests", "skill.billing.responses", "observe.audit"] {
+        assert!(first.contains(&format!("group.{group}.{t}  (created)")), "{first}");
+    }
+    let second = run();
+    assert_eq!(second.matches("(created)").count(), 0, "nothing twice: {second}");
+    // The roster topic is partitioned as asked (and compacted: `kafclaw group members` reads it).
+    let c: rdkafka::consumer::BaseConsumer = config().create().unwrap();
+    let md = rdkafka::consumer::Consumer::fetch_metadata(
+        &c,
+        Some(&format!("group.{group}.control.roster")),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    assert_eq!(md.topics()[0].partitions().len(), 3);
+}

@@ -5,10 +5,13 @@
 //! not past: liveness is judged by the clock here, so an agent that died drops out within the
 //! TTL even when the group is silent and no roster entry says so.
 
+use std::time::Duration;
+
 use serde_json::Value;
 
 use super::client::ClientSettings;
 use super::latest::read_latest;
+use super::topics::{TopicError, ensure_topic_with};
 use kafclaw_operators::envelope::Envelope;
 use kafclaw_operators::record::event_time_ms;
 
@@ -38,4 +41,48 @@ pub fn live_members(settings: &ClientSettings, group: &str, now_ms: i64) -> Resu
         }
     }
     Ok(out)
+}
+
+/// The topics of group `group` (DESIGN §4), with whether each is compacted: the core ones,
+/// and a request and a response topic per skill. Records are keyed by `correlation_id`
+/// (announces, heartbeats and roster entries by agent id).
+pub fn group_topics(group: &str, skills: &[String]) -> Vec<(String, bool)> {
+    let mut topics: Vec<(String, bool)> = [
+        ("announce", false),
+        ("requests", false),
+        ("responses", false),
+        ("tasks.status", false),
+        ("traces", false),
+        ("observe.audit", false),
+        ("memory.shared", true),
+        ("memory.context", false),
+        ("control.roster", true),
+        ("control.onboarding", false),
+        ("orchestrator", false),
+    ]
+    .iter()
+    .map(|(t, c)| (format!("group.{group}.{t}"), *c))
+    .collect();
+    for s in skills {
+        topics.push((format!("group.{group}.skill.{s}.requests"), false));
+        topics.push((format!("group.{group}.skill.{s}.responses"), false));
+    }
+    topics
+}
+
+/// Creates the group's missing topics; returns those created.
+pub fn create_group_topics(
+    settings: &ClientSettings,
+    group: &str,
+    skills: &[String],
+    partitions: i32,
+    replication: i32,
+) -> Result<Vec<String>, TopicError> {
+    let mut created = Vec::new();
+    for (topic, compact) in group_topics(group, skills) {
+        if ensure_topic_with(settings, &topic, partitions, replication, compact, Duration::from_secs(30))? {
+            created.push(topic);
+        }
+    }
+    Ok(created)
 }

@@ -205,11 +205,27 @@ pub fn ensure_topic(
     replication: i32,
     timeout: Duration,
 ) -> Result<bool, TopicError> {
+    ensure_topic_with(settings, topic, partitions, replication, false, timeout)
+}
+
+/// [`ensure_topic`], created compacted when `compact`.
+pub fn ensure_topic_with(
+    settings: &ClientSettings,
+    topic: &str,
+    partitions: i32,
+    replication: i32,
+    compact: bool,
+    timeout: Duration,
+) -> Result<bool, TopicError> {
     if partition_counts(settings, &[topic], timeout)?[0].is_some() {
         return Ok(false);
     }
     let admin: AdminClient<DefaultClientContext> = settings.client_config(&[]).create()?;
-    let new = [NewTopic::new(topic, partitions, TopicReplication::Fixed(replication))];
+    let mut topic_spec = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
+    if compact {
+        topic_spec = topic_spec.set("cleanup.policy", "compact");
+    }
+    let new = [topic_spec];
     let opts = AdminOptions::new().operation_timeout(Some(timeout));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
