@@ -147,6 +147,39 @@ pub enum Command {
         #[arg(long, default_value_t = 6)]
         partitions: i32,
     },
+    /// Follow a group's topics (requests, responses, statuses, traces, audit, shared memory,
+    /// skill topics) into a local SQLite timeline, each record with its position in one
+    /// transaction (resumes where it stopped).
+    Timeline {
+        /// The group.
+        #[arg(long)]
+        group: String,
+        /// The SQLite database.
+        #[arg(long, default_value = "kafclaw-timeline.db")]
+        db: PathBuf,
+        /// Skills whose topics to follow too (repeatable).
+        #[arg(long)]
+        skill: Vec<String>,
+        /// Read to the current end, then stop (default: follow until SIGTERM/SIGINT).
+        #[arg(long)]
+        once: bool,
+        /// Bootstrap servers (default: KAFCLAW_KAFKA_BOOTSTRAP_SERVERS, else 127.0.0.1:9092).
+        #[arg(long, env = "KAFCLAW_BROKERS")]
+        brokers: Option<String>,
+    },
+    /// Print the causal chain of a task from a timeline (one SQL query): its events, what they
+    /// caused across agents (delegations and their answers), and the memory items used, with
+    /// who wrote them.
+    Trace {
+        /// The task's correlation id.
+        correlation_id: String,
+        /// The SQLite database (`kafclaw timeline`).
+        #[arg(long, default_value = "kafclaw-timeline.db")]
+        db: PathBuf,
+        /// Print one JSON object per entry.
+        #[arg(long)]
+        json: bool,
+    },
     /// Agent groups: who is in one.
     Group {
         /// What to do.
@@ -621,6 +654,68 @@ fn group_members(group: &str, brokers: Option<String>, json: bool) -> i32 {
     exit::OK
 }
 
+fn timeline_follow(group: &str, db: &std::path::Path, skills: &[String], once: bool, brokers: Option<String>) -> i32 {
+    let mut s = ClientSettings::new(&std::collections::BTreeMap::new(), std::env::vars());
+    if let Some(b) = brokers {
+        s.set("bootstrap.servers", b);
+    }
+    let mut timeline = match crate::timeline::Timeline::open(db) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::RUNTIME;
+        }
+    };
+    let topics: Vec<String> = crate::kafka::group::group_topics(group, skills)
+        .into_iter()
+        .map(|(t, _)| t)
+        .filter(|t| !t.contains(".control.") && !t.ends_with(".orchestrator") && !t.ends_with(".announce"))
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
+            eprintln!("error: cannot handle signal {sig}: {e}");
+            return exit::RUNTIME;
+        }
+    }
+    match crate::kafka::timeline_feed::follow(&s, &topics, &mut timeline, once, &stop) {
+        Ok(f) => {
+            eprintln!("kafclaw: timeline {}: {} event(s) recorded, {} skipped", db.display(), f.recorded, f.skipped);
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::RUNTIME
+        }
+    }
+}
+
+fn trace(correlation_id: &str, db: &std::path::Path, json: bool) -> i32 {
+    if !db.exists() {
+        eprintln!("error: {}: no timeline here (run `kafclaw timeline --group <g> --db …` first)", db.display());
+        return exit::INVALID;
+    }
+    let chain = match crate::timeline::Timeline::open(db).and_then(|t| t.chain(correlation_id)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::RUNTIME;
+        }
+    };
+    if chain.is_empty() {
+        eprintln!("kafclaw: nothing in {} for `{correlation_id}`", db.display());
+        return exit::RUNTIME;
+    }
+    for e in &chain {
+        if json {
+            println!("{}", serde_json::to_string(e).unwrap_or_default());
+        } else {
+            println!("{}", crate::timeline::describe(e));
+        }
+    }
+    exit::OK
+}
+
 fn journal_export(file: &std::path::Path, brokers: Option<String>, output: Option<&std::path::Path>) -> i32 {
     let c = match compile_or_report(file) {
         Ok(c) => c,
@@ -790,6 +885,8 @@ pub fn main_with(cli: Cli) -> i32 {
                 }
             }
         }
+        Command::Timeline { group, db, skill, once, brokers } => timeline_follow(&group, &db, &skill, once, brokers),
+        Command::Trace { correlation_id, db, json } => trace(&correlation_id, &db, json),
         Command::Gateway { group, skill, listen, token_env, brokers, partitions } => {
             crate::gateway::run(&group, skill, listen, &token_env, brokers, partitions)
         }

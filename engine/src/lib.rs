@@ -15,6 +15,7 @@ pub mod progress;
 pub mod render;
 pub mod runtime;
 pub mod testing;
+pub mod timeline;
 
 /// Process exit codes (documented in the README and `kafclaw --help`).
 pub mod exit {

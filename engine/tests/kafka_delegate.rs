@@ -130,6 +130,8 @@ topic = "{replies}"
         assert_eq!(v["sender_id"], app.as_str());
         assert_eq!(v["payload"]["requester_id"], app.as_str());
         assert!(v["payload"]["deadline_at"].is_string());
+        let cause = v["causation_id"].as_str().unwrap();
+        assert!(["q0", "q1", "q3"].contains(&cause), "caused by the input the model answered: {v}");
     }
     assert_eq!(server.counters.calls(), 2 * tasks.len(), "two model rounds per request");
 }

@@ -14,6 +14,7 @@ pub mod replay;
 pub mod restore;
 pub mod stats;
 pub mod tasks;
+pub mod timeline_feed;
 pub mod topics;
 
 pub use client::ClientSettings;

@@ -9,8 +9,9 @@
 //! reply_topic = "group.acme.skill.billing.responses"
 //! deadline = "60s"
 //! ```
-//! The request's `correlation_id`, `id` and `payload.task_id` are one id derived from the
-//! call (the input, the round and the model's call id): a retry after a crash sends the same
+//! The request's `causation_id` is the id of the input the model was answering (so a
+//! timeline links the delegation to it); its `correlation_id`, `id` and `payload.task_id` are
+//! one id derived from the call (the input, the round and the model's call id): a retry after a crash sends the same
 //! request again (a peer reading with `dedup = true` drops the repeat) and takes the reply
 //! the first one got, if it came. The transport (the [`Bus`]) is the engine's: Kafka, or none
 //! in local mode, where a call fails with a message saying so.
@@ -143,6 +144,8 @@ impl Tool for Delegate {
                 }),
             );
             request.id = Some(id);
+            // The key is `<input id>/<round>/<call id>`: the request was caused by that input.
+            request.causation_id = idempotency_key.rsplitn(3, '/').nth(2).map(str::to_owned);
             let reply = bus.request(&topic, &reply_topic, request, deadline).await?;
             outcome(&reply)
         })
