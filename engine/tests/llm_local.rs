@@ -259,6 +259,57 @@ root = "notes"
 }
 
 #[test]
+fn external_senders_get_only_low_tier_tools_and_the_policy_is_audited() {
+    let server = FakeOpenAi::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("notes")).unwrap();
+    std::fs::write(dir.path().join("notes/notes.txt"), "the refund limit is 50").unwrap();
+    let tools = r#"
+[tools.read-notes]
+type = "fs_read"
+root = "notes"
+
+[tools.run]
+type = "shell"
+allow = ["echo"]
+root = "notes"
+"#;
+    let op = "tools = [\"read-notes\", \"run\"]\ninternal_senders = [\"ops-*\", \"root\"]\nbudget_tokens = 20";
+    let topo = topology(dir.path(), &server, "", op);
+    let text = std::fs::read_to_string(&topo)
+        .unwrap()
+        .replace("[sources.requests]", &format!("{tools}\n[sources.requests]"))
+        .replace(
+            "[dead_letter]",
+            "[sinks.audit]\ntype = \"file\"\ninputs = [\"answer.audit\"]\npath = \"audit.jsonl\"\n\n[dead_letter]",
+        );
+    std::fs::write(&topo, text).unwrap();
+    let lines = vec![
+        request(1, "c-ext", "bob", "use tools please"),
+        request(2, "c-int", "ops-1", "use tools please"),
+        request(3, "c-ext", "bob", "over budget now"),
+    ];
+    let (out, answers) = run(dir.path(), &topo, &lines);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let answer = |c: &str| answers.iter().find(|a| a["correlation_id"] == c).unwrap()["payload"]["answer"].clone();
+    assert_eq!(answer("c-int"), "done: the refund limit is 50 | hi", "an internal sender gets every tool");
+    assert_eq!(
+        answer("c-ext"),
+        "done: the refund limit is 50 | error: no tool `run` here",
+        "the shell tool (tier 2) is not offered to an external sender"
+    );
+    let audit = read_lines(&dir.path().join("audit.jsonl"));
+    let events: Vec<(&str, &str)> = audit
+        .iter()
+        .map(|a| (a["payload"]["event_type"].as_str().unwrap(), a["correlation_id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(events, [("tools_withheld", "c-ext"), ("budget_exceeded", "c-ext")], "{audit:?}");
+    assert_eq!(audit[0]["payload"]["details"]["withheld"], serde_json::json!(["run"]));
+    assert_eq!(audit[0]["sender_id"], "answer");
+    assert_eq!(audit[1]["payload"]["details"]["used"], 30);
+}
+
+#[test]
 fn validate_warns_about_side_effects_without_idempotency_under_exactly_once() {
     let server = FakeOpenAi::start();
     let dir = tempfile::tempdir().unwrap();

@@ -35,6 +35,10 @@
 //! What the `memory` tool is asked to remember leaves on the output `memories` as `memory`
 //! envelopes (journalled with the answer, so a replay emits the same items).
 //!
+//! **Policy.** With `internal_senders`, a sender not listed is external and is offered only
+//! the tools up to `external_tool_tier` (tier 1: no side effects); each withholding is an
+//! `audit` envelope on the output `audit`, as is each budget refusal.
+//!
 //! **Budgets.** With `budget_tokens`, the tokens used per `budget_by` key (default: the
 //! sender) are kept in `<operator>.budget`; a record whose key has used its budget makes no
 //! call and goes to the output `refused` as a `task_status` envelope with status
@@ -189,6 +193,10 @@ pub const TRACES: &str = "traces";
 /// The output of items the `memory` tool was asked to remember.
 pub const MEMORIES: &str = "memories";
 
+/// The output of policy decisions (`audit` envelopes): tools withheld from an external
+/// sender, budgets refused.
+pub const AUDIT: &str = "audit";
+
 /// A declared model, shared by every `llm` operator (and task) that names it, so one client
 /// and one concurrency limit serve the instance.
 #[derive(Debug)]
@@ -253,6 +261,15 @@ pub struct LlmConfig {
     /// Most rounds of tool calls before the answer must come.
     #[serde(default = "default_tool_steps")]
     pub max_tool_steps: u32,
+    /// Senders counted as internal: exact ids, or prefixes ending in `*` (`"ops-*"`). With
+    /// it, every other sender is external, and is offered only tools up to
+    /// `external_tool_tier`; without it every sender is internal.
+    #[serde(default)]
+    pub internal_senders: Option<Vec<String>>,
+    /// Highest tool tier offered to an external sender's request (tier 1: tools without side
+    /// effects). Tools withheld are audited.
+    #[serde(default = "default_external_tier")]
+    pub external_tool_tier: u8,
     /// The model, resolved by the compiler from `[models]`.
     #[serde(skip)]
     pub resolved: Option<Arc<SharedModel>>,
@@ -263,6 +280,9 @@ pub struct LlmConfig {
 
 fn default_tool_steps() -> u32 {
     4
+}
+fn default_external_tier() -> u8 {
+    1
 }
 
 fn spanned(s: &str) -> Spanned<String> {
@@ -284,10 +304,14 @@ fn template(t: &Spanned<String>) -> Result<Template, ConfigError> {
 }
 
 impl LlmConfig {
-    /// The outputs: answers, `refused` (over budget), `traces` (one span per step) and
-    /// `memories` (one `memory` envelope per item the `memory` tool remembered).
+    /// The outputs: answers, `refused` (over budget), `traces` (one span per step),
+    /// `memories` (one `memory` envelope per item the `memory` tool remembered) and `audit`
+    /// (policy decisions).
     pub fn ports() -> Ports {
-        Ports { default: true, named: vec![REFUSED.to_owned(), TRACES.to_owned(), MEMORIES.to_owned()] }
+        Ports {
+            default: true,
+            named: vec![REFUSED.to_owned(), TRACES.to_owned(), MEMORIES.to_owned(), AUDIT.to_owned()],
+        }
     }
 
     /// Builds the runtime half; its tables are `<name>.journal` (and `<name>.budget`).
@@ -332,6 +356,8 @@ impl LlmConfig {
                 order_by: order_by?,
                 budget: self.budget_tokens.map(|b| (b, budget_by.clone())).and_then(|(b, e)| Some((b, e?))),
                 tools: self.resolved_tools.iter().map(|(n, t)| (n.clone(), t.clone())).collect(),
+                internal_senders: self.internal_senders.clone(),
+                external_tool_tier: self.external_tool_tier,
                 max_tool_steps: self.max_tool_steps,
                 journal: TableSpec::journal(format!("{name}.journal")),
                 budget_table: TableSpec::kept(format!("{name}.budget")),
@@ -407,6 +433,8 @@ enum LlmOutcome {
 pub struct Llm {
     name: String,
     tools: Vec<(String, Arc<dyn Tool>)>,
+    internal_senders: Option<Vec<String>>,
+    external_tool_tier: u8,
     max_tool_steps: u32,
     model: Arc<SharedModel>,
     client: Option<Arc<ModelClient>>,
@@ -471,6 +499,35 @@ pub fn journal_key(record: &Record) -> String {
 }
 
 impl Llm {
+    /// Whether `sender` is internal (see `internal_senders`).
+    fn internal(&self, sender: &str) -> bool {
+        self.internal_senders.as_ref().is_none_or(|list| {
+            list.iter().any(|p| match p.strip_suffix('*') {
+                Some(prefix) => sender.starts_with(prefix),
+                None => p == sender,
+            })
+        })
+    }
+
+    /// The tools offered for `record`, and the names of those withheld from its sender.
+    fn tools_for(&self, record: &Record) -> (Vec<(String, Arc<dyn Tool>)>, Vec<String>) {
+        if self.internal(&record.envelope.sender_id) {
+            return (self.tools.clone(), Vec::new());
+        }
+        let (offered, withheld): (Vec<_>, Vec<_>) =
+            self.tools.iter().cloned().partition(|(_, t)| t.tier() <= self.external_tool_tier);
+        (offered, withheld.into_iter().map(|(n, _)| n).collect())
+    }
+
+    /// An `audit` envelope of a policy decision about `record`.
+    fn audit(&self, record: &Record, event: &str, details: Value) -> Record {
+        let mut r = record.clone();
+        r.envelope.kind = EnvelopeType::Audit;
+        r.envelope.sender_id = self.name.clone();
+        r.envelope.payload = json!({"event_type": event, "agent_id": self.name, "details": details});
+        r
+    }
+
     fn budget_key(&self, record: &Record) -> Result<Option<(u64, String)>, String> {
         match &self.budget {
             None => Ok(None),
@@ -504,6 +561,14 @@ impl Llm {
         }
         for (i, text) in entry.remembered.iter().enumerate() {
             out.emit(3, memory_of(&record, i, text, &self.name));
+        }
+        let (_, withheld) = self.tools_for(&record);
+        if !withheld.is_empty() {
+            let details = json!({
+                "sender_id": record.envelope.sender_id, "class": "external",
+                "withheld": withheld, "max_tier": self.external_tool_tier,
+            });
+            out.emit(4, self.audit(&record, "tools_withheld", details));
         }
         let mut record = record;
         if let Err(m) = self.usage_into.set(&mut record.envelope, usage) {
@@ -562,7 +627,7 @@ impl AsyncOperator for Llm {
             messages.push(Message::text("system", s.render(record)?));
         }
         messages.push(Message::text("user", self.prompt.render(record)?));
-        let tools = self.tools.clone();
+        let (tools, _) = self.tools_for(record);
         let max_steps = self.max_tool_steps;
         let key = journal_key(record);
         Ok(Started::Pending(Box::pin(async move {
@@ -610,6 +675,9 @@ impl AsyncOperator for Llm {
                 self.output(record, &entry, out)
             }
             LlmOutcome::OverBudget { key, used, budget } => {
+                let details =
+                    json!({"budget_key": key, "used": used, "budget": budget, "sender_id": record.envelope.sender_id});
+                out.emit(4, self.audit(&record, "budget_exceeded", details));
                 let mut r = record;
                 r.envelope.kind = EnvelopeType::TaskStatus;
                 r.envelope.payload = json!({

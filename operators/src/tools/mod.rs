@@ -100,6 +100,10 @@ pub trait Tool: Send + Sync + std::fmt::Debug {
     fn remembers(&self) -> bool {
         false
     }
+    /// Trust tier (see [`ToolConfig`]): 1 without side effects, 2 with, unless configured.
+    fn tier(&self) -> u8 {
+        if self.side_effects() { 2 } else { 1 }
+    }
     /// Calls the tool; `idempotency_key` is stable for one step of one input.
     fn call(&self, args: Value, idempotency_key: String) -> ToolFuture;
 }
@@ -120,6 +124,10 @@ pub enum ToolConfig {
         /// What the model is told.
         #[serde(default)]
         description: Option<String>,
+        /// Trust tier: an `llm` operator offers a tool to an external sender only up to its
+        /// `external_tool_tier`. Default 1 for tools without side effects, 2 for the others.
+        #[serde(default)]
+        tier: Option<u8>,
     },
     /// Reads a file under a root.
     FsRead {
@@ -131,6 +139,10 @@ pub enum ToolConfig {
         /// What the model is told.
         #[serde(default)]
         description: Option<String>,
+        /// Trust tier: an `llm` operator offers a tool to an external sender only up to its
+        /// `external_tool_tier`. Default 1 for tools without side effects, 2 for the others.
+        #[serde(default)]
+        tier: Option<u8>,
     },
     /// Writes a file under a root.
     FsWrite {
@@ -139,6 +151,10 @@ pub enum ToolConfig {
         /// What the model is told.
         #[serde(default)]
         description: Option<String>,
+        /// Trust tier: an `llm` operator offers a tool to an external sender only up to its
+        /// `external_tool_tier`. Default 1 for tools without side effects, 2 for the others.
+        #[serde(default)]
+        tier: Option<u8>,
     },
     /// Calls an HTTP endpoint on an allow-listed host.
     Http {
@@ -153,6 +169,10 @@ pub enum ToolConfig {
         /// What the model is told.
         #[serde(default)]
         description: Option<String>,
+        /// Trust tier: an `llm` operator offers a tool to an external sender only up to its
+        /// `external_tool_tier`. Default 1 for tools without side effects, 2 for the others.
+        #[serde(default)]
+        tier: Option<u8>,
     },
     /// Remembers (a `memory` envelope on the `llm` operator's `memories` output) and recalls
     /// (a search of a `memory-index` operator's index).
@@ -169,6 +189,10 @@ pub enum ToolConfig {
         /// What the model is told.
         #[serde(default)]
         description: Option<String>,
+        /// Trust tier: an `llm` operator offers a tool to an external sender only up to its
+        /// `external_tool_tier`. Default 1 for tools without side effects, 2 for the others.
+        #[serde(default)]
+        tier: Option<u8>,
     },
     /// Hands a task to a peer agent or a skill over Kafka and waits for the correlated
     /// response (Kafka mode only).
@@ -184,6 +208,10 @@ pub enum ToolConfig {
         /// What the model is told.
         #[serde(default)]
         description: Option<String>,
+        /// Trust tier: an `llm` operator offers a tool to an external sender only up to its
+        /// `external_tool_tier`. Default 1 for tools without side effects, 2 for the others.
+        #[serde(default)]
+        tier: Option<u8>,
     },
 }
 
@@ -206,8 +234,28 @@ fn default_method() -> String {
 }
 
 impl ToolConfig {
+    /// The tier written in the table, if any.
+    fn tier(&self) -> Option<u8> {
+        match self {
+            Self::Shell { tier, .. }
+            | Self::FsRead { tier, .. }
+            | Self::FsWrite { tier, .. }
+            | Self::Http { tier, .. }
+            | Self::Memory { tier, .. }
+            | Self::Delegate { tier, .. } => *tier,
+        }
+    }
+
     /// Builds the tool.
     pub fn build(&self, cx: &ToolContext<'_>) -> Result<Arc<dyn Tool>, Vec<ConfigError>> {
+        let tool = self.build_untiered(cx)?;
+        Ok(match self.tier() {
+            Some(tier) => Arc::new(Tiered { inner: tool, tier }),
+            None => tool,
+        })
+    }
+
+    fn build_untiered(&self, cx: &ToolContext<'_>) -> Result<Arc<dyn Tool>, Vec<ConfigError>> {
         let root = |r: &String| -> PathBuf {
             let p = PathBuf::from(r);
             if p.is_absolute() { p } else { cx.base.join(p) }
@@ -217,21 +265,21 @@ impl ToolConfig {
             parse_duration_ms(&Spanned::new(0..0, t.clone())).map(|m| std::time::Duration::from_millis(m as u64))
         };
         Ok(match self {
-            Self::Shell { allow, root: r, timeout, description } => {
+            Self::Shell { allow, root: r, timeout, description, .. } => {
                 Arc::new(shell::Shell::new(allow.clone(), root(r), ms(timeout)?, description.clone()))
             }
-            Self::FsRead { root: r, max_bytes, description } => {
+            Self::FsRead { root: r, max_bytes, description, .. } => {
                 Arc::new(fs::FsRead::new(root(r), *max_bytes, description.clone()))
             }
-            Self::FsWrite { root: r, description } => Arc::new(fs::FsWrite::new(root(r), description.clone())),
-            Self::Http { allow_hosts, method, timeout, description } => {
+            Self::FsWrite { root: r, description, .. } => Arc::new(fs::FsWrite::new(root(r), description.clone())),
+            Self::Http { allow_hosts, method, timeout, description, .. } => {
                 let method = method.to_ascii_uppercase();
                 if method != "GET" && method != "POST" {
                     return Err(vec![ConfigError::at(0..0, format!("http tool method `{method}`: GET or POST"))]);
                 }
                 Arc::new(http::HttpTool::new(allow_hosts.clone(), method, ms(timeout)?, description.clone()))
             }
-            Self::Memory { index, embedder, k, description } => {
+            Self::Memory { index, embedder, k, description, .. } => {
                 let Some(shared) = cx.indexes.get(index) else {
                     return Err(vec![ConfigError::at(
                         0..0,
@@ -252,7 +300,7 @@ impl ToolConfig {
                 };
                 Arc::new(memory::MemoryTool::new(shared.clone(), embedder, (*k).max(1), description.clone()))
             }
-            Self::Delegate { request_topic, reply_topic, deadline, description } => {
+            Self::Delegate { request_topic, reply_topic, deadline, description, .. } => {
                 for t in [request_topic, reply_topic] {
                     if !crate::kafka::valid_topic(t) {
                         return Err(vec![ConfigError::at(
@@ -271,6 +319,37 @@ impl ToolConfig {
                 })
             }
         })
+    }
+}
+
+/// A tool with a configured tier.
+#[derive(Debug)]
+struct Tiered {
+    inner: Arc<dyn Tool>,
+    tier: u8,
+}
+
+impl Tool for Tiered {
+    fn description(&self) -> String {
+        self.inner.description()
+    }
+    fn parameters(&self) -> Value {
+        self.inner.parameters()
+    }
+    fn side_effects(&self) -> bool {
+        self.inner.side_effects()
+    }
+    fn idempotent(&self) -> bool {
+        self.inner.idempotent()
+    }
+    fn remembers(&self) -> bool {
+        self.inner.remembers()
+    }
+    fn tier(&self) -> u8 {
+        self.tier
+    }
+    fn call(&self, args: Value, idempotency_key: String) -> ToolFuture {
+        self.inner.call(args, idempotency_key)
     }
 }
 
