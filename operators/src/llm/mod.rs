@@ -67,7 +67,7 @@ use crate::record::Record;
 use crate::record::format_time_ms;
 use crate::state::{StateAccess, TableSpec};
 use crate::template::Template;
-use crate::tools::Tool;
+use crate::tools::{NamedTools, Tool};
 use model::{CallError, ModelClient, ModelConfig};
 use protocol::{FunctionSpec, Message, ToolSpec, Usage};
 
@@ -510,7 +510,7 @@ impl Llm {
     }
 
     /// The tools offered for `record`, and the names of those withheld from its sender.
-    fn tools_for(&self, record: &Record) -> (Vec<(String, Arc<dyn Tool>)>, Vec<String>) {
+    fn tools_for(&self, record: &Record) -> (NamedTools, Vec<String>) {
         if self.internal(&record.envelope.sender_id) {
             return (self.tools.clone(), Vec::new());
         }

@@ -81,6 +81,9 @@ pub struct ToolContext<'a> {
     pub bus: &'a Arc<delegate::BusSlot>,
 }
 
+/// Tools by their names in the topology, in the order an operator lists them.
+pub type NamedTools = Vec<(String, Arc<dyn Tool>)>;
+
 /// A tool call in flight.
 pub type ToolFuture = Pin<Box<dyn Future<Output = ToolResult> + Send>>;
 
