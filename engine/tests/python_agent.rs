@@ -118,3 +118,72 @@ fn a_python_agent_joins_answers_its_skill_and_leaves() {
         std::thread::sleep(Duration::from_millis(300));
     }
 }
+
+/// A Python agent and a kafclaw skill agent serving the same skill share the skill's one
+/// consumer group (`skill-<group>-<skill>`): every request is answered exactly once, and both
+/// kinds of member take part.
+#[test]
+fn python_and_kafclaw_members_of_one_skill_claim_each_request_once() {
+    const N: usize = 200;
+    let py = python();
+    let dir = TestDir::new();
+    let group = unique("mix").replace('.', "-");
+    let (requests, responses) =
+        (format!("group.{group}.skill.billing.requests"), format!("group.{group}.skill.billing.responses"));
+    create_topic(&requests, 4);
+    create_topic(&responses, 4);
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../topologies");
+    let app = format!("skill-{group}-billing");
+    let text = std::fs::read_to_string(shipped.join("skill-billing.toml"))
+        .unwrap()
+        .replace("group.acme.", &format!("group.{group}."))
+        .replace("group = \"acme\"", &format!("group = \"{group}\""))
+        .replace("name = \"skill-acme-billing\"", &format!("name = \"{app}\""))
+        .replace("agent/recorded.jsonl", shipped.join("agent/recorded.jsonl").to_str().unwrap());
+    let topo = write_topology(dir.path(), &app, &text);
+    let klog = dir.path().join("kafclaw.log");
+    let _k = spawn_instance(&topo, "k", &klog);
+    let plog = dir.path().join("python.log");
+    let _p = Instance(
+        Command::new(&py)
+            .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/python/agent.py"))
+            .args(["--brokers", &brokers(), "--group", &group, "--skill", "billing", "--agent-id", "billing-py"])
+            // The group's timeouts, as the kafclaw member has them (spawn_instance).
+            .env("KAFCLAW_KAFKA_SESSION_TIMEOUT_MS", "6000")
+            .env("KAFCLAW_KAFKA_HEARTBEAT_INTERVAL_MS", "500")
+            .env("KAFCLAW_KAFKA_MAX_POLL_INTERVAL_MS", "15000")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&plog).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    // Both members in the group before the requests come, so the partitions are split.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&klog).unwrap_or_default().contains("partitions assigned")
+        || !std::fs::read_to_string(&plog).unwrap_or_default().contains("joined group")
+    {
+        assert!(Instant::now() < deadline, "{}\n{}", log_tail(&klog), log_tail(&plog));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    produce(
+        &requests,
+        (0..N).map(|i| {
+            let v = format!(
+                r#"{{"type":"skill_request","correlation_id":"m-{i}","sender_id":"router","timestamp":"2026-11-24T10:00:00Z","id":"m-{i}","payload":{{"task_id":"m-{i}","description":"invoice {i}"}}}}"#
+            );
+            (format!("m-{i}"), v)
+        }),
+    );
+    let got = consume_all(&responses, N, Duration::from_secs(120));
+    assert_eq!(got.len(), N, "{}\n{}", log_tail(&klog), log_tail(&plog));
+    let mut per_task = std::collections::HashMap::new();
+    let mut by = std::collections::BTreeMap::new();
+    for g in &got {
+        *per_task.entry(g.value["correlation_id"].as_str().unwrap().to_owned()).or_insert(0) += 1;
+        *by.entry(g.value["sender_id"].as_str().unwrap().to_owned()).or_insert(0) += 1;
+    }
+    assert_eq!(per_task.len(), N);
+    assert!(per_task.values().all(|n| *n == 1), "each request answered once");
+    assert_eq!(by.keys().cloned().collect::<Vec<_>>(), ["billing", "billing-py"], "both members answered: {by:?}");
+}

@@ -16,6 +16,7 @@ answered.
 import argparse
 import datetime
 import json
+import os
 import signal
 import sys
 import threading
@@ -32,6 +33,16 @@ def envelope(kind, correlation_id, sender_id, payload):
     return json.dumps(
         {"type": kind, "correlation_id": correlation_id, "sender_id": sender_id, "timestamp": now(), "payload": payload}
     ).encode()
+
+
+def kafka_env():
+    """librdkafka properties from KAFCLAW_KAFKA_* variables, as kafclaw reads them
+    (KAFCLAW_KAFKA_SASL_PASSWORD -> sasl.password)."""
+    return {
+        k[len("KAFCLAW_KAFKA_"):].lower().replace("_", "."): v
+        for k, v in os.environ.items()
+        if k.startswith("KAFCLAW_KAFKA_")
+    }
 
 
 def main():
@@ -57,7 +68,9 @@ def main():
         "role": "worker",
     }
 
-    producer = Producer({"bootstrap.servers": args.brokers, "enable.idempotence": True})
+    common = {"bootstrap.servers": args.brokers, **kafka_env()}
+    consumer_only = ("session.timeout.ms", "heartbeat.interval.ms", "max.poll.interval.ms")
+    producer = Producer({**{k: v for k, v in common.items() if k not in consumer_only}, "enable.idempotence": True})
 
     def presence(kind, action):
         producer.produce(announce, key=me, value=envelope(kind, me, me, {"action": action, "identity": identity}))
@@ -78,10 +91,12 @@ def main():
 
     consumer = Consumer(
         {
-            "bootstrap.servers": args.brokers,
+            **common,
             # One consumer group per skill: every instance of every agent serving the skill
             # shares it, so each request is claimed by exactly one of them.
             "group.id": f"skill-{g}-{skill}",
+            # kafclaw's members use the cooperative protocol: the same one, to share the group.
+            "partition.assignment.strategy": "cooperative-sticky",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
