@@ -132,6 +132,8 @@ topic = "{replies}"
         assert!(v["payload"]["deadline_at"].is_string());
         let cause = v["causation_id"].as_str().unwrap();
         assert!(["q0", "q1", "q3"].contains(&cause), "caused by the input the model answered: {v}");
+        assert_eq!(v["payload"]["parent_task_id"], cause, "the parent task is the input's: {v}");
+        assert_eq!(v["payload"]["delegation_depth"], 1, "one level deeper than the input: {v}");
     }
     assert_eq!(server.counters.calls(), 2 * tasks.len(), "two model rounds per request");
 }

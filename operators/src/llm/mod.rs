@@ -67,7 +67,7 @@ use crate::record::Record;
 use crate::record::format_time_ms;
 use crate::state::{StateAccess, TableSpec};
 use crate::template::Template;
-use crate::tools::{NamedTools, Tool};
+use crate::tools::{CallContext, NamedTools, Tool};
 use model::{CallError, ModelClient, ModelConfig};
 use protocol::{FunctionSpec, Message, ToolSpec, Usage};
 
@@ -78,8 +78,9 @@ async fn call_with_tools(
     mut messages: Vec<Message>,
     tools: &[(String, Arc<dyn Tool>)],
     max_steps: u32,
-    key: &str,
+    base: &CallContext,
 ) -> Result<JournalEntry, CallError> {
+    let key = &base.idempotency_key;
     let specs: Vec<ToolSpec> = tools
         .iter()
         .map(|(name, t)| ToolSpec {
@@ -150,7 +151,10 @@ async fn call_with_tools(
                 } else {
                     &call.function.arguments
                 }) {
-                    Ok(args) => tool.call(args, format!("{key}/{round}/{}", call.id)).await,
+                    Ok(args) => {
+                        let cx = CallContext { idempotency_key: format!("{key}/{round}/{}", call.id), ..base.clone() };
+                        tool.call(args, cx).await
+                    }
                     Err(e) => Err(format!("arguments are not JSON: {e}")),
                 },
             };
@@ -629,9 +633,16 @@ impl AsyncOperator for Llm {
         messages.push(Message::text("user", self.prompt.render(record)?));
         let (tools, _) = self.tools_for(record);
         let max_steps = self.max_tool_steps;
-        let key = journal_key(record);
+        let e = &record.envelope;
+        let base = CallContext {
+            idempotency_key: journal_key(record),
+            input_id: record.origin.input_id.clone(),
+            task_id: e.payload.get("task_id").and_then(Value::as_str).unwrap_or(&e.correlation_id).to_owned(),
+            delegation_depth: e.payload.get("delegation_depth").and_then(Value::as_u64).unwrap_or(0) as u32,
+            zone: e.zone.clone(),
+        };
         Ok(Started::Pending(Box::pin(async move {
-            let outcome = match call_with_tools(&client, messages, &tools, max_steps, &key).await {
+            let outcome = match call_with_tools(&client, messages, &tools, max_steps, &base).await {
                 Ok(entry) => LlmOutcome::Answered(entry),
                 Err(e) => LlmOutcome::Failed(e),
             };

@@ -10,7 +10,9 @@
 //! deadline = "60s"
 //! ```
 //! The request's `causation_id` is the id of the input the model was answering (so a
-//! timeline links the delegation to it); its `correlation_id`, `id` and `payload.task_id` are
+//! timeline links the delegation to it), its `parent_task_id` that input's task, its
+//! `delegation_depth` one more than the input's (a receiving `guard` refuses chains past its
+//! limit), and its `zone` the input's; its `correlation_id`, `id` and `payload.task_id` are
 //! one id derived from the call (the input, the round and the model's call id): a retry after a crash sends the same
 //! request again (a peer reading with `dedup = true` drops the repeat) and takes the reply
 //! the first one got, if it came. The transport (the [`Bus`]) is the engine's: Kafka, or none
@@ -24,7 +26,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sha2::Digest;
 
-use super::{Tool, ToolFuture, ToolOutput};
+use super::{CallContext, Tool, ToolFuture, ToolOutput};
 use crate::envelope::{Envelope, EnvelopeType};
 use crate::record::format_time_ms;
 
@@ -119,7 +121,7 @@ impl Tool for Delegate {
         true
     }
 
-    fn call(&self, args: Value, idempotency_key: String) -> ToolFuture {
+    fn call(&self, args: Value, cx: CallContext) -> ToolFuture {
         let description = args["description"].as_str().unwrap_or_default().trim().to_owned();
         let bus = self.bus.get();
         let (topic, reply_topic, deadline) = (self.request_topic.clone(), self.reply_topic.clone(), self.deadline);
@@ -129,7 +131,7 @@ impl Tool for Delegate {
                 return Err("argument `description` (a non-empty string) is missing".into());
             }
             let bus = bus.ok_or("delegate needs Kafka: this topology runs locally (--local), with no peers to ask")?;
-            let id = task_id(&idempotency_key);
+            let id = task_id(&cx.idempotency_key);
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
             let mut request = Envelope::new(
                 EnvelopeType::Request,
@@ -140,12 +142,15 @@ impl Tool for Delegate {
                     "task_id": id,
                     "description": description,
                     "requester_id": agent,
+                    "parent_task_id": cx.task_id,
+                    "delegation_depth": cx.delegation_depth + 1,
                     "deadline_at": format_time_ms((now + deadline.as_millis()) as i64),
                 }),
             );
             request.id = Some(id);
-            // The key is `<input id>/<round>/<call id>`: the request was caused by that input.
-            request.causation_id = idempotency_key.rsplitn(3, '/').nth(2).map(str::to_owned);
+            // Caused by the input the model was answering; a zone's task stays in its zone.
+            request.causation_id = cx.input_id.clone();
+            request.zone = cx.zone.clone();
             let reply = bus.request(&topic, &reply_topic, request, deadline).await?;
             outcome(&reply)
         })
@@ -181,6 +186,35 @@ mod tests {
             description: None,
             bus: slot,
         }
+    }
+
+    #[derive(Debug)]
+    struct Capture(std::sync::Mutex<Vec<Envelope>>);
+    impl Bus for Capture {
+        fn request(&self, _: &str, _: &str, request: Envelope, _: Duration) -> ReplyFuture {
+            self.0.lock().unwrap().push(request.clone());
+            let r =
+                Envelope::new(EnvelopeType::Response, request.correlation_id, "peer", "t", json!({"content": "ok"}));
+            Box::pin(std::future::ready(Ok(r)))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_delegation_is_one_level_deeper_in_the_same_zone() {
+        let bus = Arc::new(Capture(std::sync::Mutex::new(Vec::new())));
+        let t = tool(Some(bus.clone()));
+        let cx = CallContext {
+            idempotency_key: "in-9/0/call_1".into(),
+            input_id: Some("in-9".into()),
+            task_id: "task-9".into(),
+            delegation_depth: 2,
+            zone: Some("finance".into()),
+        };
+        t.call(json!({"description": "x"}), cx).await.unwrap();
+        let sent = bus.0.lock().unwrap()[0].clone();
+        assert_eq!(sent.payload["delegation_depth"], 3);
+        assert_eq!(sent.payload["parent_task_id"], "task-9");
+        assert_eq!((sent.causation_id.as_deref(), sent.zone.as_deref()), (Some("in-9"), Some("finance")));
     }
 
     #[tokio::test]

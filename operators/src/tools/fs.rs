@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use super::{Tool, ToolFuture, ToolOutput, relative_path};
+use super::{CallContext, Tool, ToolFuture, ToolOutput, relative_path};
 
 /// Resolves `arg` under `root`; the canonical result must stay inside the canonical root.
 fn inside(root: &Path, arg: &str, must_exist: bool) -> Result<PathBuf, String> {
@@ -75,7 +75,7 @@ impl Tool for FsRead {
     fn side_effects(&self) -> bool {
         false
     }
-    fn call(&self, args: Value, _: String) -> ToolFuture {
+    fn call(&self, args: Value, _: CallContext) -> ToolFuture {
         let result = path_arg(&args).and_then(|p| self.read(&p));
         Box::pin(async move { result.map(ToolOutput::from) })
     }
@@ -118,7 +118,7 @@ impl Tool for FsWrite {
         // Writing the same content to the same path twice leaves the same file.
         true
     }
-    fn call(&self, args: Value, _: String) -> ToolFuture {
+    fn call(&self, args: Value, _: CallContext) -> ToolFuture {
         let result = path_arg(&args).and_then(|p| {
             let content = args["content"].as_str().ok_or("argument `content` (a string) is missing")?;
             self.write(&p, content)

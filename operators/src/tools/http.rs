@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{Tool, ToolFuture, ToolOutput};
+use super::{CallContext, Tool, ToolFuture, ToolOutput};
 
 /// `http`.
 #[derive(Debug)]
@@ -51,14 +51,14 @@ impl Tool for HttpTool {
     fn idempotent(&self) -> bool {
         true
     }
-    fn call(&self, args: Value, idempotency_key: String) -> ToolFuture {
+    fn call(&self, args: Value, cx: CallContext) -> ToolFuture {
         let url = args["url"].as_str().unwrap_or_default().to_owned();
         let checked = self.check(&url);
         let request = checked.map(|u| {
             if self.method == "POST" {
                 self.client
                     .post(u)
-                    .header("Idempotency-Key", idempotency_key)
+                    .header("Idempotency-Key", cx.idempotency_key)
                     .body(args["body"].as_str().unwrap_or_default().to_owned())
             } else {
                 self.client.get(u)

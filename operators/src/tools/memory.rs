@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::{Tool, ToolFuture, ToolOutput};
+use super::{CallContext, Tool, ToolFuture, ToolOutput};
 use crate::llm::SharedModel;
 use crate::memory::SharedIndex;
 use crate::memory::embed::{Embedder, ModelEmbedder};
@@ -75,7 +75,7 @@ impl Tool for MemoryTool {
         true
     }
 
-    fn call(&self, args: Value, _: String) -> ToolFuture {
+    fn call(&self, args: Value, _: CallContext) -> ToolFuture {
         let text = args["text"].as_str().unwrap_or_default().trim().to_owned();
         let action = args["action"].as_str().unwrap_or_default().to_owned();
         let index = self.index.clone();

@@ -81,6 +81,28 @@ pub struct ToolContext<'a> {
     pub bus: &'a Arc<delegate::BusSlot>,
 }
 
+/// The input a tool call is made for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallContext {
+    /// Stable for one step of one input: `<input id>/<round>/<call id>`.
+    pub idempotency_key: String,
+    /// The input envelope's id, when it has one.
+    pub input_id: Option<String>,
+    /// The task the input belongs to (`payload.task_id`, else its correlation id).
+    pub task_id: String,
+    /// The input's `payload.delegation_depth` (0 when absent).
+    pub delegation_depth: u32,
+    /// The input's zone.
+    pub zone: Option<String>,
+}
+
+impl From<&str> for CallContext {
+    /// A context of nothing but an idempotency key (tests, direct calls).
+    fn from(key: &str) -> Self {
+        Self { idempotency_key: key.to_owned(), ..Self::default() }
+    }
+}
+
 /// Tools by their names in the topology, in the order an operator lists them.
 pub type NamedTools = Vec<(String, Arc<dyn Tool>)>;
 
@@ -107,8 +129,8 @@ pub trait Tool: Send + Sync + std::fmt::Debug {
     fn tier(&self) -> u8 {
         if self.side_effects() { 2 } else { 1 }
     }
-    /// Calls the tool; `idempotency_key` is stable for one step of one input.
-    fn call(&self, args: Value, idempotency_key: String) -> ToolFuture;
+    /// Calls the tool for one step of the input `cx` describes.
+    fn call(&self, args: Value, cx: CallContext) -> ToolFuture;
 }
 
 /// `[tools.<name>]`.
@@ -351,8 +373,8 @@ impl Tool for Tiered {
     fn tier(&self) -> u8 {
         self.tier
     }
-    fn call(&self, args: Value, idempotency_key: String) -> ToolFuture {
-        self.inner.call(args, idempotency_key)
+    fn call(&self, args: Value, cx: CallContext) -> ToolFuture {
+        self.inner.call(args, cx)
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{Tool, ToolFuture, ToolOutput};
+use super::{CallContext, Tool, ToolFuture, ToolOutput};
 
 /// Where allow-listed programs are looked up.
 const PROGRAM_DIRS: [&str; 2] = ["/usr/bin", "/bin"];
@@ -112,7 +112,7 @@ impl Tool for Shell {
     fn side_effects(&self) -> bool {
         true
     }
-    fn call(&self, args: Value, _: String) -> ToolFuture {
+    fn call(&self, args: Value, _: CallContext) -> ToolFuture {
         let argv: Option<Vec<String>> =
             args["argv"].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect());
         let me = Shell { allow: self.allow.clone(), root: self.root.clone(), timeout: self.timeout, description: None };
