@@ -168,7 +168,7 @@ async fn submit(State(g): State<Gateway>, body: axum::body::Bytes) -> Response {
     };
     let id = new_task_id();
     let sender = s.sender_id.unwrap_or_else(|| "gateway".into());
-    let now = kafclaw_operators::record::format_time_ms(crate::kafka::presence::now_ms());
+    let now = kafclaw_operators::record::format_time_ms(kafclaw_operators::record::now_ms());
     let mut e = Envelope::new(
         kind,
         id.clone(),
@@ -229,10 +229,7 @@ pub fn run(
             return crate::exit::INVALID;
         }
     };
-    let mut settings = crate::kafka::ClientSettings::new(&std::collections::BTreeMap::new(), std::env::vars());
-    if let Some(b) = brokers {
-        settings.set("bootstrap.servers", b);
-    }
+    let settings = crate::kafka::ClientSettings::from_env(brokers);
     let mut follow = vec![
         format!("group.{group}.responses"),
         format!("group.{group}.tasks.status"),

@@ -51,13 +51,7 @@ fn the_right_hmac_is_admitted_a_wrong_one_rejected_and_strangers_ignored() {
     );
     create_topic(&onboarding, 1);
     create_topic(&requests, 2);
-    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../topologies/gatekeeper.toml");
-    let gate_text = std::fs::read_to_string(shipped)
-        .unwrap()
-        .replace("group.acme.", &format!("group.{group}."))
-        .replace("group = \"acme\"", &format!("group = \"{group}\""))
-        .replace("name = \"gatekeeper\"", &format!("name = \"{gate_app}\""));
-    let gate = write_topology(dir.path(), &gate_app, &gate_text);
+    let gate = shipped_topology(dir.path(), "gatekeeper.toml", &group, &gate_app, "");
     let agent = write_topology(
         dir.path(),
         &agent_app,

@@ -18,14 +18,7 @@ fn three_skill_instances_answer_each_of_1000_requests_exactly_once() {
     let dir = TestDir::new();
     let group = unique("sk").replace('.', "-");
     let app = format!("skill-{group}-billing");
-    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../topologies");
-    let text = std::fs::read_to_string(shipped.join("skill-billing.toml"))
-        .unwrap()
-        .replace("group.acme.", &format!("group.{group}."))
-        .replace("group = \"acme\"", &format!("group = \"{group}\"\npartitions = 6"))
-        .replace("name = \"skill-acme-billing\"", &format!("name = \"{app}\""))
-        .replace("agent/recorded.jsonl", shipped.join("agent/recorded.jsonl").to_str().unwrap());
-    let topo = write_topology(dir.path(), &app, &text);
+    let topo = shipped_topology(dir.path(), "skill-billing.toml", &group, &app, "\npartitions = 6");
     let (requests, responses, audit) = (
         format!("group.{group}.skill.billing.requests"),
         format!("group.{group}.skill.billing.responses"),

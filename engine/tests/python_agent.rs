@@ -43,13 +43,7 @@ fn a_python_agent_joins_answers_its_skill_and_leaves() {
     create_topic(&announce, 1);
     create_topic(&requests, 3);
     create_topic(&responses, 3);
-    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../topologies/roster.toml");
-    let text = std::fs::read_to_string(shipped)
-        .unwrap()
-        .replace("group.acme.", &format!("group.{group}."))
-        .replace("group = \"acme\"", &format!("group = \"{group}\""))
-        .replace("name = \"roster\"", &format!("name = \"{roster_app}\""));
-    let roster = write_topology(dir.path(), &roster_app, &text);
+    let roster = shipped_topology(dir.path(), "roster.toml", &group, &roster_app, "");
     let _r = spawn_instance(&roster, "r", &dir.path().join("roster.log"));
 
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/python/agent.py");
@@ -132,15 +126,8 @@ fn python_and_kafclaw_members_of_one_skill_claim_each_request_once() {
         (format!("group.{group}.skill.billing.requests"), format!("group.{group}.skill.billing.responses"));
     create_topic(&requests, 4);
     create_topic(&responses, 4);
-    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../topologies");
     let app = format!("skill-{group}-billing");
-    let text = std::fs::read_to_string(shipped.join("skill-billing.toml"))
-        .unwrap()
-        .replace("group.acme.", &format!("group.{group}."))
-        .replace("group = \"acme\"", &format!("group = \"{group}\""))
-        .replace("name = \"skill-acme-billing\"", &format!("name = \"{app}\""))
-        .replace("agent/recorded.jsonl", shipped.join("agent/recorded.jsonl").to_str().unwrap());
-    let topo = write_topology(dir.path(), &app, &text);
+    let topo = shipped_topology(dir.path(), "skill-billing.toml", &group, &app, "");
     let klog = dir.path().join("kafclaw.log");
     let _k = spawn_instance(&topo, "k", &klog);
     let plog = dir.path().join("python.log");

@@ -92,9 +92,7 @@ impl GuardConfig {
             max_depth: self.max_delegation_depth,
             check_deadline: self.check_deadline,
             admissions: self.admissions.clone(),
-            clock: || {
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-            },
+            clock: crate::record::now_ms,
         })
     }
 }

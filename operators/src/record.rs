@@ -56,6 +56,11 @@ impl Record {
     }
 }
 
+/// The wall clock, in ms since the Unix epoch (0 before it).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
 /// Parses an RFC 3339 timestamp into milliseconds since the Unix epoch.
 pub fn event_time_ms(timestamp: &str) -> Result<i64, String> {
     chrono::DateTime::parse_from_rfc3339(timestamp)

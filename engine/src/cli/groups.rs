@@ -16,10 +16,7 @@ pub(super) fn group_create(
     replication: i32,
     brokers: Option<String>,
 ) -> i32 {
-    let mut s = ClientSettings::new(&std::collections::BTreeMap::new(), std::env::vars());
-    if let Some(b) = brokers {
-        s.set("bootstrap.servers", b);
-    }
+    let s = ClientSettings::from_env(brokers);
     match crate::kafka::group::create_group_topics(&s, group, skill, partitions, replication) {
         Ok(created) => {
             for t in crate::kafka::group::group_topics(group, skill) {
@@ -35,11 +32,8 @@ pub(super) fn group_create(
 }
 
 pub(super) fn group_members(group: &str, brokers: Option<String>, json: bool) -> i32 {
-    let mut s = ClientSettings::new(&std::collections::BTreeMap::new(), std::env::vars());
-    if let Some(b) = brokers {
-        s.set("bootstrap.servers", b);
-    }
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let s = ClientSettings::from_env(brokers);
+    let now = kafclaw_operators::record::now_ms();
     let members = match crate::kafka::group::live_members(&s, group, now) {
         Ok(m) => m,
         Err(e) => {
@@ -78,10 +72,7 @@ pub(super) fn timeline_follow(
     once: bool,
     brokers: Option<String>,
 ) -> i32 {
-    let mut s = ClientSettings::new(&std::collections::BTreeMap::new(), std::env::vars());
-    if let Some(b) = brokers {
-        s.set("bootstrap.servers", b);
-    }
+    let s = ClientSettings::from_env(brokers);
     let mut timeline = match crate::timeline::Timeline::open(db) {
         Ok(t) => t,
         Err(e) => {

@@ -15,14 +15,13 @@ use std::time::{Duration, Instant};
 
 use kafclaw_operators::envelope::{Envelope, EnvelopeType};
 use kafclaw_operators::tools::delegate::{Bus, ReplyFuture};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::oneshot;
 
 use super::client::ClientSettings;
-use super::clients::Logged;
+use super::clients::{Logged, assign_since};
 
 /// How far back a reply reader starts, at least, and how long unclaimed replies are kept.
 const MIN_LOOKBACK: Duration = Duration::from_secs(60);
@@ -86,36 +85,14 @@ impl KafkaBus {
             ])
             .create_with_context(Logged("delegate replies"))
             .map_err(|e| format!("reply reader: {e}"))?;
-        let timeout = Duration::from_secs(10);
-        let metadata = consumer.fetch_metadata(Some(topic), timeout).map_err(|e| format!("{topic}: {e}"))?;
-        let partitions: Vec<i32> = match metadata.topics().first() {
-            Some(t) if t.error().is_none() => t.partitions().iter().map(|p| p.id()).collect(),
-            _ => Vec::new(),
-        };
-        if partitions.is_empty() {
+        let since =
+            std::time::SystemTime::now().checked_sub(lookback.max(MIN_LOOKBACK)).unwrap_or(std::time::UNIX_EPOCH);
+        let partitions = assign_since(&consumer, &[topic.to_owned()], since)?;
+        if partitions == 0 {
             return Err(format!(
                 "reply topic `{topic}` does not exist: create it (the peer writes its responses there)"
             ));
         }
-        let since = std::time::SystemTime::now()
-            .checked_sub(lookback.max(MIN_LOOKBACK))
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_millis() as i64);
-        let mut times = TopicPartitionList::new();
-        for p in &partitions {
-            times.add_partition_offset(topic, *p, Offset::Offset(since)).map_err(|e| e.to_string())?;
-        }
-        let starts = consumer.offsets_for_times(times, timeout).map_err(|e| format!("{topic}: {e}"))?;
-        let mut assign = TopicPartitionList::new();
-        for e in starts.elements() {
-            // No record at or after the time: start at the end.
-            let at = match e.offset() {
-                Offset::Offset(o) if o >= 0 => Offset::Offset(o),
-                _ => Offset::End,
-            };
-            assign.add_partition_offset(topic, e.partition(), at).map_err(|e| e.to_string())?;
-        }
-        consumer.assign(&assign).map_err(|e| format!("{topic}: {e}"))?;
         let waiting = Arc::new(Mutex::new(Waiting::default()));
         let (w, stop, keep) = (waiting.clone(), self.stop.clone(), lookback.max(MIN_LOOKBACK));
         let name = topic.to_owned();
@@ -123,7 +100,7 @@ impl KafkaBus {
             .name("kafclaw-replies".into())
             .spawn(move || read_replies(&consumer, &name, &w, &stop, keep))
             .map_err(|e| e.to_string())?;
-        tracing::info!(topic, partitions = partitions.len(), "reading delegate replies");
+        tracing::info!(topic, partitions, "reading delegate replies");
         readers.insert(topic.to_owned(), waiting.clone());
         Ok(waiting)
     }

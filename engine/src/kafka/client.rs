@@ -39,6 +39,15 @@ impl ClientSettings {
         Self { props }
     }
 
+    /// The settings of a command with no topology: defaults, the environment, and `--brokers`.
+    pub fn from_env(brokers: Option<String>) -> Self {
+        let mut s = Self::new(&BTreeMap::new(), std::env::vars());
+        if let Some(b) = brokers {
+            s.set("bootstrap.servers", b);
+        }
+        s
+    }
+
     /// Sets one property (command-line overrides such as `--brokers`).
     pub fn set(&mut self, key: &str, value: impl Into<String>) {
         self.props.insert(key.to_owned(), value.into());

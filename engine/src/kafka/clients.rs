@@ -149,3 +149,34 @@ impl ProducerContext for Logged {
         }
     }
 }
+
+/// Assigns every partition of `topics` to `consumer`, each from its first record at or after
+/// `since` (a time; the end when there is none): a reader of recent history that needs no
+/// consumer group. Returns how many partitions were assigned.
+pub(super) fn assign_since<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &rdkafka::consumer::BaseConsumer<C>,
+    topics: &[String],
+    since: std::time::SystemTime,
+) -> Result<usize, String> {
+    use rdkafka::consumer::Consumer;
+    use rdkafka::{Offset, TopicPartitionList};
+    let since = since.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let mut times = TopicPartitionList::new();
+    for t in topics {
+        let md = consumer.fetch_metadata(Some(t), CALL_TIMEOUT).map_err(|e| format!("{t}: {e}"))?;
+        for p in md.topics().iter().filter(|m| m.error().is_none()).flat_map(|m| m.partitions()) {
+            times.add_partition_offset(t, p.id(), Offset::Offset(since)).map_err(|e| e.to_string())?;
+        }
+    }
+    let starts = consumer.offsets_for_times(times, CALL_TIMEOUT).map_err(|e| e.to_string())?;
+    let mut assign = TopicPartitionList::new();
+    for e in starts.elements() {
+        let at = match e.offset() {
+            Offset::Offset(o) if o >= 0 => Offset::Offset(o),
+            _ => Offset::End,
+        };
+        assign.add_partition_offset(e.topic(), e.partition(), at).map_err(|e| e.to_string())?;
+    }
+    consumer.assign(&assign).map_err(|e| e.to_string())?;
+    Ok(assign.count())
+}

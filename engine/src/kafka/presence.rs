@@ -7,23 +7,19 @@
 use std::sync::{Arc, Condvar, Mutex};
 
 use kafclaw_operators::envelope::{AgentIdentity, AnnouncePayload, Envelope, EnvelopeType};
-use kafclaw_operators::record::format_time_ms;
+use kafclaw_operators::record::{format_time_ms, now_ms};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 
 use super::client::ClientSettings;
 use super::clients::{CALL_TIMEOUT, Logged};
 use super::topics::ensure_topic;
+use crate::compiler::Compiled;
 use crate::compiler::agent::Agent;
 
 /// The running presence; dropping it announces the leave and waits for it to be sent.
 pub struct Presence {
     stop: Arc<(Mutex<bool>, Condvar)>,
     thread: Option<std::thread::JoinHandle<()>>,
-}
-
-/// Now, in ms since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Who `agent` is, as instance `instance`.
@@ -40,6 +36,15 @@ pub fn identity(agent: &Agent, instance: &str, model: &str, joined_at: &str) -> 
         role: agent.role.clone(),
         ..AgentIdentity::default()
     }
+}
+
+/// Joins the group of `compiled` as instance `instance`, when it has an `[agent]` table.
+pub(super) fn join(compiled: &Compiled, settings: &ClientSettings, instance: &str) -> Result<Option<Presence>, String> {
+    let Some(agent) = &compiled.spec.agent else { return Ok(None) };
+    let model = compiled.spec.models.values().next().map_or(String::new(), |m| m.config.model.clone());
+    let who = identity(agent, instance, &model, &format_time_ms(now_ms()));
+    let t = &compiled.spec.topology;
+    Presence::start(settings, agent, who, t.partitions, t.replication).map(Some)
 }
 
 impl Presence {

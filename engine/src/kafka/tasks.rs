@@ -13,14 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kafclaw_operators::envelope::{Envelope, EnvelopeType};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 
 use super::client::ClientSettings;
-use super::clients::{CALL_TIMEOUT, Logged};
+use super::clients::{CALL_TIMEOUT, Logged, assign_since};
 use super::topics::ensure_topic;
 
 const LOOKBACK: Duration = Duration::from_secs(3600);
@@ -112,27 +111,8 @@ impl TaskIo {
             ])
             .create_with_context(Logged("gateway reader"))
             .map_err(|e| format!("gateway reader: {e}"))?;
-        let since = std::time::SystemTime::now()
-            .checked_sub(LOOKBACK)
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_millis() as i64);
-        let mut times = TopicPartitionList::new();
-        for t in follow {
-            let md = consumer.fetch_metadata(Some(t), CALL_TIMEOUT).map_err(|e| format!("{t}: {e}"))?;
-            for p in md.topics().iter().flat_map(|m| m.partitions()) {
-                times.add_partition_offset(t, p.id(), Offset::Offset(since)).map_err(|e| e.to_string())?;
-            }
-        }
-        let starts = consumer.offsets_for_times(times, CALL_TIMEOUT).map_err(|e| e.to_string())?;
-        let mut assign = TopicPartitionList::new();
-        for e in starts.elements() {
-            let at = match e.offset() {
-                Offset::Offset(o) if o >= 0 => Offset::Offset(o),
-                _ => Offset::End,
-            };
-            assign.add_partition_offset(e.topic(), e.partition(), at).map_err(|e| e.to_string())?;
-        }
-        consumer.assign(&assign).map_err(|e| e.to_string())?;
+        let since = std::time::SystemTime::now().checked_sub(LOOKBACK).unwrap_or(std::time::UNIX_EPOCH);
+        assign_since(&consumer, follow, since)?;
         let view = Arc::new(Mutex::new(View::default()));
         let v = view.clone();
         std::thread::Builder::new()

@@ -341,3 +341,18 @@ pub fn log_tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     text.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
 }
+
+/// A shipped topology (`topologies/<file>`) moved to group `group` and renamed `name` (its
+/// consumer group), with `extra` lines added to `[topology]` and its recordings found where
+/// they ship; written to `dir`.
+pub fn shipped_topology(dir: &Path, file: &str, group: &str, name: &str, extra: &str) -> PathBuf {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../topologies");
+    let text = std::fs::read_to_string(shipped.join(file)).unwrap();
+    let start = text.find("\nname = \"").expect("a [topology] name") + 1;
+    let end = start + text[start..].find('\n').unwrap();
+    let text = format!("{}name = \"{name}\"{}", &text[..start], &text[end..])
+        .replace("group.acme.", &format!("group.{group}."))
+        .replace("group = \"acme\"", &format!("group = \"{group}\"{extra}"))
+        .replace("agent/recorded.jsonl", shipped.join("agent/recorded.jsonl").to_str().unwrap());
+    write_topology(dir, name, &text)
+}

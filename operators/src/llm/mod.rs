@@ -64,7 +64,7 @@ use crate::keyed::{Errors, eval_key};
 use crate::operator::{ConfigError, Emit, Failure, Ports, emit_set};
 use crate::path::FieldPath;
 use crate::record::Record;
-use crate::record::format_time_ms;
+use crate::record::{format_time_ms, now_ms};
 use crate::state::{StateAccess, TableSpec};
 use crate::template::Template;
 use crate::tools::{CallContext, NamedTools, Tool};
@@ -408,10 +408,6 @@ pub struct StepRecord {
     pub started_ms: i64,
     /// Duration in ms.
     pub duration_ms: u64,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Cuts text for a trace span.

@@ -132,19 +132,19 @@ impl Tool for Delegate {
             }
             let bus = bus.ok_or("delegate needs Kafka: this topology runs locally (--local), with no peers to ask")?;
             let id = task_id(&cx.idempotency_key);
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+            let now = crate::record::now_ms();
             let mut request = Envelope::new(
                 EnvelopeType::Request,
                 id.clone(),
                 agent.clone(),
-                format_time_ms(now as i64),
+                format_time_ms(now),
                 json!({
                     "task_id": id,
                     "description": description,
                     "requester_id": agent,
                     "parent_task_id": cx.task_id,
                     "delegation_depth": cx.delegation_depth + 1,
-                    "deadline_at": format_time_ms((now + deadline.as_millis()) as i64),
+                    "deadline_at": format_time_ms(now + deadline.as_millis() as i64),
                 }),
             );
             request.id = Some(id);

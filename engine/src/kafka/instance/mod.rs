@@ -34,8 +34,8 @@ use super::clients::{CALL_TIMEOUT, DeliveryCounter, ProducerCtx, new_producer, s
 use super::global::{MULTI_TOPIC_QUIET, bootstrap_global};
 use super::restore::{RestoreJob, restore};
 use super::stats::Stats;
-use super::topics::{changelog_topic, dead_letter_topic, ensure_topics, partition_counts};
-use crate::compiler::registry::{NodeConfig, Role};
+use super::topics::{changelog_topic, dead_letter_topic, ensure_topics};
+use crate::compiler::registry::NodeConfig;
 use crate::compiler::spec::Guarantee;
 use crate::compiler::{Compiled, PhysicalPlan};
 use crate::runtime::TaskStore;
@@ -44,6 +44,7 @@ use crate::runtime::query::QuerySlot;
 use crate::runtime::task::{BuildError, Task, TaskOutput};
 use kafclaw_state::{Epoch, RocksStore, StateStore};
 
+mod checks;
 mod context;
 mod work;
 
@@ -535,67 +536,20 @@ fn setup(msg: impl Into<String>) -> InstanceError {
     InstanceError::Setup(msg.into())
 }
 
-/// Checks the plan can run on Kafka and that co-partitioned sources agree.
-fn check_plan(plan: &PhysicalPlan, settings: &ClientSettings) -> Result<(), InstanceError> {
-    for n in &plan.nodes {
-        if matches!(n.role, Role::Source | Role::Sink) && !n.config.is_kafka() {
-            return Err(setup(format!(
-                "{} `{}` is a local {}; Kafka mode reads and writes topics only (use --local)",
-                n.role.noun(),
-                n.name,
-                n.kind
-            )));
-        }
-    }
-    for sub in &plan.subtopologies {
-        if plan.is_global(sub.id) {
-            let all_global =
-                sub.sources.iter().all(|&s| matches!(&*plan.nodes[s].config, NodeConfig::KafkaSource(c) if c.global));
-            let sink = sub.nodes.iter().find(|&&n| plan.nodes[n].role == Role::Sink);
-            if !all_global || sink.is_some() {
-                return Err(setup(format!(
-                    "a global source feeds state only: its sub-topology (nodes {}) cannot have sinks or other sources",
-                    sub.nodes.iter().map(|&n| plan.nodes[n].name.to_string()).collect::<Vec<_>>().join(", ")
-                )));
-            }
-            continue;
-        }
-        let topics: Vec<&str> = sub.sources.iter().filter_map(|&s| plan.nodes[s].config.kafka_topic()).collect();
-        if topics.len() < 2 {
-            continue;
-        }
-        let counts = partition_counts(settings, &topics, CALL_TIMEOUT).map_err(|e| setup(e.to_string()))?;
-        let first = counts[0];
-        if counts.iter().any(|c| *c != first) {
-            let listed: Vec<String> = topics.iter().zip(&counts).map(|(t, c)| format!("{t}: {c:?}")).collect();
-            return Err(setup(format!(
-                "sources of one sub-topology must be co-partitioned (same partition count): {}",
-                listed.join(", ")
-            )));
-        }
-    }
-    Ok(())
-}
-
 /// Runs one instance of a compiled topology until `opts.stop` is set or a fatal error.
 pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), InstanceError> {
     let plan = Arc::new(compiled.plan.clone());
     let t = &compiled.spec.topology;
     let settings = &opts.settings;
     tracing::info!(topology = %plan.name, instance = %opts.instance_id, config = ?settings.redacted(), "starting instance");
-    check_plan(&plan, settings)?;
+    checks::check_plan(&plan, settings)?;
     ensure_topics(settings, &plan, t.partitions, t.replication, CALL_TIMEOUT).map_err(|e| setup(e.to_string()))?;
     // `delegate` tools publish requests and await replies through this instance's bus.
     compiled.spec.bus.set(Arc::new(super::bus::KafkaBus::new(settings.clone(), &plan.name, opts.stop.clone())));
     // An `[agent]` joins its group (not while replaying); dropped at return: the leave.
-    let _presence = match (&compiled.spec.agent, &opts.until) {
-        (Some(agent), None) => {
-            let model = compiled.spec.models.values().next().map_or(String::new(), |m| m.config.model.clone());
-            let joined = kafclaw_operators::record::format_time_ms(super::presence::now_ms());
-            let who = super::presence::identity(agent, &opts.instance_id, &model, &joined);
-            Some(super::presence::Presence::start(settings, agent, who, t.partitions, t.replication).map_err(setup)?)
-        }
-        _ => None,
+    let _presence = match opts.until {
+        None => super::presence::join(compiled, settings, &opts.instance_id).map_err(setup)?,
+        Some(_) => None,
     };
 
     let eos = plan.guarantee == Guarantee::ExactlyOnce;
