@@ -70,7 +70,7 @@ mod tests {
     fn the_benchmark_envelope_is_about_1kb_and_valid() {
         let e = super::envelope_1kb();
         assert!((900..=1200).contains(&e.len()), "{} bytes", e.len());
-        kafclaw_operators::Envelope::decode_slice(&e).unwrap();
+        kafclaw_operators::Envelope::decode(&e).unwrap();
         println!("envelope_1kb: {} bytes", e.len());
     }
 

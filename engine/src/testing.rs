@@ -71,7 +71,7 @@ fn run_one(c: &Compiled, test: &TestSpec) -> Result<Option<String>, BuildError> 
         let raw = RawRecord { bytes, partition: 0, offset: *offset, line: Some(*offset as u64 + 1) };
         *offset += 1;
         let sub = sub_of(source);
-        tasks[sub].process_raw(source, &location, raw, &mut store, &mut out);
+        tasks[sub].process_raw(source, &location, raw.view(), &mut store, &mut out);
         // Asynchronous work (model calls) runs to completion before the next input, so tests
         // see outputs in input order.
         for work in out.spawned.drain(..) {

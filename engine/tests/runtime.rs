@@ -59,7 +59,7 @@ fn run(lines: Vec<Vec<u8>>) -> (TaskOutput, Arc<kafclaw_engine::compiler::Physic
         task.process_raw(
             source,
             &location,
-            RawRecord { bytes, partition: 0, offset: i as i64, line: Some(i as u64 + 1) },
+            RawRecord { bytes, partition: 0, offset: i as i64, line: Some(i as u64 + 1) }.view(),
             &mut store,
             &mut out,
         );

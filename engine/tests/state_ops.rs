@@ -41,7 +41,7 @@ impl Harness {
     fn feed(&mut self, bytes: Vec<u8>) {
         let raw = RawRecord { bytes, partition: 0, offset: self.offset, line: None };
         self.offset += 1;
-        self.task.process_raw(self.source, &Arc::from("in"), raw, &mut self.store, &mut self.out);
+        self.task.process_raw(self.source, &Arc::from("in"), raw.view(), &mut self.store, &mut self.out);
     }
 
     fn outputs(&mut self) -> Vec<serde_json::Value> {

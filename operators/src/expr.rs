@@ -44,6 +44,80 @@ pub struct Expr {
     program: Arc<Program>,
     source: Arc<str>,
     vars: Vec<&'static str>,
+    /// The payload fields the expression reads when it only reads `payload.<field>` (the
+    /// other fields are not converted for it); `None` when it uses `payload` as a whole.
+    payload_fields: Option<Vec<String>>,
+}
+
+/// The variables macros (`exists`, `all`, `map`, `filter`, …) bind inside `expr`.
+fn macro_variables<'e>(expr: &'e cel::parser::Expression, out: &mut Vec<&'e str>) {
+    use cel::common::ast::{EntryExpr, Expr as E};
+    let mut children: Vec<&cel::parser::Expression> = Vec::new();
+    match &expr.expr {
+        E::Comprehension(c) => {
+            out.extend([c.iter_var.as_str(), c.accu_var.as_str()]);
+            out.extend(c.iter_var2.as_deref());
+            children.extend([&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result]);
+        }
+        E::Select(s) => children.push(&s.operand),
+        E::Call(c) => children.extend(c.target.as_deref().into_iter().chain(&c.args)),
+        E::List(l) => children.extend(&l.elements),
+        E::Map(m) => m.entries.iter().for_each(|x| match &x.expr {
+            EntryExpr::StructField(f) => children.push(&f.value),
+            EntryExpr::MapEntry(m) => children.extend([&m.key, &m.value]),
+        }),
+        E::Struct(s) => s.entries.iter().for_each(|x| match &x.expr {
+            EntryExpr::StructField(f) => children.push(&f.value),
+            EntryExpr::MapEntry(m) => children.extend([&m.key, &m.value]),
+        }),
+        E::Ident(_) | E::Literal(_) | E::Unspecified => {}
+    }
+    for c in children {
+        macro_variables(c, out);
+    }
+}
+
+/// The top-level payload fields `expr` selects, or `None` if it uses `payload` any other
+/// way (indexed, passed to a function, compared whole, or shadowed by a macro variable).
+fn payload_fields(expr: &cel::parser::Expression) -> Option<Vec<String>> {
+    use cel::common::ast::{EntryExpr, Expr as E};
+    fn walk(e: &cel::parser::Expression, out: &mut Vec<String>) -> bool {
+        match &e.expr {
+            E::Select(s) => match &s.operand.expr {
+                E::Ident(name) if name == "payload" => {
+                    out.push(s.field.clone());
+                    true
+                }
+                _ => walk(&s.operand, out),
+            },
+            E::Ident(name) => name != "payload",
+            E::Unspecified | E::Literal(_) => true,
+            E::Call(c) => c.target.as_deref().is_none_or(|t| walk(t, out)) && c.args.iter().all(|a| walk(a, out)),
+            E::Comprehension(c) => {
+                c.iter_var != "payload"
+                    && c.iter_var2.as_deref() != Some("payload")
+                    && c.accu_var != "payload"
+                    && [&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result]
+                        .into_iter()
+                        .all(|x| walk(x, out))
+            }
+            E::List(l) => l.elements.iter().all(|x| walk(x, out)),
+            E::Map(m) => m.entries.iter().all(|x| match &x.expr {
+                EntryExpr::StructField(f) => walk(&f.value, out),
+                EntryExpr::MapEntry(m) => walk(&m.key, out) && walk(&m.value, out),
+            }),
+            E::Struct(s) => s.entries.iter().all(|x| match &x.expr {
+                EntryExpr::StructField(f) => walk(&f.value, out),
+                EntryExpr::MapEntry(m) => walk(&m.key, out) && walk(&m.value, out),
+            }),
+        }
+    }
+    let mut out = Vec::new();
+    walk(expr, &mut out).then(|| {
+        out.sort_unstable();
+        out.dedup();
+        out
+    })
 }
 
 fn char_offset_of(source: &str, line: isize, col: isize) -> usize {
@@ -126,8 +200,12 @@ impl Expr {
         })?;
         let mut errors = Vec::new();
         let mut vars = Vec::new();
+        let mut bound = Vec::new();
+        macro_variables(program.expression(), &mut bound);
         for name in program.references().variables() {
             match variables().find(|v| *v == name) {
+                // A macro's own variable (`exists(t, …)`) is not one of ours.
+                None if bound.contains(&name) => {}
                 Some(v) => vars.push(v),
                 None => errors.push(ExprError {
                     char_offset: find_ident(source, name),
@@ -147,7 +225,8 @@ impl Expr {
         }
         vars.sort_unstable();
         vars.dedup();
-        Ok(Self { program: Arc::new(program), source: source.into(), vars })
+        let payload_fields = payload_fields(program.expression());
+        Ok(Self { program: Arc::new(program), source: source.into(), vars, payload_fields })
     }
 
     /// The expression as written.
@@ -164,7 +243,13 @@ impl Expr {
                 "correlation_id" => env.correlation_id.as_str().into(),
                 "sender_id" => env.sender_id.as_str().into(),
                 "timestamp" => env.timestamp.as_str().into(),
-                "payload" => json_to_cel(&env.payload),
+                "payload" => match &self.payload_fields {
+                    // Only the fields read are converted (from the payload's text when it is
+                    // untouched); an absent one stays absent, so `has()` and missing-field
+                    // errors are as with the whole payload.
+                    Some(fields) if env.payload.is_json_object() => env.payload.fields(fields, json_to_cel).into(),
+                    _ => json_to_cel(&env.payload),
+                },
                 "id" => opt(&env.id),
                 "v" => env.v.map(|v| CelValue::Int(i64::from(v))).unwrap_or(CelValue::Null),
                 "trace_id" => opt(&env.trace_id),
@@ -227,6 +312,43 @@ mod tests {
         assert_eq!(json_to_cel(&serde_json::json!(12)), CelValue::Int(12));
         assert_eq!(json_to_cel(&serde_json::json!(u64::MAX)), CelValue::UInt(u64::MAX));
         assert_eq!(json_to_cel(&serde_json::json!(1.5)), CelValue::Float(1.5));
+    }
+
+    #[test]
+    fn only_selected_payload_fields_are_converted_unless_payload_is_used_whole() {
+        let fields = |src: &str| Expr::compile(src).unwrap().payload_fields;
+        assert_eq!(fields("payload.n % 2 == 0 && has(payload.x)"), Some(vec!["n".into(), "x".into()]));
+        assert_eq!(
+            fields("payload.tags.exists(t, t == 'a') && payload.a.b == 1"),
+            Some(vec!["a".into(), "tags".into()])
+        );
+        assert_eq!(fields(r#"type == "request""#), Some(vec![]));
+        assert_eq!(fields("size(payload) > 1"), None);
+        assert_eq!(fields(r#"payload["n"] == 1"#), None);
+        assert_eq!(fields("[1].exists(payload, payload == 1)"), None);
+        assert_eq!(fields("payload == {}"), None);
+    }
+
+    #[test]
+    fn a_projected_payload_evaluates_as_the_whole_one() {
+        let record = Record::detached(crate::Envelope::new(
+            crate::EnvelopeType::Request,
+            "c",
+            "s",
+            "2026-11-24T00:00:00Z",
+            serde_json::json!({"n": 4, "tags": ["a"], "nested": {"b": 1}, "other": "x"}),
+        ));
+        for (src, want) in [
+            ("payload.n % 2 == 0", Ok(true)),
+            ("has(payload.missing)", Ok(false)),
+            ("has(payload.n) && payload.nested.b == 1", Ok(true)),
+            ("'a' in payload.tags", Ok(true)),
+            ("size(payload) == 4", Ok(true)),
+        ] {
+            assert_eq!(Expr::compile(src).unwrap().eval_bool(&record), want, "{src}");
+        }
+        let err = Expr::compile("payload.missing == 1").unwrap().eval_bool(&record).unwrap_err();
+        assert!(err.contains("missing"), "{err}");
     }
 
     #[test]

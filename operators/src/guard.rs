@@ -166,7 +166,7 @@ impl Guard {
         let mut r = record.clone();
         r.envelope.kind = EnvelopeType::Audit;
         r.envelope.sender_id = self.agent.clone();
-        r.envelope.payload = json!({"event_type": event, "agent_id": self.agent, "details": details});
+        *r.envelope.payload = json!({"event_type": event, "agent_id": self.agent, "details": details});
         r
     }
 }
@@ -201,7 +201,7 @@ impl SyncOperator for Guard {
                 let task_id = status.envelope.payload.get("task_id").cloned().unwrap_or(Value::Null);
                 status.envelope.kind = EnvelopeType::TaskStatus;
                 status.envelope.sender_id = self.agent.clone();
-                status.envelope.payload =
+                *status.envelope.payload =
                     json!({"task_id": task_id, "responder_id": self.agent, "status": "failed", "summary": reason});
                 out.emit(1, status);
             }

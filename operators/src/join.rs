@@ -150,7 +150,7 @@ impl Join {
         }
         let value = match &self.value {
             Some(e) => e.eval_json(record)?,
-            None => record.envelope.payload.clone(),
+            None => (*record.envelope.payload).clone(),
         };
         let bytes = serde_json::to_vec(&value).map_err(|e| e.to_string())?;
         state.put(&self.table.name, key.as_bytes(), &bytes)

@@ -61,5 +61,5 @@ pub mod window;
 pub use dead_letter::DeadLetter;
 pub use envelope::{Envelope, EnvelopeError, EnvelopeType};
 pub use operator::{ConfigError, Emit, Failure, Ports, SyncOperator};
-pub use record::{Origin, RawRecord, Record};
+pub use record::{Origin, RawRecord, RawView, Record};
 pub use state::{NoState, ScanEntry, StateAccess, TableSpec};

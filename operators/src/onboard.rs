@@ -135,7 +135,7 @@ impl Onboard {
         if let (Some(p), Value::Object(e)) = (payload.as_object_mut(), extra) {
             p.extend(e);
         }
-        r.envelope.payload = payload;
+        *r.envelope.payload = payload;
         r
     }
 
@@ -143,7 +143,7 @@ impl Onboard {
         let mut r = record.clone();
         r.envelope.kind = EnvelopeType::Audit;
         r.envelope.sender_id = self.agent.clone();
-        r.envelope.payload = json!({
+        *r.envelope.payload = json!({
             "event_type": event, "agent_id": self.agent,
             "details": {"requester_id": requester, "reason": reason, "input_id": record.envelope.id},
         });

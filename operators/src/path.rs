@@ -80,9 +80,9 @@ impl FieldPath {
             Self::Zone => env.zone = Some(as_string(value)?),
             Self::Payload(segments) => {
                 if env.payload.is_null() {
-                    env.payload = Value::Object(Map::new());
+                    *env.payload = Value::Object(Map::new());
                 }
-                let mut cur = &mut env.payload;
+                let mut cur = &mut *env.payload;
                 for seg in &segments[..segments.len() - 1] {
                     let obj = cur.as_object_mut().ok_or_else(|| format!("payload path `{seg}` is not an object"))?;
                     cur = obj.entry(seg.clone()).or_insert_with(|| Value::Object(Map::new()));
@@ -100,7 +100,7 @@ impl FieldPath {
             Self::CausationId => env.causation_id = None,
             Self::Zone => env.zone = None,
             Self::Payload(segments) => {
-                let mut cur = &mut env.payload;
+                let mut cur = &mut *env.payload;
                 for seg in &segments[..segments.len() - 1] {
                     match cur.get_mut(seg.as_str()) {
                         Some(next) => cur = next,

@@ -87,3 +87,24 @@ pub struct RawRecord {
     /// 1-based line number for line-oriented sources.
     pub line: Option<u64>,
 }
+
+impl RawRecord {
+    /// The record borrowed, as tasks take it.
+    pub fn view(&self) -> RawView<'_> {
+        RawView { bytes: &self.bytes, partition: self.partition, offset: self.offset, line: self.line }
+    }
+}
+
+/// A raw record borrowed from where it was read (a Kafka message is decoded straight from
+/// the consumer's buffer; the bytes are copied only into a dead letter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawView<'a> {
+    /// The bytes.
+    pub bytes: &'a [u8],
+    /// Partition it was read from.
+    pub partition: i32,
+    /// Offset in that partition.
+    pub offset: i64,
+    /// 1-based line number for line-oriented sources.
+    pub line: Option<u64>,
+}

@@ -74,7 +74,7 @@ impl Roster {
         r.envelope.kind = EnvelopeType::Roster;
         r.envelope.correlation_id = agent.to_owned();
         r.envelope.sender_id = agent.to_owned();
-        r.envelope.payload = json!({
+        *r.envelope.payload = json!({
             "version": 1,
             "agent_id": agent,
             "status": status,

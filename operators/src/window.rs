@@ -201,7 +201,7 @@ impl SyncOperator for Window {
             for (start, report) in closed {
                 let mut r = record.clone();
                 r.envelope.timestamp = format_time_ms(start.saturating_add(self.size_ms));
-                r.envelope.payload = Value::Object(serde_json::Map::new());
+                *r.envelope.payload = Value::Object(serde_json::Map::new());
                 if let Err(m) = self.into.set(&mut r.envelope, report) {
                     return Err(Failure::new(record, m));
                 }

@@ -118,7 +118,7 @@ fn read_replies(
     while !stop.load(Ordering::Relaxed) {
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
-                let Ok(reply) = Envelope::decode_slice(m.payload().unwrap_or_default()) else {
+                let Ok(reply) = Envelope::decode(m.payload().unwrap_or_default()) else {
                     tracing::debug!(topic, partition = m.partition(), offset = m.offset(), "not an envelope; skipped");
                     continue;
                 };

@@ -26,14 +26,14 @@ pub fn live_members(settings: &ClientSettings, group: &str, now_ms: i64) -> Resu
     let topic = roster_topic(group);
     let mut out = Vec::new();
     for (key, value) in read_latest(settings, &topic, "roster")? {
-        let envelope = match Envelope::decode_slice(&value) {
+        let mut envelope = match Envelope::decode(&value) {
             Ok(e) => e,
             Err(e) => {
                 tracing::warn!(topic, key = %String::from_utf8_lossy(&key), error = %e, "not a roster envelope; skipped");
                 continue;
             }
         };
-        let p = envelope.payload;
+        let p = envelope.payload.take();
         let seen = p["last_seen"].as_str().and_then(|t| event_time_ms(t).ok()).unwrap_or(i64::MIN);
         let ttl = p["ttl_ms"].as_i64().unwrap_or(0);
         if p["status"] == "active" && seen.saturating_add(ttl) >= now_ms {

@@ -120,7 +120,7 @@ impl TaskIo {
             .spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     match consumer.poll(Duration::from_millis(200)) {
-                        Some(Ok(m)) => match Envelope::decode_slice(m.payload().unwrap_or_default()) {
+                        Some(Ok(m)) => match Envelope::decode(m.payload().unwrap_or_default()) {
                             Ok(e) => v.lock().unwrap_or_else(|p| p.into_inner()).apply(&e),
                             Err(err) => {
                                 tracing::debug!(topic = m.topic(), offset = m.offset(), error = %err, "skipped")

@@ -92,7 +92,7 @@ fn follow_some(
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
                 quiet_since = Instant::now();
-                match Envelope::decode_slice(m.payload().unwrap_or_default()) {
+                match Envelope::decode(m.payload().unwrap_or_default()) {
                     Ok(e) => {
                         let at = m.timestamp().to_millis().unwrap_or_default();
                         batch.push((m.topic().to_owned(), m.partition(), m.offset(), at, e));

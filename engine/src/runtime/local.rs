@@ -220,7 +220,7 @@ pub fn run_local(compiled: &Compiled, opts: &LocalOptions) -> Result<RunSummary,
                             let (node, src, location) = &mut sources[i];
                             match src.next_raw().map_err(|e| RunError::Io(format!("{location}: {e}")))? {
                                 Some(raw) => {
-                                    task.process_raw(*node, location, raw, &mut store, &mut out);
+                                    task.process_raw(*node, location, raw.view(), &mut store, &mut out);
                                     spawn(&mut out);
                                     read += 1;
                                     since_drain += 1;

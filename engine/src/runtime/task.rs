@@ -10,7 +10,7 @@ use kafclaw_operators::asynchronous::{AsyncOperator, Outcome, Pending, Started};
 
 use kafclaw_operators::dedupe::Dedupe;
 use kafclaw_operators::envelope::{ENVELOPE_VERSION, derive_span_id, derive_trace_id, deterministic_id};
-use kafclaw_operators::{DeadLetter, Emit, Envelope, Origin, RawRecord, Record, StateAccess, SyncOperator};
+use kafclaw_operators::{DeadLetter, Emit, Envelope, Origin, RawView, Record, StateAccess, SyncOperator};
 
 use super::state::{ChangelogWrite, TaskState, TaskStore};
 use crate::compiler::registry::{NodeConfig, Role};
@@ -108,7 +108,6 @@ pub struct Task {
     stack: Vec<Step>,
     /// Output ordinals per input, by (ordinal base, sink), while the input has work.
     ordinals: HashMap<Input, HashMap<(u32, usize), u32>>,
-    scratch: Vec<u8>,
     partition: i32,
     /// The dedupe stage of each deduplicating source.
     dedup: HashMap<usize, Dedupe>,
@@ -191,7 +190,6 @@ impl Task {
             emit: Emit::default(),
             stack: Vec::new(),
             ordinals: HashMap::new(),
-            scratch: Vec::new(),
             partition,
             dedup,
             ttls,
@@ -227,15 +225,12 @@ impl Task {
         &mut self,
         source: usize,
         location: &Arc<str>,
-        raw: RawRecord,
+        raw: RawView<'_>,
         store: &mut TaskStore,
         out: &mut TaskOutput,
     ) {
         let source_name = self.plan.nodes[source].name.clone();
-        // simd-json decodes in place; decode a copy so a dead letter keeps the original bytes.
-        self.scratch.clear();
-        self.scratch.extend_from_slice(&raw.bytes);
-        let envelope = match Envelope::decode(&mut self.scratch) {
+        let envelope = match Envelope::decode(raw.bytes) {
             Ok(e) => e,
             Err(e) => {
                 let origin = Origin {
@@ -248,7 +243,7 @@ impl Task {
                     input_span_id: None,
                     trace_id: String::new(),
                 };
-                out.dead_letters.push(DeadLetter::at(&origin, "decode", e.to_string(), raw.bytes));
+                out.dead_letters.push(DeadLetter::at(&origin, "decode", e.to_string(), raw.bytes.to_vec()));
                 return;
             }
         };
@@ -277,7 +272,7 @@ impl Task {
                 }
                 Err(m) => {
                     let stage = format!("source:{}", self.plan.nodes[source].name);
-                    out.dead_letters.push(DeadLetter::at(&record.origin, stage, m, raw.bytes));
+                    out.dead_letters.push(DeadLetter::at(&record.origin, stage, m, raw.bytes.to_vec()));
                     return;
                 }
             }

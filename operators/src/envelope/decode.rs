@@ -1,24 +1,22 @@
-//! Decoding: one serde visitor that both simd-json and serde_json drive, so the two decoders
-//! apply the same checks and name the same fields.
+//! Decoding: one serde visitor over the envelope's fields. The typed fields are read and
+//! checked; the payload is only checked to be well-formed JSON and kept as text
+//! ([`LazyJson`]), parsed when an operator first reads it.
 
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::{Envelope, EnvelopeError, EnvelopeType, is_hex_of_len};
+use super::{Envelope, EnvelopeError, EnvelopeType, LazyJson, is_hex_of_len};
 
-pub(super) fn decode(buf: &mut [u8]) -> Result<Envelope, EnvelopeError> {
-    simd_json::serde::from_slice::<Envelope>(buf).map_err(|e| match e.error() {
-        simd_json::ErrorType::Serde(msg) => EnvelopeError::from_serde_message(msg),
-        other => EnvelopeError::Syntax(format!("invalid JSON at byte {}: {other:?}", e.index())),
-    })
-}
-
-pub(super) fn decode_serde_json(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
+pub(super) fn decode(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
     serde_json::from_slice::<Envelope>(bytes).map_err(|e| {
         if e.is_data() {
-            EnvelopeError::from_serde_message(&e.to_string())
+            // A field error names its field; serde_json's " at line 1 column N" adds nothing.
+            let text = e.to_string();
+            let position = format!(" at line {} column {}", e.line(), e.column());
+            EnvelopeError::from_serde_message(text.strip_suffix(&position).unwrap_or(&text))
         } else {
             EnvelopeError::Syntax(e.to_string())
         }
@@ -128,7 +126,7 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
         let mut correlation_id: Option<String> = None;
         let mut sender_id: Option<String> = None;
         let mut timestamp: Option<String> = None;
-        let mut payload: Option<Value> = None;
+        let mut payload: Option<Box<RawValue>> = None;
         let mut id: Option<Option<String>> = None;
         let mut v: Option<Option<u32>> = None;
         let mut trace_id: Option<Option<String>> = None;
@@ -175,9 +173,10 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
             return Err(field_err("timestamp", format!("`{timestamp}` is not an RFC 3339 timestamp ({e})")));
         }
         let payload = payload.ok_or_else(|| field_err("payload", "missing"))?;
-        if !(payload.is_object() || payload.is_null()) {
+        if !(payload.get().starts_with('{') || payload.get() == "null") {
             return Err(field_err("payload", "must be a JSON object"));
         }
+        let payload = LazyJson::from_raw(payload);
         let id = id.flatten();
         if id.as_deref() == Some("") {
             return Err(field_err("id", "must not be empty"));

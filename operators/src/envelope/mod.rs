@@ -5,19 +5,23 @@
 //! ours and optional, so KafClaw peers read our envelopes and we read theirs. Fields neither
 //! knows are kept in [`Envelope::extra`] and written back in their order.
 //!
-//! Decoding ([`Envelope::decode`]) runs simd-json; encoding ([`Envelope::encode`]) writes the
-//! fields in one fixed order, so `encode(decode(encode(e))) == encode(e)` byte for byte.
+//! Decoding ([`Envelope::decode`]) reads and checks the typed fields and keeps the payload as
+//! text until an operator reads it ([`LazyJson`]); encoding ([`Envelope::encode`]) writes the
+//! fields in one fixed order (an untouched payload as it came), so
+//! `encode(decode(encode(e))) == encode(e)` byte for byte.
 
 mod decode;
 mod encode;
 mod error;
 mod id;
 mod kind;
+mod lazy;
 mod payload;
 
 pub use error::EnvelopeError;
 pub use id::{derive_span_id, derive_trace_id, deterministic_id, is_hex_of_len};
 pub use kind::EnvelopeType;
+pub use lazy::LazyJson;
 pub use payload::*;
 
 use serde_json::{Map, Value};
@@ -52,8 +56,9 @@ pub struct Envelope {
     pub sender_id: String,
     /// When it was sent, RFC 3339 (validated on decode, kept as written).
     pub timestamp: String,
-    /// The typed-by-`type` body: a JSON object (or `null` from KafClaw peers that send none).
-    pub payload: Value,
+    /// The typed-by-`type` body: a JSON object (or `null` from KafClaw peers that send none),
+    /// parsed on first read.
+    pub payload: LazyJson,
     /// Unique id; deterministic for engine outputs.
     pub id: Option<String>,
     /// Schema version.
@@ -86,7 +91,7 @@ impl Envelope {
             correlation_id: correlation_id.into(),
             sender_id: sender_id.into(),
             timestamp: timestamp.into(),
-            payload,
+            payload: payload.into(),
             id: None,
             v: None,
             trace_id: None,
@@ -98,21 +103,10 @@ impl Envelope {
         }
     }
 
-    /// Decodes one envelope with simd-json. The buffer is used as scratch space and left
-    /// unspecified afterwards.
-    pub fn decode(buf: &mut [u8]) -> Result<Self, EnvelopeError> {
-        decode::decode(buf)
-    }
-
-    /// Decodes from a shared slice (copies it once into scratch space).
-    pub fn decode_slice(bytes: &[u8]) -> Result<Self, EnvelopeError> {
-        let mut scratch = bytes.to_vec();
-        decode::decode(&mut scratch)
-    }
-
-    /// Decodes with serde_json (the reference decoder; same checks, same errors).
-    pub fn decode_serde_json(bytes: &[u8]) -> Result<Self, EnvelopeError> {
-        decode::decode_serde_json(bytes)
+    /// Decodes one envelope: the typed fields checked, the payload checked for well-formed
+    /// JSON and kept as text until it is read.
+    pub fn decode(bytes: &[u8]) -> Result<Self, EnvelopeError> {
+        decode::decode(bytes)
     }
 
     /// Encodes as compact JSON in the fixed field order.

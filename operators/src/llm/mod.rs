@@ -470,7 +470,7 @@ fn trace_of(record: &Record, i: usize, step: &StepRecord) -> Record {
     let mut r = record.clone();
     r.envelope.kind = EnvelopeType::Trace;
     r.envelope.timestamp = format_time_ms(step.started_ms);
-    r.envelope.payload = serde_json::to_value(payload).unwrap_or_default();
+    *r.envelope.payload = serde_json::to_value(payload).unwrap_or_default();
     r
 }
 
@@ -480,7 +480,7 @@ fn memory_of(record: &Record, i: usize, text: &str, operator: &str) -> Record {
     let key = journal_key(record);
     let mut r = record.clone();
     r.envelope.kind = EnvelopeType::Memory;
-    r.envelope.payload = json!({
+    *r.envelope.payload = json!({
         "item_id": derive_span_id(&format!("{key}/memory/{i}")),
         "content": text,
         "tags": [],
@@ -524,7 +524,7 @@ impl Llm {
         let mut r = record.clone();
         r.envelope.kind = EnvelopeType::Audit;
         r.envelope.sender_id = self.name.clone();
-        r.envelope.payload = json!({"event_type": event, "agent_id": self.name, "details": details});
+        *r.envelope.payload = json!({"event_type": event, "agent_id": self.name, "details": details});
         r
     }
 
@@ -687,7 +687,7 @@ impl AsyncOperator for Llm {
                 out.emit(4, self.audit(&record, "budget_exceeded", details));
                 let mut r = record;
                 r.envelope.kind = EnvelopeType::TaskStatus;
-                r.envelope.payload = json!({
+                *r.envelope.payload = json!({
                     "task_id": r.envelope.correlation_id,
                     "status": "budget_exceeded",
                     "summary": format!("`{key}` has used {used} of its {budget} tokens; no model call was made"),

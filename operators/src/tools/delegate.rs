@@ -168,7 +168,7 @@ mod tests {
             let text = format!("{topic}->{reply}: {}", request.payload["description"].as_str().unwrap());
             let status = if text.contains("fail") { "failed" } else { "completed" };
             let mut r = Envelope::new(EnvelopeType::Response, request.correlation_id, "peer", "t", json!({}));
-            r.payload = json!({"task_id": r.correlation_id, "content": text, "status": status});
+            *r.payload = json!({"task_id": r.correlation_id, "content": text, "status": status});
             Box::pin(std::future::ready(Ok(r)))
         }
     }

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kafclaw_operators::RawRecord;
+use kafclaw_operators::RawView;
 use kafclaw_operators::kafka::KeyField;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
@@ -115,7 +115,7 @@ struct Core {
     eos: bool,
     in_txn: bool,
     /// Next offset to process per source partition, until committed in full.
-    positions: HashMap<(String, i32), i64>,
+    positions: HashMap<(Arc<str>, i32), i64>,
     tasks: HashMap<(usize, i32), Task>,
     /// The generation of each task: outcomes of asynchronous work started by a task that has
     /// since been dropped (revoked, aborted) are ignored.
@@ -157,6 +157,9 @@ type TaskKey = (usize, i32, u64);
 /// Most asynchronous calls in flight per instance before polling pauses.
 const MAX_IN_FLIGHT: usize = 10_000;
 
+/// Most records taken from the consumer between two rounds of the loop's bookkeeping.
+const POLL_BATCH: usize = 512;
+
 /// How long a rebalance or a shutdown waits for asynchronous work in flight to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -167,6 +170,25 @@ const REPLAY_QUIET: Duration = Duration::from_secs(10);
 /// How often the TTL tables of the assigned tasks are swept (reads hide expired entries in
 /// between, so this only bounds how long they take space).
 const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Length of a W3C `traceparent` value: `00-<32 hex>-<16 hex>-01`.
+const TRACEPARENT_LEN: usize = 55;
+
+/// Writes the output's W3C `traceparent` header value into `buf` (no allocation per record).
+fn write_traceparent<'b>(buf: &'b mut [u8; TRACEPARENT_LEN], e: &kafclaw_operators::Envelope) -> &'b [u8] {
+    match (e.trace_id.as_deref(), e.span_id.as_deref()) {
+        (Some(t), Some(s)) if t.len() == 32 && s.len() == 16 => {
+            buf[..3].copy_from_slice(b"00-");
+            buf[3..35].copy_from_slice(t.as_bytes());
+            buf[35] = b'-';
+            buf[36..52].copy_from_slice(s.as_bytes());
+            buf[52..].copy_from_slice(b"-01");
+            &buf[..]
+        }
+        // Outputs always carry both (the task stamps them); an empty header otherwise.
+        _ => &[],
+    }
+}
 
 fn fatal_of(e: &KafkaError) -> bool {
     match e {
@@ -225,7 +247,18 @@ impl Core {
         Stats::add(&self.stats.deduplicated, std::mem::take(&mut out.deduplicated));
         self.emit(&mut out);
         self.out = out;
-        self.positions.insert((m.topic().to_owned(), m.partition()), m.offset() + 1);
+        let location = self.location(m.topic());
+        self.positions.insert((location, m.partition()), m.offset() + 1);
+    }
+
+    /// The topic's name as the records read from it share it (allocated once per topic).
+    fn location(&mut self, topic: &str) -> Arc<str> {
+        if let Some(l) = self.locations.get(topic) {
+            return l.clone();
+        }
+        let l: Arc<str> = topic.into();
+        self.locations.insert(topic.to_owned(), l.clone());
+        l
     }
 
     /// Decodes `m` and runs it through its task (created on its partition's first record),
@@ -234,9 +267,9 @@ impl Core {
         let topic = m.topic();
         let source = *self.source_of_topic.get(topic)?;
         let sub = self.sub_of_node[source];
-        let location = self.locations.entry(topic.to_owned()).or_insert_with(|| topic.into()).clone();
-        let raw = RawRecord {
-            bytes: m.payload().unwrap_or_default().to_vec(),
+        let location = self.location(topic);
+        let raw = RawView {
+            bytes: m.payload().unwrap_or_default(),
             partition: m.partition(),
             offset: m.offset(),
             line: None,
@@ -279,9 +312,10 @@ impl Core {
 
     fn emit(&mut self, out: &mut TaskOutput) {
         let mut buf = std::mem::take(&mut self.buf);
+        let (mut partition, mut offset) = (itoa::Buffer::new(), itoa::Buffer::new());
+        let mut traceparent = [0u8; TRACEPARENT_LEN];
         for o in out.records.drain(..) {
             let target = &self.sinks[&o.sink];
-            let topic = target.topic.clone();
             let e = &o.envelope;
             let key = match target.key {
                 KeyField::CorrelationId => Some(e.correlation_id.as_bytes()),
@@ -289,29 +323,25 @@ impl Core {
                 KeyField::Id => e.id.as_deref().map(str::as_bytes),
                 KeyField::None => None,
             };
-            let partition = o.origin.partition.to_string();
-            let offset = o.origin.offset.to_string();
-            let traceparent = format!(
-                "00-{}-{}-01",
-                e.trace_id.as_deref().unwrap_or_default(),
-                e.span_id.as_deref().unwrap_or_default()
-            );
-            let headers = OwnedHeaders::new()
+            let headers = OwnedHeaders::new_with_capacity(4)
                 .insert(Header { key: headers::INPUT_TOPIC, value: Some(o.origin.location.as_bytes()) })
-                .insert(Header { key: headers::INPUT_PARTITION, value: Some(partition.as_bytes()) })
-                .insert(Header { key: headers::INPUT_OFFSET, value: Some(offset.as_bytes()) })
-                .insert(Header { key: headers::TRACEPARENT, value: Some(traceparent.as_bytes()) });
+                .insert(Header { key: headers::INPUT_PARTITION, value: Some(partition.format(o.origin.partition)) })
+                .insert(Header { key: headers::INPUT_OFFSET, value: Some(offset.format(o.origin.offset)) })
+                .insert(Header { key: headers::TRACEPARENT, value: Some(write_traceparent(&mut traceparent, e)) });
             buf.clear();
             e.encode_into(&mut buf);
-            let key = key.map(<[u8]>::to_vec);
-            match self.send(&topic, key.as_deref(), &buf, headers) {
+            let mut record = BaseRecord::to(&target.topic).payload(&buf[..]).headers(headers);
+            if let Some(k) = key {
+                record = record.key(k);
+            }
+            match send_record(&self.producer, record) {
                 Ok(()) => Stats::add(&self.stats.produced, 1),
                 Err(err) => {
                     // The record cannot be written (too large, …): dead-letter it, keep going.
                     let letter = kafclaw_operators::DeadLetter::at(
                         &o.origin,
                         format!("sink:{}", self.plan.nodes[o.sink].name),
-                        format!("produce to `{topic}` failed: {err}"),
+                        format!("produce to `{}` failed: {err}", target.topic),
                         buf.clone(),
                     );
                     out.dead_letters.push(letter);
@@ -393,7 +423,7 @@ impl Core {
         let mut tpl = TopicPartitionList::new();
         let mut committing = Vec::new();
         for ((topic, partition), next) in &self.positions {
-            let unfinished = self.source_of_topic.get(topic).and_then(|&s| {
+            let unfinished = self.source_of_topic.get(&**topic).and_then(|&s| {
                 self.tasks.get(&(self.sub_of_node[s], *partition)).and_then(|t| t.first_unfinished(topic))
             });
             let offset = unfinished.map_or(*next, |u| u.min(*next));
@@ -698,26 +728,37 @@ pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), In
                 }
             }
         }
-        let polled = consumer.poll(wait);
-        let polled_record = matches!(polled, Some(Ok(_)));
-        // Partitions assigned during that poll are restored before their first record.
-        lock().restore_pending(&consumer);
-        match polled {
-            Some(Ok(m)) => lock().process(&m),
-            // Replay: the partition is read to its end. The event names only the partition
-            // number, so with several source topics it marks that partition of each, and the
-            // replay also waits for the sources to be quiet (below).
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                let mut c = lock();
-                for t in &topics {
-                    c.at_end.push((t.clone(), p));
+        // Up to POLL_BATCH records are taken back to back (one lock each) before the
+        // bookkeeping below (clock reads, delivery reports, commit check) runs again.
+        let mut polled = consumer.poll(wait);
+        let mut taken = 0;
+        loop {
+            let polled_record = matches!(polled, Some(Ok(_)));
+            let mut c = lock();
+            // Partitions assigned during that poll are restored before their first record.
+            c.restore_pending(&consumer);
+            match polled {
+                Some(Ok(m)) => c.process(&m),
+                // Replay: the partition is read to its end. The event names only the partition
+                // number, so with several source topics it marks that partition of each, and
+                // the replay also waits for the sources to be quiet (below).
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    for t in &topics {
+                        c.at_end.push((t.clone(), p));
+                    }
                 }
+                Some(Err(e)) => tracing::warn!(error = %e, "consume error"),
+                None => {}
             }
-            Some(Err(e)) => tracing::warn!(error = %e, "consume error"),
-            None => {}
-        }
-        if polled_record {
-            last_record = Instant::now();
+            taken += 1;
+            if !polled_record || taken >= POLL_BATCH || c.fatal.is_some() || c.in_flight() >= MAX_IN_FLIGHT {
+                if polled_record || taken > 1 {
+                    last_record = Instant::now();
+                }
+                break;
+            }
+            drop(c);
+            polled = consumer.poll(Duration::ZERO);
         }
         let mut c = lock();
         if c.until.as_ref().is_some_and(HashSet::is_empty)

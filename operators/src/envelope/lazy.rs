@@ -1,0 +1,217 @@
+//! The payload as read: its JSON text, parsed only when an operator looks inside.
+//!
+//! Most pipelines route, filter and forward envelopes without touching most of the payload.
+//! Decoding keeps the payload's bytes (checked to be well-formed JSON by the decoder); the
+//! first read through [`Deref`] parses them into a [`Value`], a write through [`DerefMut`]
+//! drops them. Encoding an untouched payload copies its bytes as they came, so a filter or
+//! router never builds the payload's tree (DESIGN §9, "decode only the fields the plan needs").
+//! [`LazyJson::fields`] reads a few top-level fields without building the rest.
+
+use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
+use std::sync::OnceLock;
+
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::ser::{Serialize, Serializer};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+/// A JSON value kept as text until it is read.
+pub struct LazyJson {
+    /// The JSON text as read (well-formed; dropped on the first write).
+    raw: Option<Box<RawValue>>,
+    /// The parsed value, made on the first read.
+    parsed: OnceLock<Value>,
+}
+
+impl LazyJson {
+    /// Keeps `raw` (already known to be well-formed JSON) for later.
+    pub fn from_raw(raw: Box<RawValue>) -> Self {
+        Self { raw: Some(raw), parsed: OnceLock::new() }
+    }
+
+    /// The JSON text as read, while the payload is untouched.
+    pub fn raw(&self) -> Option<&str> {
+        match self.parsed.get() {
+            Some(_) => None,
+            None => self.raw.as_deref().map(RawValue::get),
+        }
+    }
+
+    /// Whether the value has been parsed (or was built as a value).
+    pub fn is_parsed(&self) -> bool {
+        self.parsed.get().is_some()
+    }
+
+    /// Whether the value is a JSON object, told from the text's first byte when unparsed.
+    pub fn is_json_object(&self) -> bool {
+        match self.raw() {
+            Some(text) => text.starts_with('{'),
+            None => self.is_object(),
+        }
+    }
+
+    /// The value, leaving this one `null`.
+    pub fn take(&mut self) -> Value {
+        let v = std::mem::take(self.deref_mut());
+        *self = Self::from(Value::Null);
+        v
+    }
+
+    /// The named top-level fields of an object, each converted by `convert`, without
+    /// building the others; absent fields (and every field of a non-object) are left out.
+    pub fn fields<'a, T>(&self, names: &'a [String], convert: impl Fn(&Value) -> T) -> HashMap<&'a str, T> {
+        if let (Some(raw), None) = (&self.raw, self.parsed.get()) {
+            let mut de = serde_json::Deserializer::from_str(raw.get());
+            if let Ok(found) = de.deserialize_any(Pick { names, convert: &convert }) {
+                return found;
+            }
+        }
+        match &**self {
+            Value::Object(map) => names.iter().filter_map(|n| map.get(n).map(|v| (n.as_str(), convert(v)))).collect(),
+            _ => HashMap::new(),
+        }
+    }
+}
+
+/// Reads the wanted fields of an object and skips the rest.
+struct Pick<'n, 'c, F> {
+    names: &'n [String],
+    convert: &'c F,
+}
+
+impl<'de, 'n, T, F: Fn(&Value) -> T> Visitor<'de> for Pick<'n, '_, F> {
+    type Value = HashMap<&'n str, T>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = HashMap::with_capacity(self.names.len());
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match self.names.iter().find(|n| **n == *key) {
+                // A later duplicate wins, as when the whole object is parsed.
+                Some(name) => {
+                    found.insert(name.as_str(), (self.convert)(&map.next_value::<Value>()?));
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(HashMap::new())
+    }
+}
+
+impl Deref for LazyJson {
+    type Target = Value;
+
+    fn deref(&self) -> &Value {
+        self.parsed.get_or_init(|| {
+            // The decoder checked the text, so this parse cannot fail.
+            self.raw.as_deref().map_or(Value::Null, |r| serde_json::from_str(r.get()).unwrap_or(Value::Null))
+        })
+    }
+}
+
+impl DerefMut for LazyJson {
+    fn deref_mut(&mut self) -> &mut Value {
+        let _ = <Self as Deref>::deref(self);
+        self.raw = None;
+        self.parsed.get_mut().expect("parsed above")
+    }
+}
+
+impl From<Value> for LazyJson {
+    fn from(v: Value) -> Self {
+        Self { raw: None, parsed: OnceLock::from(v) }
+    }
+}
+
+impl Default for LazyJson {
+    fn default() -> Self {
+        Self::from(Value::Null)
+    }
+}
+
+impl Clone for LazyJson {
+    fn clone(&self) -> Self {
+        match self.parsed.get() {
+            Some(v) => Self::from(v.clone()),
+            None => Self { raw: self.raw.clone(), parsed: OnceLock::new() },
+        }
+    }
+}
+
+impl PartialEq for LazyJson {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl PartialEq<Value> for LazyJson {
+    fn eq(&self, other: &Value) -> bool {
+        **self == *other
+    }
+}
+
+impl std::fmt::Debug for LazyJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (**self).fmt(f)
+    }
+}
+
+impl Serialize for LazyJson {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match (self.parsed.get(), &self.raw) {
+            (None, Some(raw)) => raw.serialize(s),
+            _ => (**self).serialize(s),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn lazy(text: &str) -> LazyJson {
+        LazyJson::from_raw(RawValue::from_string(text.to_owned()).unwrap())
+    }
+
+    #[test]
+    fn untouched_text_is_written_as_read_and_parsed_on_first_read() {
+        let p = lazy(r#"{"a": 1e2, "b": [1, 2]}"#);
+        assert_eq!(serde_json::to_string(&p).unwrap(), r#"{"a": 1e2, "b": [1, 2]}"#);
+        assert!(!p.is_parsed());
+        assert_eq!(p["b"][1], 2);
+        assert!(p.is_parsed());
+        assert_eq!(serde_json::to_string(&p).unwrap(), r#"{"a":100.0,"b":[1,2]}"#);
+    }
+
+    #[test]
+    fn a_write_drops_the_text() {
+        let mut p = lazy(r#"{"a":1}"#);
+        p["a"] = json!(2);
+        assert_eq!(p.raw(), None);
+        assert_eq!(serde_json::to_string(&p).unwrap(), r#"{"a":2}"#);
+        assert_eq!(p.clone(), json!({"a": 2}));
+    }
+
+    #[test]
+    fn picked_fields_match_the_parsed_object() {
+        let names = ["n".to_owned(), "s".to_owned(), "missing".to_owned()];
+        let text = r#"{"s":"x\"y","skip":{"deep":[1,{"a":null}]},"n":3,"n":4}"#;
+        let picked = lazy(text).fields(&names, Value::clone);
+        let parsed = LazyJson::from(serde_json::from_str::<Value>(text).unwrap()).fields(&names, Value::clone);
+        assert_eq!(picked, parsed);
+        assert_eq!(picked.len(), 2);
+        assert_eq!(picked["n"], json!(4));
+        assert!(lazy("null").fields(&names, Value::clone).is_empty());
+    }
+}
