@@ -1,248 +1,185 @@
-//! End-to-end throughput, side by side on one broker in one run: N envelopes through
-//! kafka source → filter (keeps half) → kafka sink, by
+//! End-to-end throughput and latency, side by side on one broker in one run (DESIGN §9).
+//!
+//! The same job — read ~1 KB JSON envelopes from a 6-partition topic, keep those whose
+//! `payload.n` is even, write them to an output topic — run by four contenders, one at a time,
+//! each a process of its own on an input topic of its own filled with the same envelopes:
 //!   1. a raw rdkafka consume → JSON decode → filter → produce loop (the limit here),
 //!   2. kafclaw at-least-once,
-//!   3. kafclaw exactly-once.
+//!   3. kafclaw exactly-once,
+//!   4. Quix Streams (PyPI `quixstreams`, installed into a venv on first use).
 //!
-//! Each reads the same pre-filled 6-partition input topic and is timed from start until its
-//! consumer group has committed every input offset. Writes a table into docs/benchmarks.md.
+//! Per contender: throughput (start of the process until its group has committed every input
+//! offset), CPU seconds and peak RSS of the process (from /proc), then end-to-end latency of a
+//! paced stream (1,000 envelopes/s stamped at send, read back read_committed from its output).
+//! Then kafclaw's idle RSS and binary size. Writes a table and a chart into docs/.
 //!
 //!   cargo build --release -p kafclaw -p kafclaw-bench
-//!   target/release/e2e --kafclaw target/release/kafclaw --messages 200000
+//!   target/release/e2e --messages 1000000
+
+mod contenders;
+mod kafka;
+mod procstat;
+mod raw;
+mod report;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use clap::Parser;
-use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::Message;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::{Offset, TopicPartitionList};
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use contenders::{Contender, Job, Tools};
 
 #[derive(Parser)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Cmd>,
     /// The kafclaw binary (a release build).
     #[arg(long, default_value = "target/release/kafclaw")]
     kafclaw: PathBuf,
     /// Bootstrap servers.
     #[arg(long, env = "KAFCLAW_TEST_BROKERS", default_value = "127.0.0.1:9092")]
     brokers: String,
-    /// Input envelopes (~1 KB each).
-    #[arg(long, default_value_t = 200_000)]
+    /// Input envelopes (~1 KB each) per contender.
+    #[arg(long, default_value_t = 1_000_000)]
     messages: usize,
-    /// Partitions of the input topic.
+    /// Envelopes of the paced latency stream per contender (sent at `--latency-rate`).
+    #[arg(long, default_value_t = 10_000)]
+    latency_messages: usize,
+    /// Envelopes per second of the latency stream.
+    #[arg(long, default_value_t = 1_000)]
+    latency_rate: u32,
+    /// Partitions of the input and output topics.
     #[arg(long, default_value_t = 6)]
     partitions: i32,
-    /// Markdown file whose `e2e` section is replaced with the results.
+    /// Contenders to run (raw, alo, eos, quix), comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "raw,alo,eos,quix")]
+    only: Vec<String>,
+    /// The venv Quix Streams runs from (made on first use).
+    #[arg(long, env = "KAFCLAW_QUIX_VENV")]
+    quix_venv: Option<PathBuf>,
+    /// Markdown file whose `e2e` section is replaced with the results (the chart goes beside it).
     #[arg(long, default_value = "docs/benchmarks.md")]
     report: PathBuf,
+    /// The broker, as the report names it.
+    #[arg(long, default_value = "Tansu (in memory, scripts/broker)")]
+    broker_name: String,
 }
 
-fn config(brokers: &str) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", brokers);
-    c
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the raw rdkafka loop until killed (the harness starts it as a process of its own).
+    RawLoop { brokers: String, input: String, output: String, group: String },
+}
+
+/// What one contender achieved.
+pub struct Row {
+    pub who: Contender,
+    pub secs: f64,
+    pub usage: procstat::Usage,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
 }
 
 fn stamp() -> String {
-    let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
-    format!("{}-{n}", std::process::id())
+    format!("{}-{}", std::process::id(), kafka::now_ms())
 }
 
-fn create_topic(brokers: &str, name: &str, partitions: i32) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = config(brokers).create()?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let t = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-    for r in rt.block_on(admin.create_topics([&t], &AdminOptions::new()))? {
-        r.map_err(|(t, e)| anyhow::anyhow!("create {t}: {e}"))?;
-    }
-    Ok(())
-}
-
-/// ~1 KB envelopes with distinct ids; `n` alternates so the filter keeps half.
-fn fill(brokers: &str, topic: &str, n: usize) -> Result<u64> {
-    let template: serde_json::Value = serde_json::from_slice(&kafclaw_bench::envelope_1kb())?;
-    let p: BaseProducer = config(brokers)
-        .set("linger.ms", "20")
-        .set("batch.size", "1000000")
-        .set("enable.idempotence", "true")
-        .create()?;
-    let mut bytes = 0;
-    for i in 0..n {
-        let mut v = template.clone();
-        v["id"] = format!("{i:032x}").into();
-        v["correlation_id"] = format!("c-{i}").into();
-        v["payload"]["n"] = i.into();
-        let body = serde_json::to_vec(&v)?;
-        bytes += body.len() as u64;
-        let key = format!("c-{i}");
-        kafclaw_bench::send_blocking(&p, BaseRecord::to(topic).key(key.as_bytes()).payload(&body));
-    }
-    p.flush(Duration::from_secs(120))?;
-    Ok(bytes)
-}
-
-fn committed_sum(brokers: &str, group: &str, topic: &str, partitions: i32) -> Result<i64> {
-    let c: BaseConsumer = config(brokers).set("group.id", group).create()?;
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(topic, p);
-    }
-    let got = c.committed_offsets(tpl, Duration::from_secs(10))?;
-    Ok(got.elements().iter().map(|e| if let Offset::Offset(o) = e.offset() { o } else { 0 }).sum())
-}
-
-fn wait_committed(brokers: &str, group: &str, topic: &str, partitions: i32, n: usize, timeout: Duration) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    while committed_sum(brokers, group, topic, partitions)? < n as i64 {
-        if Instant::now() > deadline {
-            bail!("{group}: not every input committed after {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
-}
-
-/// The baseline: consume, decode, filter, produce; commit offsets after a flush (at-least-once).
-fn raw_loop(brokers: &str, input: &str, output: &str, group: &str, n: usize) -> Result<()> {
-    let c: BaseConsumer = config(brokers)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "6000")
-        .set("heartbeat.interval.ms", "500")
-        .create()?;
-    let p: BaseProducer = config(brokers).set("linger.ms", "5").set("enable.idempotence", "true").create()?;
-    c.subscribe(&[input])?;
-    let mut seen = 0;
-    let mut last_commit = Instant::now();
-    while seen < n {
-        let Some(m) = c.poll(Duration::from_millis(100)) else { continue };
-        let m = m?;
-        seen += 1;
-        let body = m.payload().unwrap_or_default();
-        let v: serde_json::Value = serde_json::from_slice(body)?;
-        if v["payload"]["n"].as_i64().unwrap_or(1) % 2 == 0 {
-            let mut rec = BaseRecord::to(output).payload(body);
-            if let Some(k) = m.key() {
-                rec = rec.key(k);
-            }
-            kafclaw_bench::send_blocking(&p, rec);
-        }
-        c.store_offset(m.topic(), m.partition(), m.offset())?;
-        if last_commit.elapsed() > Duration::from_millis(100) {
-            p.flush(Duration::from_secs(30))?;
-            c.commit_consumer_state(CommitMode::Sync)?;
-            last_commit = Instant::now();
-        }
-    }
-    p.flush(Duration::from_secs(30))?;
-    c.commit_consumer_state(CommitMode::Sync)?;
-    Ok(())
-}
-
-fn kafclaw(args: &Args, dir: &std::path::Path, app: &str, input: &str, output: &str, guarantee: &str) -> Result<Child> {
-    let topo = dir.join(format!("{app}.toml"));
-    std::fs::write(
-        &topo,
-        format!(
-            r#"[topology]
-name = "{app}"
-guarantee = "{guarantee}"
-partitions = {p}
-
-[sources.in]
-type = "kafka"
-topic = "{input}"
-
-[operators.even]
-type = "filter"
-inputs = ["in"]
-where = 'payload.n % 2 == 0'
-
-[sinks.out]
-type = "kafka"
-inputs = ["even"]
-topic = "{output}"
-"#,
-            p = args.partitions
-        ),
-    )?;
-    Command::new(&args.kafclaw)
-        .args(["run", topo.to_str().unwrap_or_default(), "--instance-id", "bench", "--brokers", &args.brokers])
-        .env("KAFCLAW_KAFKA_SESSION_TIMEOUT_MS", "6000")
-        .env("KAFCLAW_KAFKA_HEARTBEAT_INTERVAL_MS", "500")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {}", args.kafclaw.display()))
-}
-
-struct Row {
-    name: &'static str,
-    secs: f64,
+fn cache_dir() -> PathBuf {
+    std::env::var_os("KAFCLAW_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/kafclaw")))
+        .unwrap_or_else(|| PathBuf::from(".cache/kafclaw"))
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(Cmd::RawLoop { brokers, input, output, group }) = &args.command {
+        return raw::run(brokers, input, output, group);
+    }
+    anyhow::ensure!(args.kafclaw.exists(), "no kafclaw binary at {} (build it with --release)", args.kafclaw.display());
     let s = stamp();
-    let input = format!("bench-in-{s}");
-    create_topic(&args.brokers, &input, args.partitions)?;
-    eprintln!("filling {input} with {} envelopes…", args.messages);
-    let bytes = fill(&args.brokers, &input, args.messages)?;
-    let dir = std::env::temp_dir().join(format!("kafclaw-bench-{s}"));
-    std::fs::create_dir_all(&dir)?;
-    let timeout = Duration::from_secs(1800);
+    let work_dir = std::env::temp_dir().join(format!("kafclaw-bench-{s}"));
+    std::fs::create_dir_all(&work_dir)?;
+    let tools = Tools {
+        kafclaw: args.kafclaw.clone(),
+        quix_venv: args.quix_venv.clone().unwrap_or_else(|| cache_dir().join("quixstreams")),
+        work_dir: work_dir.clone(),
+    };
     let mut rows = Vec::new();
-
-    let group = format!("bench-raw-{s}");
-    let start = Instant::now();
-    raw_loop(&args.brokers, &input, &format!("bench-raw-out-{s}"), &group, args.messages)?;
-    wait_committed(&args.brokers, &group, &input, args.partitions, args.messages, timeout)?;
-    rows.push(Row { name: "raw rdkafka loop (at-least-once)", secs: start.elapsed().as_secs_f64() });
-    eprintln!("raw loop: {:.1}s", rows[0].secs);
-
-    for (name, guarantee) in [("kafclaw at-least-once", "at-least-once"), ("kafclaw exactly-once", "exactly-once")] {
-        let app = format!("bench-{guarantee}-{s}");
-        let start = Instant::now();
-        let mut child = kafclaw(&args, &dir, &app, &input, &format!("{app}-out"), guarantee)?;
-        let r = wait_committed(&args.brokers, &app, &input, args.partitions, args.messages, timeout);
-        let secs = start.elapsed().as_secs_f64();
-        let _ = child.kill();
-        let _ = child.wait();
-        r?;
-        eprintln!("{name}: {secs:.1}s");
-        rows.push(Row { name, secs });
+    let mut bytes = 0;
+    for who in Contender::ALL.into_iter().filter(|c| args.only.iter().any(|o| o == c.short())) {
+        let (row, filled) = run_one(&args, &tools, who, &s)?;
+        bytes = filled;
+        rows.push(row);
     }
+    let idle = idle_rss(&args, &tools, &s)?;
+    let binary_mb = std::fs::metadata(&args.kafclaw)?.len() as f64 / (1024.0 * 1024.0);
+    let _ = std::fs::remove_dir_all(&work_dir);
 
-    let n = args.messages as f64;
-    let mb = bytes as f64 / (1024.0 * 1024.0);
-    let raw = n / rows[0].secs;
-    let mut table = format!(
-        "{} envelopes of ~{} bytes, {} partitions, filter keeps half; one instance each, same broker (Tansu, in memory), same run. Time = start until the group has committed every input offset (includes group join and, for kafclaw, process start).\n\n| contender | msgs/s | MB/s in | × raw loop |\n|---|---|---|---|\n",
-        args.messages,
-        bytes / args.messages.max(1) as u64,
-        args.partitions
-    );
-    for r in &rows {
-        table.push_str(&format!(
-            "| {} | {:.0} | {:.1} | {:.2} |\n",
-            r.name,
-            n / r.secs,
-            mb / r.secs,
-            (n / r.secs) / raw
-        ));
-    }
-    let eos_vs_alo = rows[1].secs / rows[2].secs;
-    table.push_str(&format!("\nexactly-once ÷ at-least-once: {eos_vs_alo:.2}\n"));
+    let summary = report::Summary {
+        messages: args.messages,
+        bytes,
+        partitions: args.partitions,
+        latency_messages: args.latency_messages,
+        latency_rate: args.latency_rate,
+        broker: &args.broker_name,
+        idle_rss_mb: idle,
+        binary_mb,
+    };
+    let chart = args.report.with_file_name("benchmarks-e2e.svg");
+    std::fs::write(&chart, report::chart(&summary, &rows))?;
+    let table = report::table(&summary, &rows, chart.file_name().and_then(|n| n.to_str()).unwrap_or_default());
     println!("{table}");
-
-    kafclaw_bench::write_report_section(&args.report, "e2e", "End to end (`bench/src/bin/e2e.rs`)", &table)?;
+    kafclaw_bench::write_report_section(&args.report, "e2e", "End to end (`bench/src/bin/e2e`)", &table)?;
     Ok(())
+}
+
+fn run_one(args: &Args, tools: &Tools, who: Contender, s: &str) -> Result<(Row, u64)> {
+    let group = format!("bench-{}-{s}", who.short());
+    let (input, output) = (format!("{group}-in"), format!("{group}-out"));
+    kafka::create_topics(&args.brokers, &[&input, &output], args.partitions)?;
+    eprintln!("{}: filling {input} with {} envelopes…", who.name(), args.messages);
+    let bytes = kafka::fill(&args.brokers, &input, 0, args.messages, None)?;
+    let job =
+        Job { brokers: &args.brokers, input: &input, output: &output, group: &group, partitions: args.partitions };
+
+    let start = Instant::now();
+    let mut child = contenders::spawn(who, &job, tools)?;
+    let measured = (|| -> Result<Row> {
+        let timeout = Duration::from_secs(3600);
+        kafka::wait_committed(&args.brokers, &group, &input, args.partitions, args.messages, timeout)?;
+        let secs = start.elapsed().as_secs_f64();
+        let at_end = procstat::usage(child.id())?;
+        eprintln!("{}: {:.1} s, {:.1} CPU s", who.name(), secs, at_end.cpu_secs);
+
+        let kept = (args.messages..args.messages + args.latency_messages).filter(|n| n % 2 == 0).count();
+        let (ready, probe) =
+            kafka::latency_probe(&args.brokers, &output, args.partitions, kept, Duration::from_secs(600))?;
+        ready.recv_timeout(Duration::from_secs(300)).context("latency probe never reached the end of the output")?;
+        kafka::fill(&args.brokers, &input, args.messages, args.latency_messages, Some(args.latency_rate))?;
+        let lat = probe.join().map_err(|_| anyhow::anyhow!("latency probe panicked"))??;
+        let peak = procstat::usage(child.id())?.peak_rss_mb;
+        let usage = procstat::Usage { peak_rss_mb: peak, ..at_end };
+        let ms = |q| kafka::quantile(&lat, q) as f64 / 1000.0;
+        Ok(Row { who, secs, usage, p50_ms: ms(0.5), p99_ms: ms(0.99) })
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    Ok((measured?, bytes))
+}
+
+/// Resident memory of a kafclaw instance that joined its group and has nothing to do.
+fn idle_rss(args: &Args, tools: &Tools, s: &str) -> Result<f64> {
+    let group = format!("bench-idle-{s}");
+    let (input, output) = (format!("{group}-in"), format!("{group}-out"));
+    kafka::create_topics(&args.brokers, &[&input, &output], args.partitions)?;
+    let job =
+        Job { brokers: &args.brokers, input: &input, output: &output, group: &group, partitions: args.partitions };
+    let mut child = contenders::kafclaw(&job, tools, "exactly-once")?.spawn()?;
+    std::thread::sleep(Duration::from_secs(15));
+    let rss = procstat::usage(child.id()).map(|u| u.rss_mb);
+    let _ = child.kill();
+    let _ = child.wait();
+    rss
 }
