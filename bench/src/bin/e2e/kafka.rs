@@ -28,6 +28,21 @@ pub fn create_topics(brokers: &str, names: &[&str], partitions: i32) -> Result<(
     Ok(())
 }
 
+/// Deletes topics, best effort (a failure is reported, not fatal).
+pub fn delete_topics(brokers: &str, names: &[&str]) {
+    let run = || -> Result<()> {
+        let admin: AdminClient<DefaultClientContext> = config(brokers).create()?;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        for r in rt.block_on(admin.delete_topics(names, &AdminOptions::new()))? {
+            r.map_err(|(t, e)| anyhow::anyhow!("delete {t}: {e}"))?;
+        }
+        Ok(())
+    };
+    if let Err(e) = run() {
+        eprintln!("warning: {e}");
+    }
+}
+
 fn now_us() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
 }

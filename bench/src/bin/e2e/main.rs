@@ -52,6 +52,10 @@ struct Args {
     /// Partitions of the input and output topics.
     #[arg(long, default_value_t = 6)]
     partitions: i32,
+    /// Rounds: every contender runs once per round (interleaved); the report gives each
+    /// contender's median round and the spread.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
     /// Contenders to run (raw, alo, eos, quix), comma separated.
     #[arg(long, value_delimiter = ',', default_value = "raw,alo,eos,quix")]
     only: Vec<String>,
@@ -75,6 +79,8 @@ enum Cmd {
 /// What one contender achieved.
 pub struct Row {
     pub who: Contender,
+    /// msgs/s of the slowest and fastest round.
+    pub spread: (f64, f64),
     pub secs: f64,
     pub usage: procstat::Usage,
     pub p50_ms: f64,
@@ -106,13 +112,18 @@ fn main() -> Result<()> {
         quix_venv: args.quix_venv.clone().unwrap_or_else(|| cache_dir().join("quixstreams")),
         work_dir: work_dir.clone(),
     };
-    let mut rows = Vec::new();
+    let contenders: Vec<Contender> =
+        Contender::ALL.into_iter().filter(|c| args.only.iter().any(|o| o == c.short())).collect();
+    let mut runs: Vec<Vec<Row>> = contenders.iter().map(|_| Vec::new()).collect();
     let mut bytes = 0;
-    for who in Contender::ALL.into_iter().filter(|c| args.only.iter().any(|o| o == c.short())) {
-        let (row, filled) = run_one(&args, &tools, who, &s)?;
-        bytes = filled;
-        rows.push(row);
+    for round in 0..args.rounds.max(1) {
+        for (i, &who) in contenders.iter().enumerate() {
+            let (row, filled) = run_one(&args, &tools, who, &format!("{s}-{round}"))?;
+            bytes = filled;
+            runs[i].push(row);
+        }
     }
+    let rows: Vec<Row> = runs.into_iter().filter_map(median).collect();
     let idle = idle_rss(&args, &tools, &s)?;
     let binary_mb = std::fs::metadata(&args.kafclaw)?.len() as f64 / (1024.0 * 1024.0);
     let _ = std::fs::remove_dir_all(&work_dir);
@@ -123,6 +134,7 @@ fn main() -> Result<()> {
         partitions: args.partitions,
         latency_messages: args.latency_messages,
         latency_rate: args.latency_rate,
+        rounds: args.rounds.max(1),
         broker: &args.broker_name,
         idle_rss_mb: idle,
         binary_mb,
@@ -133,6 +145,15 @@ fn main() -> Result<()> {
     println!("{table}");
     kafclaw_bench::write_report_section(&args.report, "e2e", "End to end (`bench/src/bin/e2e`)", &table)?;
     Ok(())
+}
+
+/// The median round by throughput, with the spread of all rounds.
+fn median(mut rounds: Vec<Row>) -> Option<Row> {
+    rounds.sort_by(|a, b| b.secs.total_cmp(&a.secs));
+    let spread = (rounds.first()?.secs, rounds.last()?.secs);
+    let mut row = rounds.swap_remove(rounds.len() / 2);
+    row.spread = spread;
+    Some(row)
 }
 
 fn run_one(args: &Args, tools: &Tools, who: Contender, s: &str) -> Result<(Row, u64)> {
@@ -162,10 +183,12 @@ fn run_one(args: &Args, tools: &Tools, who: Contender, s: &str) -> Result<(Row, 
         let peak = procstat::usage(child.id())?.peak_rss_mb;
         let usage = procstat::Usage { peak_rss_mb: peak, ..at_end };
         let ms = |q| kafka::quantile(&lat, q) as f64 / 1000.0;
-        Ok(Row { who, secs, usage, p50_ms: ms(0.5), p99_ms: ms(0.99) })
+        Ok(Row { who, secs, spread: (secs, secs), usage, p50_ms: ms(0.5), p99_ms: ms(0.99) })
     })();
     let _ = child.kill();
     let _ = child.wait();
+    // The test broker keeps topics in memory: give it back before the next contender.
+    kafka::delete_topics(&args.brokers, &[&input, &output]);
     Ok((measured?, bytes))
 }
 
@@ -181,5 +204,6 @@ fn idle_rss(args: &Args, tools: &Tools, s: &str) -> Result<f64> {
     let rss = procstat::usage(child.id()).map(|u| u.rss_mb);
     let _ = child.kill();
     let _ = child.wait();
+    kafka::delete_topics(&args.brokers, &[&input, &output]);
     rss
 }

@@ -11,6 +11,7 @@ pub struct Summary<'a> {
     pub partitions: i32,
     pub latency_messages: usize,
     pub latency_rate: u32,
+    pub rounds: usize,
     pub broker: &'a str,
     pub idle_rss_mb: f64,
     pub binary_mb: f64,
@@ -51,7 +52,7 @@ pub fn table(s: &Summary<'_>, rows: &[Row], chart: &str) -> String {
          process's start until its group has committed every input offset (includes start-up and group join). \
          CPU: user + system seconds of the contender's process over that time (the broker's are not counted). \
          Latency: {} more envelopes at {}/s once the backlog is done, send → read back from the output \
-         (read_committed).\n",
+         (read_committed). {}\n",
         s.messages,
         s.bytes / s.messages.max(1) as u64,
         s.partitions,
@@ -59,6 +60,12 @@ pub fn table(s: &Summary<'_>, rows: &[Row], chart: &str) -> String {
         machine(),
         s.latency_messages,
         s.latency_rate,
+        match s.rounds {
+            1 => "One round.".to_owned(),
+            n => format!(
+                "{n} rounds, interleaved; each contender's median round, msgs/s of its slowest–fastest in brackets."
+            ),
+        },
     );
     let _ = writeln!(
         t,
@@ -69,9 +76,13 @@ pub fn table(s: &Summary<'_>, rows: &[Row], chart: &str) -> String {
         let rate = msgs_per_sec(s, r);
         let _ = writeln!(
             t,
-            "| {} | {:.0} | {:.1} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} |",
+            "| {} | {:.0}{} | {:.1} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} |",
             r.who.name(),
             rate,
+            match s.rounds {
+                1 => String::new(),
+                _ => format!(" [{:.0}–{:.0}]", s.messages as f64 / r.spread.0, s.messages as f64 / r.spread.1),
+            },
             mb / r.secs,
             raw.map_or("–".into(), |raw| format!("{:.2}", rate / raw)),
             r.p50_ms,
