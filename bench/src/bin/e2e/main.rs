@@ -65,6 +65,10 @@ struct Args {
     /// Markdown file whose `e2e` section is replaced with the results (the chart goes beside it).
     #[arg(long, default_value = "docs/benchmarks.md")]
     report: PathBuf,
+    /// Command name of the broker's process, whose CPU seconds are reported beside each
+    /// contender's (when it runs on this machine).
+    #[arg(long, default_value = "tansu")]
+    broker_process: String,
     /// The broker, as the report names it.
     #[arg(long, default_value = "Tansu (in memory, scripts/broker)")]
     broker_name: String,
@@ -83,6 +87,8 @@ pub struct Row {
     pub spread: (f64, f64),
     pub secs: f64,
     pub usage: procstat::Usage,
+    /// CPU seconds the broker spent while the contender worked through its backlog.
+    pub broker_cpu_secs: Option<f64>,
     pub p50_ms: f64,
     pub p99_ms: f64,
 }
@@ -165,6 +171,9 @@ fn run_one(args: &Args, tools: &Tools, who: Contender, s: &str) -> Result<(Row, 
     let job =
         Job { brokers: &args.brokers, input: &input, output: &output, group: &group, partitions: args.partitions };
 
+    let broker = procstat::find(&args.broker_process);
+    let broker_cpu = || broker.and_then(|pid| procstat::usage(pid).ok()).map(|u| u.cpu_secs);
+    let broker_before = broker_cpu();
     let start = Instant::now();
     let mut child = contenders::spawn(who, &job, tools)?;
     let measured = (|| -> Result<Row> {
@@ -172,6 +181,7 @@ fn run_one(args: &Args, tools: &Tools, who: Contender, s: &str) -> Result<(Row, 
         kafka::wait_committed(&args.brokers, &group, &input, args.partitions, args.messages, timeout)?;
         let secs = start.elapsed().as_secs_f64();
         let at_end = procstat::usage(child.id())?;
+        let broker_cpu_secs = broker_before.zip(broker_cpu()).map(|(a, b)| b - a);
         eprintln!("{}: {:.1} s, {:.1} CPU s", who.name(), secs, at_end.cpu_secs);
 
         let kept = (args.messages..args.messages + args.latency_messages).filter(|n| n % 2 == 0).count();
@@ -183,7 +193,7 @@ fn run_one(args: &Args, tools: &Tools, who: Contender, s: &str) -> Result<(Row, 
         let peak = procstat::usage(child.id())?.peak_rss_mb;
         let usage = procstat::Usage { peak_rss_mb: peak, ..at_end };
         let ms = |q| kafka::quantile(&lat, q) as f64 / 1000.0;
-        Ok(Row { who, secs, spread: (secs, secs), usage, p50_ms: ms(0.5), p99_ms: ms(0.99) })
+        Ok(Row { who, secs, spread: (secs, secs), usage, broker_cpu_secs, p50_ms: ms(0.5), p99_ms: ms(0.99) })
     })();
     let _ = child.kill();
     let _ = child.wait();

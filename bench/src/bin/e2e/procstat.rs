@@ -30,3 +30,12 @@ pub fn usage(pid: u32) -> Result<Usage> {
     };
     Ok(Usage { cpu_secs, rss_mb: kb("VmRSS:") / 1024.0, peak_rss_mb: kb("VmHWM:") / 1024.0 })
 }
+
+/// The first process whose command name is `comm` (the broker, to count its CPU too).
+pub fn find(comm: &str) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let name = std::fs::read_to_string(e.path().join("comm")).ok()?;
+        (name.trim() == comm).then_some(pid)
+    })
+}

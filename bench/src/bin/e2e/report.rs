@@ -50,7 +50,8 @@ pub fn table(s: &Summary<'_>, rows: &[Row], chart: &str) -> String {
         "{} envelopes of ~{} bytes per contender on {} partitions, a filter that keeps half; one process per \
          contender, one after the other, same broker ({}) and machine ({}), same run. Throughput: from the \
          process's start until its group has committed every input offset (includes start-up and group join). \
-         CPU: user + system seconds of the contender's process over that time (the broker's are not counted). \
+         CPU: user + system seconds of the contender's process over that time; the broker's over the same time \
+         beside it. \
          Latency: {} more envelopes at {}/s once the backlog is done, send → read back from the output \
          (read_committed). {}\n",
         s.messages,
@@ -69,14 +70,14 @@ pub fn table(s: &Summary<'_>, rows: &[Row], chart: &str) -> String {
     );
     let _ = writeln!(
         t,
-        "| contender | msgs/s | MB/s in | × raw loop | p50 ms | p99 ms | CPU s | CPU µs/msg | peak RSS MB |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "| contender | msgs/s | MB/s in | × raw loop | p50 ms | p99 ms | CPU s | CPU µs/msg | peak RSS MB | broker CPU s |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for r in rows {
         let rate = msgs_per_sec(s, r);
         let _ = writeln!(
             t,
-            "| {} | {:.0}{} | {:.1} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} |",
+            "| {} | {:.0}{} | {:.1} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {} |",
             r.who.name(),
             rate,
             match s.rounds {
@@ -90,6 +91,7 @@ pub fn table(s: &Summary<'_>, rows: &[Row], chart: &str) -> String {
             r.usage.cpu_secs,
             r.usage.cpu_secs * 1e6 / s.messages as f64,
             r.usage.peak_rss_mb,
+            r.broker_cpu_secs.map_or("–".into(), |c| format!("{c:.1}")),
         );
     }
     let _ = writeln!(t, "\n![msgs/s per contender]({chart})\n");
@@ -108,7 +110,7 @@ pub fn table(s: &Summary<'_>, rows: &[Row], chart: &str) -> String {
     let _ = writeln!(
         t,
         "\nkafclaw idle (exactly-once filter instance, group joined, no input): **{:.1} MB RSS** (target < 50 MB); \
-         release binary (stripped): **{:.1} MB** (target < 40 MB).",
+         kafclaw binary as run: **{:.1} MB** (target < 40 MB for the stripped release build).",
         s.idle_rss_mb, s.binary_mb
     );
     t
@@ -123,7 +125,7 @@ pub fn chart(s: &Summary<'_>, rows: &[Row]) -> String {
     let mut svg = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="14">
 <rect width="100%" height="100%" fill="white"/>
-<text x="{left}" y="26" font-size="16" font-weight="bold">envelopes/s, {} × ~1 KB, filter keeps half, 6 partitions</text>
+<text x="10" y="26" font-size="16" font-weight="bold">envelopes/s, {} × ~1 KB, filter keeps half, 6 partitions</text>
 "#,
         s.messages
     );
