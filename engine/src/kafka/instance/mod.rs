@@ -157,9 +157,6 @@ type TaskKey = (usize, i32, u64);
 /// Most asynchronous calls in flight per instance before polling pauses.
 const MAX_IN_FLIGHT: usize = 10_000;
 
-/// Most records taken from the consumer between two rounds of the loop's bookkeeping.
-const POLL_BATCH: usize = 512;
-
 /// How long a rebalance or a shutdown waits for asynchronous work in flight to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -728,37 +725,26 @@ pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), In
                 }
             }
         }
-        // Up to POLL_BATCH records are taken back to back (one lock each) before the
-        // bookkeeping below (clock reads, delivery reports, commit check) runs again.
-        let mut polled = consumer.poll(wait);
-        let mut taken = 0;
-        loop {
-            let polled_record = matches!(polled, Some(Ok(_)));
-            let mut c = lock();
-            // Partitions assigned during that poll are restored before their first record.
-            c.restore_pending(&consumer);
-            match polled {
-                Some(Ok(m)) => c.process(&m),
-                // Replay: the partition is read to its end. The event names only the partition
-                // number, so with several source topics it marks that partition of each, and
-                // the replay also waits for the sources to be quiet (below).
-                Some(Err(KafkaError::PartitionEOF(p))) => {
-                    for t in &topics {
-                        c.at_end.push((t.clone(), p));
-                    }
+        let polled = consumer.poll(wait);
+        let polled_record = matches!(polled, Some(Ok(_)));
+        // Partitions assigned during that poll are restored before their first record.
+        lock().restore_pending(&consumer);
+        match polled {
+            Some(Ok(m)) => lock().process(&m),
+            // Replay: the partition is read to its end. The event names only the partition
+            // number, so with several source topics it marks that partition of each, and the
+            // replay also waits for the sources to be quiet (below).
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                let mut c = lock();
+                for t in &topics {
+                    c.at_end.push((t.clone(), p));
                 }
-                Some(Err(e)) => tracing::warn!(error = %e, "consume error"),
-                None => {}
             }
-            taken += 1;
-            if !polled_record || taken >= POLL_BATCH || c.fatal.is_some() || c.in_flight() >= MAX_IN_FLIGHT {
-                if polled_record || taken > 1 {
-                    last_record = Instant::now();
-                }
-                break;
-            }
-            drop(c);
-            polled = consumer.poll(Duration::ZERO);
+            Some(Err(e)) => tracing::warn!(error = %e, "consume error"),
+            None => {}
+        }
+        if polled_record {
+            last_record = Instant::now();
         }
         let mut c = lock();
         if c.until.as_ref().is_some_and(HashSet::is_empty)
