@@ -46,6 +46,7 @@ use kafclaw_state::{Epoch, RocksStore, StateStore};
 
 mod checks;
 mod context;
+mod visible;
 mod work;
 
 use context::{CoreQuery, InstanceContext};
@@ -783,6 +784,9 @@ pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), In
             let _ = c.producer.abort_transaction(CALL_TIMEOUT);
             c.in_txn = false;
         }
+    }
+    if result.is_ok() && opts.until.is_some() {
+        visible::await_visible_commit(&consumer);
     }
     // Leaving the group runs the revoke callback (nothing left to commit) and closes.
     consumer.unsubscribe();
