@@ -49,30 +49,33 @@ pub struct Expr {
     payload_fields: Option<Vec<String>>,
 }
 
+/// The direct sub-expressions of `expr`.
+fn children(expr: &cel::parser::Expression) -> Vec<&cel::parser::Expression> {
+    use cel::common::ast::{EntryExpr, Expr as E};
+    fn entry(x: &cel::common::ast::IdedEntryExpr) -> Vec<&cel::parser::Expression> {
+        match &x.expr {
+            EntryExpr::StructField(f) => vec![&f.value],
+            EntryExpr::MapEntry(m) => vec![&m.key, &m.value],
+        }
+    }
+    match &expr.expr {
+        E::Comprehension(c) => vec![&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result],
+        E::Select(s) => vec![&s.operand],
+        E::Call(c) => c.target.as_deref().into_iter().chain(&c.args).collect(),
+        E::List(l) => l.elements.iter().collect(),
+        E::Map(m) => m.entries.iter().flat_map(entry).collect(),
+        E::Struct(s) => s.entries.iter().flat_map(entry).collect(),
+        E::Ident(_) | E::Literal(_) | E::Unspecified => Vec::new(),
+    }
+}
+
 /// The variables macros (`exists`, `all`, `map`, `filter`, …) bind inside `expr`.
 fn macro_variables<'e>(expr: &'e cel::parser::Expression, out: &mut Vec<&'e str>) {
-    use cel::common::ast::{EntryExpr, Expr as E};
-    let mut children: Vec<&cel::parser::Expression> = Vec::new();
-    match &expr.expr {
-        E::Comprehension(c) => {
-            out.extend([c.iter_var.as_str(), c.accu_var.as_str()]);
-            out.extend(c.iter_var2.as_deref());
-            children.extend([&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result]);
-        }
-        E::Select(s) => children.push(&s.operand),
-        E::Call(c) => children.extend(c.target.as_deref().into_iter().chain(&c.args)),
-        E::List(l) => children.extend(&l.elements),
-        E::Map(m) => m.entries.iter().for_each(|x| match &x.expr {
-            EntryExpr::StructField(f) => children.push(&f.value),
-            EntryExpr::MapEntry(m) => children.extend([&m.key, &m.value]),
-        }),
-        E::Struct(s) => s.entries.iter().for_each(|x| match &x.expr {
-            EntryExpr::StructField(f) => children.push(&f.value),
-            EntryExpr::MapEntry(m) => children.extend([&m.key, &m.value]),
-        }),
-        E::Ident(_) | E::Literal(_) | E::Unspecified => {}
+    if let cel::common::ast::Expr::Comprehension(c) = &expr.expr {
+        out.extend([c.iter_var.as_str(), c.accu_var.as_str()]);
+        out.extend(c.iter_var2.as_deref());
     }
-    for c in children {
+    for c in children(expr) {
         macro_variables(c, out);
     }
 }
@@ -80,36 +83,20 @@ fn macro_variables<'e>(expr: &'e cel::parser::Expression, out: &mut Vec<&'e str>
 /// The top-level payload fields `expr` selects, or `None` if it uses `payload` any other
 /// way (indexed, passed to a function, compared whole, or shadowed by a macro variable).
 fn payload_fields(expr: &cel::parser::Expression) -> Option<Vec<String>> {
-    use cel::common::ast::{EntryExpr, Expr as E};
+    use cel::common::ast::Expr as E;
     fn walk(e: &cel::parser::Expression, out: &mut Vec<String>) -> bool {
         match &e.expr {
-            E::Select(s) => match &s.operand.expr {
-                E::Ident(name) if name == "payload" => {
-                    out.push(s.field.clone());
-                    true
-                }
-                _ => walk(&s.operand, out),
-            },
-            E::Ident(name) => name != "payload",
-            E::Unspecified | E::Literal(_) => true,
-            E::Call(c) => c.target.as_deref().is_none_or(|t| walk(t, out)) && c.args.iter().all(|a| walk(a, out)),
-            E::Comprehension(c) => {
-                c.iter_var != "payload"
-                    && c.iter_var2.as_deref() != Some("payload")
-                    && c.accu_var != "payload"
-                    && [&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result]
-                        .into_iter()
-                        .all(|x| walk(x, out))
+            E::Select(s) if matches!(&s.operand.expr, E::Ident(name) if name == "payload") => {
+                out.push(s.field.clone());
+                true
             }
-            E::List(l) => l.elements.iter().all(|x| walk(x, out)),
-            E::Map(m) => m.entries.iter().all(|x| match &x.expr {
-                EntryExpr::StructField(f) => walk(&f.value, out),
-                EntryExpr::MapEntry(m) => walk(&m.key, out) && walk(&m.value, out),
-            }),
-            E::Struct(s) => s.entries.iter().all(|x| match &x.expr {
-                EntryExpr::StructField(f) => walk(&f.value, out),
-                EntryExpr::MapEntry(m) => walk(&m.key, out) && walk(&m.value, out),
-            }),
+            E::Ident(name) => name != "payload",
+            E::Comprehension(c)
+                if c.iter_var == "payload" || c.accu_var == "payload" || c.iter_var2.as_deref() == Some("payload") =>
+            {
+                false
+            }
+            _ => children(e).into_iter().all(|c| walk(c, out)),
         }
     }
     let mut out = Vec::new();

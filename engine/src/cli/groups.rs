@@ -2,10 +2,8 @@
 //! `journal export`.
 
 use std::io::Write;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
-use super::{compile_or_report, settings};
+use super::{compile_or_report, settings, stop_on_signals};
 use crate::exit;
 use crate::kafka::ClientSettings;
 
@@ -85,13 +83,10 @@ pub(super) fn timeline_follow(
         .map(|(t, _)| t)
         .filter(|t| !t.contains(".control.") && !t.ends_with(".orchestrator") && !t.ends_with(".announce"))
         .collect();
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
-            eprintln!("error: cannot handle signal {sig}: {e}");
-            return exit::RUNTIME;
-        }
-    }
+    let stop = match stop_on_signals() {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     match crate::kafka::timeline_feed::follow(&s, &topics, &mut timeline, once, &stop) {
         Ok(f) => {
             eprintln!("kafclaw: timeline {}: {} event(s) recorded, {} skipped", db.display(), f.recorded, f.skipped);

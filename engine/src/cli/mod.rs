@@ -440,14 +440,24 @@ struct KafkaRun {
     state_dir: PathBuf,
 }
 
-fn run_kafka(c: &Compiled, k: KafkaRun) -> i32 {
+/// A flag that SIGTERM and SIGINT set (a clean stop), or the exit code when they cannot be
+/// handled.
+pub(crate) fn stop_on_signals() -> Result<Arc<AtomicBool>, i32> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
             eprintln!("error: cannot handle signal {sig}: {e}");
-            return exit::RUNTIME;
+            return Err(exit::RUNTIME);
         }
     }
+    Ok(stop)
+}
+
+fn run_kafka(c: &Compiled, k: KafkaRun) -> i32 {
+    let stop = match stop_on_signals() {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     let stats = Arc::new(Stats::default());
     let state_query = QuerySlot::default();
     if let Some(addr) = k.http {
@@ -509,13 +519,10 @@ fn replay(file: &std::path::Path, r: ReplayRun) -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
-            eprintln!("error: cannot handle signal {sig}: {e}");
-            return exit::RUNTIME;
-        }
-    }
+    let stop = match stop_on_signals() {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     let stats = Arc::new(Stats::default());
     let opts = InstanceOptions {
         instance_id: r.instance_id.unwrap_or_else(host_name),
