@@ -14,6 +14,8 @@ use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 
+use super::fault::{Fault, RecordFault, classify, input_of};
+
 const CHANGELOG_SUFFIX: &str = "-changelog";
 
 /// How long a transactional or admin call may take.
@@ -26,6 +28,27 @@ pub(super) struct DeliveryCounter {
     pub(super) failures: AtomicU64,
     /// Highest delivered offset per changelog partition since the last commit.
     pub(super) changelog_ends: Mutex<HashMap<(String, i32), i64>>,
+    /// Records the broker refused as the record's fault (too large, invalid) since the
+    /// instance last looked: when their inputs are processed again, those records become
+    /// dead letters.
+    pub(super) refused: Mutex<Vec<Refused>>,
+    /// The first delivery failure retrying cannot mend (not authorized, fenced), if any.
+    pub(super) fatal: Mutex<Option<String>>,
+}
+
+/// A record the broker refused as the record's fault.
+#[derive(Debug, Clone)]
+pub(super) struct Refused {
+    /// The input the record was produced for: (topic, partition, offset).
+    pub(super) input: (String, i32, i64),
+    /// The topic the record was for.
+    pub(super) topic: String,
+    /// Its size in bytes (key + value).
+    pub(super) size: usize,
+    /// Why.
+    pub(super) fault: RecordFault,
+    /// The broker's error.
+    pub(super) error: String,
 }
 
 /// The producer's context: counts deliveries, forwards librdkafka's log.
@@ -55,6 +78,17 @@ impl ClientContext for ProducerCtx {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
         forward_log(level, facility, message);
     }
+
+    /// librdkafka raises a fatal producer error (e.g. the idempotent producer lost its
+    /// sequence) here: the instance must stop, after aborting its open transaction.
+    fn error(&self, error: KafkaError, reason: &str) {
+        if classify(&error) == Fault::Fatal {
+            let mut fatal = self.deliveries.fatal.lock().unwrap_or_else(|p| p.into_inner());
+            fatal.get_or_insert_with(|| format!("producer: {error}: {reason}"));
+        } else {
+            tracing::warn!(%error, reason, "producer");
+        }
+    }
 }
 
 impl ProducerContext for ProducerCtx {
@@ -71,6 +105,21 @@ impl ProducerContext for ProducerCtx {
         if let Err((e, m)) = result {
             self.deliveries.failures.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(topic = m.topic(), partition = m.partition(), error = %e, "delivery failed");
+            match classify(e) {
+                Fault::Record(fault) => match input_of(m) {
+                    Some(input) => {
+                        let size = m.payload_len() + m.key().map_or(0, <[u8]>::len);
+                        let refused = Refused { input, topic: m.topic().to_owned(), size, fault, error: e.to_string() };
+                        self.deliveries.refused.lock().unwrap_or_else(|p| p.into_inner()).push(refused);
+                    }
+                    None => tracing::warn!(topic = m.topic(), "a refused record names no input"),
+                },
+                Fault::Fatal => {
+                    let mut fatal = self.deliveries.fatal.lock().unwrap_or_else(|p| p.into_inner());
+                    fatal.get_or_insert_with(|| format!("delivery to `{}` failed: {e}", m.topic()));
+                }
+                Fault::Retriable => {}
+            }
         }
     }
 }

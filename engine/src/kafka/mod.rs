@@ -4,6 +4,7 @@
 pub mod bus;
 pub mod client;
 mod clients;
+pub mod fault;
 mod global;
 pub mod group;
 pub mod instance;

@@ -57,6 +57,11 @@ impl ConsumerContext for InstanceContext {
             // another instance.
             core.drain_in_flight(DRAIN_TIMEOUT);
             core.commit_or_abort(consumer);
+            // After a failure the open transaction is not committed: abort it now, so that its
+            // records never hold back the partitions' next owner.
+            if core.fatal.is_some() {
+                core.abort_on_exit();
+            }
             for e in tpl.elements() {
                 if let Some(&source) = core.source_of_topic.get(e.topic()) {
                     let sub = core.sub_of_node[source];

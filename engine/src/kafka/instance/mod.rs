@@ -24,13 +24,14 @@ use std::time::{Duration, Instant};
 use kafclaw_operators::RawView;
 use kafclaw_operators::kafka::KeyField;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::client::ClientSettings;
-use super::clients::{CALL_TIMEOUT, DeliveryCounter, ProducerCtx, new_producer, send_record};
+use super::clients::{CALL_TIMEOUT, DeliveryCounter, ProducerCtx, new_producer};
+use super::fault::{Fault, classify};
 use super::global::{MULTI_TOPIC_QUIET, bootstrap_global};
 use super::restore::{RestoreJob, restore};
 use super::stats::Stats;
@@ -46,6 +47,9 @@ use kafclaw_state::{Epoch, RocksStore, StateStore};
 
 mod checks;
 mod context;
+mod emit;
+mod inject;
+mod txn;
 mod visible;
 mod work;
 
@@ -132,7 +136,19 @@ struct Core {
     out: TaskOutput,
     buf: Vec<u8>,
     stats: Arc<Stats>,
+    /// Why the instance must stop (the first cause); the open transaction is aborted before
+    /// anything else is done (see [`Core::fail`]).
     fatal: Option<String>,
+    /// Why the open transaction must be aborted and the inputs read again (a failed send).
+    pending_abort: Option<String>,
+    /// Aborts since the last successful commit.
+    aborts_in_a_row: u32,
+    /// How large records may be.
+    limits: emit::Limits,
+    /// Records the broker refused as their own fault, by input.
+    refused: emit::RefusedRecords,
+    /// Injected send failures (debug builds, `KAFCLAW_INJECT_SEND_FAILURE`).
+    inject: inject::Injector,
     store: TaskStore,
     /// changelog topic → table
     changelog_tables: HashMap<String, String>,
@@ -188,13 +204,6 @@ fn write_traceparent<'b>(buf: &'b mut [u8; TRACEPARENT_LEN], e: &kafclaw_operato
     }
 }
 
-fn fatal_of(e: &KafkaError) -> bool {
-    match e {
-        KafkaError::Transaction(t) => t.is_fatal(),
-        _ => false,
-    }
-}
-
 impl Core {
     fn ensure_task(&mut self, sub: usize, partition: i32) -> Result<(), BuildError> {
         if !self.tasks.contains_key(&(sub, partition)) {
@@ -216,7 +225,7 @@ impl Core {
     fn begin(&mut self) -> bool {
         if self.eos && !self.in_txn {
             if let Err(e) = self.producer.begin_transaction() {
-                self.fatal = Some(format!("begin transaction: {e}"));
+                self.fail(format!("begin transaction: {e}"));
                 return false;
             }
             self.in_txn = true;
@@ -224,19 +233,13 @@ impl Core {
         true
     }
 
-    fn send(&mut self, topic: &str, key: Option<&[u8]>, payload: &[u8], headers: OwnedHeaders) -> KafkaResult<()> {
-        let mut record = BaseRecord::to(topic).payload(payload).headers(headers);
-        if let Some(k) = key {
-            record = record.key(k);
-        }
-        send_record(&self.producer, record)
-    }
-
     fn process(&mut self, m: &BorrowedMessage<'_>) {
         if self.global_topics.contains(m.topic()) {
             return self.process_global(m);
         }
-        if self.fatal.is_some() || !self.begin() {
+        // After a failure nothing more is processed: the record is read again after the abort
+        // (or the restart), from the last committed offset.
+        if self.stopping() || !self.begin() {
             return;
         }
         let Some((sub, mut out)) = self.run_record(m, false) else { return };
@@ -273,7 +276,7 @@ impl Core {
             line: None,
         };
         if let Err(e) = self.ensure_task(sub, m.partition()) {
-            self.fatal = Some(e.to_string());
+            self.fail(e.to_string());
             return None;
         }
         let mut out = std::mem::take(&mut self.out);
@@ -286,7 +289,7 @@ impl Core {
     /// A record of a global table: into the in-memory global store, no changelog, no offsets;
     /// only dead letters leave the instance.
     fn process_global(&mut self, m: &BorrowedMessage<'_>) {
-        if self.fatal.is_some() {
+        if self.stopping() {
             return;
         }
         let Some((_, mut out)) = self.run_record(m, true) else { return };
@@ -299,228 +302,13 @@ impl Core {
             out.spawned.clear();
         }
         if let Err(e) = self.global_store.seal(Vec::new()) {
-            self.fatal = Some(format!("global table: {e}"));
+            self.fail(format!("global table: {e}"));
         }
         if !out.dead_letters.is_empty() && self.begin() {
             self.emit(&mut out);
         }
         out.dead_letters.clear();
         self.out = out;
-    }
-
-    fn emit(&mut self, out: &mut TaskOutput) {
-        let mut buf = std::mem::take(&mut self.buf);
-        let (mut partition, mut offset) = (itoa::Buffer::new(), itoa::Buffer::new());
-        let mut traceparent = [0u8; TRACEPARENT_LEN];
-        for o in out.records.drain(..) {
-            let target = &self.sinks[&o.sink];
-            let e = &o.envelope;
-            let key = match target.key {
-                KeyField::CorrelationId => Some(e.correlation_id.as_bytes()),
-                KeyField::SenderId => Some(e.sender_id.as_bytes()),
-                KeyField::Id => e.id.as_deref().map(str::as_bytes),
-                KeyField::None => None,
-            };
-            let headers = OwnedHeaders::new_with_capacity(4)
-                .insert(Header { key: headers::INPUT_TOPIC, value: Some(o.origin.location.as_bytes()) })
-                .insert(Header { key: headers::INPUT_PARTITION, value: Some(partition.format(o.origin.partition)) })
-                .insert(Header { key: headers::INPUT_OFFSET, value: Some(offset.format(o.origin.offset)) })
-                .insert(Header { key: headers::TRACEPARENT, value: Some(write_traceparent(&mut traceparent, e)) });
-            buf.clear();
-            e.encode_into(&mut buf);
-            let mut record = BaseRecord::to(&target.topic).payload(&buf[..]).headers(headers);
-            if let Some(k) = key {
-                record = record.key(k);
-            }
-            match send_record(&self.producer, record) {
-                Ok(()) => Stats::add(&self.stats.produced, 1),
-                Err(err) => {
-                    // The record cannot be written (too large, …): dead-letter it, keep going.
-                    let letter = kafclaw_operators::DeadLetter::at(
-                        &o.origin,
-                        format!("sink:{}", self.plan.nodes[o.sink].name),
-                        format!("produce to `{}` failed: {err}", target.topic),
-                        buf.clone(),
-                    );
-                    out.dead_letters.push(letter);
-                }
-            }
-        }
-        for w in out.changelog.drain(..) {
-            let topic = changelog_topic(&self.plan, &w.table);
-            let partition = w.origin.partition.to_string();
-            let offset = w.origin.offset.to_string();
-            let headers = OwnedHeaders::new()
-                .insert(Header { key: headers::INPUT_TOPIC, value: Some(w.origin.location.as_bytes()) })
-                .insert(Header { key: headers::INPUT_PARTITION, value: Some(partition.as_bytes()) })
-                .insert(Header { key: headers::INPUT_OFFSET, value: Some(offset.as_bytes()) });
-            let mut record = BaseRecord::to(&topic).key(&w.key[..]).partition(w.partition).headers(headers);
-            if let Some(v) = &w.value {
-                record = record.payload(&v[..]);
-            }
-            if let Err(e) = send_record(&self.producer, record) {
-                self.fatal = Some(format!("changelog `{topic}`: {e}"));
-            }
-        }
-        self.buf = buf;
-        for letter in out.dead_letters.drain(..) {
-            let mut h = OwnedHeaders::new();
-            for (k, v) in letter.headers() {
-                h = h.insert(Header { key: k, value: Some(&v) });
-            }
-            let dlq = self.dlq_topic.clone();
-            tracing::debug!(stage = %letter.stage, input = %letter.describe_input(), error = %letter.error, "record dead-lettered");
-            match self.send(&dlq, None, &letter.raw, h) {
-                Ok(()) => Stats::add(&self.stats.dead_lettered, 1),
-                Err(e) => self.fatal = Some(format!("dead-letter topic `{dlq}`: {e}")),
-            }
-        }
-    }
-
-    /// Replay: the partitions that reported their end before this commit are done.
-    fn settle_until(&mut self) {
-        if let Some(until) = &mut self.until {
-            for tp in self.at_end.drain(..) {
-                until.remove(&tp);
-            }
-        }
-    }
-
-    /// Deletes what the tasks' TTL tables hold past its time, inside the open transaction
-    /// (the tombstones go to the changelogs with the outputs).
-    fn sweep(&mut self) {
-        if self.eos && !self.in_txn {
-            return;
-        }
-        let mut out = std::mem::take(&mut self.out);
-        let mut swept = 0;
-        for task in self.tasks.values_mut() {
-            match task.sweep(&mut self.store, &mut out) {
-                Ok(n) => swept += n,
-                Err(e) => self.fatal = Some(format!("sweeping expired state: {e}")),
-            }
-        }
-        if swept > 0 {
-            tracing::debug!(swept, "expired state entries deleted");
-        }
-        self.emit(&mut out);
-        self.out = out;
-    }
-
-    /// Commits the open transaction (or, at-least-once, flushes and commits offsets).
-    fn commit(&mut self, consumer: &BaseConsumer<InstanceContext>) -> KafkaResult<()> {
-        if Instant::now() >= self.next_sweep {
-            self.sweep();
-            self.next_sweep = Instant::now() + SWEEP_INTERVAL;
-        }
-        if self.positions.is_empty() && !self.in_txn {
-            self.settle_until();
-            return Ok(());
-        }
-        // Offsets are committed only below inputs whose asynchronous work is unfinished.
-        let mut tpl = TopicPartitionList::new();
-        let mut committing = Vec::new();
-        for ((topic, partition), next) in &self.positions {
-            let unfinished = self.source_of_topic.get(&**topic).and_then(|&s| {
-                self.tasks.get(&(self.sub_of_node[s], *partition)).and_then(|t| t.first_unfinished(topic))
-            });
-            let offset = unfinished.map_or(*next, |u| u.min(*next));
-            tpl.add_partition_offset(topic, *partition, Offset::Offset(offset))?;
-            committing.push(((topic.clone(), *partition), offset));
-        }
-        if self.eos {
-            // Inputs read whose work is still in flight produce no output yet, so no
-            // transaction may be open: their offsets are committed in one of their own.
-            if !self.in_txn && !self.begin() {
-                return Ok(());
-            }
-            if !self.positions.is_empty() {
-                let cgm = consumer.group_metadata().ok_or(KafkaError::Canceled)?;
-                self.producer.send_offsets_to_transaction(&tpl, &cgm, CALL_TIMEOUT)?;
-            }
-            self.producer.commit_transaction(CALL_TIMEOUT)?;
-            self.in_txn = false;
-        } else {
-            self.producer.flush(CALL_TIMEOUT)?;
-            let failures = self.deliveries.failures.load(Ordering::Relaxed);
-            if failures > self.delivery_failures_seen {
-                self.delivery_failures_seen = failures;
-                return Err(KafkaError::MessageProduction(RDKafkaErrorCode::Fail));
-            }
-            if !self.positions.is_empty() {
-                consumer.commit(&tpl, rdkafka::consumer::CommitMode::Sync)?;
-            }
-        }
-        self.settle_until();
-        for (tp, offset) in committing {
-            if self.positions.get(&tp).is_some_and(|next| *next <= offset) {
-                self.positions.remove(&tp);
-            }
-        }
-        // The transaction committed: seal the epoch with how far each changelog now reaches.
-        let ends: Vec<((String, i32), i64)> =
-            self.deliveries.changelog_ends.lock().unwrap_or_else(|p| p.into_inner()).drain().collect();
-        let checkpoints = ends
-            .into_iter()
-            .filter_map(|((topic, p), end)| self.changelog_tables.get(&topic).map(|t| (t.clone(), p as u32, end + 1)))
-            .collect();
-        if let Err(e) = self.store.seal(checkpoints) {
-            self.fatal = Some(format!("sealing state after a commit: {e}"));
-        }
-        Stats::add(&self.stats.commits, 1);
-        Ok(())
-    }
-
-    /// Abandons the open transaction and rewinds every assigned partition to its committed
-    /// offset, so its records are processed again.
-    fn abort(&mut self, consumer: &BaseConsumer<InstanceContext>, why: &KafkaError) {
-        tracing::warn!(error = %why, "aborting the open transaction and rewinding");
-        if self.eos && self.in_txn {
-            if let Err(e) = self.producer.abort_transaction(CALL_TIMEOUT) {
-                self.fatal = Some(format!("abort transaction: {e}"));
-                return;
-            }
-            self.in_txn = false;
-            // A new incarnation of the producer (same transactional id): some brokers (Tansu)
-            // stop applying a producer's transactional offset commits after it aborted one.
-            match new_producer(&self.producer_config, &self.deliveries) {
-                Ok(p) => self.producer = p,
-                Err(e) => {
-                    self.fatal = Some(format!("restarting the producer after an abort: {e}"));
-                    return;
-                }
-            }
-        }
-        self.positions.clear();
-        // Tasks start afresh from the committed state; work they had in flight is forgotten
-        // (its inputs are read again).
-        self.tasks.clear();
-        self.task_gen.clear();
-        self.store.abort();
-        self.deliveries.changelog_ends.lock().unwrap_or_else(|p| p.into_inner()).clear();
-        Stats::add(&self.stats.aborts, 1);
-        let rewound = consumer.assignment().and_then(|a| consumer.committed_offsets(a, CALL_TIMEOUT)).and_then(|c| {
-            let mut seek = TopicPartitionList::new();
-            for e in c.elements() {
-                let to = if e.offset() == Offset::Invalid { Offset::Beginning } else { e.offset() };
-                seek.add_partition_offset(e.topic(), e.partition(), to)?;
-            }
-            consumer.seek_partitions(seek, CALL_TIMEOUT).map(|_| ())
-        });
-        if let Err(e) = rewound {
-            self.fatal = Some(format!("rewinding after an abort failed: {e}"));
-        }
-    }
-
-    /// Commits, or aborts and rewinds; a fatal error is kept for the loop to return.
-    fn commit_or_abort(&mut self, consumer: &BaseConsumer<InstanceContext>) {
-        if let Err(e) = self.commit(consumer) {
-            if fatal_of(&e) {
-                self.fatal = Some(e.to_string());
-            } else {
-                self.abort(consumer, &e);
-            }
-        }
     }
 }
 
@@ -550,12 +338,12 @@ impl Core {
                 })
                 .collect(),
             Err(e) => {
-                self.fatal = Some(format!("reading committed offsets for a restore: {e}"));
+                self.fail(format!("reading committed offsets for a restore: {e}"));
                 return;
             }
         };
         if let Err(e) = restore(&self.plan, &mut self.store, &self.settings, &committed, &jobs) {
-            self.fatal = Some(format!("restoring state: {e}"));
+            self.fail(format!("restoring state: {e}"));
         }
     }
 }
@@ -633,6 +421,7 @@ pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), In
     let db_path = opts.state_dir.join(&plan.name).join(&opts.instance_id);
     let rocks = RocksStore::open(&db_path).map_err(|e| setup(format!("state store: {e}")))?;
     tracing::info!(path = %db_path.display(), tables = ?rocks.tables(), "state store open");
+    let limits = emit::Limits::from_config(&producer_config, plan.dead_letter.max_copy_bytes);
     let core = Arc::new(Mutex::new(Core {
         plan: plan.clone(),
         producer,
@@ -655,6 +444,11 @@ pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), In
         buf: Vec::new(),
         stats: opts.stats.clone(),
         fatal: None,
+        pending_abort: None,
+        aborts_in_a_row: 0,
+        limits,
+        refused: HashMap::new(),
+        inject: inject::Injector::from_env().map_err(setup)?,
         store: Epoch::new(Box::new(rocks)),
         changelog_tables,
         sub_tables,
@@ -741,6 +535,7 @@ pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), In
                     c.at_end.push((t.clone(), p));
                 }
             }
+            Some(Err(e)) if classify(&e) == Fault::Fatal => lock().fail(format!("consume: {e}")),
             Some(Err(e)) => tracing::warn!(error = %e, "consume error"),
             None => {}
         }
@@ -767,24 +562,35 @@ pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), In
             break Ok(());
         }
         c.producer.poll(Duration::ZERO);
-        if Instant::now() >= next_commit {
+        // A failure stops everything before the next commit: a due abort first, a stop at once.
+        if let Some(why) = c.pending_abort.clone()
+            && c.fatal.is_none()
+        {
+            c.abort(&consumer, &why);
+            next_commit = Instant::now() + interval;
+        }
+        if c.fatal.is_none() && Instant::now() >= next_commit {
             c.commit_or_abort(&consumer);
             next_commit = Instant::now() + interval;
         }
-        if let Some(f) = c.fatal.take() {
+        if let Some(f) = c.fatal.clone() {
             break Err(InstanceError::Fatal(f));
         }
     };
-    {
+    let result = {
         let mut c = lock();
         if result.is_ok() {
             c.drain_in_flight(DRAIN_TIMEOUT);
             c.commit_or_abort(&consumer);
-        } else if c.eos && c.in_txn {
-            let _ = c.producer.abort_transaction(CALL_TIMEOUT);
-            c.in_txn = false;
         }
-    }
+        match c.fatal.clone() {
+            Some(f) => {
+                c.abort_on_exit();
+                Err(InstanceError::Fatal(f))
+            }
+            None => result,
+        }
+    };
     if result.is_ok() && opts.until.is_some() {
         visible::await_visible_commit(&consumer);
     }

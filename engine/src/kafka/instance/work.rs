@@ -28,7 +28,7 @@ impl Core {
     /// Finishes one completed piece of asynchronous work in its task (if the task still exists).
     pub(super) fn complete(&mut self, done: Done<TaskKey>) {
         let (sub, partition, generation) = done.task;
-        if self.fatal.is_some() || self.task_gen.get(&(sub, partition)) != Some(&generation) {
+        if self.stopping() || self.task_gen.get(&(sub, partition)) != Some(&generation) {
             return;
         }
         if !self.begin() {
@@ -56,7 +56,7 @@ impl Core {
     /// Waits (up to `timeout`) for all asynchronous work in flight, finishing it.
     pub(super) fn drain_in_flight(&mut self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        while self.in_flight() > 0 && self.fatal.is_none() {
+        while self.in_flight() > 0 && !self.stopping() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 tracing::warn!(
