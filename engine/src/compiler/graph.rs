@@ -258,6 +258,9 @@ pub fn build(file: &SourceFile, spec: &Spec, diags: &mut Diagnostics) -> Option<
         }
         stack.extend(edges.iter().filter(|e| e.from == v).map(|e| e.to));
     }
+    // Named in some `inputs`, even with a mistake (reported): not unused.
+    let named: std::collections::HashSet<&str> =
+        spec.nodes.iter().flat_map(|n| n.inputs.iter().map(|i| i.node.as_str())).collect();
     for (i, node) in spec.nodes.iter().enumerate() {
         let has_upstream = edges.iter().any(|e| e.to == i);
         if !reached[i] && has_upstream && !in_cycle[i] {
@@ -270,7 +273,7 @@ pub fn build(file: &SourceFile, spec: &Spec, diags: &mut Diagnostics) -> Option<
             );
         }
         let has_downstream = edges.iter().any(|e| e.from == i);
-        if !has_downstream && node.role != Role::Sink {
+        if !has_downstream && !named.contains(node.name.as_str()) && node.role != Role::Sink {
             let what = if node.role == Role::Source { "source" } else { "output of operator" };
             diags.push(
                 Diagnostic::warning(

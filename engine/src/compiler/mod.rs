@@ -6,6 +6,7 @@ pub mod agent;
 pub mod collect;
 pub mod diagnostic;
 pub mod graph;
+mod node;
 pub mod plan;
 pub mod registry;
 pub mod source;

@@ -3,6 +3,8 @@
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use kafclaw_operators::io::{read_text, strip_bom_str};
+
 /// One topology file, held in memory for the whole compilation.
 #[derive(Debug, Clone)]
 pub struct SourceFile {
@@ -14,15 +16,20 @@ pub struct SourceFile {
 }
 
 impl SourceFile {
-    /// Wraps text read from `path`.
+    /// Wraps text read from `path`. A leading byte-order mark is dropped (toml skips it too),
+    /// so offsets, lines and columns count from the first real character.
     pub fn new(path: impl Into<PathBuf>, text: String) -> Self {
+        let text = match strip_bom_str(&text).len() {
+            n if n == text.len() => text,
+            n => text[text.len() - n..].to_owned(),
+        };
         let line_starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
         Self { path: path.into(), text, line_starts }
     }
 
-    /// Reads a file.
+    /// Reads a file (UTF-8, a leading byte-order mark skipped).
     pub fn read(path: &Path) -> std::io::Result<Self> {
-        Ok(Self::new(path, std::fs::read_to_string(path)?))
+        Ok(Self::new(path, read_text(path)?))
     }
 
     /// The folder relative paths inside the topology resolve against.
@@ -111,6 +118,14 @@ mod tests {
         assert_eq!(f.line_col(6), (2, 1));
         assert_eq!(f.line_col(9), (2, 3));
         assert_eq!(f.line_text(2), "é = 'x'");
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_a_column() {
+        let f = SourceFile::new("t.toml", "\u{feff}[topology]\r\nname = 1\r\n".into());
+        assert_eq!(f.line_col(1), (1, 2));
+        assert_eq!(f.line_text(1), "[topology]");
+        assert_eq!(f.line_col(f.text.find("1").unwrap()), (2, 8));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::collect::deserialize_all;
 use super::diagnostic::{Diagnostic, Diagnostics};
-use super::registry::{self, NodeConfig, Role};
+use super::registry::{NodeConfig, Role};
 use super::source::SourceFile;
 use super::tests_spec::TestSpec;
 
@@ -56,6 +56,21 @@ pub struct TopologySection {
     /// How often (milliseconds) outputs, state and offsets are committed.
     #[serde(default = "default_commit_interval_ms")]
     pub commit_interval_ms: u64,
+}
+
+impl TopologySection {
+    /// The stand-in for a `[topology]` with errors (reported), so the rest is still checked.
+    fn unparsed() -> Self {
+        Self {
+            name: Spanned::new(0..0, String::new()),
+            group: None,
+            guarantee: Guarantee::default(),
+            description: None,
+            partitions: default_partitions(),
+            replication: default_replication(),
+            commit_interval_ms: default_commit_interval_ms(),
+        }
+    }
 }
 
 fn default_partitions() -> i32 {
@@ -104,7 +119,7 @@ pub enum DeadLetterKind {
 }
 
 /// `[dead_letter]`: where records that fail to decode or process go.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeadLetterSection {
     /// `file` (default) or `stderr`.
@@ -116,6 +131,12 @@ pub struct DeadLetterSection {
     /// In Kafka mode: the dead-letter topic. Default `<name>.dlq`.
     #[serde(default)]
     pub topic: Option<Spanned<String>>,
+    /// In Kafka mode: the most bytes of the failed record a dead letter keeps (bytes); a longer
+    /// copy is cut and the letter's `kafclaw.raw.size` header gives the whole size. Whatever
+    /// this says, a dead letter is cut to fit under the producer's `message.max.bytes`.
+    /// Default: as much as fits.
+    #[serde(default)]
+    pub max_copy_bytes: Option<usize>,
 }
 
 /// A reference to an upstream node's output in `inputs`.
@@ -187,7 +208,12 @@ pub fn valid_name(name: &str, allow_dot: bool) -> bool {
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || (allow_dot && c == '.'))
 }
 
-fn as_table<'a, 'i>(v: &'a Spanned<DeValue<'i>>, what: &str, diags: &mut Diagnostics) -> Option<&'a DeTable<'i>> {
+/// The table `v` is, or `None` (reported: `what` must be a table).
+pub(super) fn as_table<'a, 'i>(
+    v: &'a Spanned<DeValue<'i>>,
+    what: &str,
+    diags: &mut Diagnostics,
+) -> Option<&'a DeTable<'i>> {
     match v.get_ref() {
         DeValue::Table(t) => Some(t),
         other => {
@@ -197,120 +223,9 @@ fn as_table<'a, 'i>(v: &'a Spanned<DeValue<'i>>, what: &str, diags: &mut Diagnos
     }
 }
 
-fn parse_inputs(value: &Spanned<DeValue<'_>>, diags: &mut Diagnostics) -> Vec<InputRef> {
-    let DeValue::Array(items) = value.get_ref() else {
-        diags.push(
-            Diagnostic::error(value.span(), "`inputs` must be a list of node names")
-                .hint("e.g. inputs = [\"requests\"], or [\"router.urgent\"] for a named output"),
-        );
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for item in items.iter() {
-        match item.get_ref().as_str() {
-            Some(s) => {
-                let (node, port) = match s.split_once('.') {
-                    Some((n, p)) => (n.to_owned(), Some(p.to_owned())),
-                    None => (s.to_owned(), None),
-                };
-                out.push(InputRef { node, port, span: item.span() });
-            }
-            None => diags.push(Diagnostic::error(item.span(), "an input must be a string naming a node")),
-        }
-    }
-    out
-}
-
-fn parse_node(
-    role: Role,
-    name: &Spanned<toml::de::DeString<'_>>,
-    value: &Spanned<DeValue<'_>>,
-    diags: &mut Diagnostics,
-) -> Option<NodeSpec> {
-    let table = as_table(value, &format!("{} `{}`", role.noun(), name.get_ref()), diags)?;
-    let mut ok = true;
-    if !valid_name(name.get_ref(), false) {
-        diags.push(
-            Diagnostic::error(name.span(), format!("`{}` is not a valid node name", name.get_ref()))
-                .hint("use letters, digits, `_` and `-` (a `.` separates a node from its named output)"),
-        );
-        ok = false;
-    }
-    let kind = match table.get("type") {
-        None => {
-            diags.push(
-                Diagnostic::error(name.span(), format!("{} `{}` has no `type`", role.noun(), name.get_ref()))
-                    .hint(format!("{} types: {}", role.noun(), registry::names(role).join(", "))),
-            );
-            None
-        }
-        Some(t) => match t.get_ref().as_str() {
-            Some(s) => match registry::lookup(role, s) {
-                Some(k) => Some(k),
-                None => {
-                    let names = registry::names(role);
-                    let hint = match did_you_mean(s, &names) {
-                        Some(m) => format!("did you mean `{m}`? {} types: {}", role.noun(), names.join(", ")),
-                        None => format!("{} types: {}", role.noun(), names.join(", ")),
-                    };
-                    diags.push(Diagnostic::error(t.span(), format!("unknown {} type `{s}`", role.noun())).hint(hint));
-                    None
-                }
-            },
-            None => {
-                diags.push(Diagnostic::error(t.span(), "`type` must be a string"));
-                None
-            }
-        },
-    };
-    let (inputs, inputs_span) = match (role, table.get_key_value("inputs")) {
-        (Role::Source, Some((k, _))) => {
-            diags.push(
-                Diagnostic::error(k.span(), "a source has no `inputs`")
-                    .hint("sources read from outside; remove `inputs`"),
-            );
-            ok = false;
-            (Vec::new(), None)
-        }
-        (_, Some((_, v))) => (parse_inputs(v, diags), Some(v.span())),
-        (_, None) => (Vec::new(), None),
-    };
-    let Some(kind) = kind else {
-        return ok.then(|| NodeSpec {
-            name: name.get_ref().to_string(),
-            name_span: name.span(),
-            role,
-            kind: None,
-            inputs,
-            inputs_span,
-            config: None,
-        });
-    };
-    let mut options = table.clone();
-    options.remove("type");
-    options.remove("inputs");
-    let options = Spanned::new(value.span(), DeValue::Table(options));
-    let before = diags.error_count();
-    let config = (kind.parse)(&options, diags);
-    // Option errors reported on the whole (type- and inputs-less) table point at the name.
-    for d in &mut diags.items[before..] {
-        if d.offset == value.span().start {
-            d.offset = name.span().start;
-        }
-    }
-    ok.then(|| NodeSpec {
-        name: name.get_ref().to_string(),
-        name_span: name.span(),
-        role,
-        kind: Some(kind.name),
-        inputs,
-        inputs_span,
-        config,
-    })
-}
-
-/// Parses a topology file. Returns the spec when it parsed far enough to be checked further
-/// (errors may still have been found), and `None` when the file cannot be read as a topology.
+/// Parses a topology file. Returns the spec when the file is TOML, errors or not, with every
+/// problem found in any section in `diags` (a section with errors is replaced by a stand-in,
+/// so the rest is still checked); `None` when the file is not TOML (syntax errors reported).
 pub fn parse(file: &SourceFile, diags: &mut Diagnostics) -> Option<Spec> {
     let (root, errors) = DeTable::parse_recoverable(&file.text);
     if !errors.is_empty() {
@@ -365,7 +280,7 @@ pub fn parse(file: &SourceFile, diags: &mut Diagnostics) -> Option<Spec> {
         let Some(section) = root.get(role.section()) else { continue };
         let Some(table) = as_table(section, &format!("`{}`", role.section()), diags) else { continue };
         for (name, value) in table.iter() {
-            if let Some(node) = parse_node(role, name, value, diags) {
+            if let Some(node) = super::node::parse_node(role, name, value, diags) {
                 nodes.push(node);
             }
         }
@@ -449,7 +364,7 @@ pub fn parse(file: &SourceFile, diags: &mut Diagnostics) -> Option<Spec> {
 
     let dead_letter = match root.get("dead_letter") {
         Some(v) => deserialize_all::<DeadLetterSection>(v, diags, &[]),
-        None => Some(DeadLetterSection { kind: DeadLetterKind::File, path: None, topic: None }),
+        None => Some(DeadLetterSection::default()),
     };
     if let Some(t) = dead_letter.as_ref().and_then(|d| d.topic.as_ref())
         && !kafclaw_operators::kafka::valid_topic(t.get_ref())
@@ -473,16 +388,24 @@ pub fn parse(file: &SourceFile, diags: &mut Diagnostics) -> Option<Spec> {
         None => BTreeMap::new(),
     };
     if let Some(t) = &topology {
+        let at = |key: &str| match root.get("topology").map(|v| v.get_ref()) {
+            Some(DeValue::Table(table)) => table.get(key).map_or(0..0, |v| v.span()),
+            _ => 0..0,
+        };
         if t.partitions < 1 {
-            diags.push(Diagnostic::error(0..0, "`topology.partitions` must be at least 1"));
+            diags.push(Diagnostic::error(at("partitions"), "`topology.partitions` must be at least 1"));
         }
         if t.commit_interval_ms == 0 {
-            diags.push(Diagnostic::error(0..0, "`topology.commit_interval_ms` must be at least 1"));
+            diags.push(Diagnostic::error(at("commit_interval_ms"), "`topology.commit_interval_ms` must be at least 1"));
         }
     }
 
     let agent = root.get("agent").and_then(|v| super::agent::parse_agent(v, topology.as_ref(), diags));
-    Some(Spec { topology: topology?, nodes, dead_letter: dead_letter?, tests, kafka, models, bus, agent })
+    // A section with errors (reported) is replaced by a stand-in so every other check still
+    // runs; the spec is then only used for checking.
+    let topology = topology.unwrap_or_else(TopologySection::unparsed);
+    let dead_letter = dead_letter.unwrap_or_default();
+    Some(Spec { topology, nodes, dead_letter, tests, kafka, models, bus, agent })
 }
 
 fn parse_tools(

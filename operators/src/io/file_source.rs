@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Format, RecordSource};
+use super::{Format, RecordSource, strip_bom};
 use crate::record::RawRecord;
 
 /// Config half of the `file` source.
@@ -22,7 +22,8 @@ pub struct FileSourceConfig {
     pub format: Format,
 }
 
-/// Runtime half of the `file` and `stdin` sources: JSON Lines from any reader.
+/// Runtime half of the `file` and `stdin` sources: JSON Lines from any reader. Lines end in
+/// LF or CRLF; blank lines and a byte-order mark at the start of the input are skipped.
 pub struct LineSource {
     reader: Box<dyn BufRead + Send>,
     location: String,
@@ -51,15 +52,18 @@ impl RecordSource for LineSource {
                 return Ok(None);
             }
             self.line += 1;
+            // A byte-order mark starts the input, not the first record; on a later line it is
+            // data (and the line is dead-lettered as not JSON).
+            let start = if self.line == 1 { self.buf.len() - strip_bom(&self.buf).len() } else { 0 };
             let mut end = self.buf.len();
-            while end > 0 && matches!(self.buf[end - 1], b'\n' | b'\r') {
+            while end > start && matches!(self.buf[end - 1], b'\n' | b'\r') {
                 end -= 1;
             }
-            if self.buf[..end].iter().all(u8::is_ascii_whitespace) {
+            if self.buf[start..end].iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
             return Ok(Some(RawRecord {
-                bytes: self.buf[..end].to_vec(),
+                bytes: self.buf[start..end].to_vec(),
                 partition: 0,
                 offset: (self.line - 1) as i64,
                 line: Some(self.line),
@@ -84,5 +88,33 @@ mod tests {
         let b = s.next_raw().unwrap().unwrap();
         assert_eq!((b.bytes.as_slice(), b.line, b.offset), (&b"b"[..], Some(4), 3));
         assert!(s.next_raw().unwrap().is_none());
+    }
+
+    fn all(input: &'static [u8]) -> Vec<(Vec<u8>, Option<u64>)> {
+        let mut s = LineSource::from_reader(input, "mem".into());
+        std::iter::from_fn(|| s.next_raw().unwrap()).map(|r| (r.bytes, r.line)).collect()
+    }
+
+    #[test]
+    fn a_leading_byte_order_mark_is_skipped() {
+        assert_eq!(all(b"\xEF\xBB\xBF{}\n{}"), [(b"{}".to_vec(), Some(1)), (b"{}".to_vec(), Some(2))]);
+        assert_eq!(all(b"\xEF\xBB\xBF{}\r\n\r\n{}\r\n"), [(b"{}".to_vec(), Some(1)), (b"{}".to_vec(), Some(3))]);
+        assert_eq!(all(b"\xEF\xBB\xBF"), []);
+        assert_eq!(all(b"\xEF\xBB\xBF\r\n  \n"), []);
+        assert_eq!(all(b"\xEF\xBB\xBF\n{}"), [(b"{}".to_vec(), Some(2))]);
+    }
+
+    #[test]
+    fn a_byte_order_mark_on_a_later_line_is_data() {
+        assert_eq!(
+            all(b"{}\n\xEF\xBB\xBF{}\n{\"a\":\"\xEF\xBB\xBF\"}"),
+            [
+                (b"{}".to_vec(), Some(1)),
+                (b"\xEF\xBB\xBF{}".to_vec(), Some(2)),
+                (b"{\"a\":\"\xEF\xBB\xBF\"}".to_vec(), Some(3))
+            ]
+        );
+        // Only one mark is the file's; a second one right after it is data.
+        assert_eq!(all(b"\xEF\xBB\xBF\xEF\xBB\xBF{}"), [(b"\xEF\xBB\xBF{}".to_vec(), Some(1))]);
     }
 }

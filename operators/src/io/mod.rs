@@ -1,12 +1,14 @@
 //! Local sources and sinks: JSON Lines files and the standard streams. The Kafka source and
 //! sink live in the engine's Kafka I/O module (the only place that touches rdkafka).
 
+mod bom;
 mod file_sink;
 mod file_source;
 mod line_sink;
 mod stdin_source;
 mod stdout_sink;
 
+pub use bom::{UTF8_BOM, read_text, strip_bom, strip_bom_str};
 pub use file_sink::{FileSink, FileSinkConfig, open_file_sink};
 pub use file_source::{FileSourceConfig, LineSource};
 pub use line_sink::LineSink;
@@ -23,7 +25,8 @@ use crate::record::RawRecord;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Format {
-    /// One JSON envelope per line; blank lines are skipped.
+    /// One JSON envelope per line (LF or CRLF); blank lines and a byte-order mark at the
+    /// start of the input are skipped.
     #[default]
     Jsonl,
 }

@@ -111,9 +111,11 @@ pub struct Recording {
 }
 
 impl Recording {
-    /// Reads a recording (`path` for messages).
+    /// Reads a recording (`path` for messages): JSON Lines, LF or CRLF, blank lines and a
+    /// leading byte-order mark skipped.
     pub fn parse(path: &str, text: &str) -> Result<Self, String> {
         let mut r = Self::default();
+        let text = crate::io::strip_bom_str(text);
         for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             let at = |e: serde_json::Error| format!("recording {path}:{}: {e}", i + 1);
             let value: serde_json::Value = serde_json::from_str(line).map_err(at)?;
