@@ -20,6 +20,13 @@
 //!   not been admitted to the group (onboarding) is dropped and audited (`not_admitted`).
 //! - **Deadlines.** A task whose `payload.deadline_at` has passed is answered the same way.
 //!   The deadline is judged by the clock when the task is processed (a replay judges again).
+//! - **Unreadable fields.** The KafClaw fields of a task request (`task_id`,
+//!   `parent_task_id`, `requester_id`, `original_requester_id`, `delegation_depth`,
+//!   `deadline_at`) are read fail-closed by the rule of [`crate::envelope::wire`]: a
+//!   `delegation_depth` of `3`, `3.0` or `"3"` is 3, but `2.5`, `-1`, `true` or a
+//!   `deadline_at` that is not an RFC 3339 string cannot be read, and the task is answered
+//!   `failed` and audited (`payload_unreadable`, with `details.field` and the reason) rather
+//!   than processed as if the field were absent.
 //!
 //! Outputs: the envelopes that pass; `refused` (the `failed` task statuses, correlated to the
 //! task, for the requester); `audit` (one `audit` envelope per refusal).
@@ -31,9 +38,10 @@ use toml::Spanned;
 use std::sync::Arc;
 
 use crate::envelope::EnvelopeType;
+use crate::envelope::wire::{self, TaskFields, WireError};
 use crate::onboard::SharedAdmissions;
 use crate::operator::{ConfigError, Emit, Failure, Ports, SyncOperator};
-use crate::record::{Record, event_time_ms};
+use crate::record::Record;
 use crate::state::StateAccess;
 
 /// The output of refused tasks' `failed` statuses.
@@ -113,8 +121,14 @@ enum Refusal {
     Zone(String),
     /// From a sender not admitted to the group: dropped, audited.
     NotAdmitted,
-    /// Answered `failed`, audited.
-    Task { event: &'static str, reason: String },
+    /// Answered `failed`, audited; `field` names a payload field that could not be read.
+    Task { event: &'static str, reason: String, field: Option<String> },
+}
+
+impl From<WireError> for Refusal {
+    fn from(err: WireError) -> Self {
+        Self::Task { event: "payload_unreadable", reason: err.to_string(), field: Some(err.field) }
+    }
 }
 
 impl Guard {
@@ -131,33 +145,27 @@ impl Guard {
         if !matches!(e.kind, EnvelopeType::Request | EnvelopeType::SkillRequest) {
             return None;
         }
-        let depth = e.payload.get("delegation_depth").and_then(Value::as_u64).unwrap_or(0);
+        let fields = match TaskFields::read(&e.payload) {
+            Ok(f) => f,
+            Err(err) => return Some(err.into()),
+        };
+        // Absent is KafClaw's `omitempty` zero; an unreadable depth was refused above.
+        let depth = fields.delegation_depth.unwrap_or(0);
         if let Some(max) = self.max_depth
-            && depth > u64::from(max)
+            && depth > max
         {
             return Some(Refusal::Task {
                 event: "delegation_too_deep",
                 reason: format!("delegation depth {depth} exceeds the limit of {max}"),
+                field: None,
             });
         }
         if self.check_deadline
-            && let Some(at) = e.payload.get("deadline_at").and_then(Value::as_str).filter(|s| !s.is_empty())
+            && let Some(at) = fields.deadline_at
+            && at.ms < (self.clock)()
         {
-            match event_time_ms(at) {
-                Ok(t) if t < (self.clock)() => {
-                    return Some(Refusal::Task {
-                        event: "deadline_passed",
-                        reason: format!("the deadline {at} has passed"),
-                    });
-                }
-                Ok(_) => {}
-                Err(_) => {
-                    return Some(Refusal::Task {
-                        event: "deadline_unreadable",
-                        reason: format!("`payload.deadline_at` `{at}` is not an RFC 3339 time"),
-                    });
-                }
-            }
+            let reason = format!("the deadline {} has passed", at.text);
+            return Some(Refusal::Task { event: "deadline_passed", reason, field: None });
         }
         None
     }
@@ -174,11 +182,13 @@ impl Guard {
 impl SyncOperator for Guard {
     fn process(&mut self, record: Record, _: &mut dyn StateAccess, out: &mut Emit) -> Result<(), Failure> {
         let e = &record.envelope;
+        // Only a readable task id is repeated (an unreadable one is named by the reason).
+        let task_id = wire::string_field(&e.payload, "task_id").ok().flatten().map(str::to_owned);
         let details = json!({
             "sender_id": e.sender_id,
             "type": e.kind.to_string(),
             "zone": e.zone,
-            "task_id": e.payload.get("task_id"),
+            "task_id": task_id,
             "input_id": e.id,
         });
         match self.judge(&record) {
@@ -193,12 +203,14 @@ impl SyncOperator for Guard {
                 d["reason"] = json!("the sender is not an admitted member of the group");
                 out.emit(2, self.audit(&record, "not_admitted", d));
             }
-            Some(Refusal::Task { event, reason }) => {
+            Some(Refusal::Task { event, reason, field }) => {
                 let mut d = details;
                 d["reason"] = json!(reason);
+                if let Some(field) = field {
+                    d["field"] = json!(field);
+                }
                 out.emit(2, self.audit(&record, event, d));
                 let mut status = record;
-                let task_id = status.envelope.payload.get("task_id").cloned().unwrap_or(Value::Null);
                 status.envelope.kind = EnvelopeType::TaskStatus;
                 status.envelope.sender_id = self.agent.clone();
                 *status.envelope.payload =
@@ -261,5 +273,111 @@ mod tests {
         let late = run(request(None, json!({"task_id": "t", "deadline_at": "1970-01-01T00:01:00Z"})));
         assert_eq!(late[1].1.envelope.payload["summary"], "the deadline 1970-01-01T00:01:00Z has passed");
         assert_eq!(late[0].1.envelope.payload["event_type"], "deadline_passed");
+    }
+
+    /// The guard's answer to a request with `payload`: (outputs, audit event, audit details,
+    /// status summary).
+    fn verdict(payload: Value) -> (Vec<usize>, String, Value, String) {
+        judged(request(None, payload))
+    }
+
+    fn judged(envelope: Envelope) -> (Vec<usize>, String, Value, String) {
+        let out = run(envelope);
+        let ports = out.iter().map(|(p, _)| *p).collect();
+        let audit = out.iter().find(|(p, _)| *p == 2).map(|(_, r)| r.envelope.payload.clone());
+        let status = out.iter().find(|(p, _)| *p == 1).map(|(_, r)| r.envelope.payload.clone());
+        let (audit, status) = (audit.unwrap_or_default(), status.unwrap_or_default());
+        let event = audit["event_type"].as_str().unwrap_or_default().to_owned();
+        let summary = status["summary"].as_str().unwrap_or_default().to_owned();
+        (ports, event, audit["details"].clone(), summary)
+    }
+
+    fn parsed(text: &str) -> Value {
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn a_depth_over_the_limit_is_refused_in_every_spelling() {
+        for depth in [json!(3), json!(3.0), json!("3"), json!("3.0"), parsed("3e0"), parsed("30e-1")] {
+            let (ports, event, details, summary) = verdict(json!({"task_id": "t", "delegation_depth": depth}));
+            assert_eq!((ports, event.as_str()), (vec![2, 1], "delegation_too_deep"), "{depth}");
+            assert_eq!(summary, "delegation depth 3 exceeds the limit of 2");
+            assert_eq!(details["reason"], summary);
+        }
+        for depth in [json!(2), json!(2.0), json!("2"), json!(0), parsed("20e-1"), parsed("0.2e1")] {
+            assert_eq!(verdict(json!({ "delegation_depth": depth })).0, [0], "{depth}");
+        }
+    }
+
+    #[test]
+    fn unreadable_fields_are_refused_and_audited_with_the_field() {
+        let mut depths = vec![
+            json!(-1),
+            json!(2.5),
+            json!(true),
+            json!(null),
+            json!([]),
+            json!({}),
+            json!(""),
+            json!("abc"),
+            json!("-1"),
+            json!(" 3"),
+            json!("+2"),
+            parsed("-0"),
+            parsed("18446744073709551616"),
+            json!(4_294_967_296_u64),
+        ];
+        // Only with serde_json's `arbitrary_precision` can a payload hold 1e400.
+        depths.extend(serde_json::from_str::<Value>("1e400").ok());
+        for depth in depths {
+            let (ports, event, details, summary) = verdict(json!({"task_id": "t", "delegation_depth": depth}));
+            assert_eq!((ports, event.as_str()), (vec![2, 1], "payload_unreadable"), "{depth}");
+            assert_eq!(details["field"], "payload.delegation_depth");
+            assert!(summary.starts_with("`payload.delegation_depth`: expected a whole number"), "{summary}");
+            assert_eq!(details["reason"], summary);
+        }
+        let (_, _, details, summary) = verdict(json!({"task_id": "t", "delegation_depth": 2.5}));
+        assert_eq!(summary, "`payload.delegation_depth`: expected a whole number ≥ 0, got 2.5");
+        assert_eq!(details["task_id"], "t");
+        // Fractional by its text; without `arbitrary_precision` it reads as 3.0: refused either way.
+        let (ports, ..) = verdict(json!({ "delegation_depth": parsed("3.0000000000000001") }));
+        assert_eq!(ports, [2, 1]);
+
+        for at in [json!(1_700_000_000), json!("tomorrow"), json!(["1970-01-01T00:20:00Z"]), json!(null)] {
+            let (ports, event, details, summary) = verdict(json!({ "deadline_at": at }));
+            assert_eq!((ports, event.as_str()), (vec![2, 1], "payload_unreadable"), "{at}");
+            assert_eq!(details["field"], "payload.deadline_at");
+            assert!(summary.starts_with("`payload.deadline_at`: expected an RFC 3339 time string, got "), "{summary}");
+        }
+        for task_id in [json!(7), json!({"id": "t"})] {
+            let out = run(request(None, json!({ "task_id": task_id })));
+            let (audit, status) = (&out[0].1.envelope.payload, &out[1].1.envelope.payload);
+            assert_eq!(audit["details"]["field"], "payload.task_id");
+            assert_eq!((&audit["details"]["task_id"], &status["task_id"]), (&Value::Null, &Value::Null));
+        }
+        // A readable request with the other fields KafClaw writes still passes.
+        let full = json!({"task_id": "t", "parent_task_id": "", "requester_id": "bob", "delegation_depth": "1"});
+        assert_eq!(verdict(full).0, [0]);
+        // Responses are not judged on task fields.
+        let mut response = request(None, json!({"delegation_depth": 2.5}));
+        response.kind = EnvelopeType::Response;
+        assert_eq!(judged(response).0, [0]);
+    }
+
+    #[test]
+    fn decoded_payloads_are_judged_on_their_text() {
+        let decoded = |payload: &str| {
+            let text = format!(
+                r#"{{"type":"request","correlation_id":"c","sender_id":"alice","timestamp":"1970-01-01T00:00:00Z","payload":{payload}}}"#
+            );
+            judged(Envelope::decode(text.as_bytes()).unwrap())
+        };
+        assert_eq!(decoded(r#"{"delegation_depth":30e-1}"#).1, "delegation_too_deep");
+        assert_eq!(decoded(r#"{"delegation_depth":"3"}"#).1, "delegation_too_deep");
+        assert_eq!(decoded(r#"{"delegation_depth":2.5}"#).1, "payload_unreadable");
+        assert_eq!(decoded(r#"{"delegation_depth":20e-1}"#).0, [0]);
+        // Needs serde_json's `arbitrary_precision`: without it the payload's text passes the
+        // decoder but cannot be parsed, and `LazyJson` reads it as `null` (no fields at all).
+        assert_eq!(decoded(r#"{"delegation_depth":1e400}"#).1, "payload_unreadable");
     }
 }

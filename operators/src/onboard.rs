@@ -36,7 +36,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use toml::Spanned;
 
-use crate::envelope::{EnvelopeType, OnboardPayload, Payload};
+use crate::envelope::{EnvelopeType, wire};
 use crate::operator::{ConfigError, Emit, Failure, Ports, SyncOperator};
 use crate::record::Record;
 use crate::state::{StateAccess, TableSpec};
@@ -172,13 +172,17 @@ impl Onboard {
     }
 
     fn apply(&self, record: &Record, state: &mut dyn StateAccess, out: &mut Emit) -> Result<(), String> {
-        let p: OnboardPayload = match record.envelope.typed_payload().map_err(|e| e.to_string())? {
-            Payload::Onboard(p) => p,
-            _ => return Err(format!("onboarding reads `onboard` envelopes, not `{}`", record.envelope.kind)),
-        };
-        let requester =
-            if p.requester_id.is_empty() { record.envelope.sender_id.clone() } else { p.requester_id.clone() };
-        match p.action.as_str() {
+        let e = &record.envelope;
+        if e.kind != EnvelopeType::Onboard {
+            return Err(format!("onboarding reads `onboard` envelopes, not `{}`", e.kind));
+        }
+        // The fields the decision reads, fail-closed: one that is present but not a string
+        // fails the record (dead letter naming it) instead of reading as absent.
+        let text = |key| wire::string_field(&e.payload, key).map_err(|err| err.to_string());
+        let (action, requester) = (text("action")?.unwrap_or_default(), text("requester_id")?);
+        let (challenge, response) = (text("challenge")?.unwrap_or_default(), text("response")?.unwrap_or_default());
+        let requester = requester.unwrap_or(&e.sender_id).to_owned();
+        match action {
             "onboard_request" if !self.gated => self.admit(record, &requester, state, out),
             "onboard_request" => {
                 let secret = self.secret()?;
@@ -199,9 +203,9 @@ impl Onboard {
                 let secret = self.secret()?;
                 let pending = String::from_utf8_lossy(&pending).into_owned();
                 state.delete(&self.challenges.name, requester.as_bytes())?;
-                if p.challenge != pending {
+                if challenge != pending {
                     self.reject(record, &requester, "the answer is to another challenge", out);
-                } else if verify(secret, &pending, &p.response) {
+                } else if verify(secret, &pending, response) {
                     self.admit(record, &requester, state, out)?;
                 } else {
                     self.reject(record, &requester, "wrong answer to the challenge", out);
@@ -279,18 +283,35 @@ impl AdmissionsConfig {
 }
 
 /// Runtime half of `admissions`: `onboard_complete` admits the requester, `onboard_reject`
-/// (a later refusal) removes it; other envelopes pass without effect.
+/// (a later refusal) removes it; other envelopes pass without effect. A decision whose
+/// `payload.action` or `payload.requester_id` cannot be read (not a string), or that names
+/// no requester, fails the record (a dead letter naming the field) rather than being
+/// skipped: a refusal that went unread would leave its member admitted.
 pub struct Admissions {
     shared: Arc<SharedAdmissions>,
 }
 
 impl SyncOperator for Admissions {
     fn process(&mut self, record: Record, _: &mut dyn StateAccess, out: &mut Emit) -> Result<(), Failure> {
-        if let Ok(Payload::Onboard(p)) = record.envelope.typed_payload() {
-            match p.action.as_str() {
-                "onboard_complete" => self.shared.set(&p.requester_id, true),
-                "onboard_reject" => self.shared.set(&p.requester_id, false),
-                _ => {}
+        let e = &record.envelope;
+        if e.kind == EnvelopeType::Onboard {
+            let admit = match wire::string_field(&e.payload, "action") {
+                Ok(Some("onboard_complete")) => Some(true),
+                Ok(Some("onboard_reject")) => Some(false),
+                Ok(_) => None,
+                Err(err) => return Err(Failure::new(record, err.to_string())),
+            };
+            if let Some(admit) = admit {
+                match wire::string_field(&e.payload, "requester_id") {
+                    Ok(Some(agent)) => self.shared.set(agent, admit),
+                    Ok(None) => {
+                        return Err(Failure::new(
+                            record,
+                            "`payload.requester_id`: an admission decision names no requester",
+                        ));
+                    }
+                    Err(err) => return Err(Failure::new(record, err.to_string())),
+                }
             }
         }
         out.emit(0, record);
@@ -315,5 +336,38 @@ mod tests {
             sign(b"Jefe", "what do ya want for nothing?"),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+    }
+
+    fn onboard(payload: Value) -> Record {
+        let e = crate::envelope::Envelope::new(EnvelopeType::Onboard, "c", "bob", "1970-01-01T00:00:00Z", payload);
+        Record::detached(e)
+    }
+
+    #[test]
+    fn unreadable_decision_fields_fail_the_record() {
+        let gate = OnboardConfig { mode: Spanned::new(0..0, "open".into()), secret_env: None, agent: default_agent() };
+        let gate = gate.build("gate").unwrap();
+        let apply = |p: Value| gate.apply(&onboard(p), &mut crate::state::NoState, &mut Emit::default());
+        let refused = apply(json!({"action": "onboard_request", "requester_id": 5})).unwrap_err();
+        assert_eq!(refused, "`payload.requester_id`: expected a string, got 5");
+        assert!(apply(json!({"action": ["onboard_request"]})).unwrap_err().starts_with("`payload.action`"));
+        assert!(
+            apply(json!({"action": "onboard_response", "response": {}})).unwrap_err().starts_with("`payload.response`")
+        );
+
+        let shared = SharedAdmissions::new("admitted");
+        let mut admissions = AdmissionsConfig { shared: Some(shared.clone()) }.build("admitted");
+        let mut run = |p: Value| {
+            admissions.process(onboard(p), &mut crate::state::NoState, &mut Emit::default()).map_err(|f| f.message)
+        };
+        run(json!({"action": "onboard_complete", "requester_id": "alice"})).unwrap();
+        run(json!({"action": "onboard_request", "requester_id": 7, "identity": []})).unwrap();
+        let unread = run(json!({"action": "onboard_reject", "requester_id": ["alice"]})).unwrap_err();
+        assert_eq!(unread, r#"`payload.requester_id`: expected a string, got ["alice"]"#);
+        assert!(run(json!({"action": "onboard_reject"})).unwrap_err().contains("names no requester"));
+        assert!(run(json!({"action": true, "requester_id": "alice"})).unwrap_err().starts_with("`payload.action`"));
+        assert!(shared.contains("alice"), "an unread refusal is a dead letter, not a removal");
+        run(json!({"action": "onboard_reject", "requester_id": "alice", "identity": 3})).unwrap();
+        assert!(!shared.contains("alice"));
     }
 }

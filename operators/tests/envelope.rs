@@ -113,7 +113,9 @@ fn invalid_envelopes_name_the_field() {
 fn typed_payload_errors_name_the_payload() {
     let text = r#"{"type":"request","correlation_id":"c","sender_id":"s","timestamp":"2026-01-01T00:00:00Z","payload":{"delegation_depth":"deep"}}"#;
     let err = decode(text).unwrap().typed_payload().unwrap_err();
-    assert_eq!(err.field_name(), Some("payload"));
+    assert_eq!(err.field_name(), Some("payload.delegation_depth"));
+    let text = r#"{"type":"request","correlation_id":"c","sender_id":"s","timestamp":"2026-01-01T00:00:00Z","payload":{"task_id":7}}"#;
+    assert_eq!(decode(text).unwrap().typed_payload().unwrap_err().field_name(), Some("payload"));
 }
 
 fn json_leaf() -> impl Strategy<Value = serde_json::Value> {

@@ -17,6 +17,7 @@ mod id;
 mod kind;
 mod lazy;
 mod payload;
+pub mod wire;
 
 pub use error::EnvelopeError;
 pub use id::{derive_span_id, derive_trace_id, deterministic_id, is_hex_of_len};

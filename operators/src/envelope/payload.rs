@@ -73,14 +73,15 @@ pub struct TaskRequestPayload {
     /// The task this one was delegated from.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub parent_task_id: String,
-    /// How many delegations deep this task is.
-    #[serde(skip_serializing_if = "is_zero")]
+    /// How many delegations deep this task is (read by the rule of [`crate::envelope::wire`]: `3`,
+    /// `3.0` and `"3"` are 3; `2.5`, `-1` or `true` are errors).
+    #[serde(skip_serializing_if = "is_zero", deserialize_with = "super::wire::de::delegation_depth")]
     pub delegation_depth: u32,
     /// The first requester of a delegation chain.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub original_requester_id: String,
-    /// Deadline (RFC 3339).
-    #[serde(skip_serializing_if = "String::is_empty")]
+    /// Deadline (RFC 3339, checked; kept as written).
+    #[serde(skip_serializing_if = "String::is_empty", deserialize_with = "super::wire::de::deadline_at")]
     pub deadline_at: String,
     /// Fields this version does not know.
     #[serde(flatten)]
@@ -272,9 +273,33 @@ impl Envelope {
     /// Decodes the payload into the struct its `type` calls for. A field of the wrong type is
     /// an error naming `payload.<field>`.
     pub fn typed_payload(&self) -> Result<Payload, EnvelopeError> {
-        fn de<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, EnvelopeError> {
-            let v = if v.is_null() { Value::Object(Map::new()) } else { v.clone() };
-            serde_json::from_value(v).map_err(|e| EnvelopeError::field("payload", e.to_string()))
+        fn de<T: serde::de::DeserializeOwned>(p: &super::LazyJson) -> Result<T, EnvelopeError> {
+            // From the JSON text, not `from_value`: numbers keep their text (serde_json's
+            // `arbitrary_precision`), and a `Value`'s integer above u64 reaches the buffer of a
+            // `#[serde(flatten)]` struct as a u128, which serde's buffer refuses.
+            let written;
+            let text = match p.raw() {
+                Some(t) if t.trim() != "null" => t,
+                Some(_) => "{}",
+                None if p.is_null() => "{}",
+                None => {
+                    written = serde_json::to_string(&**p).expect("a JSON value encodes");
+                    &written
+                }
+            };
+            serde_json::from_str(text).map_err(|e| {
+                let m = e.to_string();
+                // The position inside the payload's text says nothing the field name does not.
+                let m = match m.strip_suffix(&format!(" at line {} column {}", e.line(), e.column())) {
+                    Some(short) => short.to_owned(),
+                    None => m,
+                };
+                match m.split(EnvelopeError::MARK).collect::<Vec<_>>()[..] {
+                    // A field reader (`wire::de`) named the field at fault.
+                    ["", field, message] => EnvelopeError::field(field, message),
+                    _ => EnvelopeError::field("payload", m),
+                }
+            })
         }
         let p = &self.payload;
         Ok(match self.kind {

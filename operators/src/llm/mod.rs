@@ -629,14 +629,8 @@ impl AsyncOperator for Llm {
         messages.push(Message::text("user", self.prompt.render(record)?));
         let (tools, _) = self.tools_for(record);
         let max_steps = self.max_tool_steps;
-        let e = &record.envelope;
-        let base = CallContext {
-            idempotency_key: journal_key(record),
-            input_id: record.origin.input_id.clone(),
-            task_id: e.payload.get("task_id").and_then(Value::as_str).unwrap_or(&e.correlation_id).to_owned(),
-            delegation_depth: e.payload.get("delegation_depth").and_then(Value::as_u64).unwrap_or(0) as u32,
-            zone: e.zone.clone(),
-        };
+        // An unreadable task id or delegation depth fails the record (dead letter naming it).
+        let base = CallContext::for_input(record, journal_key(record)).map_err(|e| e.to_string())?;
         Ok(Started::Pending(Box::pin(async move {
             let outcome = match call_with_tools(&client, messages, &tools, max_steps, &base).await {
                 Ok(entry) => LlmOutcome::Answered(entry),
@@ -671,7 +665,7 @@ impl AsyncOperator for Llm {
                 };
                 let written = state.put(&self.journal.name, key.as_bytes(), &stored).and_then(|()| match budget {
                     Some((_, k)) => {
-                        let used = self.used(&k, state)? + entry.usage.total_tokens;
+                        let used = self.used(&k, state)?.saturating_add(entry.usage.total_tokens);
                         state.put(&self.budget_table.name, k.as_bytes(), used.to_string().as_bytes())
                     }
                     None => Ok(()),

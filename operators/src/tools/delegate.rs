@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use sha2::Digest;
 
 use super::{CallContext, Tool, ToolFuture, ToolOutput};
-use crate::envelope::{Envelope, EnvelopeType};
+use crate::envelope::{Envelope, EnvelopeType, wire};
 use crate::record::format_time_ms;
 
 /// A reply on its way.
@@ -85,13 +85,16 @@ pub fn task_id(idempotency_key: &str) -> String {
 fn outcome(reply: &Envelope) -> Result<ToolOutput, String> {
     let p = &reply.payload;
     let text = |k: &str| p.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
-    let status = text("status").unwrap_or_default();
+    // The status decides failure: one that cannot be read is not taken for success.
+    let status = wire::string_field(p, "status")
+        .map_err(|e| format!("`{}` answered with an unreadable status: {e}", reply.sender_id))?
+        .unwrap_or_default();
     let body = text("content").or_else(|| text("result")).or_else(|| text("summary"));
-    if reply.kind == EnvelopeType::TaskStatus || matches!(status.as_str(), "failed" | "error" | "rejected") {
+    if reply.kind == EnvelopeType::TaskStatus || matches!(status, "failed" | "error" | "rejected") {
         return Err(format!(
             "`{}` answered {}: {}",
             reply.sender_id,
-            if status.is_empty() { "without a result" } else { status.as_str() },
+            if status.is_empty() { "without a result" } else { status },
             body.unwrap_or_default()
         ));
     }
@@ -131,6 +134,9 @@ impl Tool for Delegate {
                 return Err("argument `description` (a non-empty string) is missing".into());
             }
             let bus = bus.ok_or("delegate needs Kafka: this topology runs locally (--local), with no peers to ask")?;
+            let depth = cx.delegation_depth.checked_add(1).ok_or_else(|| {
+                format!("this task is already {} delegations deep: it cannot be delegated further", cx.delegation_depth)
+            })?;
             let id = task_id(&cx.idempotency_key);
             let now = crate::record::now_ms();
             let mut request = Envelope::new(
@@ -143,7 +149,7 @@ impl Tool for Delegate {
                     "description": description,
                     "requester_id": agent,
                     "parent_task_id": cx.task_id,
-                    "delegation_depth": cx.delegation_depth + 1,
+                    "delegation_depth": depth,
                     "deadline_at": format_time_ms(now + deadline.as_millis() as i64),
                 }),
             );
@@ -215,6 +221,20 @@ mod tests {
         assert_eq!(sent.payload["delegation_depth"], 3);
         assert_eq!(sent.payload["parent_task_id"], "task-9");
         assert_eq!((sent.causation_id.as_deref(), sent.zone.as_deref()), (Some("in-9"), Some("finance")));
+
+        let deepest = CallContext { delegation_depth: u32::MAX, ..CallContext::from("k") };
+        let refused = t.call(json!({"description": "x"}), deepest).await.unwrap_err();
+        assert!(refused.contains("cannot be delegated further"), "{refused}");
+        assert_eq!(bus.0.lock().unwrap().len(), 1, "nothing sent");
+    }
+
+    #[test]
+    fn an_unreadable_status_is_not_success() {
+        let reply = |p: Value| Envelope::new(EnvelopeType::Response, "c", "peer", "t", p);
+        assert!(outcome(&reply(json!({"status": "completed", "content": "ok"}))).is_ok());
+        let e = outcome(&reply(json!({"status": 0, "content": "ok"}))).unwrap_err();
+        assert_eq!(e, "`peer` answered with an unreadable status: `payload.status`: expected a string, got 0");
+        assert!(outcome(&reply(json!({"status": ["completed"]}))).is_err());
     }
 
     #[tokio::test]

@@ -40,10 +40,12 @@ use serde::Deserialize;
 use serde_json::Value;
 use toml::Spanned;
 
+use crate::envelope::wire::{self, WireError};
 use crate::keyed::parse_duration_ms;
 use crate::llm::SharedModel;
 use crate::memory::SharedIndex;
 use crate::operator::ConfigError;
+use crate::record::Record;
 
 /// What a successful tool call gives.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -94,6 +96,27 @@ pub struct CallContext {
     pub delegation_depth: u32,
     /// The input's zone.
     pub zone: Option<String>,
+}
+
+impl CallContext {
+    /// The context of the calls made for `record`, keyed by `idempotency_key` (a tool call
+    /// appends its round and call id). `payload.task_id` and `payload.delegation_depth` are
+    /// read by the rule of [`crate::envelope::wire`]: absent, they are the correlation id and
+    /// 0.
+    ///
+    /// Errors: a [`WireError`] naming the field when either is present but unreadable (a
+    /// depth of `2.5` or `true`, a task id that is not a string); the record is not processed
+    /// with a context it does not state.
+    pub fn for_input(record: &Record, idempotency_key: String) -> Result<Self, WireError> {
+        let e = &record.envelope;
+        Ok(Self {
+            idempotency_key,
+            input_id: record.origin.input_id.clone(),
+            task_id: wire::string_field(&e.payload, "task_id")?.unwrap_or(&e.correlation_id).to_owned(),
+            delegation_depth: wire::delegation_depth(&e.payload)?.unwrap_or(0),
+            zone: e.zone.clone(),
+        })
+    }
 }
 
 impl From<&str> for CallContext {
@@ -391,4 +414,36 @@ pub(crate) fn relative_path(arg: &str) -> Result<PathBuf, String> {
         return Err(format!("refused: `{arg}` climbs out with `..`"));
     }
     Ok(p.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::envelope::{Envelope, EnvelopeType};
+
+    fn context(payload: Value) -> Result<CallContext, String> {
+        let mut e = Envelope::new(EnvelopeType::Request, "corr", "alice", "1970-01-01T00:00:00Z", payload);
+        e.zone = Some("finance".into());
+        CallContext::for_input(&Record::detached(e), "k".into()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_call_context_states_the_input_or_is_refused() {
+        let cx = context(json!({"task_id": "t-1", "delegation_depth": "3"})).unwrap();
+        assert_eq!((cx.task_id.as_str(), cx.delegation_depth, cx.zone.as_deref()), ("t-1", 3, Some("finance")));
+        let cx = context(json!({"task_id": "", "delegation_depth": 3.0})).unwrap();
+        assert_eq!((cx.task_id.as_str(), cx.delegation_depth), ("corr", 3));
+        let cx = context(Value::Null).unwrap();
+        assert_eq!((cx.task_id.as_str(), cx.delegation_depth), ("corr", 0));
+        assert_eq!(
+            context(json!({"delegation_depth": 2.5})).unwrap_err(),
+            "`payload.delegation_depth`: expected a whole number ≥ 0, got 2.5"
+        );
+        for depth in [json!(-1), json!(true), json!(null), json!("abc"), json!(4_294_967_296_u64)] {
+            assert!(context(json!({ "delegation_depth": depth })).unwrap_err().contains("payload.delegation_depth"));
+        }
+        assert!(context(json!({"task_id": 7})).unwrap_err().starts_with("`payload.task_id`: expected a string"));
+    }
 }
