@@ -26,12 +26,31 @@ use super::super::clients::{Refused, send_record};
 use super::super::fault::{Fault, RecordFault, classify};
 use super::super::stats::Stats;
 use super::super::topics::changelog_topic;
-use super::{Core, TRACEPARENT_LEN, headers, write_traceparent};
+use super::{Core, headers};
 use crate::runtime::task::TaskOutput;
 
 /// What librdkafka adds to a record's key, value and headers on the wire, at most (record
 /// framing, varints, timestamps), in bytes: a margin kept below the limit when cutting.
 const RECORD_OVERHEAD: usize = 1024;
+
+/// Length of a W3C `traceparent` value: `00-<32 hex>-<16 hex>-01`.
+const TRACEPARENT_LEN: usize = 55;
+
+/// Writes the output's W3C `traceparent` header value into `buf` (no allocation per record).
+fn write_traceparent<'b>(buf: &'b mut [u8; TRACEPARENT_LEN], e: &kafclaw_operators::Envelope) -> &'b [u8] {
+    match (e.trace_id.as_deref(), e.span_id.as_deref()) {
+        (Some(t), Some(s)) if t.len() == 32 && s.len() == 16 => {
+            buf[..3].copy_from_slice(b"00-");
+            buf[3..35].copy_from_slice(t.as_bytes());
+            buf[35] = b'-';
+            buf[36..52].copy_from_slice(s.as_bytes());
+            buf[52..].copy_from_slice(b"-01");
+            &buf[..]
+        }
+        // Outputs always carry both (the task stamps them); an empty header otherwise.
+        _ => &[],
+    }
+}
 
 /// Which kind of record a send is, for fault injection and for messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -185,25 +185,6 @@ const REPLAY_QUIET: Duration = Duration::from_secs(10);
 /// between, so this only bounds how long they take space).
 const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Length of a W3C `traceparent` value: `00-<32 hex>-<16 hex>-01`.
-const TRACEPARENT_LEN: usize = 55;
-
-/// Writes the output's W3C `traceparent` header value into `buf` (no allocation per record).
-fn write_traceparent<'b>(buf: &'b mut [u8; TRACEPARENT_LEN], e: &kafclaw_operators::Envelope) -> &'b [u8] {
-    match (e.trace_id.as_deref(), e.span_id.as_deref()) {
-        (Some(t), Some(s)) if t.len() == 32 && s.len() == 16 => {
-            buf[..3].copy_from_slice(b"00-");
-            buf[3..35].copy_from_slice(t.as_bytes());
-            buf[35] = b'-';
-            buf[36..52].copy_from_slice(s.as_bytes());
-            buf[52..].copy_from_slice(b"-01");
-            &buf[..]
-        }
-        // Outputs always carry both (the task stamps them); an empty header otherwise.
-        _ => &[],
-    }
-}
-
 impl Core {
     fn ensure_task(&mut self, sub: usize, partition: i32) -> Result<(), BuildError> {
         if !self.tasks.contains_key(&(sub, partition)) {
