@@ -11,6 +11,13 @@
 //!   all, every input has its output or its dead letter, the committed offsets equal the input
 //!   end, and under exactly-once the counts kept in state are exact (no input counted twice,
 //!   none lost).
+//!
+//! Not here: an unknown topic and authorization failures *from the broker*. The test broker
+//! (Tansu) has no ACLs, and it acknowledges records produced to a deleted topic and then has
+//! none of them (measured: three records acknowledged at offsets 0–2, the topic re-created
+//! with 4 empty partitions on the next metadata request) — a loss no client can see. Both
+//! kinds are classified like their injected stand-ins (`auth` = fatal, `fail` = retriable;
+//! `kafka/fault.rs` unit tests map each broker error code).
 
 mod support;
 
