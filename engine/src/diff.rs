@@ -7,10 +7,15 @@
 //! over a file) match by another field: `--key causation_id` pairs each output with the
 //! input it came from (the n-th output of an input with the n-th; an `id` ignored by the
 //! comparison then).
+//!
+//! Numbers compare as numbers, exactly (`kafclaw_operators::exact::json_eq`): `1.0` equals `1`
+//! and `1e2` equals `100`, while two 25-digit ids that differ in their last digit differ (the
+//! files are read keeping every number's text).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use kafclaw_operators::exact::json_eq;
 use serde_json::Value;
 use similar::TextDiff;
 
@@ -35,7 +40,7 @@ impl DiffReport {
 }
 
 fn read(path: &Path, key: &str, ignore: &[String]) -> Result<BTreeMap<String, Value>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = kafclaw_operators::io::read_text(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut out = BTreeMap::new();
     let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
@@ -89,7 +94,7 @@ pub fn diff_files(a: &Path, b: &Path, key: &str, ignore: &[String]) -> Result<Di
             None => report.only_a.push(id.clone()),
             Some(vb) => {
                 report.compared += 1;
-                if va != vb {
+                if !json_eq(va, vb) {
                     let pa = serde_json::to_string_pretty(va).unwrap_or_default() + "\n";
                     let pb = serde_json::to_string_pretty(vb).unwrap_or_default() + "\n";
                     let d = TextDiff::from_lines(&pa, &pb)
@@ -151,5 +156,26 @@ mod tests {
         let r = diff_files(&a, &b, "causation_id", &[]).unwrap();
         assert_eq!(r.compared, 2);
         assert_eq!(r.changed.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["q #2"]);
+    }
+
+    #[test]
+    fn numbers_compare_exactly_as_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.jsonl"), dir.path().join("b.jsonl"));
+        std::fs::write(
+            &a,
+            "{\"id\":\"1\",\"n\":1234567890123456789012345}\n{\"id\":\"2\",\"n\":1.0,\"m\":1e2}\n{\"id\":\"3\",\"n\":0.1}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            &b,
+            "{\"id\":\"1\",\"n\":1234567890123456789012346}\n{\"id\":\"2\",\"n\":1,\"m\":100}\n{\"id\":\"3\",\"n\":0.1000000000000000055511151231257827}\n",
+        )
+        .unwrap();
+        let r = diff_files(&a, &b, "id", &[]).unwrap();
+        assert_eq!(r.compared, 3);
+        assert_eq!(r.changed.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["1", "3"]);
+        assert!(r.changed[0].1.contains("-  \"n\": 1234567890123456789012345"), "{}", r.changed[0].1);
+        assert!(r.changed[0].1.contains("+  \"n\": 1234567890123456789012346"), "{}", r.changed[0].1);
     }
 }

@@ -23,13 +23,14 @@ pub struct TestResult {
 }
 
 /// Whether `actual` has every field of `expected` with the same value (objects recursively;
-/// arrays and scalars exactly).
+/// arrays and scalars exactly, numbers as numbers: `1.0` matches `1`, and two 25-digit ids
+/// that differ do not match; see `kafclaw_operators::exact::json_eq`).
 pub fn subset_matches(expected: &Value, actual: &Value) -> bool {
     match (expected, actual) {
         (Value::Object(e), Value::Object(a)) => {
             e.iter().all(|(k, ev)| a.get(k).is_some_and(|av| subset_matches(ev, av)))
         }
-        (e, a) => e == a,
+        (e, a) => kafclaw_operators::exact::json_eq(e, a),
     }
 }
 
@@ -130,4 +131,24 @@ fn run_one(c: &Compiled, test: &TestSpec) -> Result<Option<String>, BuildError> 
 /// Runs every test of a compiled topology.
 pub fn run_tests(c: &Compiled) -> Result<Vec<TestResult>, BuildError> {
     c.spec.tests.iter().map(|t| Ok(TestResult { name: t.name.get_ref().clone(), failure: run_one(c, t)? })).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(text: &str) -> Value {
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn numbers_match_as_numbers_exactly() {
+        let actual =
+            json(r#"{"payload": {"id": 1234567890123456789012345, "n": 1.0, "m": 1e2, "list": [1, 2.50]}, "x": 1}"#);
+        assert!(subset_matches(&json(r#"{"payload": {"id": 1234567890123456789012345, "n": 1, "m": 100}}"#), &actual));
+        assert!(subset_matches(&json(r#"{"payload": {"list": [1.0, 2.5]}}"#), &actual));
+        assert!(!subset_matches(&json(r#"{"payload": {"id": 1234567890123456789012346}}"#), &actual));
+        assert!(!subset_matches(&json(r#"{"payload": {"list": [1]}}"#), &actual));
+        assert!(!subset_matches(&json(r#"{"payload": {"n": 1.0000000000000000001}}"#), &actual));
+    }
 }

@@ -14,10 +14,14 @@
 //! `{"key": …, "count": …, "sum": …}`: the key's aggregates including this record. A record
 //! whose `value` is not a number is dead-lettered and changes nothing.
 
+use std::cmp::Ordering;
+
+use bigdecimal::BigDecimal;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::{Map, Number, Value};
 use toml::Spanned;
 
+use crate::exact;
 use crate::expr::Expr;
 use crate::filter::compile_expr;
 use crate::keyed::{Errors, eval_key, parse_optional_duration_ms};
@@ -56,35 +60,64 @@ impl Function {
 }
 
 /// The stored state of one key (or window): enough for every function. Stored as JSON text so
-/// `kafclaw state get` shows it as it is.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// `kafclaw state get` shows it as it is; its numbers are exact decimals (a state written
+/// with f64 sums reads as the same numbers).
+///
+/// Sums are exact decimal sums of the values as written (`0.1 + 0.2` is `0.3`; integers of
+/// any width); `min` and `max` are the values as they came; `avg` is the exact sum divided by
+/// the count, rounded to 34 significant digits (IEEE decimal128's precision). A value whose
+/// exponent is beyond ±4096 (`1e5000`) is refused rather than summed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Accumulator {
     /// Records seen.
     pub count: u64,
     /// Sum of their values.
-    pub sum: f64,
+    pub sum: Number,
     /// Smallest value (`null` before the first).
-    pub min: Option<f64>,
+    pub min: Option<Number>,
     /// Largest value (`null` before the first).
-    pub max: Option<f64>,
+    pub max: Option<Number>,
 }
 
 impl Default for Accumulator {
     fn default() -> Self {
-        Self { count: 0, sum: 0.0, min: None, max: None }
+        Self { count: 0, sum: Number::from(0), min: None, max: None }
     }
 }
 
+/// Significant digits of an average.
+const AVG_DIGITS: u64 = 34;
+
+fn exact_value(n: &Number) -> Result<BigDecimal, String> {
+    exact::decimal(n).ok_or_else(|| format!("{n} is too far out of range to aggregate exactly"))
+}
+
 impl Accumulator {
-    /// Adds one record with `value` (`None`: counted only).
-    pub fn add(&mut self, value: Option<f64>) {
-        self.count += 1;
+    /// Adds one record with `value` (`None`: counted only). Errors (nothing changed): the
+    /// value or the stored sum is out of the exact range ([`exact::decimal`]).
+    pub fn add(&mut self, value: Option<&Number>) -> Result<(), String> {
         if let Some(v) = value {
-            self.sum += v;
-            self.min = Some(self.min.map_or(v, |m| m.min(v)));
-            self.max = Some(self.max.map_or(v, |m| m.max(v)));
+            let d = exact_value(v)?;
+            let sum = exact_value(&self.sum)? + &d;
+            let keep = |current: &Option<Number>, want: Ordering| -> Result<bool, String> {
+                Ok(match current {
+                    None => true,
+                    Some(c) => d.cmp(&exact_value(c)?) == want,
+                })
+            };
+            let (min, max) = (keep(&self.min, Ordering::Less)?, keep(&self.max, Ordering::Greater)?);
+            // The sum of one value is that value as written.
+            self.sum = if self.min.is_none() { v.clone() } else { exact::to_number(&sum) };
+            if min {
+                self.min = Some(v.clone());
+            }
+            if max {
+                self.max = Some(v.clone());
+            }
         }
+        self.count += 1;
+        Ok(())
     }
 
     /// The stored form.
@@ -97,8 +130,9 @@ impl Accumulator {
         serde_json::from_slice(bytes).map_err(|e| format!("not an aggregate accumulator: {e}"))
     }
 
-    /// The requested functions' values as a JSON object (`key` first when given).
-    pub fn report(&self, functions: &[Function], key: Option<&str>) -> Map<String, Value> {
+    /// The requested functions' values as a JSON object (`key` first when given). Errors:
+    /// the stored sum is out of the exact range (only when `avg` is asked for).
+    pub fn report(&self, functions: &[Function], key: Option<&str>) -> Result<Map<String, Value>, String> {
         let mut out = Map::new();
         if let Some(k) = key {
             out.insert("key".into(), Value::from(k));
@@ -106,26 +140,19 @@ impl Accumulator {
         for f in functions {
             let v = match f {
                 Function::Count => Value::from(self.count),
-                Function::Sum => float(self.sum),
-                Function::Min => self.min.map_or(Value::Null, float),
-                Function::Max => self.max.map_or(Value::Null, float),
+                Function::Sum => Value::Number(self.sum.clone()),
+                Function::Min => self.min.clone().map_or(Value::Null, Value::Number),
+                Function::Max => self.max.clone().map_or(Value::Null, Value::Number),
+                Function::Avg if self.count == 0 => Value::Null,
                 Function::Avg => {
-                    if self.count == 0 {
-                        Value::Null
-                    } else {
-                        float(self.sum / self.count as f64)
-                    }
+                    let avg = exact_value(&self.sum)? / BigDecimal::from(self.count);
+                    Value::Number(exact::to_number(&avg.with_prec(AVG_DIGITS).normalized()))
                 }
             };
             out.insert(f.name().into(), v);
         }
-        out
+        Ok(out)
     }
-}
-
-/// A float as JSON; whole numbers print without a fraction so token sums read as integers.
-fn float(v: f64) -> Value {
-    if v.fract() == 0.0 && v.abs() < 9.0e15 { Value::from(v as i64) } else { Value::from(v) }
 }
 
 /// The shared options of `aggregate` and `window`: what to aggregate.
@@ -169,11 +196,11 @@ impl AggregateSpec {
         Some(Self { value: expr, functions: fns })
     }
 
-    /// The record's value, when the spec has one.
-    pub fn value_of(&self, record: &Record) -> Result<Option<f64>, String> {
+    /// The record's value (exact, as the expression gave it), when the spec has one.
+    pub fn value_of(&self, record: &Record) -> Result<Option<Number>, String> {
         let Some(e) = &self.value else { return Ok(None) };
         match e.eval_json(record)? {
-            Value::Number(n) => n.as_f64().map(Some).ok_or_else(|| format!("`{}` gave {n}", e.source())),
+            Value::Number(n) => Ok(Some(n)),
             other => Err(format!("`{}` gave {other}, not a number", e.source())),
         }
     }
@@ -236,9 +263,10 @@ impl Aggregate {
             Some(bytes) => Accumulator::decode(&bytes).map_err(|m| format!("state `{table}` for `{key}`: {m}"))?,
             None => Accumulator::default(),
         };
-        acc.add(value);
+        acc.add(value.as_ref())?;
+        let report = acc.report(&self.spec.functions, Some(&key))?;
         state.put(table, key.as_bytes(), &acc.encode())?;
-        Ok(acc.report(&self.spec.functions, Some(&key)))
+        Ok(report)
     }
 }
 
@@ -260,6 +288,11 @@ impl SyncOperator for Aggregate {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::str::FromStr;
+
+    fn n(text: &str) -> Number {
+        Number::from_str(text).unwrap()
+    }
 
     fn finite() -> impl Strategy<Value = f64> {
         prop_oneof![any::<f64>().prop_filter("finite", |v| v.is_finite()), -1e6..1e6f64, Just(0.0), Just(-0.0)]
@@ -270,13 +303,19 @@ mod tests {
         fn accumulators_round_trip_exactly(values in proptest::collection::vec(proptest::option::of(finite()), 0..20)) {
             let mut acc = Accumulator::default();
             for v in &values {
-                acc.add(*v);
+                acc.add(v.and_then(Number::from_f64).as_ref()).unwrap();
             }
-            let back = Accumulator::decode(&acc.encode()).unwrap();
-            prop_assert_eq!(back.count, acc.count);
-            prop_assert_eq!(back.sum.to_bits(), acc.sum.to_bits());
-            prop_assert_eq!(back.min.map(f64::to_bits), acc.min.map(f64::to_bits));
-            prop_assert_eq!(back.max.map(f64::to_bits), acc.max.map(f64::to_bits));
+            prop_assert_eq!(Accumulator::decode(&acc.encode()).unwrap(), acc);
+        }
+
+        #[test]
+        fn integer_sums_are_exact(values in proptest::collection::vec(any::<i64>(), 0..20)) {
+            let mut acc = Accumulator::default();
+            for v in &values {
+                acc.add(Some(&Number::from(*v))).unwrap();
+            }
+            let want: i128 = values.iter().map(|v| i128::from(*v)).sum();
+            prop_assert_eq!(acc.sum.as_str(), want.to_string());
         }
 
         #[test]
@@ -288,13 +327,58 @@ mod tests {
     #[test]
     fn reports_what_was_asked() {
         let mut acc = Accumulator::default();
-        acc.add(Some(2.0));
-        acc.add(Some(5.0));
-        let r = acc.report(&[Function::Count, Function::Sum, Function::Avg, Function::Min], Some("k"));
+        acc.add(Some(&n("2"))).unwrap();
+        acc.add(Some(&n("5"))).unwrap();
+        let r = acc.report(&[Function::Count, Function::Sum, Function::Avg, Function::Min], Some("k")).unwrap();
         assert_eq!(Value::Object(r), serde_json::json!({"key": "k", "count": 2, "sum": 7, "avg": 3.5, "min": 2}));
         assert_eq!(
-            Value::Object(Accumulator::default().report(&[Function::Max], None)),
+            Value::Object(Accumulator::default().report(&[Function::Max], None).unwrap()),
             serde_json::json!({"max": null})
         );
+    }
+
+    #[test]
+    fn sums_min_and_max_are_exact_and_keep_the_values_as_written() {
+        let all = [Function::Count, Function::Sum, Function::Min, Function::Max, Function::Avg];
+        let report = |values: &[&str]| {
+            let mut acc = Accumulator::default();
+            for v in values {
+                acc.add(Some(&n(v))).unwrap();
+            }
+            let back = Accumulator::decode(&acc.encode()).unwrap();
+            assert_eq!(back, acc);
+            serde_json::to_string(&Value::Object(acc.report(&all, None).unwrap())).unwrap()
+        };
+        assert_eq!(
+            report(&["99999999999999999999", "1"]),
+            r#"{"count":2,"sum":100000000000000000000,"min":1,"max":99999999999999999999,"avg":50000000000000000000}"#
+        );
+        assert_eq!(
+            report(&["-99999999999999999999", "18446744073709551616"]),
+            r#"{"count":2,"sum":-81553255926290448383,"min":-99999999999999999999,"max":18446744073709551616,"avg":-40776627963145224191.5}"#
+        );
+        assert_eq!(report(&["0.1", "0.2"]), r#"{"count":2,"sum":0.3,"min":0.1,"max":0.2,"avg":0.15}"#);
+        assert_eq!(
+            report(&["0.1000000000000000055511151231257827", "123456789012345678901234567890.123456789"]),
+            r#"{"count":2,"sum":123456789012345678901234567890.2234567890000000055511151231257827,"min":0.1000000000000000055511151231257827,"max":123456789012345678901234567890.123456789,"avg":61728394506172839450617283945.11173}"#
+        );
+        let huge: Value = serde_json::from_str(&report(&["1e400", "1"])).unwrap();
+        assert_eq!(huge["sum"].to_string(), format!("1{}1", "0".repeat(399)));
+        assert_eq!(huge["max"].to_string(), "1e+400");
+        assert!(exact::json_eq(&huge["avg"], &serde_json::from_str::<Value>("5e399").unwrap()), "{huge}");
+        assert_eq!(
+            report(&["1.0", "1e2", "-0"]),
+            r#"{"count":3,"sum":101.0,"min":-0,"max":1e+2,"avg":33.66666666666666666666666666666667}"#
+        );
+        let mut acc = Accumulator::default();
+        assert!(acc.add(Some(&n("1e5000"))).unwrap_err().contains("out of range"));
+        assert_eq!(acc, Accumulator::default());
+    }
+
+    #[test]
+    fn accumulators_stored_with_f64_sums_still_read() {
+        let acc = Accumulator::decode(br#"{"count":2,"sum":7.0,"min":2.0,"max":5.0}"#).unwrap();
+        assert_eq!(acc.sum.as_str(), "7.0");
+        assert_eq!(acc.min.as_ref().map(Number::as_str), Some("2.0"));
     }
 }

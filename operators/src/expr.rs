@@ -12,6 +12,7 @@ use cel::{Context, Env, Program, Value as CelValue};
 use serde_json::Value;
 
 use crate::envelope::KNOWN_FIELDS;
+use crate::exact::{self, ExactNumber, Held, Spellings};
 use crate::record::Record;
 
 /// The variables an expression may reference: the envelope's fields and `meta`.
@@ -140,36 +141,96 @@ fn find_ident(source: &str, ident: &str) -> usize {
 
 /// JSON → CEL the way users of JSON expect: integers are `int` (`uint` only above
 /// `i64::MAX`), other numbers `double`. (A serde conversion would make every non-negative
-/// integer a `uint`, and `payload.n % 2` would then fail with no overload.)
-pub fn json_to_cel(v: &Value) -> CelValue {
+/// integer a `uint`, and `payload.n % 2` would then fail with no overload.) Numbers no CEL
+/// type holds exactly are opaque or spelled (see [`crate::exact`]); `notes` collects what
+/// [`cel_to_json`] needs to write them back as they came.
+pub fn json_to_cel(v: &Value, notes: &mut Spellings) -> CelValue {
     match v {
         Value::Null => CelValue::Null,
         Value::Bool(b) => CelValue::Bool(*b),
-        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
-            (Some(i), _) => CelValue::Int(i),
-            (None, Some(u)) => CelValue::UInt(u),
-            _ => CelValue::Float(n.as_f64().unwrap_or(f64::NAN)),
-        },
+        Value::Number(n) => {
+            let held = exact::classify(n);
+            notes.note(n, held);
+            match held {
+                Held::Int(i) => CelValue::Int(i),
+                Held::UInt(u) => CelValue::UInt(u),
+                Held::Float(f) | Held::Spelled(f) => CelValue::Float(f),
+                Held::Exact => CelValue::Opaque(Arc::new(ExactNumber(n.clone()))),
+            }
+        }
         Value::String(s) => CelValue::String(Arc::new(s.clone())),
-        Value::Array(items) => CelValue::List(Arc::new(items.iter().map(json_to_cel).collect())),
+        Value::Array(items) => CelValue::List(Arc::new(items.iter().map(|i| json_to_cel(i, notes)).collect())),
         Value::Object(map) => {
-            let m: HashMap<&str, CelValue> = map.iter().map(|(k, v)| (k.as_str(), json_to_cel(v))).collect();
+            let m: HashMap<&str, CelValue> = map.iter().map(|(k, v)| (k.as_str(), json_to_cel(v, notes))).collect();
             m.into()
         }
     }
 }
 
-impl Expr {
-    /// Compiles `source`; every syntax error and every unknown variable is reported.
-    pub fn compile(source: &str) -> Result<Self, Vec<ExprError>> {
-        if source.trim().is_empty() {
-            return Err(vec![ExprError { char_offset: 0, message: "empty expression".into(), hint: None }]);
+/// CEL → JSON: a `double` is written with the spelling of the input number it equals (see
+/// [`Spellings::number`]), an opaque number as it came; map keys in sorted order (CEL maps
+/// have none, and outputs must not depend on hashing). Errors: a `double` that is infinite
+/// or NaN, or a value JSON has no form for (a function).
+pub fn cel_to_json(v: &CelValue, notes: &Spellings) -> Result<Value, String> {
+    Ok(match v {
+        CelValue::Float(f) => Value::Number(notes.number(*f)?),
+        CelValue::List(items) => Value::Array(items.iter().map(|i| cel_to_json(i, notes)).collect::<Result<_, _>>()?),
+        CelValue::Map(m) => {
+            let mut entries: Vec<(String, &CelValue)> = m.map.iter().map(|(k, v)| (k.to_string(), v)).collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut out = serde_json::Map::with_capacity(entries.len());
+            for (k, v) in entries {
+                out.insert(k, cel_to_json(v, notes)?);
+            }
+            Value::Object(out)
         }
+        CelValue::Opaque(o) => match o.downcast_ref::<ExactNumber>() {
+            Some(n) => Value::Number(n.0.clone()),
+            None => v.json().map_err(|e| e.to_string())?,
+        },
+        other => other.json().map_err(|e| e.to_string())?,
+    })
+}
+
+/// The longest expression compiled, in characters. The parser recurses once per operator of a
+/// chain (`a + b + …`), so the length bounds its stack.
+const MAX_SOURCE_CHARS: usize = 32 * 1024;
+
+/// The deepest expression tree compiled. Evaluation recurses once per level on the thread of
+/// the task that evaluates (2 MiB by default), where a chain of 90 `+` overflows in a debug
+/// build; real expressions stay far below.
+pub const MAX_DEPTH: usize = 48;
+
+/// The parser's stack: the generated ANTLR parser uses a lot of it per level of nesting
+/// (`((…))` 60 deep overflows 8 MiB in a debug build; the parser allows 96).
+const PARSE_STACK: usize = 64 << 20;
+
+/// The depth of an expression tree (without recursion: the tree may be deep).
+fn tree_depth(expr: &cel::parser::Expression) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(expr, 1)];
+    while let Some((e, depth)) = stack.pop() {
+        deepest = deepest.max(depth);
+        stack.extend(children(e).into_iter().map(|c| (c, depth + 1)));
+    }
+    deepest
+}
+
+/// Parses `source` on a thread with a stack big enough for the deepest nesting the parser
+/// allows, and refuses trees too deep to evaluate on a task's stack.
+fn parse(source: &str) -> Result<Program, Vec<ExprError>> {
+    let error = |message: String| vec![ExprError { char_offset: 0, message, hint: None }];
+    let chars = source.chars().count();
+    if chars > MAX_SOURCE_CHARS {
+        return Err(error(format!(
+            "the expression is {chars} characters long; at most {MAX_SOURCE_CHARS} are allowed"
+        )));
+    }
+    let parse = || -> Result<Program, Vec<ExprError>> {
         // The CEL parser is generated code; treat a panic inside it as a syntax error rather
         // than taking the whole validation down.
-        let parsed = std::panic::catch_unwind(|| ENV.compile(source)).map_err(|_| {
-            vec![ExprError { char_offset: 0, message: "the CEL parser failed on this expression".into(), hint: None }]
-        })?;
+        let parsed = std::panic::catch_unwind(|| ENV.compile(source))
+            .map_err(|_| error("the CEL parser failed on this expression".into()))?;
         let program = parsed.map_err(|errs| {
             errs.errors
                 .iter()
@@ -185,6 +246,37 @@ impl Expr {
                 })
                 .collect::<Vec<_>>()
         })?;
+        let depth = tree_depth(program.expression());
+        if depth > MAX_DEPTH {
+            // Dropped here, on the big stack: dropping a deep tree recurses too.
+            return Err(error(format!(
+                "the expression nests {depth} levels deep; at most {MAX_DEPTH} are allowed (split it, or use `in [...]` for long alternatives)"
+            )));
+        }
+        Ok(program)
+    };
+    std::thread::scope(|scope| {
+        match std::thread::Builder::new()
+            .name("kafclaw-cel-parse".into())
+            .stack_size(PARSE_STACK)
+            .spawn_scoped(scope, parse)
+        {
+            Ok(handle) => {
+                handle.join().unwrap_or_else(|_| Err(error("the CEL parser failed on this expression".into())))
+            }
+            // No thread to be had: parse here.
+            Err(_) => parse(),
+        }
+    })
+}
+
+impl Expr {
+    /// Compiles `source`; every syntax error and every unknown variable is reported.
+    pub fn compile(source: &str) -> Result<Self, Vec<ExprError>> {
+        if source.trim().is_empty() {
+            return Err(vec![ExprError { char_offset: 0, message: "empty expression".into(), hint: None }]);
+        }
+        let program = parse(source)?;
         let mut errors = Vec::new();
         let mut vars = Vec::new();
         let mut bound = Vec::new();
@@ -221,7 +313,7 @@ impl Expr {
         &self.source
     }
 
-    fn bind(&self, ctx: &mut Context<'_, '_>, record: &Record) {
+    fn bind(&self, ctx: &mut Context<'_, '_>, record: &Record, notes: &mut Spellings) {
         let env = &record.envelope;
         let opt = |v: &Option<String>| v.clone().map(CelValue::from).unwrap_or(CelValue::Null);
         for var in &self.vars {
@@ -234,8 +326,10 @@ impl Expr {
                     // Only the fields read are converted (from the payload's text when it is
                     // untouched); an absent one stays absent, so `has()` and missing-field
                     // errors are as with the whole payload.
-                    Some(fields) if env.payload.is_json_object() => env.payload.fields(fields, json_to_cel).into(),
-                    _ => json_to_cel(&env.payload),
+                    Some(fields) if env.payload.is_json_object() => {
+                        env.payload.fields(fields, |v| json_to_cel(v, notes)).into()
+                    }
+                    _ => json_to_cel(&env.payload, notes),
                 },
                 "id" => opt(&env.id),
                 "v" => env.v.map(|v| CelValue::Int(i64::from(v))).unwrap_or(CelValue::Null),
@@ -259,24 +353,38 @@ impl Expr {
         }
     }
 
-    fn eval(&self, record: &Record) -> Result<CelValue, String> {
+    /// Evaluates; the spellings of the numbers bound come back with the value. A failure
+    /// on a record holding a number CEL cannot compute with says so.
+    fn eval(&self, record: &Record) -> Result<(CelValue, Spellings), String> {
         let mut ctx = Context::with_env(ENV.clone());
-        self.bind(&mut ctx, record);
-        self.program.execute(&ctx).map_err(|e| format!("`{}`: {e}", self.source))
+        let mut notes = Spellings::default();
+        self.bind(&mut ctx, record, &mut notes);
+        match self.program.execute(&ctx) {
+            Ok(v) => Ok((v, notes)),
+            Err(e) => Err(match notes.exact() {
+                None => format!("`{}`: {e}", self.source),
+                Some(n) => format!(
+                    "`{}`: {e} (the input holds {n}, beyond what CEL's int, uint and double hold \
+                     exactly: it can be passed on unchanged or compared with ==, not computed with)",
+                    self.source
+                ),
+            }),
+        }
     }
 
     /// Evaluates to a boolean; any other result is an error.
     pub fn eval_bool(&self, record: &Record) -> Result<bool, String> {
-        match self.eval(record)? {
+        match self.eval(record)?.0 {
             CelValue::Bool(b) => Ok(b),
             other => Err(format!("`{}` gave {other:?}, not a bool", self.source)),
         }
     }
 
-    /// Evaluates to a JSON value.
+    /// Evaluates to a JSON value; input numbers handed back unchanged keep their text (see
+    /// [`cel_to_json`] for what is refused).
     pub fn eval_json(&self, record: &Record) -> Result<Value, String> {
-        let value = self.eval(record)?;
-        value.json().map_err(|e| format!("`{}`: result is not JSON: {e}", self.source))
+        let (value, notes) = self.eval(record)?;
+        cel_to_json(&value, &notes).map_err(|e| format!("`{}`: result is not JSON: {e}", self.source))
     }
 }
 
@@ -296,9 +404,10 @@ mod tests {
 
     #[test]
     fn json_numbers_are_ints_unless_they_cannot_be() {
-        assert_eq!(json_to_cel(&serde_json::json!(12)), CelValue::Int(12));
-        assert_eq!(json_to_cel(&serde_json::json!(u64::MAX)), CelValue::UInt(u64::MAX));
-        assert_eq!(json_to_cel(&serde_json::json!(1.5)), CelValue::Float(1.5));
+        let cel = |v| json_to_cel(&v, &mut Spellings::default());
+        assert_eq!(cel(serde_json::json!(12)), CelValue::Int(12));
+        assert_eq!(cel(serde_json::json!(u64::MAX)), CelValue::UInt(u64::MAX));
+        assert_eq!(cel(serde_json::json!(1.5)), CelValue::Float(1.5));
     }
 
     #[test]
@@ -336,6 +445,40 @@ mod tests {
         }
         let err = Expr::compile("payload.missing == 1").unwrap().eval_bool(&record).unwrap_err();
         assert!(err.contains("missing"), "{err}");
+    }
+
+    /// Found by fuzzing (operators/tests/fuzz.rs): `((…1))` 20 deep overflowed a 2 MiB
+    /// stack in the parser (debug build), and a chain of 90 `+` overflowed it when evaluated.
+    #[test]
+    fn deep_expressions_are_errors_not_stack_overflows() {
+        let record = Record::detached(crate::Envelope::new(
+            crate::EnvelopeType::Request,
+            "c",
+            "s",
+            "2026-11-24T00:00:00Z",
+            serde_json::json!({"n": 1}),
+        ));
+        let run = |src: String| {
+            let record = record.clone();
+            std::thread::Builder::new()
+                .stack_size(2 << 20)
+                .spawn(move || Expr::compile(&src).map(|e| e.eval_json(&record)))
+                .unwrap()
+                .join()
+                .unwrap()
+        };
+        for (open, close) in [("(", ")"), ("[", "]"), ("size(", ")"), ("[1].map(x, ", ")")] {
+            for n in [20, 60, 96, 1000, 100_000] {
+                // Compiles or not, evaluates or not: it returns.
+                let _ = run(format!("{}1{}", open.repeat(n), close.repeat(n)));
+            }
+        }
+        assert_eq!(run(format!("{}1{}", "(".repeat(60), ")".repeat(60))).unwrap(), Ok(serde_json::json!(1)));
+        let err = run(format!("1{}", " + payload.n".repeat(1000))).unwrap_err();
+        assert!(err[0].message.contains("levels deep"), "{err:?}");
+        let err = run("1 + ".repeat(20_000) + "1").unwrap_err();
+        assert!(err[0].message.contains("characters long"), "{err:?}");
+        assert_eq!(run(format!("0{}", " + 1".repeat(40))).unwrap(), Ok(serde_json::json!(40)));
     }
 
     #[test]

@@ -26,7 +26,8 @@
 //! | source/sink `kafka` | [`kafka`] (config half; runtime in the engine) | Kafka I/O |
 //!
 //! Also here: the envelope v1 ([`envelope`]), the record model ([`record`]), dead letters
-//! ([`dead_letter`]), CEL expressions ([`expr`]) and templates ([`template`]).
+//! ([`dead_letter`]), CEL expressions ([`expr`]), templates ([`template`]) and exact numbers
+//! across them ([`exact`]).
 
 #![warn(missing_docs)]
 
@@ -36,6 +37,7 @@ pub mod count;
 pub mod dead_letter;
 pub mod dedupe;
 pub mod envelope;
+pub mod exact;
 pub mod expr;
 pub mod filter;
 pub mod guard;

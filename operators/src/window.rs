@@ -133,13 +133,13 @@ fn window_key(start_ms: i64, key: &str) -> Vec<u8> {
 }
 
 impl Window {
-    fn report(&self, acc: &Accumulator, key: &str, start: i64) -> Value {
+    fn report(&self, acc: &Accumulator, key: &str, start: i64) -> Result<Value, String> {
         let mut r = serde_json::Map::new();
         r.insert("key".into(), Value::from(key));
         r.insert("start".into(), Value::from(format_time_ms(start)));
         r.insert("end".into(), Value::from(format_time_ms(start.saturating_add(self.size_ms))));
-        r.extend(acc.report(&self.spec.functions, None));
-        Value::Object(r)
+        r.extend(acc.report(&self.spec.functions, None)?);
+        Ok(Value::Object(r))
     }
 
     /// Adds the record to its window; returns the window's report.
@@ -165,9 +165,10 @@ impl Window {
             Some(b) => Accumulator::decode(&b).map_err(|m| format!("state `{table}` for `{key}`: {m}"))?,
             None => Accumulator::default(),
         };
-        acc.add(value);
+        acc.add(value.as_ref())?;
+        let report = self.report(&acc, &key, start)?;
         state.put(table, &stored, &acc.encode())?;
-        Ok(self.report(&acc, &key, start))
+        Ok(report)
     }
 
     /// Removes the windows stream time has closed; returns their reports in window order.
@@ -180,7 +181,7 @@ impl Window {
             let (start, key) =
                 decode_window_key(&stored).ok_or_else(|| format!("state `{table}`: corrupt window key"))?;
             let acc = Accumulator::decode(&value).map_err(|m| format!("state `{table}` for `{key}`: {m}"))?;
-            closed.push((start, self.report(&acc, key, start)));
+            closed.push((start, self.report(&acc, key, start)?));
             state.delete(&table, &stored)?;
         }
         Ok(closed)

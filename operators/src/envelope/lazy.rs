@@ -6,6 +6,10 @@
 //! drops them. Encoding an untouched payload copies its bytes as they came, so a filter or
 //! router never builds the payload's tree (DESIGN §9, "decode only the fields the plan needs").
 //! [`LazyJson::fields`] reads a few top-level fields without building the rest.
+//!
+//! Numbers keep their text when parsed too (serde_json's `arbitrary_precision`): a parsed and
+//! re-encoded payload writes `99999999999999999999` and `0.1000000000000000055511151231257827`
+//! as read (an exponent gains its sign: `1e2` → `1e+2`).
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
@@ -60,10 +64,10 @@ impl LazyJson {
 
     /// The named top-level fields of an object, each converted by `convert`, without
     /// building the others; absent fields (and every field of a non-object) are left out.
-    pub fn fields<'a, T>(&self, names: &'a [String], convert: impl Fn(&Value) -> T) -> HashMap<&'a str, T> {
+    pub fn fields<'a, T>(&self, names: &'a [String], mut convert: impl FnMut(&Value) -> T) -> HashMap<&'a str, T> {
         if let (Some(raw), None) = (&self.raw, self.parsed.get()) {
             let mut de = serde_json::Deserializer::from_str(raw.get());
-            if let Ok(found) = de.deserialize_any(Pick { names, convert: &convert }) {
+            if let Ok(found) = de.deserialize_any(Pick { names, convert: &mut convert }) {
                 return found;
             }
         }
@@ -77,10 +81,10 @@ impl LazyJson {
 /// Reads the wanted fields of an object and skips the rest.
 struct Pick<'n, 'c, F> {
     names: &'n [String],
-    convert: &'c F,
+    convert: &'c mut F,
 }
 
-impl<'de, 'n, T, F: Fn(&Value) -> T> Visitor<'de> for Pick<'n, '_, F> {
+impl<'de, 'n, T, F: FnMut(&Value) -> T> Visitor<'de> for Pick<'n, '_, F> {
     type Value = HashMap<&'n str, T>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -191,7 +195,7 @@ mod tests {
         assert!(!p.is_parsed());
         assert_eq!(p["b"][1], 2);
         assert!(p.is_parsed());
-        assert_eq!(serde_json::to_string(&p).unwrap(), r#"{"a":100.0,"b":[1,2]}"#);
+        assert_eq!(serde_json::to_string(&p).unwrap(), r#"{"a":1e+2,"b":[1,2]}"#);
     }
 
     #[test]
@@ -201,6 +205,15 @@ mod tests {
         assert_eq!(p.raw(), None);
         assert_eq!(serde_json::to_string(&p).unwrap(), r#"{"a":2}"#);
         assert_eq!(p.clone(), json!({"a": 2}));
+    }
+
+    #[test]
+    fn numbers_keep_their_text_when_parsed_and_written_again() {
+        let text = r#"{"big":99999999999999999999,"neg":-99999999999999999999,"u":18446744073709551616,"huge":1e400,"one":1.0,"hundred":1e2,"z":-0,"d":0.1,"long":123456789012345678901234567890.123456789,"p":0.1000000000000000055511151231257827,"id":1234567890123456789012345}"#;
+        let mut p = lazy(text);
+        p["added"] = json!(true);
+        let written = serde_json::to_string(&p).unwrap();
+        assert_eq!(written, text.replace("1e2", "1e+2").replace("1e400", "1e+400").replace('}', r#","added":true}"#));
     }
 
     #[test]

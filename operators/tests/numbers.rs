@@ -1,0 +1,233 @@
+//! Payload numbers survive every operator exactly: integers of any width, decimals as
+//! written (an exponent gains its sign: `1e2` is written `1e+2`, the same number).
+
+use std::collections::BTreeMap;
+
+use kafclaw_operators::Envelope;
+use kafclaw_operators::aggregate::AggregateConfig;
+use kafclaw_operators::count::CountConfig;
+use kafclaw_operators::join::JoinConfig;
+use kafclaw_operators::map::MapConfig;
+use kafclaw_operators::operator::{Emit, SyncOperator};
+use kafclaw_operators::record::Record;
+use kafclaw_operators::state::{ScanEntry, StateAccess};
+use kafclaw_operators::window::WindowConfig;
+
+/// Each number as read, and as serde_json writes it back.
+const NUMBERS: [(&str, &str); 12] = [
+    ("99999999999999999999", "99999999999999999999"),
+    ("-99999999999999999999", "-99999999999999999999"),
+    ("18446744073709551616", "18446744073709551616"),
+    ("1234567890123456789012345", "1234567890123456789012345"),
+    ("1e400", "1e+400"),
+    ("1.0", "1.0"),
+    ("1e2", "1e+2"),
+    ("-0", "-0"),
+    ("0.1", "0.1"),
+    ("1.50", "1.50"),
+    ("123456789012345678901234567890.123456789", "123456789012345678901234567890.123456789"),
+    ("0.1000000000000000055511151231257827", "0.1000000000000000055511151231257827"),
+];
+
+#[derive(Default)]
+struct Tables(BTreeMap<(String, Vec<u8>), Vec<u8>>);
+
+impl StateAccess for Tables {
+    fn get(&mut self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        Ok(self.0.get(&(table.to_owned(), key.to_vec())).cloned())
+    }
+
+    fn put(&mut self, table: &str, key: &[u8], value: &[u8]) -> Result<(), String> {
+        self.0.insert((table.to_owned(), key.to_vec()), value.to_vec());
+        Ok(())
+    }
+
+    fn delete(&mut self, table: &str, key: &[u8]) -> Result<(), String> {
+        self.0.remove(&(table.to_owned(), key.to_vec()));
+        Ok(())
+    }
+
+    fn scan(&mut self, table: &str, start: &[u8], end: Option<&[u8]>) -> Result<Vec<ScanEntry>, String> {
+        Ok(self
+            .0
+            .iter()
+            .filter(|((t, k), _)| t == table && k.as_slice() >= start && end.is_none_or(|e| k.as_slice() < e))
+            .map(|((_, k), v)| (k.clone(), v.clone()))
+            .collect())
+    }
+}
+
+fn record(payload: &str) -> Record {
+    let line = format!(
+        r#"{{"type":"request","correlation_id":"c","sender_id":"s","timestamp":"2026-11-24T00:00:00Z","payload":{payload}}}"#
+    );
+    Record::detached(Envelope::decode(line.as_bytes()).unwrap())
+}
+
+/// Runs one record through `op`; the outputs' payloads as written.
+fn run(
+    op: &mut dyn SyncOperator,
+    state: &mut Tables,
+    input: Option<&str>,
+    payload: &str,
+) -> Result<Vec<String>, String> {
+    let mut out = Emit::default();
+    let r = record(payload);
+    match input {
+        Some(i) => op.process_from(i, r, state, &mut out),
+        None => op.process(r, state, &mut out),
+    }
+    .map_err(|f| f.message)?;
+    Ok(out.drain().map(|(_, r)| serde_json::to_string(&r.envelope.payload).unwrap()).collect())
+}
+
+fn map(config: &str) -> impl SyncOperator {
+    toml::from_str::<MapConfig>(config).unwrap().build().unwrap()
+}
+
+#[test]
+fn map_setting_another_field_writes_every_number_as_read() {
+    let mut op = map(r#"set = { "payload.seen" = 'true' }"#);
+    for (n, written) in NUMBERS {
+        let out = run(&mut op, &mut Tables::default(), None, &format!(r#"{{"n":{n},"list":[{n}],"o":{{"n":{n}}}}}"#));
+        let want = format!(r#"{{"n":{written},"list":[{written}],"o":{{"n":{written}}},"seen":true}}"#);
+        assert_eq!(out.unwrap(), [want], "{n}");
+    }
+}
+
+#[test]
+fn map_copying_through_cel_and_rendering_keeps_every_number() {
+    let mut op = map(r#"
+        set = { "payload.copy" = 'payload.n', "payload.nested" = '[payload.n, {"v": payload.o.n}]', "payload.whole" = 'payload.o', "payload.chosen" = 'has(payload.n) ? payload.n : null' }
+        render = { "payload.text" = "{{ payload.n }}|{{ payload.o.n }}" }
+        "#);
+    for (n, w) in NUMBERS {
+        let out = run(&mut op, &mut Tables::default(), None, &format!(r#"{{"n":{n},"o":{{"n":{n}}}}}"#)).unwrap();
+        let want = format!(
+            r#"{{"n":{w},"o":{{"n":{w}}},"chosen":{w},"copy":{w},"nested":[{w},{{"v":{w}}}],"whole":{{"n":{w}}},"text":"{w}|{w}"}}"#
+        );
+        assert_eq!(out, [want], "{n}");
+    }
+}
+
+#[test]
+fn arithmetic_works_where_cel_holds_the_number_and_is_refused_where_it_cannot() {
+    let mut op = map(r#"set = { "payload.next" = 'payload.n + 1' }"#);
+    let out = run(&mut op, &mut Tables::default(), None, r#"{"n":9223372036854775806}"#).unwrap();
+    assert_eq!(out, [r#"{"n":9223372036854775806,"next":9223372036854775807}"#]);
+    for big in ["99999999999999999999", "1e400", "-99999999999999999999"] {
+        let err = run(&mut op, &mut Tables::default(), None, &format!(r#"{{"n":{big}}}"#)).unwrap_err();
+        assert!(err.contains("beyond what CEL") && err.contains(&big.replace("e4", "e+4")), "{err}");
+    }
+    let mut op = map(r#"set = { "payload.double" = 'payload.d * 2.0' }"#);
+    let out = run(&mut op, &mut Tables::default(), None, r#"{"d":1.50}"#).unwrap();
+    assert_eq!(out, [r#"{"d":1.50,"double":3.0}"#]);
+    // Two spellings of one f64 handed back together: refused, not guessed.
+    let mut op = map(r#"set = { "payload.both" = '[payload.a, payload.b]' }"#);
+    let err = run(&mut op, &mut Tables::default(), None, r#"{"a":1.5,"b":1.50}"#).unwrap_err();
+    assert!(err.contains("cannot tell"), "{err}");
+    // Two different 25-digit ids are different in CEL too.
+    let mut op =
+        map(r#"set = { "payload.same" = 'payload.a == payload.b', "payload.self" = 'payload.a == payload.a' }"#);
+    let out =
+        run(&mut op, &mut Tables::default(), None, r#"{"a":1234567890123456789012345,"b":1234567890123456789012346}"#);
+    assert!(out.unwrap()[0].ends_with(r#""same":false,"self":true}"#));
+}
+
+#[test]
+fn count_keys_by_exact_numbers() {
+    let mut op = toml::from_str::<CountConfig>("by = 'payload.id'").unwrap().build("per-id").unwrap();
+    let mut state = Tables::default();
+    let a = r#"{"id":1234567890123456789012345}"#;
+    let b = r#"{"id":1234567890123456789012346}"#;
+    assert_eq!(
+        run(&mut op, &mut state, None, a).unwrap()[0],
+        r#"{"id":1234567890123456789012345,"count":1,"count_key":"1234567890123456789012345"}"#
+    );
+    assert!(run(&mut op, &mut state, None, b).unwrap()[0].contains(r#""count":1,"#));
+    assert!(run(&mut op, &mut state, None, a).unwrap()[0].contains(r#""count":2,"#));
+}
+
+#[test]
+fn aggregate_sums_exactly_and_keeps_min_and_max_as_written() {
+    let config = "by = 'payload.k'\nvalue = 'payload.n'\nfunctions = ['count', 'sum', 'min', 'max']";
+    let mut op = toml::from_str::<AggregateConfig>(config).unwrap().build("agg").unwrap();
+    let mut state = Tables::default();
+    let mut last = String::new();
+    for n in ["99999999999999999999", "0.1000000000000000055511151231257827", "-0", "1e2"] {
+        last = run(&mut op, &mut state, None, &format!(r#"{{"k":"a","n":{n}}}"#)).unwrap().remove(0);
+    }
+    assert!(
+        last.ends_with(r#""aggregate":{"key":"a","count":4,"sum":100000000000000000099.1000000000000000055511151231257827,"min":-0,"max":99999999999999999999}}"#),
+        "{last}"
+    );
+    let huge = run(&mut op, &mut Tables::default(), None, r#"{"k":"b","n":1e400}"#).unwrap().remove(0);
+    assert!(huge.contains(r#""sum":1e+400,"min":1e+400"#), "{huge}");
+}
+
+#[test]
+fn window_sums_exactly() {
+    let config = "by = 'payload.k'\nvalue = 'payload.n'\nfunctions = ['sum', 'max']\nsize = '1m'\nemit = 'update'";
+    let mut op = toml::from_str::<WindowConfig>(config).unwrap().build("win").unwrap();
+    let mut state = Tables::default();
+    run(&mut op, &mut state, None, r#"{"k":"a","n":18446744073709551616}"#).unwrap();
+    let out = run(&mut op, &mut state, None, r#"{"k":"a","n":-99999999999999999999}"#).unwrap().remove(0);
+    assert!(out.contains(r#""sum":-81553255926290448383,"max":18446744073709551616}"#), "{out}");
+}
+
+#[test]
+fn join_hands_back_the_table_values_as_written() {
+    for value in ["", "table_value = 'payload'\n"] {
+        let config = format!("table = 't'\nkey = 'payload.id'\ninto = 'payload.member'\n{value}");
+        let mut op = toml::from_str::<JoinConfig>(&config).unwrap().build("j").unwrap();
+        let mut state = Tables::default();
+        // `0.1` is left out: beside `0.1000000000000000055511151231257827` (the same f64) a
+        // CEL `table_value` could not tell them apart (below).
+        let numbers: Vec<(&str, &str)> = NUMBERS.iter().copied().filter(|(n, _)| *n != "0.1").collect();
+        let table = format!(r#"{{"id":"k","v":[{}]}}"#, numbers.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(","));
+        assert!(run(&mut op, &mut state, Some("t"), &table).unwrap().is_empty());
+        let out = run(&mut op, &mut state, Some("s"), r#"{"id":"k"}"#).unwrap().remove(0);
+        let written = numbers.iter().map(|(_, w)| *w).collect::<Vec<_>>().join(",");
+        assert_eq!(out, format!(r#"{{"id":"k","member":{{"id":"k","v":[{written}]}}}}"#), "{value}");
+        let both = r#"{"id":"k","v":[0.1,0.1000000000000000055511151231257827]}"#;
+        match value {
+            "" => assert!(run(&mut op, &mut state, Some("t"), both).is_ok()),
+            _ => assert!(run(&mut op, &mut state, Some("t"), both).unwrap_err().contains("cannot tell")),
+        }
+    }
+}
+
+/// Typed payloads keep unknown fields with `#[serde(flatten)]`, which buffers the fields: a
+/// number kept as text must come through that buffer exactly (integers above u64 too), and
+/// known numeric fields must still read, whether the payload is untouched or was changed.
+#[test]
+fn typed_payloads_with_flattened_extras_keep_numbers_exactly() {
+    use kafclaw_operators::envelope::{Payload, TracePayload};
+    let numbers: Vec<&str> = NUMBERS.iter().map(|(n, _)| *n).collect();
+    let written: Vec<&str> = NUMBERS.iter().map(|(_, w)| *w).collect();
+    let text = format!(r#"{{"task_id":"t","delegation_depth":3,"big":{},"list":[{}]}}"#, numbers[0], numbers.join(","));
+    let untouched = record(&text);
+    let mut changed = record(&text);
+    changed.envelope.payload["touched"] = serde_json::json!(true);
+    for r in [untouched, changed] {
+        let Payload::Request(p) = r.envelope.typed_payload().unwrap() else { panic!("a request") };
+        assert_eq!(p.delegation_depth, 3);
+        assert_eq!(p.extra["big"].to_string(), written[0]);
+        assert_eq!(p.extra["list"].to_string(), format!("[{}]", written.join(",")));
+    }
+    let trace =
+        r#"{"trace_id":"t","duration_ms":12,"cost":0.1000000000000000055511151231257827,"n":99999999999999999999}"#;
+    let t: TracePayload = serde_json::from_str(trace).unwrap();
+    assert_eq!(t.duration_ms, 12);
+    let back = serde_json::to_string(&t).unwrap();
+    assert!(back.contains(r#""cost":0.1000000000000000055511151231257827,"n":99999999999999999999"#), "{back}");
+    // A `Value` inside a plain struct read from a `Value` keeps its numbers too.
+    #[derive(serde::Deserialize)]
+    struct Holder {
+        v: serde_json::Value,
+    }
+    let v: serde_json::Value = serde_json::from_str(&format!(r#"{{"v":[{}]}}"#, numbers.join(","))).unwrap();
+    let h: Holder = serde_json::from_value(v).unwrap();
+    // (serde_json reads an integer `-0` out of a `Value` as the integer 0.)
+    assert_eq!(h.v.to_string(), format!("[{}]", written.join(",")).replace(",-0,", ",0,"));
+}
