@@ -58,11 +58,13 @@ impl TokenRate {
     }
 
     /// Corrects a call's estimate with what it really used (`used - estimated` tokens more, or
-    /// back into the bucket when it used fewer).
+    /// back into the bucket when it used fewer). The debt is at most one minute's allowance:
+    /// `used` is what the endpoint reports, up to `u64::MAX`, and the wait it makes must stay
+    /// a wait (not a panic converting it to a `Duration`, nor forever).
     pub fn settle(&self, estimated: u64, used: u64) {
         let mut b = self.bucket.lock().unwrap_or_else(|p| p.into_inner());
         self.refill(&mut b);
-        b.tokens = (b.tokens + estimated as f64 - used as f64).min(self.per_minute);
+        b.tokens = (b.tokens + estimated as f64 - used as f64).clamp(-self.per_minute, self.per_minute);
     }
 }
 
@@ -84,6 +86,16 @@ mod tests {
         r.take(20).await; // 10 short: about one second
         let waited = started.elapsed();
         assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(3), "{waited:?}");
+    }
+
+    /// Found by fuzzing (operators/tests/fuzz.rs): an answer reporting `u64::MAX` total
+    /// tokens made the next call's wait too big for a `Duration` (a panic).
+    #[test]
+    fn a_huge_reported_usage_makes_a_bounded_wait() {
+        let r = TokenRate::new(1);
+        r.settle(1, u64::MAX);
+        let wait = r.try_take(1.0);
+        assert!(wait > Duration::from_secs(60) && wait <= Duration::from_secs(120), "{wait:?}");
     }
 
     #[test]

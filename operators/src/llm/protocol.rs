@@ -105,10 +105,12 @@ pub struct Usage {
 }
 
 impl std::ops::AddAssign for Usage {
+    /// Saturating: the counts come from the endpoint, which may report anything up to
+    /// `u64::MAX` (an overflow would panic in a debug build and wrap a budget in release).
     fn add_assign(&mut self, o: Self) {
-        self.prompt_tokens += o.prompt_tokens;
-        self.completion_tokens += o.completion_tokens;
-        self.total_tokens += o.total_tokens;
+        self.prompt_tokens = self.prompt_tokens.saturating_add(o.prompt_tokens);
+        self.completion_tokens = self.completion_tokens.saturating_add(o.completion_tokens);
+        self.total_tokens = self.total_tokens.saturating_add(o.total_tokens);
     }
 }
 
@@ -165,4 +167,23 @@ pub struct EmbeddingResponse {
     /// Token counts, when the endpoint reports them.
     #[serde(default)]
     pub usage: Option<Usage>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by fuzzing (operators/tests/fuzz.rs): an answer reporting `u64::MAX` tokens,
+    /// summed over two rounds of the tool loop, overflowed.
+    #[test]
+    fn usage_reported_as_u64_max_sums_without_overflow() {
+        let answer: ChatResponse = serde_json::from_str(
+            r#"{"choices":[{"message":{"role":"assistant","content":"x"}}],"usage":{"prompt_tokens":18446744073709551615,"completion_tokens":1,"total_tokens":18446744073709551615}}"#,
+        )
+        .unwrap();
+        let mut total = Usage::default();
+        total += answer.usage.unwrap();
+        total += answer.usage.unwrap();
+        assert_eq!(total, Usage { prompt_tokens: u64::MAX, completion_tokens: 2, total_tokens: u64::MAX });
+    }
 }
