@@ -204,6 +204,8 @@ impl Core {
         }
         self.remember_refused();
         self.take_delivery_fatal();
+        // Failed deliveries up to here belong to what is being read again.
+        self.delivery_failures_seen = self.deliveries.failures.load(Ordering::Relaxed);
         if self.aborts_in_a_row > MAX_ABORTS_IN_A_ROW {
             self.fail(format!("{} aborts in a row; the last: {why}", self.aborts_in_a_row));
         }
