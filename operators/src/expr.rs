@@ -447,7 +447,7 @@ mod tests {
         assert!(err.contains("missing"), "{err}");
     }
 
-    /// Found by fuzzing (operators/tests/fuzz.rs): `((…1))` 20 deep overflowed a 2 MiB
+    /// Found by fuzzing (operators/tests/fuzz/): `((…1))` 20 deep overflowed a 2 MiB
     /// stack in the parser (debug build), and a chain of 90 `+` overflowed it when evaluated.
     #[test]
     fn deep_expressions_are_errors_not_stack_overflows() {

@@ -195,7 +195,7 @@ mod tests {
         assert!(t("{{ payload.wide + 1 }}").is_err());
     }
 
-    /// Found by fuzzing (operators/tests/fuzz.rs): long chains in one tag (`- - -…`,
+    /// Found by fuzzing (operators/tests/fuzz/): long chains in one tag (`- - -…`,
     /// `payload.a.a…`, `| abs | abs…`, `1 + 1 + …`) overflowed the stack of minijinja's
     /// parser (recursion it does not bound), a spawned thread's 2 MiB in a debug build.
     #[test]

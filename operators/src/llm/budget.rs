@@ -88,7 +88,7 @@ mod tests {
         assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(3), "{waited:?}");
     }
 
-    /// Found by fuzzing (operators/tests/fuzz.rs): an answer reporting `u64::MAX` total
+    /// Found by fuzzing (operators/tests/fuzz/): an answer reporting `u64::MAX` total
     /// tokens made the next call's wait too big for a `Duration` (a panic).
     #[test]
     fn a_huge_reported_usage_makes_a_bounded_wait() {

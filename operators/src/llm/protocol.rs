@@ -173,7 +173,7 @@ pub struct EmbeddingResponse {
 mod tests {
     use super::*;
 
-    /// Found by fuzzing (operators/tests/fuzz.rs): an answer reporting `u64::MAX` tokens,
+    /// Found by fuzzing (operators/tests/fuzz/): an answer reporting `u64::MAX` tokens,
     /// summed over two rounds of the tool loop, overflowed.
     #[test]
     fn usage_reported_as_u64_max_sums_without_overflow() {
