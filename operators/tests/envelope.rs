@@ -177,3 +177,38 @@ proptest! {
         let _ = back.typed_payload();
     }
 }
+
+fn with_payload(payload: &str) -> String {
+    format!(
+        r#"{{"type":"request","correlation_id":"c","sender_id":"s","timestamp":"2026-11-23T10:00:00Z","payload":{payload}}}"#
+    )
+}
+
+/// A payload nested deeper than serde_json reads (128 levels) is well-formed JSON: it used to
+/// decode, then read as `null` on first use, every field absent — a guard then passed a request
+/// with `delegation_depth: 5` beside such a field. It is a decode error naming the payload.
+#[test]
+fn a_payload_too_deep_to_read_is_a_decode_error_not_null() {
+    for depth in [127, 128, 200, 5000] {
+        let junk = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        let text = with_payload(&format!(r#"{{"delegation_depth":5,"junk":{junk}}}"#));
+        let e = decode(&text).expect_err(&format!("depth {depth}"));
+        assert!(e.to_string().contains("payload"), "{e}");
+    }
+    let deep_object = format!("{}1{}", r#"{"a":"#.repeat(150), "}".repeat(150));
+    assert!(decode(&with_payload(&format!(r#"{{"x":{deep_object}}}"#))).is_err());
+}
+
+/// Just under the limit, and payloads with many brackets but little depth, decode and read.
+#[test]
+fn deep_but_readable_payloads_keep_their_fields() {
+    for depth in [1, 99, 100, 120] {
+        let junk = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        let e = decode(&with_payload(&format!(r#"{{"delegation_depth":5,"junk":{junk}}}"#))).unwrap();
+        assert_eq!(e.payload["delegation_depth"], 5, "depth {depth}");
+    }
+    let wide = format!("[{}]", vec!["[]"; 5000].join(","));
+    let e = decode(&with_payload(&format!(r#"{{"n":1,"wide":{wide}}}"#))).unwrap();
+    assert_eq!(e.payload["n"], 1);
+    assert_eq!(e.payload["wide"].as_array().map(Vec::len), Some(5000));
+}

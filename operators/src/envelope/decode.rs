@@ -181,7 +181,7 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
         if !(payload.get().starts_with('{') || payload.get() == "null") {
             return Err(field_err("payload", "must be a JSON object"));
         }
-        let payload = LazyJson::from_raw(payload);
+        let payload = LazyJson::checked(payload).map_err(|e| field_err("payload", e))?;
         let id = id.flatten();
         if id.as_deref() == Some("") {
             return Err(field_err("id", "must not be empty"));

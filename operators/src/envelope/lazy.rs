@@ -20,6 +20,10 @@ use serde::ser::{Serialize, Serializer};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+/// Opening brackets from which a payload is parsed when decoded (see [`LazyJson::checked`]):
+/// fewer cannot nest as deep as serde_json's recursion limit (128).
+pub const EAGER_BRACKETS: usize = 100;
+
 /// A JSON value kept as text until it is read.
 pub struct LazyJson {
     /// The JSON text as read (well-formed; dropped on the first write).
@@ -32,6 +36,26 @@ impl LazyJson {
     /// Keeps `raw` (already known to be well-formed JSON) for later.
     pub fn from_raw(raw: Box<RawValue>) -> Self {
         Self { raw: Some(raw), parsed: OnceLock::new() }
+    }
+
+    /// Keeps `raw` (well-formed JSON) for later, after making sure it can be read: well-formed
+    /// text nested deeper than serde_json's limit (128 levels) would otherwise read as `null`
+    /// on first use, and every field in it as absent (fail-open). A text with fewer than
+    /// [`EAGER_BRACKETS`] opening brackets cannot be that deep and stays unparsed (the common
+    /// case costs one counting pass); one with more is parsed now — the error, or the value,
+    /// which later reads use.
+    pub fn checked(raw: Box<RawValue>) -> Result<Self, String> {
+        let brackets = raw.get().bytes().filter(|b| matches!(b, b'[' | b'{')).count();
+        if brackets < EAGER_BRACKETS {
+            return Ok(Self::from_raw(raw));
+        }
+        let value: Value = serde_json::from_str(raw.get()).map_err(|e| match e.to_string() {
+            e if e.starts_with("recursion limit exceeded") => {
+                "nested deeper than 128 levels, more than JSON readers here take".to_owned()
+            }
+            e => e.split(" at line ").next().unwrap_or_default().to_owned(),
+        })?;
+        Ok(Self { raw: Some(raw), parsed: OnceLock::from(value) })
     }
 
     /// The JSON text as read, while the payload is untouched.
