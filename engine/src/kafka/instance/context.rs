@@ -69,7 +69,7 @@ impl ConsumerContext for InstanceContext {
                 }
             }
             core.stats.assigned.fetch_sub(tpl.count() as u64, Ordering::Relaxed);
-            tracing::info!(revoked = tpl.count(), "partitions revoked");
+            tracing::info!(revoked = tpl.count(), partitions = %describe(tpl), "partitions revoked");
         }
     }
 
@@ -92,10 +92,26 @@ impl ConsumerContext for InstanceContext {
                 }
                 core.stats.assigned.fetch_add(tpl.count() as u64, Ordering::Relaxed);
                 core.stats.ready.store(true, Ordering::Relaxed);
-                tracing::info!(assigned = tpl.count(), "partitions assigned");
+                tracing::info!(assigned = tpl.count(), partitions = %describe(tpl), "partitions assigned");
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
             Rebalance::Revoke(_) => {}
         }
     }
+}
+
+/// `topic[0,3,5] other[1]`: the partitions of a rebalance, for the log.
+fn describe(tpl: &rdkafka::TopicPartitionList) -> String {
+    let mut by_topic: std::collections::BTreeMap<String, Vec<i32>> = std::collections::BTreeMap::new();
+    for e in tpl.elements() {
+        by_topic.entry(e.topic().to_owned()).or_default().push(e.partition());
+    }
+    let parts: Vec<String> = by_topic
+        .into_iter()
+        .map(|(t, mut ps)| {
+            ps.sort_unstable();
+            format!("{t}{ps:?}")
+        })
+        .collect();
+    parts.join(" ")
 }
