@@ -277,7 +277,7 @@ impl Expr {
             return Err(vec![ExprError { char_offset: 0, message: "empty expression".into(), hint: None }]);
         }
         let program = parse(source)?;
-        let mut errors = Vec::new();
+        let mut errors = crate::expr_check::regex_errors(source, program.expression());
         let mut vars = Vec::new();
         let mut bound = Vec::new();
         macro_variables(program.expression(), &mut bound);

@@ -39,6 +39,7 @@ pub mod dedupe;
 pub mod envelope;
 pub mod exact;
 pub mod expr;
+pub mod expr_check;
 pub mod filter;
 pub mod guard;
 pub mod io;

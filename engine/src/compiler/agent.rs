@@ -38,7 +38,7 @@ pub struct AgentSection {
     pub skills: Vec<String>,
     /// `worker` (default), `orchestrator` or `observer`.
     #[serde(default = "default_role")]
-    pub role: String,
+    pub role: Spanned<String>,
     /// The zone it belongs to.
     #[serde(default)]
     pub zone: Option<String>,
@@ -47,8 +47,8 @@ pub struct AgentSection {
     pub heartbeat: Spanned<String>,
 }
 
-fn default_role() -> String {
-    "worker".to_owned()
+fn default_role() -> Spanned<String> {
+    Spanned::new(0..0, "worker".to_owned())
 }
 fn default_heartbeat() -> Spanned<String> {
     Spanned::new(0..0, "5s".to_owned())
@@ -87,22 +87,27 @@ pub fn parse_agent(
     diags: &mut Diagnostics,
 ) -> Option<Agent> {
     let section = deserialize_all::<AgentSection>(value, diags, &[])?;
+    // Both checked, so a bad heartbeat does not hide a bad role.
     let heartbeat = match parse_duration_ms(&section.heartbeat) {
-        Ok(ms) => Duration::from_millis(ms as u64),
+        Ok(ms) => Some(Duration::from_millis(ms as u64)),
         Err(errors) => {
             for e in errors {
                 diags.push(Diagnostic::error(e.span, e.message));
             }
-            return None;
+            None
         }
     };
-    if !matches!(section.role.as_str(), "worker" | "orchestrator" | "observer") {
-        diags.push(Diagnostic::error(
-            value.span(),
-            format!("agent role `{}`: worker, orchestrator or observer", section.role),
-        ));
+    if !matches!(section.role.get_ref().as_str(), "worker" | "orchestrator" | "observer") {
+        let roles = ["worker", "orchestrator", "observer"];
+        let hint = match kafclaw_operators::suggest::did_you_mean(section.role.get_ref(), &roles) {
+            Some(m) => format!("did you mean `{m}`? roles: worker, orchestrator, observer"),
+            None => "roles: worker, orchestrator, observer".to_owned(),
+        };
+        let span = if section.role.span() == (0..0) { value.span() } else { section.role.span() };
+        diags.push(Diagnostic::error(span, format!("unknown agent role `{}`", section.role.get_ref())).hint(hint));
         return None;
     }
+    let heartbeat = heartbeat?;
     let topology = topology?;
     let Some(group) = topology.group.as_ref() else {
         diags.push(
@@ -116,7 +121,7 @@ pub fn parse_agent(
         group: group.get_ref().clone(),
         summary: section.summary,
         skills: section.skills,
-        role: section.role,
+        role: section.role.into_inner(),
         zone: section.zone,
         heartbeat,
     })

@@ -10,12 +10,21 @@ use std::ops::Range;
 use kafclaw_operators::suggest::did_you_mean;
 use serde::de::DeserializeOwned;
 use toml::Spanned;
-use toml::de::{DeValue, ValueDeserializer};
+use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::diagnostic::{Diagnostic, Diagnostics};
 
-/// Removes the entry whose key or value sits at `span`, anywhere inside `value`. Returns the
-/// removed key's name.
+/// Where placeholder values stand (far past any file): diagnostics there are dropped
+/// ([`super::diagnostic::Diagnostics::push`]), as they are about values nobody wrote.
+pub const PLACEHOLDER: usize = usize::MAX / 4;
+
+fn contains(outer: &Range<usize>, inner: &Range<usize>) -> bool {
+    outer.start <= inner.start && inner.end <= outer.end && outer != &(0..0)
+}
+
+/// Removes the entry whose key or value sits at `span`, anywhere inside `value`; failing
+/// that, the entry whose value holds `span` (an error on an element of a list drops the
+/// list). Returns the removed key's name.
 fn remove_key_at(value: &mut DeValue<'_>, span: &Range<usize>) -> Option<String> {
     match value {
         DeValue::Table(table) => {
@@ -27,11 +36,71 @@ fn remove_key_at(value: &mut DeValue<'_>, span: &Range<usize>) -> Option<String>
                 table.remove(name.as_str());
                 return Some(name);
             }
-            table.iter_mut().find_map(|(_, v)| remove_key_at(v.get_mut(), span))
+            if let Some(found) = table.iter_mut().find_map(|(_, v)| remove_key_at(v.get_mut(), span)) {
+                return Some(found);
+            }
+            let holder = table.iter().find(|(_, v)| contains(&v.span(), span)).map(|(k, _)| k.get_ref().to_string())?;
+            table.remove(holder.as_str());
+            Some(holder)
         }
         DeValue::Array(items) => items.iter_mut().find_map(|v| remove_key_at(v.get_mut(), span)),
         _ => None,
     }
+}
+
+/// For an error serde gave without a place (inside an internally tagged enum): the value of
+/// `table` it is about, found from the value the message quotes (`invalid type: string "ls"`).
+fn locate_in_table(table: &DeValue<'_>, message: &str) -> Option<Range<usize>> {
+    let DeValue::Table(table) = table else { return None };
+    let rest = message.strip_prefix("invalid type: ").or_else(|| message.strip_prefix("invalid value: "))?;
+    let (what, _) = rest.split_once(", expected")?;
+    let matches = |v: &DeValue<'_>| match v {
+        DeValue::String(s) => what == format!("string {s:?}"),
+        DeValue::Integer(i) => what == format!("integer `{}`", i.as_str()),
+        DeValue::Float(f) => what == format!("floating point `{}`", f.as_str()),
+        DeValue::Boolean(b) => what == format!("boolean `{b}`"),
+        DeValue::Array(_) => what == "sequence",
+        DeValue::Table(_) => what == "map",
+        DeValue::Datetime(_) => false,
+    };
+    let mut hits = table.iter().filter(|(k, v)| k.get_ref() != "type" && matches(v.get_ref()));
+    let (_, v) = hits.next()?;
+    hits.next().is_none().then(|| v.span())
+}
+
+/// Values tried, in order, for a field that is missing or was dropped, so the rest of the
+/// table can still be made into a value (whose checks then run).
+fn placeholders() -> [DeValue<'static>; 5] {
+    let parse = |s: &'static str| DeValue::parse(s).map(Spanned::into_inner).unwrap_or(DeValue::Boolean(false));
+    [
+        DeValue::String(Cow::Borrowed("")),
+        parse("0"),
+        DeValue::Boolean(false),
+        DeValue::Array(Default::default()),
+        DeValue::Table(DeTable::new()),
+    ]
+}
+
+/// Puts placeholder `index` for `field` into the table at `table` (inside `value`), at
+/// offset `at`. Whether there was one.
+fn put_placeholder(
+    value: &mut Spanned<DeValue<'_>>,
+    table: &Range<usize>,
+    field: &str,
+    index: usize,
+    at: usize,
+) -> bool {
+    if value.span() != *table {
+        return match value.get_mut() {
+            DeValue::Table(t) => t.iter_mut().any(|(_, v)| put_placeholder(v, table, field, index, at)),
+            DeValue::Array(items) => items.iter_mut().any(|v| put_placeholder(v, table, field, index, at)),
+            _ => false,
+        };
+    }
+    let DeValue::Table(t) = value.get_mut() else { return false };
+    let Some(v) = placeholders().into_iter().nth(index) else { return false };
+    t.insert(Spanned::new(at..at, Cow::Owned(field.to_owned())), Spanned::new(at..at, v));
+    true
 }
 
 /// Renames the key whose name sits at `span`, anywhere inside `value`, to `to`, unless its
@@ -100,21 +169,64 @@ pub fn deserialize_all<T: DeserializeOwned>(
     diags: &mut Diagnostics,
     extra_keys: &[&str],
 ) -> Option<T> {
+    match deserialize_partial(value, diags, extra_keys) {
+        Some((t, true)) => Some(t),
+        _ => None,
+    }
+}
+
+/// As [`deserialize_all`], but a required field that is missing (reported) or was dropped
+/// after an error on it is filled with a placeholder at [`PLACEHOLDER`], so a value is still
+/// made and the checks of the fields that are right still run. The flag says whether the
+/// value is complete (no placeholder in it).
+pub fn deserialize_partial<T: DeserializeOwned>(
+    value: &Spanned<DeValue<'_>>,
+    diags: &mut Diagnostics,
+    extra_keys: &[&str],
+) -> Option<(T, bool)> {
     let mut current = value.clone();
     // Keys dropped after an error on them, and fields a typo was read as.
     let mut accounted: Vec<String> = Vec::new();
-    for _ in 0..64 {
+    // The field being filled, and the placeholder tried for it.
+    let mut filling: Option<(String, Range<usize>, usize)> = None;
+    let mut complete = true;
+    for _ in 0..96 {
         let attempt = T::deserialize(ValueDeserializer::from(current.clone()));
         let err = match attempt {
-            Ok(t) => return Some(t),
+            Ok(t) => return Some((t, complete)),
             Err(e) => e,
         };
         let message = err.message().to_owned();
-        let span = err.span().unwrap_or_else(|| value.span());
-        if message.starts_with("missing field") && accounted.iter().any(|r| message.contains(&format!("`{r}`"))) {
-            // The field was dropped after an earlier error on it, or a typo of it was; that
-            // one is reported.
-            return None;
+        let mut span = err.span().unwrap_or_else(|| value.span());
+        if span.start >= PLACEHOLDER {
+            // The placeholder does not fit: try the next kind of value.
+            let (field, table, index) = filling.take()?;
+            remove_key_at(current.get_mut(), &span);
+            if !put_placeholder(&mut current, &table, &field, index + 1, span.start) {
+                return None;
+            }
+            filling = Some((field, table, index + 1));
+            continue;
+        }
+        if let Some(field) = message.strip_prefix("missing field `").and_then(|m| m.split('`').next()) {
+            let field = field.to_owned();
+            // A field dropped after an earlier error on it, or a typo of it, is reported.
+            if !accounted.contains(&field) {
+                diags.push(Diagnostic::error(span.clone(), message.clone()).maybe_hint(hint_for(&message, extra_keys)));
+            }
+            complete = false;
+            let at = PLACEHOLDER + accounted.len() + 1;
+            if !put_placeholder(&mut current, &span, &field, 0, at) {
+                return None;
+            }
+            accounted.push(field.clone());
+            filling = Some((field, span, 0));
+            continue;
+        }
+        if span == value.span()
+            && let Some(at) = locate_in_table(current.get_ref(), &message)
+        {
+            span = at;
         }
         diags.push(Diagnostic::error(span.clone(), message.clone()).maybe_hint(hint_for(&message, extra_keys)));
         if let Some(field) = meant_field(&message)

@@ -76,8 +76,12 @@ pub struct Diagnostics {
 }
 
 impl Diagnostics {
-    /// Adds one.
+    /// Adds one, unless it is about a placeholder (a value nobody wrote, standing for one
+    /// whose error was reported).
     pub fn push(&mut self, d: Diagnostic) {
+        if d.offset >= super::collect::PLACEHOLDER {
+            return;
+        }
         self.items.push(d);
     }
 

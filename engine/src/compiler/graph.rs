@@ -46,9 +46,49 @@ impl LogicalGraph {
     }
 }
 
+/// The parser's message, without the Rust debug dump some of its errors come wrapped in
+/// (`OtherError(ParseError { …, msg: "…", … })`) or its internal asserts (`No \`X\`!`).
+fn plain_cel_message(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("CEL syntax: ") else { return message.to_owned() };
+    if rest.contains("Recursion limit") {
+        return "CEL syntax: the expression nests too deeply for the parser".to_owned();
+    }
+    if let Some(i) = rest.find("msg: \"") {
+        let msg = rest[i + 6..].split('"').next().unwrap_or("");
+        return format!("CEL syntax: {msg}");
+    }
+    if rest.starts_with("No `") || rest.contains('{') && rest.contains("Error") {
+        return "CEL syntax: the parser could not read the expression from here".to_owned();
+    }
+    message.to_owned()
+}
+
+/// One syntax error per expression: the first the parser met (its follow-ons, and one per
+/// character of a run of bad characters, are the same mistake). A nesting too deep for the
+/// parser is reported as that, whatever the parser said first.
+fn first_cel_error_per_expression(errors: Vec<ConfigError>) -> Vec<ConfigError> {
+    let syntax = |e: &ConfigError| e.message.starts_with("CEL syntax: ");
+    let mut out: Vec<ConfigError> = Vec::new();
+    for mut e in errors.iter().cloned() {
+        if syntax(&e) {
+            if out.iter().any(|o| syntax(o) && o.span == e.span) {
+                continue;
+            }
+            let same = errors.iter().filter(|o| syntax(o) && o.span == e.span);
+            if let Some(deep) = same.clone().find(|o| o.message.contains("Recursion limit")) {
+                e = deep.clone();
+                e.hint = Some("split it, or use `in [...]` for long alternatives".into());
+            }
+            e.message = plain_cel_message(&e.message);
+        }
+        out.push(e);
+    }
+    out
+}
+
 /// Turns an operator's option errors into diagnostics.
 pub fn config_diagnostics(file: &SourceFile, node: &NodeSpec, errors: Vec<ConfigError>, diags: &mut Diagnostics) {
-    for e in errors {
+    for e in first_cel_error_per_expression(errors) {
         let offset = match (e.span.start..e.span.end, e.char_offset) {
             (s, _) if s.is_empty() && s.start == 0 => node.name_span.start,
             (s, Some(c)) => file.string_content_offset(s, c),
@@ -239,7 +279,7 @@ pub fn build(file: &SourceFile, spec: &Spec, diags: &mut Diagnostics) -> Option<
         }
     }
     for node in &spec.nodes {
-        if let Some(config) = &node.config {
+        if let Some(config) = node.config.as_ref().or(node.partial.as_ref()) {
             let inputs: Vec<&str> = node.inputs.iter().map(|i| i.node.as_str()).collect();
             config_diagnostics(file, node, config.check(&inputs), diags);
         }
@@ -251,16 +291,24 @@ pub fn build(file: &SourceFile, spec: &Spec, diags: &mut Diagnostics) -> Option<
     // Reachability from sources: what no source reaches is fed by nothing.
     let n = spec.nodes.len();
     let mut reached = vec![false; n];
-    let mut stack: Vec<usize> = (0..n).filter(|&i| spec.nodes[i].role == Role::Source).collect();
+    // A node with an input that is a mistake (reported) counts as reached: what it would be
+    // fed is unknown, and nothing downstream of it is reported for that.
+    let mistaken = |i: usize| edges.iter().filter(|e| e.to == i).count() < spec.nodes[i].inputs.len();
+    let mut stack: Vec<usize> = (0..n).filter(|&i| spec.nodes[i].role == Role::Source || mistaken(i)).collect();
     while let Some(v) = stack.pop() {
         if std::mem::replace(&mut reached[v], true) {
             continue;
         }
         stack.extend(edges.iter().filter(|e| e.from == v).map(|e| e.to));
     }
-    // Named in some `inputs`, even with a mistake (reported): not unused.
-    let named: std::collections::HashSet<&str> =
+    // Named in some `inputs`, even with a mistake (reported), or read by a guard's `admitted`
+    // (an `admissions` set): not unused.
+    let mut named: std::collections::HashSet<&str> =
         spec.nodes.iter().flat_map(|n| n.inputs.iter().map(|i| i.node.as_str())).collect();
+    named.extend(spec.nodes.iter().filter_map(|n| match &n.config {
+        Some(NodeConfig::Guard(g)) => g.admitted.as_ref().map(|a| a.get_ref().as_str()),
+        _ => None,
+    }));
     for (i, node) in spec.nodes.iter().enumerate() {
         let has_upstream = edges.iter().any(|e| e.to == i);
         if !reached[i] && has_upstream && !in_cycle[i] {

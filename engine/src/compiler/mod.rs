@@ -11,6 +11,7 @@ pub mod plan;
 pub mod registry;
 pub mod source;
 pub mod spec;
+mod syntax;
 pub mod tests_spec;
 
 use std::path::Path;
@@ -56,7 +57,12 @@ impl std::fmt::Display for Failed {
 
 fn check_tests(spec: &Spec, diags: &mut Diagnostics) {
     let role_of = |name: &str| spec.nodes.iter().find(|n| n.name == name).map(|n| n.role);
+    let mut names: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for test in &spec.tests {
+        if let Some(first) = names.insert(test.name.get_ref(), test.name.span().start) {
+            diags.push(Diagnostic::error(test.name.span(), format!("test `{}` is defined twice", test.name.get_ref())));
+            names.insert(test.name.get_ref(), first);
+        }
         if test.inputs.is_empty() {
             diags.push(Diagnostic::error(test.name.span(), format!("test `{}` has no inputs", test.name.get_ref())));
         }

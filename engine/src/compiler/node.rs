@@ -14,24 +14,30 @@ use super::diagnostic::{Diagnostic, Diagnostics};
 use super::registry::{self, Role};
 use super::spec::{InputRef, NodeSpec, as_table, valid_name};
 
+fn input_ref(s: &str, span: std::ops::Range<usize>) -> InputRef {
+    let (node, port) = match s.split_once('.') {
+        Some((n, p)) => (n.to_owned(), Some(p.to_owned())),
+        None => (s.to_owned(), None),
+    };
+    InputRef { node, port, span }
+}
+
 fn parse_inputs(value: &Spanned<DeValue<'_>>, diags: &mut Diagnostics) -> Vec<InputRef> {
     let DeValue::Array(items) = value.get_ref() else {
-        diags.push(
-            Diagnostic::error(value.span(), "`inputs` must be a list of node names")
-                .hint("e.g. inputs = [\"requests\"], or [\"router.urgent\"] for a named output"),
-        );
+        let mut d = Diagnostic::error(value.span(), "`inputs` must be a list of node names");
+        if let Some(s) = value.get_ref().as_str() {
+            // `inputs = "g"`: reported once, then read as the list it stood for.
+            diags.push(d.hint(format!("write inputs = [{s:?}]")));
+            return vec![input_ref(s, value.span())];
+        }
+        d = d.hint("e.g. inputs = [\"requests\"], or [\"router.urgent\"] for a named output");
+        diags.push(d);
         return Vec::new();
     };
     let mut out = Vec::new();
     for item in items.iter() {
         match item.get_ref().as_str() {
-            Some(s) => {
-                let (node, port) = match s.split_once('.') {
-                    Some((n, p)) => (n.to_owned(), Some(p.to_owned())),
-                    None => (s.to_owned(), None),
-                };
-                out.push(InputRef { node, port, span: item.span() });
-            }
+            Some(s) => out.push(input_ref(s, item.span())),
             None => diags.push(Diagnostic::error(item.span(), "an input must be a string naming a node")),
         }
     }
@@ -136,6 +142,7 @@ pub(super) fn parse_node(
         inputs,
         inputs_span,
         config: None,
+        partial: None,
     };
     let Some(kind) = kind else {
         // No options to check; the look-alike is taken as `inputs` so the wiring is checked.
@@ -147,7 +154,11 @@ pub(super) fn parse_node(
     };
     let options = Spanned::new(value.span(), DeValue::Table(options));
     let before = diags.items.len();
-    node.config = (kind.parse)(&options, diags);
+    match (kind.parse)(&options, diags) {
+        Some((config, true)) => node.config = Some(config),
+        Some((config, false)) => node.partial = Some(config),
+        None => {}
+    }
     // Option errors reported on the whole (type- and inputs-less) table point at the name.
     for d in &mut diags.items[before..] {
         if d.offset == value.span().start {

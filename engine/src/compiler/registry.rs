@@ -24,7 +24,7 @@ use kafclaw_operators::{
 use toml::Spanned;
 use toml::de::DeValue;
 
-use super::collect::deserialize_all;
+use super::collect::deserialize_partial;
 use super::diagnostic::Diagnostics;
 
 /// Which section of the topology a node is declared in.
@@ -107,6 +107,9 @@ pub enum NodeConfig {
     KafkaSink(KafkaSinkConfig),
 }
 
+/// Parses a kind's options: the config and whether it is complete (no placeholders).
+pub type ParseOptions = fn(&Spanned<DeValue<'_>>, &mut Diagnostics) -> Option<(NodeConfig, bool)>;
+
 /// One entry of the registry.
 pub struct Kind {
     /// Section the kind belongs to.
@@ -115,8 +118,9 @@ pub struct Kind {
     pub name: &'static str,
     /// One line for `kafclaw validate --list-kinds` and hints.
     pub summary: &'static str,
-    /// Parses the kind's options (the table without `type` and `inputs`).
-    pub parse: fn(&Spanned<DeValue<'_>>, &mut Diagnostics) -> Option<NodeConfig>,
+    /// Parses the kind's options (the table without `type` and `inputs`), and whether they
+    /// are complete (see [`deserialize_partial`]).
+    pub parse: ParseOptions,
 }
 
 macro_rules! kind {
@@ -125,7 +129,7 @@ macro_rules! kind {
             role: $role,
             name: $name,
             summary: $summary,
-            parse: |v, d| deserialize_all(v, d, &["type", "inputs"]).map(NodeConfig::$variant),
+            parse: |v, d| deserialize_partial(v, d, &["type", "inputs"]).map(|(c, ok)| (NodeConfig::$variant(c), ok)),
         }
     };
 }

@@ -23,6 +23,18 @@ impl SourceFile {
             n if n == text.len() => text,
             n => text[text.len() - n..].to_owned(),
         };
+        // A carriage return alone is a line break (old Mac files); TOML has no other use for
+        // it. Replaced byte for byte, so offsets stay those of the file.
+        let text = if text.bytes().enumerate().any(|(i, b)| b == b'\r' && text.as_bytes().get(i + 1) != Some(&b'\n')) {
+            let bytes = text.as_bytes();
+            let fixed: String = text
+                .char_indices()
+                .map(|(i, c)| if c == '\r' && bytes.get(i + 1) != Some(&b'\n') { '\n' } else { c })
+                .collect();
+            fixed
+        } else {
+            text
+        };
         let line_starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
         Self { path: path.into(), text, line_starts }
     }

@@ -168,6 +168,9 @@ pub struct NodeSpec {
     /// Its options (`None` when they could not be parsed; an error was reported). Such a node
     /// still takes part in wiring checks, so one mistake does not cascade into others.
     pub config: Option<NodeConfig>,
+    /// For a node whose options had errors: the options made with placeholders for the
+    /// fields at fault, only so the checks of the other fields (expressions, templates) run.
+    pub partial: Option<NodeConfig>,
 }
 
 impl NodeSpec {
@@ -228,23 +231,27 @@ pub(super) fn as_table<'a, 'i>(
 /// so the rest is still checked); `None` when the file is not TOML (syntax errors reported).
 pub fn parse(file: &SourceFile, diags: &mut Diagnostics) -> Option<Spec> {
     let (root, errors) = DeTable::parse_recoverable(&file.text);
-    if !errors.is_empty() {
-        for e in errors {
-            let span = e.span().unwrap_or(0..0);
-            diags.push(Diagnostic::error(span, format!("TOML syntax: {}", e.message())));
+    // Syntax errors are reported with the rest: what parsed is still checked.
+    super::syntax::report(file, errors, diags);
+    let mut root = root.into_inner();
+    let unknown: Vec<_> =
+        root.iter().map(|(k, _)| k.clone()).filter(|k| !ROOT_KEYS.contains(&k.get_ref().as_ref())).collect();
+    for key in unknown {
+        let meant = did_you_mean(key.get_ref(), &ROOT_KEYS);
+        let hint = match meant {
+            Some(m) => format!("did you mean `{m}`? sections: {}", ROOT_KEYS.join(", ")),
+            None => format!("sections: {}", ROOT_KEYS.join(", ")),
+        };
+        diags.push(Diagnostic::error(key.span(), format!("unknown section `{}`", key.get_ref())).hint(hint));
+        // `[topologyy]`: read as the section it stood for, when the file has none such.
+        if let Some(m) = meant
+            && !root.contains_key(m)
+            && let Some((k, v)) = root.remove_entry(key.get_ref().as_ref())
+        {
+            root.insert(Spanned::new(k.span(), std::borrow::Cow::Borrowed(m)), v);
         }
-        return None;
     }
-    let root = root.get_ref();
-    for (key, _) in root.iter() {
-        if !ROOT_KEYS.contains(&key.get_ref().as_ref()) {
-            let hint = match did_you_mean(key.get_ref(), &ROOT_KEYS) {
-                Some(m) => format!("did you mean `{m}`? sections: {}", ROOT_KEYS.join(", ")),
-                None => format!("sections: {}", ROOT_KEYS.join(", ")),
-            };
-            diags.push(Diagnostic::error(key.span(), format!("unknown section `{}`", key.get_ref())).hint(hint));
-        }
-    }
+    let root = &root;
 
     let topology = match root.get("topology") {
         Some(v) => deserialize_all::<TopologySection>(v, diags, &[]),
@@ -296,7 +303,7 @@ pub fn parse(file: &SourceFile, diags: &mut Diagnostics) -> Option<Spec> {
         }
     }
     let bus = Arc::new(BusSlot::default());
-    let tools = parse_tools(
+    let (tools, broken_tools) = parse_tools(
         root.get("tools"),
         &ToolContext {
             base: file.base_dir(),
@@ -330,6 +337,8 @@ pub fn parse(file: &SourceFile, diags: &mut Diagnostics) -> Option<Spec> {
             c.resolved = c.model.as_ref().and_then(|m| models.get(m.get_ref()).cloned());
         }
         if let Some(NodeConfig::Llm(c)) = &mut node.config {
+            // A tool declared with errors (reported) is declared: not named again here.
+            c.tools.retain(|t| !broken_tools.contains(t.get_ref()));
             c.resolved = models.get(c.model.get_ref()).cloned();
             c.resolved_tools = c
                 .tools
@@ -379,7 +388,14 @@ pub fn parse(file: &SourceFile, diags: &mut Diagnostics) -> Option<Spec> {
     }
 
     let tests = match root.get("tests") {
-        Some(v) => deserialize_all::<Vec<TestSpec>>(v, diags, &[]).unwrap_or_default(),
+        Some(v) => {
+            let mut tests = deserialize_all::<Vec<TestSpec>>(v, diags, &[]).unwrap_or_default();
+            super::tests_spec::keep_exact_numbers(&mut tests, v, diags);
+            for output in tests.iter().flat_map(|t| &t.outputs) {
+                super::tests_spec::check_expected(&output.envelope, v, diags);
+            }
+            tests
+        }
         None => Vec::new(),
     };
 
@@ -412,21 +428,26 @@ fn parse_tools(
     section: Option<&Spanned<DeValue<'_>>>,
     cx: &ToolContext<'_>,
     diags: &mut Diagnostics,
-) -> BTreeMap<String, Arc<dyn Tool>> {
+) -> (BTreeMap<String, Arc<dyn Tool>>, std::collections::BTreeSet<String>) {
     let mut out = BTreeMap::new();
-    let Some(section) = section else { return out };
-    let Some(table) = as_table(section, "`tools`", diags) else { return out };
+    let mut broken = std::collections::BTreeSet::new();
+    let Some(section) = section else { return (out, broken) };
+    let Some(table) = as_table(section, "`tools`", diags) else { return (out, broken) };
     for (name, value) in table.iter() {
         if !valid_name(name.get_ref(), false) {
             diags.push(Diagnostic::error(name.span(), format!("`{}` is not a valid tool name", name.get_ref())));
             continue;
         }
-        let Some(config) = deserialize_all::<ToolConfig>(value, diags, &[]) else { continue };
+        let Some(config) = deserialize_all::<ToolConfig>(value, diags, &[]) else {
+            broken.insert(name.get_ref().to_string());
+            continue;
+        };
         match config.build(cx) {
             Ok(tool) => {
                 out.insert(name.get_ref().to_string(), tool);
             }
             Err(errors) => {
+                broken.insert(name.get_ref().to_string());
                 for e in errors {
                     let span = if e.span == (0..0) { name.span() } else { e.span };
                     diags.push(Diagnostic::error(span, e.message));
@@ -434,7 +455,7 @@ fn parse_tools(
             }
         }
     }
-    out
+    (out, broken)
 }
 
 fn parse_models(
