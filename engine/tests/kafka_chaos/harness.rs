@@ -50,16 +50,16 @@ partitions = {PARTITIONS}
 commit_interval_ms = 100
 
 [sources.in]
-pub(crate) type = "kafka"
+type = "kafka"
 topic = "{input}"
 
 [operators.tag]
-pub(crate) type = "map"
+type = "map"
 inputs = ["in"]
 set = {{ "payload.seen_by" = '"kafclaw"' }}
 
 [sinks.out]
-pub(crate) type = "kafka"
+type = "kafka"
 inputs = ["tag"]
 topic = "{output}"
 "#
@@ -195,15 +195,15 @@ pub(crate) fn dedup_stage(brokers: &str, dir: &Path, raw_topic: &str, raw: &Raw)
 [topology]
 name = "{app}"
 [sources.raw]
-pub(crate) type = "kafka"
+type = "kafka"
 topic = "{raw_topic}"
 dedup = true
 [operators.all]
-pub(crate) type = "filter"
+type = "filter"
 inputs = ["raw"]
 where = 'true'
 [sinks.clean]
-pub(crate) type = "kafka"
+type = "kafka"
 inputs = ["all"]
 topic = "{fin}"
 "#
