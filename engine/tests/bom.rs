@@ -187,3 +187,51 @@ fn diff_inputs_with_a_byte_order_mark() {
     let o = kafclaw(dir.path(), &["diff", "a.jsonl", "b.jsonl"], None);
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// `text` in a wide encoding, with its byte-order mark: (bytes, the name errors give).
+fn wide(text: &str) -> Vec<(Vec<u8>, &'static str)> {
+    let units: Vec<u16> = text.encode_utf16().collect();
+    let chars: Vec<u32> = text.chars().map(u32::from).collect();
+    vec![
+        ([0xFF, 0xFE].into_iter().chain(units.iter().flat_map(|u| u.to_le_bytes())).collect(), "UTF-16 (LE)"),
+        ([0xFE, 0xFF].into_iter().chain(units.iter().flat_map(|u| u.to_be_bytes())).collect(), "UTF-16 (BE)"),
+        ([0xFF, 0xFE, 0, 0].into_iter().chain(chars.iter().flat_map(|c| c.to_le_bytes())).collect(), "UTF-32 (LE)"),
+        ([0, 0, 0xFE, 0xFF].into_iter().chain(chars.iter().flat_map(|c| c.to_be_bytes())).collect(), "UTF-32 (BE)"),
+    ]
+}
+
+/// A UTF-16 or UTF-32 input (saved so by an editor) fails the run with one error naming the
+/// encoding, rather than dead-lettering every garbled line and exiting 0; the same from a
+/// file, from standard input, and for `kafclaw diff`.
+#[test]
+fn utf16_and_utf32_inputs_fail_with_one_error_naming_the_encoding() {
+    let text = format!("{}\n{}\n", envelope(1), envelope(2));
+    for (bytes, name) in wide(&text) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("t.toml"), FILE_TOPOLOGY).unwrap();
+        std::fs::write(dir.path().join("in.jsonl"), &bytes).unwrap();
+        let o = kafclaw(dir.path(), &["run", "t.toml", "--local"], None);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_ne!(o.status.code(), Some(0), "{name}: {stderr}");
+        let want = format!("in.jsonl: the input is {name}; kafclaw reads UTF-8");
+        assert!(stderr.contains(&want), "{name}: {stderr}");
+        assert_eq!(std::fs::read_to_string(dir.path().join("dead.jsonl")).unwrap_or_default(), "", "{name}");
+
+        std::fs::write(
+            dir.path().join("s.toml"),
+            "[topology]\nname = \"bom\"\n\n[sources.in]\ntype = \"stdin\"\n\n[sinks.out]\ntype = \"stdout\"\ninputs = [\"in\"]\n",
+        )
+        .unwrap();
+        let o = kafclaw(dir.path(), &["run", "s.toml", "--local", "--dead-letter", "d.jsonl"], Some(&bytes));
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_ne!(o.status.code(), Some(0), "{name}: {stderr}");
+        assert!(stderr.contains(&format!("<stdin>: the input is {name}; kafclaw reads UTF-8")), "{name}: {stderr}");
+        assert!(o.stdout.is_empty(), "{name}");
+
+        std::fs::write(dir.path().join("b.jsonl"), &text).unwrap();
+        let o = kafclaw(dir.path(), &["diff", "in.jsonl", "b.jsonl"], None);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{name}: {stderr}");
+        assert!(stderr.contains(&format!("in.jsonl: the input is {name}; kafclaw reads UTF-8")), "{name}: {stderr}");
+    }
+}

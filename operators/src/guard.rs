@@ -26,7 +26,10 @@
 //!   `delegation_depth` of `3`, `3.0` or `"3"` is 3, but `2.5`, `-1`, `true` or a
 //!   `deadline_at` that is not an RFC 3339 string cannot be read, and the task is answered
 //!   `failed` and audited (`payload_unreadable`, with `details.field` and the reason) rather
-//!   than processed as if the field were absent.
+//!   than processed as if the field were absent. So is one whose payload writes a guarded
+//!   field twice (`{"delegation_depth":3,"delegation_depth":1}`: `details.field` names it).
+//!   Empty strings read as absent for ids and times (KafClaw's Go zero value), an empty
+//!   `zone` as none; keys are case-sensitive (`Delegation_Depth` is an unknown field).
 //!
 //! Outputs: the envelopes that pass; `refused` (the `failed` task statuses, correlated to the
 //! task, for the requester); `audit` (one `audit` envelope per refusal).
@@ -145,7 +148,7 @@ impl Guard {
         if !matches!(e.kind, EnvelopeType::Request | EnvelopeType::SkillRequest) {
             return None;
         }
-        let fields = match TaskFields::read(&e.payload) {
+        let fields = match TaskFields::of(&e.payload) {
             Ok(f) => f,
             Err(err) => return Some(err.into()),
         };
@@ -379,5 +382,29 @@ mod tests {
         // Needs serde_json's `arbitrary_precision`: without it the payload's text passes the
         // decoder but cannot be parsed, and `LazyJson` reads it as `null` (no fields at all).
         assert_eq!(decoded(r#"{"delegation_depth":1e400}"#).1, "payload_unreadable");
+    }
+
+    #[test]
+    fn a_guarded_field_written_twice_is_refused_whichever_copy_would_pass() {
+        let decoded = |payload: &str| {
+            let text = format!(
+                r#"{{"type":"request","correlation_id":"c","sender_id":"alice","timestamp":"1970-01-01T00:00:00Z","payload":{payload}}}"#
+            );
+            judged(Envelope::decode(text.as_bytes()).unwrap())
+        };
+        for (payload, field) in [
+            (r#"{"task_id":"t1","delegation_depth":3,"delegation_depth":1}"#, "payload.delegation_depth"),
+            (r#"{"task_id":"t1","delegation_depth":1,"delegation_depth":1}"#, "payload.delegation_depth"),
+            (r#"{"deadline_at":"1970-01-01T00:00:00Z","deadline_at":"2099-01-01T00:00:00Z"}"#, "payload.deadline_at"),
+            (r#"{"task_id":"a","task_id":"b"}"#, "payload.task_id"),
+            (r#"{"requester_id":"a","requester_id":"b"}"#, "payload.requester_id"),
+        ] {
+            let (ports, event, details, summary) = decoded(payload);
+            assert_eq!((ports, event.as_str()), (vec![2, 1], "payload_unreadable"), "{payload}");
+            assert_eq!(details["field"], field);
+            assert_eq!(summary, format!("`{field}`: appears more than once in the payload"));
+        }
+        // Unguarded repeats, other spellings and nested objects are not refused.
+        assert_eq!(decoded(r#"{"note":1,"note":2,"Delegation_Depth":9,"x":{"task_id":1,"task_id":2}}"#).0, [0]);
     }
 }

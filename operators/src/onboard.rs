@@ -19,13 +19,28 @@
 //!   (`onboard_complete`), wrong or unasked → `onboard_reject`. Every decision is an `audit`
 //!   envelope (output `audit`).
 //!
-//! The gatekeeper's own answers come back on the topic it reads; they are not requests and
-//! pass without effect. Admitted requesters are kept in `<operator>.admitted`.
+//! Every field the decision reads (`action`, `requester_id`, `challenge`, `response`) is read
+//! fail-closed ([`crate::envelope::wire`]): a value that is not a string, or a field written
+//! twice, is refused with a reason naming the field — an `onboard_reject` when the requester
+//! is known (`requester_id`, else the sender) and an `audit` (`onboard_unreadable`); the
+//! requester's pending challenge is spent. An action that is not one of the five (spelling
+//! and case exact: `Onboard_Request` is not one) is audited (`onboard_unknown_action`).
+//! An admitted member is never sent an `onboard_reject` (that would evict it from every
+//! `admissions`): its refusals are audited only.
+//!
+//! Decisions (`onboard_challenge`, `onboard_complete`, `onboard_reject`) are the gatekeeper's
+//! own answers coming back on the topic it reads; they pass without effect. One from another
+//! sender, or with its id but in a zone (its own have none), is forged: audited
+//! (`onboard_forged`, naming the sender). Admitted requesters are kept in `<operator>.admitted`.
 //!
 //! `admissions` runs on every agent instance over the same topic, read as a global table
-//! (`global = true`): it keeps the instance's set of admitted members from the
-//! `onboard_complete` envelopes, which a `guard` with `admitted = "<operator>"` consults so
-//! that requests from senders that are not admitted are dropped and audited.
+//! (`global = true`): it keeps the instance's set of admitted members from the decisions of
+//! the gatekeeper (`gatekeeper = "<id>"` or a list, default `"gatekeeper"`, the `onboard`
+//! default `agent`), which a `guard` with `admitted = "<operator>"` consults so that requests
+//! from senders that are not admitted are dropped and audited. A decision from any other
+//! sender, or in a zone, is refused (a dead letter naming the sender). The sender id is
+//! what the writer says it is: what makes the rule binding is that only the gatekeeper's
+//! principal may write the topic `admissions` reads (Kafka ACLs).
 
 use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
@@ -53,13 +68,24 @@ pub fn sign(secret: &[u8], message: &str) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-/// Whether `answer` is hex(HMAC-SHA256(secret, challenge)), compared in constant time.
+/// Whether `answer` is exactly hex(HMAC-SHA256(secret, challenge)): 64 lowercase hex digits
+/// as [`sign`] writes them (no spaces, no other case), the MAC compared in constant time.
 pub fn verify(secret: &[u8], challenge: &str, answer: &str) -> bool {
-    let Ok(bytes) = hex::decode(answer.trim()) else { return false };
+    // The shape is public (it says nothing of the secret); the MAC is compared in constant time.
+    if answer.len() != 64 || !answer.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return false;
+    }
+    let Ok(bytes) = hex::decode(answer) else { return false };
     let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
     mac.update(challenge.as_bytes());
     mac.verify_slice(&bytes).is_ok()
 }
+
+/// The actions of `onboard` envelopes: requests and responses from requesters, decisions
+/// from the gatekeeper.
+const REQUEST: &str = "onboard_request";
+const RESPONSE: &str = "onboard_response";
+const DECISIONS: [&str; 3] = ["onboard_challenge", "onboard_complete", "onboard_reject"];
 
 /// Config half of `onboard`.
 #[derive(Debug, Clone, Deserialize)]
@@ -126,11 +152,20 @@ pub struct Onboard {
     challenges: TableSpec,
 }
 
+/// What a requester's envelope says, every field read fail-closed.
+struct Asked<'a> {
+    action: &'a str,
+    challenge: &'a str,
+    response: &'a str,
+}
+
 impl Onboard {
     fn answer(&self, record: &Record, action: &str, requester: &str, extra: Value) -> Record {
         let mut r = record.clone();
         r.envelope.kind = EnvelopeType::Onboard;
         r.envelope.sender_id = self.agent.clone();
+        // Decisions are group-wide: an `admissions` refuses one in a zone.
+        r.envelope.zone = None;
         let mut payload = json!({"action": action, "requester_id": requester});
         if let (Some(p), Value::Object(e)) = (payload.as_object_mut(), extra) {
             p.extend(e);
@@ -139,15 +174,23 @@ impl Onboard {
         r
     }
 
-    fn audit(&self, record: &Record, event: &str, requester: &str, reason: &str) -> Record {
+    fn audit(&self, record: &Record, event: &str, requester: Option<&str>, reason: &str, extra: Value) -> Record {
         let mut r = record.clone();
         r.envelope.kind = EnvelopeType::Audit;
         r.envelope.sender_id = self.agent.clone();
-        *r.envelope.payload = json!({
-            "event_type": event, "agent_id": self.agent,
-            "details": {"requester_id": requester, "reason": reason, "input_id": record.envelope.id},
+        let mut details = json!({
+            "requester_id": requester, "reason": reason, "input_id": record.envelope.id,
+            "sender_id": record.envelope.sender_id,
         });
+        if let (Some(d), Value::Object(e)) = (details.as_object_mut(), extra) {
+            d.extend(e);
+        }
+        *r.envelope.payload = json!({"event_type": event, "agent_id": self.agent, "details": details});
         r
+    }
+
+    fn is_admitted(&self, requester: &str, state: &mut dyn StateAccess) -> Result<bool, String> {
+        Ok(state.get(&self.admitted.name, requester.as_bytes())?.is_some())
     }
 
     fn admit(
@@ -159,16 +202,32 @@ impl Onboard {
     ) -> Result<(), String> {
         state.put(&self.admitted.name, requester.as_bytes(), record.envelope.timestamp.as_bytes())?;
         out.emit(0, self.answer(record, "onboard_complete", requester, json!({})));
-        out.emit(
-            1,
-            self.audit(record, "onboard_admitted", requester, if self.gated { "right answer" } else { "open group" }),
-        );
+        let reason = if self.gated { "right answer" } else { "open group" };
+        out.emit(1, self.audit(record, "onboard_admitted", Some(requester), reason, json!({})));
         Ok(())
     }
 
-    fn reject(&self, record: &Record, requester: &str, reason: &str, out: &mut Emit) {
+    /// Refuses `requester`: an `onboard_reject` and an audit `event`; an admitted member is
+    /// audited only (a reject would evict it from every `admissions`).
+    #[allow(clippy::too_many_arguments)]
+    fn reject(
+        &self,
+        record: &Record,
+        requester: &str,
+        event: &str,
+        reason: &str,
+        extra: Value,
+        state: &mut dyn StateAccess,
+        out: &mut Emit,
+    ) -> Result<(), String> {
+        if self.is_admitted(requester, state)? {
+            let kept = format!("{reason} (already admitted: membership kept, no reject sent)");
+            out.emit(1, self.audit(record, event, Some(requester), &kept, extra));
+            return Ok(());
+        }
         out.emit(0, self.answer(record, "onboard_reject", requester, json!({"reason": reason})));
-        out.emit(1, self.audit(record, "onboard_rejected", requester, reason));
+        out.emit(1, self.audit(record, event, Some(requester), reason, extra));
+        Ok(())
     }
 
     fn apply(&self, record: &Record, state: &mut dyn StateAccess, out: &mut Emit) -> Result<(), String> {
@@ -176,15 +235,59 @@ impl Onboard {
         if e.kind != EnvelopeType::Onboard {
             return Err(format!("onboarding reads `onboard` envelopes, not `{}`", e.kind));
         }
-        // The fields the decision reads, fail-closed: one that is present but not a string
-        // fails the record (dead letter naming it) instead of reading as absent.
-        let text = |key| wire::string_field(&e.payload, key).map_err(|err| err.to_string());
-        let (action, requester) = (text("action")?.unwrap_or_default(), text("requester_id")?);
-        let (challenge, response) = (text("challenge")?.unwrap_or_default(), text("response")?.unwrap_or_default());
-        let requester = requester.unwrap_or(&e.sender_id).to_owned();
-        match action {
-            "onboard_request" if !self.gated => self.admit(record, &requester, state, out),
-            "onboard_request" => {
+        let p = &e.payload;
+        // A guarded field written twice is unreadable; so is `requester_id` if it is the one.
+        let repeated = wire::once(p).err();
+        let requester = match (&repeated, p.source().map(|t| wire::repeated(t, &["requester_id"]))) {
+            (Some(_), Some(Err(_))) => None,
+            _ => match wire::string_field(p, "requester_id") {
+                Ok(Some(r)) => Some(r),
+                Ok(None) => Some(e.sender_id.as_str()).filter(|s| !s.is_empty()),
+                Err(_) => None,
+            },
+        };
+        let action = match wire::string_field(p, "action") {
+            Ok(a) if repeated.as_ref().is_none_or(|r| r.field != "payload.action") => a.unwrap_or_default(),
+            Ok(_) => return self.unreadable(record, requester, repeated.expect("matched"), state, out),
+            Err(err) => return self.unreadable(record, requester, err, state, out),
+        };
+        if DECISIONS.contains(&action) {
+            return self.decision(record, action, requester, out);
+        }
+        if action != REQUEST && action != RESPONSE {
+            let reason = format!("unknown action {}: onboarding reads `{REQUEST}` and `{RESPONSE}`", json!(action));
+            out.emit(1, self.audit(record, "onboard_unknown_action", requester, &reason, json!({"action": action})));
+            return Ok(());
+        }
+        let read = |key| wire::string_field(p, key).map(Option::unwrap_or_default);
+        let asked = repeated.map_or(Ok(()), Err).and_then(|()| {
+            wire::string_field(p, "requester_id")?;
+            Ok(Asked { action, challenge: read("challenge")?, response: read("response")? })
+        });
+        let (asked, requester) = match (asked, requester) {
+            (Ok(asked), Some(requester)) => (asked, requester),
+            (Err(err), requester) => return self.unreadable(record, requester, err, state, out),
+            (Ok(_), None) => {
+                let reason = "`payload.requester_id`: the request names no requester";
+                out.emit(1, self.audit(record, "onboard_unreadable", None, reason, json!({})));
+                return Ok(());
+            }
+        };
+        self.asked(record, &asked, requester, state, out)
+    }
+
+    fn asked(
+        &self,
+        record: &Record,
+        asked: &Asked<'_>,
+        requester: &str,
+        state: &mut dyn StateAccess,
+        out: &mut Emit,
+    ) -> Result<(), String> {
+        let refused = "onboard_rejected";
+        match asked.action {
+            REQUEST if !self.gated => self.admit(record, requester, state, out),
+            REQUEST => {
                 let secret = self.secret()?;
                 let seed = format!(
                     "challenge|{requester}|{}",
@@ -192,29 +295,74 @@ impl Onboard {
                 );
                 let challenge = sign(secret, &seed);
                 state.put(&self.challenges.name, requester.as_bytes(), challenge.as_bytes())?;
-                out.emit(0, self.answer(record, "onboard_challenge", &requester, json!({"challenge": challenge})));
+                out.emit(0, self.answer(record, "onboard_challenge", requester, json!({"challenge": challenge})));
                 Ok(())
             }
-            "onboard_response" if self.gated => {
+            _ if !self.gated => {
+                let reason = "an open group asks no challenge: send `onboard_request`";
+                self.reject(record, requester, refused, reason, json!({}), state, out)
+            }
+            _ => {
                 let Some(pending) = state.get(&self.challenges.name, requester.as_bytes())? else {
-                    self.reject(record, &requester, "no challenge is pending for this requester", out);
-                    return Ok(());
+                    let reason = "no challenge is pending for this requester";
+                    return self.reject(record, requester, refused, reason, json!({}), state, out);
                 };
                 let secret = self.secret()?;
                 let pending = String::from_utf8_lossy(&pending).into_owned();
                 state.delete(&self.challenges.name, requester.as_bytes())?;
-                if challenge != pending {
-                    self.reject(record, &requester, "the answer is to another challenge", out);
-                } else if verify(secret, &pending, response) {
-                    self.admit(record, &requester, state, out)?;
+                if asked.challenge != pending {
+                    let reason = "the answer is to another challenge";
+                    self.reject(record, requester, refused, reason, json!({}), state, out)
+                } else if verify(secret, &pending, asked.response) {
+                    self.admit(record, requester, state, out)
                 } else {
-                    self.reject(record, &requester, "wrong answer to the challenge", out);
+                    self.reject(record, requester, refused, "wrong answer to the challenge", json!({}), state, out)
                 }
+            }
+        }
+    }
+
+    /// A field that cannot be read: the requester's pending challenge is spent, and it is
+    /// rejected (when known) and audited with the reason naming the field.
+    fn unreadable(
+        &self,
+        record: &Record,
+        requester: Option<&str>,
+        err: wire::WireError,
+        state: &mut dyn StateAccess,
+        out: &mut Emit,
+    ) -> Result<(), String> {
+        let (reason, extra) = (err.to_string(), json!({"field": err.field}));
+        match requester {
+            Some(r) => {
+                if self.gated {
+                    state.delete(&self.challenges.name, r.as_bytes())?;
+                }
+                self.reject(record, r, "onboard_unreadable", &reason, extra, state, out)
+            }
+            None => {
+                out.emit(1, self.audit(record, "onboard_unreadable", None, &reason, extra));
                 Ok(())
             }
-            // The gatekeeper's own answers, read back from the topic it writes.
-            _ => Ok(()),
         }
+    }
+
+    /// A decision read back: the gatekeeper's own pass without effect; any other is forged
+    /// and audited.
+    fn decision(&self, record: &Record, action: &str, requester: Option<&str>, out: &mut Emit) -> Result<(), String> {
+        let e = &record.envelope;
+        // Its own pass (the admitted table is per partition: whether it made a decision with
+        // its id is not told from it without false alarms).
+        let why = if e.sender_id != self.agent {
+            Some(format!("`{action}` from `{}`: only the gatekeeper `{}` decides", e.sender_id, self.agent))
+        } else {
+            let zone = e.zone.as_deref().filter(|z| !z.is_empty());
+            zone.map(|zone| format!("`{action}` in zone `{zone}`: the gatekeeper's decisions have no zone"))
+        };
+        if let Some(why) = why {
+            out.emit(1, self.audit(record, "onboard_forged", requester, &why, json!({"action": action})));
+        }
+        Ok(())
     }
 
     fn secret(&self) -> Result<&[u8], String> {
@@ -266,53 +414,91 @@ impl SharedAdmissions {
     }
 }
 
+/// One id or several (`gatekeeper = "gk"` or `gatekeeper = ["gk-1", "gk-2"]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Ids {
+    /// One id.
+    One(String),
+    /// Several ids.
+    Many(Vec<String>),
+}
+
 /// Config half of `admissions`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdmissionsConfig {
+    /// The sender id(s) whose decisions count: the `agent` of the group's `onboard`
+    /// (default `"gatekeeper"`, its default). Decisions from anyone else are refused.
+    #[serde(default)]
+    pub gatekeeper: Option<Ids>,
     /// The instance's set, made by the compiler.
     #[serde(skip)]
     pub shared: Option<Arc<SharedAdmissions>>,
 }
 
 impl AdmissionsConfig {
-    /// Builds the runtime half.
+    /// Builds the runtime half. An empty id never matches: `gatekeeper = []` (or `""`)
+    /// refuses every decision.
     pub fn build(&self, name: &str) -> Admissions {
-        Admissions { shared: self.shared.clone().unwrap_or_else(|| SharedAdmissions::new(name)) }
+        let mut gatekeepers = match &self.gatekeeper {
+            None => vec![default_agent()],
+            Some(Ids::One(id)) => vec![id.clone()],
+            Some(Ids::Many(ids)) => ids.clone(),
+        };
+        gatekeepers.retain(|g| !g.is_empty());
+        let shared = self.shared.clone().unwrap_or_else(|| SharedAdmissions::new(name));
+        Admissions { shared, gatekeepers }
     }
 }
 
-/// Runtime half of `admissions`: `onboard_complete` admits the requester, `onboard_reject`
-/// (a later refusal) removes it; other envelopes pass without effect. A decision whose
-/// `payload.action` or `payload.requester_id` cannot be read (not a string), or that names
-/// no requester, fails the record (a dead letter naming the field) rather than being
-/// skipped: a refusal that went unread would leave its member admitted.
+/// Runtime half of `admissions`: `onboard_complete` from the gatekeeper admits the
+/// requester, `onboard_reject` (a later refusal) removes it; other envelopes pass without
+/// effect. A decision from another sender (forged) or in a zone, or whose `payload.action`
+/// or `payload.requester_id` cannot be read (not a string, written twice), or that names no
+/// requester, fails the record (a dead letter naming the sender or the field) rather than
+/// being skipped: a refusal that went unread would leave its member admitted.
 pub struct Admissions {
     shared: Arc<SharedAdmissions>,
+    gatekeepers: Vec<String>,
+}
+
+impl Admissions {
+    fn decide(&self, e: &crate::envelope::Envelope) -> Result<(), String> {
+        wire::once(&e.payload).map_err(|err| err.to_string())?;
+        let admit = match wire::string_field(&e.payload, "action").map_err(|err| err.to_string())? {
+            Some("onboard_complete") => true,
+            Some("onboard_reject") => false,
+            _ => return Ok(()),
+        };
+        let action = if admit { "onboard_complete" } else { "onboard_reject" };
+        if !self.gatekeepers.contains(&e.sender_id) {
+            return Err(format!(
+                "forged decision refused: `{action}` from `{}`, who is not the gatekeeper ({})",
+                e.sender_id,
+                self.gatekeepers.iter().map(|g| format!("`{g}`")).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        if let Some(zone) = e.zone.as_deref().filter(|z| !z.is_empty()) {
+            return Err(format!(
+                "decision refused: `{action}` from `{}` in zone `{zone}`: admission is group-wide",
+                e.sender_id
+            ));
+        }
+        match wire::string_field(&e.payload, "requester_id").map_err(|err| err.to_string())? {
+            Some(agent) => self.shared.set(agent, admit),
+            None => return Err("`payload.requester_id`: an admission decision names no requester".to_owned()),
+        }
+        Ok(())
+    }
 }
 
 impl SyncOperator for Admissions {
     fn process(&mut self, record: Record, _: &mut dyn StateAccess, out: &mut Emit) -> Result<(), Failure> {
-        let e = &record.envelope;
-        if e.kind == EnvelopeType::Onboard {
-            let admit = match wire::string_field(&e.payload, "action") {
-                Ok(Some("onboard_complete")) => Some(true),
-                Ok(Some("onboard_reject")) => Some(false),
-                Ok(_) => None,
-                Err(err) => return Err(Failure::new(record, err.to_string())),
-            };
-            if let Some(admit) = admit {
-                match wire::string_field(&e.payload, "requester_id") {
-                    Ok(Some(agent)) => self.shared.set(agent, admit),
-                    Ok(None) => {
-                        return Err(Failure::new(
-                            record,
-                            "`payload.requester_id`: an admission decision names no requester",
-                        ));
-                    }
-                    Err(err) => return Err(Failure::new(record, err.to_string())),
-                }
-            }
+        if record.envelope.kind == EnvelopeType::Onboard
+            && let Err(m) = self.decide(&record.envelope)
+        {
+            return Err(Failure::new(record, m));
         }
         out.emit(0, record);
         Ok(())
@@ -320,54 +506,5 @@ impl SyncOperator for Admissions {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hmac_answers_verify_and_wrong_ones_do_not() {
-        let answer = sign(b"s3cret", "abc");
-        assert_eq!(answer.len(), 64);
-        assert!(verify(b"s3cret", "abc", &answer));
-        assert!(!verify(b"other", "abc", &answer));
-        assert!(!verify(b"s3cret", "abd", &answer));
-        assert!(!verify(b"s3cret", "abc", "not hex"));
-        // RFC 4231 test case 2.
-        assert_eq!(
-            sign(b"Jefe", "what do ya want for nothing?"),
-            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
-    }
-
-    fn onboard(payload: Value) -> Record {
-        let e = crate::envelope::Envelope::new(EnvelopeType::Onboard, "c", "bob", "1970-01-01T00:00:00Z", payload);
-        Record::detached(e)
-    }
-
-    #[test]
-    fn unreadable_decision_fields_fail_the_record() {
-        let gate = OnboardConfig { mode: Spanned::new(0..0, "open".into()), secret_env: None, agent: default_agent() };
-        let gate = gate.build("gate").unwrap();
-        let apply = |p: Value| gate.apply(&onboard(p), &mut crate::state::NoState, &mut Emit::default());
-        let refused = apply(json!({"action": "onboard_request", "requester_id": 5})).unwrap_err();
-        assert_eq!(refused, "`payload.requester_id`: expected a string, got 5");
-        assert!(apply(json!({"action": ["onboard_request"]})).unwrap_err().starts_with("`payload.action`"));
-        assert!(
-            apply(json!({"action": "onboard_response", "response": {}})).unwrap_err().starts_with("`payload.response`")
-        );
-
-        let shared = SharedAdmissions::new("admitted");
-        let mut admissions = AdmissionsConfig { shared: Some(shared.clone()) }.build("admitted");
-        let mut run = |p: Value| {
-            admissions.process(onboard(p), &mut crate::state::NoState, &mut Emit::default()).map_err(|f| f.message)
-        };
-        run(json!({"action": "onboard_complete", "requester_id": "alice"})).unwrap();
-        run(json!({"action": "onboard_request", "requester_id": 7, "identity": []})).unwrap();
-        let unread = run(json!({"action": "onboard_reject", "requester_id": ["alice"]})).unwrap_err();
-        assert_eq!(unread, r#"`payload.requester_id`: expected a string, got ["alice"]"#);
-        assert!(run(json!({"action": "onboard_reject"})).unwrap_err().contains("names no requester"));
-        assert!(run(json!({"action": true, "requester_id": "alice"})).unwrap_err().starts_with("`payload.action`"));
-        assert!(shared.contains("alice"), "an unread refusal is a dead letter, not a removal");
-        run(json!({"action": "onboard_reject", "requester_id": "alice", "identity": 3})).unwrap();
-        assert!(!shared.contains("alice"));
-    }
-}
+#[path = "onboard_tests.rs"]
+mod tests;

@@ -66,6 +66,12 @@ impl LazyJson {
         }
     }
 
+    /// The JSON text as read, until the payload is written (also once it has been read):
+    /// for checks of the text itself, such as repeated keys ([`super::wire::once`]).
+    pub fn source(&self) -> Option<&str> {
+        self.raw.as_deref().map(RawValue::get)
+    }
+
     /// Whether the value has been parsed (or was built as a value).
     pub fn is_parsed(&self) -> bool {
         self.parsed.get().is_some()

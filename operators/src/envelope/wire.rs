@@ -26,12 +26,37 @@
 //!   or milliseconds are not guessed), another string, or any other value is refused. The
 //!   empty string reads as absent, as for ids.
 //!
-//! Unknown fields are not read here and stay free (forward compatible); only the fields a
-//! decision reads are held to the rule.
+//! - **Once.** A guarded field ([`GUARDED`]) written twice in the payload's text (`{"delegation_depth":3,
+//!   "delegation_depth":1}`) is refused ([`Problem::Repeated`]): a reader that keeps the first and
+//!   one that keeps the last would decide differently. Readers check with [`once`], which
+//!   scans the payload's top-level keys in its text (only readers of guarded fields pay).
+//!
+//! Keys are case-sensitive: `Delegation_Depth` is not `delegation_depth`, and is an unknown
+//! field. Unknown fields are not read here and stay free (forward compatible); only the
+//! fields a decision reads are held to the rule.
 
+use std::borrow::Cow;
+
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 
+use super::LazyJson;
 use crate::record::event_time_ms;
+
+/// The payload fields decisions read (guard, onboarding, admissions, tools): each may appear
+/// at most once in a payload's text.
+pub const GUARDED: &[&str] = &[
+    "action",
+    "challenge",
+    "deadline_at",
+    "delegation_depth",
+    "original_requester_id",
+    "parent_task_id",
+    "requester_id",
+    "response",
+    "status",
+    "task_id",
+];
 
 /// How many characters of an unreadable value an error shows.
 const SHOWN: usize = 64;
@@ -68,6 +93,12 @@ pub enum Problem {
     /// Not a string holding an RFC 3339 time.
     #[error("expected an RFC 3339 time string, got {0}")]
     NotTime(String),
+    /// Written more than once in the payload's text.
+    #[error("appears more than once in the payload")]
+    Repeated,
+    /// The payload's text cannot be scanned (it was checked on decode: not expected).
+    #[error("the payload's text cannot be read: {0}")]
+    Unscannable(String),
 }
 
 /// Why a number's text is not a whole number ≥ 0 (see [`whole_number`]).
@@ -259,6 +290,61 @@ pub fn deadline_at(payload: &Value) -> Result<Option<Time<'_>>, WireError> {
     field(payload, "deadline_at", time)
 }
 
+/// Refuses a payload whose text writes a [`GUARDED`] field more than once (the first such
+/// field); a payload built or rewritten as a value has no text and no repeats.
+///
+/// Errors: a [`WireError`] naming `payload.<key>` ([`Problem::Repeated`]).
+pub fn once(payload: &LazyJson) -> Result<(), WireError> {
+    match payload.source() {
+        Some(text) => repeated(text, GUARDED),
+        None => Ok(()),
+    }
+}
+
+/// Refuses `text` (a JSON value) if it is an object that has one of `names` (at most 64) as
+/// a top-level key more than once. Keys are compared unescaped (`"task\u005fid"` is
+/// `task_id`); values are skipped without being built.
+///
+/// Errors: [`Problem::Repeated`] naming the first repeated key.
+pub fn repeated(text: &str, names: &[&str]) -> Result<(), WireError> {
+    if !text.trim_start().starts_with('{') {
+        return Ok(());
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    match de.deserialize_map(Keys { names }) {
+        Ok(None) => Ok(()),
+        Ok(Some(i)) => Err(WireError { field: format!("payload.{}", names[i]), problem: Problem::Repeated }),
+        Err(e) => Err(WireError { field: "payload".to_owned(), problem: Problem::Unscannable(e.to_string()) }),
+    }
+}
+
+/// Finds the first of `names` repeated among an object's keys.
+struct Keys<'n> {
+    names: &'n [&'n str],
+}
+
+impl<'de> Visitor<'de> for Keys<'_> {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut seen, mut first) = (0_u64, None);
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if let Some(i) = self.names.iter().take(64).position(|n| *n == key) {
+                if seen & (1 << i) != 0 {
+                    first = first.or(Some(i));
+                }
+                seen |= 1 << i;
+            }
+            map.next_value::<IgnoredAny>()?;
+        }
+        Ok(first)
+    }
+}
+
 /// The KafClaw fields of a task request's payload (`request`, `skill_request`), every one
 /// read by the rule above.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -290,6 +376,15 @@ impl<'a> TaskFields<'a> {
             delegation_depth: delegation_depth(payload)?,
             deadline_at: deadline_at(payload)?,
         })
+    }
+
+    /// Reads the fields of a payload as decoded, refusing first any guarded field its text
+    /// writes twice ([`once`]).
+    ///
+    /// Errors: a repeated guarded field, then the first unreadable field.
+    pub fn of(payload: &'a LazyJson) -> Result<Self, WireError> {
+        once(payload)?;
+        Self::read(payload)
     }
 }
 
@@ -465,6 +560,56 @@ mod tests {
         assert_eq!(e.to_string(), r#"field `payload.delegation_depth`: expected a whole number ≥ 0, got """#);
         assert_eq!(typed(json!({"deadline_at": 5})).unwrap_err().field_name(), Some("payload.deadline_at"));
         assert_eq!(typed(json!({"task_id": 5})).unwrap_err().field_name(), Some("payload"));
+    }
+
+    fn decoded_payload(payload: &str) -> LazyJson {
+        let text = format!(
+            r#"{{"type":"request","correlation_id":"c","sender_id":"a","timestamp":"1970-01-01T00:00:00Z","payload":{payload}}}"#
+        );
+        crate::envelope::Envelope::decode(text.as_bytes()).unwrap().payload
+    }
+
+    #[test]
+    fn a_guarded_field_written_twice_is_refused() {
+        let names = GUARDED;
+        let refused = |text: &str| repeated(text, names).unwrap_err().to_string();
+        assert_eq!(
+            refused(r#"{"delegation_depth":3,"delegation_depth":1}"#),
+            "`payload.delegation_depth`: appears more than once in the payload"
+        );
+        assert_eq!(
+            refused(r#"{"deadline_at":"a","x":{"deadline_at":1},"deadline_at":"b"}"#),
+            "`payload.deadline_at`: appears more than once in the payload"
+        );
+        // Escaped spellings are the same key; the first repeated guarded key is named.
+        assert!(refused(r#"{"task_id":"a","response":1,"task\u005fid":"b","response":2}"#).contains("task_id"));
+        assert!(refused(r#" {"response":"a", "response":"a"}"#).contains("payload.response"));
+        // Unguarded repeats, nested repeats, other cases and non-objects are not this rule's.
+        for ok in [
+            r#"{"note":1,"note":2}"#,
+            r#"{"a":{"task_id":1,"task_id":2},"b":[{"status":1,"status":1}]}"#,
+            r#"{"Delegation_Depth":9,"delegation_depth":1}"#,
+            r#"[1,2]"#,
+            "null",
+            r#""task_id""#,
+            "{}",
+        ] {
+            assert_eq!(repeated(ok, names), Ok(()), "{ok}");
+        }
+    }
+
+    #[test]
+    fn task_fields_of_a_decoded_payload_refuse_repeats_even_once_read() {
+        let p = decoded_payload(r#"{"task_id":"t1","delegation_depth":3,"delegation_depth":1}"#);
+        assert_eq!(p["delegation_depth"], 1, "a parse keeps the last");
+        let e = TaskFields::of(&p).unwrap_err();
+        assert_eq!((e.field.as_str(), e.problem), ("payload.delegation_depth", Problem::Repeated));
+        let p = decoded_payload(r#"{"deadline_at":"2020-01-01T00:00:00Z","deadline_at":"2099-01-01T00:00:00Z"}"#);
+        assert_eq!(TaskFields::of(&p).unwrap_err().field, "payload.deadline_at");
+        let p = decoded_payload(r#"{"task_id":"t","delegation_depth":"2"}"#);
+        assert_eq!(TaskFields::of(&p).unwrap().delegation_depth, Some(2));
+        // A payload built as a value has no text to repeat a key in.
+        assert!(once(&LazyJson::from(json!({"task_id": "t"}))).is_ok());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Format, RecordSource, strip_bom};
+use super::{Format, RecordSource, refuse_wide, strip_bom};
 use crate::record::RawRecord;
 
 /// Config half of the `file` source.
@@ -23,7 +23,8 @@ pub struct FileSourceConfig {
 }
 
 /// Runtime half of the `file` and `stdin` sources: JSON Lines from any reader. Lines end in
-/// LF or CRLF; blank lines and a byte-order mark at the start of the input are skipped.
+/// LF or CRLF; blank lines and a byte-order mark at the start of the input are skipped; a
+/// UTF-16 or UTF-32 mark there fails the read, naming the encoding.
 pub struct LineSource {
     reader: Box<dyn BufRead + Send>,
     location: String,
@@ -52,6 +53,9 @@ impl RecordSource for LineSource {
                 return Ok(None);
             }
             self.line += 1;
+            if self.line == 1 {
+                refuse_wide(&self.buf)?;
+            }
             // A byte-order mark starts the input, not the first record; on a later line it is
             // data (and the line is dead-lettered as not JSON).
             let start = if self.line == 1 { self.buf.len() - strip_bom(&self.buf).len() } else { 0 };
@@ -102,6 +106,23 @@ mod tests {
         assert_eq!(all(b"\xEF\xBB\xBF"), []);
         assert_eq!(all(b"\xEF\xBB\xBF\r\n  \n"), []);
         assert_eq!(all(b"\xEF\xBB\xBF\n{}"), [(b"{}".to_vec(), Some(2))]);
+    }
+
+    #[test]
+    fn a_utf16_or_utf32_input_fails_naming_its_encoding() {
+        for (input, name) in [
+            (&b"\xFF\xFE{\x00}\x00\n\x00"[..], "UTF-16 (LE)"),
+            (b"\xFE\xFF\x00{\x00}", "UTF-16 (BE)"),
+            (b"\xFF\xFE\x00\x00{\x00\x00\x00\n\x00\x00\x00", "UTF-32 (LE)"),
+            (b"\x00\x00\xFE\xFF\x00\x00\x00{", "UTF-32 (BE)"),
+        ] {
+            let mut s = LineSource::from_reader(input, "mem".into());
+            let e = s.next_raw().unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+            assert!(e.to_string().starts_with(&format!("the input is {name}; kafclaw reads UTF-8")), "{e}");
+        }
+        // The marks later in a file are data.
+        assert_eq!(all(b"{}\n\xFF\xFE{}"), [(b"{}".to_vec(), Some(1)), (b"\xFF\xFE{}".to_vec(), Some(2))]);
     }
 
     #[test]

@@ -8,7 +8,7 @@ mod line_sink;
 mod stdin_source;
 mod stdout_sink;
 
-pub use bom::{UTF8_BOM, read_text, strip_bom, strip_bom_str};
+pub use bom::{UTF8_BOM, read_text, refuse_wide, strip_bom, strip_bom_str};
 pub use file_sink::{FileSink, FileSinkConfig, open_file_sink};
 pub use file_source::{FileSourceConfig, LineSource};
 pub use line_sink::LineSink;
