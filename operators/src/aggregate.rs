@@ -24,7 +24,7 @@ use toml::Spanned;
 use crate::exact;
 use crate::expr::Expr;
 use crate::filter::compile_expr;
-use crate::keyed::{Errors, eval_key, parse_optional_duration_ms};
+use crate::keyed::{Errors, eval_state_key, parse_optional_duration_ms, shown_key};
 use crate::operator::{ConfigError, Emit, Failure, SyncOperator, emit_set};
 use crate::path::FieldPath;
 use crate::record::Record;
@@ -65,8 +65,10 @@ impl Function {
 ///
 /// Sums are exact decimal sums of the values as written (`0.1 + 0.2` is `0.3`; integers of
 /// any width); `min` and `max` are the values as they came; `avg` is the exact sum divided by
-/// the count, rounded to 34 significant digits (IEEE decimal128's precision). A value whose
-/// exponent is beyond ±4096 (`1e5000`) is refused rather than summed.
+/// the count, rounded to 34 significant digits (IEEE decimal128's precision). A value with
+/// more than 1024 digits before or after its decimal point (`1e4096`, `1e-2000`) is refused
+/// when it comes ([`exact::summable`]), so no key's sum grows beyond what the next value can
+/// be added to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Accumulator {
@@ -89,21 +91,24 @@ impl Default for Accumulator {
 /// Significant digits of an average.
 const AVG_DIGITS: u64 = 34;
 
-fn exact_value(n: &Number) -> Result<BigDecimal, String> {
-    exact::decimal(n).ok_or_else(|| format!("{n} is too far out of range to aggregate exactly"))
+/// A stored number (sum, min, max) as an exact decimal.
+fn stored(n: &Number) -> Result<BigDecimal, String> {
+    exact::decimal(n)
+        .ok_or_else(|| format!("the stored {} is too far out of range to aggregate exactly", exact::short(n)))
 }
 
 impl Accumulator {
     /// Adds one record with `value` (`None`: counted only). Errors (nothing changed): the
-    /// value or the stored sum is out of the exact range ([`exact::decimal`]).
+    /// value is beyond what sums take ([`exact::summable`]: refused when it comes, so a key's
+    /// sum always takes the next value), or a stored number is (a state from an older build).
     pub fn add(&mut self, value: Option<&Number>) -> Result<(), String> {
         if let Some(v) = value {
-            let d = exact_value(v)?;
-            let sum = exact_value(&self.sum)? + &d;
+            let d = exact::summable(v)?;
+            let sum = stored(&self.sum)? + &d;
             let keep = |current: &Option<Number>, want: Ordering| -> Result<bool, String> {
                 Ok(match current {
                     None => true,
-                    Some(c) => d.cmp(&exact_value(c)?) == want,
+                    Some(c) => d.cmp(&stored(c)?) == want,
                 })
             };
             let (min, max) = (keep(&self.min, Ordering::Less)?, keep(&self.max, Ordering::Greater)?);
@@ -145,7 +150,7 @@ impl Accumulator {
                 Function::Max => self.max.clone().map_or(Value::Null, Value::Number),
                 Function::Avg if self.count == 0 => Value::Null,
                 Function::Avg => {
-                    let avg = exact_value(&self.sum)? / BigDecimal::from(self.count);
+                    let avg = stored(&self.sum)? / BigDecimal::from(self.count);
                     Value::Number(exact::to_number(&avg.with_prec(AVG_DIGITS).normalized()))
                 }
             };
@@ -201,7 +206,7 @@ impl AggregateSpec {
         let Some(e) = &self.value else { return Ok(None) };
         match e.eval_json(record)? {
             Value::Number(n) => Ok(Some(n)),
-            other => Err(format!("`{}` gave {other}, not a number", e.source())),
+            other => Err(format!("`{}` gave {}, not a number", e.source(), exact::short_text(&other.to_string()))),
         }
     }
 }
@@ -210,8 +215,8 @@ impl AggregateSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AggregateConfig {
-    /// CEL expression giving the key to aggregate by (a string is used as is, any other value
-    /// as its JSON text; `null` is an error).
+    /// CEL expression giving the key to aggregate by (numbers by value:
+    /// [`crate::keyed::state_key`]; `null` is an error).
     pub by: Spanned<String>,
     /// CEL expression giving the number to aggregate; without it only `count` is available.
     #[serde(default)]
@@ -256,15 +261,17 @@ pub struct Aggregate {
 
 impl Aggregate {
     fn update(&self, record: &Record, state: &mut dyn StateAccess) -> Result<Map<String, Value>, String> {
-        let key = eval_key(&self.by, record)?.ok_or_else(|| format!("`{}` gave null: no key", self.by.source()))?;
+        let key =
+            eval_state_key(&self.by, record)?.ok_or_else(|| format!("`{}` gave null: no key", self.by.source()))?;
         let value = self.spec.value_of(record)?;
         let table = &self.table.name;
         let mut acc = match state.get(table, key.as_bytes())? {
-            Some(bytes) => Accumulator::decode(&bytes).map_err(|m| format!("state `{table}` for `{key}`: {m}"))?,
+            Some(bytes) => Accumulator::decode(&bytes)
+                .map_err(|m| format!("state `{table}` for `{}`: {m}", exact::short_text(&shown_key(&key))))?,
             None => Accumulator::default(),
         };
         acc.add(value.as_ref())?;
-        let report = acc.report(&self.spec.functions, Some(&key))?;
+        let report = acc.report(&self.spec.functions, Some(&shown_key(&key)))?;
         state.put(table, key.as_bytes(), &acc.encode())?;
         Ok(report)
     }
@@ -371,7 +378,7 @@ mod tests {
             r#"{"count":3,"sum":101.0,"min":-0,"max":1e+2,"avg":33.66666666666666666666666666666667}"#
         );
         let mut acc = Accumulator::default();
-        assert!(acc.add(Some(&n("1e5000"))).unwrap_err().contains("out of range"));
+        assert!(acc.add(Some(&n("1e5000"))).unwrap_err().contains("beyond what is summed"));
         assert_eq!(acc, Accumulator::default());
     }
 

@@ -14,9 +14,10 @@ use serde::Deserialize;
 use serde_json::Value;
 use toml::Spanned;
 
+use crate::exact::short_text;
 use crate::expr::Expr;
 use crate::filter::compile_expr;
-use crate::keyed::{Errors, eval_key, parse_optional_duration_ms};
+use crate::keyed::{Errors, eval_state_key, parse_optional_duration_ms, shown_key};
 use crate::operator::{ConfigError, Emit, Failure, SyncOperator};
 use crate::path::FieldPath;
 use crate::record::Record;
@@ -26,8 +27,9 @@ use crate::state::{StateAccess, TableSpec};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CountConfig {
-    /// CEL expression giving the key to count by (a string is used as is, any other value as
-    /// its JSON text).
+    /// CEL expression giving the key to count by: equal values count together (numbers by
+    /// value: `1` = `1.0`; a string as itself, so `"1"` = `1`); see
+    /// [`crate::keyed::state_key`].
     pub by: Spanned<String>,
     /// Field the new count is written to.
     #[serde(default = "default_into")]
@@ -63,12 +65,13 @@ pub struct Count {
 
 impl SyncOperator for Count {
     fn process(&mut self, record: Record, state: &mut dyn StateAccess, out: &mut Emit) -> Result<(), Failure> {
-        let key = match eval_key(&self.by, &record) {
+        let key = match eval_state_key(&self.by, &record) {
             Ok(Some(k)) => k,
             Ok(None) => return Err(Failure::new(record, format!("`{}` gave null: no key", self.by.source()))),
             Err(m) => return Err(Failure::new(record, m)),
         };
         let table = &self.table.name;
+        let named = short_text(&shown_key(&key));
         let current = match state.get(table, key.as_bytes()) {
             Ok(v) => v,
             Err(m) => return Err(Failure::new(record, m)),
@@ -80,22 +83,22 @@ impl SyncOperator for Count {
                 Err(_) => {
                     return Err(Failure::new(
                         record,
-                        format!("state `{table}` holds `{text}` for `{key}`, not a count"),
+                        format!("state `{table}` holds `{}` for `{named}`, not a count", short_text(text)),
                     ));
                 }
             },
             Some(Err(_)) => {
-                return Err(Failure::new(record, format!("state `{table}` holds bytes for `{key}`, not a count")));
+                return Err(Failure::new(record, format!("state `{table}` holds bytes for `{named}`, not a count")));
             }
         } + 1;
         if let Err(m) = state.put(table, key.as_bytes(), n.to_string().as_bytes()) {
             return Err(Failure::new(record, m));
         }
         let mut record = record;
-        let set = self
-            .into
-            .set(&mut record.envelope, Value::from(n))
-            .and_then(|()| FieldPath::Payload(vec!["count_key".into()]).set(&mut record.envelope, Value::String(key)));
+        let set = self.into.set(&mut record.envelope, Value::from(n)).and_then(|()| {
+            FieldPath::Payload(vec!["count_key".into()])
+                .set(&mut record.envelope, Value::String(shown_key(&key).into_owned()))
+        });
         match set {
             Ok(()) => {
                 out.emit(0, record);

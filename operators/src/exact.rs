@@ -12,19 +12,19 @@
 //! | integer in i64 / u64 | `int` / `uint` | as is |
 //! | decimal that f64 holds as written (`0.1`, `1.5`, `1.0`) | `double` | as is |
 //! | other finite decimal (`1e+2`, `1.50`, `-0`, `0.1000000000000000055511151231257827`) | `double` (its f64) | as written, when the result holds the same f64 |
-//! | integer beyond u64 / i64, number beyond f64 (`1e400`) | opaque [`ExactNumber`] | as is |
+//! | integer beyond u64 / i64, number beyond f64 (`1e400`), non-zero number f64 reads as 0 (`1e-400`), integer of more than 17 digits f64 does not hold written as a decimal (`99999999999999999999.0`) | opaque [`ExactNumber`] | as is |
 //!
 //! An opaque number can be passed on (alone or inside lists and maps) and compared with `==`
-//! to another; arithmetic and ordering on it fail (CEL has no wider number), and the failure
+//! to another, by value (`1e400 == 10e399`); it equals no int or double (none has its value); arithmetic and ordering on it fail (CEL has no wider number), and the failure
 //! names it. Arithmetic on decimals is f64 arithmetic; a result that is, as f64, one of the
 //! input decimals is written with that decimal's spelling (the same f64 either way). When two
 //! inputs spell one f64 differently (`1.5`, `1.50`) and the result holds it, writing it is
 //! refused rather than guessed ([`Spellings::number`]).
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
 
 use bigdecimal::BigDecimal;
 use serde_json::{Number, Value};
@@ -46,7 +46,7 @@ pub enum Held {
 }
 
 /// Whether `text` (a JSON number) is written as an integer.
-fn integer_syntax(text: &str) -> bool {
+pub(crate) fn integer_syntax(text: &str) -> bool {
     !text.contains(['.', 'e', 'E'])
 }
 
@@ -63,7 +63,7 @@ pub fn classify(n: &Number) -> Held {
         return Held::Exact;
     }
     match text.parse::<f64>() {
-        Ok(f) if f.is_finite() => match Number::from_f64(f) {
+        Ok(f) if f.is_finite() && !lost_by_f64(text, f) => match Number::from_f64(f) {
             Some(canonical) if canonical.as_str() == text => Held::Float(f),
             _ => Held::Spelled(f),
         },
@@ -71,14 +71,45 @@ pub fn classify(n: &Number) -> Held {
     }
 }
 
-/// A number no 64-bit type holds (or one minijinja would render otherwise), carried as its
-/// text: passed on unchanged, equal to the same number, not computed with.
-#[derive(Clone, PartialEq, Eq)]
+/// Whether the f64 `f` read from the decimal `text` lost more than a double's rounding: a
+/// non-zero number read as 0 (`1e-400`), or an integer written with more significant digits
+/// than f64 holds (17) that f64 does not hold (`99999999999999999999.0`,
+/// `9.9999999999999999999e19`: equal to the integer `99999999999999999999`, which is opaque,
+/// so they must be too for `==` to hold). `6.02e23` and `1.5e300` stay doubles.
+fn lost_by_f64(text: &str, f: f64) -> bool {
+    const EXACT_INTEGERS: f64 = 9_007_199_254_740_992.0; // 2^53: every integer below is an f64
+    if f == 0.0 {
+        let mantissa = text.split(['e', 'E']).next().unwrap_or(text);
+        return mantissa.bytes().any(|b| (b'1'..=b'9').contains(&b));
+    }
+    if f.abs() < EXACT_INTEGERS {
+        return false;
+    }
+    match decimal(&Number::from_str(text).expect("a JSON number")) {
+        Some(d) if d.is_integer() && d.normalized().digits() > 17 => {
+            BigDecimal::from_str(&format!("{f:.0}")).is_ok_and(|held| held != d)
+        }
+        Some(_) => false,
+        None => true,
+    }
+}
+
+/// A number no 64-bit type holds, carried as its text: passed on unchanged, equal (`==`) to
+/// the same number however it is spelled (`1e400` = `10e399`), not computed with.
+#[derive(Clone)]
 pub struct ExactNumber(pub Number);
+
+impl PartialEq for ExactNumber {
+    fn eq(&self, other: &Self) -> bool {
+        numbers_equal(&self.0, &other.0)
+    }
+}
+
+impl Eq for ExactNumber {}
 
 impl fmt::Debug for ExactNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0.as_str())
+        f.write_str(&short(&self.0))
     }
 }
 
@@ -92,18 +123,22 @@ impl cel::objects::Opaque for ExactNumber {
     }
 }
 
-impl minijinja::value::Object for ExactNumber {
-    fn repr(self: &Arc<Self>) -> minijinja::value::ObjectRepr {
-        minijinja::value::ObjectRepr::Plain
-    }
+/// The longest number text an error message shows whole.
+const SHOWN_CHARS: usize = 64;
 
-    fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0.as_str())
-    }
+/// `n` for an error message: as written when short, else its start, `…` and its length
+/// (`1000…(4097 characters)`, 32 characters kept), so a message never holds thousands of digits.
+pub fn short(n: &Number) -> String {
+    short_text(n.as_str())
+}
 
-    fn custom_cmp(self: &Arc<Self>, other: &minijinja::value::DynObject) -> Option<Ordering> {
-        compare(&self.0, &other.downcast_ref::<Self>()?.0)
+/// [`short`] for any text (a key, a value's JSON).
+pub fn short_text(text: &str) -> String {
+    if text.chars().count() <= SHOWN_CHARS {
+        return text.to_owned();
     }
+    let head: String = text.chars().take(SHOWN_CHARS / 2).collect();
+    format!("{head}…({} characters)", text.chars().count())
 }
 
 /// The numbers an expression was given that it may hand back: consulted when a CEL `double`
@@ -159,44 +194,8 @@ impl Spellings {
 }
 
 fn ambiguous(a: &Number, b: &Number) -> String {
+    let (a, b) = (short(a), short(b));
     format!("the result holds a number the input spells both `{a}` and `{b}`: cannot tell which to write")
-}
-
-/// JSON → minijinja: numbers minijinja holds and renders as written are numbers; the others
-/// ([`ExactNumber`]s) render as written and compare with each other, and arithmetic on them
-/// fails.
-pub fn json_to_jinja(v: &Value) -> minijinja::Value {
-    use minijinja::Value as J;
-    match v {
-        Value::Null => J::from(()),
-        Value::Bool(b) => J::from(*b),
-        Value::String(s) => J::from(s.as_str()),
-        Value::Number(n) => {
-            let text = n.as_str();
-            let held = if integer_syntax(text) && text != "-0" {
-                text.parse::<i64>()
-                    .map(J::from)
-                    .or_else(|_| text.parse::<u64>().map(J::from))
-                    .or_else(|_| text.parse::<i128>().map(J::from))
-                    .or_else(|_| text.parse::<u128>().map(J::from))
-                    .ok()
-            } else {
-                text.parse::<f64>().ok().filter(|f| f.is_finite() && jinja_renders(*f) == text).map(J::from)
-            };
-            held.unwrap_or_else(|| J::from_object(ExactNumber(n.clone())))
-        }
-        Value::Array(items) => J::from(items.iter().map(json_to_jinja).collect::<Vec<_>>()),
-        Value::Object(map) => J::from_iter(map.iter().map(|(k, v)| (k.as_str(), json_to_jinja(v)))),
-    }
-}
-
-/// How minijinja renders a finite f64.
-fn jinja_renders(f: f64) -> String {
-    let mut s = f.to_string();
-    if !s.contains('.') {
-        s.push_str(".0");
-    }
-    s
 }
 
 /// The largest power-of-ten distance between numbers that [`compare`] and [`Sum`] align
@@ -255,6 +254,52 @@ pub fn compare(a: &Number, b: &Number) -> Option<Ordering> {
     Some(decimal(a)?.cmp(&decimal(b)?))
 }
 
+/// The most digits a value `aggregate` and `window` sum may have before its decimal point,
+/// and after it. Bounding both (not only the exponent) bounds every sum: `u64::MAX` values
+/// below `10^1024` with at most 1024 fraction digits sum to fewer than 2068 digits, which
+/// [`decimal`] reads back, so a key's stored sum can always take the next value.
+pub const SUM_DIGITS: i64 = 1024;
+
+/// `n` as an exact decimal that sums can take ([`SUM_DIGITS`]); the error names `n` (cut).
+pub fn summable(n: &Number) -> Result<BigDecimal, String> {
+    let refuse = || {
+        format!(
+            "{} is beyond what is summed exactly (at most {SUM_DIGITS} digits before the decimal point and {SUM_DIGITS} after)",
+            short(n)
+        )
+    };
+    let d = decimal(n).ok_or_else(refuse)?;
+    let normalized = d.normalized();
+    let (_, scale) = normalized.as_bigint_and_scale();
+    let before_point = normalized.digits() as i64 - scale;
+    if scale > SUM_DIGITS || before_point > SUM_DIGITS { Err(refuse()) } else { Ok(d) }
+}
+
+/// The text of `n` as a key: equal numbers give equal texts (`1` = `1.0` = `1e0` = `10e-1`
+/// give `1`; `-0` gives `0`). An integer written plainly keeps its text, whatever its width,
+/// and so does a decimal written plainly without trailing zeros (`0.1`, `2.5`), so the keys
+/// such numbers had stay as they were. Others are written plainly (`1e2` → `100`,
+/// `2.50` → `2.5`) unless that takes more than 4096 zeros (`1e+5000`); a text too long to
+/// parse (over 8 KiB) is kept as it is.
+pub fn canonical(n: &Number) -> Cow<'_, str> {
+    let text = n.as_str();
+    if integer_syntax(text) {
+        return if text == "-0" { Cow::Borrowed("0") } else { Cow::Borrowed(text) };
+    }
+    if text.len() > 2 * MAX_EXPONENT as usize {
+        return Cow::Borrowed(text);
+    }
+    let Ok(d) = BigDecimal::from_str(text) else { return Cow::Borrowed(text) };
+    if bigdecimal::Zero::is_zero(&d) {
+        return Cow::Borrowed("0");
+    }
+    let d = d.normalized();
+    let (_, scale) = d.as_bigint_and_scale();
+    let canonical =
+        if (-MAX_EXPONENT..=MAX_EXPONENT).contains(&scale) { d.to_plain_string() } else { d.to_scientific_notation() };
+    if canonical == text { Cow::Borrowed(text) } else { Cow::Owned(canonical) }
+}
+
 /// Whether two JSON values are equal, numbers compared as numbers ([`numbers_equal`]);
 /// objects by their keys whatever the order.
 pub fn json_eq(a: &Value, b: &Value) -> bool {
@@ -289,7 +334,53 @@ mod tests {
         assert_eq!(classify(&n("1.50")), Held::Spelled(1.5));
         assert_eq!(classify(&n("0.1000000000000000055511151231257827")), Held::Spelled(0.1));
         assert!(matches!(classify(&n("-0")), Held::Spelled(z) if z == 0.0 && z.is_sign_negative()));
-        assert!(matches!(classify(&n("1e-400")), Held::Spelled(z) if z == 0.0));
+        // f64 would lose more than a fraction's rounding: opaque, compared by value with ==.
+        for lost in ["1e-400", "-1e-400", "99999999999999999999.0", "9.9999999999999999999e19"] {
+            assert_eq!(classify(&n(lost)), Held::Exact, "{lost}");
+        }
+        assert_eq!(classify(&n("0e-400")), Held::Spelled(0.0));
+        assert_eq!(classify(&n("1e20")), Held::Float(1e20));
+        assert_eq!(classify(&n("1.5e300")), Held::Float(1.5e300));
+        assert_eq!(classify(&n("6.02e23")), Held::Float(6.02e23));
+        assert_eq!(classify(&n("1180591620717411303424.0")), Held::Spelled(2f64.powi(70)));
+    }
+
+    #[test]
+    fn opaque_numbers_are_equal_by_value() {
+        let x = |t: &str| ExactNumber(n(t));
+        assert_eq!(x("1e400"), x("10e399"));
+        assert_eq!(x("99999999999999999999"), x("9.9999999999999999999e19"));
+        assert_eq!(x("99999999999999999999"), x("99999999999999999999.0"));
+        assert_ne!(x("99999999999999999999"), x("99999999999999999998"));
+        let long = format!("{:?}", x(&format!("1{}", "0".repeat(4096))));
+        assert_eq!(long, format!("1{}…(4097 characters)", "0".repeat(31)));
+    }
+
+    #[test]
+    fn summable_values_bound_every_sum() {
+        assert!(summable(&n("1e400")).is_ok());
+        assert!(summable(&n("1e-1024")).is_ok());
+        assert!(summable(&n(&format!("{}.5", "9".repeat(1024)))).is_ok());
+        for refused in ["1e4096", "1e1024", "1e-1025", "1e5000"] {
+            let e = summable(&n(refused)).unwrap_err();
+            assert!(e.contains("beyond what is summed") && e.len() < 200, "{e}");
+        }
+    }
+
+    #[test]
+    fn canonical_key_texts_are_one_per_value() {
+        for (a, b) in [("1", "1"), ("1.0", "1"), ("1e0", "1"), ("10e-1", "1"), ("-0", "0"), ("0.0", "0")] {
+            assert_eq!(canonical(&n(a)), b, "{a}");
+        }
+        for (a, b) in [("1e2", "100"), ("2.50", "2.5"), ("1e20", "100000000000000000000"), ("-1.50e1", "-15")] {
+            assert_eq!(canonical(&n(a)), b, "{a}");
+        }
+        // Texts already canonical are kept (the keys they had stay).
+        for same in ["99999999999999999999", "-7", "0.1", "2.5", "123456789012345678901234567890.123456789"] {
+            assert!(matches!(canonical(&n(same)), Cow::Borrowed(t) if t == same), "{same}");
+        }
+        assert_eq!(canonical(&n("9.9999999999999999999e19")), "99999999999999999999");
+        assert_eq!(canonical(&n("1e5000")), canonical(&n("10e4999")));
     }
 
     #[test]

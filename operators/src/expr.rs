@@ -364,9 +364,10 @@ impl Expr {
             Err(e) => Err(match notes.exact() {
                 None => format!("`{}`: {e}", self.source),
                 Some(n) => format!(
-                    "`{}`: {e} (the input holds {n}, beyond what CEL's int, uint and double hold \
+                    "`{}`: {e} (the input holds {}, beyond what CEL's int, uint and double hold \
                      exactly: it can be passed on unchanged or compared with ==, not computed with)",
-                    self.source
+                    self.source,
+                    exact::short(n)
                 ),
             }),
         }

@@ -19,14 +19,17 @@
 //! `into` set to `null`, `how = "inner"` sends it to the output `unmatched`. The table is a
 //! changelogged state table named after the operator, partitioned like the inputs: both
 //! inputs must be co-partitioned and keyed alike (the table topic keyed by the join key).
+//! Keys match by value: numbers by their value (`1` finds `1.0`), a string as itself (so
+//! `"1"` finds `1`, as it always has); see [`crate::keyed::state_key`].
 
 use serde::Deserialize;
 use serde_json::Value;
 use toml::Spanned;
 
+use crate::exact::short_text;
 use crate::expr::Expr;
 use crate::filter::compile_expr;
-use crate::keyed::{Errors, eval_key, parse_optional_duration_ms};
+use crate::keyed::{Errors, eval_state_key, parse_optional_duration_ms, shown_key};
 use crate::operator::{ConfigError, Emit, Failure, Ports, SyncOperator, emit_set};
 use crate::path::FieldPath;
 use crate::record::Record;
@@ -141,7 +144,7 @@ pub struct Join {
 
 impl Join {
     fn update_table(&self, record: &Record, state: &mut dyn StateAccess) -> Result<(), String> {
-        let key = eval_key(&self.table_key, record)?
+        let key = eval_state_key(&self.table_key, record)?
             .ok_or_else(|| format!("`{}` gave null: no key", self.table_key.source()))?;
         if let Some(cond) = &self.delete_when
             && cond.eval_bool(record)?
@@ -157,11 +160,11 @@ impl Join {
     }
 
     fn lookup(&self, record: &Record, state: &mut dyn StateAccess) -> Result<Option<Value>, String> {
-        let Some(key) = eval_key(&self.key, record)? else { return Ok(None) };
+        let Some(key) = eval_state_key(&self.key, record)? else { return Ok(None) };
         match state.get(&self.table.name, key.as_bytes())? {
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| format!("state `{}` for `{key}` is not JSON: {e}", self.table.name)),
+            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                format!("state `{}` for `{}` is not JSON: {e}", self.table.name, short_text(&shown_key(&key)))
+            }),
             None => Ok(None),
         }
     }

@@ -28,9 +28,10 @@ use serde_json::Value;
 use toml::Spanned;
 
 use crate::aggregate::{Accumulator, AggregateSpec, Function};
+use crate::exact::short_text;
 use crate::expr::Expr;
 use crate::filter::compile_expr;
-use crate::keyed::{Errors, eval_key, parse_duration_ms, parse_optional_duration_ms};
+use crate::keyed::{Errors, eval_state_key, parse_duration_ms, parse_optional_duration_ms, shown_key};
 use crate::operator::{ConfigError, Emit, Failure, SyncOperator, emit_set};
 use crate::path::FieldPath;
 use crate::record::{Record, format_time_ms};
@@ -51,7 +52,7 @@ pub enum EmitMode {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WindowConfig {
-    /// CEL expression giving the key (a string as is, any other value as its JSON text).
+    /// CEL expression giving the key (numbers by value: [`crate::keyed::state_key`]).
     pub by: Spanned<String>,
     /// CEL expression giving the number to aggregate; without it only `count` is available.
     #[serde(default)]
@@ -135,7 +136,7 @@ fn window_key(start_ms: i64, key: &str) -> Vec<u8> {
 impl Window {
     fn report(&self, acc: &Accumulator, key: &str, start: i64) -> Result<Value, String> {
         let mut r = serde_json::Map::new();
-        r.insert("key".into(), Value::from(key));
+        r.insert("key".into(), Value::from(shown_key(key).into_owned()));
         r.insert("start".into(), Value::from(format_time_ms(start)));
         r.insert("end".into(), Value::from(format_time_ms(start.saturating_add(self.size_ms))));
         r.extend(acc.report(&self.spec.functions, None)?);
@@ -145,15 +146,17 @@ impl Window {
     /// Adds the record to its window; returns the window's report.
     fn add(&mut self, record: &Record, state: &mut dyn StateAccess) -> Result<Value, String> {
         let t = record.event_time_ms()?;
-        let key = eval_key(&self.by, record)?.ok_or_else(|| format!("`{}` gave null: no key", self.by.source()))?;
+        let key =
+            eval_state_key(&self.by, record)?.ok_or_else(|| format!("`{}` gave null: no key", self.by.source()))?;
         let start = t.div_euclid(self.size_ms) * self.size_ms;
         self.stream_time = self.stream_time.max(t);
         let closes_at = start.saturating_add(self.size_ms).saturating_add(self.grace_ms);
         if closes_at <= self.stream_time {
             return Err(format!(
-                "late: window [{}, {}) of `{key}` closed at stream time {} (grace {} ms)",
+                "late: window [{}, {}) of `{}` closed at stream time {} (grace {} ms)",
                 format_time_ms(start),
                 format_time_ms(start.saturating_add(self.size_ms)),
+                short_text(&shown_key(&key)),
                 format_time_ms(self.stream_time),
                 self.grace_ms
             ));
@@ -162,7 +165,8 @@ impl Window {
         let stored = window_key(start, &key);
         let table = &self.table.name;
         let mut acc = match state.get(table, &stored)? {
-            Some(b) => Accumulator::decode(&b).map_err(|m| format!("state `{table}` for `{key}`: {m}"))?,
+            Some(b) => Accumulator::decode(&b)
+                .map_err(|m| format!("state `{table}` for `{}`: {m}", short_text(&shown_key(&key))))?,
             None => Accumulator::default(),
         };
         acc.add(value.as_ref())?;
@@ -180,7 +184,8 @@ impl Window {
         for (stored, value) in state.scan(&table, &[], Some(&encode_start(bound)))? {
             let (start, key) =
                 decode_window_key(&stored).ok_or_else(|| format!("state `{table}`: corrupt window key"))?;
-            let acc = Accumulator::decode(&value).map_err(|m| format!("state `{table}` for `{key}`: {m}"))?;
+            let acc = Accumulator::decode(&value)
+                .map_err(|m| format!("state `{table}` for `{}`: {m}", short_text(&shown_key(key))))?;
             closed.push((start, self.report(&acc, key, start)?));
             state.delete(&table, &stored)?;
         }

@@ -231,3 +231,173 @@ fn typed_payloads_with_flattened_extras_keep_numbers_exactly() {
     // (serde_json reads an integer `-0` out of a `Value` as the integer 0.)
     assert_eq!(h.v.to_string(), format!("[{}]", written.join(",")).replace(",-0,", ",0,"));
 }
+
+/// Red-team case 4: CEL `==` on numbers no 64-bit type holds compared their spelling.
+#[test]
+fn cel_equality_of_wide_numbers_is_by_value() {
+    let mut op = map(r#"set = { "payload.same" = 'payload.a == payload.b' }"#);
+    let mut same = |a: &str, b: &str| {
+        let out = run(&mut op, &mut Tables::default(), None, &format!(r#"{{"a":{a},"b":{b}}}"#)).unwrap().remove(0);
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["same"].as_bool().unwrap()
+    };
+    for (a, b) in [
+        ("1e400", "10e399"),
+        ("99999999999999999999", "9.9999999999999999999e19"),
+        ("99999999999999999999", "99999999999999999999.0"),
+        ("-99999999999999999999", "-999999999999999999990e-1"),
+        ("1e-400", "0.1e-399"),
+        ("100", "1e2"),
+        ("1234567890123456789012345", "1234567890123456789012345"),
+    ] {
+        assert!(same(a, b), "{a} == {b}");
+    }
+    for (a, b) in [
+        ("99999999999999999999", "1"),
+        ("99999999999999999999", "1e20"),
+        ("1e400", "1e401"),
+        ("1e-400", "0"),
+        ("99999999999999999999", "99999999999999999999.5"),
+        ("1234567890123456789012345", "1234567890123456789012346"),
+    ] {
+        assert!(!same(a, b), "{a} != {b}");
+    }
+    // Ordering a number below f64's smallest is refused, not answered as 0.
+    let mut op = map(r#"set = { "payload.pos" = 'payload.a > 0.0' }"#);
+    assert!(run(&mut op, &mut Tables::default(), None, r#"{"a":1e-400}"#).unwrap_err().contains("1e-400"));
+}
+
+/// Red-team case 8 through `map`: template comparisons were by text for numbers f64 does
+/// not write as written, and rendering keeps them as written.
+#[test]
+fn templates_compare_numbers_by_value_and_render_them_as_written() {
+    let mut op = map(
+        r#"render = { "payload.size" = '{% if payload.amount > 100 %}big{% else %}small{% endif %}', "payload.eq" = '{{ payload.amount == 2.5 }}', "payload.text" = '{{ payload.amount }}' }"#,
+    );
+    for (amount, size, eq, text) in [
+        ("2.5", "small", "True", "2.5"),
+        ("2.50", "small", "True", "2.50"),
+        ("1E2", "small", "False", "1e+2"),
+        ("1e-400", "small", "False", "1e-400"),
+        ("-1e400", "small", "False", "-1e+400"),
+        ("0.1000000000000000055511151231257827", "small", "False", "0.1000000000000000055511151231257827"),
+        ("99999999999999999999", "big", "False", "99999999999999999999"),
+        ("1e400", "big", "False", "1e+400"),
+        ("100.5", "big", "False", "100.5"),
+    ] {
+        let out = run(&mut op, &mut Tables::default(), None, &format!(r#"{{"amount":{amount}}}"#)).unwrap().remove(0);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            (v["size"].as_str(), v["eq"].as_str(), v["text"].as_str()),
+            (Some(size), Some(eq), Some(text)),
+            "{amount}"
+        );
+    }
+}
+
+/// Red-team case 6: after `1e4096` was summed, every later value of its key was
+/// dead-lettered with a 4097-digit sum in the error.
+#[test]
+fn a_value_aggregate_cannot_sum_is_refused_when_it_comes_and_the_key_goes_on() {
+    let config = "by = 'payload.k'\nvalue = 'payload.n'";
+    let mut op = toml::from_str::<AggregateConfig>(config).unwrap().build("agg").unwrap();
+    let mut state = Tables::default();
+    for huge in ["1e4096", "-1e4096", "1e-2000", "1e999999999"] {
+        let err = run(&mut op, &mut state, None, &format!(r#"{{"k":1,"n":{huge}}}"#)).unwrap_err();
+        assert!(err.contains("beyond what is summed") && err.len() < 300, "{err}");
+        assert!(err.contains(&huge.replace("e4", "e+4").replace("e9", "e+9")), "{err}");
+    }
+    assert!(state.0.is_empty(), "nothing stored for a refused value");
+    let mut last = String::new();
+    for n in ["1", "2", "1e400", "1e-1024"] {
+        last = run(&mut op, &mut state, None, &format!(r#"{{"k":1,"n":{n}}}"#)).unwrap().remove(0);
+    }
+    let v: serde_json::Value = serde_json::from_str(&last).unwrap();
+    assert_eq!(v["aggregate"]["count"], 4);
+    let want: serde_json::Value =
+        serde_json::from_str(&format!("1{}3.{}1", "0".repeat(399), "0".repeat(1023))).unwrap();
+    assert!(kafclaw_operators::exact::json_eq(&v["aggregate"]["sum"], &want), "{}", v["aggregate"]["sum"]);
+    // The same for windows.
+    let config = "by = 'payload.k'\nvalue = 'payload.n'\nsize = '1m'\nemit = 'update'";
+    let mut op = toml::from_str::<WindowConfig>(config).unwrap().build("win").unwrap();
+    let mut state = Tables::default();
+    assert!(run(&mut op, &mut state, None, r#"{"k":1,"n":1e4096}"#).unwrap_err().contains("beyond what is summed"));
+    let out = run(&mut op, &mut state, None, r#"{"k":1,"n":2}"#).unwrap().remove(0);
+    assert!(out.contains(r#""count":1,"sum":2,"#), "{out}");
+}
+
+fn count_keys(op: &mut dyn SyncOperator, state: &mut Tables, keys: &[&str]) -> Vec<(u64, String)> {
+    keys.iter()
+        .map(|k| {
+            let out = run(op, state, None, &format!(r#"{{"k":{k}}}"#)).unwrap().remove(0);
+            let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+            (v["count"].as_u64().unwrap(), v["count_key"].as_str().unwrap().to_owned())
+        })
+        .collect()
+}
+
+/// Red-team case 5: `1`, `1.0`, `1e0`, `10e-1` were counted apart; numbers now key by value.
+/// A string keys as itself, as it always has (the layout of stored state), so `"1"` shares
+/// the number's key.
+#[test]
+fn grouping_keys_are_numbers_by_value() {
+    let mut op = toml::from_str::<CountConfig>("by = 'payload.k'").unwrap().build("c").unwrap();
+    let mut state = Tables::default();
+    let got = count_keys(&mut op, &mut state, &["1", r#""1""#, "1.0", "1e0", "10e-1", r#""1""#, "-0", "0.0"]);
+    let counts: Vec<u64> = got.iter().map(|(c, _)| *c).collect();
+    assert_eq!(counts, [1, 2, 3, 4, 5, 6, 1, 2]);
+    let shown: Vec<&str> = got.iter().map(|(_, k)| k.as_str()).collect();
+    assert_eq!(shown, ["1", "1", "1", "1", "1", "1", "0", "0"]);
+    let got = count_keys(&mut op, &mut state, &["2.50", "2.5", "1e2", "100", "true", r#""true""#, "[1.0]", "[1]"]);
+    assert_eq!(got.iter().map(|(c, _)| *c).collect::<Vec<_>>(), [1, 2, 1, 2, 1, 2, 1, 2]);
+    // Stored keys: strings, plain integers and plain decimals as before.
+    let mut op = toml::from_str::<CountConfig>("by = 'payload.k'").unwrap().build("layout").unwrap();
+    let mut state = Tables::default();
+    count_keys(&mut op, &mut state, &[r#""sender-a""#, "42", "99999999999999999999", "2.5", r#""7""#, "7.0"]);
+    let stored: Vec<String> = state.0.keys().map(|(_, k)| String::from_utf8(k.clone()).unwrap()).collect();
+    assert_eq!(stored, ["2.5", "42", "7", "99999999999999999999", "sender-a"]);
+    // Aggregates and windows group the same way and show the key unquoted.
+    let mut op = toml::from_str::<AggregateConfig>("by = 'payload.k'").unwrap().build("a").unwrap();
+    let mut state = Tables::default();
+    for (k, count, shown) in [("1", 1, "1"), ("1.0", 2, "1"), (r#""1""#, 3, "1"), ("1e0", 4, "1")] {
+        let out = run(&mut op, &mut state, None, &format!(r#"{{"k":{k}}}"#)).unwrap().remove(0);
+        assert!(out.contains(&format!(r#""aggregate":{{"key":"{shown}","count":{count}}}"#)), "{k}: {out}");
+    }
+    let config = "by = 'payload.k'\nsize = '1m'\nemit = 'update'";
+    let mut op = toml::from_str::<WindowConfig>(config).unwrap().build("w").unwrap();
+    let mut state = Tables::default();
+    for (k, count) in [("1", 1), ("10e-1", 2), (r#""1""#, 3)] {
+        let out = run(&mut op, &mut state, None, &format!(r#"{{"k":{k}}}"#)).unwrap().remove(0);
+        assert!(out.contains(r#""key":"1""#) && out.contains(&format!(r#""count":{count}"#)), "{k}: {out}");
+    }
+}
+
+/// Red-team case 5 (join): the stream key `1.0` did not find the table key `1`; numbers now
+/// match by value (a string keys as itself, as it always has).
+#[test]
+fn join_keys_match_numbers_by_value() {
+    let config = "table = 't'\nkey = 'payload.k'\ntable_value = 'payload.v'\ninto = 'payload.joined'";
+    let mut op = toml::from_str::<JoinConfig>(config).unwrap().build("j").unwrap();
+    let mut state = Tables::default();
+    for table in [
+        r#"{"k":"1","v":"string-one"}"#,
+        r#"{"k":1,"v":"int-one"}"#,
+        r#"{"k":99999999999999999999,"v":"big"}"#,
+        r#"{"k":"a","v":"a"}"#,
+    ] {
+        assert!(run(&mut op, &mut state, Some("t"), table).unwrap().is_empty());
+    }
+    for (k, want) in [
+        ("1", r#""int-one""#),
+        ("1.0", r#""int-one""#),
+        ("1e0", r#""int-one""#),
+        (r#""1""#, r#""int-one""#),
+        ("99999999999999999999", r#""big""#),
+        ("9.9999999999999999999e19", r#""big""#),
+        (r#""99999999999999999999""#, r#""big""#),
+        (r#""a""#, r#""a""#),
+        ("2", "null"),
+    ] {
+        let out = run(&mut op, &mut state, Some("s"), &format!(r#"{{"k":{k}}}"#)).unwrap().remove(0);
+        assert!(out.ends_with(&format!(r#""joined":{want}}}"#)), "{k}: {out}");
+    }
+}
