@@ -308,7 +308,7 @@ fn injected(kind: &str, nth: usize, fatal: bool, guarantee: &str) {
                 );
             }
         }
-        eprintln!("faults {guarantee} {plan}: stopped non-zero with committed {at_stop:?}; restarting");
+        figure(&format!("faults {guarantee} {plan}: stopped non-zero with committed {at_stop:?}; restarting"));
         let log2 = dir.path().join("b.log");
         child = spawn_instance(&topo, "a", &log2);
         check_complete(&app, &input, &output, guarantee, &log2, &plan);
@@ -362,11 +362,11 @@ fn check_complete(app: &str, input: &str, output: &str, guarantee: &str, log: &P
     }
     assert_eq!(ends.iter().sum::<i64>(), INPUTS as i64, "every input has a record {}", ctx());
     assert_eq!(await_committed(app, input, &ends, Duration::from_secs(30)), ends.to_vec(), "{}", ctx());
-    eprintln!(
+    figure(&format!(
         "faults {guarantee} {plan}: inputs={INPUTS} outputs_raw={} dead_letters={} missing=0 committed={ends:?}",
         outputs.len(),
         dead.len()
-    );
+    ));
 }
 
 /// Where failures are injected: in the second half of the inputs (35 outputs and changelog

@@ -108,14 +108,14 @@ fn kill_9_at_twenty_random_moments_under_load() {
     let committed_sum: i64 = done.iter().sum();
     let (dup_after_dedup, not_passed) =
         if raw.missing.is_empty() { dedup_stage(&b, dir.path(), &output, &raw) } else { (0, 0) };
-    eprintln!(
+    figure(&format!(
         "chaos kill9: kills={KILLS} inputs={n} outputs_raw={} missing={} dup_raw={} dup_after_dedup={dup_after_dedup} committed={committed_sum}/{n} wall_s={} seed={seed} moments=[{}]",
         raw.outputs,
         raw.missing.len(),
         raw.dup,
         t0.elapsed().as_secs(),
         moments.join(" ")
-    );
+    ));
     assert_eq!(code, Some(0), "the last incarnation stops cleanly:\n{}", log_tail(&log));
     assert!(
         raw.missing.is_empty(),
@@ -226,7 +226,7 @@ fn broker_frozen_for_20_s_loses_and_doubles_nothing() {
     let raw = analyse(&inputs, &got);
     let (dup_after_dedup, not_passed) =
         if raw.missing.is_empty() { dedup_stage(&b, dir.path(), &output, &raw) } else { (0, 0) };
-    eprintln!(
+    figure(&format!(
         "chaos broker-freeze: freeze_s={} inputs={N} outputs_raw={} missing={} dup_raw={} dup_after_dedup={dup_after_dedup} committed={}/{N} exits={exits:?} rode_out={} wall_s={} seed={seed}",
         FREEZE.as_secs(),
         raw.outputs,
@@ -235,7 +235,7 @@ fn broker_frozen_for_20_s_loses_and_doubles_nothing() {
         committed.iter().sum::<i64>(),
         exits.is_empty(),
         t0.elapsed().as_secs()
-    );
+    ));
     let log = log_of(incarnation);
     assert_eq!(code, Some(0), "the last incarnation stops cleanly:\n{}", log_tail(&log));
     assert!(
@@ -397,7 +397,7 @@ fn rebalance_storm_loses_and_doubles_nothing() {
     let raw = analyse(&inputs, &got);
     let (dup_after_dedup, not_passed) =
         if raw.missing.is_empty() { dedup_stage(&b, dir.path(), &output, &raw) } else { (0, 0) };
-    eprintln!(
+    figure(&format!(
         "chaos rebalance-storm: kills={kills} kills_assigned={kills_assigned} adds={adds} self_exits={:?} inputs={N} outputs_raw={} missing={} dup_raw={} dup_after_dedup={dup_after_dedup} committed={}/{N} wall_s={} seed={seed} events=[{}]",
         fleet.self_exits,
         raw.outputs,
@@ -406,7 +406,7 @@ fn rebalance_storm_loses_and_doubles_nothing() {
         committed.iter().sum::<i64>(),
         t0.elapsed().as_secs(),
         events.join(" ")
-    );
+    ));
     for (id, code, log) in &codes {
         assert_eq!(*code, Some(0), "instance {id} stops cleanly:\n{}", log_tail(log));
     }

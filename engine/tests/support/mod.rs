@@ -507,3 +507,10 @@ pub fn http_get_body(port: u16, path: &str) -> Option<String> {
     let (head, body) = text.split_once("\r\n\r\n")?;
     head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
 }
+
+/// Prints a test's figures on the process's standard error, past the test harness's output
+/// capture, so they show in a plain `cargo test` (and `scripts/test`) run of a passing test.
+pub fn figure(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
