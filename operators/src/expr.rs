@@ -51,7 +51,7 @@ pub struct Expr {
 }
 
 /// The direct sub-expressions of `expr`.
-fn children(expr: &cel::parser::Expression) -> Vec<&cel::parser::Expression> {
+pub(crate) fn children(expr: &cel::parser::Expression) -> Vec<&cel::parser::Expression> {
     use cel::common::ast::{EntryExpr, Expr as E};
     fn entry(x: &cel::common::ast::IdedEntryExpr) -> Vec<&cel::parser::Expression> {
         match &x.expr {

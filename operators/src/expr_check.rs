@@ -3,28 +3,10 @@
 //! time), so an invalid one is an error when the topology is validated, not a dead letter
 //! for every record.
 
-use cel::common::ast::{EntryExpr, Expr as E, LiteralValue};
+use cel::common::ast::{Expr as E, LiteralValue};
 use cel::parser::Expression;
 
-use crate::expr::ExprError;
-
-fn children(expr: &Expression) -> Vec<&Expression> {
-    fn entry(x: &cel::common::ast::IdedEntryExpr) -> Vec<&Expression> {
-        match &x.expr {
-            EntryExpr::StructField(f) => vec![&f.value],
-            EntryExpr::MapEntry(m) => vec![&m.key, &m.value],
-        }
-    }
-    match &expr.expr {
-        E::Comprehension(c) => vec![&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result],
-        E::Select(s) => vec![&s.operand],
-        E::Call(c) => c.target.as_deref().into_iter().chain(&c.args).collect(),
-        E::List(l) => l.elements.iter().collect(),
-        E::Map(m) => m.entries.iter().flat_map(entry).collect(),
-        E::Struct(s) => s.entries.iter().flat_map(entry).collect(),
-        E::Ident(_) | E::Literal(_) | E::Unspecified => Vec::new(),
-    }
-}
+use crate::expr::{ExprError, children};
 
 /// Where in `source` (in characters) the string literal holding `pattern` is written: the
 /// first literal spelling it (any quote, raw or not) after the `from`-th character, else the
