@@ -106,7 +106,8 @@ pub enum InstanceError {
 }
 
 struct SinkTarget {
-    topic: String,
+    /// Shared, so that sending an output clones a pointer, not the name.
+    topic: Arc<str>,
     key: KeyField,
 }
 
@@ -375,7 +376,7 @@ pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), In
                 return Err(setup(format!("topic `{}` is read by two sources", c.topic.get_ref())));
             }
             NodeConfig::KafkaSink(c) => {
-                sinks.insert(i, SinkTarget { topic: c.topic.get_ref().clone(), key: c.key });
+                sinks.insert(i, SinkTarget { topic: Arc::from(c.topic.get_ref().as_str()), key: c.key });
             }
             _ => {}
         }
