@@ -3,8 +3,8 @@
 //!
 //! The fixture `tests/replay_golden/` is frozen: its own copy of the topologies, their inputs
 //! (`examples/data`) and the recorded model answers, and `expected/` as written then. Only the
-//! wall-clock fields of trace envelopes (`timestamp`, `started_at`, `ended_at`) are masked:
-//! they say when the model call ran, not what it returned. Everything else (ids, order, key
+//! wall-clock fields of the spans the `llm` operator writes (trace envelopes with a
+//! `span_type`: `timestamp`, `started_at`, `ended_at`) are masked: they say when the model call ran, not what it returned. Everything else (ids, order, key
 //! order, number spelling, dead-letter headers) must match to the byte.
 //!
 //! To re-record after an intended change of output (never during a refactoring), run with
@@ -44,11 +44,11 @@ fn files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Masks the wall-clock fields of trace envelopes (see the module doc); other lines unchanged.
+/// Masks the wall-clock fields of span envelopes (see the module doc); other lines unchanged.
 fn masked(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for line in text.split_inclusive('\n') {
-        if !line.starts_with(r#"{"type":"trace""#) {
+        if !(line.starts_with(r#"{"type":"trace""#) && line.contains(r#""span_type":"#)) {
             out.push_str(line);
             continue;
         }
@@ -134,8 +134,15 @@ fn replay_of_recorded_topologies_is_byte_identical() {
 
 #[test]
 fn the_mask_hides_only_trace_clocks() {
-    let line = "{\"type\":\"trace\",\"timestamp\":\"2026-01-01T00:00:00Z\",\"payload\":{\"started_at\":\"x\",\"n\":1}}\n";
-    assert_eq!(masked(line), "{\"type\":\"trace\",\"timestamp\":\"<clock>\",\"payload\":{\"started_at\":\"<clock>\",\"n\":1}}\n");
-    let other = "{\"type\":\"result\",\"timestamp\":\"2026-01-01T00:00:00Z\"}\n";
-    assert_eq!(masked(other), other);
+    let line = "{\"type\":\"trace\",\"timestamp\":\"2026-01-01T00:00:00Z\",\"payload\":{\"span_type\":\"llm\",\"started_at\":\"x\"}}\n";
+    assert_eq!(
+        masked(line),
+        "{\"type\":\"trace\",\"timestamp\":\"<clock>\",\"payload\":{\"span_type\":\"llm\",\"started_at\":\"<clock>\"}}\n"
+    );
+    for other in [
+        "{\"type\":\"result\",\"timestamp\":\"2026-01-01T00:00:00Z\"}\n",
+        "{\"type\":\"trace\",\"timestamp\":\"2026-01-01T00:00:00Z\"}\n",
+    ] {
+        assert_eq!(masked(other), other);
+    }
 }
