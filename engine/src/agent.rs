@@ -102,6 +102,6 @@ pub fn run_agent(message: &str, sender: &str, topology: Option<&Path>) -> Result
 
 /// Now as RFC 3339 (UTC, milliseconds).
 fn chrono_like_now() -> String {
-    let ms = kafclaw_operators::record::now_ms();
-    kafclaw_operators::record::format_time_ms(ms)
+    let ms = kafclaw_operators::api::record::now_ms();
+    kafclaw_operators::api::record::format_time_ms(ms)
 }

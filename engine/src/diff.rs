@@ -8,14 +8,14 @@
 //! input it came from (the n-th output of an input with the n-th; an `id` ignored by the
 //! comparison then).
 //!
-//! Numbers compare as numbers, exactly (`kafclaw_operators::exact::json_eq`): `1.0` equals `1`
+//! Numbers compare as numbers, exactly (`kafclaw_operators::lang::exact::json_eq`): `1.0` equals `1`
 //! and `1e2` equals `100`, while two 25-digit ids that differ in their last digit differ (the
 //! files are read keeping every number's text).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use kafclaw_operators::exact::json_eq;
+use kafclaw_operators::lang::exact::json_eq;
 use serde_json::Value;
 use similar::TextDiff;
 
@@ -40,7 +40,7 @@ impl DiffReport {
 }
 
 fn read(path: &Path, key: &str, ignore: &[String]) -> Result<BTreeMap<String, Value>, String> {
-    let text = kafclaw_operators::io::read_text(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = kafclaw_operators::connectors::read_text(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut out = BTreeMap::new();
     let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {

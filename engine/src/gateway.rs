@@ -168,7 +168,7 @@ async fn submit(State(g): State<Gateway>, body: axum::body::Bytes) -> Response {
     };
     let id = new_task_id();
     let sender = s.sender_id.unwrap_or_else(|| "gateway".into());
-    let now = kafclaw_operators::record::format_time_ms(kafclaw_operators::record::now_ms());
+    let now = kafclaw_operators::api::record::format_time_ms(kafclaw_operators::api::record::now_ms());
     let mut e = Envelope::new(
         kind,
         id.clone(),

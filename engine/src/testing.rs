@@ -24,13 +24,13 @@ pub struct TestResult {
 
 /// Whether `actual` has every field of `expected` with the same value (objects recursively;
 /// arrays and scalars exactly, numbers as numbers: `1.0` matches `1`, and two 25-digit ids
-/// that differ do not match; see `kafclaw_operators::exact::json_eq`).
+/// that differ do not match; see `kafclaw_operators::lang::exact::json_eq`).
 pub fn subset_matches(expected: &Value, actual: &Value) -> bool {
     match (expected, actual) {
         (Value::Object(e), Value::Object(a)) => {
             e.iter().all(|(k, ev)| a.get(k).is_some_and(|av| subset_matches(ev, av)))
         }
-        (e, a) => kafclaw_operators::exact::json_eq(e, a),
+        (e, a) => kafclaw_operators::lang::exact::json_eq(e, a),
     }
 }
 

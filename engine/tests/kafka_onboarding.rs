@@ -8,7 +8,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use kafclaw_operators::onboard::sign;
+use kafclaw_operators::group::onboard::sign;
 use support::*;
 
 const SECRET: &str = "correct horse battery staple";

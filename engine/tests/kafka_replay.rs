@@ -229,5 +229,5 @@ fn replay_from_a_time_reprocesses_only_what_came_after_it() {
 /// Now, as RFC 3339 (the replay starts at the first record at or after it).
 fn chrono_now() -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
-    kafclaw_operators::record::format_time_ms(now.as_millis() as i64)
+    kafclaw_operators::api::record::format_time_ms(now.as_millis() as i64)
 }

@@ -7,62 +7,46 @@
 //!
 //! | kind | module | tier |
 //! |---|---|---|
-//! | `filter` | [`filter`] | synchronous, fused |
-//! | `map` | [`map`] | synchronous, fused |
-//! | `route` | [`route`] | synchronous, fused |
-//! | `count` | [`count`] | synchronous, fused, stateful |
-//! | `aggregate` | [`aggregate`] | synchronous, fused, stateful |
-//! | `dedupe` | [`dedupe`] | synchronous, fused, stateful (TTL table) |
-//! | `window` | [`window`] | synchronous, fused, stateful (tumbling, event time) |
-//! | `join` | [`join`] | synchronous, fused, stateful (stream–table) |
+//! | `filter` | [`stream::filter`] | synchronous, fused |
+//! | `map` | [`stream::map`] | synchronous, fused |
+//! | `route` | [`stream::route`] | synchronous, fused |
+//! | `count` | [`keyed::count`] | synchronous, fused, stateful |
+//! | `aggregate` | [`keyed::aggregate`] | synchronous, fused, stateful |
+//! | `dedupe` | [`keyed::dedupe`] | synchronous, fused, stateful (TTL table) |
+//! | `window` | [`keyed::window`] | synchronous, fused, stateful (tumbling, event time) |
+//! | `join` | [`keyed::join`] | synchronous, fused, stateful (stream–table) |
 //! | `memory-index`, `memory-search` | [`memory`] | synchronous, stateful (items table + usearch index) |
-//! | `guard` | [`guard`] | synchronous, fused (zones, delegation depth, deadlines; audits) |
-//! | `onboard`, `admissions` | [`onboard`] | synchronous; stateful (admitted, challenges) / instance-wide set |
-//! | `roster` | [`roster`] | synchronous, stateful (members table) |
+//! | `guard` | [`group::guard`] | synchronous, fused (zones, delegation depth, deadlines; audits) |
+//! | `onboard`, `admissions` | [`group::onboard`] | synchronous; stateful (admitted, challenges) / instance-wide set |
+//! | `roster` | [`group::roster`] | synchronous, stateful (members table) |
 //! | `embed` | [`memory::embed_op`] | asynchronous, stateful (vector journal) |
-//! | `llm` | [`llm`] | asynchronous ([`asynchronous`]), stateful (response journal, budgets) |
-//! | source `file`, `stdin` | [`io`] | local I/O |
-//! | sink `file`, `stdout` | [`io`] | local I/O |
-//! | source/sink `kafka` | [`kafka`] (config half; runtime in the engine) | Kafka I/O |
+//! | `llm` | [`llm`] | asynchronous ([`api::asynchronous`]), stateful (response journal, budgets) |
+//! | source `file`, `stdin` | [`connectors`] | local I/O |
+//! | sink `file`, `stdout` | [`connectors`] | local I/O |
+//! | source/sink `kafka` | [`connectors::kafka`] (config half; runtime in the engine) | Kafka I/O |
 //!
-//! Also here: the envelope v1 ([`envelope`]), the record model ([`record`]), dead letters
-//! ([`dead_letter`]), CEL expressions ([`expr`]), templates ([`template`]) and exact numbers
-//! across them ([`exact`]).
+//! The folders stack one way (a module uses only those above it in this list):
+//! [`envelope`] (the wire format, a leaf) → [`api`] (what an operator author touches) →
+//! [`lang`] (CEL, templates, paths, keys) → [`stream`], [`group`] → [`keyed`] →
+//! [`connectors`] → the agent wing ([`llm`], [`tools`], [`memory`]). A test
+//! (`tests/layers.rs`) fails when a `use crate::` line runs back up.
 
 #![warn(missing_docs)]
 
-pub mod aggregate;
-pub mod asynchronous;
-pub mod count;
-pub mod dead_letter;
-pub mod dedupe;
+pub mod api;
+pub mod connectors;
 pub mod envelope;
-pub mod exact;
-pub mod expr;
-pub mod expr_check;
-pub mod filter;
-pub mod guard;
-pub mod io;
-pub mod join;
-pub mod kafka;
+pub mod group;
 pub mod keyed;
+pub mod lang;
 pub mod llm;
-pub mod map;
 pub mod memory;
-pub mod onboard;
-pub mod operator;
-pub mod path;
-pub mod record;
-pub mod roster;
-pub mod route;
-pub mod state;
-pub mod suggest;
-pub mod template;
+pub mod stream;
 pub mod tools;
-pub mod window;
 
-pub use dead_letter::DeadLetter;
+pub use api::config::ConfigError;
+pub use api::dead_letter::DeadLetter;
+pub use api::operator::{Emit, Failure, Ports, SyncOperator};
+pub use api::record::{Origin, RawRecord, RawView, Record};
+pub use api::state::{NoState, ScanEntry, StateAccess, TableSpec};
 pub use envelope::{Envelope, EnvelopeError, EnvelopeType};
-pub use operator::{ConfigError, Emit, Failure, Ports, SyncOperator};
-pub use record::{Origin, RawRecord, RawView, Record};
-pub use state::{NoState, ScanEntry, StateAccess, TableSpec};

@@ -4,14 +4,14 @@
 use std::collections::BTreeMap;
 
 use kafclaw_operators::Envelope;
-use kafclaw_operators::aggregate::AggregateConfig;
-use kafclaw_operators::count::CountConfig;
-use kafclaw_operators::join::JoinConfig;
-use kafclaw_operators::map::MapConfig;
-use kafclaw_operators::operator::{Emit, SyncOperator};
-use kafclaw_operators::record::Record;
-use kafclaw_operators::state::{ScanEntry, StateAccess};
-use kafclaw_operators::window::WindowConfig;
+use kafclaw_operators::api::operator::{Emit, SyncOperator};
+use kafclaw_operators::api::record::Record;
+use kafclaw_operators::api::state::{ScanEntry, StateAccess};
+use kafclaw_operators::keyed::aggregate::AggregateConfig;
+use kafclaw_operators::keyed::count::CountConfig;
+use kafclaw_operators::keyed::join::JoinConfig;
+use kafclaw_operators::keyed::window::WindowConfig;
+use kafclaw_operators::stream::map::MapConfig;
 
 /// Each number as read, and as serde_json writes it back.
 const NUMBERS: [(&str, &str); 12] = [
@@ -315,7 +315,7 @@ fn a_value_aggregate_cannot_sum_is_refused_when_it_comes_and_the_key_goes_on() {
     assert_eq!(v["aggregate"]["count"], 4);
     let want: serde_json::Value =
         serde_json::from_str(&format!("1{}3.{}1", "0".repeat(399), "0".repeat(1023))).unwrap();
-    assert!(kafclaw_operators::exact::json_eq(&v["aggregate"]["sum"], &want), "{}", v["aggregate"]["sum"]);
+    assert!(kafclaw_operators::lang::exact::json_eq(&v["aggregate"]["sum"], &want), "{}", v["aggregate"]["sum"]);
     // The same for windows.
     let config = "by = 'payload.k'\nvalue = 'payload.n'\nsize = '1m'\nemit = 'update'";
     let mut op = toml::from_str::<WindowConfig>(config).unwrap().build("win").unwrap();

@@ -31,7 +31,7 @@ pub(super) fn group_create(
 
 pub(super) fn group_members(group: &str, brokers: Option<String>, json: bool) -> i32 {
     let s = ClientSettings::from_env(brokers);
-    let now = kafclaw_operators::record::now_ms();
+    let now = kafclaw_operators::api::record::now_ms();
     let members = match crate::kafka::group::live_members(&s, group, now) {
         Ok(m) => m,
         Err(e) => {

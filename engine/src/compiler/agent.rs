@@ -20,7 +20,7 @@ use toml::de::DeValue;
 use super::collect::deserialize_all;
 use super::diagnostic::{Diagnostic, Diagnostics};
 use super::spec::TopologySection;
-use kafclaw_operators::keyed::parse_duration_ms;
+use kafclaw_operators::api::config::parse_duration_ms;
 
 /// `[agent]`, as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -99,7 +99,7 @@ pub fn parse_agent(
     };
     if !matches!(section.role.get_ref().as_str(), "worker" | "orchestrator" | "observer") {
         let roles = ["worker", "orchestrator", "observer"];
-        let hint = match kafclaw_operators::suggest::did_you_mean(section.role.get_ref(), &roles) {
+        let hint = match kafclaw_operators::lang::suggest::did_you_mean(section.role.get_ref(), &roles) {
             Some(m) => format!("did you mean `{m}`? roles: worker, orchestrator, observer"),
             None => "roles: worker, orchestrator, observer".to_owned(),
         };

@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
-use kafclaw_operators::suggest::did_you_mean;
+use kafclaw_operators::lang::suggest::did_you_mean;
 use serde::de::DeserializeOwned;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use kafclaw_operators::suggest::did_you_mean;
+use kafclaw_operators::lang::suggest::did_you_mean;
 use kafclaw_operators::{ConfigError, Ports};
 
 use super::diagnostic::{Diagnostic, Diagnostics};

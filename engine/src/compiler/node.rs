@@ -6,7 +6,7 @@
 //! own `inputs`. A typo of `type` or `inputs` is reported once, and then read as what it
 //! stood for.
 
-use kafclaw_operators::suggest::did_you_mean;
+use kafclaw_operators::lang::suggest::did_you_mean;
 use toml::Spanned;
 use toml::de::{DeString, DeTable, DeValue};
 

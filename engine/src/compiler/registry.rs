@@ -1,25 +1,26 @@
 //! The explicit list of node kinds: every source, operator and sink type a topology may use.
 //! Adding a kind means adding one line to [`KINDS`] and one variant to [`NodeConfig`].
 
-use kafclaw_operators::io::{FileSinkConfig, FileSourceConfig, StdinSourceConfig, StdoutSinkConfig};
-use kafclaw_operators::kafka::{KafkaSinkConfig, KafkaSourceConfig, valid_topic};
+use kafclaw_operators::api::config::valid_topic;
+use kafclaw_operators::connectors::kafka::{KafkaSinkConfig, KafkaSourceConfig};
+use kafclaw_operators::connectors::{FileSinkConfig, FileSourceConfig, StdinSourceConfig, StdoutSinkConfig};
 use kafclaw_operators::memory::embed_op::EmbedConfig;
 use kafclaw_operators::memory::{MemoryIndexConfig, MemorySearchConfig};
 use kafclaw_operators::{
     ConfigError, Ports, SyncOperator, TableSpec,
-    aggregate::AggregateConfig,
-    asynchronous::AsyncOperator,
-    count::CountConfig,
-    dedupe::DedupeConfig,
-    filter::FilterConfig,
-    guard::GuardConfig,
-    join::JoinConfig,
+    api::asynchronous::AsyncOperator,
+    group::guard::GuardConfig,
+    group::onboard::{AdmissionsConfig, OnboardConfig},
+    group::roster::RosterConfig,
+    keyed::aggregate::AggregateConfig,
+    keyed::count::CountConfig,
+    keyed::dedupe::DedupeConfig,
+    keyed::join::JoinConfig,
+    keyed::window::WindowConfig,
     llm::LlmConfig,
-    map::MapConfig,
-    onboard::{AdmissionsConfig, OnboardConfig},
-    roster::RosterConfig,
-    route::RouteConfig,
-    window::WindowConfig,
+    stream::filter::FilterConfig,
+    stream::map::MapConfig,
+    stream::route::RouteConfig,
 };
 use toml::Spanned;
 use toml::de::DeValue;

@@ -3,7 +3,7 @@
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use kafclaw_operators::io::{read_text, strip_bom_str};
+use kafclaw_operators::connectors::{read_text, strip_bom_str};
 
 /// One topology file, held in memory for the whole compilation.
 #[derive(Debug, Clone)]

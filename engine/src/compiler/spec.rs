@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
 
+use kafclaw_operators::lang::suggest::did_you_mean;
 use kafclaw_operators::llm::SharedModel;
 use kafclaw_operators::llm::model::ModelConfig;
 use kafclaw_operators::memory::SharedIndex;
-use kafclaw_operators::suggest::did_you_mean;
 use kafclaw_operators::tools::delegate::BusSlot;
 use kafclaw_operators::tools::{Tool, ToolConfig, ToolContext};
 use serde::Deserialize;
@@ -321,7 +321,7 @@ pub fn parse(file: &SourceFile, diags: &mut Diagnostics) -> Option<Spec> {
     let mut admissions = BTreeMap::new();
     for node in &mut nodes {
         if let Some(NodeConfig::Admissions(c)) = &mut node.config {
-            let shared = kafclaw_operators::onboard::SharedAdmissions::new(&node.name);
+            let shared = kafclaw_operators::group::onboard::SharedAdmissions::new(&node.name);
             c.shared = Some(shared.clone());
             admissions.insert(node.name.clone(), shared);
         }
@@ -376,7 +376,7 @@ pub fn parse(file: &SourceFile, diags: &mut Diagnostics) -> Option<Spec> {
         None => Some(DeadLetterSection::default()),
     };
     if let Some(t) = dead_letter.as_ref().and_then(|d| d.topic.as_ref())
-        && !kafclaw_operators::kafka::valid_topic(t.get_ref())
+        && !kafclaw_operators::api::config::valid_topic(t.get_ref())
     {
         diags.push(Diagnostic::error(t.span(), format!("`{}` is not a valid Kafka topic name", t.get_ref())));
     }

@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use kafclaw_operators::Envelope;
 use kafclaw_operators::envelope::{EnvelopeType, KNOWN_FIELDS};
-use kafclaw_operators::suggest::did_you_mean;
+use kafclaw_operators::lang::suggest::did_you_mean;
 use serde::Deserialize;
 use serde_json::{Number, Value};
 use toml::Spanned;

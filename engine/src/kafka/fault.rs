@@ -77,7 +77,7 @@ pub fn classify(e: &KafkaError) -> Fault {
 /// `kafclaw.{location,partition,offset}`. `None` for a record without them.
 pub fn input_of<M: Message>(m: &M) -> Option<(String, i32, i64)> {
     use super::instance::headers as out;
-    use kafclaw_operators::dead_letter::headers as dl;
+    use kafclaw_operators::api::dead_letter::headers as dl;
     let h = m.headers()?;
     let get =
         |name: &str| h.iter().find(|x| x.key == name).and_then(|x| x.value).and_then(|v| std::str::from_utf8(v).ok());

@@ -12,8 +12,8 @@ use serde_json::Value;
 use super::client::ClientSettings;
 use super::latest::read_latest;
 use super::topics::{TopicError, ensure_topic_with};
+use kafclaw_operators::api::record::event_time_ms;
 use kafclaw_operators::envelope::Envelope;
-use kafclaw_operators::record::event_time_ms;
 
 /// The roster topic of `group`.
 pub fn roster_topic(group: &str) -> String {

@@ -6,8 +6,8 @@
 
 use std::sync::{Arc, Condvar, Mutex};
 
+use kafclaw_operators::api::record::{format_time_ms, now_ms};
 use kafclaw_operators::envelope::{AgentIdentity, AnnouncePayload, Envelope, EnvelopeType};
-use kafclaw_operators::record::{format_time_ms, now_ms};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 
 use super::client::ClientSettings;

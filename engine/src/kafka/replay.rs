@@ -49,7 +49,7 @@ impl std::str::FromStr for ReplayFrom {
         if s == "earliest" {
             return Ok(Self::Earliest);
         }
-        kafclaw_operators::record::event_time_ms(s)
+        kafclaw_operators::api::record::event_time_ms(s)
             .map(Self::Time)
             .map_err(|_| format!("expected `earliest` or an RFC 3339 time (e.g. 2026-11-24T09:00:00Z), got `{s}`"))
     }
@@ -175,7 +175,7 @@ pub fn replay(
     let counts = partition_counts(settings, &changelogs, TIMEOUT).map_err(|e| setup(e.to_string()))?;
     let marker = match from {
         ReplayFrom::Earliest => "earliest".to_owned(),
-        ReplayFrom::Time(ms) => kafclaw_operators::record::format_time_ms(ms),
+        ReplayFrom::Time(ms) => kafclaw_operators::api::record::format_time_ms(ms),
     };
     for (topic, count) in changelogs.iter().zip(counts) {
         for p in 0..count.unwrap_or(0) as i32 {

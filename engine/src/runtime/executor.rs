@@ -6,7 +6,7 @@
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::Duration;
 
-use kafclaw_operators::asynchronous::Outcome;
+use kafclaw_operators::api::asynchronous::Outcome;
 
 use super::task::Spawn;
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kafclaw_operators::io::{LineSink, LineSource, RecordSink, RecordSource, open_file_sink, open_stdout_sink};
+use kafclaw_operators::connectors::{LineSink, LineSource, RecordSink, RecordSource, open_file_sink, open_stdout_sink};
 
 use super::executor::Executor;
 use super::task::{BuildError, Task, TaskOutput};

@@ -6,10 +6,10 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
-use kafclaw_operators::asynchronous::{AsyncOperator, Outcome, Pending, Started};
+use kafclaw_operators::api::asynchronous::{AsyncOperator, Outcome, Pending, Started};
 
-use kafclaw_operators::dedupe::Dedupe;
 use kafclaw_operators::envelope::{ENVELOPE_VERSION, derive_span_id, derive_trace_id, deterministic_id};
+use kafclaw_operators::keyed::dedupe::Dedupe;
 use kafclaw_operators::{DeadLetter, Emit, Envelope, Origin, RawView, Record, StateAccess, SyncOperator};
 
 use super::state::{ChangelogWrite, TaskState, TaskStore};

@@ -17,7 +17,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
             let text = e.to_string();
             let position = format!(" at line {} column {}", e.line(), e.column());
             EnvelopeError::from_serde_message(text.strip_suffix(&position).unwrap_or(&text))
-        } else if bytes.starts_with(crate::io::UTF8_BOM) {
+        } else if bytes.starts_with(super::UTF8_BOM) {
             // Skipped at the start of a file; anywhere else it is data, and not JSON.
             EnvelopeError::Syntax(format!(
                 "{e}: the line starts with a byte-order mark (U+FEFF); only a file's first line may start with one"

@@ -17,6 +17,7 @@ mod id;
 mod kind;
 mod lazy;
 mod payload;
+pub mod time;
 pub mod wire;
 
 pub use error::EnvelopeError;
@@ -26,6 +27,9 @@ pub use lazy::LazyJson;
 pub use payload::*;
 
 use serde_json::{Map, Value};
+
+/// The UTF-8 encoding of U+FEFF.
+pub const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// The schema version this build writes.
 pub const ENVELOPE_VERSION: u32 = 1;

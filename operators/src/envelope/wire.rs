@@ -41,7 +41,7 @@ use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 
 use super::LazyJson;
-use crate::record::event_time_ms;
+use super::time::event_time_ms;
 
 /// The payload fields decisions read (guard, onboarding, admissions, tools): each may appear
 /// at most once in a payload's text.

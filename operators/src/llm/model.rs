@@ -21,8 +21,8 @@ use toml::Spanned;
 
 use super::limiter::Limiter;
 use super::protocol::{ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, Message, ToolSpec, Usage};
-use crate::keyed::{Errors, parse_duration_ms};
-use crate::operator::ConfigError;
+use crate::api::config::ConfigError;
+use crate::api::config::{Errors, parse_duration_ms};
 
 /// Config of one model endpoint.
 #[derive(Debug, Clone, Deserialize)]
@@ -115,7 +115,7 @@ impl Recording {
     /// leading byte-order mark skipped.
     pub fn parse(path: &str, text: &str) -> Result<Self, String> {
         let mut r = Self::default();
-        let text = crate::io::strip_bom_str(text);
+        let text = crate::connectors::strip_bom_str(text);
         for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             let at = |e: serde_json::Error| format!("recording {path}:{}: {e}", i + 1);
             let value: serde_json::Value = serde_json::from_str(line).map_err(at)?;

@@ -34,16 +34,19 @@ use serde_json::Value;
 use toml::Spanned;
 
 use super::embed::{Embedder, Embedding, LocalEmbedder, ModelEmbedder};
-use crate::asynchronous::{AsyncOperator, Outcome, Started};
-use crate::expr::Expr;
-use crate::filter::compile_expr;
-use crate::keyed::{Errors, eval_key};
+use crate::api::asynchronous::{AsyncOperator, Outcome, Started};
+use crate::api::config::ConfigError;
+use crate::api::config::Errors;
+use crate::api::operator::{Emit, Failure};
+use crate::api::record::Record;
+use crate::api::state::{StateAccess, TableSpec};
+use crate::lang::expr::Expr;
+use crate::lang::expr::compile_expr;
+use crate::lang::key::eval_key;
+use crate::lang::path::FieldPath;
+use crate::lang::path::emit_set;
 use crate::llm::model::undeclared_model;
 use crate::llm::{SharedModel, journal_key};
-use crate::operator::{ConfigError, Emit, Failure, emit_set};
-use crate::path::FieldPath;
-use crate::record::Record;
-use crate::state::{StateAccess, TableSpec};
 
 /// Config half of `embed`.
 #[derive(Debug, Clone, Deserialize)]

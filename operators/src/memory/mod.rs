@@ -37,14 +37,16 @@ use serde_json::{Value, json};
 use sha2::Digest;
 use toml::Spanned;
 
-use crate::expr::Expr;
-use crate::filter::compile_expr;
-use crate::keyed::Errors;
+use crate::api::config::ConfigError;
+use crate::api::config::Errors;
+use crate::api::operator::{Emit, Failure, SyncOperator};
+use crate::api::record::Record;
+use crate::api::state::{StateAccess, TableSpec};
+use crate::lang::expr::Expr;
+use crate::lang::expr::compile_expr;
+use crate::lang::path::FieldPath;
+use crate::lang::path::emit_set;
 use crate::llm::journal_key;
-use crate::operator::{ConfigError, Emit, Failure, SyncOperator, emit_set};
-use crate::path::FieldPath;
-use crate::record::Record;
-use crate::state::{StateAccess, TableSpec};
 use embed::LocalEmbedder;
 
 /// One instance's index of one `memory-index` operator, shared by its tasks and by the

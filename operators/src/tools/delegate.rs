@@ -27,8 +27,8 @@ use serde_json::{Value, json};
 use sha2::Digest;
 
 use super::{CallContext, Tool, ToolFuture, ToolOutput};
+use crate::api::record::format_time_ms;
 use crate::envelope::{Envelope, EnvelopeType, wire};
-use crate::record::format_time_ms;
 
 /// A reply on its way.
 pub type ReplyFuture = Pin<Box<dyn Future<Output = Result<Envelope, String>> + Send>>;
@@ -138,7 +138,7 @@ impl Tool for Delegate {
                 format!("this task is already {} delegations deep: it cannot be delegated further", cx.delegation_depth)
             })?;
             let id = task_id(&cx.idempotency_key);
-            let now = crate::record::now_ms();
+            let now = crate::api::record::now_ms();
             let mut request = Envelope::new(
                 EnvelopeType::Request,
                 id.clone(),

@@ -40,12 +40,12 @@ use serde::Deserialize;
 use serde_json::Value;
 use toml::Spanned;
 
+use crate::api::config::ConfigError;
+use crate::api::config::parse_duration_ms;
+use crate::api::record::Record;
 use crate::envelope::wire::{self, WireError};
-use crate::keyed::parse_duration_ms;
 use crate::llm::SharedModel;
 use crate::memory::SharedIndex;
-use crate::operator::ConfigError;
-use crate::record::Record;
 
 /// What a successful tool call gives.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -350,7 +350,7 @@ impl ToolConfig {
             }
             Self::Delegate { request_topic, reply_topic, deadline, description, .. } => {
                 for t in [request_topic, reply_topic] {
-                    if !crate::kafka::valid_topic(t) {
+                    if !crate::api::config::valid_topic(t) {
                         return Err(vec![ConfigError::at(
                             0..0,
                             format!("delegate tool: `{t}` is not a valid Kafka topic name"),

@@ -4,13 +4,13 @@
 pub(crate) use std::sync::mpsc::{self, RecvTimeoutError};
 pub(crate) use std::time::Duration;
 
+pub(crate) use kafclaw_operators::api::record::Record;
 pub(crate) use kafclaw_operators::envelope::{Envelope, EnvelopeType, LazyJson};
-pub(crate) use kafclaw_operators::exact::Spellings;
-pub(crate) use kafclaw_operators::expr::{Expr, json_to_cel};
+pub(crate) use kafclaw_operators::lang::exact::Spellings;
+pub(crate) use kafclaw_operators::lang::expr::{Expr, json_to_cel};
+pub(crate) use kafclaw_operators::lang::template::Template;
 pub(crate) use kafclaw_operators::llm::budget::TokenRate;
 pub(crate) use kafclaw_operators::llm::protocol::{ChatResponse, EmbeddingResponse, Usage};
-pub(crate) use kafclaw_operators::record::Record;
-pub(crate) use kafclaw_operators::template::Template;
 pub(crate) use proptest::prelude::*;
 pub(crate) use proptest::sample::{Index, select};
 pub(crate) use proptest::test_runner::TestCaseError;

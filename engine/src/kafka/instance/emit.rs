@@ -15,8 +15,8 @@
 
 use std::sync::Arc;
 
-use kafclaw_operators::dead_letter::headers as dl;
-use kafclaw_operators::kafka::KeyField;
+use kafclaw_operators::api::dead_letter::headers as dl;
+use kafclaw_operators::connectors::kafka::KeyField;
 use kafclaw_operators::{DeadLetter, Origin};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::{Header, OwnedHeaders};

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kafclaw_operators::RawView;
-use kafclaw_operators::kafka::KeyField;
+use kafclaw_operators::connectors::kafka::KeyField;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};

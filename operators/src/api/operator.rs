@@ -1,42 +1,8 @@
 //! The synchronous operator tier: per-record operators (filter, map, route) that the runtime
-//! fuses inside a task, and the config-error type every operator's config half reports.
+//! fuses inside a task; their outputs ([`Ports`], [`Emit`]) and failures ([`Failure`]).
 
-use std::ops::Range;
-
-use crate::record::Record;
-use crate::state::{StateAccess, TableSpec};
-
-/// Where an option error is, in the topology file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// Byte span of the offending value (or key) in the topology file.
-    pub span: Range<usize>,
-    /// For errors inside a string value (an expression, a template): the 0-based character
-    /// offset inside the string's content.
-    pub char_offset: Option<usize>,
-    /// What is wrong.
-    pub message: String,
-    /// How to fix it, when we know.
-    pub hint: Option<String>,
-}
-
-impl ConfigError {
-    /// An error about a whole value.
-    pub fn at(span: Range<usize>, message: impl Into<String>) -> Self {
-        Self { span, char_offset: None, message: message.into(), hint: None }
-    }
-
-    /// An error inside a string value at a character offset of its content.
-    pub fn inside(span: Range<usize>, char_offset: usize, message: impl Into<String>) -> Self {
-        Self { span, char_offset: Some(char_offset), message: message.into(), hint: None }
-    }
-
-    /// Adds a hint.
-    pub fn with_hint(mut self, hint: Option<String>) -> Self {
-        self.hint = hint;
-        self
-    }
-}
+use crate::api::record::Record;
+use crate::api::state::{StateAccess, TableSpec};
 
 /// The outputs of an operator: its default output and its named outputs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,24 +48,6 @@ impl Emit {
     /// Takes the emitted records, leaving the buffer empty for reuse.
     pub fn drain(&mut self) -> std::vec::Drain<'_, (usize, Record)> {
         self.out.drain(..)
-    }
-}
-
-/// Sets `path` of `record` to `value` and emits it on `port`; a record the path cannot be set
-/// on fails (and is dead-lettered as it was).
-pub fn emit_set(
-    out: &mut Emit,
-    port: usize,
-    mut record: Record,
-    path: &crate::path::FieldPath,
-    value: serde_json::Value,
-) -> Result<(), Failure> {
-    match path.set(&mut record.envelope, value) {
-        Ok(()) => {
-            out.emit(port, record);
-            Ok(())
-        }
-        Err(m) => Err(Failure::new(record, m)),
     }
 }
 

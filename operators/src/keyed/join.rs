@@ -20,20 +20,23 @@
 //! changelogged state table named after the operator, partitioned like the inputs: both
 //! inputs must be co-partitioned and keyed alike (the table topic keyed by the join key).
 //! Keys match by value: numbers by their value (`1` finds `1.0`), a string as itself (so
-//! `"1"` finds `1`, as it always has); see [`crate::keyed::state_key`].
+//! `"1"` finds `1`, as it always has); see [`crate::lang::key::state_key`].
 
 use serde::Deserialize;
 use serde_json::Value;
 use toml::Spanned;
 
-use crate::exact::short_text;
-use crate::expr::Expr;
-use crate::filter::compile_expr;
-use crate::keyed::{Errors, eval_state_key, parse_optional_duration_ms, shown_key};
-use crate::operator::{ConfigError, Emit, Failure, Ports, SyncOperator, emit_set};
-use crate::path::FieldPath;
-use crate::record::Record;
-use crate::state::{StateAccess, TableSpec};
+use crate::api::config::ConfigError;
+use crate::api::config::{Errors, parse_optional_duration_ms};
+use crate::api::operator::{Emit, Failure, Ports, SyncOperator};
+use crate::api::record::Record;
+use crate::api::state::{StateAccess, TableSpec};
+use crate::lang::exact::short_text;
+use crate::lang::expr::Expr;
+use crate::lang::expr::compile_expr;
+use crate::lang::key::{eval_state_key, shown_key};
+use crate::lang::path::FieldPath;
+use crate::lang::path::emit_set;
 
 /// The output of stream records with no table entry (`how = "inner"`).
 pub const UNMATCHED: &str = "unmatched";

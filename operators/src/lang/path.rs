@@ -3,6 +3,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::api::operator::{Emit, Failure};
+use crate::api::record::Record;
 use crate::envelope::{Envelope, EnvelopeType};
 
 /// A checked path.
@@ -29,9 +31,9 @@ pub const SETTABLE: [&str; 6] = ["type", "correlation_id", "sender_id", "timesta
 
 impl FieldPath {
     /// Parses a path option of a topology, the error placed at the option's value.
-    pub fn parse_spanned(path: &toml::Spanned<String>) -> Result<Self, crate::operator::ConfigError> {
+    pub fn parse_spanned(path: &toml::Spanned<String>) -> Result<Self, crate::api::config::ConfigError> {
         Self::parse(path.get_ref()).map_err(|m| {
-            crate::operator::ConfigError::at(path.span(), m)
+            crate::api::config::ConfigError::at(path.span(), m)
                 .with_hint(Some(format!("settable: {}, payload.<field>", SETTABLE.join(", "))))
         })
     }
@@ -119,5 +121,23 @@ impl FieldPath {
     /// Whether [`Self::remove`] accepts this path.
     pub fn removable(&self) -> bool {
         matches!(self, Self::CausationId | Self::Zone | Self::Payload(_))
+    }
+}
+
+/// Sets `path` of `record` to `value` and emits it on `port`; a record the path cannot be set
+/// on fails (and is dead-lettered as it was).
+pub fn emit_set(
+    out: &mut Emit,
+    port: usize,
+    mut record: Record,
+    path: &FieldPath,
+    value: serde_json::Value,
+) -> Result<(), Failure> {
+    match path.set(&mut record.envelope, value) {
+        Ok(()) => {
+            out.emit(port, record);
+            Ok(())
+        }
+        Err(m) => Err(Failure::new(record, m)),
     }
 }

@@ -10,10 +10,12 @@ use std::sync::{Arc, LazyLock};
 
 use cel::{Context, Env, Program, Value as CelValue};
 use serde_json::Value;
+use toml::Spanned;
 
+use crate::api::config::ConfigError;
+use crate::api::record::Record;
 use crate::envelope::KNOWN_FIELDS;
-use crate::exact::{self, ExactNumber, Held, Spellings};
-use crate::record::Record;
+use crate::lang::exact::{self, ExactNumber, Held, Spellings};
 
 /// The variables an expression may reference: the envelope's fields and `meta`.
 pub fn variables() -> impl Iterator<Item = &'static str> {
@@ -142,7 +144,7 @@ fn find_ident(source: &str, ident: &str) -> usize {
 /// JSON → CEL the way users of JSON expect: integers are `int` (`uint` only above
 /// `i64::MAX`), other numbers `double`. (A serde conversion would make every non-negative
 /// integer a `uint`, and `payload.n % 2` would then fail with no overload.) Numbers no CEL
-/// type holds exactly are opaque or spelled (see [`crate::exact`]); `notes` collects what
+/// type holds exactly are opaque or spelled (see [`crate::lang::exact`]); `notes` collects what
 /// [`cel_to_json`] needs to write them back as they came.
 pub fn json_to_cel(v: &Value, notes: &mut Spellings) -> CelValue {
     match v {
@@ -277,7 +279,7 @@ impl Expr {
             return Err(vec![ExprError { char_offset: 0, message: "empty expression".into(), hint: None }]);
         }
         let program = parse(source)?;
-        let mut errors = crate::expr_check::regex_errors(source, program.expression());
+        let mut errors = crate::lang::expr_check::regex_errors(source, program.expression());
         let mut vars = Vec::new();
         let mut bound = Vec::new();
         macro_variables(program.expression(), &mut bound);
@@ -291,7 +293,7 @@ impl Expr {
                     message: format!("unknown variable `{name}`"),
                     hint: Some({
                         let all: Vec<&str> = variables().collect();
-                        match crate::suggest::did_you_mean(name, &all) {
+                        match crate::lang::suggest::did_you_mean(name, &all) {
                             Some(c) => format!("did you mean `{c}`? variables: {}", all.join(", ")),
                             None => format!("variables: {}", all.join(", ")),
                         }
@@ -387,6 +389,15 @@ impl Expr {
         let (value, notes) = self.eval(record)?;
         cel_to_json(&value, &notes).map_err(|e| format!("`{}`: result is not JSON: {e}", self.source))
     }
+}
+
+/// Compiles a CEL expression held in a config value, turning its errors into config errors.
+pub fn compile_expr(value: &Spanned<String>) -> Result<Expr, Vec<ConfigError>> {
+    Expr::compile(value.get_ref()).map_err(|errs| {
+        errs.into_iter()
+            .map(|e| ConfigError::inside(value.span(), e.char_offset, e.message).with_hint(e.hint))
+            .collect()
+    })
 }
 
 #[cfg(test)]

@@ -14,14 +14,16 @@ use serde::Deserialize;
 use serde_json::Value;
 use toml::Spanned;
 
-use crate::exact::short_text;
-use crate::expr::Expr;
-use crate::filter::compile_expr;
-use crate::keyed::{Errors, eval_state_key, parse_optional_duration_ms, shown_key};
-use crate::operator::{ConfigError, Emit, Failure, SyncOperator};
-use crate::path::FieldPath;
-use crate::record::Record;
-use crate::state::{StateAccess, TableSpec};
+use crate::api::config::ConfigError;
+use crate::api::config::{Errors, parse_optional_duration_ms};
+use crate::api::operator::{Emit, Failure, SyncOperator};
+use crate::api::record::Record;
+use crate::api::state::{StateAccess, TableSpec};
+use crate::lang::exact::short_text;
+use crate::lang::expr::Expr;
+use crate::lang::expr::compile_expr;
+use crate::lang::key::{eval_state_key, shown_key};
+use crate::lang::path::FieldPath;
 
 /// Config half of `count`.
 #[derive(Debug, Clone, Deserialize)]
@@ -29,7 +31,7 @@ use crate::state::{StateAccess, TableSpec};
 pub struct CountConfig {
     /// CEL expression giving the key to count by: equal values count together (numbers by
     /// value: `1` = `1.0`; a string as itself, so `"1"` = `1`); see
-    /// [`crate::keyed::state_key`].
+    /// [`crate::lang::key::state_key`].
     pub by: Spanned<String>,
     /// Field the new count is written to.
     #[serde(default = "default_into")]

@@ -51,10 +51,11 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use toml::Spanned;
 
+use crate::api::config::ConfigError;
+use crate::api::operator::{Emit, Failure, Ports, SyncOperator};
+use crate::api::record::Record;
+use crate::api::state::{StateAccess, TableSpec};
 use crate::envelope::{EnvelopeType, wire};
-use crate::operator::{ConfigError, Emit, Failure, Ports, SyncOperator};
-use crate::record::Record;
-use crate::state::{StateAccess, TableSpec};
 
 /// The output of audit envelopes.
 pub const AUDIT: &str = "audit";

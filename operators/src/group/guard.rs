@@ -40,12 +40,13 @@ use toml::Spanned;
 
 use std::sync::Arc;
 
+use crate::api::config::ConfigError;
+use crate::api::operator::{Emit, Failure, Ports, SyncOperator};
+use crate::api::record::Record;
+use crate::api::state::StateAccess;
 use crate::envelope::EnvelopeType;
 use crate::envelope::wire::{self, TaskFields, WireError};
-use crate::onboard::SharedAdmissions;
-use crate::operator::{ConfigError, Emit, Failure, Ports, SyncOperator};
-use crate::record::Record;
-use crate::state::StateAccess;
+use crate::group::onboard::SharedAdmissions;
 
 /// The output of refused tasks' `failed` statuses.
 pub const REFUSED: &str = "refused";
@@ -103,7 +104,7 @@ impl GuardConfig {
             max_depth: self.max_delegation_depth,
             check_deadline: self.check_deadline,
             admissions: self.admissions.clone(),
-            clock: crate::record::now_ms,
+            clock: crate::api::record::now_ms,
         })
     }
 }
@@ -243,7 +244,7 @@ mod tests {
 
     fn run(envelope: Envelope) -> Vec<(usize, Record)> {
         let mut out = Emit::default();
-        guard().process(Record::detached(envelope), &mut crate::state::NoState, &mut out).unwrap();
+        guard().process(Record::detached(envelope), &mut crate::api::state::NoState, &mut out).unwrap();
         out.drain().collect()
     }
 

@@ -21,14 +21,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Number, Value};
 use toml::Spanned;
 
-use crate::exact;
-use crate::expr::Expr;
-use crate::filter::compile_expr;
-use crate::keyed::{Errors, eval_state_key, parse_optional_duration_ms, shown_key};
-use crate::operator::{ConfigError, Emit, Failure, SyncOperator, emit_set};
-use crate::path::FieldPath;
-use crate::record::Record;
-use crate::state::{StateAccess, TableSpec};
+use crate::api::config::ConfigError;
+use crate::api::config::{Errors, parse_optional_duration_ms};
+use crate::api::operator::{Emit, Failure, SyncOperator};
+use crate::api::record::Record;
+use crate::api::state::{StateAccess, TableSpec};
+use crate::lang::exact;
+use crate::lang::expr::Expr;
+use crate::lang::expr::compile_expr;
+use crate::lang::key::{eval_state_key, shown_key};
+use crate::lang::path::FieldPath;
+use crate::lang::path::emit_set;
 
 /// One aggregate function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -216,7 +219,7 @@ impl AggregateSpec {
 #[serde(deny_unknown_fields)]
 pub struct AggregateConfig {
     /// CEL expression giving the key to aggregate by (numbers by value:
-    /// [`crate::keyed::state_key`]; `null` is an error).
+    /// [`crate::lang::key::state_key`]; `null` is an error).
     pub by: Spanned<String>,
     /// CEL expression giving the number to aggregate; without it only `count` is available.
     #[serde(default)]

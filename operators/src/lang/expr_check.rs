@@ -6,7 +6,7 @@
 use cel::common::ast::{Expr as E, LiteralValue};
 use cel::parser::Expression;
 
-use crate::expr::{ExprError, children};
+use crate::lang::expr::{ExprError, children};
 
 /// Where in `source` (in characters) the string literal holding `pattern` is written: the
 /// first literal spelling it (any quote, raw or not) after the `from`-th character, else the

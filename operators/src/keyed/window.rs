@@ -27,15 +27,18 @@ use serde::Deserialize;
 use serde_json::Value;
 use toml::Spanned;
 
-use crate::aggregate::{Accumulator, AggregateSpec, Function};
-use crate::exact::short_text;
-use crate::expr::Expr;
-use crate::filter::compile_expr;
-use crate::keyed::{Errors, eval_state_key, parse_duration_ms, parse_optional_duration_ms, shown_key};
-use crate::operator::{ConfigError, Emit, Failure, SyncOperator, emit_set};
-use crate::path::FieldPath;
-use crate::record::{Record, format_time_ms};
-use crate::state::{StateAccess, TableSpec};
+use crate::api::config::ConfigError;
+use crate::api::config::{Errors, parse_duration_ms, parse_optional_duration_ms};
+use crate::api::operator::{Emit, Failure, SyncOperator};
+use crate::api::record::{Record, format_time_ms};
+use crate::api::state::{StateAccess, TableSpec};
+use crate::keyed::aggregate::{Accumulator, AggregateSpec, Function};
+use crate::lang::exact::short_text;
+use crate::lang::expr::Expr;
+use crate::lang::expr::compile_expr;
+use crate::lang::key::{eval_state_key, shown_key};
+use crate::lang::path::FieldPath;
+use crate::lang::path::emit_set;
 
 /// When window results leave the operator.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -52,7 +55,7 @@ pub enum EmitMode {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WindowConfig {
-    /// CEL expression giving the key (numbers by value: [`crate::keyed::state_key`]).
+    /// CEL expression giving the key (numbers by value: [`crate::lang::key::state_key`]).
     pub by: Spanned<String>,
     /// CEL expression giving the number to aggregate; without it only `count` is available.
     #[serde(default)]

@@ -4,8 +4,7 @@
 //! else it is data. A UTF-16 or UTF-32 mark at the start is refused with one error naming
 //! the encoding ([`refuse_wide`]).
 
-/// The UTF-8 encoding of U+FEFF.
-pub const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+pub use crate::envelope::UTF8_BOM;
 
 /// `bytes` without a leading byte-order mark.
 pub fn strip_bom(bytes: &[u8]) -> &[u8] {

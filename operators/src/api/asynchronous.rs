@@ -11,9 +11,9 @@ use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::operator::{Emit, Failure};
-use crate::record::Record;
-use crate::state::{StateAccess, TableSpec};
+use crate::api::operator::{Emit, Failure};
+use crate::api::record::Record;
+use crate::api::state::{StateAccess, TableSpec};
 
 /// The result of an asynchronous step, opaque to the runtime.
 pub type Outcome = Box<dyn Any + Send>;

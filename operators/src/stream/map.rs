@@ -17,13 +17,14 @@ use serde::Deserialize;
 use serde_json::Value;
 use toml::Spanned;
 
-use crate::expr::Expr;
-use crate::filter::compile_expr;
-use crate::operator::{ConfigError, Emit, Failure, SyncOperator};
-use crate::path::FieldPath;
-use crate::record::Record;
-use crate::state::StateAccess;
-use crate::template::Template;
+use crate::api::config::ConfigError;
+use crate::api::operator::{Emit, Failure, SyncOperator};
+use crate::api::record::Record;
+use crate::api::state::StateAccess;
+use crate::lang::expr::Expr;
+use crate::lang::expr::compile_expr;
+use crate::lang::path::FieldPath;
+use crate::lang::template::Template;
 
 /// Config half of `map`.
 #[derive(Debug, Clone, Deserialize)]

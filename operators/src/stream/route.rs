@@ -16,11 +16,12 @@
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::expr::Expr;
-use crate::filter::compile_expr;
-use crate::operator::{ConfigError, Emit, Failure, Ports, SyncOperator};
-use crate::record::Record;
-use crate::state::StateAccess;
+use crate::api::config::ConfigError;
+use crate::api::operator::{Emit, Failure, Ports, SyncOperator};
+use crate::api::record::Record;
+use crate::api::state::StateAccess;
+use crate::lang::expr::Expr;
+use crate::lang::expr::compile_expr;
 
 /// The output no route took.
 pub const UNMATCHED: &str = "unmatched";

@@ -21,9 +21,9 @@ use minijinja::value::Value as J;
 use minijinja::{Environment, ErrorKind};
 use serde_json::{Number, Value, json};
 
-use crate::exact::{self, integer_syntax};
+use crate::lang::exact::{self, integer_syntax};
 
-use crate::record::Record;
+use crate::api::record::Record;
 
 /// A syntax error in a template, at a 1-based line inside it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,9 +4,9 @@
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::dedupe::Dedupe;
-use crate::keyed::parse_duration_ms;
-use crate::operator::ConfigError;
+use crate::api::config::ConfigError;
+use crate::api::config::parse_duration_ms;
+use crate::keyed::dedupe::Dedupe;
 
 /// Config half of the Kafka source.
 ///
@@ -95,13 +95,4 @@ pub struct KafkaSinkConfig {
     /// counts.
     #[serde(default)]
     pub compact: bool,
-}
-
-/// Kafka topic names: 1 to 249 of letters, digits, `.`, `_`, `-`, and not `.` or `..`.
-pub fn valid_topic(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() < 250
-        && name != "."
-        && name != ".."
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }

@@ -17,12 +17,14 @@
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::expr::Expr;
-use crate::filter::compile_expr;
-use crate::keyed::{Errors, eval_key, parse_duration_ms};
-use crate::operator::{ConfigError, Emit, Failure, Ports, SyncOperator};
-use crate::record::Record;
-use crate::state::{StateAccess, TableSpec};
+use crate::api::config::ConfigError;
+use crate::api::config::{Errors, parse_duration_ms};
+use crate::api::operator::{Emit, Failure, Ports, SyncOperator};
+use crate::api::record::Record;
+use crate::api::state::{StateAccess, TableSpec};
+use crate::lang::expr::Expr;
+use crate::lang::expr::compile_expr;
+use crate::lang::key::eval_key;
 
 /// The output repeats go to.
 pub const DUPLICATES: &str = "duplicates";

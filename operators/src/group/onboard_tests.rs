@@ -43,7 +43,7 @@ impl StateAccess for Tables {
         self.0.remove(&(table.to_owned(), key.to_vec()));
         Ok(())
     }
-    fn scan(&mut self, table: &str, _: &[u8], _: Option<&[u8]>) -> Result<Vec<crate::state::ScanEntry>, String> {
+    fn scan(&mut self, table: &str, _: &[u8], _: Option<&[u8]>) -> Result<Vec<crate::api::state::ScanEntry>, String> {
         Err(format!("no scans of `{table}` here"))
     }
 }
@@ -214,7 +214,8 @@ fn the_gatekeeper_audits_forged_decisions_and_passes_its_own() {
 fn admissions(config: AdmissionsConfig) -> (Arc<SharedAdmissions>, impl FnMut(Record) -> Result<(), String>) {
     let shared = SharedAdmissions::new("admitted");
     let mut op = AdmissionsConfig { shared: Some(shared.clone()), ..config }.build("admitted");
-    let run = move |r: Record| op.process(r, &mut crate::state::NoState, &mut Emit::default()).map_err(|f| f.message);
+    let run =
+        move |r: Record| op.process(r, &mut crate::api::state::NoState, &mut Emit::default()).map_err(|f| f.message);
     (shared, run)
 }
 

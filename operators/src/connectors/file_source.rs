@@ -8,7 +8,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{Format, RecordSource, refuse_wide, strip_bom};
-use crate::record::RawRecord;
+use crate::api::record::RawRecord;
 
 /// Config half of the `file` source.
 #[derive(Debug, Clone, Deserialize)]

@@ -1,9 +1,11 @@
-//! Local sources and sinks: JSON Lines files and the standard streams. The Kafka source and
-//! sink live in the engine's Kafka I/O module (the only place that touches rdkafka).
+//! Sources and sinks: local JSON Lines files and the standard streams (config and runtime
+//! halves), and the Kafka source and sink's config halves ([`kafka`]; their runtime lives in the
+//! engine's Kafka module, the only place that touches rdkafka).
 
 mod bom;
 mod file_sink;
 mod file_source;
+pub mod kafka;
 mod line_sink;
 mod stdin_source;
 mod stdout_sink;
@@ -19,7 +21,7 @@ use std::io;
 
 use serde::Deserialize;
 
-use crate::record::RawRecord;
+use crate::api::record::RawRecord;
 
 /// Record framing of local sources.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

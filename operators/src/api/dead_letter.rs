@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::record::Origin;
+use crate::api::record::Origin;
 
 /// Header names a dead letter carries on Kafka (and fields in the local JSON form).
 pub mod headers {

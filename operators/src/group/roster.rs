@@ -20,11 +20,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use toml::Spanned;
 
+use crate::api::config::ConfigError;
+use crate::api::config::parse_duration_ms;
+use crate::api::operator::{Emit, Failure, SyncOperator};
+use crate::api::record::{Record, format_time_ms};
+use crate::api::state::{StateAccess, TableSpec};
 use crate::envelope::{AnnouncePayload, EnvelopeType, Payload};
-use crate::keyed::parse_duration_ms;
-use crate::operator::{ConfigError, Emit, Failure, SyncOperator};
-use crate::record::{Record, format_time_ms};
-use crate::state::{StateAccess, TableSpec};
 
 /// Config half of `roster`.
 #[derive(Debug, Clone, Deserialize)]

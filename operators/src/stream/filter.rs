@@ -12,10 +12,11 @@
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::expr::Expr;
-use crate::operator::{ConfigError, Emit, Failure, SyncOperator};
-use crate::record::Record;
-use crate::state::StateAccess;
+use crate::api::config::ConfigError;
+use crate::api::operator::{Emit, Failure, SyncOperator};
+use crate::api::record::Record;
+use crate::api::state::StateAccess;
+use crate::lang::expr::{Expr, compile_expr};
 
 /// Config half of `filter`.
 #[derive(Debug, Clone, Deserialize)]
@@ -24,15 +25,6 @@ pub struct FilterConfig {
     /// CEL condition over the envelope; records for which it is `true` pass.
     #[serde(rename = "where")]
     pub condition: Spanned<String>,
-}
-
-/// Compiles a CEL expression held in a config value, turning its errors into config errors.
-pub fn compile_expr(value: &Spanned<String>) -> Result<Expr, Vec<ConfigError>> {
-    Expr::compile(value.get_ref()).map_err(|errs| {
-        errs.into_iter()
-            .map(|e| ConfigError::inside(value.span(), e.char_offset, e.message).with_hint(e.hint))
-            .collect()
-    })
 }
 
 impl FilterConfig {

@@ -1,0 +1,6 @@
+//! The agent-group protocol's operators: `guard` (zones, delegation depth, deadlines; audits),
+//! `onboard` and `admissions` (who may join), `roster` (who is in the group).
+
+pub mod guard;
+pub mod onboard;
+pub mod roster;
