@@ -2,7 +2,7 @@
 //! as the runtime runs it per record. Throughput unit: records (envelopes) evaluated per second.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use kafclaw_operators::{Envelope, Record, expr::Expr};
+use kafclaw_operators::{Envelope, Record, lang::expr::Expr};
 use std::hint::black_box;
 
 fn filter(c: &mut Criterion) {

@@ -14,7 +14,7 @@ use axum::routing::get;
 
 use crate::kafka::Stats;
 use crate::runtime::query::{QueryError, QuerySlot};
-use kafclaw_operators::llm::SharedModel;
+use kafclaw_agent::model::SharedModel;
 
 /// What the routes share.
 #[derive(Clone)]

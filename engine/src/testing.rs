@@ -9,7 +9,7 @@ use serde_json::Value;
 use similar::TextDiff;
 
 use crate::compiler::Compiled;
-use crate::compiler::tests_spec::TestSpec;
+use crate::compiler::tests_section::TestSpec;
 use crate::runtime::executor::Executor;
 use crate::runtime::task::{BuildError, Task, TaskOutput};
 

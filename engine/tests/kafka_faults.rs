@@ -435,3 +435,34 @@ fn a_send_refused_as_too_large_becomes_a_dead_letter() {
     sigterm(&mut child.0);
     assert_eq!(wait_exit(&mut child.0, Duration::from_secs(30)), Some(0));
 }
+
+/// A state table that cannot be read is the store's fault, not the record's: the transaction
+/// aborts and the tasks rewind (the read is tried again), nothing is dead-lettered for it, and
+/// under exactly-once the counts come out exact. `KAFCLAW_INJECT_STATE_FAILURE` fails the
+/// first three reads of the count's table.
+#[test]
+fn a_state_read_failure_aborts_and_rewinds_and_dead_letters_nothing() {
+    for guarantee in ["exactly-once", "at-least-once"] {
+        let dir = TestDir::new();
+        let (app, input, output) = (unique("inj-state"), unique("inj-in"), unique("inj-out"));
+        create_topic(&input, 2);
+        let topo = count_topology(dir.path(), &app, &input, &output, guarantee);
+        produce(&input, counted_inputs());
+        let log = dir.path().join("a.log");
+        let plan = "per-key:3";
+        let mut child = spawn_instance_env(&topo, "a", &log, &[], &[("KAFCLAW_INJECT_STATE_FAILURE", plan)]);
+        check_complete(&app, &input, &output, guarantee, &log, plan);
+        // Only the malformed inputs are dead letters, all at decode: none for the store.
+        let dead = consume_all(&format!("{app}.dlq"), INPUTS / 8, Duration::from_secs(5));
+        assert_eq!(dead.len(), INPUTS / 8, "{}", log_tail(&log));
+        assert!(dead.iter().all(|d| d.headers.get("kafclaw.stage").map(String::as_str) == Some("decode")));
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            text.contains("state store failed") && text.contains("injected read failure"),
+            "the abort says why: {}",
+            log_tail(&log)
+        );
+        sigterm(&mut child.0);
+        assert_eq!(wait_exit(&mut child.0, Duration::from_secs(30)), Some(0), "{}", log_tail(&log));
+    }
+}

@@ -328,8 +328,8 @@ fn validate_warns_about_side_effects_without_idempotency_under_exactly_once() {
 
 #[test]
 fn the_http_tool_calls_allowed_hosts_with_an_idempotency_key() {
-    use kafclaw_operators::tools::Tool;
-    use kafclaw_operators::tools::http::HttpTool;
+    use kafclaw_agent::tools::Tool;
+    use kafclaw_agent::tools::http::HttpTool;
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();

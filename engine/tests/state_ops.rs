@@ -140,7 +140,7 @@ inputs = ["in"]
 topic = "u"
 "#,
     );
-    let tables = plan.nodes[0].config.state_tables("in");
+    let tables = plan.nodes[0].config.tables("in");
     assert_eq!(tables.len(), 1);
     assert_eq!((tables[0].name.as_str(), tables[0].ttl_ms), ("in.dedup", Some(7_200_000)));
 }

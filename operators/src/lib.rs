@@ -1,9 +1,10 @@
 //! kafclaw operators.
 //!
 //! Each operator kind is one module with a **config half** (a serde struct with
-//! `deny_unknown_fields`, whose doc comments are the reference docs) and a **runtime half**
+//! `deny_unknown_fields`, whose doc comments are the reference docs, implementing
+//! [`api::kind::Kind`]: ports, state tables, checks, warnings, build) and a **runtime half**
 //! (the code that processes records). The engine's topology compiler lists the kinds
-//! explicitly (`engine/src/compiler/registry.rs`); nothing here registers itself.
+//! explicitly (`engine/src/compiler/registry.rs`, `KINDS`); nothing here registers itself.
 //!
 //! | kind | module | tier |
 //! |---|---|---|
@@ -15,12 +16,9 @@
 //! | `dedupe` | [`keyed::dedupe`] | synchronous, fused, stateful (TTL table) |
 //! | `window` | [`keyed::window`] | synchronous, fused, stateful (tumbling, event time) |
 //! | `join` | [`keyed::join`] | synchronous, fused, stateful (stream–table) |
-//! | `memory-index`, `memory-search` | [`memory`] | synchronous, stateful (items table + usearch index) |
 //! | `guard` | [`group::guard`] | synchronous, fused (zones, delegation depth, deadlines; audits) |
 //! | `onboard`, `admissions` | [`group::onboard`] | synchronous; stateful (admitted, challenges) / instance-wide set |
 //! | `roster` | [`group::roster`] | synchronous, stateful (members table) |
-//! | `embed` | [`memory::embed_op`] | asynchronous, stateful (vector journal) |
-//! | `llm` | [`llm`] | asynchronous ([`api::asynchronous`]), stateful (response journal, budgets) |
 //! | source `file`, `stdin` | [`connectors`] | local I/O |
 //! | sink `file`, `stdout` | [`connectors`] | local I/O |
 //! | source/sink `kafka` | [`connectors::kafka`] (config half; runtime in the engine) | Kafka I/O |
@@ -28,7 +26,8 @@
 //! The folders stack one way (a module uses only those above it in this list):
 //! [`envelope`] (the wire format, a leaf) → [`api`] (what an operator author touches) →
 //! [`lang`] (CEL, templates, paths, keys) → [`stream`], [`group`] → [`keyed`] →
-//! [`connectors`] → the agent wing ([`llm`], [`tools`], [`memory`]). A test
+//! [`connectors`]. The agent wing (`llm`, tools, memory, the model client) is the crate
+//! `kafclaw-agent`, built on this one; this crate needs no async runtime, HTTP or C++. A test
 //! (`tests/layers.rs`) fails when a `use crate::` line runs back up.
 
 #![warn(missing_docs)]
@@ -39,10 +38,8 @@ pub mod envelope;
 pub mod group;
 pub mod keyed;
 pub mod lang;
-pub mod llm;
-pub mod memory;
 pub mod stream;
-pub mod tools;
+pub mod testing;
 
 pub use api::config::ConfigError;
 pub use api::dead_letter::DeadLetter;

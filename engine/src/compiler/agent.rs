@@ -19,7 +19,7 @@ use toml::de::DeValue;
 
 use super::collect::deserialize_all;
 use super::diagnostic::{Diagnostic, Diagnostics};
-use super::spec::TopologySection;
+use super::sections::TopologySection;
 use kafclaw_operators::api::config::parse_duration_ms;
 
 /// `[agent]`, as written.

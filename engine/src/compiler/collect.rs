@@ -1,4 +1,5 @@
-//! Deserializing one TOML value into a config struct while collecting *every* error.
+//! Deserializing one TOML value into a config struct while collecting *every* error, and the
+//! small checks every section shares (`as_table`, [`valid_name`]).
 //!
 //! serde stops at the first error. To report all unknown keys and bad values of a table in
 //! one run, the key at fault is removed (or, for a typo of a field, renamed to that field) and
@@ -12,11 +13,29 @@ use serde::de::DeserializeOwned;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
-use super::diagnostic::{Diagnostic, Diagnostics};
+use super::diagnostic::{Diagnostic, Diagnostics, PLACEHOLDER};
 
-/// Where placeholder values stand (far past any file): diagnostics there are dropped
-/// ([`super::diagnostic::Diagnostics::push`]), as they are about values nobody wrote.
-pub const PLACEHOLDER: usize = usize::MAX / 4;
+/// Characters allowed in topology and node names.
+pub fn valid_name(name: &str, allow_dot: bool) -> bool {
+    !name.is_empty()
+        && name.len() <= 200
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || (allow_dot && c == '.'))
+}
+
+/// The table `v` is, or `None` (reported: `what` must be a table).
+pub(super) fn as_table<'a, 'i>(
+    v: &'a Spanned<DeValue<'i>>,
+    what: &str,
+    diags: &mut Diagnostics,
+) -> Option<&'a DeTable<'i>> {
+    match v.get_ref() {
+        DeValue::Table(t) => Some(t),
+        other => {
+            diags.push(Diagnostic::error(v.span(), format!("{what} must be a table, not {}", other.type_str())));
+            None
+        }
+    }
+}
 
 fn contains(outer: &Range<usize>, inner: &Range<usize>) -> bool {
     outer.start <= inner.start && inner.end <= outer.end && outer != &(0..0)

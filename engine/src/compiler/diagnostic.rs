@@ -5,6 +5,11 @@ use std::ops::Range;
 
 use super::source::SourceFile;
 
+/// Where placeholder values stand (far past any file): diagnostics there are dropped
+/// ([`Diagnostics::push`]), as they are about values nobody wrote (see
+/// [`super::collect::deserialize_partial`]).
+pub const PLACEHOLDER: usize = usize::MAX / 4;
+
 /// How bad a diagnostic is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
@@ -79,7 +84,7 @@ impl Diagnostics {
     /// Adds one, unless it is about a placeholder (a value nobody wrote, standing for one
     /// whose error was reported).
     pub fn push(&mut self, d: Diagnostic) {
-        if d.offset >= super::collect::PLACEHOLDER {
+        if d.offset >= PLACEHOLDER {
             return;
         }
         self.items.push(d);

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use kafclaw_operators::api::resources::Resources;
 use kafclaw_operators::lang::suggest::did_you_mean;
 use kafclaw_operators::{ConfigError, Ports};
 
@@ -264,8 +265,9 @@ fn check_cycles(spec: &Spec, edges: &[Edge], diags: &mut Diagnostics) -> Vec<boo
     in_cycle
 }
 
-/// Checks the spec's wiring and options and builds the graph. `None` when an error was found.
-pub fn build(file: &SourceFile, spec: &Spec, diags: &mut Diagnostics) -> Option<LogicalGraph> {
+/// Checks the spec's wiring and options (with the linked `resources`) and builds the graph.
+/// `None` when an error was found.
+pub fn build(file: &SourceFile, spec: &Spec, resources: &Resources, diags: &mut Diagnostics) -> Option<LogicalGraph> {
     let mut by_name: HashMap<&str, usize> = HashMap::new();
     for (i, node) in spec.nodes.iter().enumerate() {
         if let Some(&first) = by_name.get(node.name.as_str()) {
@@ -281,7 +283,7 @@ pub fn build(file: &SourceFile, spec: &Spec, diags: &mut Diagnostics) -> Option<
     for node in &spec.nodes {
         if let Some(config) = node.config.as_ref().or(node.partial.as_ref()) {
             let inputs: Vec<&str> = node.inputs.iter().map(|i| i.node.as_str()).collect();
-            config_diagnostics(file, node, config.check(&inputs), diags);
+            config_diagnostics(file, node, config.check(&node.name, &inputs, resources), diags);
         }
     }
     let ports: Vec<Option<Ports>> = spec.nodes.iter().map(|n| n.config.as_ref().map(NodeConfig::ports)).collect();

@@ -1,22 +1,27 @@
-//! The topology compiler: TOML (with spans) → [`spec::Spec`] → [`graph::LogicalGraph`] →
-//! [`plan::PhysicalPlan`]. Every stage collects all the problems it finds; nothing stops at
-//! the first. Touches no network.
+//! The topology compiler: TOML (with spans) → [`spec::Spec`] (as written) → [`Resources`]
+//! (linked: [`link`]) → [`graph::LogicalGraph`] (as wired) → [`plan::PhysicalPlan`] (as run).
+//! Every stage collects all the problems it finds; nothing stops at the first. Touches no
+//! network.
 
 pub mod agent;
 pub mod collect;
 pub mod diagnostic;
 pub mod graph;
+pub mod link;
 mod node;
 pub mod plan;
 pub mod registry;
+pub mod sections;
 pub mod source;
 pub mod spec;
 mod syntax;
-pub mod tests_spec;
+pub mod tests_section;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use kafclaw_operators::Envelope;
+pub use kafclaw_operators::api::resources::Resources;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};
 pub use graph::LogicalGraph;
@@ -36,6 +41,9 @@ pub struct Compiled {
     pub graph: LogicalGraph,
     /// As run.
     pub plan: PhysicalPlan,
+    /// What its nodes share: declared models and tools, indexes, the bus slot (the agent
+    /// crate's `AgentResources` reads them typed). The plan carries the same.
+    pub resources: Arc<Resources>,
     /// Warnings (no errors: those stop compilation).
     pub diagnostics: Diagnostics,
 }
@@ -106,8 +114,9 @@ pub fn compile_source(file: SourceFile) -> Result<Compiled, Failed> {
     let Some(spec) = spec::parse(&file, &mut diags) else {
         return Err(Failed { file, diagnostics: diags });
     };
+    let resources = Arc::new(link::link(&file, &spec, &mut diags));
     check_tests(&spec, &mut diags);
-    let graph = graph::build(&file, &spec, &mut diags);
+    let graph = graph::build(&file, &spec, &resources, &mut diags);
     match graph {
         Some(graph) if !diags.has_errors() => {
             let t = &spec.topology;
@@ -117,8 +126,9 @@ pub fn compile_source(file: SourceFile) -> Result<Compiled, Failed> {
                 t.group.as_ref().map(|g| g.get_ref().clone()),
                 t.guarantee,
                 spec.dead_letter.clone(),
+                resources.clone(),
             );
-            Ok(Compiled { file, spec, graph, plan, diagnostics: diags })
+            Ok(Compiled { file, spec, graph, plan, resources, diagnostics: diags })
         }
         _ => Err(Failed { file, diagnostics: diags }),
     }

@@ -1,4 +1,4 @@
-//! One `[sources|operators|sinks.<name>]` table → [`NodeSpec`].
+//! One `[sources|operators|sinks.<name>]` table → [`NodeSpec`] (with its [`InputRef`]s).
 //!
 //! A node with a mistake is still kept (unless it is not a table at all), so the graph checks
 //! see it and report nothing about it that follows from that mistake: a node of unknown type
@@ -6,15 +6,58 @@
 //! own `inputs`. A typo of `type` or `inputs` is reported once, and then read as what it
 //! stood for.
 
+use std::ops::Range;
+
 use kafclaw_operators::lang::suggest::did_you_mean;
 use toml::Spanned;
 use toml::de::{DeString, DeTable, DeValue};
 
+use super::collect::{as_table, valid_name};
 use super::diagnostic::{Diagnostic, Diagnostics};
-use super::registry::{self, Role};
-use super::spec::{InputRef, NodeSpec, as_table, valid_name};
+use super::registry::{self, NodeConfig, Role};
 
-fn input_ref(s: &str, span: std::ops::Range<usize>) -> InputRef {
+/// A reference to an upstream node's output in `inputs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputRef {
+    /// The upstream node.
+    pub node: String,
+    /// Its named output, for `node.port`.
+    pub port: Option<String>,
+    /// Where the reference is written.
+    pub span: Range<usize>,
+}
+
+/// One source, operator or sink as written.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    /// Its name (the key of its table).
+    pub name: String,
+    /// Where the name is written.
+    pub name_span: Range<usize>,
+    /// Its section.
+    pub role: Role,
+    /// Its `type` (`None` when the type is missing or unknown; an error was reported).
+    pub kind: Option<&'static str>,
+    /// Its `inputs`, in order.
+    pub inputs: Vec<InputRef>,
+    /// Where `inputs` is written, if it is.
+    pub inputs_span: Option<Range<usize>>,
+    /// Its options (`None` when they could not be parsed; an error was reported). Such a node
+    /// still takes part in wiring checks, so one mistake does not cascade into others.
+    pub config: Option<NodeConfig>,
+    /// For a node whose options had errors: the options made with placeholders for the
+    /// fields at fault, only so the checks of the other fields (expressions, templates) run.
+    pub partial: Option<NodeConfig>,
+}
+
+impl NodeSpec {
+    /// The options of a node of a topology that compiled.
+    pub fn config(&self) -> &NodeConfig {
+        self.config.as_ref().expect("a compiled topology has every node's options")
+    }
+}
+
+fn input_ref(s: &str, span: Range<usize>) -> InputRef {
     let (node, port) = match s.split_once('.') {
         Some((n, p)) => (n.to_owned(), Some(p.to_owned())),
         None => (s.to_owned(), None),

@@ -6,10 +6,11 @@
 use std::sync::Arc;
 
 use kafclaw_operators::Ports;
+use kafclaw_operators::api::resources::Resources;
 
 use super::graph::LogicalGraph;
 use super::registry::{NodeConfig, Role};
-use super::spec::{DeadLetterSection, Guarantee};
+use super::sections::{DeadLetterSection, Guarantee};
 
 /// One node of the plan.
 #[derive(Debug, Clone)]
@@ -54,6 +55,8 @@ pub struct PhysicalPlan {
     pub subtopologies: Vec<SubTopology>,
     /// Where dead letters go.
     pub dead_letter: DeadLetterSection,
+    /// What the nodes share (see [`super::link`]): the tasks build their operators with it.
+    pub resources: Arc<Resources>,
 }
 
 impl PhysicalPlan {
@@ -84,6 +87,7 @@ pub fn plan(
     group: Option<String>,
     guarantee: Guarantee,
     dead_letter: DeadLetterSection,
+    resources: Arc<Resources>,
 ) -> PhysicalPlan {
     let n = graph.nodes.len();
     // Kahn's algorithm, ties broken by file order so plans are stable.
@@ -156,5 +160,5 @@ pub fn plan(
             subtopologies[id].sources.push(i);
         }
     }
-    PhysicalPlan { name: name.to_owned(), group, guarantee, nodes, subtopologies, dead_letter }
+    PhysicalPlan { name: name.to_owned(), group, guarantee, nodes, subtopologies, dead_letter, resources }
 }

@@ -1,14 +1,18 @@
 //! The explicit list of node kinds: every source, operator and sink type a topology may use.
-//! Adding a kind means adding one line to [`KINDS`] and one variant to [`NodeConfig`].
+//! Adding a kind means writing its config half (a struct implementing
+//! [`kafclaw_operators::api::kind::Kind`]), adding one line to [`KINDS`], one variant to
+//! [`NodeConfig`] and one arm to `with_kind!`; everything the compiler and the runtimes ask of
+//! a node goes through that trait.
 
-use kafclaw_operators::api::config::valid_topic;
+use kafclaw_agent::llm::LlmConfig;
+use kafclaw_agent::memory::embed_op::EmbedConfig;
+use kafclaw_agent::memory::{MemoryIndexConfig, MemorySearchConfig};
+use kafclaw_operators::api::kind::{Built, Kind as KindContract, LintContext, SourceStage};
+use kafclaw_operators::api::resources::Resources;
 use kafclaw_operators::connectors::kafka::{KafkaSinkConfig, KafkaSourceConfig};
 use kafclaw_operators::connectors::{FileSinkConfig, FileSourceConfig, StdinSourceConfig, StdoutSinkConfig};
-use kafclaw_operators::memory::embed_op::EmbedConfig;
-use kafclaw_operators::memory::{MemoryIndexConfig, MemorySearchConfig};
 use kafclaw_operators::{
-    ConfigError, Ports, SyncOperator, TableSpec,
-    api::asynchronous::AsyncOperator,
+    ConfigError, Ports, TableSpec,
     group::guard::GuardConfig,
     group::onboard::{AdmissionsConfig, OnboardConfig},
     group::roster::RosterConfig,
@@ -17,7 +21,6 @@ use kafclaw_operators::{
     keyed::dedupe::DedupeConfig,
     keyed::join::JoinConfig,
     keyed::window::WindowConfig,
-    llm::LlmConfig,
     stream::filter::FilterConfig,
     stream::map::MapConfig,
     stream::route::RouteConfig,
@@ -111,7 +114,8 @@ pub enum NodeConfig {
 /// Parses a kind's options: the config and whether it is complete (no placeholders).
 pub type ParseOptions = fn(&Spanned<DeValue<'_>>, &mut Diagnostics) -> Option<(NodeConfig, bool)>;
 
-/// One entry of the registry.
+/// One entry of the registry: how a `type = "…"` is parsed. (What a parsed kind is then asked
+/// is the config half's trait, [`kafclaw_operators::api::kind::Kind`], here `KindContract`.)
 pub struct Kind {
     /// Section the kind belongs to.
     pub role: Role,
@@ -181,19 +185,74 @@ pub fn names(role: Role) -> Vec<&'static str> {
     KINDS.iter().filter(|k| k.role == role).map(|k| k.name).collect()
 }
 
+/// Expands to a match over every variant of [`NodeConfig`], binding the kind's config to
+/// `$c` (every config half implements [`KindContract`]): the registry's one dispatch, as
+/// RisingWave's `build_executor!` routes its `NodeBody`.
+macro_rules! with_kind {
+    ($config:expr, $c:ident => $body:expr) => {
+        match $config {
+            NodeConfig::FileSource($c) => $body,
+            NodeConfig::StdinSource($c) => $body,
+            NodeConfig::KafkaSource($c) => $body,
+            NodeConfig::Filter($c) => $body,
+            NodeConfig::Map($c) => $body,
+            NodeConfig::Route($c) => $body,
+            NodeConfig::Count($c) => $body,
+            NodeConfig::Aggregate($c) => $body,
+            NodeConfig::Dedupe($c) => $body,
+            NodeConfig::Window($c) => $body,
+            NodeConfig::Join($c) => $body,
+            NodeConfig::Llm($c) => $body,
+            NodeConfig::Onboard($c) => $body,
+            NodeConfig::Admissions($c) => $body,
+            NodeConfig::Guard($c) => $body,
+            NodeConfig::Roster($c) => $body,
+            NodeConfig::Embed($c) => $body,
+            NodeConfig::MemoryIndex($c) => $body,
+            NodeConfig::MemorySearch($c) => $body,
+            NodeConfig::FileSink($c) => $body,
+            NodeConfig::StdoutSink($c) => $body,
+            NodeConfig::KafkaSink($c) => $body,
+        }
+    };
+}
+
+/// Each question is the kind's own ([`KindContract`]); see the trait for what each means.
 impl NodeConfig {
     /// The outputs of the node (sinks have none).
     pub fn ports(&self) -> Ports {
-        match self {
-            Self::Route(r) => r.ports(),
-            Self::Dedupe(_) => DedupeConfig::ports(),
-            Self::Join(_) => JoinConfig::ports(),
-            Self::Llm(_) => LlmConfig::ports(),
-            Self::Guard(_) => GuardConfig::ports(),
-            Self::Onboard(_) => OnboardConfig::ports(),
-            Self::FileSink(_) | Self::StdoutSink(_) | Self::KafkaSink(_) => Ports { default: false, named: Vec::new() },
-            _ => Ports::single(),
-        }
+        with_kind!(self, c => c.ports())
+    }
+
+    /// The state tables of node `node`, known without building it.
+    pub fn tables(&self, node: &str) -> Vec<TableSpec> {
+        with_kind!(self, c => c.tables(node))
+    }
+
+    /// Puts what node `node` offers the others into `resources`.
+    pub fn provides(&self, node: &str, resources: &mut Resources) {
+        with_kind!(self, c => c.provides(node, resources))
+    }
+
+    /// Every option error of node `node`, whose inputs are the nodes `inputs`.
+    pub fn check(&self, node: &str, inputs: &[&str], resources: &Resources) -> Vec<ConfigError> {
+        with_kind!(self, c => c.check(node, inputs, resources))
+    }
+
+    /// The warnings about node `node`.
+    pub fn lint(&self, node: &str, cx: &LintContext<'_>) -> Vec<ConfigError> {
+        with_kind!(self, c => c.lint(node, cx))
+    }
+
+    /// Builds the runtime half of node `node` (sources and sinks are [`Built::Edge`]: opened
+    /// by the runtime).
+    pub fn build(&self, node: &str, resources: &Resources) -> Result<Built, Vec<ConfigError>> {
+        with_kind!(self, c => c.build(node, resources))
+    }
+
+    /// The stage source `node` runs on each record before its operators, if any.
+    pub fn source_stage(&self, node: &str) -> Result<Option<Box<dyn SourceStage>>, Vec<ConfigError>> {
+        with_kind!(self, c => c.source_stage(node))
     }
 
     /// Whether the node reads or writes Kafka (and so runs only in Kafka mode).
@@ -208,77 +267,5 @@ impl NodeConfig {
             Self::KafkaSink(c) => Some(c.topic.get_ref()),
             _ => None,
         }
-    }
-
-    /// Every option error of the node (whose inputs are the nodes `inputs`): operators'
-    /// expressions, templates and durations, topic names.
-    pub fn check(&self, inputs: &[&str]) -> Vec<ConfigError> {
-        let topic = match self {
-            Self::KafkaSource(c) => Some(&c.topic),
-            Self::KafkaSink(c) => Some(&c.topic),
-            _ => None,
-        };
-        if let Some(t) = topic
-            && !valid_topic(t.get_ref())
-        {
-            return vec![
-                ConfigError::at(t.span(), format!("`{}` is not a valid Kafka topic name", t.get_ref()))
-                    .with_hint(Some("1 to 249 of letters, digits, `.`, `_` and `-`".into())),
-            ];
-        }
-        let mut errors = match (self.build_operator("check"), self.build_async("check")) {
-            (Some(Err(errors)), _) | (_, Some(Err(errors))) => errors,
-            _ => Vec::new(),
-        };
-        match self {
-            Self::KafkaSource(c) => errors.extend(c.dedupe("check").err().unwrap_or_default()),
-            Self::Join(j) => errors.extend(j.check_inputs(inputs).err()),
-            _ => {}
-        }
-        errors
-    }
-
-    /// The state tables of node `name` (named after the node; a deduplicating Kafka source's
-    /// is `<name>.dedup`).
-    pub fn state_tables(&self, name: &str) -> Vec<TableSpec> {
-        match self {
-            Self::KafkaSource(c) => c.dedupe(name).ok().flatten().map(|d| d.table().clone()).into_iter().collect(),
-            _ => match (self.build_operator(name), self.build_async(name)) {
-                (Some(Ok(op)), _) => op.tables(),
-                (_, Some(Ok(op))) => op.tables(),
-                _ => Vec::new(),
-            },
-        }
-    }
-
-    /// Builds the runtime half of asynchronous operator `name`.
-    pub fn build_async(&self, name: &str) -> Option<Result<Box<dyn AsyncOperator>, Vec<ConfigError>>> {
-        Some(match self {
-            Self::Llm(c) => c.build(name).map(|o| Box::new(o) as Box<dyn AsyncOperator>),
-            Self::Embed(c) => c.build(name).map(|o| Box::new(o) as Box<dyn AsyncOperator>),
-            _ => return None,
-        })
-    }
-
-    /// Builds the runtime half of operator `name` (sources and sinks are opened by the
-    /// runtime).
-    pub fn build_operator(&self, name: &str) -> Option<Result<Box<dyn SyncOperator>, Vec<ConfigError>>> {
-        Some(match self {
-            Self::Filter(c) => c.build().map(|o| Box::new(o) as Box<dyn SyncOperator>),
-            Self::Map(c) => c.build().map(|o| Box::new(o) as Box<dyn SyncOperator>),
-            Self::Route(c) => c.build().map(|o| Box::new(o) as Box<dyn SyncOperator>),
-            Self::Count(c) => c.build(name).map(|o| Box::new(o) as Box<dyn SyncOperator>),
-            Self::Aggregate(c) => c.build(name).map(|o| Box::new(o) as Box<dyn SyncOperator>),
-            Self::Dedupe(c) => c.build(name).map(|o| Box::new(o) as Box<dyn SyncOperator>),
-            Self::Window(c) => c.build(name).map(|o| Box::new(o) as Box<dyn SyncOperator>),
-            Self::Join(c) => c.build(name).map(|o| Box::new(o) as Box<dyn SyncOperator>),
-            Self::MemoryIndex(c) => c.build(name).map(|o| Box::new(o) as Box<dyn SyncOperator>),
-            Self::MemorySearch(c) => c.build().map(|o| Box::new(o) as Box<dyn SyncOperator>),
-            Self::Roster(c) => c.build(name).map(|o| Box::new(o) as Box<dyn SyncOperator>),
-            Self::Guard(c) => c.build().map(|o| Box::new(o) as Box<dyn SyncOperator>),
-            Self::Onboard(c) => c.build(name).map(|o| Box::new(o) as Box<dyn SyncOperator>),
-            Self::Admissions(c) => Ok(Box::new(c.build(name)) as Box<dyn SyncOperator>),
-            _ => return None,
-        })
     }
 }

@@ -9,6 +9,17 @@
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
 
+/// Which kind of record a send is, for fault injection and for messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RecordKind {
+    /// An output to a sink topic.
+    Output,
+    /// A state table's changelog record.
+    Changelog,
+    /// A dead letter.
+    DeadLetter,
+}
+
 /// Who a failed send is the fault of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
@@ -76,8 +87,7 @@ pub fn classify(e: &KafkaError) -> Fault {
 /// records carry `kafclaw.input.{topic,partition,offset}`, dead letters
 /// `kafclaw.{location,partition,offset}`. `None` for a record without them.
 pub fn input_of<M: Message>(m: &M) -> Option<(String, i32, i64)> {
-    use super::instance::headers as out;
-    use kafclaw_operators::api::dead_letter::headers as dl;
+    use super::headers::{self as out, dead_letter as dl};
     let h = m.headers()?;
     let get =
         |name: &str| h.iter().find(|x| x.key == name).and_then(|x| x.value).and_then(|v| std::str::from_utf8(v).ok());

@@ -1,24 +1,31 @@
-//! Kafka I/O: the only module that touches rdkafka. Client configuration, topic management and
-//! the instance runtime (consumer group member, tasks per partition, transactions).
+//! Kafka I/O: the only module that touches rdkafka. Client configuration, topic management,
+//! the headers kafclaw writes, tables read from topics, the agent group's clients and the
+//! instance runtime (consumer group member, tasks per partition, transactions).
+//!
+//! - [`settings`]: librdkafka properties; [`producer`]: the instance's producer and client
+//!   contexts; [`fault`]: who a failed send is the fault of; [`headers`]: every header name;
+//!   [`topics`]; [`stats`];
+//! - [`tables`]: restore, global tables, latest values, replay;
+//! - [`group`]: presence, members, delegate bus, gateway and timeline feeds, journal export;
+//! - [`instance`]: the runtime.
 
-pub mod bus;
-pub mod client;
-mod clients;
 pub mod fault;
-mod global;
 pub mod group;
+pub mod headers;
 pub mod instance;
-pub mod journal;
-pub mod latest;
-pub mod presence;
-pub mod replay;
-pub mod restore;
+mod producer;
+pub mod settings;
 pub mod stats;
-pub mod tasks;
-pub mod timeline_feed;
+pub mod tables;
 pub mod topics;
 
-pub use client::ClientSettings;
 pub use instance::{InstanceError, InstanceOptions, run_instance};
-pub use replay::{ReplayFrom, ReplaySummary, replay};
+pub use settings::ClientSettings;
 pub use stats::Stats;
+pub use tables::replay::{ReplayFrom, ReplaySummary, replay};
+
+// The modules' paths before they moved into folders (kept for code outside `kafka/`).
+pub use group::gateway_feed as tasks;
+pub use group::{bus, journal, presence, timeline_feed};
+pub use settings as client;
+pub use tables::{latest, replay, restore};

@@ -8,7 +8,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
 
-use super::client::ClientSettings;
+use super::settings::ClientSettings;
 use crate::compiler::PhysicalPlan;
 use crate::compiler::registry::Role;
 
@@ -89,7 +89,7 @@ pub fn topic_uses(plan: &PhysicalPlan) -> Vec<TopicUse> {
         if plan.is_global(plan.sub_of(i)) {
             continue;
         }
-        for table in n.config.state_tables(&n.name) {
+        for table in n.config.tables(&n.name) {
             uses.push(TopicUse {
                 topic: changelog_topic(plan, &table.name),
                 role: TopicRole::Changelog,

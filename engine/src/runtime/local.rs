@@ -12,7 +12,7 @@ use kafclaw_operators::connectors::{LineSink, LineSource, RecordSink, RecordSour
 use super::executor::Executor;
 use super::task::{BuildError, Task, TaskOutput};
 use crate::compiler::registry::{NodeConfig, Role};
-use crate::compiler::spec::DeadLetterKind;
+use crate::compiler::sections::DeadLetterKind;
 use crate::compiler::{Compiled, PhysicalPlan};
 
 /// Overrides for a local run.
@@ -51,6 +51,19 @@ pub enum RunError {
     /// Reading or writing failed mid-run (exit code 1).
     #[error("{0}")]
     Io(String),
+    /// A state table could not be read or written (exit code 1). The store is at fault, not
+    /// a record: nothing is dead-lettered, the run stops.
+    #[error("{0}")]
+    State(String),
+}
+
+/// Stops the run at a state failure met while processing (see [`RunError::State`]); the
+/// failing input's outputs are not written.
+fn stop_at_state_failure(out: &mut TaskOutput) -> Result<(), RunError> {
+    match out.state_failure.take() {
+        Some(f) => Err(RunError::State(f.to_string())),
+        None => Ok(()),
+    }
 }
 
 /// How often (in input records) a task's buffered outputs are written out.
@@ -221,6 +234,7 @@ pub fn run_local(compiled: &Compiled, opts: &LocalOptions) -> Result<RunSummary,
                             match src.next_raw().map_err(|e| RunError::Io(format!("{location}: {e}")))? {
                                 Some(raw) => {
                                     task.process_raw(*node, location, raw.view(), &mut store, &mut out);
+                                    stop_at_state_failure(&mut out)?;
                                     spawn(&mut out);
                                     read += 1;
                                     since_drain += 1;
@@ -238,6 +252,7 @@ pub fn run_local(compiled: &Compiled, opts: &LocalOptions) -> Result<RunSummary,
                             executor.try_next()
                         } {
                             task.complete(done.ticket, done.outcome, &mut store, &mut out);
+                            stop_at_state_failure(&mut out)?;
                             spawn(&mut out);
                         }
                         if since_drain >= DRAIN_EVERY {
@@ -253,6 +268,7 @@ pub fn run_local(compiled: &Compiled, opts: &LocalOptions) -> Result<RunSummary,
                         match executor.next_within(Duration::from_secs(3600)) {
                             Some(done) => {
                                 task.complete(done.ticket, done.outcome, &mut store, &mut out);
+                                stop_at_state_failure(&mut out)?;
                                 spawn(&mut out);
                             }
                             None => return Err(RunError::Io("asynchronous work never finished".into())),

@@ -2,6 +2,7 @@
 //! them here.
 
 pub mod executor;
+pub mod inject;
 pub mod local;
 pub mod query;
 pub mod state;

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use kafclaw_operators::api::state::StateError as AccessError;
 use kafclaw_operators::{Origin, ScanEntry, StateAccess};
 use kafclaw_state::{Epoch, MemoryStore, StateError, StateStore, decode_expiring, encode_expiring};
 
@@ -51,17 +52,17 @@ pub struct TaskState<'a> {
 
 impl TaskState<'_> {
     /// A stored value as the operator sees it: `None` when expired.
-    fn live<'v>(&self, table: &str, stored: &'v [u8]) -> Result<Option<&'v [u8]>, String> {
+    fn live<'v>(&self, table: &str, stored: &'v [u8]) -> Result<Option<&'v [u8]>, AccessError> {
         if !self.ttls.contains_key(table) {
             return Ok(Some(stored));
         }
-        let (expires, value) = decode_expiring(stored).map_err(|e| format!("state `{table}`: {e}"))?;
+        let (expires, value) = decode_expiring(stored).map_err(|e| AccessError::new(table, e.to_string()))?;
         Ok((expires > self.now_ms).then_some(value))
     }
 
     /// Keys of `table` that have expired by stream time (for the sweep).
-    pub fn expired_keys(&mut self, table: &str) -> Result<Vec<Vec<u8>>, String> {
-        let entries = self.store.scan_range(table, self.partition as u32, &[], None).map_err(|e| e.to_string())?;
+    pub fn expired_keys(&mut self, table: &str) -> Result<Vec<Vec<u8>>, AccessError> {
+        let entries = self.store.scan_range(table, self.partition as u32, &[], None).map_err(|e| failed(table, e))?;
         let mut out = Vec::new();
         for (k, v) in entries {
             if self.live(table, &v)?.is_none() {
@@ -72,15 +73,29 @@ impl TaskState<'_> {
     }
 }
 
+/// A store error, as the operator API names it (the store's fault, never the record's).
+fn failed(table: &str, e: StateError) -> AccessError {
+    AccessError::new(table, e.to_string())
+}
+
+/// A read failure injected by a test ([`super::inject`]).
+fn injected(table: &str) -> Result<(), AccessError> {
+    match super::inject::read_failure(table) {
+        Some(m) => Err(AccessError::new(table, m)),
+        None => Ok(()),
+    }
+}
+
 impl StateAccess for TaskState<'_> {
-    fn get(&mut self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    fn get(&mut self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, AccessError> {
+        injected(table)?;
         let stored = match self.store.get(table, self.partition as u32, key) {
             // Tables are opened on first use.
             Err(StateError::UnknownTable(_)) => {
-                self.store.store_mut().open_table(table).map_err(|e| e.to_string())?;
-                self.store.get(table, self.partition as u32, key).map_err(|e| e.to_string())?
+                self.store.store_mut().open_table(table).map_err(|e| failed(table, e))?;
+                self.store.get(table, self.partition as u32, key).map_err(|e| failed(table, e))?
             }
-            other => other.map_err(|e| e.to_string())?,
+            other => other.map_err(|e| failed(table, e))?,
         };
         match stored {
             Some(s) => Ok(self.live(table, &s)?.map(<[u8]>::to_vec)),
@@ -88,7 +103,7 @@ impl StateAccess for TaskState<'_> {
         }
     }
 
-    fn put(&mut self, table: &str, key: &[u8], value: &[u8]) -> Result<(), String> {
+    fn put(&mut self, table: &str, key: &[u8], value: &[u8]) -> Result<(), AccessError> {
         let stored = match self.ttls.get(table) {
             Some(ttl) => encode_expiring(self.now_ms.saturating_add(*ttl), value),
             None => value.to_vec(),
@@ -104,8 +119,9 @@ impl StateAccess for TaskState<'_> {
         Ok(())
     }
 
-    fn scan(&mut self, table: &str, start: &[u8], end: Option<&[u8]>) -> Result<Vec<ScanEntry>, String> {
-        let entries = self.store.scan_range(table, self.partition as u32, start, end).map_err(|e| e.to_string())?;
+    fn scan(&mut self, table: &str, start: &[u8], end: Option<&[u8]>) -> Result<Vec<ScanEntry>, AccessError> {
+        injected(table)?;
+        let entries = self.store.scan_range(table, self.partition as u32, start, end).map_err(|e| failed(table, e))?;
         let mut out = Vec::with_capacity(entries.len());
         for (k, v) in entries {
             if let Some(live) = self.live(table, &v)? {
@@ -115,7 +131,7 @@ impl StateAccess for TaskState<'_> {
         Ok(out)
     }
 
-    fn delete(&mut self, table: &str, key: &[u8]) -> Result<(), String> {
+    fn delete(&mut self, table: &str, key: &[u8]) -> Result<(), AccessError> {
         self.store.delete(table, self.partition as u32, key);
         self.changelog.push(ChangelogWrite {
             table: table.to_owned(),

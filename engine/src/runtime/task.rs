@@ -7,13 +7,16 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use kafclaw_operators::api::asynchronous::{AsyncOperator, Outcome, Pending, Started};
+use kafclaw_operators::api::kind::Built;
 
+use kafclaw_operators::api::kind::SourceStage;
+use kafclaw_operators::api::operator::{Cause, Failure};
+use kafclaw_operators::api::state::StateError;
 use kafclaw_operators::envelope::{ENVELOPE_VERSION, derive_span_id, derive_trace_id, deterministic_id};
-use kafclaw_operators::keyed::dedupe::Dedupe;
 use kafclaw_operators::{DeadLetter, Emit, Envelope, Origin, RawView, Record, StateAccess, SyncOperator};
 
 use super::state::{ChangelogWrite, TaskState, TaskStore};
-use crate::compiler::registry::{NodeConfig, Role};
+use crate::compiler::registry::Role;
 use crate::compiler::{PhysicalPlan, plan::SubTopology};
 
 enum Stage {
@@ -57,6 +60,13 @@ macro_rules! task_state {
     };
 }
 
+/// Records the first state failure of the batch (later ones follow from it).
+fn state_failed(out: &mut TaskOutput, stage: String, origin: &Arc<Origin>, error: StateError) {
+    if out.state_failure.is_none() {
+        out.state_failure = Some(StateFailure { stage, origin: origin.clone(), error });
+    }
+}
+
 /// An input record: (topic or file, offset).
 type Input = (Arc<str>, i64);
 
@@ -91,13 +101,33 @@ pub struct TaskOutput {
     pub changelog: Vec<ChangelogWrite>,
     /// Asynchronous work started, for the runtime to run.
     pub spawned: Vec<Spawn>,
+    /// The first state-store failure met (the store's fault, not a record's): what was
+    /// produced since the last commit must not be committed. Kafka mode aborts the
+    /// transaction and rewinds; a local run stops with exit 1. Never dead-lettered.
+    pub state_failure: Option<StateFailure>,
 }
 
 impl TaskOutput {
     /// Whether nothing is buffered.
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty() && self.dead_letters.is_empty() && self.changelog.is_empty() && self.spawned.is_empty()
+        self.records.is_empty()
+            && self.dead_letters.is_empty()
+            && self.changelog.is_empty()
+            && self.spawned.is_empty()
+            && self.state_failure.is_none()
     }
+}
+
+/// A state table could not be read or written while a stage processed an input.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{stage}: {error} (input {}:{}@{})", .origin.location, .origin.partition, .origin.offset)]
+pub struct StateFailure {
+    /// `operator:<name>` or `source:<name>`.
+    pub stage: String,
+    /// The input being processed.
+    pub origin: Arc<Origin>,
+    /// What the store said.
+    pub error: StateError,
 }
 
 /// A runnable task.
@@ -109,8 +139,8 @@ pub struct Task {
     /// Output ordinals per input, by (ordinal base, sink), while the input has work.
     ordinals: HashMap<Input, HashMap<(u32, usize), u32>>,
     partition: i32,
-    /// The dedupe stage of each deduplicating source.
-    dedup: HashMap<usize, Dedupe>,
+    /// The stage of each source that has one (a deduplicating Kafka source's dedup set).
+    source_stages: HashMap<usize, Box<dyn SourceStage>>,
     /// TTL (ms) of the task's tables that have one.
     ttls: HashMap<String, i64>,
     /// Highest event time seen (ms); drives TTL expiry. Tracked only with TTL tables.
@@ -147,41 +177,39 @@ impl Task {
             stages[i] = match node.role {
                 Role::Source => Stage::Source,
                 Role::Sink => Stage::Sink,
-                Role::Operator => match (node.config.build_operator(&node.name), node.config.build_async(&node.name)) {
-                    (Some(Ok(op)), _) => Stage::Operator(op),
-                    (_, Some(Ok(mut op))) => {
+                Role::Operator => match node.config.build(&node.name, &plan.resources) {
+                    Ok(Built::Sync(op)) => Stage::Operator(op),
+                    Ok(Built::Async(mut op)) => {
                         op.open().map_err(|message| BuildError { operator: node.name.to_string(), message })?;
                         Stage::Async(op)
                     }
-                    (Some(Err(errs)), _) | (_, Some(Err(errs))) => {
+                    Err(errs) => {
                         let message = errs.into_iter().map(|e| e.message).collect::<Vec<_>>().join("; ");
                         return Err(BuildError { operator: node.name.to_string(), message });
                     }
-                    (None, None) => {
+                    Ok(Built::Edge) => {
                         return Err(BuildError { operator: node.name.to_string(), message: "not an operator".into() });
                     }
                 },
             };
         }
-        let mut dedup = HashMap::new();
+        let mut source_stages = HashMap::new();
         for &s in &sub.sources {
-            if let NodeConfig::KafkaSource(c) = &*plan.nodes[s].config {
-                match c.dedupe(&plan.nodes[s].name) {
-                    Ok(Some(d)) => {
-                        dedup.insert(s, d);
-                    }
-                    Ok(None) => {}
-                    Err(errs) => {
-                        let message = errs.into_iter().map(|e| e.message).collect::<Vec<_>>().join("; ");
-                        return Err(BuildError { operator: plan.nodes[s].name.to_string(), message });
-                    }
+            match plan.nodes[s].config.source_stage(&plan.nodes[s].name) {
+                Ok(Some(stage)) => {
+                    source_stages.insert(s, stage);
+                }
+                Ok(None) => {}
+                Err(errs) => {
+                    let message = errs.into_iter().map(|e| e.message).collect::<Vec<_>>().join("; ");
+                    return Err(BuildError { operator: plan.nodes[s].name.to_string(), message });
                 }
             }
         }
         let ttls = sub
             .nodes
             .iter()
-            .flat_map(|&i| plan.nodes[i].config.state_tables(&plan.nodes[i].name))
+            .flat_map(|&i| plan.nodes[i].config.tables(&plan.nodes[i].name))
             .filter_map(|t| t.ttl_ms.map(|ttl| (t.name, ttl)))
             .collect();
         Ok(Self {
@@ -191,7 +219,7 @@ impl Task {
             stack: Vec::new(),
             ordinals: HashMap::new(),
             partition,
-            dedup,
+            source_stages,
             ttls,
             stream_time: i64::MIN,
             last_origin: None,
@@ -260,19 +288,24 @@ impl Task {
             trace_id,
         });
         let record = Record { envelope, origin };
-        if self.dedup.contains_key(&source) {
+        if self.source_stages.contains_key(&source) {
             self.advance_time(&record);
-            let dedupe = &self.dedup[&source];
+            let stage = self.source_stages.get_mut(&source).expect("checked");
             let mut state = task_state!(self, store, out, record.origin.clone());
-            match dedupe.first(&record, &mut state) {
+            match stage.admit(&record, &mut state) {
                 Ok(true) => {}
                 Ok(false) => {
                     out.deduplicated += 1;
                     return;
                 }
-                Err(m) => {
+                Err(cause) => {
                     let stage = format!("source:{}", self.plan.nodes[source].name);
-                    out.dead_letters.push(DeadLetter::at(&record.origin, stage, m, raw.bytes.to_vec()));
+                    match cause {
+                        Cause::Record(m) => {
+                            out.dead_letters.push(DeadLetter::at(&record.origin, stage, m, raw.bytes.to_vec()))
+                        }
+                        Cause::State(error) => state_failed(out, stage, &record.origin, error),
+                    }
                     return;
                 }
             }
@@ -292,7 +325,7 @@ impl Task {
 
     /// Deletes the entries of the task's TTL tables that stream time has expired, recording a
     /// changelog tombstone for each (attributed to the task's last input). Returns how many.
-    pub fn sweep(&mut self, store: &mut TaskStore, out: &mut TaskOutput) -> Result<usize, String> {
+    pub fn sweep(&mut self, store: &mut TaskStore, out: &mut TaskOutput) -> Result<usize, StateError> {
         let Some(origin) = self.last_origin.clone() else { return Ok(0) };
         let mut swept = 0;
         let mut tables: Vec<&String> = self.ttls.keys().collect();
@@ -347,9 +380,20 @@ impl Task {
         }
     }
 
-    fn dead_letter(&self, node: usize, record: &Record, message: String, out: &mut TaskOutput) {
+    /// A record the operator at `node` failed: dead-lettered when the record is at fault; a
+    /// state failure is handed to the runtime instead ([`TaskOutput::state_failure`]).
+    fn failed(&self, node: usize, record: &Record, cause: Cause, out: &mut TaskOutput) {
         let stage = format!("operator:{}", self.plan.nodes[node].name);
-        out.dead_letters.push(DeadLetter::at(&record.origin, stage, message, record.envelope.encode()));
+        match cause {
+            Cause::Record(message) => {
+                out.dead_letters.push(DeadLetter::at(&record.origin, stage, message, record.envelope.encode()))
+            }
+            Cause::State(error) => state_failed(out, stage, &record.origin, error),
+        }
+    }
+
+    fn failure(&self, node: usize, failure: Failure, out: &mut TaskOutput) {
+        self.failed(node, &failure.record, failure.cause, out);
     }
 
     /// Runs the stack to empty, then starts the records queued behind finished ones.
@@ -387,7 +431,7 @@ impl Task {
                 let mut state = task_state!(self, store, out, record.origin.clone());
                 match op.process_from(&self.plan.nodes[from].name, record, &mut state, &mut self.emit) {
                     Ok(()) => self.push_emitted(node, base),
-                    Err(failure) => self.dead_letter(node, &failure.record, failure.message, out),
+                    Err(failure) => self.failure(node, failure, out),
                 }
             }
             Stage::Async(op) => {
@@ -416,7 +460,7 @@ impl Task {
         let mut emit = std::mem::take(&mut self.emit);
         // Reverse so the stack pops outputs in emission order.
         for (port, rec) in emit.drain().rev() {
-            self.push_downstream(node, port, rec, base);
+            self.push_downstream(node, port.0, rec, base);
         }
         self.emit = emit;
     }
@@ -433,8 +477,8 @@ impl Task {
                 self.waiting.insert(ticket, (node, slot, record));
                 out.spawned.push(Spawn { ticket, future });
             }
-            Err(m) => {
-                self.dead_letter(node, &record, m, out);
+            Err(cause) => {
+                self.failed(node, &record, cause, out);
                 self.advance.push(slot);
             }
         }
@@ -455,7 +499,7 @@ impl Task {
             // Outputs of asynchronous work get ordinals of their own, so their ids do not
             // depend on what else completed in the same call.
             Ok(()) => self.push_emitted(node, (node as u32 + 1) << 20),
-            Err(failure) => self.dead_letter(node, &failure.record, failure.message, out),
+            Err(failure) => self.failure(node, failure, out),
         }
         self.advance.push(slot);
     }

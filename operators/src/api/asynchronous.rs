@@ -11,9 +11,9 @@ use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::api::operator::{Emit, Failure};
+use crate::api::operator::{Cause, Emit, Failure};
 use crate::api::record::Record;
-use crate::api::state::{StateAccess, TableSpec};
+use crate::api::state::StateAccess;
 
 /// The result of an asynchronous step, opaque to the runtime.
 pub type Outcome = Box<dyn Any + Send>;
@@ -43,7 +43,7 @@ pub trait AsyncOperator: Send {
     }
 
     /// Starts the work for `record` (state reads, e.g. a journal lookup, happen here).
-    fn start(&mut self, record: &Record, state: &mut dyn StateAccess) -> Result<Started, String>;
+    fn start(&mut self, record: &Record, state: &mut dyn StateAccess) -> Result<Started, Cause>;
 
     /// Finishes `record` with its outcome: state writes and outputs.
     fn finish(
@@ -53,9 +53,4 @@ pub trait AsyncOperator: Send {
         state: &mut dyn StateAccess,
         out: &mut Emit,
     ) -> Result<(), Failure>;
-
-    /// The state tables the operator uses.
-    fn tables(&self) -> Vec<TableSpec> {
-        Vec::new()
-    }
 }

@@ -2,7 +2,19 @@
 //! fuses inside a task; their outputs ([`Ports`], [`Emit`]) and failures ([`Failure`]).
 
 use crate::api::record::Record;
-use crate::api::state::{StateAccess, TableSpec};
+use crate::api::state::{StateAccess, StateError};
+
+/// One output of an operator: an index into its [`Ports`] (the default output, when it has
+/// one, is 0; named outputs follow in order). Operators name theirs as constants next to
+/// their `ports()` (`pub const REFUSED_PORT: Port = Port(1)`), never as bare numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Port(pub usize);
+
+impl Port {
+    /// The default output (`inputs = ["<operator>"]`), or the first named one of an operator
+    /// without a default.
+    pub const DEFAULT: Port = Port(0);
+}
 
 /// The outputs of an operator: its default output and its named outputs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +39,11 @@ impl Ports {
         }
     }
 
+    /// The port called `name` (`None` = the default output), when the operator has it.
+    pub fn port(&self, name: Option<&str>) -> Option<Port> {
+        self.index_of(name).map(Port)
+    }
+
     /// How many ports there are in all.
     pub fn count(&self) -> usize {
         usize::from(self.default) + self.named.len()
@@ -36,40 +53,80 @@ impl Ports {
 /// Where an operator sends its outputs: `(port, record)` pairs, in order.
 #[derive(Debug, Default)]
 pub struct Emit {
-    out: Vec<(usize, Record)>,
+    out: Vec<(Port, Record)>,
 }
 
 impl Emit {
     /// Sends `record` to `port`.
-    pub fn emit(&mut self, port: usize, record: Record) {
+    pub fn emit(&mut self, port: Port, record: Record) {
         self.out.push((port, record));
     }
 
     /// Takes the emitted records, leaving the buffer empty for reuse.
-    pub fn drain(&mut self) -> std::vec::Drain<'_, (usize, Record)> {
+    pub fn drain(&mut self) -> std::vec::Drain<'_, (Port, Record)> {
         self.out.drain(..)
     }
 }
 
-/// A record an operator could not process, and why. The record goes to the dead-letter output
-/// as it entered the operator.
+/// Why a record could not be processed. The line Arroyo draws between `DataError` and
+/// `StateError` (`arroyo-rpc/src/errors.rs`): the record's fault, or the infrastructure's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Cause {
+    /// The record is at fault (a missing field, a value of the wrong type, an expression
+    /// that fails on it, a model call that failed for good): it is dead-lettered and the
+    /// stream goes on.
+    #[error("{0}")]
+    Record(String),
+    /// State could not be read or written: the record is not at fault and is **not**
+    /// dead-lettered. In Kafka mode the open transaction aborts and the tasks rewind to
+    /// the committed offsets; a local run fails with exit 1.
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+impl From<String> for Cause {
+    fn from(message: String) -> Self {
+        Self::Record(message)
+    }
+}
+
+impl From<&str> for Cause {
+    fn from(message: &str) -> Self {
+        Self::Record(message.to_owned())
+    }
+}
+
+/// A record an operator could not process, and why ([`Cause`]). A record at fault goes to the
+/// dead-letter output as it entered the operator; a state failure stops the task's batch.
 #[derive(Debug)]
 pub struct Failure {
     /// The record as it entered the operator (boxed: failures are rare, results stay small).
     pub record: Box<Record>,
     /// Why it failed.
-    pub message: String,
+    pub cause: Cause,
 }
 
 impl Failure {
-    /// A failure of `record` for `message`.
+    /// `record` is at fault, for `message`.
     pub fn new(record: Record, message: impl Into<String>) -> Self {
-        Self { record: Box::new(record), message: message.into() }
+        Self { record: Box::new(record), cause: Cause::Record(message.into()) }
+    }
+
+    /// `record` failed for `cause` (a [`String`] is the record's fault, a [`StateError`] the
+    /// store's).
+    pub fn because(record: Record, cause: impl Into<Cause>) -> Self {
+        Self { record: Box::new(record), cause: cause.into() }
+    }
+
+    /// What went wrong, as text.
+    pub fn message(&self) -> String {
+        self.cause.to_string()
     }
 }
 
 /// A synchronous per-record operator. Stateless operators ignore `state`; stateful ones
-/// (count, …) read and write their tables through it.
+/// (count, …) read and write their tables through it (which tables, their config half says:
+/// [`crate::api::kind::Kind::tables`]).
 pub trait SyncOperator: Send {
     /// Processes one record; zero or more outputs go to `out`.
     fn process(&mut self, record: Record, state: &mut dyn StateAccess, out: &mut Emit) -> Result<(), Failure>;
@@ -85,10 +142,5 @@ pub trait SyncOperator: Send {
     ) -> Result<(), Failure> {
         let _ = input;
         self.process(record, state, out)
-    }
-
-    /// The state tables the operator uses.
-    fn tables(&self) -> Vec<TableSpec> {
-        Vec::new()
     }
 }

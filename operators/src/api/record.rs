@@ -36,6 +36,17 @@ pub struct Record {
 }
 
 impl Record {
+    /// The key of the input this record came from: its envelope's id, or its coordinates
+    /// (`location/partition/offset`). Journals (`<op>.journal`) are keyed by it, so a replay
+    /// finds what an earlier run recorded for the same input.
+    pub fn input_key(&self) -> String {
+        let o = &self.origin;
+        match &o.input_id {
+            Some(id) => id.clone(),
+            None => format!("{}/{}/{}", o.location, o.partition, o.offset),
+        }
+    }
+
     /// A record read from nowhere in particular (tests, tools): location `-`, offset 0.
     pub fn detached(envelope: Envelope) -> Self {
         let origin = Origin {

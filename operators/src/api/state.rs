@@ -32,20 +32,39 @@ impl TableSpec {
     }
 }
 
+/// A state table could not be read or written (the store failed, or the table is not
+/// declared): the infrastructure's fault, never the record's (see
+/// [`crate::api::operator::Cause::State`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("state table `{table}`: {message}")]
+pub struct StateError {
+    /// The table.
+    pub table: String,
+    /// What failed (the store's own error text).
+    pub message: String,
+}
+
+impl StateError {
+    /// A failure on `table`.
+    pub fn new(table: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { table: table.into(), message: message.into() }
+    }
+}
+
 /// One entry of a scan: key and value.
 pub type ScanEntry = (Vec<u8>, Vec<u8>);
 
 /// State of one task (one partition), by table.
 pub trait StateAccess {
     /// Reads a key.
-    fn get(&mut self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, String>;
+    fn get(&mut self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StateError>;
     /// Writes a key.
-    fn put(&mut self, table: &str, key: &[u8], value: &[u8]) -> Result<(), String>;
+    fn put(&mut self, table: &str, key: &[u8], value: &[u8]) -> Result<(), StateError>;
     /// Deletes a key.
-    fn delete(&mut self, table: &str, key: &[u8]) -> Result<(), String>;
+    fn delete(&mut self, table: &str, key: &[u8]) -> Result<(), StateError>;
     /// The live entries whose keys are in `start..end` (`None`: to the last key), in key
     /// order.
-    fn scan(&mut self, table: &str, start: &[u8], end: Option<&[u8]>) -> Result<Vec<ScanEntry>, String>;
+    fn scan(&mut self, table: &str, start: &[u8], end: Option<&[u8]>) -> Result<Vec<ScanEntry>, StateError>;
 }
 
 /// The state of a stateless context: every access is an error.
@@ -53,19 +72,19 @@ pub trait StateAccess {
 pub struct NoState;
 
 impl StateAccess for NoState {
-    fn get(&mut self, table: &str, _: &[u8]) -> Result<Option<Vec<u8>>, String> {
-        Err(format!("no state table `{table}` here"))
+    fn get(&mut self, table: &str, _: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        Err(StateError::new(table, "no state here (a stateless context)"))
     }
 
-    fn put(&mut self, table: &str, _: &[u8], _: &[u8]) -> Result<(), String> {
-        Err(format!("no state table `{table}` here"))
+    fn put(&mut self, table: &str, _: &[u8], _: &[u8]) -> Result<(), StateError> {
+        Err(StateError::new(table, "no state here (a stateless context)"))
     }
 
-    fn delete(&mut self, table: &str, _: &[u8]) -> Result<(), String> {
-        Err(format!("no state table `{table}` here"))
+    fn delete(&mut self, table: &str, _: &[u8]) -> Result<(), StateError> {
+        Err(StateError::new(table, "no state here (a stateless context)"))
     }
 
-    fn scan(&mut self, table: &str, _: &[u8], _: Option<&[u8]>) -> Result<Vec<ScanEntry>, String> {
-        Err(format!("no state table `{table}` here"))
+    fn scan(&mut self, table: &str, _: &[u8], _: Option<&[u8]>) -> Result<Vec<ScanEntry>, StateError> {
+        Err(StateError::new(table, "no state here (a stateless context)"))
     }
 }

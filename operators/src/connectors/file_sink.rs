@@ -8,6 +8,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::LineSink;
+use crate::api::config::ConfigError;
+use crate::api::kind::{Built, Kind, no_ports};
+use crate::api::operator::Ports;
+use crate::api::resources::Resources;
 
 /// Config half of the `file` sink.
 #[derive(Debug, Clone, Deserialize)]
@@ -19,6 +23,18 @@ pub struct FileSinkConfig {
     /// Append to an existing file instead of replacing it.
     #[serde(default)]
     pub append: bool,
+}
+
+impl Kind for FileSinkConfig {
+    /// None: a sink writes, nothing reads it.
+    fn ports(&self) -> Ports {
+        no_ports()
+    }
+
+    /// Opened by the runtime.
+    fn build(&self, _: &str, _: &Resources) -> Result<Built, Vec<ConfigError>> {
+        Ok(Built::Edge)
+    }
 }
 
 /// Runtime half of the `file` sink.

@@ -8,7 +8,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{Format, RecordSource, refuse_wide, strip_bom};
+use crate::api::config::ConfigError;
+use crate::api::kind::{Built, Kind};
 use crate::api::record::RawRecord;
+use crate::api::resources::Resources;
 
 /// Config half of the `file` source.
 #[derive(Debug, Clone, Deserialize)]
@@ -20,6 +23,13 @@ pub struct FileSourceConfig {
     /// Record framing; only `jsonl` for now.
     #[serde(default)]
     pub format: Format,
+}
+
+impl Kind for FileSourceConfig {
+    /// Opened by the runtime.
+    fn build(&self, _: &str, _: &Resources) -> Result<Built, Vec<ConfigError>> {
+        Ok(Built::Edge)
+    }
 }
 
 /// Runtime half of the `file` and `stdin` sources: JSON Lines from any reader. Lines end in

@@ -5,7 +5,11 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::api::config::ConfigError;
-use crate::api::config::parse_duration_ms;
+use crate::api::config::{parse_duration_ms, valid_topic};
+use crate::api::kind::{Built, Kind, SourceStage, no_ports};
+use crate::api::operator::Ports;
+use crate::api::resources::Resources;
+use crate::api::state::TableSpec;
 use crate::keyed::dedupe::Dedupe;
 
 /// Config half of the Kafka source.
@@ -49,14 +53,54 @@ impl KafkaSourceConfig {
         format!("{name}.dedup")
     }
 
-    /// The source's dedupe stage, when `dedup` is on.
-    pub fn dedupe(&self, name: &str) -> Result<Option<Dedupe>, Vec<ConfigError>> {
+    /// The dedup table of source `node`, when `dedup` is on: its entries expire
+    /// `dedup_within` after an id's first envelope.
+    fn dedup_spec(&self, node: &str) -> Result<Option<TableSpec>, Vec<ConfigError>> {
         if !self.dedup {
             return Ok(None);
         }
         let within = parse_duration_ms(&self.dedup_within)?;
-        Ok(Some(Dedupe::by_id(&Self::dedup_table(name), within)))
+        Ok(Some(TableSpec::expiring(Self::dedup_table(node), Some(within))))
     }
+
+    /// The dedupe stage of source `node`, when `dedup` is on: [`Kind::source_stage`], as the
+    /// concrete type.
+    pub fn dedupe(&self, node: &str) -> Result<Option<Dedupe>, Vec<ConfigError>> {
+        Ok(self.dedup_spec(node)?.map(Dedupe::by_id))
+    }
+}
+
+impl Kind for KafkaSourceConfig {
+    /// `<node>.dedup`, when `dedup` is on.
+    fn tables(&self, node: &str) -> Vec<TableSpec> {
+        self.dedup_spec(node).ok().flatten().into_iter().collect()
+    }
+
+    /// The topic's name, then `dedup_within`.
+    fn check(&self, node: &str, _: &[&str], _: &Resources) -> Vec<ConfigError> {
+        match topic_error(&self.topic) {
+            Some(e) => vec![e],
+            None => self.dedup_spec(node).err().unwrap_or_default(),
+        }
+    }
+
+    /// Run by the engine's Kafka instance.
+    fn build(&self, _: &str, _: &Resources) -> Result<Built, Vec<ConfigError>> {
+        Ok(Built::Edge)
+    }
+
+    /// With `dedup`, a [`Dedupe`] by envelope `id` in `<node>.dedup`.
+    fn source_stage(&self, node: &str) -> Result<Option<Box<dyn SourceStage>>, Vec<ConfigError>> {
+        Ok(self.dedupe(node)?.map(|d| Box::new(d) as Box<dyn SourceStage>))
+    }
+}
+
+/// The error of a topic name Kafka would refuse.
+fn topic_error(topic: &Spanned<String>) -> Option<ConfigError> {
+    (!valid_topic(topic.get_ref())).then(|| {
+        ConfigError::at(topic.span(), format!("`{}` is not a valid Kafka topic name", topic.get_ref()))
+            .with_hint(Some("1 to 249 of letters, digits, `.`, `_` and `-`".into()))
+    })
 }
 
 /// Which envelope field keys the records a Kafka sink writes (and so picks their partition).
@@ -95,4 +139,21 @@ pub struct KafkaSinkConfig {
     /// counts.
     #[serde(default)]
     pub compact: bool,
+}
+
+impl Kind for KafkaSinkConfig {
+    /// None: a sink writes, nothing reads it.
+    fn ports(&self) -> Ports {
+        no_ports()
+    }
+
+    /// The topic's name.
+    fn check(&self, _: &str, _: &[&str], _: &Resources) -> Vec<ConfigError> {
+        topic_error(&self.topic).into_iter().collect()
+    }
+
+    /// Run by the engine's Kafka instance.
+    fn build(&self, _: &str, _: &Resources) -> Result<Built, Vec<ConfigError>> {
+        Ok(Built::Edge)
+    }
 }

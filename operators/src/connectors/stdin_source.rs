@@ -3,6 +3,9 @@
 use serde::Deserialize;
 
 use super::{Format, LineSource};
+use crate::api::config::ConfigError;
+use crate::api::kind::{Built, Kind};
+use crate::api::resources::Resources;
 
 /// Config half of the `stdin` source.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -11,6 +14,13 @@ pub struct StdinSourceConfig {
     /// Record framing; only `jsonl` for now.
     #[serde(default)]
     pub format: Format,
+}
+
+impl Kind for StdinSourceConfig {
+    /// Opened by the runtime.
+    fn build(&self, _: &str, _: &Resources) -> Result<Built, Vec<ConfigError>> {
+        Ok(Built::Edge)
+    }
 }
 
 impl StdinSourceConfig {

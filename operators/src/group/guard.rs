@@ -41,8 +41,10 @@ use toml::Spanned;
 use std::sync::Arc;
 
 use crate::api::config::ConfigError;
-use crate::api::operator::{Emit, Failure, Ports, SyncOperator};
+use crate::api::kind::{Built, Kind};
+use crate::api::operator::{Emit, Failure, Port, Ports, SyncOperator};
 use crate::api::record::Record;
+use crate::api::resources::Resources;
 use crate::api::state::StateAccess;
 use crate::envelope::EnvelopeType;
 use crate::envelope::wire::{self, TaskFields, WireError};
@@ -52,6 +54,10 @@ use crate::group::onboard::SharedAdmissions;
 pub const REFUSED: &str = "refused";
 /// The output of audit envelopes.
 pub const AUDIT: &str = "audit";
+/// The port of [`REFUSED`] (after the default output).
+pub const REFUSED_PORT: Port = Port(1);
+/// The port of [`AUDIT`].
+pub const AUDIT_PORT: Port = Port(2);
 
 /// Config half of `guard`.
 #[derive(Debug, Clone, Deserialize)]
@@ -72,40 +78,45 @@ pub struct GuardConfig {
     /// are dropped and audited (`not_admitted`).
     #[serde(default)]
     pub admitted: Option<Spanned<String>>,
-    /// The admissions, resolved by the compiler.
-    #[serde(skip)]
-    pub admissions: Option<Arc<SharedAdmissions>>,
 }
 
 fn yes() -> bool {
     true
 }
 
-impl GuardConfig {
+impl Kind for GuardConfig {
     /// The outputs: passed envelopes, `refused` and `audit`.
-    pub fn ports() -> Ports {
+    fn ports(&self) -> Ports {
         Ports { default: true, named: vec![REFUSED.to_owned(), AUDIT.to_owned()] }
     }
 
-    /// Builds the runtime half.
-    pub fn build(&self) -> Result<Guard, Vec<ConfigError>> {
+    /// Builds the runtime half, with the set of the `admissions` operator named by `admitted`.
+    fn build(&self, _: &str, resources: &Resources) -> Result<Built, Vec<ConfigError>> {
         if self.agent.get_ref().is_empty() {
             return Err(vec![ConfigError::at(self.agent.span(), "`agent` must name this agent")]);
         }
-        if let (Some(a), None) = (&self.admitted, &self.admissions) {
-            return Err(vec![
-                ConfigError::at(a.span(), format!("`{}` is not an admissions operator", a.get_ref()))
-                    .with_hint(Some("name an operator of type \"admissions\" (over the onboarding topic)".into())),
-            ]);
-        }
-        Ok(Guard {
+        let admissions = match &self.admitted {
+            None => None,
+            Some(a) => match resources.get::<SharedAdmissions>(a.get_ref()) {
+                Some(shared) => Some(shared),
+                None => {
+                    return Err(vec![
+                        ConfigError::at(a.span(), format!("`{}` is not an admissions operator", a.get_ref()))
+                            .with_hint(Some(
+                                "name an operator of type \"admissions\" (over the onboarding topic)".into(),
+                            )),
+                    ]);
+                }
+            },
+        };
+        Ok(Built::Sync(Box::new(Guard {
             agent: self.agent.get_ref().clone(),
             zones: self.zones.clone(),
             max_depth: self.max_delegation_depth,
             check_deadline: self.check_deadline,
-            admissions: self.admissions.clone(),
+            admissions,
             clock: crate::api::record::now_ms,
-        })
+        })))
     }
 }
 
@@ -196,16 +207,16 @@ impl SyncOperator for Guard {
             "input_id": e.id,
         });
         match self.judge(&record) {
-            None => out.emit(0, record),
+            None => out.emit(Port::DEFAULT, record),
             Some(Refusal::Zone(zone)) => {
                 let mut d = details;
                 d["reason"] = json!(format!("zone `{zone}` is not one of this agent's zones"));
-                out.emit(2, self.audit(&record, "zone_violation", d));
+                out.emit(AUDIT_PORT, self.audit(&record, "zone_violation", d));
             }
             Some(Refusal::NotAdmitted) => {
                 let mut d = details;
                 d["reason"] = json!("the sender is not an admitted member of the group");
-                out.emit(2, self.audit(&record, "not_admitted", d));
+                out.emit(AUDIT_PORT, self.audit(&record, "not_admitted", d));
             }
             Some(Refusal::Task { event, reason, field }) => {
                 let mut d = details;
@@ -213,13 +224,13 @@ impl SyncOperator for Guard {
                 if let Some(field) = field {
                     d["field"] = json!(field);
                 }
-                out.emit(2, self.audit(&record, event, d));
+                out.emit(AUDIT_PORT, self.audit(&record, event, d));
                 let mut status = record;
                 status.envelope.kind = EnvelopeType::TaskStatus;
                 status.envelope.sender_id = self.agent.clone();
                 *status.envelope.payload =
                     json!({"task_id": task_id, "responder_id": self.agent, "status": "failed", "summary": reason});
-                out.emit(1, status);
+                out.emit(REFUSED_PORT, status);
             }
         }
         Ok(())
@@ -242,10 +253,11 @@ mod tests {
         }
     }
 
+    /// Outputs by port index (1: refused, 2: audit).
     fn run(envelope: Envelope) -> Vec<(usize, Record)> {
         let mut out = Emit::default();
         guard().process(Record::detached(envelope), &mut crate::api::state::NoState, &mut out).unwrap();
-        out.drain().collect()
+        out.drain().map(|(p, r)| (p.0, r)).collect()
     }
 
     fn request(zone: Option<&str>, payload: Value) -> Envelope {

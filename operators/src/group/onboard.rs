@@ -52,13 +52,17 @@ use sha2::Sha256;
 use toml::Spanned;
 
 use crate::api::config::ConfigError;
-use crate::api::operator::{Emit, Failure, Ports, SyncOperator};
+use crate::api::kind::{Built, Kind};
+use crate::api::operator::{Cause, Emit, Failure, Port, Ports, SyncOperator};
 use crate::api::record::Record;
+use crate::api::resources::Resources;
 use crate::api::state::{StateAccess, TableSpec};
 use crate::envelope::{EnvelopeType, wire};
 
 /// The output of audit envelopes.
 pub const AUDIT: &str = "audit";
+/// The port of [`AUDIT`] (after the default output).
+pub const AUDIT_PORT: Port = Port(1);
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -108,13 +112,13 @@ fn default_agent() -> String {
 }
 
 impl OnboardConfig {
-    /// The outputs: answers (challenge, complete, reject) and `audit`.
-    pub fn ports() -> Ports {
-        Ports { default: true, named: vec![AUDIT.to_owned()] }
+    /// The state tables of node `node`: the admitted requesters and the pending challenges.
+    fn state_tables(node: &str) -> [TableSpec; 2] {
+        [TableSpec::kept(format!("{node}.admitted")), TableSpec::kept(format!("{node}.challenges"))]
     }
 
-    /// Builds the runtime half; its tables are `<name>.admitted` and `<name>.challenges`.
-    pub fn build(&self, name: &str) -> Result<Onboard, Vec<ConfigError>> {
+    /// The runtime half of node `node`.
+    fn onboard(&self, node: &str) -> Result<Onboard, Vec<ConfigError>> {
         let gated = match self.mode.get_ref().as_str() {
             "open" => false,
             "gated" => true,
@@ -132,14 +136,32 @@ impl OnboardConfig {
             }
             _ => None,
         };
+        let [admitted, challenges] = Self::state_tables(node);
         Ok(Onboard {
             gated,
             secret,
             secret_env: self.secret_env.as_ref().map(|v| v.get_ref().clone()).unwrap_or_default(),
             agent: self.agent.clone(),
-            admitted: TableSpec::kept(format!("{name}.admitted")),
-            challenges: TableSpec::kept(format!("{name}.challenges")),
+            admitted,
+            challenges,
         })
+    }
+}
+
+impl Kind for OnboardConfig {
+    /// The outputs: answers (challenge, complete, reject) and `audit`.
+    fn ports(&self) -> Ports {
+        Ports { default: true, named: vec![AUDIT.to_owned()] }
+    }
+
+    /// `<node>.admitted` and `<node>.challenges`.
+    fn tables(&self, node: &str) -> Vec<TableSpec> {
+        Self::state_tables(node).into()
+    }
+
+    /// Builds the runtime half (reads the group secret from `secret_env` now).
+    fn build(&self, node: &str, _: &Resources) -> Result<Built, Vec<ConfigError>> {
+        Ok(Built::Sync(Box::new(self.onboard(node)?)))
     }
 }
 
@@ -190,7 +212,7 @@ impl Onboard {
         r
     }
 
-    fn is_admitted(&self, requester: &str, state: &mut dyn StateAccess) -> Result<bool, String> {
+    fn is_admitted(&self, requester: &str, state: &mut dyn StateAccess) -> Result<bool, Cause> {
         Ok(state.get(&self.admitted.name, requester.as_bytes())?.is_some())
     }
 
@@ -200,11 +222,11 @@ impl Onboard {
         requester: &str,
         state: &mut dyn StateAccess,
         out: &mut Emit,
-    ) -> Result<(), String> {
+    ) -> Result<(), Cause> {
         state.put(&self.admitted.name, requester.as_bytes(), record.envelope.timestamp.as_bytes())?;
-        out.emit(0, self.answer(record, "onboard_complete", requester, json!({})));
+        out.emit(Port::DEFAULT, self.answer(record, "onboard_complete", requester, json!({})));
         let reason = if self.gated { "right answer" } else { "open group" };
-        out.emit(1, self.audit(record, "onboard_admitted", Some(requester), reason, json!({})));
+        out.emit(AUDIT_PORT, self.audit(record, "onboard_admitted", Some(requester), reason, json!({})));
         Ok(())
     }
 
@@ -220,21 +242,21 @@ impl Onboard {
         extra: Value,
         state: &mut dyn StateAccess,
         out: &mut Emit,
-    ) -> Result<(), String> {
+    ) -> Result<(), Cause> {
         if self.is_admitted(requester, state)? {
             let kept = format!("{reason} (already admitted: membership kept, no reject sent)");
-            out.emit(1, self.audit(record, event, Some(requester), &kept, extra));
+            out.emit(AUDIT_PORT, self.audit(record, event, Some(requester), &kept, extra));
             return Ok(());
         }
-        out.emit(0, self.answer(record, "onboard_reject", requester, json!({"reason": reason})));
-        out.emit(1, self.audit(record, event, Some(requester), reason, extra));
+        out.emit(Port::DEFAULT, self.answer(record, "onboard_reject", requester, json!({"reason": reason})));
+        out.emit(AUDIT_PORT, self.audit(record, event, Some(requester), reason, extra));
         Ok(())
     }
 
-    fn apply(&self, record: &Record, state: &mut dyn StateAccess, out: &mut Emit) -> Result<(), String> {
+    fn apply(&self, record: &Record, state: &mut dyn StateAccess, out: &mut Emit) -> Result<(), Cause> {
         let e = &record.envelope;
         if e.kind != EnvelopeType::Onboard {
-            return Err(format!("onboarding reads `onboard` envelopes, not `{}`", e.kind));
+            return Err(Cause::Record(format!("onboarding reads `onboard` envelopes, not `{}`", e.kind)));
         }
         let p = &e.payload;
         // A guarded field written twice is unreadable; so is `requester_id` if it is the one.
@@ -253,11 +275,14 @@ impl Onboard {
             Err(err) => return self.unreadable(record, requester, err, state, out),
         };
         if DECISIONS.contains(&action) {
-            return self.decision(record, action, requester, out);
+            return Ok(self.decision(record, action, requester, out)?);
         }
         if action != REQUEST && action != RESPONSE {
             let reason = format!("unknown action {}: onboarding reads `{REQUEST}` and `{RESPONSE}`", json!(action));
-            out.emit(1, self.audit(record, "onboard_unknown_action", requester, &reason, json!({"action": action})));
+            out.emit(
+                AUDIT_PORT,
+                self.audit(record, "onboard_unknown_action", requester, &reason, json!({"action": action})),
+            );
             return Ok(());
         }
         let read = |key| wire::string_field(p, key).map(Option::unwrap_or_default);
@@ -270,7 +295,7 @@ impl Onboard {
             (Err(err), requester) => return self.unreadable(record, requester, err, state, out),
             (Ok(_), None) => {
                 let reason = "`payload.requester_id`: the request names no requester";
-                out.emit(1, self.audit(record, "onboard_unreadable", None, reason, json!({})));
+                out.emit(AUDIT_PORT, self.audit(record, "onboard_unreadable", None, reason, json!({})));
                 return Ok(());
             }
         };
@@ -284,7 +309,7 @@ impl Onboard {
         requester: &str,
         state: &mut dyn StateAccess,
         out: &mut Emit,
-    ) -> Result<(), String> {
+    ) -> Result<(), Cause> {
         let refused = "onboard_rejected";
         match asked.action {
             REQUEST if !self.gated => self.admit(record, requester, state, out),
@@ -296,7 +321,10 @@ impl Onboard {
                 );
                 let challenge = sign(secret, &seed);
                 state.put(&self.challenges.name, requester.as_bytes(), challenge.as_bytes())?;
-                out.emit(0, self.answer(record, "onboard_challenge", requester, json!({"challenge": challenge})));
+                out.emit(
+                    Port::DEFAULT,
+                    self.answer(record, "onboard_challenge", requester, json!({"challenge": challenge})),
+                );
                 Ok(())
             }
             _ if !self.gated => {
@@ -332,7 +360,7 @@ impl Onboard {
         err: wire::WireError,
         state: &mut dyn StateAccess,
         out: &mut Emit,
-    ) -> Result<(), String> {
+    ) -> Result<(), Cause> {
         let (reason, extra) = (err.to_string(), json!({"field": err.field}));
         match requester {
             Some(r) => {
@@ -342,7 +370,7 @@ impl Onboard {
                 self.reject(record, r, "onboard_unreadable", &reason, extra, state, out)
             }
             None => {
-                out.emit(1, self.audit(record, "onboard_unreadable", None, &reason, extra));
+                out.emit(AUDIT_PORT, self.audit(record, "onboard_unreadable", None, &reason, extra));
                 Ok(())
             }
         }
@@ -361,7 +389,7 @@ impl Onboard {
             zone.map(|zone| format!("`{action}` in zone `{zone}`: the gatekeeper's decisions have no zone"))
         };
         if let Some(why) = why {
-            out.emit(1, self.audit(record, "onboard_forged", requester, &why, json!({"action": action})));
+            out.emit(AUDIT_PORT, self.audit(record, "onboard_forged", requester, &why, json!({"action": action})));
         }
         Ok(())
     }
@@ -377,12 +405,8 @@ impl SyncOperator for Onboard {
     fn process(&mut self, record: Record, state: &mut dyn StateAccess, out: &mut Emit) -> Result<(), Failure> {
         match self.apply(&record, state, out) {
             Ok(()) => Ok(()),
-            Err(m) => Err(Failure::new(record, m)),
+            Err(m) => Err(Failure::because(record, m)),
         }
-    }
-
-    fn tables(&self) -> Vec<TableSpec> {
-        vec![self.admitted.clone(), self.challenges.clone()]
     }
 }
 
@@ -433,23 +457,33 @@ pub struct AdmissionsConfig {
     /// (default `"gatekeeper"`, its default). Decisions from anyone else are refused.
     #[serde(default)]
     pub gatekeeper: Option<Ids>,
-    /// The instance's set, made by the compiler.
-    #[serde(skip)]
-    pub shared: Option<Arc<SharedAdmissions>>,
 }
 
 impl AdmissionsConfig {
-    /// Builds the runtime half. An empty id never matches: `gatekeeper = []` (or `""`)
-    /// refuses every decision.
-    pub fn build(&self, name: &str) -> Admissions {
+    /// The runtime half of node `node`, over the instance's set (`resources` holds it under
+    /// the node's name). An empty id never matches: `gatekeeper = []` (or `""`) refuses every
+    /// decision.
+    fn admissions(&self, node: &str, resources: &Resources) -> Admissions {
         let mut gatekeepers = match &self.gatekeeper {
             None => vec![default_agent()],
             Some(Ids::One(id)) => vec![id.clone()],
             Some(Ids::Many(ids)) => ids.clone(),
         };
         gatekeepers.retain(|g| !g.is_empty());
-        let shared = self.shared.clone().unwrap_or_else(|| SharedAdmissions::new(name));
+        let shared = resources.get::<SharedAdmissions>(node).unwrap_or_else(|| SharedAdmissions::new(node));
         Admissions { shared, gatekeepers }
+    }
+}
+
+impl Kind for AdmissionsConfig {
+    /// The instance's set of admitted members, shared by its tasks and the guards that name
+    /// the node (`admitted = "<node>"`).
+    fn provides(&self, node: &str, resources: &mut Resources) {
+        resources.insert(node, SharedAdmissions::new(node));
+    }
+
+    fn build(&self, node: &str, resources: &Resources) -> Result<Built, Vec<ConfigError>> {
+        Ok(Built::Sync(Box::new(self.admissions(node, resources))))
     }
 }
 
@@ -499,9 +533,9 @@ impl SyncOperator for Admissions {
         if record.envelope.kind == EnvelopeType::Onboard
             && let Err(m) = self.decide(&record.envelope)
         {
-            return Err(Failure::new(record, m));
+            return Err(Failure::because(record, m));
         }
-        out.emit(0, record);
+        out.emit(Port::DEFAULT, record);
         Ok(())
     }
 }

@@ -1,8 +1,6 @@
 //! Tests of `onboard` and `admissions` (red-team cases: forged decisions, unreadable and
 //! repeated fields, unknown actions, exact HMAC answers).
 
-use std::collections::HashMap;
-
 use super::*;
 use crate::envelope::Envelope;
 
@@ -27,33 +25,14 @@ fn hmac_answers_verify_exactly_and_wrong_ones_do_not() {
     );
 }
 
-/// State tables in memory.
-#[derive(Default)]
-struct Tables(HashMap<(String, Vec<u8>), Vec<u8>>);
-
-impl StateAccess for Tables {
-    fn get(&mut self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
-        Ok(self.0.get(&(table.to_owned(), key.to_vec())).cloned())
-    }
-    fn put(&mut self, table: &str, key: &[u8], value: &[u8]) -> Result<(), String> {
-        self.0.insert((table.to_owned(), key.to_vec()), value.to_vec());
-        Ok(())
-    }
-    fn delete(&mut self, table: &str, key: &[u8]) -> Result<(), String> {
-        self.0.remove(&(table.to_owned(), key.to_vec()));
-        Ok(())
-    }
-    fn scan(&mut self, table: &str, _: &[u8], _: Option<&[u8]>) -> Result<Vec<crate::api::state::ScanEntry>, String> {
-        Err(format!("no scans of `{table}` here"))
-    }
-}
+use crate::testing::Tables;
 
 const SECRET: &str = "s3cret";
 
 /// A gated gatekeeper (the secret set directly: tests do not touch the environment).
 fn gated() -> Onboard {
     let config = OnboardConfig { mode: Spanned::new(0..0, "open".into()), secret_env: None, agent: default_agent() };
-    let mut gate = config.build("gate").unwrap();
+    let mut gate = config.onboard("gate").unwrap();
     gate.gated = true;
     gate.secret = Some(SECRET.into());
     gate
@@ -74,7 +53,7 @@ fn step(gate: &Onboard, state: &mut Tables, record: &Record) -> (Vec<Value>, Vec
     let (mut answers, mut audits) = (vec![], vec![]);
     for (port, r) in out.drain() {
         let v = (*r.envelope.payload).clone();
-        if port == 0 { answers.push(v) } else { audits.push(v) }
+        if port == Port::DEFAULT { answers.push(v) } else { audits.push(v) }
     }
     (answers, audits)
 }
@@ -152,7 +131,7 @@ fn unknown_actions_are_audited_and_change_nothing() {
         assert_eq!(audits[0]["event_type"], "onboard_unknown_action");
         assert!(audits[0]["details"]["reason"].as_str().unwrap().starts_with("unknown action"));
     }
-    assert!(state.0.is_empty());
+    assert!(state.is_empty());
 }
 
 #[test]
@@ -212,16 +191,18 @@ fn the_gatekeeper_audits_forged_decisions_and_passes_its_own() {
 
 /// Runs `admissions` (gatekeeper ids `gatekeeper`) over decisions: the failures' messages.
 fn admissions(config: AdmissionsConfig) -> (Arc<SharedAdmissions>, impl FnMut(Record) -> Result<(), String>) {
-    let shared = SharedAdmissions::new("admitted");
-    let mut op = AdmissionsConfig { shared: Some(shared.clone()), ..config }.build("admitted");
+    let mut resources = Resources::default();
+    config.provides("admitted", &mut resources);
+    let shared = resources.get::<SharedAdmissions>("admitted").unwrap();
+    let mut op = config.admissions("admitted", &resources);
     let run =
-        move |r: Record| op.process(r, &mut crate::api::state::NoState, &mut Emit::default()).map_err(|f| f.message);
+        move |r: Record| op.process(r, &mut crate::api::state::NoState, &mut Emit::default()).map_err(|f| f.message());
     (shared, run)
 }
 
 #[test]
 fn admissions_count_only_the_gatekeepers_decisions() {
-    let (shared, mut run) = admissions(AdmissionsConfig { gatekeeper: None, shared: None });
+    let (shared, mut run) = admissions(AdmissionsConfig { gatekeeper: None });
     let complete = |who: &str| format!(r#"{{"action":"onboard_complete","requester_id":"{who}"}}"#);
     let refused = run(from("mallory", &complete("mallory"))).unwrap_err();
     assert_eq!(
@@ -258,7 +239,7 @@ fn admissions_count_only_the_gatekeepers_decisions() {
 #[test]
 fn admissions_read_their_fields_fail_closed_and_follow_the_configured_gatekeeper() {
     let ids = Some(Ids::Many(vec!["gk-1".into(), "gk-2".into()]));
-    let (shared, mut run) = admissions(AdmissionsConfig { gatekeeper: ids, shared: None });
+    let (shared, mut run) = admissions(AdmissionsConfig { gatekeeper: ids });
     run(from("gk-2", r#"{"action":"onboard_complete","requester_id":"alice"}"#)).unwrap();
     assert!(shared.contains("alice"));
     let e = run(from("gatekeeper", r#"{"action":"onboard_complete","requester_id":"bob"}"#)).unwrap_err();
@@ -271,7 +252,7 @@ fn admissions_read_their_fields_fail_closed_and_follow_the_configured_gatekeeper
     );
     assert!(shared.contains("alice"), "an unread refusal is a dead letter, not a removal");
     // No gatekeeper at all: every decision refused.
-    let (shared, mut run) = admissions(AdmissionsConfig { gatekeeper: Some(Ids::Many(vec![])), shared: None });
+    let (shared, mut run) = admissions(AdmissionsConfig { gatekeeper: Some(Ids::Many(vec![])) });
     assert!(run(from("gatekeeper", r#"{"action":"onboard_complete","requester_id":"a"}"#)).is_err());
     assert!(!shared.contains("a"));
 }

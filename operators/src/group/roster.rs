@@ -22,8 +22,10 @@ use toml::Spanned;
 
 use crate::api::config::ConfigError;
 use crate::api::config::parse_duration_ms;
-use crate::api::operator::{Emit, Failure, SyncOperator};
+use crate::api::kind::{Built, Kind};
+use crate::api::operator::{Cause, Emit, Failure, Port, SyncOperator};
 use crate::api::record::{Record, format_time_ms};
+use crate::api::resources::Resources;
 use crate::api::state::{StateAccess, TableSpec};
 use crate::envelope::{AnnouncePayload, EnvelopeType, Payload};
 
@@ -42,10 +44,21 @@ fn default_ttl() -> Spanned<String> {
 }
 
 impl RosterConfig {
-    /// Builds the runtime half; its table is `<name>.members`.
-    pub fn build(&self, name: &str) -> Result<Roster, Vec<ConfigError>> {
+    /// The state table of node `node`: its members.
+    fn state_table(node: &str) -> TableSpec {
+        TableSpec::kept(format!("{node}.members"))
+    }
+}
+
+impl Kind for RosterConfig {
+    /// `<node>.members`.
+    fn tables(&self, node: &str) -> Vec<TableSpec> {
+        vec![Self::state_table(node)]
+    }
+
+    fn build(&self, node: &str, _: &Resources) -> Result<Built, Vec<ConfigError>> {
         let ttl_ms = parse_duration_ms(&self.ttl)?;
-        Ok(Roster { ttl_ms, table: TableSpec::kept(format!("{name}.members")), swept_at: i64::MIN })
+        Ok(Built::Sync(Box::new(Roster { ttl_ms, table: Self::state_table(node), swept_at: i64::MIN })))
     }
 }
 
@@ -88,7 +101,7 @@ impl Roster {
     }
 
     /// Removes the members not heard from for the TTL, at most once a second of event time.
-    fn sweep(&mut self, now: i64, record: &Record, state: &mut dyn StateAccess, out: &mut Emit) -> Result<(), String> {
+    fn sweep(&mut self, now: i64, record: &Record, state: &mut dyn StateAccess, out: &mut Emit) -> Result<(), Cause> {
         if now < self.swept_at.saturating_add(1000) {
             return Ok(());
         }
@@ -99,20 +112,20 @@ impl Roster {
             if member.last_seen_ms + self.ttl_ms < now {
                 let agent = String::from_utf8_lossy(&key).into_owned();
                 state.delete(&self.table.name, &key)?;
-                out.emit(0, self.entry(record, &agent, "expired", &member));
+                out.emit(Port::DEFAULT, self.entry(record, &agent, "expired", &member));
             }
         }
         Ok(())
     }
 
-    fn apply(&mut self, record: &Record, state: &mut dyn StateAccess, out: &mut Emit) -> Result<(), String> {
+    fn apply(&mut self, record: &Record, state: &mut dyn StateAccess, out: &mut Emit) -> Result<(), Cause> {
         let announce: AnnouncePayload = match record.envelope.typed_payload().map_err(|e| e.to_string())? {
             Payload::Announce(p) | Payload::Heartbeat(p) => p,
             _ => {
-                return Err(format!(
+                return Err(Cause::Record(format!(
                     "a roster reads `announce` and `heartbeat` envelopes, not `{}`",
                     record.envelope.kind
-                ));
+                )));
             }
         };
         let now = record.event_time_ms()?;
@@ -132,7 +145,7 @@ impl Roster {
         if announce.action == "leave" {
             let member = known.unwrap_or(Member { identity, joined_at: String::new(), last_seen_ms: now });
             state.delete(&self.table.name, key)?;
-            out.emit(0, self.entry(record, &agent, "left", &Member { last_seen_ms: now, ..member }));
+            out.emit(Port::DEFAULT, self.entry(record, &agent, "left", &Member { last_seen_ms: now, ..member }));
         } else {
             let joined_at = match (&known, announce.identity.joined_at.as_str()) {
                 (Some(m), _) => m.joined_at.clone(),
@@ -141,7 +154,7 @@ impl Roster {
             };
             let member = Member { identity, joined_at, last_seen_ms: now.max(known.map_or(now, |m| m.last_seen_ms)) };
             state.put(&self.table.name, key, &serde_json::to_vec(&member).map_err(|e| e.to_string())?)?;
-            out.emit(0, self.entry(record, &agent, "active", &member));
+            out.emit(Port::DEFAULT, self.entry(record, &agent, "active", &member));
         }
         self.sweep(now, record, state, out)
     }
@@ -151,11 +164,7 @@ impl SyncOperator for Roster {
     fn process(&mut self, record: Record, state: &mut dyn StateAccess, out: &mut Emit) -> Result<(), Failure> {
         match self.apply(&record, state, out) {
             Ok(()) => Ok(()),
-            Err(m) => Err(Failure::new(record, m)),
+            Err(m) => Err(Failure::because(record, m)),
         }
-    }
-
-    fn tables(&self) -> Vec<TableSpec> {
-        vec![self.table.clone()]
     }
 }

@@ -23,8 +23,10 @@ use toml::Spanned;
 
 use crate::api::config::ConfigError;
 use crate::api::config::{Errors, parse_optional_duration_ms};
-use crate::api::operator::{Emit, Failure, SyncOperator};
+use crate::api::kind::{Built, Kind};
+use crate::api::operator::{Cause, Emit, Failure, Port, SyncOperator};
 use crate::api::record::Record;
+use crate::api::resources::Resources;
 use crate::api::state::{StateAccess, TableSpec};
 use crate::lang::exact;
 use crate::lang::expr::Expr;
@@ -242,14 +244,28 @@ fn default_into() -> Spanned<String> {
 }
 
 impl AggregateConfig {
-    /// Builds the runtime half; its state table is `table`.
-    pub fn build(&self, table: &str) -> Result<Aggregate, Vec<ConfigError>> {
+    /// The state table of node `node`: named after it, entries expiring after `ttl` (an
+    /// invalid `ttl`, reported by `check`, reads as none).
+    fn state_table(&self, node: &str) -> TableSpec {
+        TableSpec::expiring(node, parse_optional_duration_ms(&self.ttl).ok().flatten())
+    }
+}
+
+impl Kind for AggregateConfig {
+    fn tables(&self, node: &str) -> Vec<TableSpec> {
+        vec![self.state_table(node)]
+    }
+
+    /// Builds the runtime half; its state table is named after the node.
+    fn build(&self, node: &str, _: &Resources) -> Result<Built, Vec<ConfigError>> {
         let mut errors = Errors::default();
         let by = errors.take(compile_expr(&self.by));
         let spec = AggregateSpec::build(&self.value, &self.functions, &mut errors);
         let into = errors.take_one(FieldPath::parse_spanned(&self.into));
-        let ttl = errors.take(parse_optional_duration_ms(&self.ttl));
-        errors.finish(|| Some(Aggregate { by: by?, spec: spec?, into: into?, table: TableSpec::expiring(table, ttl?) }))
+        errors.take(parse_optional_duration_ms(&self.ttl));
+        errors.finish(|| {
+            Some(Built::Sync(Box::new(Aggregate { by: by?, spec: spec?, into: into?, table: self.state_table(node) })))
+        })
     }
 }
 
@@ -263,7 +279,7 @@ pub struct Aggregate {
 }
 
 impl Aggregate {
-    fn update(&self, record: &Record, state: &mut dyn StateAccess) -> Result<Map<String, Value>, String> {
+    fn update(&self, record: &Record, state: &mut dyn StateAccess) -> Result<Map<String, Value>, Cause> {
         let key =
             eval_state_key(&self.by, record)?.ok_or_else(|| format!("`{}` gave null: no key", self.by.source()))?;
         let value = self.spec.value_of(record)?;
@@ -284,13 +300,9 @@ impl SyncOperator for Aggregate {
     fn process(&mut self, record: Record, state: &mut dyn StateAccess, out: &mut Emit) -> Result<(), Failure> {
         let report = match self.update(&record, state) {
             Ok(r) => r,
-            Err(m) => return Err(Failure::new(record, m)),
+            Err(m) => return Err(Failure::because(record, m)),
         };
-        emit_set(out, 0, record, &self.into, Value::Object(report))
-    }
-
-    fn tables(&self) -> Vec<TableSpec> {
-        vec![self.table.clone()]
+        emit_set(out, Port::DEFAULT, record, &self.into, Value::Object(report))
     }
 }
 

@@ -16,8 +16,10 @@ use toml::Spanned;
 
 use crate::api::config::ConfigError;
 use crate::api::config::{Errors, parse_optional_duration_ms};
-use crate::api::operator::{Emit, Failure, SyncOperator};
+use crate::api::kind::{Built, Kind};
+use crate::api::operator::{Emit, Failure, Port, SyncOperator};
 use crate::api::record::Record;
+use crate::api::resources::Resources;
 use crate::api::state::{StateAccess, TableSpec};
 use crate::lang::exact::short_text;
 use crate::lang::expr::Expr;
@@ -47,13 +49,25 @@ fn default_into() -> Spanned<String> {
 }
 
 impl CountConfig {
-    /// Builds the runtime half; its state table is `table`.
-    pub fn build(&self, table: &str) -> Result<Count, Vec<ConfigError>> {
+    /// The state table of node `node`: named after it, entries expiring after `ttl` (an
+    /// invalid `ttl`, reported by `check`, reads as none).
+    fn state_table(&self, node: &str) -> TableSpec {
+        TableSpec::expiring(node, parse_optional_duration_ms(&self.ttl).ok().flatten())
+    }
+}
+
+impl Kind for CountConfig {
+    fn tables(&self, node: &str) -> Vec<TableSpec> {
+        vec![self.state_table(node)]
+    }
+
+    /// Builds the runtime half; its state table is named after the node.
+    fn build(&self, node: &str, _: &Resources) -> Result<Built, Vec<ConfigError>> {
         let mut errors = Errors::default();
         let by = errors.take(compile_expr(&self.by));
         let into = errors.take_one(FieldPath::parse_spanned(&self.into));
-        let ttl = errors.take(parse_optional_duration_ms(&self.ttl));
-        errors.finish(|| Some(Count { by: by?, into: into?, table: TableSpec::expiring(table, ttl?) }))
+        errors.take(parse_optional_duration_ms(&self.ttl));
+        errors.finish(|| Some(Built::Sync(Box::new(Count { by: by?, into: into?, table: self.state_table(node) }))))
     }
 }
 
@@ -76,7 +90,7 @@ impl SyncOperator for Count {
         let named = short_text(&shown_key(&key));
         let current = match state.get(table, key.as_bytes()) {
             Ok(v) => v,
-            Err(m) => return Err(Failure::new(record, m)),
+            Err(e) => return Err(Failure::because(record, e)),
         };
         let n = match current.as_deref().map(std::str::from_utf8) {
             None => 0,
@@ -94,7 +108,7 @@ impl SyncOperator for Count {
             }
         } + 1;
         if let Err(m) = state.put(table, key.as_bytes(), n.to_string().as_bytes()) {
-            return Err(Failure::new(record, m));
+            return Err(Failure::because(record, m));
         }
         let mut record = record;
         let set = self.into.set(&mut record.envelope, Value::from(n)).and_then(|()| {
@@ -103,14 +117,10 @@ impl SyncOperator for Count {
         });
         match set {
             Ok(()) => {
-                out.emit(0, record);
+                out.emit(Port::DEFAULT, record);
                 Ok(())
             }
             Err(m) => Err(Failure::new(record, m)),
         }
-    }
-
-    fn tables(&self) -> Vec<TableSpec> {
-        vec![self.table.clone()]
     }
 }

@@ -19,8 +19,10 @@ use toml::Spanned;
 
 use crate::api::config::ConfigError;
 use crate::api::config::{Errors, parse_duration_ms};
-use crate::api::operator::{Emit, Failure, Ports, SyncOperator};
+use crate::api::kind::{Built, Kind, SourceStage};
+use crate::api::operator::{Cause, Emit, Failure, Port, Ports, SyncOperator};
 use crate::api::record::Record;
+use crate::api::resources::Resources;
 use crate::api::state::{StateAccess, TableSpec};
 use crate::lang::expr::Expr;
 use crate::lang::expr::compile_expr;
@@ -28,6 +30,8 @@ use crate::lang::key::eval_key;
 
 /// The output repeats go to.
 pub const DUPLICATES: &str = "duplicates";
+/// The port of [`DUPLICATES`] (after the default output).
+pub const DUPLICATES_PORT: Port = Port(1);
 
 /// Config half of `dedupe`.
 #[derive(Debug, Clone, Deserialize)]
@@ -41,20 +45,32 @@ pub struct DedupeConfig {
 }
 
 impl DedupeConfig {
-    /// Builds the runtime half; its state table is `table`.
-    pub fn build(&self, table: &str) -> Result<Dedupe, Vec<ConfigError>> {
+    /// The state table of node `node`: named after it, keys expiring `within` after their
+    /// first record (an invalid `within`, reported by `check`, reads as none).
+    fn state_table(&self, node: &str) -> TableSpec {
+        TableSpec::expiring(node, parse_duration_ms(&self.within).ok())
+    }
+}
+
+impl Kind for DedupeConfig {
+    /// The outputs: the default (first records) and `duplicates`.
+    fn ports(&self) -> Ports {
+        Ports { default: true, named: vec![DUPLICATES.to_owned()] }
+    }
+
+    fn tables(&self, node: &str) -> Vec<TableSpec> {
+        vec![self.state_table(node)]
+    }
+
+    /// Builds the runtime half; its state table is named after the node.
+    fn build(&self, node: &str, _: &Resources) -> Result<Built, Vec<ConfigError>> {
         let mut errors = Errors::default();
         let by = match &self.by {
             Some(b) => errors.take(compile_expr(b)).map(Some),
             None => Some(None),
         };
-        let within = errors.take(parse_duration_ms(&self.within));
-        errors.finish(|| Some(Dedupe { by: by?, table: TableSpec::expiring(table, Some(within?)) }))
-    }
-
-    /// The outputs: the default (first records) and `duplicates`.
-    pub fn ports() -> Ports {
-        Ports { default: true, named: vec![DUPLICATES.to_owned()] }
+        errors.take(parse_duration_ms(&self.within));
+        errors.finish(|| Some(Built::Sync(Box::new(Dedupe { by: by?, table: self.state_table(node) }))))
     }
 }
 
@@ -67,14 +83,15 @@ pub struct Dedupe {
 }
 
 impl Dedupe {
-    /// Dedupe by envelope `id` within `within_ms`, in `table` (the Kafka source's `dedup`).
-    pub fn by_id(table: &str, within_ms: i64) -> Self {
-        Self { by: None, table: TableSpec::expiring(table, Some(within_ms)) }
+    /// Dedupe by envelope `id` in `table`, whose TTL is the window (the Kafka source's
+    /// `dedup`).
+    pub fn by_id(table: TableSpec) -> Self {
+        Self { by: None, table }
     }
 
     /// Whether the record is the first of its key within the window (and, if so, remembers
     /// its key). Records without a key are always first.
-    pub fn first(&self, record: &Record, state: &mut dyn StateAccess) -> Result<bool, String> {
+    pub fn first(&self, record: &Record, state: &mut dyn StateAccess) -> Result<bool, Cause> {
         let key = match &self.by {
             None => record.envelope.id.clone(),
             Some(e) => eval_key(e, record)?,
@@ -93,17 +110,19 @@ impl Dedupe {
     }
 }
 
+impl SourceStage for Dedupe {
+    fn admit(&mut self, record: &Record, state: &mut dyn StateAccess) -> Result<bool, Cause> {
+        self.first(record, state)
+    }
+}
+
 impl SyncOperator for Dedupe {
     fn process(&mut self, record: Record, state: &mut dyn StateAccess, out: &mut Emit) -> Result<(), Failure> {
         match self.first(&record, state) {
-            Ok(true) => out.emit(0, record),
-            Ok(false) => out.emit(1, record),
-            Err(m) => return Err(Failure::new(record, m)),
+            Ok(true) => out.emit(Port::DEFAULT, record),
+            Ok(false) => out.emit(DUPLICATES_PORT, record),
+            Err(m) => return Err(Failure::because(record, m)),
         }
         Ok(())
-    }
-
-    fn tables(&self) -> Vec<TableSpec> {
-        vec![self.table.clone()]
     }
 }

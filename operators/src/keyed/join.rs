@@ -28,8 +28,10 @@ use toml::Spanned;
 
 use crate::api::config::ConfigError;
 use crate::api::config::{Errors, parse_optional_duration_ms};
-use crate::api::operator::{Emit, Failure, Ports, SyncOperator};
+use crate::api::kind::{Built, Kind};
+use crate::api::operator::{Cause, Emit, Failure, Port, Ports, SyncOperator};
 use crate::api::record::Record;
+use crate::api::resources::Resources;
 use crate::api::state::{StateAccess, TableSpec};
 use crate::lang::exact::short_text;
 use crate::lang::expr::Expr;
@@ -40,6 +42,8 @@ use crate::lang::path::emit_set;
 
 /// The output of stream records with no table entry (`how = "inner"`).
 pub const UNMATCHED: &str = "unmatched";
+/// The port of [`UNMATCHED`] (after the default output).
+pub const UNMATCHED_PORT: Port = Port(1);
 
 /// What happens to a stream record whose key the table lacks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -80,8 +84,46 @@ pub struct JoinConfig {
 }
 
 impl JoinConfig {
-    /// Builds the runtime half; its state table is `table`.
-    pub fn build(&self, table: &str) -> Result<Join, Vec<ConfigError>> {
+    /// The state table of node `node`: named after it, entries expiring after `ttl` (an
+    /// invalid `ttl`, reported by `check`, reads as none).
+    fn state_table(&self, node: &str) -> TableSpec {
+        TableSpec::expiring(node, parse_optional_duration_ms(&self.ttl).ok().flatten())
+    }
+
+    /// Checks `table` names one of the operator's inputs (by node name).
+    fn check_inputs(&self, inputs: &[&str]) -> Result<(), ConfigError> {
+        let t = self.table.get_ref();
+        if inputs.contains(&t.as_str()) && inputs.len() >= 2 {
+            return Ok(());
+        }
+        let msg = if inputs.contains(&t.as_str()) {
+            format!("`{t}` is the only input; a join needs a stream input besides the table")
+        } else {
+            format!("`table = \"{t}\"` is not one of the inputs")
+        };
+        Err(ConfigError::at(self.table.span(), msg).with_hint(Some(format!("inputs: {}", inputs.join(", ")))))
+    }
+}
+
+impl Kind for JoinConfig {
+    /// The outputs: the default (joined records) and `unmatched`.
+    fn ports(&self) -> Ports {
+        Ports { default: true, named: vec![UNMATCHED.to_owned()] }
+    }
+
+    fn tables(&self, node: &str) -> Vec<TableSpec> {
+        vec![self.state_table(node)]
+    }
+
+    /// The options' errors, and whether `table` names one of the inputs.
+    fn check(&self, node: &str, inputs: &[&str], resources: &Resources) -> Vec<ConfigError> {
+        let mut errors = self.build(node, resources).err().unwrap_or_default();
+        errors.extend(self.check_inputs(inputs).err());
+        errors
+    }
+
+    /// Builds the runtime half; its state table is named after the node.
+    fn build(&self, node: &str, _: &Resources) -> Result<Built, Vec<ConfigError>> {
         let mut errors = Errors::default();
         let key = errors.take(compile_expr(&self.key));
         let table_key = match &self.table_key {
@@ -97,9 +139,9 @@ impl JoinConfig {
             None => Some(None),
         };
         let into = errors.take_one(FieldPath::parse_spanned(&self.into));
-        let ttl = errors.take(parse_optional_duration_ms(&self.ttl));
+        errors.take(parse_optional_duration_ms(&self.ttl));
         errors.finish(|| {
-            Some(Join {
+            Some(Built::Sync(Box::new(Join {
                 table_input: self.table.get_ref().clone(),
                 key: key?,
                 table_key: table_key?,
@@ -107,28 +149,9 @@ impl JoinConfig {
                 delete_when: delete_when?,
                 into: into?,
                 how: self.how,
-                table: TableSpec::expiring(table, ttl?),
-            })
+                table: self.state_table(node),
+            })))
         })
-    }
-
-    /// The outputs: the default (joined records) and `unmatched`.
-    pub fn ports() -> Ports {
-        Ports { default: true, named: vec![UNMATCHED.to_owned()] }
-    }
-
-    /// Checks `table` names one of the operator's inputs (by node name).
-    pub fn check_inputs(&self, inputs: &[&str]) -> Result<(), ConfigError> {
-        let t = self.table.get_ref();
-        if inputs.contains(&t.as_str()) && inputs.len() >= 2 {
-            return Ok(());
-        }
-        let msg = if inputs.contains(&t.as_str()) {
-            format!("`{t}` is the only input; a join needs a stream input besides the table")
-        } else {
-            format!("`table = \"{t}\"` is not one of the inputs")
-        };
-        Err(ConfigError::at(self.table.span(), msg).with_hint(Some(format!("inputs: {}", inputs.join(", ")))))
     }
 }
 
@@ -146,27 +169,31 @@ pub struct Join {
 }
 
 impl Join {
-    fn update_table(&self, record: &Record, state: &mut dyn StateAccess) -> Result<(), String> {
+    fn update_table(&self, record: &Record, state: &mut dyn StateAccess) -> Result<(), Cause> {
         let key = eval_state_key(&self.table_key, record)?
             .ok_or_else(|| format!("`{}` gave null: no key", self.table_key.source()))?;
         if let Some(cond) = &self.delete_when
             && cond.eval_bool(record)?
         {
-            return state.delete(&self.table.name, key.as_bytes());
+            return Ok(state.delete(&self.table.name, key.as_bytes())?);
         }
         let value = match &self.value {
             Some(e) => e.eval_json(record)?,
             None => (*record.envelope.payload).clone(),
         };
         let bytes = serde_json::to_vec(&value).map_err(|e| e.to_string())?;
-        state.put(&self.table.name, key.as_bytes(), &bytes)
+        Ok(state.put(&self.table.name, key.as_bytes(), &bytes)?)
     }
 
-    fn lookup(&self, record: &Record, state: &mut dyn StateAccess) -> Result<Option<Value>, String> {
+    fn lookup(&self, record: &Record, state: &mut dyn StateAccess) -> Result<Option<Value>, Cause> {
         let Some(key) = eval_state_key(&self.key, record)? else { return Ok(None) };
         match state.get(&self.table.name, key.as_bytes())? {
             Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                format!("state `{}` for `{}` is not JSON: {e}", self.table.name, short_text(&shown_key(&key)))
+                Cause::Record(format!(
+                    "state `{}` for `{}` is not JSON: {e}",
+                    self.table.name,
+                    short_text(&shown_key(&key))
+                ))
             }),
             None => Ok(None),
         }
@@ -177,14 +204,14 @@ impl SyncOperator for Join {
     fn process(&mut self, record: Record, state: &mut dyn StateAccess, out: &mut Emit) -> Result<(), Failure> {
         let found = match self.lookup(&record, state) {
             Ok(f) => f,
-            Err(m) => return Err(Failure::new(record, m)),
+            Err(m) => return Err(Failure::because(record, m)),
         };
         match (found, self.how) {
             (None, JoinKind::Inner) => {
-                out.emit(1, record);
+                out.emit(UNMATCHED_PORT, record);
                 Ok(())
             }
-            (found, _) => emit_set(out, 0, record, &self.into, found.unwrap_or(Value::Null)),
+            (found, _) => emit_set(out, Port::DEFAULT, record, &self.into, found.unwrap_or(Value::Null)),
         }
     }
 
@@ -200,11 +227,7 @@ impl SyncOperator for Join {
         }
         match self.update_table(&record, state) {
             Ok(()) => Ok(()),
-            Err(m) => Err(Failure::new(record, m)),
+            Err(m) => Err(Failure::because(record, m)),
         }
-    }
-
-    fn tables(&self) -> Vec<TableSpec> {
-        vec![self.table.clone()]
     }
 }

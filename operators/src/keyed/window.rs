@@ -29,8 +29,10 @@ use toml::Spanned;
 
 use crate::api::config::ConfigError;
 use crate::api::config::{Errors, parse_duration_ms, parse_optional_duration_ms};
-use crate::api::operator::{Emit, Failure, SyncOperator};
+use crate::api::kind::{Built, Kind};
+use crate::api::operator::{Cause, Emit, Failure, Port, SyncOperator};
 use crate::api::record::{Record, format_time_ms};
+use crate::api::resources::Resources;
 use crate::api::state::{StateAccess, TableSpec};
 use crate::keyed::aggregate::{Accumulator, AggregateSpec, Function};
 use crate::lang::exact::short_text;
@@ -82,8 +84,19 @@ fn default_into() -> Spanned<String> {
 }
 
 impl WindowConfig {
-    /// Builds the runtime half; its state table is `table`.
-    pub fn build(&self, table: &str) -> Result<Window, Vec<ConfigError>> {
+    /// The state table of node `node`: named after it, kept (closed windows are deleted).
+    fn state_table(node: &str) -> TableSpec {
+        TableSpec::kept(node)
+    }
+}
+
+impl Kind for WindowConfig {
+    fn tables(&self, node: &str) -> Vec<TableSpec> {
+        vec![Self::state_table(node)]
+    }
+
+    /// Builds the runtime half; its state table is named after the node.
+    fn build(&self, node: &str, _: &Resources) -> Result<Built, Vec<ConfigError>> {
         let mut errors = Errors::default();
         let by = errors.take(compile_expr(&self.by));
         let spec = AggregateSpec::build(&self.value, &self.functions, &mut errors);
@@ -91,16 +104,16 @@ impl WindowConfig {
         let grace = errors.take(parse_optional_duration_ms(&self.grace));
         let into = errors.take_one(FieldPath::parse_spanned(&self.into));
         errors.finish(|| {
-            Some(Window {
+            Some(Built::Sync(Box::new(Window {
                 by: by?,
                 spec: spec?,
                 size_ms: size?,
                 grace_ms: grace?.unwrap_or(0),
                 emit: self.emit,
                 into: into?,
-                table: TableSpec::kept(table),
+                table: Self::state_table(node),
                 stream_time: i64::MIN,
-            })
+            })))
         })
     }
 }
@@ -147,7 +160,7 @@ impl Window {
     }
 
     /// Adds the record to its window; returns the window's report.
-    fn add(&mut self, record: &Record, state: &mut dyn StateAccess) -> Result<Value, String> {
+    fn add(&mut self, record: &Record, state: &mut dyn StateAccess) -> Result<Value, Cause> {
         let t = record.event_time_ms()?;
         let key =
             eval_state_key(&self.by, record)?.ok_or_else(|| format!("`{}` gave null: no key", self.by.source()))?;
@@ -155,14 +168,14 @@ impl Window {
         self.stream_time = self.stream_time.max(t);
         let closes_at = start.saturating_add(self.size_ms).saturating_add(self.grace_ms);
         if closes_at <= self.stream_time {
-            return Err(format!(
+            return Err(Cause::Record(format!(
                 "late: window [{}, {}) of `{}` closed at stream time {} (grace {} ms)",
                 format_time_ms(start),
                 format_time_ms(start.saturating_add(self.size_ms)),
                 short_text(&shown_key(&key)),
                 format_time_ms(self.stream_time),
                 self.grace_ms
-            ));
+            )));
         }
         let value = self.spec.value_of(record)?;
         let stored = window_key(start, &key);
@@ -179,7 +192,7 @@ impl Window {
     }
 
     /// Removes the windows stream time has closed; returns their reports in window order.
-    fn close(&mut self, state: &mut dyn StateAccess) -> Result<Vec<(i64, Value)>, String> {
+    fn close(&mut self, state: &mut dyn StateAccess) -> Result<Vec<(i64, Value)>, Cause> {
         // end + grace <= stream time  ⇔  start < stream time - grace - size + 1
         let bound = self.stream_time.saturating_sub(self.grace_ms).saturating_sub(self.size_ms).saturating_add(1);
         let table = self.table.name.clone();
@@ -200,11 +213,11 @@ impl SyncOperator for Window {
     fn process(&mut self, record: Record, state: &mut dyn StateAccess, out: &mut Emit) -> Result<(), Failure> {
         let update = match self.add(&record, state) {
             Ok(r) => r,
-            Err(m) => return Err(Failure::new(record, m)),
+            Err(m) => return Err(Failure::because(record, m)),
         };
         let closed = match self.close(state) {
             Ok(c) => c,
-            Err(m) => return Err(Failure::new(record, m)),
+            Err(m) => return Err(Failure::because(record, m)),
         };
         if self.emit == EmitMode::Close {
             for (start, report) in closed {
@@ -212,17 +225,13 @@ impl SyncOperator for Window {
                 r.envelope.timestamp = format_time_ms(start.saturating_add(self.size_ms));
                 *r.envelope.payload = Value::Object(serde_json::Map::new());
                 if let Err(m) = self.into.set(&mut r.envelope, report) {
-                    return Err(Failure::new(record, m));
+                    return Err(Failure::because(record, m));
                 }
-                out.emit(0, r);
+                out.emit(Port::DEFAULT, r);
             }
             return Ok(());
         }
-        emit_set(out, 0, record, &self.into, update)
-    }
-
-    fn tables(&self) -> Vec<TableSpec> {
-        vec![self.table.clone()]
+        emit_set(out, Port::DEFAULT, record, &self.into, update)
     }
 }
 

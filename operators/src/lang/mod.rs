@@ -1,12 +1,10 @@
-//! The languages over a record: CEL expressions ([`expr`], with constant-regex checks in
-//! [`expr_check`]), Jinja templates ([`template`]), field paths ([`path`]), keys ([`key`]),
+//! The languages over a record: CEL expressions ([`expr`], with its constant-regex checks), Jinja templates ([`template`]), field paths ([`path`]), keys ([`key`]),
 //! exact numbers across them ([`exact`]) and did-you-mean hints ([`suggest`]).
 //!
 //! Layering: `lang` uses [`crate::envelope`] and [`crate::api`]; operators build on it.
 
 pub mod exact;
 pub mod expr;
-pub mod expr_check;
 pub mod key;
 pub mod path;
 pub mod suggest;

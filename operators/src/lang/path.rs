@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::api::operator::{Emit, Failure};
+use crate::api::operator::{Emit, Failure, Port};
 use crate::api::record::Record;
 use crate::envelope::{Envelope, EnvelopeType};
 
@@ -128,7 +128,7 @@ impl FieldPath {
 /// on fails (and is dead-lettered as it was).
 pub fn emit_set(
     out: &mut Emit,
-    port: usize,
+    port: Port,
     mut record: Record,
     path: &FieldPath,
     value: serde_json::Value,

@@ -13,8 +13,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::api::config::ConfigError;
-use crate::api::operator::{Emit, Failure, SyncOperator};
+use crate::api::kind::{Built, Kind};
+use crate::api::operator::{Emit, Failure, Port, SyncOperator};
 use crate::api::record::Record;
+use crate::api::resources::Resources;
 use crate::api::state::StateAccess;
 use crate::lang::expr::{Expr, compile_expr};
 
@@ -27,10 +29,9 @@ pub struct FilterConfig {
     pub condition: Spanned<String>,
 }
 
-impl FilterConfig {
-    /// Builds the runtime half.
-    pub fn build(&self) -> Result<Filter, Vec<ConfigError>> {
-        Ok(Filter { condition: compile_expr(&self.condition)? })
+impl Kind for FilterConfig {
+    fn build(&self, _: &str, _: &Resources) -> Result<Built, Vec<ConfigError>> {
+        Ok(Built::Sync(Box::new(Filter { condition: compile_expr(&self.condition)? })))
     }
 }
 
@@ -44,7 +45,7 @@ impl SyncOperator for Filter {
     fn process(&mut self, record: Record, _state: &mut dyn StateAccess, out: &mut Emit) -> Result<(), Failure> {
         match self.condition.eval_bool(&record) {
             Ok(true) => {
-                out.emit(0, record);
+                out.emit(Port::DEFAULT, record);
                 Ok(())
             }
             Ok(false) => Ok(()),

@@ -18,8 +18,10 @@ use serde_json::Value;
 use toml::Spanned;
 
 use crate::api::config::ConfigError;
-use crate::api::operator::{Emit, Failure, SyncOperator};
+use crate::api::kind::{Built, Kind};
+use crate::api::operator::{Emit, Failure, Port, SyncOperator};
 use crate::api::record::Record;
+use crate::api::resources::Resources;
 use crate::api::state::StateAccess;
 use crate::lang::expr::Expr;
 use crate::lang::expr::compile_expr;
@@ -41,9 +43,9 @@ pub struct MapConfig {
     pub remove: Vec<Spanned<String>>,
 }
 
-impl MapConfig {
+impl Kind for MapConfig {
     /// Builds the runtime half, reporting every bad path, expression and template.
-    pub fn build(&self) -> Result<Map, Vec<ConfigError>> {
+    fn build(&self, _: &str, _: &Resources) -> Result<Built, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let mut sets = Vec::new();
         let mut renders = Vec::new();
@@ -84,7 +86,7 @@ impl MapConfig {
                 Err(e) => errors.push(e),
             }
         }
-        if errors.is_empty() { Ok(Map { sets, renders, removes }) } else { Err(errors) }
+        if errors.is_empty() { Ok(Built::Sync(Box::new(Map { sets, renders, removes }))) } else { Err(errors) }
     }
 }
 
@@ -122,7 +124,7 @@ impl SyncOperator for Map {
             .and_then(|()| self.removes.iter().try_for_each(|p| p.remove(&mut envelope)));
         match applied {
             Ok(()) => {
-                out.emit(0, Record { envelope, origin: record.origin });
+                out.emit(Port::DEFAULT, Record { envelope, origin: record.origin });
                 Ok(())
             }
             Err(message) => Err(Failure::new(record, message)),

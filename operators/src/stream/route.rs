@@ -17,8 +17,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::api::config::ConfigError;
-use crate::api::operator::{Emit, Failure, Ports, SyncOperator};
+use crate::api::kind::{Built, Kind};
+use crate::api::operator::{Emit, Failure, Port, Ports, SyncOperator};
 use crate::api::record::Record;
+use crate::api::resources::Resources;
 use crate::api::state::StateAccess;
 use crate::lang::expr::Expr;
 use crate::lang::expr::compile_expr;
@@ -58,16 +60,16 @@ pub struct RouteConfig {
     pub mode: RouteMode,
 }
 
-impl RouteConfig {
+impl Kind for RouteConfig {
     /// Outputs: one per route, then `unmatched`.
-    pub fn ports(&self) -> Ports {
+    fn ports(&self) -> Ports {
         let mut named: Vec<String> = self.routes.iter().map(|r| r.name.get_ref().clone()).collect();
         named.push(UNMATCHED.to_owned());
         Ports { default: false, named }
     }
 
     /// Builds the runtime half, reporting every bad name and condition.
-    pub fn build(&self) -> Result<Route, Vec<ConfigError>> {
+    fn build(&self, _: &str, _: &Resources) -> Result<Built, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let mut conditions = Vec::new();
         let mut seen: Vec<&str> = Vec::new();
@@ -94,8 +96,8 @@ impl RouteConfig {
             }
         }
         if errors.is_empty() {
-            let unmatched = conditions.len();
-            Ok(Route { conditions, mode: self.mode, unmatched })
+            let unmatched = Port(conditions.len());
+            Ok(Built::Sync(Box::new(Route { conditions, mode: self.mode, unmatched })))
         } else {
             Err(errors)
         }
@@ -107,7 +109,7 @@ impl RouteConfig {
 pub struct Route {
     conditions: Vec<Expr>,
     mode: RouteMode,
-    unmatched: usize,
+    unmatched: Port,
 }
 
 impl SyncOperator for Route {
@@ -116,7 +118,7 @@ impl SyncOperator for Route {
         for (port, cond) in self.conditions.iter().enumerate() {
             match cond.eval_bool(&record) {
                 Ok(true) => {
-                    hits.push(port);
+                    hits.push(Port(port));
                     if self.mode == RouteMode::First {
                         break;
                     }

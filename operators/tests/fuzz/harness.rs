@@ -9,8 +9,6 @@ pub(crate) use kafclaw_operators::envelope::{Envelope, EnvelopeType, LazyJson};
 pub(crate) use kafclaw_operators::lang::exact::Spellings;
 pub(crate) use kafclaw_operators::lang::expr::{Expr, json_to_cel};
 pub(crate) use kafclaw_operators::lang::template::Template;
-pub(crate) use kafclaw_operators::llm::budget::TokenRate;
-pub(crate) use kafclaw_operators::llm::protocol::{ChatResponse, EmbeddingResponse, Usage};
 pub(crate) use proptest::prelude::*;
 pub(crate) use proptest::sample::{Index, select};
 pub(crate) use proptest::test_runner::TestCaseError;

@@ -4,8 +4,8 @@
 use super::{InstanceError, setup};
 use crate::compiler::PhysicalPlan;
 use crate::compiler::registry::{NodeConfig, Role};
-use crate::kafka::client::ClientSettings;
-use crate::kafka::clients::CALL_TIMEOUT;
+use crate::kafka::producer::CALL_TIMEOUT;
+use crate::kafka::settings::ClientSettings;
 use crate::kafka::topics::partition_counts;
 
 /// Checks the plan can run on Kafka and that co-partitioned sources agree.

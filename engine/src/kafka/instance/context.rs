@@ -1,7 +1,6 @@
 //! What reaches the shared core from outside the poll loop: the consumer's rebalance callbacks
 //! (commit before a revoke, queue restores on an assignment) and interactive state queries.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -9,26 +8,25 @@ use rdkafka::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 
-use super::super::clients::forward_log;
-use super::super::restore::RestoreJob;
-use super::{Core, DRAIN_TIMEOUT};
+use super::{Core, DRAIN_TIMEOUT, lock};
+use crate::kafka::producer::forward_log;
+use crate::kafka::tables::restore::RestoreJob;
 use crate::runtime::query::{self, KeyValue, QueryError, StateQuery, TableReport};
 
 /// Interactive queries over the instance's committed state.
 pub(super) struct CoreQuery {
     pub(super) core: Arc<Mutex<Core>>,
-    pub(super) ttls: HashMap<String, i64>,
 }
 
 impl StateQuery for CoreQuery {
     fn inspect(&self, samples: usize) -> Result<Vec<TableReport>, QueryError> {
-        let core = self.core.lock().unwrap_or_else(|p| p.into_inner());
-        query::inspect(core.store.store().as_ref(), &self.ttls, samples)
+        let core = lock(&self.core);
+        query::inspect(core.store.store().as_ref(), &core.routes.ttls, samples)
     }
 
     fn get(&self, table: &str, key: &[u8]) -> Result<Vec<KeyValue>, QueryError> {
-        let core = self.core.lock().unwrap_or_else(|p| p.into_inner());
-        query::get(core.store.store().as_ref(), &self.ttls, table, key)
+        let core = lock(&self.core);
+        query::get(core.store.store().as_ref(), &core.routes.ttls, table, key)
     }
 }
 
@@ -39,7 +37,7 @@ pub(super) struct InstanceContext {
 
 impl InstanceContext {
     fn lock(&self) -> MutexGuard<'_, Core> {
-        self.core.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.core)
     }
 }
 
@@ -59,12 +57,11 @@ impl ConsumerContext for InstanceContext {
             core.commit_or_abort(consumer);
             // After a failure the open transaction is not committed: abort it now, so that its
             // records never hold back the partitions' next owner.
-            if core.fatal.is_some() {
+            if core.failed() {
                 core.abort_on_exit();
             }
             for e in tpl.elements() {
-                if let Some(&source) = core.source_of_topic.get(e.topic()) {
-                    let sub = core.sub_of_node[source];
+                if let Some(sub) = core.routes.sub_of_topic(e.topic()) {
                     core.drop_task(sub, e.partition());
                 }
             }
@@ -80,9 +77,8 @@ impl ConsumerContext for InstanceContext {
                 // Queue the state tables of the new partitions for restoring; the stream thread
                 // restores them right after this callback, before processing any record.
                 for e in tpl.elements() {
-                    if let Some(&source) = core.source_of_topic.get(e.topic()) {
-                        let sub = core.sub_of_node[source];
-                        for (table, journal) in core.sub_tables[sub].clone() {
+                    if let Some(sub) = core.routes.sub_of_topic(e.topic()) {
+                        for (table, journal) in core.routes.sub_tables[sub].clone() {
                             let job = RestoreJob { sub, table, partition: e.partition(), journal };
                             if !core.pending_restore.contains(&job) {
                                 core.pending_restore.push(job);

@@ -15,53 +15,24 @@
 
 use std::sync::Arc;
 
-use kafclaw_operators::api::dead_letter::headers as dl;
 use kafclaw_operators::connectors::kafka::KeyField;
 use kafclaw_operators::{DeadLetter, Origin};
 use rdkafka::error::KafkaResult;
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
 
-use super::super::clients::{Refused, send_record};
-use super::super::fault::{Fault, RecordFault, classify};
-use super::super::stats::Stats;
-use super::super::topics::changelog_topic;
-use super::{Core, headers};
+use super::Core;
+use super::fatal::Fatal;
+use crate::kafka::fault::RecordKind;
+use crate::kafka::fault::{Fault, RecordFault, classify};
+use crate::kafka::headers::{self, InputHeaders, OutputHeaders, dead_letter as dl};
+use crate::kafka::producer::{Refused, send_record};
+use crate::kafka::stats::Stats;
+use crate::kafka::topics::changelog_topic;
 use crate::runtime::task::TaskOutput;
 
 /// What librdkafka adds to a record's key, value and headers on the wire, at most (record
 /// framing, varints, timestamps), in bytes: a margin kept below the limit when cutting.
 const RECORD_OVERHEAD: usize = 1024;
-
-/// Length of a W3C `traceparent` value: `00-<32 hex>-<16 hex>-01`.
-const TRACEPARENT_LEN: usize = 55;
-
-/// Writes the output's W3C `traceparent` header value into `buf` (no allocation per record).
-fn write_traceparent<'b>(buf: &'b mut [u8; TRACEPARENT_LEN], e: &kafclaw_operators::Envelope) -> &'b [u8] {
-    match (e.trace_id.as_deref(), e.span_id.as_deref()) {
-        (Some(t), Some(s)) if t.len() == 32 && s.len() == 16 => {
-            buf[..3].copy_from_slice(b"00-");
-            buf[3..35].copy_from_slice(t.as_bytes());
-            buf[35] = b'-';
-            buf[36..52].copy_from_slice(s.as_bytes());
-            buf[52..].copy_from_slice(b"-01");
-            &buf[..]
-        }
-        // Outputs always carry both (the task stamps them); an empty header otherwise.
-        _ => &[],
-    }
-}
-
-/// Which kind of record a send is, for fault injection and for messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RecordKind {
-    /// An output to a sink topic.
-    Output,
-    /// A state table's changelog record.
-    Changelog,
-    /// A dead letter.
-    DeadLetter,
-}
 
 /// How large the instance's records may be.
 #[derive(Debug, Clone, Copy)]
@@ -160,7 +131,7 @@ impl Core {
                 None
             }
             Fault::Fatal => {
-                self.fail(format!("sending a {kind:?} record to `{topic}` failed: {e}"));
+                self.fail(Fatal::Send { kind, topic: topic.to_owned(), error: e.clone() });
                 None
             }
         }
@@ -170,6 +141,13 @@ impl Core {
     /// After an infrastructure failure nothing more is sent: the transaction will be aborted
     /// and the inputs read again.
     pub(super) fn emit(&mut self, out: &mut TaskOutput) {
+        // The store failed, not a record: nothing of this batch may commit. The transaction
+        // aborts and the tasks rewind to the committed offsets (ten aborts in a row stop the
+        // instance); nothing is dead-lettered.
+        if let Some(failure) = out.state_failure.take() {
+            tracing::warn!(stage = %failure.stage, error = %failure.error, "state store failed: aborting");
+            self.abort_needed(format!("state store failed: {failure}"));
+        }
         self.emit_records(out);
         self.emit_changelog(out);
         self.emit_dead_letters(out);
@@ -182,13 +160,12 @@ impl Core {
 
     fn emit_records(&mut self, out: &mut TaskOutput) {
         let mut buf = std::mem::take(&mut self.buf);
-        let (mut partition, mut offset) = (itoa::Buffer::new(), itoa::Buffer::new());
-        let mut traceparent = [0u8; TRACEPARENT_LEN];
+        let mut output_headers = OutputHeaders::default();
         for o in out.records.drain(..) {
             if self.stopping() {
                 break;
             }
-            let target = &self.sinks[&o.sink];
+            let target = &self.routes.sinks[&o.sink];
             let topic = target.topic.clone();
             let e = &o.envelope;
             let key = match target.key {
@@ -197,23 +174,14 @@ impl Core {
                 KeyField::Id => e.id.as_deref().map(str::as_bytes),
                 KeyField::None => None,
             };
-            let h: [(&str, &[u8]); 4] = [
-                (headers::INPUT_TOPIC, o.origin.location.as_bytes()),
-                (headers::INPUT_PARTITION, partition.format(o.origin.partition).as_bytes()),
-                (headers::INPUT_OFFSET, offset.format(o.origin.offset).as_bytes()),
-                (headers::TRACEPARENT, write_traceparent(&mut traceparent, e)),
-            ];
+            let h = output_headers.write(&o.origin.location, o.origin.partition, o.origin.offset, e);
             buf.clear();
             e.encode_into(&mut buf);
             let size = record_size(key, &buf, &h);
             let fault = match self.record_fault(&o.origin, &topic, size) {
                 Some(f) => Some(f),
                 None => {
-                    let mut headers = OwnedHeaders::new_with_capacity(4);
-                    for (k, v) in h {
-                        headers = headers.insert(Header { key: k, value: Some(v) });
-                    }
-                    let mut record = BaseRecord::to(&topic).payload(&buf[..]).headers(headers);
+                    let mut record = BaseRecord::to(&topic).payload(&buf[..]).headers(headers::owned(&h));
                     if let Some(k) = key {
                         record = record.key(k);
                     }
@@ -239,17 +207,13 @@ impl Core {
     }
 
     fn emit_changelog(&mut self, out: &mut TaskOutput) {
+        let mut input_headers = InputHeaders::default();
         for w in std::mem::take(&mut out.changelog) {
             if self.stopping() {
                 break;
             }
             let topic = changelog_topic(&self.plan, &w.table);
-            let (partition, offset) = (w.origin.partition.to_string(), w.origin.offset.to_string());
-            let h: [(&str, &[u8]); 3] = [
-                (headers::INPUT_TOPIC, w.origin.location.as_bytes()),
-                (headers::INPUT_PARTITION, partition.as_bytes()),
-                (headers::INPUT_OFFSET, offset.as_bytes()),
-            ];
+            let h = input_headers.write(&w.origin.location, w.origin.partition, w.origin.offset);
             let size = record_size(Some(&w.key), w.value.as_deref().unwrap_or_default(), &h);
             let mut fault = self.record_fault(&w.origin, &topic, size);
             loop {
@@ -259,11 +223,8 @@ impl Core {
                 if value.is_none() && w.value.is_some() {
                     self.store.delete(&w.table, w.partition as u32, &w.key);
                 }
-                let mut headers = OwnedHeaders::new_with_capacity(3);
-                for (k, v) in h {
-                    headers = headers.insert(Header { key: k, value: Some(v) });
-                }
-                let mut record = BaseRecord::to(&topic).key(&w.key[..]).partition(w.partition).headers(headers);
+                let mut record =
+                    BaseRecord::to(&topic).key(&w.key[..]).partition(w.partition).headers(headers::owned(&h));
                 if let Some(v) = value {
                     record = record.payload(v);
                 }
@@ -289,7 +250,7 @@ impl Core {
     }
 
     fn emit_dead_letters(&mut self, out: &mut TaskOutput) {
-        let dlq = self.dlq_topic.clone();
+        let dlq = self.routes.dlq_topic.clone();
         for mut letter in std::mem::take(&mut out.dead_letters) {
             if self.stopping() {
                 break;
@@ -311,10 +272,7 @@ impl Core {
             let cap = self.limits.copy_cap(&letter);
             letter.cut_raw(cap);
             loop {
-                let mut h = OwnedHeaders::new();
-                for (k, v) in letter.headers() {
-                    h = h.insert(Header { key: k, value: Some(&v) });
-                }
+                let h = headers::dead_letter_headers(&letter);
                 tracing::debug!(stage = %letter.stage, input = %letter.describe_input(), error = %letter.error, "record dead-lettered");
                 let record = BaseRecord::to(&dlq).payload(&letter.raw[..]).headers(h);
                 match self.send_kind(RecordKind::DeadLetter, record) {

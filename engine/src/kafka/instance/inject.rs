@@ -9,7 +9,7 @@
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
-use super::emit::RecordKind;
+use crate::kafka::fault::RecordKind;
 
 /// The environment variable.
 pub const ENV: &str = "KAFCLAW_INJECT_SEND_FAILURE";

@@ -20,11 +20,12 @@ use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::producer::{Producer, PurgeConfig};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::super::clients::{CALL_TIMEOUT, new_producer};
-use super::super::fault::{Fault, classify};
-use super::super::stats::Stats;
 use super::context::InstanceContext;
+use super::fatal::Fatal;
 use super::{Core, SWEEP_INTERVAL};
+use crate::kafka::fault::{Fault, classify};
+use crate::kafka::producer::{CALL_TIMEOUT, new_producer};
+use crate::kafka::stats::Stats;
 
 /// Aborts in a row (no successful commit between them) after which the instance stops with an
 /// error instead of trying again: a restart (by the orchestrator) starts from the last commit.
@@ -34,17 +35,16 @@ const MAX_ABORTS_IN_A_ROW: u32 = 10;
 const MAX_REFUSED_INPUTS: usize = 100_000;
 
 impl Core {
-    /// The instance must stop: keeps the first cause. Nothing is committed from here on; the
-    /// loop aborts the open transaction and returns the error.
-    pub(super) fn fail(&mut self, why: impl Into<String>) {
-        let why = why.into();
-        match &self.fatal {
-            None => {
-                tracing::error!(error = %why, "the instance must stop; nothing more is committed");
-                self.fatal = Some(why);
+    /// Begins the transaction if none is open (exactly-once); `false` on a fatal error.
+    pub(super) fn begin(&mut self) -> bool {
+        if self.eos && !self.in_txn {
+            if let Err(e) = self.producer.begin_transaction() {
+                self.fail(Fatal::Begin(e));
+                return false;
             }
-            Some(first) => tracing::warn!(error = %why, first = %first, "a further failure while stopping"),
+            self.in_txn = true;
         }
+        true
     }
 
     /// The open transaction must be aborted (and the inputs read again) before anything else.
@@ -54,16 +54,7 @@ impl Core {
 
     /// Whether sending and committing have stopped (an abort or a stop is due).
     pub(super) fn stopping(&self) -> bool {
-        self.fatal.is_some() || self.pending_abort.is_some()
-    }
-
-    /// Replay: the partitions that reported their end before this commit are done.
-    fn settle_until(&mut self) {
-        if let Some(until) = &mut self.until {
-            for tp in self.at_end.drain(..) {
-                until.remove(&tp);
-            }
-        }
+        self.failed() || self.pending_abort.is_some()
     }
 
     /// Deletes what the tasks' TTL tables hold past its time, inside the open transaction
@@ -78,7 +69,7 @@ impl Core {
             match task.sweep(&mut self.store, &mut out) {
                 Ok(n) => swept += n,
                 Err(e) => {
-                    self.fail(format!("sweeping expired state: {e}"));
+                    self.fail(Fatal::Sweep(e.to_string()));
                     break;
                 }
             }
@@ -94,7 +85,7 @@ impl Core {
     fn take_delivery_fatal(&mut self) {
         let fatal = self.deliveries.fatal.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(f) = fatal {
-            self.fail(f);
+            self.fail(Fatal::Producer(f));
         }
     }
 
@@ -112,16 +103,17 @@ impl Core {
             }
         }
         if self.positions.is_empty() && !self.in_txn {
-            self.settle_until();
+            self.until.settle();
             return Ok(());
         }
         // Offsets are committed only below inputs whose asynchronous work is unfinished.
         let mut tpl = TopicPartitionList::new();
         let mut committing = Vec::new();
         for ((topic, partition), next) in &self.positions {
-            let unfinished = self.source_of_topic.get(&**topic).and_then(|&s| {
-                self.tasks.get(&(self.sub_of_node[s], *partition)).and_then(|t| t.first_unfinished(topic))
-            });
+            let unfinished = self
+                .routes
+                .sub_of_topic(topic)
+                .and_then(|sub| self.tasks.get(&(sub, *partition)).and_then(|t| t.first_unfinished(topic)));
             let offset = unfinished.map_or(*next, |u| u.min(*next));
             tpl.add_partition_offset(topic, *partition, Offset::Offset(offset))?;
             committing.push(((topic.clone(), *partition), offset));
@@ -152,7 +144,7 @@ impl Core {
             }
         }
         self.aborts_in_a_row = 0;
-        self.settle_until();
+        self.until.settle();
         for (tp, offset) in committing {
             if self.positions.get(&tp).is_some_and(|next| *next <= offset) {
                 self.positions.remove(&tp);
@@ -167,10 +159,12 @@ impl Core {
             self.deliveries.changelog_ends.lock().unwrap_or_else(|p| p.into_inner()).drain().collect();
         let checkpoints = ends
             .into_iter()
-            .filter_map(|((topic, p), end)| self.changelog_tables.get(&topic).map(|t| (t.clone(), p as u32, end + 1)))
+            .filter_map(|((topic, p), end)| {
+                self.routes.changelog_tables.get(&topic).map(|t| (t.clone(), p as u32, end + 1))
+            })
             .collect();
         if let Err(e) = self.store.seal(checkpoints) {
-            self.fail(format!("sealing state after a commit: {e}"));
+            self.fail(Fatal::Seal(e));
         }
         Stats::add(&self.stats.commits, 1);
         Ok(())
@@ -184,7 +178,7 @@ impl Core {
         self.aborts_in_a_row += 1;
         if self.eos && self.in_txn {
             if let Err(e) = self.abort_open_transaction() {
-                self.fail(format!("abort transaction: {e}"));
+                self.fail(Fatal::Abort(e));
                 return;
             }
             self.in_txn = false;
@@ -193,7 +187,7 @@ impl Core {
             match new_producer(&self.producer_config, &self.deliveries) {
                 Ok(p) => self.producer = p,
                 Err(e) => {
-                    self.fail(format!("restarting the producer after an abort: {e}"));
+                    self.fail(Fatal::ProducerRestart(e));
                     return;
                 }
             }
@@ -207,7 +201,7 @@ impl Core {
         // Failed deliveries up to here belong to what is being read again.
         self.delivery_failures_seen = self.deliveries.failures.load(Ordering::Relaxed);
         if self.aborts_in_a_row > MAX_ABORTS_IN_A_ROW {
-            self.fail(format!("{} aborts in a row; the last: {why}", self.aborts_in_a_row));
+            self.fail(Fatal::TooManyAborts { count: self.aborts_in_a_row, last: why.to_owned() });
         }
         self.positions.clear();
         // Tasks start afresh from the committed state; work they had in flight is forgotten
@@ -226,7 +220,7 @@ impl Core {
             consumer.seek_partitions(seek, CALL_TIMEOUT).map(|_| ())
         });
         if let Err(e) = rewound {
-            self.fail(format!("rewinding after an abort failed: {e}"));
+            self.fail(Fatal::Rewind(e));
         }
     }
 
@@ -262,11 +256,28 @@ impl Core {
         }
     }
 
+    /// The loop's commit step: serves the producer's delivery reports, then aborts when a
+    /// failed send made that due, and commits when the interval is up. Nothing is committed
+    /// once the instance must stop.
+    pub(super) fn commit_if_due(&mut self, consumer: &BaseConsumer<InstanceContext>) {
+        self.producer.poll(Duration::ZERO);
+        if let Some(why) = self.pending_abort.clone()
+            && !self.failed()
+        {
+            self.abort(consumer, &why);
+            self.next_commit = Instant::now() + self.commit_interval;
+        }
+        if !self.failed() && Instant::now() >= self.next_commit {
+            self.commit_or_abort(consumer);
+            self.next_commit = Instant::now() + self.commit_interval;
+        }
+    }
+
     /// Commits, or aborts and rewinds. Once the instance must stop, or an abort is due,
     /// nothing is committed: a due abort happens here, a stop's in the loop on the way out.
     pub(super) fn commit_or_abort(&mut self, consumer: &BaseConsumer<InstanceContext>) {
         self.take_delivery_fatal();
-        if self.fatal.is_some() {
+        if self.failed() {
             return;
         }
         if let Some(why) = self.pending_abort.clone() {
@@ -275,8 +286,8 @@ impl Core {
         if let Err(e) = self.commit(consumer) {
             self.take_delivery_fatal();
             match classify(&e) {
-                Fault::Fatal => self.fail(format!("commit: {e}")),
-                _ if self.fatal.is_some() => {}
+                Fault::Fatal => self.fail(Fatal::Commit(e)),
+                _ if self.failed() => {}
                 _ => self.abort(consumer, &format!("commit: {e}")),
             }
         } else if let Some(why) = self.pending_abort.clone() {

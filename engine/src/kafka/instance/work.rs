@@ -8,7 +8,26 @@ use super::{Core, TaskKey};
 use crate::runtime::executor::Done;
 use crate::runtime::task::{Task, TaskOutput};
 
+/// Most asynchronous calls in flight per instance before polling pauses.
+const MAX_IN_FLIGHT: usize = 10_000;
+
 impl Core {
+    /// The loop's first step: finishes the asynchronous work that completed (pausing for it
+    /// while too much is in flight); returns how long the next poll may wait: until the commit
+    /// is due, at most 100 ms, and 2 ms while work is in flight.
+    pub(super) fn finish_ready(&mut self) -> Duration {
+        let mut wait = self.next_commit.saturating_duration_since(Instant::now()).min(Duration::from_millis(100));
+        if self.in_flight() > 0 {
+            // Outcomes arrive on the executor's channel: poll briefly, then finish them.
+            wait = wait.min(Duration::from_millis(2));
+            self.complete_ready(Duration::ZERO);
+        }
+        while self.in_flight() >= MAX_IN_FLIGHT && !self.failed() {
+            self.complete_ready(Duration::from_millis(100));
+        }
+        wait
+    }
+
     /// Hands the work a task started to the executor.
     pub(super) fn spawn(&mut self, out: &mut TaskOutput, sub: usize, partition: i32) {
         if out.spawned.is_empty() {

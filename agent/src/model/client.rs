@@ -1,0 +1,394 @@
+//! The client that calls a model (reqwest): retries with exponential backoff and jitter,
+//! `Retry-After` honoured, adaptive concurrency, token rates; offline, the recording answers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::limiter::Limiter;
+use super::protocol::{ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, Message, ToolSpec, Usage};
+use super::recording::{Recorded, Recording};
+
+/// A model's answer, with what it took.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// The text.
+    pub content: String,
+    /// Tools the model asks to call.
+    pub tool_calls: Vec<super::protocol::ToolCall>,
+    /// Token counts (zeros when the endpoint reports none).
+    pub usage: Usage,
+    /// The model that answered.
+    pub model: String,
+    /// Why it stopped.
+    pub finish_reason: Option<String>,
+    /// HTTP attempts made.
+    pub attempts: u32,
+    /// Time from the first attempt to the answer.
+    pub latency: Duration,
+}
+
+/// What one model endpoint has done in this process (for `/stats` and run summaries).
+#[derive(Debug, Default)]
+pub struct ModelUsage {
+    calls: AtomicU64,
+    attempts: AtomicU64,
+    throttled: AtomicU64,
+    failures: AtomicU64,
+    prompt_tokens: AtomicU64,
+    completion_tokens: AtomicU64,
+}
+
+/// A copy of [`ModelUsage`], with the limiter's state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct UsageSnapshot {
+    /// Calls answered.
+    pub calls: u64,
+    /// HTTP attempts (retries included).
+    pub attempts: u64,
+    /// 429 answers.
+    pub throttled: u64,
+    /// Calls that failed for good.
+    pub failures: u64,
+    /// Prompt tokens of the answered calls.
+    pub prompt_tokens: u64,
+    /// Completion tokens of the answered calls.
+    pub completion_tokens: u64,
+    /// Calls that may be in flight now (adaptive).
+    pub concurrency_limit: u64,
+    /// Most calls in flight at once.
+    pub peak_in_flight: u64,
+}
+
+/// A call that failed for good.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("model `{model}`: {message} (after {attempts} attempt(s))")]
+pub struct CallError {
+    /// The model's name in the topology.
+    pub model: String,
+    /// HTTP attempts made.
+    pub attempts: u32,
+    /// The last error.
+    pub message: String,
+}
+
+/// Calls one endpoint. Shared by every task of an instance, so its limiter bounds the
+/// instance's calls.
+#[derive(Debug)]
+pub struct ModelClient {
+    pub(super) name: String,
+    pub(super) model: String,
+    /// The recording, when the model runs offline.
+    pub(super) recorded: Option<Recording>,
+    pub(super) usage: ModelUsage,
+    /// Tokens per minute, when limited.
+    pub(super) rate: Option<super::rate::TokenRate>,
+    pub(super) chat_url: reqwest::Url,
+    pub(super) embeddings_url: reqwest::Url,
+    pub(super) api_key: Option<String>,
+    pub(super) http: reqwest::Client,
+    pub(super) limiter: Arc<Limiter>,
+    pub(super) max_attempts: u32,
+    pub(super) backoff: Duration,
+    pub(super) max_backoff: Duration,
+    pub(super) temperature: Option<f64>,
+    pub(super) max_tokens: Option<u32>,
+}
+
+/// `<base>/<path>`.
+pub(super) fn endpoint(base: &str, path: &str) -> Result<reqwest::Url, String> {
+    reqwest::Url::parse(&format!("{}/{path}", base.trim_end_matches('/'))).map_err(|e| format!("not a URL: {e}"))
+}
+
+/// Vectors for texts, with what they took.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embedded {
+    /// One vector per text, in order.
+    pub vectors: Vec<Vec<f32>>,
+    /// Token counts.
+    pub usage: Usage,
+    /// The model that answered.
+    pub model: String,
+    /// HTTP attempts made.
+    pub attempts: u32,
+    /// Time from the first attempt to the answer.
+    pub latency: Duration,
+}
+
+enum Attempt<R> {
+    Done(R),
+    /// Retry after at least this long (`Retry-After`), or the backoff when `None`.
+    Retry(String, Option<Duration>),
+    Fail(String),
+}
+
+/// A `Retry-After` value: seconds, or an HTTP date.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let wait = at.signed_duration_since(chrono::Utc::now()).num_milliseconds();
+    Some(Duration::from_millis(wait.max(0) as u64))
+}
+
+impl ModelClient {
+    /// The model's name in the topology.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The entry a journal export holds for `operator`'s record `key`: `None` when the model
+    /// is live; `Some(Err)` when it runs from a journal export that lacks the record.
+    pub fn recorded_entry(&self, operator: &str, key: &str) -> Option<Result<&serde_json::Value, CallError>> {
+        let r = self.recorded.as_ref().filter(|r| !r.journal.is_empty())?;
+        Some(r.journal.get(&(operator.to_owned(), key.to_owned())).ok_or_else(|| {
+            self.error(
+                1,
+                format!("not in the recording: it holds no journal entry of operator `{operator}` for `{key}`"),
+            )
+        }))
+    }
+
+    /// The limiter (for metrics and benchmarks: current limit, peak in flight).
+    pub fn limiter(&self) -> &Arc<Limiter> {
+        &self.limiter
+    }
+
+    /// What the client has done so far.
+    pub fn usage(&self) -> UsageSnapshot {
+        let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let u = &self.usage;
+        UsageSnapshot {
+            calls: l(&u.calls),
+            attempts: l(&u.attempts),
+            throttled: l(&u.throttled),
+            failures: l(&u.failures),
+            prompt_tokens: l(&u.prompt_tokens),
+            completion_tokens: l(&u.completion_tokens),
+            concurrency_limit: self.limiter.limit() as u64,
+            peak_in_flight: self.limiter.peak() as u64,
+        }
+    }
+
+    fn count(&self, result: &Result<Answer, CallError>) {
+        let add = |c: &AtomicU64, n: u64| {
+            c.fetch_add(n, Ordering::Relaxed);
+        };
+        match result {
+            Ok(a) => {
+                add(&self.usage.calls, 1);
+                add(&self.usage.attempts, u64::from(a.attempts));
+                add(&self.usage.prompt_tokens, a.usage.prompt_tokens);
+                add(&self.usage.completion_tokens, a.usage.completion_tokens);
+            }
+            Err(e) => {
+                add(&self.usage.failures, 1);
+                add(&self.usage.attempts, u64::from(e.attempts));
+            }
+        }
+    }
+
+    /// One HTTP attempt: POST `body` to `url`, and judge the answer (`usable` says why a
+    /// well-formed answer cannot be used).
+    async fn attempt<B: Serialize, R: DeserializeOwned>(
+        &self,
+        url: &reqwest::Url,
+        body: &B,
+        usable: fn(&R) -> Result<(), String>,
+    ) -> Attempt<R> {
+        let _permit = self.limiter.acquire().await;
+        let mut call = self.http.post(url.clone()).json(body);
+        if let Some(key) = &self.api_key {
+            call = call.bearer_auth(key);
+        }
+        let resp = match call.send().await {
+            Ok(r) => r,
+            Err(e) if e.is_timeout() => return Attempt::Retry("timed out".into(), None),
+            Err(e) => return Attempt::Retry(format!("request failed: {e}"), None),
+        };
+        let status = resp.status();
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            self.usage.throttled.fetch_add(1, Ordering::Relaxed);
+            self.limiter.throttled();
+            return Attempt::Retry("HTTP 429 (rate limited)".into(), retry_after(resp.headers()));
+        }
+        let wait = retry_after(resp.headers());
+        let body = match resp.bytes().await {
+            Ok(b) => b,
+            Err(e) if e.is_timeout() => return Attempt::Retry("timed out reading the answer".into(), None),
+            Err(e) => return Attempt::Retry(format!("reading the answer: {e}"), None),
+        };
+        let snippet = || String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+        if status.is_server_error() || status == reqwest::StatusCode::REQUEST_TIMEOUT {
+            return Attempt::Retry(format!("HTTP {status}: {}", snippet()), wait);
+        }
+        if !status.is_success() {
+            return Attempt::Fail(format!("HTTP {status}: {}", snippet()));
+        }
+        match serde_json::from_slice::<R>(&body) {
+            Ok(r) => match usable(&r) {
+                Ok(()) => {
+                    self.limiter.succeeded();
+                    Attempt::Done(r)
+                }
+                Err(why) => Attempt::Retry(format!("malformed answer: {why}"), None),
+            },
+            Err(e) => Attempt::Retry(format!("malformed answer ({e}): {}", snippet()), None),
+        }
+    }
+
+    /// Attempts until an answer comes, a failure is final or the attempts are used up:
+    /// exponential backoff with full jitter between attempts, a `Retry-After` as a floor.
+    async fn with_retries<B: Serialize, R: DeserializeOwned>(
+        &self,
+        url: &reqwest::Url,
+        body: &B,
+        usable: fn(&R) -> Result<(), String>,
+    ) -> Result<(R, u32), CallError> {
+        let mut last = String::new();
+        for attempt in 1..=self.max_attempts {
+            match self.attempt(url, body, usable).await {
+                Attempt::Done(r) => return Ok((r, attempt)),
+                Attempt::Fail(m) => return Err(self.error(attempt, m)),
+                Attempt::Retry(m, wait) => {
+                    tracing::debug!(model = %self.name, attempt, error = %m, "model call will be retried");
+                    last = m;
+                    if attempt < self.max_attempts {
+                        let ceiling = self.backoff.saturating_mul(1 << (attempt - 1).min(16)).min(self.max_backoff);
+                        let jittered = ceiling.mul_f64(fastrand::f64());
+                        let wait = wait.map_or(jittered, |w| w.min(self.max_backoff).max(jittered));
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+            }
+        }
+        Err(self.error(self.max_attempts, last))
+    }
+
+    /// Embeds `texts` in one `/embeddings` call (retried like chat calls).
+    pub async fn embed(&self, texts: Vec<String>) -> Result<Embedded, CallError> {
+        if self.recorded.is_some() {
+            return Err(self.error(1, "a recorded model cannot embed; configure a live endpoint".into()));
+        }
+        let n = texts.len();
+        let request = EmbeddingRequest { model: self.model.clone(), input: texts };
+        let started = Instant::now();
+        fn usable(r: &EmbeddingResponse) -> Result<(), String> {
+            match r.data.iter().map(|d| d.embedding.len()).collect::<std::collections::BTreeSet<_>>().len() {
+                0 | 1 => Ok(()),
+                _ => Err("vectors of different lengths".into()),
+            }
+        }
+        let result = self.with_retries(&self.embeddings_url, &request, usable).await.and_then(|(r, attempts)| {
+            let mut data = r.data;
+            data.sort_by_key(|d| d.index);
+            if data.len() != n || data.iter().enumerate().any(|(i, d)| d.index != i || d.embedding.is_empty()) {
+                return Err(self.error(attempts, format!("asked for {n} vector(s), got {}", data.len())));
+            }
+            Ok(Embedded {
+                vectors: data.into_iter().map(|d| d.embedding).collect(),
+                usage: r.usage.unwrap_or_default(),
+                model: r.model.unwrap_or_else(|| self.model.clone()),
+                attempts,
+                latency: started.elapsed(),
+            })
+        });
+        let add = |c: &AtomicU64, v: u64| {
+            c.fetch_add(v, Ordering::Relaxed);
+        };
+        match &result {
+            Ok(e) => {
+                add(&self.usage.calls, 1);
+                add(&self.usage.attempts, u64::from(e.attempts));
+                add(&self.usage.prompt_tokens, e.usage.prompt_tokens);
+            }
+            Err(e) => {
+                add(&self.usage.failures, 1);
+                add(&self.usage.attempts, u64::from(e.attempts));
+            }
+        }
+        result
+    }
+
+    /// Sends `messages` offering `tools`; retries what can be retried; fails after the
+    /// configured attempts.
+    pub async fn chat(&self, messages: Vec<Message>, tools: Vec<ToolSpec>) -> Result<Answer, CallError> {
+        let estimated = super::rate::estimate(
+            messages.iter().filter_map(|m| m.content.as_deref()).map(str::len).sum(),
+            self.max_tokens,
+        );
+        if let (Some(rate), None) = (&self.rate, &self.recorded) {
+            rate.take(estimated).await;
+        }
+        let result = self.chat_inner(messages, tools).await;
+        if let (Some(rate), None) = (&self.rate, &self.recorded) {
+            rate.settle(estimated, result.as_ref().map_or(0, |a| a.usage.total_tokens));
+        }
+        self.count(&result);
+        result
+    }
+
+    async fn chat_inner(&self, messages: Vec<Message>, tools: Vec<ToolSpec>) -> Result<Answer, CallError> {
+        let request = ChatRequest {
+            model: self.model.clone(),
+            messages,
+            temperature: self.temperature,
+            max_tokens: self.max_tokens,
+            tools,
+        };
+        let started = Instant::now();
+        if let Some(recorded) = &self.recorded {
+            return self.replay_recorded(&recorded.answers, &request.messages, started);
+        }
+        fn usable(r: &ChatResponse) -> Result<(), String> {
+            if r.choices.is_empty() { Err("no choices".into()) } else { Ok(()) }
+        }
+        let (r, attempts) = self.with_retries(&self.chat_url, &request, usable).await?;
+        let choice = r.choices.into_iter().next().expect("checked non-empty");
+        Ok(Answer {
+            content: choice.message.content.unwrap_or_default(),
+            tool_calls: choice.message.tool_calls,
+            usage: r.usage.unwrap_or_default(),
+            model: r.model.unwrap_or_else(|| self.model.clone()),
+            finish_reason: choice.finish_reason,
+            attempts,
+            latency: started.elapsed(),
+        })
+    }
+
+    fn replay_recorded(
+        &self,
+        recorded: &[Recorded],
+        messages: &[Message],
+        started: Instant,
+    ) -> Result<Answer, CallError> {
+        let prompt = messages.iter().rev().find(|m| m.role == "user").and_then(|m| m.content.as_deref()).unwrap_or("");
+        let first_line = prompt.lines().next().unwrap_or_default().trim();
+        let hit = recorded
+            .iter()
+            .find(|r| r.prompt == prompt)
+            .or_else(|| recorded.iter().find(|r| r.prompt == first_line))
+            .or_else(|| recorded.iter().find(|r| r.prompt == "*"));
+        match hit {
+            Some(r) => Ok(Answer {
+                content: r.answer.clone(),
+                tool_calls: Vec::new(),
+                usage: r.usage,
+                model: format!("recorded:{}", self.model),
+                finish_reason: Some("recorded".into()),
+                attempts: 1,
+                latency: started.elapsed(),
+            }),
+            None => Err(self.error(1, format!("no recorded answer for the prompt {prompt:?}"))),
+        }
+    }
+
+    fn error(&self, attempts: u32, message: String) -> CallError {
+        CallError { model: self.name.clone(), attempts, message }
+    }
+}

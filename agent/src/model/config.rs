@@ -1,0 +1,209 @@
+//! Models: `[models.<name>]` in a topology, and the client that calls one (reqwest): retries
+//! with exponential backoff and jitter, `Retry-After` honoured, adaptive concurrency.
+//!
+//! ```toml
+//! [models.fast]
+//! base_url = "https://api.openai.com/v1"     # or OpenRouter, vLLM, Ollama (http://127.0.0.1:11434/v1)
+//! model = "gpt-4o-mini"
+//! api_key_env = "OPENAI_API_KEY"
+//! timeout = "60s"
+//! max_concurrency = 64
+//! ```
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::client::{ModelClient, ModelUsage, endpoint};
+use super::limiter::Limiter;
+use super::recording::Recording;
+use kafclaw_operators::api::config::ConfigError;
+use kafclaw_operators::api::config::{Errors, parse_duration_ms};
+
+/// Config of one model endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Base URL of the OpenAI-compatible API (the part before `/chat/completions` and
+    /// `/embeddings`), e.g.
+    /// `https://api.openai.com/v1`, `https://openrouter.ai/api/v1`, `http://127.0.0.1:11434/v1`.
+    pub base_url: Spanned<String>,
+    /// The model's name at the endpoint.
+    pub model: String,
+    /// Name of the environment variable holding the API key, sent as a bearer token. Without
+    /// it, or with the variable unset (local servers such as Ollama), no `Authorization`
+    /// header is sent (a warning says so when the variable is named but unset).
+    #[serde(default)]
+    pub api_key_env: Option<Spanned<String>>,
+    /// Time limit of one HTTP attempt.
+    #[serde(default = "default_timeout")]
+    pub timeout: Spanned<String>,
+    /// Most calls in flight per instance; lowered adaptively while the endpoint answers 429.
+    #[serde(default = "default_concurrency")]
+    pub max_concurrency: usize,
+    /// Attempts per call (429s, 5xx, timeouts and malformed answers are retried) before the
+    /// record is dead-lettered.
+    #[serde(default = "default_attempts")]
+    pub max_attempts: Spanned<u32>,
+    /// Delay before the first retry; doubled per attempt, with full jitter.
+    #[serde(default = "default_backoff")]
+    pub backoff: Spanned<String>,
+    /// Longest delay between attempts (also caps a `Retry-After`).
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff: Spanned<String>,
+    /// Sampling temperature sent with every call.
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    /// Completion token cap sent with every call.
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+    /// Tokens per minute this instance may use at the endpoint; calls wait for room before
+    /// they are sent (estimated from the prompt, corrected by the reported usage).
+    #[serde(default)]
+    pub tokens_per_minute: Option<u64>,
+    /// Environment variable that, when set, replaces `base_url` (and, with `recorded`, turns
+    /// live calls on), e.g. `KAFCLAW_MODEL_URL`.
+    #[serde(default)]
+    pub base_url_env: Option<String>,
+    /// Environment variable that, when set, replaces `model`.
+    #[serde(default)]
+    pub model_env: Option<String>,
+    /// A JSON Lines file of recorded answers, relative to the topology file, used when no live
+    /// endpoint is configured (`base_url_env` unset). Two kinds of line: `{"prompt": …,
+    /// "answer": …}` (`prompt` matches the user message or its first line, `"*"` any; every
+    /// such answer says so: `usage.model` is `recorded:<model>`), and the lines of
+    /// `kafclaw journal export` (`{"operator", "key", "entry"}`), which give each record the
+    /// very answer (or vector) a previous run journalled for it, so the run's outputs are
+    /// reproduced exactly; a record the export does not hold is dead-lettered.
+    #[serde(default)]
+    pub recorded: Option<String>,
+}
+
+/// The error of an operator naming a model no `[models.<name>]` table declares.
+pub fn undeclared_model(name: &Spanned<String>) -> ConfigError {
+    ConfigError::at(name.span(), format!("model `{}` is not declared", name.get_ref()))
+        .with_hint(Some(format!("add a [models.{}] table", name.get_ref())))
+}
+
+fn spanned(s: &str) -> Spanned<String> {
+    Spanned::new(0..0, s.to_owned())
+}
+fn default_timeout() -> Spanned<String> {
+    spanned("60s")
+}
+fn default_concurrency() -> usize {
+    16
+}
+fn default_attempts() -> Spanned<u32> {
+    Spanned::new(0..0, 4)
+}
+fn default_backoff() -> Spanned<String> {
+    spanned("500ms")
+}
+fn default_max_backoff() -> Spanned<String> {
+    spanned("30s")
+}
+
+impl ModelConfig {
+    /// Checks the options (no network, no environment).
+    pub fn check(&self) -> Vec<ConfigError> {
+        match self.settings_without_key() {
+            Ok(_) => Vec::new(),
+            Err(e) => e,
+        }
+    }
+
+    fn settings_without_key(&self) -> Result<(String, Duration, Duration, Duration), Vec<ConfigError>> {
+        let mut errors = Errors::default();
+        let url = errors.take_one(
+            endpoint(self.base_url.get_ref(), "chat/completions")
+                .map(|_| self.base_url.get_ref().clone())
+                .map_err(|e| ConfigError::at(self.base_url.span(), e)),
+        );
+        if *self.max_attempts.get_ref() == 0 {
+            errors.push(ConfigError::at(self.max_attempts.span(), "`max_attempts` must be at least 1"));
+        }
+        let ms = |v: &Spanned<String>, errors: &mut Errors| errors.take(parse_duration_ms(v));
+        let timeout = ms(&self.timeout, &mut errors);
+        let backoff = ms(&self.backoff, &mut errors);
+        let max_backoff = ms(&self.max_backoff, &mut errors);
+        errors.finish(|| {
+            let d = |v: i64| Duration::from_millis(v as u64);
+            Some((url?, d(timeout?), d(backoff?), d(max_backoff?)))
+        })
+    }
+
+    /// Whether calls go to the recording (no live endpoint configured).
+    pub fn is_recorded(&self) -> bool {
+        self.recorded.is_some() && self.base_url_env.as_ref().is_none_or(|v| std::env::var_os(v).is_none())
+    }
+
+    /// Builds the client (reads the API key, and any URL and model overrides, from the
+    /// environment now).
+    pub fn client(&self, name: &str) -> Result<ModelClient, String> {
+        let (mut base, timeout, backoff, max_backoff) =
+            self.settings_without_key().map_err(|e| e.into_iter().map(|e| e.message).collect::<Vec<_>>().join("; "))?;
+        if let Some(Ok(b)) = self.base_url_env.as_ref().map(std::env::var) {
+            base = b;
+        }
+        let chat_url = endpoint(&base, "chat/completions").map_err(|e| format!("model `{name}`: {base}: {e}"))?;
+        let embeddings_url = endpoint(&base, "embeddings").map_err(|e| format!("model `{name}`: {base}: {e}"))?;
+        let model = match self.model_env.as_ref().map(std::env::var) {
+            Some(Ok(m)) => m,
+            _ => self.model.clone(),
+        };
+        let recorded = if self.is_recorded() {
+            let path = self.recorded.as_deref().unwrap_or_default();
+            let text = std::fs::read_to_string(path).map_err(|e| format!("model `{name}`: recording {path}: {e}"))?;
+            let recording = Recording::parse(path, &text).map_err(|e| format!("model `{name}`: {e}"))?;
+            tracing::warn!(
+                model = name,
+                recording = path,
+                answers = recording.answers.len(),
+                journal_entries = recording.journal.len(),
+                "no live model configured: answers come from a recording"
+            );
+            Some(recording)
+        } else {
+            None
+        };
+        let api_key = match &self.api_key_env {
+            _ if recorded.is_some() => None,
+            None => None,
+            Some(var) => match std::env::var(var.get_ref()) {
+                Ok(key) => Some(key),
+                Err(_) => {
+                    tracing::warn!(
+                        model = name,
+                        variable = var.get_ref().as_str(),
+                        "API key variable unset: calling without authorization"
+                    );
+                    None
+                }
+            },
+        };
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .build()
+            .map_err(|e| format!("model `{name}`: {e}"))?;
+        Ok(ModelClient {
+            name: name.to_owned(),
+            model,
+            recorded,
+            usage: ModelUsage::default(),
+            rate: self.tokens_per_minute.map(super::rate::TokenRate::new),
+            chat_url,
+            embeddings_url,
+            api_key,
+            http,
+            limiter: Limiter::new(self.max_concurrency),
+            max_attempts: (*self.max_attempts.get_ref()).max(1),
+            backoff,
+            max_backoff,
+            temperature: self.temperature,
+            max_tokens: self.max_tokens,
+        })
+    }
+}

@@ -1,0 +1,438 @@
+//! Tools a model may call: declared as `[tools.<name>]` in a topology, offered to `llm`
+//! operators that list them (`tools = ["read-notes", "ls"]`).
+//!
+//! ```toml
+//! [tools.read-notes]
+//! type = "fs_read"
+//! root = "/srv/agent/notes"
+//!
+//! [tools.ls]
+//! type = "shell"
+//! allow = ["ls", "wc"]
+//! root = "/srv/agent/work"
+//! timeout = "5s"
+//!
+//! [tools.status]
+//! type = "http"
+//! allow_hosts = ["status.example.com"]
+//!
+//! [tools.memory]
+//! type = "memory"
+//! index = "remember"          # a memory-index operator of the topology
+//! ```
+//! Each tool declares whether it has side effects outside kafclaw (`http` with a method other
+//! than GET, `shell`, `fs_write`); `validate` warns when an exactly-once topology offers one
+//! without an idempotency key, since a replay after a crash may run it again.
+
+pub mod delegate;
+pub mod fs;
+pub mod http;
+pub mod memory;
+pub mod shell;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::Value;
+use toml::Spanned;
+
+use crate::memory::SharedIndex;
+use crate::model::SharedModel;
+use kafclaw_operators::api::config::ConfigError;
+use kafclaw_operators::api::config::parse_duration_ms;
+use kafclaw_operators::api::record::Record;
+use kafclaw_operators::api::resources::Resources;
+use kafclaw_operators::envelope::wire::{self, WireError};
+
+/// What a successful tool call gives.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ToolOutput {
+    /// The text handed back to the model.
+    pub text: String,
+    /// Items to remember: the `llm` operator emits each as a `memory` envelope on its
+    /// `memories` output, in the output transaction (and journals them, so a replay emits
+    /// the same items again without calling anything).
+    pub remember: Vec<String>,
+}
+
+impl From<String> for ToolOutput {
+    fn from(text: String) -> Self {
+        Self { text, remember: Vec::new() }
+    }
+}
+
+/// What a tool call gives: its output, or why it was refused/failed (handed back as text,
+/// so the model can recover).
+pub type ToolResult = Result<ToolOutput, String>;
+
+/// The input a tool call is made for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallContext {
+    /// Stable for one step of one input: `<input id>/<round>/<call id>`.
+    pub idempotency_key: String,
+    /// The input envelope's id, when it has one.
+    pub input_id: Option<String>,
+    /// The task the input belongs to (`payload.task_id`, else its correlation id).
+    pub task_id: String,
+    /// The input's `payload.delegation_depth` (0 when absent).
+    pub delegation_depth: u32,
+    /// The input's zone.
+    pub zone: Option<String>,
+}
+
+impl CallContext {
+    /// The context of the calls made for `record`, keyed by `idempotency_key` (a tool call
+    /// appends its round and call id). `payload.task_id` and `payload.delegation_depth` are
+    /// read by the rule of [`kafclaw_operators::envelope::wire`]: absent, they are the correlation id and
+    /// 0.
+    ///
+    /// Errors: a [`WireError`] naming the field when either is present but unreadable (a
+    /// depth of `2.5` or `true`, a task id that is not a string); the record is not processed
+    /// with a context it does not state.
+    pub fn for_input(record: &Record, idempotency_key: String) -> Result<Self, WireError> {
+        let e = &record.envelope;
+        Ok(Self {
+            idempotency_key,
+            input_id: record.origin.input_id.clone(),
+            task_id: wire::string_field(&e.payload, "task_id")?.unwrap_or(&e.correlation_id).to_owned(),
+            delegation_depth: wire::delegation_depth(&e.payload)?.unwrap_or(0),
+            zone: e.zone.clone(),
+        })
+    }
+}
+
+impl From<&str> for CallContext {
+    /// A context of nothing but an idempotency key (tests, direct calls).
+    fn from(key: &str) -> Self {
+        Self { idempotency_key: key.to_owned(), ..Self::default() }
+    }
+}
+
+/// Tools by their names in the topology, in the order an operator lists them.
+pub type NamedTools = Vec<(String, Arc<dyn Tool>)>;
+
+/// A tool call in flight.
+pub type ToolFuture = Pin<Box<dyn Future<Output = ToolResult> + Send>>;
+
+/// A callable tool.
+pub trait Tool: Send + Sync + std::fmt::Debug {
+    /// What the model is told the tool does.
+    fn description(&self) -> String;
+    /// JSON Schema of the arguments.
+    fn parameters(&self) -> Value;
+    /// Whether a call changes something outside kafclaw.
+    fn side_effects(&self) -> bool;
+    /// Whether calls carry an idempotency key the other side honours.
+    fn idempotent(&self) -> bool {
+        !self.side_effects()
+    }
+    /// Whether calls may hand back items to remember ([`ToolOutput::remember`]).
+    fn remembers(&self) -> bool {
+        false
+    }
+    /// Trust tier (see [`ToolConfig`]): 1 without side effects, 2 with, unless configured.
+    fn tier(&self) -> u8 {
+        if self.side_effects() { 2 } else { 1 }
+    }
+    /// Calls the tool for one step of the input `cx` describes.
+    fn call(&self, args: Value, cx: CallContext) -> ToolFuture;
+}
+
+/// `[tools.<name>]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ToolConfig {
+    /// Runs an allow-listed program with argv (never a shell), in a jail folder.
+    Shell {
+        /// Programs that may run (names looked up in /usr/bin and /bin).
+        allow: Vec<String>,
+        /// Working directory; arguments cannot point outside it.
+        root: String,
+        /// Time limit of one run.
+        #[serde(default = "default_timeout")]
+        timeout: String,
+        /// What the model is told.
+        #[serde(default)]
+        description: Option<String>,
+        /// Trust tier: an `llm` operator offers a tool to an external sender only up to its
+        /// `external_tool_tier`. Default 1 for tools without side effects, 2 for the others.
+        #[serde(default)]
+        tier: Option<u8>,
+    },
+    /// Reads a file under a root.
+    FsRead {
+        /// The folder files are read from (paths are relative to it).
+        root: String,
+        /// Largest file returned, in bytes.
+        #[serde(default = "default_max_bytes")]
+        max_bytes: u64,
+        /// What the model is told.
+        #[serde(default)]
+        description: Option<String>,
+        /// Trust tier: an `llm` operator offers a tool to an external sender only up to its
+        /// `external_tool_tier`. Default 1 for tools without side effects, 2 for the others.
+        #[serde(default)]
+        tier: Option<u8>,
+    },
+    /// Writes a file under a root.
+    FsWrite {
+        /// The folder files are written to (paths are relative to it).
+        root: String,
+        /// What the model is told.
+        #[serde(default)]
+        description: Option<String>,
+        /// Trust tier: an `llm` operator offers a tool to an external sender only up to its
+        /// `external_tool_tier`. Default 1 for tools without side effects, 2 for the others.
+        #[serde(default)]
+        tier: Option<u8>,
+    },
+    /// Calls an HTTP endpoint on an allow-listed host.
+    Http {
+        /// Hosts that may be called.
+        allow_hosts: Vec<String>,
+        /// `GET` (default) or `POST`; POST has side effects and sends an `Idempotency-Key`.
+        #[serde(default = "default_method")]
+        method: String,
+        /// Time limit of one call.
+        #[serde(default = "default_timeout")]
+        timeout: String,
+        /// What the model is told.
+        #[serde(default)]
+        description: Option<String>,
+        /// Trust tier: an `llm` operator offers a tool to an external sender only up to its
+        /// `external_tool_tier`. Default 1 for tools without side effects, 2 for the others.
+        #[serde(default)]
+        tier: Option<u8>,
+    },
+    /// Remembers (a `memory` envelope on the `llm` operator's `memories` output) and recalls
+    /// (a search of a `memory-index` operator's index).
+    Memory {
+        /// The `memory-index` operator whose items are recalled.
+        index: String,
+        /// The model whose `/v1/embeddings` endpoint embeds recall queries; it must be the
+        /// one the index's items were embedded with. Default: the built-in local embedder.
+        #[serde(default)]
+        embedder: Option<String>,
+        /// How many items a recall returns.
+        #[serde(default = "default_k")]
+        k: usize,
+        /// What the model is told.
+        #[serde(default)]
+        description: Option<String>,
+        /// Trust tier: an `llm` operator offers a tool to an external sender only up to its
+        /// `external_tool_tier`. Default 1 for tools without side effects, 2 for the others.
+        #[serde(default)]
+        tier: Option<u8>,
+    },
+    /// Hands a task to a peer agent or a skill over Kafka and waits for the correlated
+    /// response (Kafka mode only).
+    Delegate {
+        /// Topic the `request` envelope is published to (e.g.
+        /// `group.<g>.skill.<s>.requests`).
+        request_topic: String,
+        /// Topic the `response` with the request's correlation id is awaited on.
+        reply_topic: String,
+        /// How long to wait for the response before the call fails.
+        #[serde(default = "default_deadline")]
+        deadline: String,
+        /// What the model is told.
+        #[serde(default)]
+        description: Option<String>,
+        /// Trust tier: an `llm` operator offers a tool to an external sender only up to its
+        /// `external_tool_tier`. Default 1 for tools without side effects, 2 for the others.
+        #[serde(default)]
+        tier: Option<u8>,
+    },
+}
+
+fn default_deadline() -> String {
+    "60s".to_owned()
+}
+
+fn default_k() -> usize {
+    5
+}
+
+fn default_timeout() -> String {
+    "10s".to_owned()
+}
+fn default_max_bytes() -> u64 {
+    256 * 1024
+}
+fn default_method() -> String {
+    "GET".to_owned()
+}
+
+impl ToolConfig {
+    /// The tier written in the table, if any.
+    fn tier(&self) -> Option<u8> {
+        match self {
+            Self::Shell { tier, .. }
+            | Self::FsRead { tier, .. }
+            | Self::FsWrite { tier, .. }
+            | Self::Http { tier, .. }
+            | Self::Memory { tier, .. }
+            | Self::Delegate { tier, .. } => *tier,
+        }
+    }
+
+    /// Builds the tool with the topology's resources: its folder (relative roots are resolved
+    /// against it), the `memory-index` operators' indexes and the declared models, by name,
+    /// its name (who delegated requests are from) and the bus slot (for `delegate`).
+    pub fn build(&self, resources: &Resources) -> Result<Arc<dyn Tool>, Vec<ConfigError>> {
+        let tool = self.build_untiered(resources)?;
+        Ok(match self.tier() {
+            Some(tier) => Arc::new(Tiered { inner: tool, tier }),
+            None => tool,
+        })
+    }
+
+    fn build_untiered(&self, resources: &Resources) -> Result<Arc<dyn Tool>, Vec<ConfigError>> {
+        let root = |r: &String| -> PathBuf {
+            let p = PathBuf::from(r);
+            if p.is_absolute() { p } else { resources.base_dir().join(p) }
+        };
+        // (Internally tagged enums cannot hold spans: errors point at the tool's name.)
+        let ms = |t: &String| {
+            parse_duration_ms(&Spanned::new(0..0, t.clone())).map(|m| std::time::Duration::from_millis(m as u64))
+        };
+        Ok(match self {
+            Self::Shell { allow, root: r, timeout, description, .. } => {
+                Arc::new(shell::Shell::new(allow.clone(), root(r), ms(timeout)?, description.clone()))
+            }
+            Self::FsRead { root: r, max_bytes, description, .. } => {
+                Arc::new(fs::FsRead::new(root(r), *max_bytes, description.clone()))
+            }
+            Self::FsWrite { root: r, description, .. } => Arc::new(fs::FsWrite::new(root(r), description.clone())),
+            Self::Http { allow_hosts, method, timeout, description, .. } => {
+                let method = method.to_ascii_uppercase();
+                if method != "GET" && method != "POST" {
+                    return Err(vec![ConfigError::at(0..0, format!("http tool method `{method}`: GET or POST"))]);
+                }
+                Arc::new(http::HttpTool::new(allow_hosts.clone(), method, ms(timeout)?, description.clone()))
+            }
+            Self::Memory { index, embedder, k, description, .. } => {
+                let Some(shared) = resources.get::<SharedIndex>(index) else {
+                    return Err(vec![ConfigError::at(
+                        0..0,
+                        format!("memory tool: `{index}` is not a memory-index operator of this topology"),
+                    )]);
+                };
+                let embedder = match embedder {
+                    None => None,
+                    Some(m) => match resources.get::<SharedModel>(m) {
+                        Some(model) => Some(model),
+                        None => {
+                            return Err(vec![ConfigError::at(
+                                0..0,
+                                format!("memory tool: model `{m}` is not declared (add a [models.{m}] table)"),
+                            )]);
+                        }
+                    },
+                };
+                Arc::new(memory::MemoryTool::new(shared, embedder, (*k).max(1), description.clone()))
+            }
+            Self::Delegate { request_topic, reply_topic, deadline, description, .. } => {
+                for t in [request_topic, reply_topic] {
+                    if !kafclaw_operators::api::config::valid_topic(t) {
+                        return Err(vec![ConfigError::at(
+                            0..0,
+                            format!("delegate tool: `{t}` is not a valid Kafka topic name"),
+                        )]);
+                    }
+                }
+                Arc::new(delegate::Delegate {
+                    agent: resources.topology().to_owned(),
+                    request_topic: request_topic.clone(),
+                    reply_topic: reply_topic.clone(),
+                    deadline: ms(deadline)?,
+                    description: description.clone(),
+                    // Without a slot (not linked by the engine) no bus is ever installed: a
+                    // call fails saying so, as in local mode.
+                    bus: resources.get::<delegate::BusSlot>(delegate::BUS_SLOT).unwrap_or_default(),
+                })
+            }
+        })
+    }
+}
+
+/// A tool with a configured tier.
+#[derive(Debug)]
+struct Tiered {
+    inner: Arc<dyn Tool>,
+    tier: u8,
+}
+
+impl Tool for Tiered {
+    fn description(&self) -> String {
+        self.inner.description()
+    }
+    fn parameters(&self) -> Value {
+        self.inner.parameters()
+    }
+    fn side_effects(&self) -> bool {
+        self.inner.side_effects()
+    }
+    fn idempotent(&self) -> bool {
+        self.inner.idempotent()
+    }
+    fn remembers(&self) -> bool {
+        self.inner.remembers()
+    }
+    fn tier(&self) -> u8 {
+        self.tier
+    }
+    fn call(&self, args: Value, cx: CallContext) -> ToolFuture {
+        self.inner.call(args, cx)
+    }
+}
+
+/// A relative path argument, checked lexically: not absolute, no `..`, not empty.
+pub(crate) fn relative_path(arg: &str) -> Result<PathBuf, String> {
+    let p = std::path::Path::new(arg);
+    if arg.is_empty() {
+        return Err("refused: empty path".into());
+    }
+    if p.is_absolute() {
+        return Err(format!("refused: `{arg}` is absolute; paths are relative to the tool's root"));
+    }
+    if p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        return Err(format!("refused: `{arg}` climbs out with `..`"));
+    }
+    Ok(p.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use kafclaw_operators::envelope::{Envelope, EnvelopeType};
+
+    fn context(payload: Value) -> Result<CallContext, String> {
+        let mut e = Envelope::new(EnvelopeType::Request, "corr", "alice", "1970-01-01T00:00:00Z", payload);
+        e.zone = Some("finance".into());
+        CallContext::for_input(&Record::detached(e), "k".into()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_call_context_states_the_input_or_is_refused() {
+        let cx = context(json!({"task_id": "t-1", "delegation_depth": "3"})).unwrap();
+        assert_eq!((cx.task_id.as_str(), cx.delegation_depth, cx.zone.as_deref()), ("t-1", 3, Some("finance")));
+        let cx = context(json!({"task_id": "", "delegation_depth": 3.0})).unwrap();
+        assert_eq!((cx.task_id.as_str(), cx.delegation_depth), ("corr", 3));
+        let cx = context(Value::Null).unwrap();
+        assert_eq!((cx.task_id.as_str(), cx.delegation_depth), ("corr", 0));
+        assert_eq!(
+            context(json!({"delegation_depth": 2.5})).unwrap_err(),
+            "`payload.delegation_depth`: expected a whole number ≥ 0, got 2.5"
+        );
+        for depth in [json!(-1), json!(true), json!(null), json!("abc"), json!(4_294_967_296_u64)] {
+            assert!(context(json!({ "delegation_depth": depth })).unwrap_err().contains("payload.delegation_depth"));
+        }
+        assert!(context(json!({"task_id": 7})).unwrap_err().starts_with("`payload.task_id`: expected a string"));
+    }
+}

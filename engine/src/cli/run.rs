@@ -1,0 +1,145 @@
+//! `kafclaw run`: run a topology, as a member of its Kafka consumer group (transactional, with
+//! an optional HTTP endpoint), or locally over files and standard streams with `--local`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use kafclaw_agent::resources::AgentResources;
+
+use super::common::{KafkaArgs, compile_or_report, host_name, instance_exit, stop_on_signals};
+use crate::compiler::Compiled;
+use crate::exit;
+use crate::kafka::{InstanceOptions, Stats, run_instance};
+use crate::runtime::query::QuerySlot;
+use crate::runtime::{LocalOptions, RunError, run_local};
+
+/// Arguments of `kafclaw run`.
+#[derive(Debug, clap::Args)]
+#[command(mut_args(KafkaArgs::run_help))]
+pub struct Args {
+    /// Topology file.
+    pub file: PathBuf,
+    /// Run locally over files and standard streams, with no Kafka.
+    #[arg(long)]
+    pub local: bool,
+    /// Kafka: this instance's stable id; with the topology name it forms the transactional
+    /// id, so a restarted instance fences its previous incarnation. Default: the host name.
+    #[arg(long, env = "KAFCLAW_INSTANCE_ID")]
+    pub instance_id: Option<String>,
+    /// Kafka: the bootstrap servers.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// Kafka: serve /healthz, /readyz and /stats on this address (e.g. 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<std::net::SocketAddr>,
+    /// Kafka: folder of the local state stores (RocksDB), one per topology and instance.
+    #[arg(long, env = "KAFCLAW_STATE_DIR", default_value = ".kafclaw/state")]
+    pub state_dir: PathBuf,
+    /// Read source NAME from PATH instead of its configured input (repeatable).
+    #[arg(long = "input", value_name = "NAME=PATH", value_parser = parse_assignment)]
+    pub inputs: Vec<(String, PathBuf)>,
+    /// Write sink NAME to PATH instead of its configured output (repeatable).
+    #[arg(long = "output", value_name = "NAME=PATH", value_parser = parse_assignment)]
+    pub outputs: Vec<(String, PathBuf)>,
+    /// Write dead letters to PATH.
+    #[arg(long, value_name = "PATH")]
+    pub dead_letter: Option<PathBuf>,
+}
+
+fn parse_assignment(s: &str) -> Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((name, path)) if !name.is_empty() && !path.is_empty() => Ok((name.to_owned(), PathBuf::from(path))),
+        _ => Err(format!("expected NAME=PATH, got `{s}`")),
+    }
+}
+
+/// Compiles the topology and runs it, in Kafka mode or (`--local`) locally.
+pub(super) fn execute(args: Args) -> i32 {
+    let c = match compile_or_report(&args.file) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if !args.local {
+        return run_kafka(&c, args);
+    }
+    let opts = LocalOptions {
+        inputs: args.inputs.into_iter().collect::<HashMap<_, _>>(),
+        outputs: args.outputs.into_iter().collect::<HashMap<_, _>>(),
+        dead_letter: args.dead_letter,
+    };
+    let result = run_local(&c, &opts);
+    for m in c.resources.models() {
+        if let Some(u) = m.usage() {
+            eprintln!(
+                "kafclaw: model `{}`: {} call(s), {} attempt(s), {} throttled, {} failed; {} prompt + {} completion tokens; peak {} in flight",
+                m.name,
+                u.calls,
+                u.attempts,
+                u.throttled,
+                u.failures,
+                u.prompt_tokens,
+                u.completion_tokens,
+                u.peak_in_flight
+            );
+        }
+    }
+    match result {
+        Ok(s) => {
+            let written = s.written.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ");
+            eprintln!(
+                "kafclaw: read {} record(s); written: {}; dead-lettered: {} ({})",
+                s.read,
+                if written.is_empty() { "none".to_owned() } else { written },
+                s.dead_letters,
+                s.dead_letter_target
+            );
+            exit::OK
+        }
+        Err(e @ (RunError::Setup(_) | RunError::Build(_))) => {
+            eprintln!("error: {e}");
+            exit::INVALID
+        }
+        Err(e @ (RunError::Io(_) | RunError::State(_))) => {
+            eprintln!("error: {e}");
+            exit::RUNTIME
+        }
+    }
+}
+
+/// Kafka mode: one instance of the topology's consumer group, until SIGTERM/SIGINT.
+fn run_kafka(c: &Compiled, k: Args) -> i32 {
+    let stop = match stop_on_signals() {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let stats = Arc::new(Stats::default());
+    let state_query = QuerySlot::default();
+    if let Some(addr) = k.http {
+        let endpoint =
+            crate::health::Endpoint { stats: stats.clone(), state: state_query.clone(), models: c.resources.models() };
+        match crate::health::serve(addr, endpoint) {
+            Ok(bound) => tracing::info!(%bound, "http endpoint listening"),
+            Err(e) => {
+                eprintln!("error: http endpoint {addr}: {e}");
+                return exit::INVALID;
+            }
+        }
+    }
+    let opts = InstanceOptions {
+        instance_id: k.instance_id.unwrap_or_else(host_name),
+        settings: k.kafka.settings(c),
+        stop,
+        stats: stats.clone(),
+        state_dir: k.state_dir,
+        until: None,
+        state_query,
+    };
+    let result = run_instance(c, opts);
+    let s = stats.snapshot();
+    eprintln!(
+        "kafclaw: consumed {}, produced {}, dead-lettered {}, deduplicated {}, commits {}, aborts {}",
+        s.consumed, s.produced, s.dead_lettered, s.deduplicated, s.commits, s.aborts
+    );
+    instance_exit(result)
+}

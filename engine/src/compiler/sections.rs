@@ -1,0 +1,131 @@
+//! The plain sections of a topology: `[topology]` ([`TopologySection`], with its
+//! [`Guarantee`]), `[dead_letter]` ([`DeadLetterSection`]) and the values of `[kafka]`
+//! ([`KafkaValue`]).
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The delivery guarantee of a topology.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Guarantee {
+    /// Outputs, state and offsets commit in one Kafka transaction.
+    #[default]
+    ExactlyOnce,
+    /// Outputs are flushed before offsets commit; a crash may repeat outputs.
+    AtLeastOnce,
+}
+
+/// `[topology]`: who this topology is.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopologySection {
+    /// Application id: the consumer group, the transactional id prefix and the prefix of state
+    /// tables and changelog topics. Letters, digits, `.`, `_` and `-`.
+    pub name: Spanned<String>,
+    /// Agent group whose topics (`group.<group>.*`) the topology reads and writes.
+    #[serde(default)]
+    pub group: Option<Spanned<String>>,
+    /// `exactly-once` (default) or `at-least-once`.
+    #[serde(default)]
+    pub guarantee: Guarantee,
+    /// What the topology does, for people.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Partitions of the topics kafclaw creates (outputs, dead letters, changelogs).
+    #[serde(default = "default_partitions")]
+    pub partitions: i32,
+    /// Replication factor of the topics kafclaw creates; `-1` takes the broker's default.
+    #[serde(default = "default_replication")]
+    pub replication: i32,
+    /// How often (milliseconds) outputs, state and offsets are committed.
+    #[serde(default = "default_commit_interval_ms")]
+    pub commit_interval_ms: u64,
+}
+
+impl TopologySection {
+    /// The stand-in for a `[topology]` with errors (reported), so the rest is still checked.
+    pub(super) fn unparsed() -> Self {
+        Self {
+            name: Spanned::new(0..0, String::new()),
+            group: None,
+            guarantee: Guarantee::default(),
+            description: None,
+            partitions: default_partitions(),
+            replication: default_replication(),
+            commit_interval_ms: default_commit_interval_ms(),
+        }
+    }
+
+    /// Whether this is the stand-in for a `[topology]` that is missing or has errors (a
+    /// written `name` always has a place in the file).
+    pub fn is_stand_in(&self) -> bool {
+        self.name.span() == (0..0)
+    }
+}
+
+fn default_partitions() -> i32 {
+    6
+}
+
+fn default_replication() -> i32 {
+    -1
+}
+
+fn default_commit_interval_ms() -> u64 {
+    100
+}
+
+/// A librdkafka property value in `[kafka]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum KafkaValue {
+    /// A string.
+    String(String),
+    /// An integer.
+    Integer(i64),
+    /// A boolean.
+    Bool(bool),
+}
+
+impl std::fmt::Display for KafkaValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::String(s) => f.write_str(s),
+            Self::Integer(i) => write!(f, "{i}"),
+            Self::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+/// Where dead letters go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeadLetterKind {
+    /// A JSON Lines file (`path`).
+    #[default]
+    File,
+    /// Standard error, one JSON object per line.
+    Stderr,
+}
+
+/// `[dead_letter]`: where records that fail to decode or process go.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterSection {
+    /// `file` (default) or `stderr`.
+    #[serde(rename = "type", default)]
+    pub kind: DeadLetterKind,
+    /// For `file`: the path, relative to the current folder. Default `<name>.dlq.jsonl`.
+    #[serde(default)]
+    pub path: Option<Spanned<String>>,
+    /// In Kafka mode: the dead-letter topic. Default `<name>.dlq`.
+    #[serde(default)]
+    pub topic: Option<Spanned<String>>,
+    /// In Kafka mode: the most bytes of the failed record a dead letter keeps (bytes); a longer
+    /// copy is cut and the letter's `kafclaw.raw.size` header gives the whole size. Whatever
+    /// this says, a dead letter is cut to fit under the producer's `message.max.bytes`.
+    /// Default: as much as fits.
+    #[serde(default)]
+    pub max_copy_bytes: Option<usize>,
+}

@@ -1,0 +1,255 @@
+//! The layout's rules, checked over the whole workspace's sources (no build of the other
+//! crates needed: this reads their files):
+//!
+//! - **no import circle inside a crate**: modules (one per file) linked by their `crate::` and
+//!   `super::` paths form no cycle, a parent and its own children aside (a `mod.rs` that
+//!   re-exports its children is one room);
+//! - **the folders stack one way** where a crate declares an order (the operators crate:
+//!   `envelope` → `api` → `lang` → `stream`, `group` → `keyed` → `connectors`; the agent crate:
+//!   `model` → `memory` → `tools` → `llm`): a module never uses one declared above it;
+//! - **no source file over 600 lines**.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+const CRATES: &[&str] = &["state", "operators", "agent", "engine", "bench"];
+const MAX_LINES: usize = 600;
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// The module path of a file under `src/`: `api/record.rs` → `["api", "record"]`,
+/// `api/mod.rs` → `["api"]`, `lib.rs` → `[]`.
+fn module_of(rel: &Path) -> Vec<String> {
+    let mut parts: Vec<String> = rel.iter().map(|s| s.to_string_lossy().into_owned()).collect();
+    let last = parts.pop().unwrap();
+    let stem = last.trim_end_matches(".rs");
+    if !matches!(stem, "mod" | "lib" | "main") {
+        parts.push(stem.to_owned());
+    }
+    parts
+}
+
+/// The paths a file names: every `crate::a::b…` and `super::…` (resolved against `module`),
+/// as segment lists.
+fn paths_named(text: &str, module: &[String]) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let code = line.trim_start();
+        if code.starts_with("//") {
+            continue;
+        }
+        for (start, _) in code.match_indices("crate::").chain(code.match_indices("super::")) {
+            if start > 0 && code[..start].ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == ':') {
+                continue;
+            }
+            let rest = &code[start..];
+            let segs: Vec<&str> = rest
+                .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+                .next()
+                .unwrap()
+                .split("::")
+                .filter(|s| !s.is_empty())
+                .collect();
+            let mut path: Vec<String> = Vec::new();
+            // `module` is the file's own module (a mod.rs is its folder's), so `super` is one up.
+            let mut base: Vec<String> = module.to_vec();
+            for s in segs {
+                match s {
+                    "crate" => base.clear(),
+                    "super" => {
+                        base.pop();
+                    }
+                    _ => path.push(s.to_owned()),
+                }
+            }
+            let mut full = base;
+            full.extend(path);
+            out.push(full);
+        }
+    }
+    out
+}
+
+struct Crate {
+    name: &'static str,
+    /// Module path → (file, its text).
+    modules: BTreeMap<Vec<String>, (PathBuf, String)>,
+}
+
+fn load(name: &'static str) -> Crate {
+    let src = workspace().join(name).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut modules = BTreeMap::new();
+    for f in files {
+        let rel = f.strip_prefix(&src).unwrap().to_path_buf();
+        let text = std::fs::read_to_string(&f).unwrap();
+        modules.insert(module_of(&rel), (f, text));
+    }
+    Crate { name, modules }
+}
+
+/// The longest module a path lands in (items inside a module belong to it).
+fn resolve<'a>(c: &'a Crate, path: &[String]) -> Option<&'a Vec<String>> {
+    (0..=path.len()).rev().find_map(|n| c.modules.get_key_value(&path[..n]).map(|(k, _)| k))
+}
+
+/// Edges module → module used, without parent/child links.
+fn edges(c: &Crate) -> BTreeMap<Vec<String>, BTreeSet<Vec<String>>> {
+    let mut g: BTreeMap<Vec<String>, BTreeSet<Vec<String>>> = BTreeMap::new();
+    for (m, (_, text)) in &c.modules {
+        for p in paths_named(text, m) {
+            let Some(to) = resolve(c, &p) else { continue };
+            if to == m || to.starts_with(m) || m.starts_with(to) {
+                continue;
+            }
+            g.entry(m.clone()).or_default().insert(to.clone());
+        }
+    }
+    g
+}
+
+/// Strongly connected components of more than one module (Tarjan).
+fn cycles(g: &BTreeMap<Vec<String>, BTreeSet<Vec<String>>>) -> Vec<Vec<Vec<String>>> {
+    struct S<'a> {
+        g: &'a BTreeMap<Vec<String>, BTreeSet<Vec<String>>>,
+        index: BTreeMap<&'a Vec<String>, usize>,
+        low: BTreeMap<&'a Vec<String>, usize>,
+        stack: Vec<&'a Vec<String>>,
+        on: BTreeSet<&'a Vec<String>>,
+        out: Vec<Vec<Vec<String>>>,
+    }
+    fn visit<'a>(s: &mut S<'a>, v: &'a Vec<String>) {
+        let i = s.index.len();
+        s.index.insert(v, i);
+        s.low.insert(v, i);
+        s.stack.push(v);
+        s.on.insert(v);
+        if let Some(ws) = s.g.get(v) {
+            for w in ws {
+                if !s.index.contains_key(w) {
+                    visit(s, w);
+                    let lw = s.low[w];
+                    let lv = s.low.get_mut(v).unwrap();
+                    *lv = (*lv).min(lw);
+                } else if s.on.contains(w) {
+                    let iw = s.index[w];
+                    let lv = s.low.get_mut(v).unwrap();
+                    *lv = (*lv).min(iw);
+                }
+            }
+        }
+        if s.low[v] == s.index[v] {
+            let mut comp = Vec::new();
+            loop {
+                let w = s.stack.pop().unwrap();
+                s.on.remove(w);
+                comp.push(w.clone());
+                if w == v {
+                    break;
+                }
+            }
+            if comp.len() > 1 {
+                s.out.push(comp);
+            }
+        }
+    }
+    let mut s =
+        S { g, index: BTreeMap::new(), low: BTreeMap::new(), stack: Vec::new(), on: BTreeSet::new(), out: Vec::new() };
+    let nodes: Vec<&Vec<String>> = g.keys().chain(g.values().flatten()).collect();
+    for v in nodes {
+        if !s.index.contains_key(v) {
+            visit(&mut s, v);
+        }
+    }
+    s.out
+}
+
+fn shown(m: &[String]) -> String {
+    if m.is_empty() { "crate root".into() } else { m.join("::") }
+}
+
+#[test]
+fn no_import_circle_inside_any_crate() {
+    let mut found = Vec::new();
+    for name in CRATES {
+        let c = load(name);
+        for comp in cycles(&edges(&c)) {
+            found.push(format!("{}: {}", c.name, comp.iter().map(|m| shown(m)).collect::<Vec<_>>().join(" <-> ")));
+        }
+    }
+    assert!(found.is_empty(), "import circles:\n{}", found.join("\n"));
+}
+
+#[test]
+fn folders_stack_one_way() {
+    let orders: &[(&str, &[&[&str]])] = &[
+        ("operators", &[&["envelope"], &["api"], &["lang"], &["stream", "group"], &["keyed"], &["connectors"]]),
+        ("agent", &[&["model"], &["memory"], &["tools"], &["llm"]]),
+    ];
+    let mut wrong = Vec::new();
+    for (name, order) in orders {
+        let c = load(name);
+        let level = |m: &[String]| m.first().and_then(|top| order.iter().position(|l| l.contains(&top.as_str())));
+        for (from, tos) in edges(&c) {
+            let Some(lf) = level(&from) else { continue };
+            for to in tos {
+                let Some(lt) = level(&to) else { continue };
+                if lt > lf || (lt == lf && from[0] != to[0]) {
+                    wrong.push(format!("{name}: {} uses {}, which sits above it", shown(&from), shown(&to)));
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn no_source_file_over_600_lines() {
+    let mut long = Vec::new();
+    for name in CRATES {
+        let mut files = Vec::new();
+        for dir in ["src", "tests", "benches"] {
+            rust_files(&workspace().join(name).join(dir), &mut files);
+        }
+        for f in files {
+            let n = std::fs::read_to_string(&f).unwrap().lines().count();
+            if n > MAX_LINES {
+                long.push(format!("{}: {n} lines", f.strip_prefix(workspace()).unwrap_or(&f).display()));
+            }
+        }
+    }
+    assert!(long.is_empty(), "files over {MAX_LINES} lines:\n{}", long.join("\n"));
+}
+
+#[test]
+fn the_checker_sees_a_circle_and_a_layer_break() {
+    // Two modules naming each other form a cycle; a module naming its parent does not.
+    let mut g: BTreeMap<Vec<String>, BTreeSet<Vec<String>>> = BTreeMap::new();
+    let (a, b, c) = (vec!["a".to_owned()], vec!["b".to_owned()], vec!["c".to_owned()]);
+    g.entry(a.clone()).or_default().insert(b.clone());
+    g.entry(b.clone()).or_default().insert(c.clone());
+    assert!(cycles(&g).is_empty());
+    g.entry(c.clone()).or_default().insert(a.clone());
+    assert_eq!(cycles(&g).len(), 1);
+    // `super::` is the module one up (a mod.rs's module is its folder).
+    let m = vec!["lang".to_owned(), "expr".to_owned()];
+    assert_eq!(paths_named("use super::path::FieldPath;", &m), vec![vec!["lang", "path", "FieldPath"]]);
+    assert_eq!(paths_named("use super::api::Record;", &["lang".to_owned()]), vec![vec!["api", "Record"]]);
+    assert_eq!(paths_named("// use crate::x;", &m), Vec::<Vec<String>>::new());
+    assert_eq!(paths_named("let x = crate::api::record::now_ms();", &m), vec![vec!["api", "record", "now_ms"]]);
+}
