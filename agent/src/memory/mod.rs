@@ -205,6 +205,7 @@ impl Kind for MemoryIndexConfig {
                 shared,
                 table: Self::state_table(node),
                 loaded: false,
+                item_id_field: vec!["item_id".to_owned()],
             })))
         })
     }
@@ -218,6 +219,8 @@ pub struct MemoryIndex {
     table: TableSpec,
     /// Whether this task's items are in the vector index yet.
     loaded: bool,
+    /// `["item_id"]`: the payload field that names an item, when it has one.
+    item_id_field: Vec<String>,
 }
 
 impl MemoryIndex {
@@ -244,8 +247,16 @@ impl MemoryIndex {
             Some(e) => Some(vector_of(e, record)?),
             None => None,
         };
+        // A memory's own id (`payload.item_id`: an llm call that remembers two things emits two
+        // items from one input), else the input's key. Picked from the payload's text, so an
+        // untouched payload stays as written.
+        let picked = record.envelope.payload.fields(&self.item_id_field, |v| v.as_str().map(str::to_owned));
+        let id = match picked.into_values().next().flatten() {
+            Some(s) if !s.is_empty() => s,
+            _ => record.input_key(),
+        };
         let item = Item {
-            id: record.input_key(),
+            id,
             text,
             sender_id: record.envelope.sender_id.clone(),
             timestamp: record.envelope.timestamp.clone(),

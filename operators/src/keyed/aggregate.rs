@@ -33,7 +33,6 @@ use crate::lang::expr::Expr;
 use crate::lang::expr::compile_expr;
 use crate::lang::key::{eval_state_key, shown_key};
 use crate::lang::path::FieldPath;
-use crate::lang::path::emit_set;
 
 /// One aggregate function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -279,7 +278,12 @@ pub struct Aggregate {
 }
 
 impl Aggregate {
-    fn update(&self, record: &Record, state: &mut dyn StateAccess) -> Result<Map<String, Value>, Cause> {
+    /// The key's new accumulator and its report; nothing is written yet.
+    fn update(
+        &self,
+        record: &Record,
+        state: &mut dyn StateAccess,
+    ) -> Result<(String, Accumulator, Map<String, Value>), Cause> {
         let key =
             eval_state_key(&self.by, record)?.ok_or_else(|| format!("`{}` gave null: no key", self.by.source()))?;
         let value = self.spec.value_of(record)?;
@@ -291,18 +295,27 @@ impl Aggregate {
         };
         acc.add(value.as_ref())?;
         let report = acc.report(&self.spec.functions, Some(&shown_key(&key)))?;
-        state.put(table, key.as_bytes(), &acc.encode())?;
-        Ok(report)
+        Ok((key, acc, report))
     }
 }
 
 impl SyncOperator for Aggregate {
     fn process(&mut self, record: Record, state: &mut dyn StateAccess, out: &mut Emit) -> Result<(), Failure> {
-        let report = match self.update(&record, state) {
+        let (key, acc, report) = match self.update(&record, state) {
             Ok(r) => r,
             Err(m) => return Err(Failure::because(record, m)),
         };
-        emit_set(out, Port::DEFAULT, record, &self.into, Value::Object(report))
+        // The output first: a record that cannot carry its report is dead-lettered (a failed
+        // set leaves it as it came) and changes no state.
+        let mut record = record;
+        if let Err(m) = self.into.set(&mut record.envelope, Value::Object(report)) {
+            return Err(Failure::new(record, m));
+        }
+        if let Err(e) = state.put(&self.table.name, key.as_bytes(), &acc.encode()) {
+            return Err(Failure::because(record, e));
+        }
+        out.emit(Port::DEFAULT, record);
+        Ok(())
     }
 }
 

@@ -107,20 +107,20 @@ impl SyncOperator for Count {
                 return Err(Failure::new(record, format!("state `{table}` holds bytes for `{named}`, not a count")));
             }
         } + 1;
-        if let Err(m) = state.put(table, key.as_bytes(), n.to_string().as_bytes()) {
-            return Err(Failure::because(record, m));
-        }
+        // The output first: a record that cannot carry its count is dead-lettered and changes
+        // no state (a dead-lettered record is as if it had not been read).
         let mut record = record;
         let set = self.into.set(&mut record.envelope, Value::from(n)).and_then(|()| {
             FieldPath::Payload(vec!["count_key".into()])
                 .set(&mut record.envelope, Value::String(shown_key(&key).into_owned()))
         });
-        match set {
-            Ok(()) => {
-                out.emit(Port::DEFAULT, record);
-                Ok(())
-            }
-            Err(m) => Err(Failure::new(record, m)),
+        if let Err(m) = set {
+            return Err(Failure::new(record, m));
         }
+        if let Err(m) = state.put(table, key.as_bytes(), n.to_string().as_bytes()) {
+            return Err(Failure::because(record, m));
+        }
+        out.emit(Port::DEFAULT, record);
+        Ok(())
     }
 }
