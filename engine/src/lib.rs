@@ -1,5 +1,5 @@
 //! kafclaw engine: the topology compiler ([`compiler`]), the runtimes ([`runtime`]), the
-//! in-file test runner ([`testing`]), graph rendering ([`render`]) and the CLI ([`cli`]).
+//! in-file test runner ([`test_runner`]), graph rendering ([`render`]) and the CLI ([`cli`]).
 //! See `docs/ARCHITECTURE.md` for the map.
 
 #![warn(missing_docs)]
@@ -14,7 +14,7 @@ pub mod kafka;
 pub mod progress;
 pub mod render;
 pub mod runtime;
-pub mod testing;
+pub mod test_runner;
 pub mod timeline;
 
 /// Process exit codes (documented in the README and `kafclaw --help`).

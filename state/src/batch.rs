@@ -1,5 +1,5 @@
 //! A batch of writes and changelog checkpoints that a backend applies atomically: the seal of
-//! one committed epoch (DESIGN §6).
+//! one committed epoch (docs/ARCHITECTURE.md, "State layout").
 
 /// One write: a value, or a delete (`None`).
 #[derive(Debug, Clone, PartialEq, Eq)]

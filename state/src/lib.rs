@@ -2,7 +2,7 @@
 //!
 //! Every state table is partitioned like the input it is computed from: a key is stored as
 //! `partition (u32, big-endian) ++ user key`, so one task's state can be scanned, dropped or
-//! restored alone (DESIGN §6). This crate owns the key layout and the [`StateStore`] trait;
+//! restored alone (docs/ARCHITECTURE.md, "State layout"). This crate owns the key layout and the [`StateStore`] trait;
 //! the backends implement it: [`MemoryStore`] and [`RocksStore`] (one DB per instance, a column
 //! family per table), checked by one suite
 //! behind the same trait and the same conformance suite ([`conformance`]). Writes of the

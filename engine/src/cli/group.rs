@@ -18,7 +18,7 @@ pub struct Args {
 /// `kafclaw group …`.
 #[derive(Debug, Subcommand)]
 pub enum GroupCommand {
-    /// Create the group's topics (DESIGN §4: announce, requests, responses, tasks.status,
+    /// Create the group's topics (docs/ARCHITECTURE.md, "The envelope": announce, requests, responses, tasks.status,
     /// traces, observe.audit, memory.shared and control.roster compacted, memory.context,
     /// control.onboarding, orchestrator, and skill.<s>.requests/responses per --skill).
     Create(CreateArgs),

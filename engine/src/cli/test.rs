@@ -25,7 +25,7 @@ pub(super) fn execute(args: &Args) -> i32 {
                 continue;
             }
         };
-        match crate::testing::run_tests(&c) {
+        match crate::test_runner::run_tests(&c) {
             Ok(results) => {
                 if results.is_empty() {
                     eprintln!("{}: no [[tests]]", f.display());

@@ -1,5 +1,7 @@
 //! Local mode: runs a plan over files and the standard streams, with no Kafka at all. One
-//! thread per sub-topology; each runs the same [`Task`] the Kafka runtime runs.
+//! thread per sub-topology; each drives the same [`Task`] the Kafka runtime runs, through a
+//! [`Driver`] of its own: round-robin over the sub-topology's sources, finishing asynchronous
+//! work as it completes, writing outputs out every [`DRAIN_EVERY`] inputs.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -9,7 +11,8 @@ use std::time::Duration;
 
 use kafclaw_operators::connectors::{LineSink, LineSource, RecordSink, RecordSource, open_file_sink, open_stdout_sink};
 
-use super::executor::Executor;
+use super::driver::{Driver, MAX_IN_FLIGHT, Patience, Tasks};
+use super::state::{TaskStore, memory_store};
 use super::task::{BuildError, Task, TaskOutput};
 use crate::compiler::registry::{NodeConfig, Role};
 use crate::compiler::sections::DeadLetterKind;
@@ -69,9 +72,33 @@ fn stop_at_state_failure(out: &mut TaskOutput) -> Result<(), RunError> {
 /// How often (in input records) a task's buffered outputs are written out.
 const DRAIN_EVERY: usize = 1024;
 
-/// Most asynchronous calls in flight per task before reading pauses (the models' own limits
-/// bound what is actually sent; this bounds what waits in memory).
-const MAX_IN_FLIGHT: usize = 10_000;
+/// How long the end of a run waits for the next outcome of the work still in flight before it
+/// gives up (`asynchronous work never finished`).
+const FINAL_PATIENCE: Duration = Duration::from_secs(3600);
+
+/// A sub-topology's task and its store (in memory for the run): what its thread's driver
+/// drives. A state failure stops the run.
+struct Local {
+    task: Task,
+    store: TaskStore,
+}
+
+impl Tasks<()> for Local {
+    type Error = RunError;
+
+    fn task(&mut self, _: &()) -> Option<(&mut Task, &mut TaskStore)> {
+        Some((&mut self.task, &mut self.store))
+    }
+
+    fn in_flight(&self) -> usize {
+        self.task.in_flight()
+    }
+
+    /// Outputs stay buffered until the next write-out.
+    fn deliver(&mut self, _: &(), out: &mut TaskOutput) -> Result<(), RunError> {
+        stop_at_state_failure(out)
+    }
+}
 
 /// How many dead letters are logged one by one before only the summary counts them.
 const WARN_DEAD_LETTERS: u64 = 10;
@@ -135,7 +162,8 @@ fn open_dead_letter(compiled: &Compiled, opts: &LocalOptions) -> Result<(DeadLet
     Ok((DeadLetterOut { sink: Box::new(sink), count: 0 }, path.display().to_string()))
 }
 
-fn drain(
+/// Writes the buffered outputs to their sinks and the dead letters to the dead-letter output.
+fn write_out(
     out: &mut TaskOutput,
     sinks: &mut HashMap<usize, Box<dyn RecordSink>>,
     written: &mut HashMap<usize, u64>,
@@ -210,22 +238,16 @@ pub fn run_local(compiled: &Compiled, opts: &LocalOptions) -> Result<RunSummary,
     let results: Vec<Result<TaskTally, RunError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = work
             .into_iter()
-            .map(|(mut task, mut sources, mut sinks)| {
+            .map(|(task, mut sources, mut sinks)| {
                 let dead = &dead;
                 scope.spawn(move || -> Result<TaskTally, RunError> {
-                    let mut out = TaskOutput::default();
-                    let mut store = super::state::memory_store();
+                    let io_err = |e: io::Error| RunError::Io(e.to_string());
+                    let mut local = Local { task, store: memory_store() };
+                    let mut driver: Driver<()> = Driver::new(MAX_IN_FLIGHT).map_err(io_err)?;
                     let mut written = HashMap::new();
                     let mut buf = Vec::new();
                     let mut read = 0u64;
                     let mut since_drain = 0;
-                    let io_err = |e: io::Error| RunError::Io(e.to_string());
-                    let executor: Executor<()> = Executor::new().map_err(io_err)?;
-                    let spawn = |out: &mut TaskOutput| {
-                        for work in out.spawned.drain(..) {
-                            executor.spawn((), work);
-                        }
-                    };
                     // Round-robin over the sub-topology's sources until all are exhausted.
                     while !sources.is_empty() {
                         let mut i = 0;
@@ -233,9 +255,7 @@ pub fn run_local(compiled: &Compiled, opts: &LocalOptions) -> Result<RunSummary,
                             let (node, src, location) = &mut sources[i];
                             match src.next_raw().map_err(|e| RunError::Io(format!("{location}: {e}")))? {
                                 Some(raw) => {
-                                    task.process_raw(*node, location, raw.view(), &mut store, &mut out);
-                                    stop_at_state_failure(&mut out)?;
-                                    spawn(&mut out);
+                                    driver.feed(&mut local, (), *node, location, raw.view())?;
                                     read += 1;
                                     since_drain += 1;
                                     i += 1;
@@ -246,35 +266,21 @@ pub fn run_local(compiled: &Compiled, opts: &LocalOptions) -> Result<RunSummary,
                             }
                         }
                         // Finish what completed; wait when too much is in flight.
-                        while let Some(done) = if task.in_flight() >= MAX_IN_FLIGHT {
-                            executor.next_within(Duration::from_secs(3600))
-                        } else {
-                            executor.try_next()
-                        } {
-                            task.complete(done.ticket, done.outcome, &mut store, &mut out);
-                            stop_at_state_failure(&mut out)?;
-                            spawn(&mut out);
-                        }
+                        driver.finish_ready(Duration::ZERO, &mut local)?;
                         if since_drain >= DRAIN_EVERY {
-                            drain(&mut out, &mut sinks, &mut written, dead, &mut buf).map_err(io_err)?;
+                            let out = driver.output();
+                            write_out(out, &mut sinks, &mut written, dead, &mut buf).map_err(io_err)?;
                             // Local state lives in memory for the run; no changelog.
-                            store.seal(Vec::new()).map_err(|e| RunError::Io(e.to_string()))?;
+                            local.store.seal(Vec::new()).map_err(|e| RunError::Io(e.to_string()))?;
                             out.changelog.clear();
                             since_drain = 0;
                         }
                     }
                     // The inputs are read: wait for the work still in flight.
-                    while task.in_flight() > 0 {
-                        match executor.next_within(Duration::from_secs(3600)) {
-                            Some(done) => {
-                                task.complete(done.ticket, done.outcome, &mut store, &mut out);
-                                stop_at_state_failure(&mut out)?;
-                                spawn(&mut out);
-                            }
-                            None => return Err(RunError::Io("asynchronous work never finished".into())),
-                        }
+                    if driver.drain(Patience::Idle(FINAL_PATIENCE), &mut local)? > 0 {
+                        return Err(RunError::Io("asynchronous work never finished".into()));
                     }
-                    drain(&mut out, &mut sinks, &mut written, dead, &mut buf).map_err(io_err)?;
+                    write_out(driver.output(), &mut sinks, &mut written, dead, &mut buf).map_err(io_err)?;
                     for sink in sinks.values_mut() {
                         sink.flush().map_err(io_err)?;
                     }

@@ -1,9 +1,15 @@
 //! A task: one sub-topology on one input partition. Its synchronous operators are fused: each
 //! raw record is decoded once and pushed through the operators to the sinks by plain calls.
-//! The task does no I/O; the runtime (local or Kafka) feeds it and drains its output, so both
-//! runtimes run the same operator code.
+//! The task does no I/O; the runtime (local or Kafka, through its [`super::Driver`]) feeds it
+//! and drains its output, so every runtime runs the same operator code.
+//!
+//! A record's way through, in the order of this file: **decode** ([`Task::process_raw`]: the
+//! envelope, the origin, the source's stage), the **fused walk** ([`Task::process`]: a stack of
+//! steps, operator after operator; asynchronous operators park the record in their slots,
+//! [`AsyncSlots`], and [`Task::complete`] resumes the walk with the outcome), **stamping** (at a
+//! sink: the deterministic id, trace context and causation).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use kafclaw_operators::api::asynchronous::{AsyncOperator, Outcome, Pending, Started};
@@ -15,6 +21,7 @@ use kafclaw_operators::api::state::StateError;
 use kafclaw_operators::envelope::{ENVELOPE_VERSION, derive_span_id, derive_trace_id, deterministic_id};
 use kafclaw_operators::{DeadLetter, Emit, Envelope, Origin, RawView, Record, StateAccess, SyncOperator};
 
+use super::slots::{AsyncSlots, Input, Slot, async_ordinal_base, input_of};
 use super::state::{ChangelogWrite, TaskState, TaskStore};
 use crate::compiler::registry::Role;
 use crate::compiler::{PhysicalPlan, plan::SubTopology};
@@ -42,9 +49,6 @@ impl std::fmt::Debug for Spawn {
     }
 }
 
-/// (async node, order key): records of one slot run one at a time.
-type Slot = (usize, String);
-
 /// A task's view of state for one record. A macro rather than a method, so the borrows stay
 /// field by field (the operator being run is borrowed from `self.stages` meanwhile).
 macro_rules! task_state {
@@ -65,13 +69,6 @@ fn state_failed(out: &mut TaskOutput, stage: String, origin: &Arc<Origin>, error
     if out.state_failure.is_none() {
         out.state_failure = Some(StateFailure { stage, origin: origin.clone(), error });
     }
-}
-
-/// An input record: (topic or file, offset).
-type Input = (Arc<str>, i64);
-
-fn input_of(record: &Record) -> Input {
-    (record.origin.location.clone(), record.origin.offset)
 }
 
 /// A stack entry: (node to run, node the record came from, record, ordinal base).
@@ -136,8 +133,8 @@ pub struct Task {
     stages: Vec<Stage>,
     emit: Emit,
     stack: Vec<Step>,
-    /// Output ordinals per input, by (ordinal base, sink), while the input has work.
-    ordinals: HashMap<Input, HashMap<(u32, usize), u32>>,
+    /// Output ordinals of the inputs being stamped.
+    ordinals: Ordinals,
     partition: i32,
     /// The stage of each source that has one (a deduplicating Kafka source's dedup set).
     source_stages: HashMap<usize, Box<dyn SourceStage>>,
@@ -147,15 +144,8 @@ pub struct Task {
     stream_time: i64,
     /// The input of the last record, which sweep tombstones are attributed to.
     last_origin: Option<Arc<Origin>>,
-    /// Asynchronous work in flight, by ticket: (node, slot, record, ordinal base).
-    waiting: HashMap<u64, (usize, Slot, Record)>,
-    next_ticket: u64,
-    /// Slots with a record in flight, and the records queued behind it.
-    busy: HashMap<Slot, VecDeque<Record>>,
-    /// Slots whose record finished: start the next queued one.
-    advance: Vec<Slot>,
-    /// Inputs with records in flight or queued, and how many.
-    held: BTreeMap<Input, u32>,
+    /// Asynchronous work: in flight, queued, and the inputs it holds.
+    slots: AsyncSlots,
 }
 
 /// A task could not be built (an operator's options failed to compile).
@@ -217,29 +207,25 @@ impl Task {
             stages,
             emit: Emit::default(),
             stack: Vec::new(),
-            ordinals: HashMap::new(),
+            ordinals: Ordinals::default(),
             partition,
             source_stages,
             ttls,
             stream_time: i64::MIN,
             last_origin: None,
-            waiting: HashMap::new(),
-            next_ticket: 0,
-            busy: HashMap::new(),
-            advance: Vec::new(),
-            held: BTreeMap::new(),
+            slots: AsyncSlots::default(),
         })
     }
 
     /// Asynchronous work in flight.
     pub fn in_flight(&self) -> usize {
-        self.waiting.len()
+        self.slots.in_flight()
     }
 
     /// The lowest offset of `location` whose processing is not finished (in flight or queued
     /// behind a busy key): offsets may be committed only below it.
     pub fn first_unfinished(&self, location: &str) -> Option<i64> {
-        self.held.keys().filter(|(l, _)| &**l == location).map(|(_, o)| *o).min()
+        self.slots.first_unfinished(location)
     }
 
     /// The partition this task works.
@@ -323,23 +309,6 @@ impl Task {
         }
     }
 
-    /// Deletes the entries of the task's TTL tables that stream time has expired, recording a
-    /// changelog tombstone for each (attributed to the task's last input). Returns how many.
-    pub fn sweep(&mut self, store: &mut TaskStore, out: &mut TaskOutput) -> Result<usize, StateError> {
-        let Some(origin) = self.last_origin.clone() else { return Ok(0) };
-        let mut swept = 0;
-        let mut tables: Vec<&String> = self.ttls.keys().collect();
-        tables.sort();
-        for table in tables {
-            let mut state = task_state!(self, store, out, origin.clone());
-            for key in state.expired_keys(table)? {
-                state.delete(table, &key)?;
-                swept += 1;
-            }
-        }
-        Ok(swept)
-    }
-
     /// Pushes an already decoded record from `source` through the operators.
     pub fn process(&mut self, source: usize, record: Record, store: &mut TaskStore, out: &mut TaskOutput) {
         self.advance_time(&record);
@@ -347,36 +316,26 @@ impl Task {
         let input = input_of(&record);
         self.push_downstream(source, 0, record, 0);
         self.run(store, out);
-        self.forget_ordinals(&input);
+        if !self.slots.holds(&input) {
+            self.ordinals.forget(&input);
+        }
     }
 
     /// Finishes the asynchronous work `ticket` with its outcome and pushes what it emits
     /// downstream. A ticket the task does not know (work of an aborted transaction) is ignored.
     pub fn complete(&mut self, ticket: u64, outcome: Outcome, store: &mut TaskStore, out: &mut TaskOutput) {
-        let Some((node, slot, record)) = self.waiting.remove(&ticket) else { return };
+        let Some((node, slot, record)) = self.slots.take(ticket) else { return };
         let input = input_of(&record);
         self.finish_async(node, slot, record, outcome, store, out);
         self.run(store, out);
         self.release(&input);
     }
 
-    fn hold(&mut self, input: Input) {
-        *self.held.entry(input).or_default() += 1;
-    }
-
+    /// Releases one hold of `input` (a record of it started or finished); its ordinals go with
+    /// its last.
     fn release(&mut self, input: &Input) {
-        if let Some(n) = self.held.get_mut(input) {
-            *n -= 1;
-            if *n == 0 {
-                self.held.remove(input);
-                self.forget_ordinals(input);
-            }
-        }
-    }
-
-    fn forget_ordinals(&mut self, input: &Input) {
-        if !self.held.contains_key(input) {
-            self.ordinals.remove(input);
+        if self.slots.release(input) {
+            self.ordinals.forget(input);
         }
     }
 
@@ -402,18 +361,10 @@ impl Task {
             while let Some((node, from, record, base)) = self.stack.pop() {
                 self.step(node, from, record, base, store, out);
             }
-            let Some(slot) = self.advance.pop() else { break };
-            let next = self.busy.get_mut(&slot).and_then(VecDeque::pop_front);
-            match next {
-                Some(record) => {
-                    let input = input_of(&record);
-                    self.start_async(slot.0, slot, record, store, out);
-                    self.release(&input);
-                }
-                None => {
-                    self.busy.remove(&slot);
-                }
-            }
+            let Some((slot, record)) = self.slots.next_queued() else { break };
+            let input = input_of(&record);
+            self.start_async(slot.0, slot, record, store, out);
+            self.release(&input);
         }
     }
 
@@ -436,17 +387,13 @@ impl Task {
             }
             Stage::Async(op) => {
                 let slot = (node, op.order_key(&record));
-                if let Some(queue) = self.busy.get_mut(&slot) {
-                    *self.held.entry(input_of(&record)).or_default() += 1;
-                    queue.push_back(record);
-                } else {
-                    self.busy.insert(slot.clone(), VecDeque::new());
+                if let Some((slot, record)) = self.slots.enter(slot, record) {
                     self.start_async(node, slot, record, store, out);
                 }
             }
             Stage::Sink => {
                 let origin = record.origin.clone();
-                let envelope = self.finish(node, record, base);
+                let envelope = self.stamp(node, record, base);
                 out.records.push(Output { sink: node, envelope, origin });
             }
             Stage::Source | Stage::Absent => {
@@ -471,15 +418,12 @@ impl Task {
         match op.start(&record, &mut state) {
             Ok(Started::Ready(outcome)) => self.finish_async(node, slot, record, outcome, store, out),
             Ok(Started::Pending(future)) => {
-                let ticket = self.next_ticket;
-                self.next_ticket += 1;
-                self.hold(input_of(&record));
-                self.waiting.insert(ticket, (node, slot, record));
+                let ticket = self.slots.wait(node, slot, record);
                 out.spawned.push(Spawn { ticket, future });
             }
             Err(cause) => {
                 self.failed(node, &record, cause, out);
-                self.advance.push(slot);
+                self.slots.done(slot);
             }
         }
     }
@@ -498,10 +442,10 @@ impl Task {
         match op.finish(record, outcome, &mut state, &mut self.emit) {
             // Outputs of asynchronous work get ordinals of their own, so their ids do not
             // depend on what else completed in the same call.
-            Ok(()) => self.push_emitted(node, (node as u32 + 1) << 20),
+            Ok(()) => self.push_emitted(node, async_ordinal_base(node)),
             Err(failure) => self.failure(node, failure, out),
         }
-        self.advance.push(slot);
+        self.slots.done(slot);
     }
 
     fn push_downstream(&mut self, node: usize, port: usize, record: Record, base: u32) {
@@ -516,11 +460,9 @@ impl Task {
 
     /// Gives an output its engine-owned fields: a deterministic id, version, trace context and
     /// causation.
-    fn finish(&mut self, sink: usize, record: Record, base: u32) -> Envelope {
+    fn stamp(&mut self, sink: usize, record: Record, base: u32) -> Envelope {
         let o = &record.origin;
-        let counter = self.ordinals.entry((o.location.clone(), o.offset)).or_default().entry((base, sink)).or_default();
-        let ordinal = base + *counter;
-        *counter += 1;
+        let ordinal = self.ordinals.next(input_of(&record), base, sink);
         let mut env = record.envelope;
         let id = deterministic_id(&o.location, o.partition, o.offset, &self.plan.nodes[sink].name, ordinal);
         env.span_id = Some(derive_span_id(&id));
@@ -530,5 +472,41 @@ impl Task {
         env.v = Some(ENVELOPE_VERSION);
         env.id = Some(id);
         env
+    }
+
+    /// Deletes the entries of the task's TTL tables that stream time has expired, recording a
+    /// changelog tombstone for each (attributed to the task's last input). Returns how many.
+    pub fn sweep(&mut self, store: &mut TaskStore, out: &mut TaskOutput) -> Result<usize, StateError> {
+        let Some(origin) = self.last_origin.clone() else { return Ok(0) };
+        let mut swept = 0;
+        let mut tables: Vec<&String> = self.ttls.keys().collect();
+        tables.sort();
+        for table in tables {
+            let mut state = task_state!(self, store, out, origin.clone());
+            for key in state.expired_keys(table)? {
+                state.delete(table, &key)?;
+                swept += 1;
+            }
+        }
+        Ok(swept)
+    }
+}
+
+/// Output ordinals per input, by (ordinal base, sink), kept while the input has work.
+#[derive(Default)]
+struct Ordinals(HashMap<Input, HashMap<(u32, usize), u32>>);
+
+impl Ordinals {
+    /// The next ordinal of `input`'s outputs to `sink` from `base`.
+    fn next(&mut self, input: Input, base: u32, sink: usize) -> u32 {
+        let counter = self.0.entry(input).or_default().entry((base, sink)).or_default();
+        let ordinal = base + *counter;
+        *counter += 1;
+        ordinal
+    }
+
+    /// The input is finished: its ordinals are not needed any more.
+    fn forget(&mut self, input: &Input) {
+        self.0.remove(input);
     }
 }

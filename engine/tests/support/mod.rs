@@ -315,7 +315,7 @@ pub fn spawn_instance_at(
         .env("RUST_LOG", "info")
         .env("KAFCLAW_KAFKA_SESSION_TIMEOUT_MS", "6000")
         .env("KAFCLAW_KAFKA_HEARTBEAT_INTERVAL_MS", "500")
-        // See kafka_memory.rs: bounds how long a rebalance can wait for a member that left.
+        // See kafka/memory.rs: bounds how long a rebalance can wait for a member that left.
         .env("KAFCLAW_KAFKA_MAX_POLL_INTERVAL_MS", "15000")
         .envs(env.iter().copied())
         .stdout(Stdio::null())

@@ -1,5 +1,5 @@
 //! Deterministic ids: the same input coordinates always give the same output id, so retries
-//! and replays produce the same envelope (DESIGN §4, §5 layer 2).
+//! and replays produce the same envelope (the second layer of exactly-once: docs/kafka-brokers.md).
 
 use sha2::{Digest, Sha256};
 

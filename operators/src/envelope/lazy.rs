@@ -4,7 +4,7 @@
 //! Decoding keeps the payload's bytes (checked to be well-formed JSON by the decoder); the
 //! first read through [`Deref`] parses them into a [`Value`], a write through [`DerefMut`]
 //! drops them. Encoding an untouched payload copies its bytes as they came, so a filter or
-//! router never builds the payload's tree (DESIGN §9, "decode only the fields the plan needs").
+//! router never builds the payload's tree ("decode only the fields the plan needs": docs/benchmarks.md).
 //! [`LazyJson::fields`] reads a few top-level fields without building the rest.
 //!
 //! Numbers keep their text when parsed too (serde_json's `arbitrary_precision`): a parsed and

@@ -1,4 +1,4 @@
-//! Envelope v1: the JSON wire format every kafclaw message carries (DESIGN §4).
+//! Envelope v1: the JSON wire format every kafclaw message carries (docs/ARCHITECTURE.md, "The envelope"; schema docs/schema/envelope.v1.json).
 //!
 //! A superset of KafClaw's group envelope: `type`, `correlation_id`, `sender_id`, `timestamp`
 //! and `payload` are KafClaw's; `id`, `v`, the W3C trace fields, `causation_id` and `zone` are

@@ -1,4 +1,4 @@
-//! Fail-closed readers of the KafClaw payload fields decisions depend on (DESIGN §10).
+//! Fail-closed readers of the KafClaw payload fields decisions depend on (docs/ARCHITECTURE.md, "The envelope").
 //!
 //! A guard, the onboarding check, the `llm` call context and `delegate` decide on
 //! `payload.delegation_depth`, `payload.deadline_at`, `payload.task_id` and the other ids.

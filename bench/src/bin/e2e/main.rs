@@ -1,4 +1,4 @@
-//! End-to-end throughput and latency, side by side on one broker in one run (DESIGN §9).
+//! End-to-end throughput and latency, side by side on one broker in one run (docs/benchmarks.md).
 //!
 //! The same job — read ~1 KB JSON envelopes from a 6-partition topic, keep those whose
 //! `payload.n` is even, write them to an output topic — run by four contenders, one at a time,

@@ -43,7 +43,7 @@ pub fn live_members(settings: &ClientSettings, group: &str, now_ms: i64) -> Resu
     Ok(out)
 }
 
-/// The topics of group `group` (DESIGN §4), with whether each is compacted: the core ones,
+/// The topics of group `group` (docs/ARCHITECTURE.md, "The envelope"), with whether each is compacted: the core ones,
 /// and a request and a response topic per skill. Records are keyed by `correlation_id`
 /// (announces, heartbeats and roster entries by agent id).
 pub fn group_topics(group: &str, skills: &[String]) -> Vec<(String, bool)> {

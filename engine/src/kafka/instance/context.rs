@@ -1,4 +1,4 @@
-//! What reaches the shared core from outside the poll loop: the consumer's rebalance callbacks
+//! What reaches the shared instance from outside the poll loop: the consumer's rebalance callbacks
 //! (commit before a revoke, queue restores on an assignment) and interactive state queries.
 
 use std::sync::atomic::Ordering;
@@ -8,36 +8,36 @@ use rdkafka::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 
-use super::{Core, DRAIN_TIMEOUT, lock};
+use super::{DRAIN_TIMEOUT, Instance, lock};
 use crate::kafka::producer::forward_log;
 use crate::kafka::tables::restore::RestoreJob;
 use crate::runtime::query::{self, KeyValue, QueryError, StateQuery, TableReport};
 
 /// Interactive queries over the instance's committed state.
 pub(super) struct CoreQuery {
-    pub(super) core: Arc<Mutex<Core>>,
+    pub(super) instance: Arc<Mutex<Instance>>,
 }
 
 impl StateQuery for CoreQuery {
     fn inspect(&self, samples: usize) -> Result<Vec<TableReport>, QueryError> {
-        let core = lock(&self.core);
+        let core = &lock(&self.instance).core;
         query::inspect(core.store.store().as_ref(), &core.routes.ttls, samples)
     }
 
     fn get(&self, table: &str, key: &[u8]) -> Result<Vec<KeyValue>, QueryError> {
-        let core = lock(&self.core);
+        let core = &lock(&self.instance).core;
         query::get(core.store.store().as_ref(), &core.routes.ttls, table, key)
     }
 }
 
-/// The consumer's context: rebalance callbacks reach the shared core.
+/// The consumer's context: rebalance callbacks reach the shared instance.
 pub(super) struct InstanceContext {
-    pub(super) core: Arc<Mutex<Core>>,
+    pub(super) instance: Arc<Mutex<Instance>>,
 }
 
 impl InstanceContext {
-    fn lock(&self) -> MutexGuard<'_, Core> {
-        lock(&self.core)
+    fn lock(&self) -> MutexGuard<'_, Instance> {
+        lock(&self.instance)
     }
 }
 
@@ -50,10 +50,11 @@ impl ClientContext for InstanceContext {
 impl ConsumerContext for InstanceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
-            let mut core = self.lock();
+            let mut instance = self.lock();
             // Finish the work in flight and the open transaction before the partitions go to
             // another instance.
-            core.drain_in_flight(DRAIN_TIMEOUT);
+            instance.drain_in_flight(DRAIN_TIMEOUT);
+            let core = &mut instance.core;
             core.commit_or_abort(consumer);
             // After a failure the open transaction is not committed: abort it now, so that its
             // records never hold back the partitions' next owner.
@@ -73,7 +74,8 @@ impl ConsumerContext for InstanceContext {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
-                let mut core = self.lock();
+                let mut instance = self.lock();
+                let core = &mut instance.core;
                 // Queue the state tables of the new partitions for restoring; the stream thread
                 // restores them right after this callback, before processing any record.
                 for e in tpl.elements() {

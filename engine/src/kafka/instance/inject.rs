@@ -1,5 +1,5 @@
 //! Injected send failures, for the tests that prove no error path commits an input without
-//! its records (`engine/tests/kafka_faults.rs`). Debug builds only: a release build ignores
+//! its records (`faults` in `engine/tests/kafka/`). Debug builds only: a release build ignores
 //! the setting (and says so).
 //!
 //! `KAFCLAW_INJECT_SEND_FAILURE=<kind>:<n>[:<error>][,…]` fails the `n`-th send (1-based,

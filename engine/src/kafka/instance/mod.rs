@@ -3,7 +3,7 @@
 //! - consumer group = topology name; cooperative-sticky assignment; `read_committed`;
 //! - one [`Task`] per (sub-topology, assigned partition), created on the partition's first
 //!   record and dropped when the partition is revoked;
-//! - exactly-once (DESIGN §5, KIP-447): one transactional producer per instance
+//! - exactly-once (KIP-447, docs/ARCHITECTURE.md "Kafka mode"): one transactional producer per instance
 //!   (`transactional.id = <topology>-<instance id>`); each commit interval the outputs and
 //!   dead letters of the open transaction are flushed, the processed positions are sent to the
 //!   transaction with the consumer's group metadata, and the transaction is committed. A
@@ -21,7 +21,12 @@
 //! assigned partitions and process what the poll brought ([`process`], sending through
 //! [`emit`]), stop when a replay is done ([`until`]), commit when due ([`txn`]), stop on a
 //! [`Fatal`] cause ([`fatal`]). Where each record goes is worked out once ([`routes`]); the
-//! rebalance callbacks and the state queries reach the same core ([`context`]).
+//! rebalance callbacks and the state queries reach the same [`Instance`] ([`context`]).
+//!
+//! Records and outcomes go through the runtimes' [`Driver`] (`runtime/driver.rs`), with the
+//! [`Core`] as its [`Tasks`](crate::runtime::Tasks): it names work by (sub-topology,
+//! partition, task generation) and sends each output into the open transaction
+//! ([`Core::emit`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,9 +45,9 @@ use super::topics::ensure_topics;
 use crate::compiler::sections::Guarantee;
 use crate::compiler::{Compiled, PhysicalPlan};
 use crate::runtime::TaskStore;
-use crate::runtime::executor::Executor;
+use crate::runtime::driver::{Driver, MAX_IN_FLIGHT};
 use crate::runtime::query::QuerySlot;
-use crate::runtime::task::{BuildError, Task, TaskOutput};
+use crate::runtime::task::{BuildError, Task};
 use kafclaw_agent::resources::AgentResources;
 use kafclaw_state::{Epoch, RocksStore, StateStore};
 
@@ -102,12 +107,21 @@ pub enum InstanceError {
     Fatal(String),
 }
 
-/// Everything the poll loop and the rebalance callbacks share, behind one lock.
+/// Everything the poll loop and the rebalance callbacks share, behind one lock: the core and
+/// the driver of the tasks' records and asynchronous work. Two parts, so that the driver can
+/// hand each task's output to the core (it is the driver's [`Tasks`](crate::runtime::Tasks))
+/// while it holds the output.
 ///
-/// The lock rule: the stream thread locks the core step by step and **never holds the lock
-/// across `consumer.poll`**. librdkafka runs the rebalance callbacks inside that poll, and they
-/// lock the core (a revoke drains the work in flight and commits through it): holding the lock
-/// there would deadlock.
+/// The lock rule: the stream thread locks the instance step by step and **never holds the
+/// lock across `consumer.poll`**. librdkafka runs the rebalance callbacks inside that poll, and
+/// they lock the instance (a revoke drains the work in flight and commits through it): holding
+/// the lock there would deadlock.
+struct Instance {
+    core: Core,
+    driver: Driver<TaskKey>,
+}
+
+/// The instance's state, which every step works on (see [`Instance`]).
 struct Core {
     plan: Arc<PhysicalPlan>,
     /// The plan's topics and tables, by what the instance looks them up with.
@@ -128,10 +142,7 @@ struct Core {
     /// since been dropped (revoked, aborted) are ignored.
     task_gen: HashMap<(usize, i32), u64>,
     generation: u64,
-    /// Runs the tasks' asynchronous work (model calls).
-    executor: Executor<TaskKey>,
     locations: HashMap<String, Arc<str>>,
-    out: TaskOutput,
     buf: Vec<u8>,
     stats: Arc<Stats>,
     /// Why the instance must stop (the first cause); the open transaction is aborted before
@@ -168,9 +179,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// between, so this only bounds how long they take space).
 const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Locks the core; a panic elsewhere while it was held does not poison it for the rest.
-fn lock(core: &Mutex<Core>) -> MutexGuard<'_, Core> {
-    core.lock().unwrap_or_else(|p| p.into_inner())
+/// Locks the instance; a panic elsewhere while it was held does not poison it for the rest.
+fn lock(instance: &Mutex<Instance>) -> MutexGuard<'_, Instance> {
+    instance.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn setup(msg: impl Into<String>) -> InstanceError {
@@ -214,7 +225,7 @@ pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), In
     tracing::info!(path = %db_path.display(), tables = ?rocks.tables(), "state store open");
     let limits = emit::Limits::from_config(&producer_config, plan.dead_letter.max_copy_bytes);
     let commit_interval = Duration::from_millis(t.commit_interval_ms);
-    let core = Arc::new(Mutex::new(Core {
+    let core = Core {
         plan: plan.clone(),
         until: Until::new(opts.until.clone(), group_topics.clone()),
         routes,
@@ -230,9 +241,7 @@ pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), In
         tasks: HashMap::new(),
         task_gen: HashMap::new(),
         generation: 0,
-        executor: Executor::new().map_err(|e| setup(format!("executor: {e}")))?,
         locations: HashMap::new(),
-        out: TaskOutput::default(),
         buf: Vec::new(),
         stats: opts.stats.clone(),
         fatal: None,
@@ -246,9 +255,11 @@ pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), In
         pending_restore: Vec::new(),
         next_sweep: Instant::now() + SWEEP_INTERVAL,
         global_store: crate::runtime::memory_store(),
-    }));
+    };
+    let driver = Driver::new(MAX_IN_FLIGHT).map_err(|e| setup(format!("executor: {e}")))?;
+    let instance = Arc::new(Mutex::new(Instance { core, driver }));
 
-    opts.state_query.set(Arc::new(CoreQuery { core: core.clone() }));
+    opts.state_query.set(Arc::new(CoreQuery { instance: instance.clone() }));
     let consumer: BaseConsumer<InstanceContext> = settings
         .client_config_with(
             &[("auto.offset.reset", "earliest"), ("partition.assignment.strategy", "cooperative-sticky")],
@@ -261,21 +272,21 @@ pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), In
                 ("enable.partition.eof", if opts.until.is_some() { "true" } else { "false" }),
             ],
         )
-        .create_with_context(InstanceContext { core: core.clone() })
+        .create_with_context(InstanceContext { instance: instance.clone() })
         .map_err(|e| setup(format!("consumer: {e}")))?;
     // Global tables first, read to their end, as Kafka Streams bootstraps global stores.
     let global = match global_topics.is_empty() {
         true => None,
         false => Some(
-            bootstrap_global(settings, &plan.name, &global_topics, &opts.stop, |m| lock(&core).process(m))
+            bootstrap_global(settings, &plan.name, &global_topics, &opts.stop, |m| lock(&instance).process(m))
                 .map_err(|e| setup(format!("global tables: {e}")))?,
         ),
     };
     let topic_refs: Vec<&str> = group_topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topic_refs).map_err(|e| setup(format!("subscribe: {e}")))?;
 
-    poll_loop(&core, &consumer, global.as_ref(), &opts.stop);
-    let result = shut_down(&core, &consumer);
+    poll_loop(&instance, &consumer, global.as_ref(), &opts.stop);
+    let result = shut_down(&instance, &consumer);
     if result.is_ok() && opts.until.is_some() {
         visible::await_visible_commit(&consumer);
     }
@@ -287,29 +298,29 @@ pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), In
 }
 
 /// The stream thread: one named step after another until stopped, done (a replay) or failed.
-/// The core is locked per step, never across `consumer.poll` (see [`Core`]).
+/// The instance is locked per step, never across `consumer.poll` (see [`Instance`]).
 fn poll_loop(
-    core: &Mutex<Core>,
+    instance: &Mutex<Instance>,
     consumer: &BaseConsumer<InstanceContext>,
     global: Option<&BaseConsumer<QuietEof>>,
     stop: &AtomicBool,
 ) {
     while !stop.load(Ordering::Relaxed) {
-        let wait = lock(core).finish_ready();
+        let wait = lock(instance).finish_ready();
         if let Some(g) = global {
-            follow_globals(g, core);
+            follow_globals(g, instance);
         }
-        // No lock held here: the rebalance callbacks run inside this poll and lock the core.
+        // No lock held here: the rebalance callbacks run inside this poll and lock the instance.
         let polled = consumer.poll(wait);
-        let mut c = lock(core);
+        let mut i = lock(instance);
         // Partitions assigned during that poll are restored before their first record.
-        c.restore_pending(consumer);
-        c.on_polled(polled);
-        if c.replay_done() {
+        i.core.restore_pending(consumer);
+        i.on_polled(polled);
+        if i.core.replay_done() {
             break;
         }
-        c.commit_if_due(consumer);
-        if c.failed() {
+        i.core.commit_if_due(consumer);
+        if i.core.failed() {
             break;
         }
     }
@@ -318,12 +329,13 @@ fn poll_loop(
 /// On the way out: a clean stop finishes the work in flight and commits; after a failure the
 /// open transaction is aborted, so that nothing of it is ever committed, and the cause is the
 /// instance's error.
-fn shut_down(core: &Mutex<Core>, consumer: &BaseConsumer<InstanceContext>) -> Result<(), InstanceError> {
-    let mut c = lock(core);
-    if !c.failed() {
-        c.drain_in_flight(DRAIN_TIMEOUT);
-        c.commit_or_abort(consumer);
+fn shut_down(instance: &Mutex<Instance>, consumer: &BaseConsumer<InstanceContext>) -> Result<(), InstanceError> {
+    let mut i = lock(instance);
+    if !i.core.failed() {
+        i.drain_in_flight(DRAIN_TIMEOUT);
+        i.core.commit_or_abort(consumer);
     }
+    let c = &mut i.core;
     match c.fatal.as_ref().map(ToString::to_string) {
         Some(why) => {
             c.abort_on_exit();

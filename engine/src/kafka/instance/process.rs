@@ -1,7 +1,7 @@
-//! Reading: what one poll brought (a record, a partition's end, an error), each record run
-//! through its task (created on its partition's first record) into the open transaction, the
-//! global tables' records into the in-memory global store, and the state of newly assigned
-//! partitions restored before their first record.
+//! Reading: what one poll brought (a record, a partition's end, an error), each record fed
+//! through the driver to its task (created on its partition's first record) and its output
+//! into the open transaction, the global tables' records into the in-memory global store, and
+//! the state of newly assigned partitions restored before their first record.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,12 +14,12 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::context::InstanceContext;
 use super::fatal::Fatal;
-use super::{Core, lock};
+use super::{Core, Instance, lock};
 use crate::kafka::fault::{Fault, classify};
 use crate::kafka::producer::{CALL_TIMEOUT, QuietEof};
 use crate::kafka::stats::Stats;
 use crate::kafka::tables::restore::restore;
-use crate::runtime::task::{BuildError, Task, TaskOutput};
+use crate::runtime::task::{BuildError, Task};
 
 /// Most records of the global tables read per turn of the loop.
 const GLOBAL_BATCH: usize = 1000;
@@ -41,41 +41,6 @@ impl Core {
         self.task_gen.remove(&(sub, partition));
     }
 
-    /// What one poll of the group's consumer brought.
-    pub(super) fn on_polled(&mut self, polled: Option<KafkaResult<BorrowedMessage<'_>>>) {
-        match polled {
-            Some(Ok(m)) => {
-                self.process(&m);
-                self.until.record_seen();
-            }
-            // Replay: the partition is read to its end (see `until.rs`).
-            Some(Err(KafkaError::PartitionEOF(p))) => self.until.partition_end(p),
-            Some(Err(e)) if classify(&e) == Fault::Fatal => self.fail(Fatal::Consume(e)),
-            Some(Err(e)) => tracing::warn!(error = %e, "consume error"),
-            None => {}
-        }
-    }
-
-    /// Runs one record through its task and sends what it output into the open transaction.
-    pub(super) fn process(&mut self, m: &BorrowedMessage<'_>) {
-        if self.routes.global_topics.contains(m.topic()) {
-            return self.process_global(m);
-        }
-        // After a failure nothing more is processed: the record is read again after the abort
-        // (or the restart), from the last committed offset.
-        if self.stopping() || !self.begin() {
-            return;
-        }
-        let Some((sub, mut out)) = self.run_record(m, false) else { return };
-        self.spawn(&mut out, sub, m.partition());
-        Stats::add(&self.stats.consumed, 1);
-        Stats::add(&self.stats.deduplicated, std::mem::take(&mut out.deduplicated));
-        self.emit(&mut out);
-        self.out = out;
-        let location = self.location(m.topic());
-        self.positions.insert((location, m.partition()), m.offset() + 1);
-    }
-
     /// The topic's name as the records read from it share it (allocated once per topic).
     fn location(&mut self, topic: &str) -> Arc<str> {
         if let Some(l) = self.locations.get(topic) {
@@ -86,57 +51,18 @@ impl Core {
         l
     }
 
-    /// Decodes `m` and runs it through its task (created on its partition's first record),
-    /// on the global store for a global table; the task's outputs, to be handled by the caller.
-    fn run_record(&mut self, m: &BorrowedMessage<'_>, global: bool) -> Option<(usize, TaskOutput)> {
-        let topic = m.topic();
-        let source = self.routes.source(topic)?;
+    /// Where `m` goes: (its source's plan index, its sub-topology, its location), with the task
+    /// of its partition created on its first record. `None` for a topic the plan does not read,
+    /// or when the task cannot be built (the instance must stop).
+    fn route(&mut self, m: &BorrowedMessage<'_>) -> Option<(usize, usize, Arc<str>)> {
+        let source = self.routes.source(m.topic())?;
         let sub = self.routes.sub_of_node[source];
-        let location = self.location(topic);
-        let raw = RawView {
-            bytes: m.payload().unwrap_or_default(),
-            partition: m.partition(),
-            offset: m.offset(),
-            line: None,
-        };
+        let location = self.location(m.topic());
         if let Err(e) = self.ensure_task(sub, m.partition()) {
             self.fail(Fatal::Build(e));
             return None;
         }
-        let mut out = std::mem::take(&mut self.out);
-        let task = self.tasks.get_mut(&(sub, m.partition())).expect("ensured above");
-        let store = if global { &mut self.global_store } else { &mut self.store };
-        task.process_raw(source, &location, raw, store, &mut out);
-        Some((sub, out))
-    }
-
-    /// A record of a global table: into the in-memory global store, no changelog, no offsets;
-    /// only dead letters leave the instance.
-    fn process_global(&mut self, m: &BorrowedMessage<'_>) {
-        if self.stopping() {
-            return;
-        }
-        let Some((_, mut out)) = self.run_record(m, true) else { return };
-        out.changelog.clear();
-        if !out.spawned.is_empty() {
-            tracing::warn!(
-                topic = m.topic(),
-                "asynchronous operators do not run on global tables; their work is dropped"
-            );
-            out.spawned.clear();
-        }
-        // A global table is not rewound (no offsets): its store failing stops the instance.
-        if let Some(failure) = out.state_failure.take() {
-            self.fail(Fatal::GlobalState(failure));
-        }
-        if let Err(e) = self.global_store.seal(Vec::new()) {
-            self.fail(Fatal::GlobalTable(e));
-        }
-        if !out.dead_letters.is_empty() && self.begin() {
-            self.emit(&mut out);
-        }
-        out.dead_letters.clear();
-        self.out = out;
+        Some((source, sub, location))
     }
 
     /// Restores the state of newly assigned partitions (queued by the assign callback) before
@@ -174,12 +100,85 @@ impl Core {
     }
 }
 
+impl Instance {
+    /// What one poll of the group's consumer brought.
+    pub(super) fn on_polled(&mut self, polled: Option<KafkaResult<BorrowedMessage<'_>>>) {
+        match polled {
+            Some(Ok(m)) => {
+                self.process(&m);
+                self.core.until.record_seen();
+            }
+            // Replay: the partition is read to its end (see `until.rs`).
+            Some(Err(KafkaError::PartitionEOF(p))) => self.core.until.partition_end(p),
+            Some(Err(e)) if classify(&e) == Fault::Fatal => self.core.fail(Fatal::Consume(e)),
+            Some(Err(e)) => tracing::warn!(error = %e, "consume error"),
+            None => {}
+        }
+    }
+
+    /// Feeds one record to its task; its output goes into the open transaction.
+    pub(super) fn process(&mut self, m: &BorrowedMessage<'_>) {
+        let core = &mut self.core;
+        if core.routes.global_topics.contains(m.topic()) {
+            return self.process_global(m);
+        }
+        // After a failure nothing more is processed: the record is read again after the abort
+        // (or the restart), from the last committed offset.
+        if core.stopping() || !core.begin() {
+            return;
+        }
+        let Some((source, sub, location)) = core.route(m) else { return };
+        let key = core.task_key(sub, m.partition());
+        let Ok(fed) = self.driver.feed(core, key, source, &location, raw(m));
+        if fed {
+            Stats::add(&core.stats.consumed, 1);
+            core.positions.insert((location, m.partition()), m.offset() + 1);
+        }
+    }
+
+    /// A record of a global table: into the in-memory global store, no changelog, no offsets;
+    /// only dead letters leave the instance.
+    fn process_global(&mut self, m: &BorrowedMessage<'_>) {
+        let core = &mut self.core;
+        if core.stopping() {
+            return;
+        }
+        let Some((source, sub, location)) = core.route(m) else { return };
+        let task = core.tasks.get_mut(&(sub, m.partition())).expect("routed");
+        let out = self.driver.process(task, source, &location, raw(m), &mut core.global_store);
+        out.changelog.clear();
+        if !out.spawned.is_empty() {
+            tracing::warn!(
+                topic = m.topic(),
+                "asynchronous operators do not run on global tables; their work is dropped"
+            );
+            out.spawned.clear();
+        }
+        // A global table is not rewound (no offsets): its store failing stops the instance.
+        if let Some(failure) = out.state_failure.take() {
+            core.fail(Fatal::GlobalState(failure));
+        }
+        if let Err(e) = core.global_store.seal(Vec::new()) {
+            core.fail(Fatal::GlobalTable(e));
+        }
+        if !out.dead_letters.is_empty() && core.begin() {
+            core.emit(out);
+        }
+        out.dead_letters.clear();
+    }
+}
+
+/// The record as its task reads it.
+fn raw<'m>(m: &'m BorrowedMessage<'_>) -> RawView<'m> {
+    RawView { bytes: m.payload().unwrap_or_default(), partition: m.partition(), offset: m.offset(), line: None }
+}
+
 /// Follows the global tables: what arrived since the last turn (at most [`GLOBAL_BATCH`]
 /// records), each under the lock on its own.
-pub(super) fn follow_globals(global: &BaseConsumer<QuietEof>, core: &Mutex<Core>) {
+pub(super) fn follow_globals(global: &BaseConsumer<QuietEof>, instance: &Mutex<Instance>) {
     for _ in 0..GLOBAL_BATCH {
         match global.poll(Duration::ZERO) {
-            Some(Ok(m)) => lock(core).process(&m),
+            Some(Ok(m)) => lock(instance).process(&m),
             Some(Err(KafkaError::PartitionEOF(_))) | None => break,
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "global table consume error");

@@ -26,6 +26,7 @@ use super::{Core, SWEEP_INTERVAL};
 use crate::kafka::fault::{Fault, classify};
 use crate::kafka::producer::{CALL_TIMEOUT, new_producer};
 use crate::kafka::stats::Stats;
+use crate::runtime::task::TaskOutput;
 
 /// Aborts in a row (no successful commit between them) after which the instance stops with an
 /// error instead of trying again: a restart (by the orchestrator) starts from the last commit.
@@ -63,7 +64,7 @@ impl Core {
         if self.eos && !self.in_txn {
             return;
         }
-        let mut out = std::mem::take(&mut self.out);
+        let mut out = TaskOutput::default();
         let mut swept = 0;
         for task in self.tasks.values_mut() {
             match task.sweep(&mut self.store, &mut out) {
@@ -78,7 +79,6 @@ impl Core {
             tracing::debug!(swept, "expired state entries deleted");
         }
         self.emit(&mut out);
-        self.out = out;
     }
 
     /// A failure the delivery reports saw that retrying cannot mend.

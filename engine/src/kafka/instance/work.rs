@@ -1,90 +1,81 @@
-//! The instance's asynchronous work (model calls): handing what tasks start to the executor,
-//! finishing outcomes on the stream thread inside the open transaction, and draining the work
-//! in flight before a revoke or a shutdown.
+//! The instance's side of the [`Driver`](crate::runtime::Driver): the core as the driver's
+//! [`Tasks`], and the two steps that wait for asynchronous work (model calls): finishing what
+//! completed at the top of each turn of the loop, and draining the work in flight before a
+//! revoke or a shutdown.
+//!
+//! Work is named by (sub-topology, partition, task generation): the outcome of work started
+//! by a task that was dropped since (revoked, or cleared by an abort) is ignored, and so is
+//! every outcome once the instance is stopping. An outcome is finished inside the open
+//! transaction (begun for it if none is), and its output is sent at once ([`Core::emit`]).
 
+use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
-use super::{Core, TaskKey};
-use crate::runtime::executor::Done;
+use super::{Core, Instance, TaskKey};
+use crate::kafka::stats::Stats;
+use crate::runtime::TaskStore;
+use crate::runtime::driver::{Patience, Tasks};
 use crate::runtime::task::{Task, TaskOutput};
 
-/// Most asynchronous calls in flight per instance before polling pauses.
-const MAX_IN_FLIGHT: usize = 10_000;
+impl Tasks<TaskKey> for Core {
+    type Error = Infallible;
+
+    fn task(&mut self, &(sub, partition, generation): &TaskKey) -> Option<(&mut Task, &mut TaskStore)> {
+        if self.stopping() || self.task_gen.get(&(sub, partition)) != Some(&generation) || !self.begin() {
+            return None;
+        }
+        let task = self.tasks.get_mut(&(sub, partition))?;
+        Some((task, &mut self.store))
+    }
+
+    fn in_flight(&self) -> usize {
+        Core::in_flight(self)
+    }
+
+    /// Sends the output into the open transaction.
+    fn deliver(&mut self, _: &TaskKey, out: &mut TaskOutput) -> Result<(), Infallible> {
+        Stats::add(&self.stats.deduplicated, std::mem::take(&mut out.deduplicated));
+        self.emit(out);
+        Ok(())
+    }
+
+    fn stopped(&self) -> bool {
+        self.stopping()
+    }
+}
 
 impl Core {
-    /// The loop's first step: finishes the asynchronous work that completed (pausing for it
-    /// while too much is in flight); returns how long the next poll may wait: until the commit
-    /// is due, at most 100 ms, and 2 ms while work is in flight.
-    pub(super) fn finish_ready(&mut self) -> Duration {
-        let mut wait = self.next_commit.saturating_duration_since(Instant::now()).min(Duration::from_millis(100));
-        if self.in_flight() > 0 {
-            // Outcomes arrive on the executor's channel: poll briefly, then finish them.
-            wait = wait.min(Duration::from_millis(2));
-            self.complete_ready(Duration::ZERO);
-        }
-        while self.in_flight() >= MAX_IN_FLIGHT && !self.failed() {
-            self.complete_ready(Duration::from_millis(100));
-        }
-        wait
-    }
-
-    /// Hands the work a task started to the executor.
-    pub(super) fn spawn(&mut self, out: &mut TaskOutput, sub: usize, partition: i32) {
-        if out.spawned.is_empty() {
-            return;
-        }
-        let generation = self.task_gen.get(&(sub, partition)).copied().unwrap_or_default();
-        for work in out.spawned.drain(..) {
-            self.executor.spawn((sub, partition, generation), work);
-        }
-    }
-
     /// Asynchronous work in flight over all tasks.
     pub(super) fn in_flight(&self) -> usize {
         self.tasks.values().map(Task::in_flight).sum()
     }
 
-    /// Finishes one completed piece of asynchronous work in its task (if the task still exists).
-    pub(super) fn complete(&mut self, done: Done<TaskKey>) {
-        let (sub, partition, generation) = done.task;
-        if self.stopping() || self.task_gen.get(&(sub, partition)) != Some(&generation) {
-            return;
-        }
-        if !self.begin() {
-            return;
-        }
-        let mut out = std::mem::take(&mut self.out);
-        if let Some(task) = self.tasks.get_mut(&(sub, partition)) {
-            task.complete(done.ticket, done.outcome, &mut self.store, &mut out);
-        }
-        self.spawn(&mut out, sub, partition);
-        self.emit(&mut out);
-        self.out = out;
+    /// The generation of the task of (`sub`, `partition`), which names its work.
+    pub(super) fn task_key(&self, sub: usize, partition: i32) -> TaskKey {
+        (sub, partition, self.task_gen.get(&(sub, partition)).copied().unwrap_or_default())
     }
+}
 
-    /// Finishes what has completed, waiting up to `wait` for the first.
-    pub(super) fn complete_ready(&mut self, wait: Duration) {
-        let first = if wait.is_zero() { self.executor.try_next() } else { self.executor.next_within(wait) };
-        let Some(first) = first else { return };
-        self.complete(first);
-        while let Some(done) = self.executor.try_next() {
-            self.complete(done);
+impl Instance {
+    /// The loop's first step: finishes the asynchronous work that completed (pausing for it
+    /// while too much is in flight); returns how long the next poll may wait: until the commit
+    /// is due, at most 100 ms, and 2 ms while work is in flight.
+    pub(super) fn finish_ready(&mut self) -> Duration {
+        let core = &mut self.core;
+        let mut wait = core.next_commit.saturating_duration_since(Instant::now()).min(Duration::from_millis(100));
+        if core.in_flight() > 0 {
+            // Outcomes arrive on the executor's channel: poll briefly, then finish them.
+            wait = wait.min(Duration::from_millis(2));
         }
+        let Ok(()) = self.driver.finish_ready(Duration::ZERO, core);
+        wait
     }
 
     /// Waits (up to `timeout`) for all asynchronous work in flight, finishing it.
     pub(super) fn drain_in_flight(&mut self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while self.in_flight() > 0 && !self.stopping() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                tracing::warn!(
-                    in_flight = self.in_flight(),
-                    "asynchronous work still in flight; its inputs will be processed again"
-                );
-                return;
-            }
-            self.complete_ready(left.min(Duration::from_millis(100)));
+        let Ok(left) = self.driver.drain(Patience::Until(Instant::now() + timeout), &mut self.core);
+        if left > 0 && !self.core.stopping() {
+            tracing::warn!(in_flight = left, "asynchronous work still in flight; its inputs will be processed again");
         }
     }
 }

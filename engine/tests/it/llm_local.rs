@@ -4,14 +4,12 @@
 //! dead-lettered while other records flow; per-key order under 1,000 concurrent calls;
 //! budgets refusing before the call.
 
-mod fake_openai;
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::Ordering;
 
-use fake_openai::FakeOpenAi;
+use crate::fake_openai::FakeOpenAi;
 use serde_json::Value;
 
 fn topology(dir: &Path, server: &FakeOpenAi, extra_model: &str, extra_op: &str) -> PathBuf {

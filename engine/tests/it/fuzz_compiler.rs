@@ -21,15 +21,15 @@ const STACK: usize = 2 << 20;
 
 /// The shipped topologies, with their paths (relative references resolve from there).
 const SHIPPED: &[(&str, &str)] = &[
-    ("agent.toml", include_str!("../../topologies/agent.toml")),
-    ("gatekeeper.toml", include_str!("../../topologies/gatekeeper.toml")),
-    ("rate-limit.toml", include_str!("../../topologies/rate-limit.toml")),
-    ("roster-enrich.toml", include_str!("../../topologies/roster-enrich.toml")),
-    ("roster.toml", include_str!("../../topologies/roster.toml")),
-    ("skill-billing.toml", include_str!("../../topologies/skill-billing.toml")),
-    ("skill-router.toml", include_str!("../../topologies/skill-router.toml")),
-    ("support-triage.toml", include_str!("../../topologies/support-triage.toml")),
-    ("usage-meter.toml", include_str!("../../topologies/usage-meter.toml")),
+    ("agent.toml", include_str!("../../../topologies/agent.toml")),
+    ("gatekeeper.toml", include_str!("../../../topologies/gatekeeper.toml")),
+    ("rate-limit.toml", include_str!("../../../topologies/rate-limit.toml")),
+    ("roster-enrich.toml", include_str!("../../../topologies/roster-enrich.toml")),
+    ("roster.toml", include_str!("../../../topologies/roster.toml")),
+    ("skill-billing.toml", include_str!("../../../topologies/skill-billing.toml")),
+    ("skill-router.toml", include_str!("../../../topologies/skill-router.toml")),
+    ("support-triage.toml", include_str!("../../../topologies/support-triage.toml")),
+    ("usage-meter.toml", include_str!("../../../topologies/usage-meter.toml")),
 ];
 
 fn cases(default: u32) -> u32 {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::support::*;
+use crate::support::*;
 
 pub(crate) const PARTITIONS: i32 = 6;
 

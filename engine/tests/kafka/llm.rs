@@ -6,15 +6,12 @@
 //! bodies are retried in place, a call that keeps failing is dead-lettered to the topic with
 //! its coordinates, and no transaction is ever aborted (the pipeline never restarts).
 
-mod fake_openai;
-mod support;
-
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use fake_openai::FakeOpenAi;
-use support::*;
+use crate::fake_openai::FakeOpenAi;
+use crate::support::*;
 
 #[test]
 fn replay_reuses_journalled_answers_and_reproduces_the_outputs() {

@@ -5,12 +5,10 @@
 //! retried, then dead-lettered, while other records flow; mixing embedders in one index is an
 //! error that says so.
 
-mod fake_openai;
-
 use std::path::Path;
 use std::process::Command;
 
-use fake_openai::FakeOpenAi;
+use crate::fake_openai::FakeOpenAi;
 use serde_json::{Value, json};
 
 fn topology(dir: &Path, server: &FakeOpenAi, index_vector: &str) -> std::path::PathBuf {

@@ -5,12 +5,10 @@
 //! receive: a request of a zone the agent is not in is not processed (audited), one
 //! delegated too deep or past its deadline gets a `failed` status (audited).
 
-mod support;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 #[test]
 fn three_skill_instances_answer_each_of_1000_requests_exactly_once() {

@@ -1,14 +1,12 @@
 //! Kafka-mode CLI against the real broker: at-least-once runs, `kafclaw topics`, the health
 //! endpoint, and start-up checks (co-partitioning, missing sources, local nodes).
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 
 fn kafclaw(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_kafclaw")).args(args).output().unwrap()

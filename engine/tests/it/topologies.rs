@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use kafclaw_engine::compiler::{Severity, compile_file};
-use kafclaw_engine::testing::run_tests;
+use kafclaw_engine::test_runner::run_tests;
 
 fn shipped() -> Vec<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../topologies");

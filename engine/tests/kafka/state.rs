@@ -1,13 +1,11 @@
 //! State on Kafka: counts per key survive kill -9 and move to another instance, restored from
 //! the changelog; a clean restart with a current checkpoint restores nothing.
 
-mod support;
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 fn counting(dir: &Path, app: &str, input: &str, output: &str) -> std::path::PathBuf {
     write_topology(

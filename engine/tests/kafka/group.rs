@@ -3,12 +3,10 @@
 //! heartbeat intervals; an agent killed with SIGKILL is gone within the TTL; one stopped
 //! cleanly is gone at once (its leave); a fourth joins while the others keep running.
 
-mod support;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 
 const HEARTBEAT_MS: u64 = 2000;
 const TTL_MS: u64 = 6000;

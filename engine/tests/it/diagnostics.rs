@@ -429,5 +429,4 @@ fn a_topology_with_a_byte_order_mark() {
     expect(&good.replace("name = \"t\"", "nmae = \"t\""), &[(2, 1, "unknown field `nmae`")]);
 }
 
-#[path = "diagnostics/redteam.rs"]
 mod redteam;

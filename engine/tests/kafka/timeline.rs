@@ -4,14 +4,11 @@
 //! follows the group's topics into SQLite; `kafclaw trace <task>` prints the three-agent chain
 //! from one query.
 
-mod fake_openai;
-mod support;
-
 use std::process::Command;
 use std::time::Duration;
 
-use fake_openai::FakeOpenAi;
-use support::*;
+use crate::fake_openai::FakeOpenAi;
+use crate::support::*;
 
 #[test]
 fn trace_shows_a_three_agent_chain() {

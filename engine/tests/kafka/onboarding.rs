@@ -4,12 +4,10 @@
 //! set (`admissions` over the onboarding topic, a global table) processes requests only from
 //! admitted senders and audits the others.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use kafclaw_operators::group::onboard::sign;
-use support::*;
 
 const SECRET: &str = "correct horse battery staple";
 

@@ -2,14 +2,12 @@
 //! to a read_committed reader until commit, and an aborted transaction does not move the
 //! committed offsets.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
-use support::*;
 
 #[test]
 fn open_transactions_are_invisible_and_aborts_do_not_commit_offsets() {

@@ -5,10 +5,11 @@
 //! `kafclaw.input.{partition,offset}`), the group's committed offsets equal the end of every
 //! input partition, and no duplicate after a downstream kafclaw stage with `dedup = true`.
 //! Raw duplicates are expected on Tansu (it shows the records of aborted transactions to
-//! read_committed readers, DESIGN §5); the kill test checks they come only from transactions
+//! read_committed readers, docs/kafka-brokers.md); the kill test checks they come only from transactions
 //! a kill left open.
 //!
-//! Each test prints its figures on one line (`cargo test --test kafka_chaos -- --nocapture`):
+//! Each test prints its figures on one line
+//! (`cargo test -p kafclaw --test kafka chaos:: -- --nocapture`):
 //!
 //! - `chaos kill9: kills=20 inputs=N outputs_raw=N missing=0 dup_raw=N dup_after_dedup=0
 //!   committed=N/N wall_s=T seed=S moments=[...]` — a moment is seconds after the start of an
@@ -26,17 +27,14 @@
 //! The kill and storm tests use the shared broker (`KAFCLAW_TEST_BROKERS`); the freeze test
 //! starts a Tansu of its own on a free port.
 
-#[path = "../support/mod.rs"]
-mod support;
-
 mod harness;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use support::*;
-
+use crate::support::*;
 use harness::*;
+
 /// kill -9 of the exactly-once instance at 20 random moments while input keeps arriving,
 /// restarted each time with the same instance id (its `init_transactions` aborts the
 /// transaction the kill left open). A quarter of the moments are blind (any time in the first

@@ -1,13 +1,11 @@
 //! The Kafka runtime end to end against the real broker, with the real binary: scaling by
 //! instances, kill -9 crash recovery, dedup, dead letters.
 
-mod support;
-
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 
 fn topology(dir: &Path, app: &str, input: &str, output: &str, guarantee: &str) -> std::path::PathBuf {
     write_topology(

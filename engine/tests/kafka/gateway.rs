@@ -3,12 +3,10 @@
 //! skill_request on the skill's topic), its result read once the skill answers, its trace
 //! read, and /metrics scraped. No token configured: the gateway does not start.
 
-mod support;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 
 const TOKEN: &str = "gw-token-4b1d";
 

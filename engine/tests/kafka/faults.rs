@@ -19,13 +19,11 @@
 //! kinds are classified like their injected stand-ins (`auth` = fatal, `fail` = retriable;
 //! `kafka/fault.rs` unit tests map each broker error code).
 
-mod support;
-
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 
 /// Waits until the group's committed offsets equal `want`; returns the last seen.
 fn await_committed(group: &str, topic: &str, want: &[i64], timeout: Duration) -> Vec<i64> {

@@ -2,12 +2,10 @@
 //! instance. Two instances split the requests between them, and each finds every memory item
 //! — those written before it started and those written while it runs.
 
-mod support;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 
 fn memory(i: usize) -> (String, String) {
     let k = format!("mem-{i}");

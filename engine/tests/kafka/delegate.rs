@@ -3,13 +3,10 @@
 //! carries the peer's reply; a peer that never answers fails the call at its deadline while
 //! the other calls complete; the published requests are KafClaw envelopes with a derived id.
 
-mod fake_openai;
-mod support;
-
 use std::time::Duration;
 
-use fake_openai::FakeOpenAi;
-use support::*;
+use crate::fake_openai::FakeOpenAi;
+use crate::support::*;
 
 #[test]
 fn the_model_delegates_to_a_peer_and_gets_its_reply_or_a_deadline() {

@@ -3,11 +3,9 @@
 //! OpenAI-compatible server when KAFCLAW_MODEL_URL points at one. `kafclaw diff` compares
 //! two runs.
 
-mod fake_openai;
-
 use std::process::Command;
 
-use fake_openai::FakeOpenAi;
+use crate::fake_openai::FakeOpenAi;
 
 fn agent(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_kafclaw"));

@@ -3,12 +3,10 @@
 //! `memories` output, indexed by the topology's memory-index) and a later request of the same
 //! conversation recalls it through the tool; `validate` warns when remembered items go nowhere.
 
-mod fake_openai;
-
 use std::path::Path;
 use std::process::Command;
 
-use fake_openai::FakeOpenAi;
+use crate::fake_openai::FakeOpenAi;
 use serde_json::{Value, json};
 
 const TOPOLOGY: &str = r#"

@@ -4,12 +4,10 @@
 //! The interpreter is `KAFCLAW_PYTHON` (scripts/test makes a venv with the example's
 //! requirements), else `python3`.
 
-mod support;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 
 fn python() -> String {
     let py = std::env::var("KAFCLAW_PYTHON").unwrap_or_else(|_| "python3".into());

@@ -2,15 +2,13 @@
 //! identical, key by key, to the first run's; an instance restoring from the changelogs after a
 //! replay holds the same; `kafclaw state inspect/get` read a running instance's state.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use kafclaw_state::{RocksStore, StateStore};
-use support::*;
 
 const PARTITIONS: u32 = 6;
 

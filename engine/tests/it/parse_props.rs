@@ -4,7 +4,7 @@
 use kafclaw_engine::compiler::{SourceFile, compile_source};
 use proptest::prelude::*;
 
-const SHIPPED: &str = include_str!("../../topologies/support-triage.toml");
+const SHIPPED: &str = include_str!("../../../topologies/support-triage.toml");
 
 fn check(text: String) -> Result<(), TestCaseError> {
     let len = text.len();

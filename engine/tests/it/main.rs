@@ -1,0 +1,26 @@
+//! The engine's local integration tests: one binary, no broker needed (matklad, "Delete Cargo
+//! Integration Tests"). The CLI, the compiler's diagnostics, the shipped topologies, local runs
+//! with a fake model endpoint, the golden replay, state failures, property tests.
+//!
+//! `cargo test -p kafclaw --test it` runs them all; `cargo test -p kafclaw --test it llm_local::`
+//! one module. The tests against the broker are in `../kafka/`.
+
+#[path = "../fake_openai/mod.rs"]
+mod fake_openai;
+
+mod agent;
+mod bom;
+mod cli;
+mod diagnostics;
+mod embed_local;
+mod fuzz_compiler;
+mod llm_local;
+mod memory_tool;
+mod numbers;
+mod onboarding_local;
+mod parse_props;
+mod replay_golden;
+mod runtime;
+mod state_failure;
+mod state_ops;
+mod topologies;

@@ -1,0 +1,29 @@
+//! The engine's integration tests against the real broker (`KAFCLAW_TEST_BROKERS`, default
+//! 127.0.0.1:9092; `scripts/test` starts one) and the real `kafclaw` binary: one binary
+//! (matklad, "Delete Cargo Integration Tests"). Every test uses unique topic and group names,
+//! so they share the broker and run in parallel like any others.
+//!
+//! `cargo test -p kafclaw --test kafka` runs them all; `cargo test -p kafclaw --test kafka
+//! faults::` one module. The tests that need no broker are in `../it/`.
+
+#[path = "../fake_openai/mod.rs"]
+mod fake_openai;
+#[path = "../support/mod.rs"]
+mod support;
+
+mod chaos;
+mod cli;
+mod delegate;
+mod faults;
+mod gateway;
+mod group;
+mod llm;
+mod memory;
+mod onboarding;
+mod pipeline;
+mod protocol;
+mod python_agent;
+mod replay;
+mod skills;
+mod state;
+mod timeline;
