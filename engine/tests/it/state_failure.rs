@@ -2,24 +2,9 @@
 //! table stops with exit 1 and says why, writes no dead letter and no output of the failing
 //! input (`KAFCLAW_INJECT_STATE_FAILURE`, debug builds).
 
-use std::path::PathBuf;
 use std::process::Command;
 
-fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/replay_golden")
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
-}
+use super::replay_golden::{copy_dir, fixture};
 
 /// Runs `topology` of the fixture locally with reads of `table` failing `n` times.
 fn run_failing(topology: &str, table: &str, n: u32) -> (tempfile::TempDir, std::process::Output) {
