@@ -7,8 +7,9 @@
 //! | `memory-index`, `memory-search` | [`memory`] | synchronous, stateful (items table + usearch index) |
 //! | tools `fs_read`, `fs_write`, `shell`, `http`, `memory`, `delegate` | [`tools`] | called by `llm` |
 //!
-//! The folders stack one way: [`model`] (config, client, recordings, protocol, embedders) →
-//! [`memory`] → [`tools`] → [`llm`], with [`resources`] (typed access to what a topology's
+//! The folders stack one way: [`model`] (config, client, recordings, protocol, embedders)
+//! and [`sandbox`] (the OS sandbox of the programs tools start) → [`memory`] → [`tools`] →
+//! [`llm`], with [`resources`] (typed access to what a topology's
 //! nodes share: models, tools, the bus slot) on top beside [`llm`]. This crate is where
 //! `tokio`, `reqwest` and the vector index (through `kafclaw-state`) enter;
 //! `kafclaw-operators` builds without them.
@@ -19,4 +20,5 @@ pub mod llm;
 pub mod memory;
 pub mod model;
 pub mod resources;
+pub mod sandbox;
 pub mod tools;

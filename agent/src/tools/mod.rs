@@ -151,7 +151,7 @@ pub enum ToolConfig {
         allow: Vec<String>,
         /// Working directory; arguments cannot point outside it.
         root: String,
-        /// Time limit of one run.
+        /// Time limit of one run; the program and every process it started are killed at it.
         #[serde(default = "default_timeout")]
         timeout: String,
         /// What the model is told.
@@ -161,6 +161,25 @@ pub enum ToolConfig {
         /// `external_tool_tier`. Default 1 for tools without side effects, 2 for the others.
         #[serde(default)]
         tier: Option<u8>,
+        /// `"kernel"` (default): programs run in the kernel sandbox (Landlock ABI 6+, seccomp,
+        /// rlimits; docs/security.md), and the tool refuses to start where the kernel lacks
+        /// it. `"none"`: an explicit opt-out; only the argument checks, the time limit and
+        /// the output cap remain.
+        #[serde(default)]
+        sandbox: crate::sandbox::Mode,
+        /// Trees the programs may read besides the root and the system's read-only ones
+        /// (`/usr`, `/lib`, a few files of `/etc`). Relative paths are resolved against the
+        /// topology's folder.
+        #[serde(default)]
+        read: Vec<String>,
+        /// TCP ports the programs may connect to, on any address (default: none — no network
+        /// at all; UDP, unix and raw sockets are never allowed, so names resolve only
+        /// through `/etc/hosts`).
+        #[serde(default)]
+        connect_ports: Vec<u16>,
+        /// Resource limits of one run.
+        #[serde(default)]
+        limits: crate::sandbox::Limits,
     },
     /// Reads a file under a root.
     FsRead {
@@ -179,8 +198,12 @@ pub enum ToolConfig {
     },
     /// Writes a file under a root.
     FsWrite {
-        /// The folder files are written to (paths are relative to it).
+        /// The folder files are written to (paths are relative to it; a file's folder must
+        /// exist).
         root: String,
+        /// Largest content written, in bytes (default 1 MiB); bigger content is refused.
+        #[serde(default = "fs::default_write_max_bytes")]
+        max_bytes: u64,
         /// What the model is told.
         #[serde(default)]
         description: Option<String>,
@@ -189,16 +212,45 @@ pub enum ToolConfig {
         #[serde(default)]
         tier: Option<u8>,
     },
-    /// Calls an HTTP endpoint on an allow-listed host.
+    /// Calls an HTTP endpoint on an allow-listed host and port. Redirects are followed only to
+    /// allow-listed hosts and ports, names are resolved once and only to permitted addresses
+    /// (the connection goes to the checked address), proxies are ignored, bodies and time
+    /// are capped (see `kafclaw_agent::tools::http`).
     Http {
-        /// Hosts that may be called.
+        /// Hosts that may be called, on the first hop and on every redirect. Each entry is
+        /// `host` (the scheme's default port only: 80 for http, 443 for https), `host:port`,
+        /// `[v6addr]` or `[v6addr]:port`, or `*.example.com[:port]` (any subdomain of
+        /// example.com, not example.com itself; the domain needs two labels at least). Hosts
+        /// are compared as the URL parser normalises them (lowercase, `127.1` is `127.0.0.1`,
+        /// one trailing dot ignored). Listing a host does not open a special address: see
+        /// `allow_addresses`.
         allow_hosts: Vec<String>,
+        /// Addresses (`127.0.0.1`, `::1`) or CIDR ranges (`10.0.0.0/8`) that may be reached
+        /// although special. Without an entry naming them, loopback, private (RFC 1918),
+        /// link-local, unique-local (fc00::/7), CGNAT (100.64.0.0/10), unspecified,
+        /// broadcast, multicast, documentation and reserved ranges, cloud metadata endpoints
+        /// (169.254.169.254, fd00:ec2::254, 168.63.129.16) and IPv6 forms embedding such an
+        /// IPv4 address (`::ffff:127.0.0.1`, NAT64 `64:ff9b::/96`, 6to4 `2002::/16`) are
+        /// refused, whether a URL names them or a host name resolves to them. An IPv6 form
+        /// embedding a named IPv4 address is opened with it. Default: none.
+        #[serde(default)]
+        allow_addresses: Vec<String>,
         /// `GET` (default) or `POST`; POST has side effects and sends an `Idempotency-Key`.
+        /// A 307/308 redirect repeats the POST; 301/302/303 continue with a GET.
         #[serde(default = "default_method")]
         method: String,
-        /// Time limit of one call.
+        /// Time limit of one call, covering connecting, every redirect and reading the body.
         #[serde(default = "default_timeout")]
         timeout: String,
+        /// Most redirects followed in one call (each re-checked against `allow_hosts` and the
+        /// address rules); one more fails the call. 0 follows none.
+        #[serde(default = "http::default_max_redirects")]
+        max_redirects: u32,
+        /// Largest body handed to the model, in bytes (default 1 MiB). A longer body is read
+        /// no further: the result is its first `max_bytes` bytes and a last line saying it
+        /// was truncated.
+        #[serde(default = "http::default_max_bytes")]
+        max_bytes: u64,
         /// What the model is told.
         #[serde(default)]
         description: Option<String>,
@@ -300,19 +352,45 @@ impl ToolConfig {
             parse_duration_ms(&Spanned::new(0..0, t.clone())).map(|m| std::time::Duration::from_millis(m as u64))
         };
         Ok(match self {
-            Self::Shell { allow, root: r, timeout, description, .. } => {
-                Arc::new(shell::Shell::new(allow.clone(), root(r), ms(timeout)?, description.clone()))
+            Self::Shell { allow, root: r, timeout, description, sandbox, read, connect_ports, limits, .. } => {
+                let spec = shell::ShellSpec {
+                    allow: allow.clone(),
+                    root: root(r),
+                    timeout: ms(timeout)?,
+                    description: description.clone(),
+                    sandbox: *sandbox,
+                    read: read.iter().map(root).collect(),
+                    connect_ports: connect_ports.clone(),
+                    limits: limits.clone(),
+                };
+                Arc::new(shell::Shell::new(spec).map_err(|e| vec![ConfigError::at(0..0, format!("shell tool: {e}"))])?)
             }
             Self::FsRead { root: r, max_bytes, description, .. } => {
                 Arc::new(fs::FsRead::new(root(r), *max_bytes, description.clone()))
             }
-            Self::FsWrite { root: r, description, .. } => Arc::new(fs::FsWrite::new(root(r), description.clone())),
-            Self::Http { allow_hosts, method, timeout, description, .. } => {
+            Self::FsWrite { root: r, max_bytes, description, .. } => {
+                Arc::new(fs::FsWrite::new(root(r), *max_bytes, description.clone()))
+            }
+            Self::Http {
+                allow_hosts, allow_addresses, method, timeout, max_redirects, max_bytes, description, ..
+            } => {
                 let method = method.to_ascii_uppercase();
                 if method != "GET" && method != "POST" {
                     return Err(vec![ConfigError::at(0..0, format!("http tool method `{method}`: GET or POST"))]);
                 }
-                Arc::new(http::HttpTool::new(allow_hosts.clone(), method, ms(timeout)?, description.clone()))
+                let options = http::HttpOptions {
+                    allow_hosts: allow_hosts.clone(),
+                    allow_addresses: allow_addresses.clone(),
+                    method,
+                    timeout: ms(timeout)?,
+                    max_redirects: *max_redirects,
+                    max_bytes: *max_bytes,
+                    description: description.clone(),
+                };
+                Arc::new(
+                    http::HttpTool::with_options(options)
+                        .map_err(|e| vec![ConfigError::at(0..0, format!("http tool: {e}"))])?,
+                )
             }
             Self::Memory { index, embedder, k, description, .. } => {
                 let Some(shared) = resources.get::<SharedIndex>(index) else {

@@ -327,7 +327,7 @@ fn validate_warns_about_side_effects_without_idempotency_under_exactly_once() {
 #[test]
 fn the_http_tool_calls_allowed_hosts_with_an_idempotency_key() {
     use kafclaw_agent::tools::Tool;
-    use kafclaw_agent::tools::http::HttpTool;
+    use kafclaw_agent::tools::http::{HttpOptions, HttpTool};
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
@@ -350,7 +350,15 @@ fn the_http_tool_calls_allowed_hosts_with_an_idempotency_key() {
             axum::serve(tokio::net::TcpListener::from_std(listener).unwrap(), app).await.unwrap();
         });
     });
-    let tool = HttpTool::new(vec!["127.0.0.1".into()], "POST".into(), std::time::Duration::from_secs(5), None);
+    // Loopback is a special address: the tool reaches it only where the topology names it.
+    let tool = HttpTool::with_options(HttpOptions {
+        allow_hosts: vec![format!("127.0.0.1:{port}")],
+        allow_addresses: vec!["127.0.0.1".into()],
+        method: "POST".into(),
+        timeout: std::time::Duration::from_secs(5),
+        ..HttpOptions::default()
+    })
+    .unwrap();
     assert!(tool.side_effects() && tool.idempotent());
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let url = format!("http://127.0.0.1:{port}/hook");

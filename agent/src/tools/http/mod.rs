@@ -1,0 +1,352 @@
+//! `http`: calls a URL on an allow-listed host and port (GET, or POST with an
+//! `Idempotency-Key` header that is stable for one step of one input, so a replayed call is
+//! recognised by the other side).
+//!
+//! What a call may reach (server-side request forgery is the threat: the model chooses the
+//! URL, and a page or a redirect may try to steer it):
+//!
+//! - **Every hop is checked.** reqwest follows no redirect by itself; the tool follows at most
+//!   `max_redirects`, and checks each `Location` as it checked the first URL (scheme, no
+//!   credentials, host *and* port on `allow_hosts`, a literal address's class). A refused hop
+//!   fails the call naming the refused location. 301/302/303 continue as GET without a body;
+//!   307/308 repeat the method, body and `Idempotency-Key`.
+//! - **Addresses are checked after resolution, and the connection goes to the checked
+//!   address.** Names are resolved by [`resolve::PinnedResolver`], the client's only resolver,
+//!   which returns only permitted addresses; reqwest connects to those (no second lookup, so a
+//!   DNS answer that changes between check and connect — rebinding — cannot slip through).
+//!   IP-literal hosts bypass resolvers, so the URL check judges them (after the URL parser's
+//!   normalisation: `127.1`, `0x7f.1`, `2130706433`, `[::ffff:127.0.0.1]` are all 127.0.0.1).
+//!   Loopback, private, link-local, unique-local, CGNAT, unspecified, broadcast, multicast,
+//!   documentation and reserved ranges, cloud metadata endpoints and the IPv6 forms embedding
+//!   such an IPv4 address (mapped, compatible, NAT64, 6to4) are refused unless
+//!   `allow_addresses` names the address or a range holding it.
+//! - **No proxy**: `HTTP_PROXY` and friends are ignored. No response decompression is enabled,
+//!   so `max_bytes` bounds the bytes read from the network.
+//! - **Bounded**: the body is read as a stream and cut at `max_bytes` (the result then ends
+//!   saying it was truncated, and the connection is dropped); `timeout` bounds the whole call:
+//!   connecting, every redirect and the body.
+
+mod addr;
+mod policy;
+mod resolve;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::{StatusCode, Url, header};
+use serde_json::{Value, json};
+
+use super::{CallContext, Tool, ToolFuture, ToolOutput, ToolResult};
+use policy::Policy;
+
+/// Default `max_bytes`: 1 MiB.
+pub const DEFAULT_MAX_BYTES: u64 = 1 << 20;
+/// Default `max_redirects`.
+pub const DEFAULT_MAX_REDIRECTS: u32 = 5;
+
+pub(crate) fn default_max_bytes() -> u64 {
+    DEFAULT_MAX_BYTES
+}
+pub(crate) fn default_max_redirects() -> u32 {
+    DEFAULT_MAX_REDIRECTS
+}
+
+/// How an `http` tool is built (the `[tools.<name>]` table, see `ToolConfig::Http`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpOptions {
+    /// `host` (default port of the scheme only), `host:port`, `[v6]:port`, `*.example.com`.
+    pub allow_hosts: Vec<String>,
+    /// Special addresses or CIDR ranges that may be reached (`127.0.0.1`, `10.0.0.0/8`).
+    pub allow_addresses: Vec<String>,
+    /// `GET` or `POST`.
+    pub method: String,
+    /// Time limit of a whole call.
+    pub timeout: Duration,
+    /// Most redirects followed.
+    pub max_redirects: u32,
+    /// Largest body handed back, in bytes.
+    pub max_bytes: u64,
+    /// What the model is told.
+    pub description: Option<String>,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        Self {
+            allow_hosts: Vec::new(),
+            allow_addresses: Vec::new(),
+            method: "GET".into(),
+            timeout: Duration::from_secs(10),
+            max_redirects: DEFAULT_MAX_REDIRECTS,
+            max_bytes: DEFAULT_MAX_BYTES,
+            description: None,
+        }
+    }
+}
+
+/// `http`.
+#[derive(Debug)]
+pub struct HttpTool {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    policy: Arc<Policy>,
+    /// `Err`: the tool could not be built (only through [`HttpTool::new`]); every call fails.
+    client: Result<reqwest::Client, String>,
+    post: bool,
+    timeout: Duration,
+    max_redirects: u32,
+    max_bytes: usize,
+    description: String,
+}
+
+impl HttpTool {
+    /// A tool for `allow_hosts` with the defaults otherwise and no `allow_addresses`. An
+    /// invalid entry makes every call fail (use [`HttpTool::with_options`] to see the error).
+    pub fn new(allow_hosts: Vec<String>, method: String, timeout: Duration, description: Option<String>) -> Self {
+        let options = HttpOptions { allow_hosts, method, timeout, description, ..HttpOptions::default() };
+        Self::with_options(options.clone()).unwrap_or_else(|e| Self {
+            inner: Arc::new(Inner {
+                policy: Arc::new(Policy::default()),
+                client: Err(e),
+                post: options.method.eq_ignore_ascii_case("POST"),
+                timeout,
+                max_redirects: 0,
+                max_bytes: 0,
+                description: String::new(),
+            }),
+        })
+    }
+
+    /// A tool built from `options`; the error names the entry or option at fault.
+    pub fn with_options(options: HttpOptions) -> Result<Self, String> {
+        let post = match options.method.to_ascii_uppercase().as_str() {
+            "GET" => false,
+            "POST" => true,
+            m => return Err(format!("method `{m}`: GET or POST")),
+        };
+        if options.max_bytes == 0 {
+            return Err("max_bytes must be at least 1".into());
+        }
+        let policy = Arc::new(Policy::new(&options.allow_hosts, &options.allow_addresses)?);
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(Arc::new(resolve::PinnedResolver { policy: policy.clone() }))
+            .connect_timeout(options.timeout)
+            .timeout(options.timeout)
+            .build()
+            .map_err(|e| format!("the HTTP client: {e}"))?;
+        let verb = if post { "POST to" } else { "GET" };
+        let description =
+            options.description.unwrap_or_else(|| format!("{verb} a URL on {}.", options.allow_hosts.join(", ")));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                policy,
+                client: Ok(client),
+                post,
+                timeout: options.timeout,
+                max_redirects: options.max_redirects,
+                max_bytes: usize::try_from(options.max_bytes).unwrap_or(usize::MAX),
+                description,
+            }),
+        })
+    }
+
+    /// Checks a URL as the first hop is checked (scheme, credentials, host and port, a
+    /// literal address); a name's addresses are checked when it is resolved.
+    pub fn check(&self, url: &str) -> Result<Url, String> {
+        self.inner.check(url)
+    }
+}
+
+impl Inner {
+    fn check(&self, url: &str) -> Result<Url, String> {
+        let u = Url::parse(url).map_err(|e| format!("`{url}`: {e}"))?;
+        self.policy.check_url(&u).map_err(|e| format!("refused: `{url}`: {e}"))?;
+        Ok(u)
+    }
+
+    /// One call: hops until a non-redirect response, then its body up to `max_bytes`.
+    async fn fetch(&self, start: String, body: String, key: String) -> ToolResult {
+        let client = self.client.as_ref().map_err(|e| format!("the http tool is misconfigured: {e}"))?;
+        let mut url = self.check(&start)?;
+        let mut post = self.post;
+        let mut hops = 0;
+        loop {
+            let request = if post {
+                client.post(url.clone()).header("Idempotency-Key", &key).body(body.clone())
+            } else {
+                client.get(url.clone())
+            };
+            let resp = request.send().await.map_err(|e| describe(&url, &e, self.timeout))?;
+            let status = resp.status();
+            let location =
+                resp.headers().get(header::LOCATION).map(|l| String::from_utf8_lossy(l.as_bytes()).into_owned());
+            if let (true, Some(location)) = (is_redirect(status), location) {
+                let next = url.join(&location).map_err(|e| format!("refused: redirect to `{location}`: {e}"))?;
+                if hops >= self.max_redirects {
+                    return Err(format!(
+                        "refused: more than {} redirects (max_redirects); `{url}` redirects to `{next}`",
+                        self.max_redirects
+                    ));
+                }
+                self.policy.check_url(&next).map_err(|e| format!("refused: redirect from `{url}` to `{next}`: {e}"))?;
+                hops += 1;
+                if matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND | StatusCode::SEE_OTHER) {
+                    post = false;
+                }
+                url = next;
+                continue;
+            }
+            let (bytes, truncated) =
+                read_capped(resp, self.max_bytes).await.map_err(|e| describe(&url, &e, self.timeout))?;
+            let text = decode(bytes, truncated, self.max_bytes);
+            return if status.is_success() {
+                Ok(ToolOutput::from(text))
+            } else {
+                Err(format!("`{url}`: HTTP {status}: {text}"))
+            };
+        }
+    }
+}
+
+fn is_redirect(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308)
+}
+
+/// Reads at most `cap` bytes of the body, chunk by chunk; `true` when more was left.
+async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let hint = resp.content_length().unwrap_or(0).min(cap as u64).min(DEFAULT_MAX_BYTES);
+    let mut buf = Vec::with_capacity(hint as usize);
+    while let Some(chunk) = resp.chunk().await? {
+        let room = cap - buf.len();
+        if chunk.len() > room {
+            buf.extend_from_slice(&chunk[..room]);
+            return Ok((buf, true));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok((buf, false))
+}
+
+/// The body as text (invalid UTF-8 replaced; a character cut by the cap dropped), with a last
+/// line saying so when it was cut.
+fn decode(mut bytes: Vec<u8>, truncated: bool, cap: usize) -> String {
+    if truncated
+        && let Err(e) = std::str::from_utf8(&bytes)
+        && e.error_len().is_none()
+    {
+        bytes.truncate(e.valid_up_to());
+    }
+    let mut text = String::from_utf8_lossy(&bytes).into_owned();
+    if truncated {
+        text.push_str(&format!("\n[kafclaw: the body was truncated at {cap} bytes (max_bytes)]"));
+    }
+    text
+}
+
+fn timed_out(url: &str, limit: Duration) -> String {
+    format!("`{url}`: timed out after {limit:?} (the limit covers connecting, redirects and the body)")
+}
+
+/// A reqwest error with its causes (a refused resolution is the innermost one).
+fn describe(url: &Url, e: &reqwest::Error, limit: Duration) -> String {
+    if e.is_timeout() {
+        return timed_out(url.as_str(), limit);
+    }
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
+impl Tool for HttpTool {
+    fn description(&self) -> String {
+        self.inner.description.clone()
+    }
+    fn parameters(&self) -> Value {
+        json!({"type": "object", "properties": {"url": {"type": "string"}, "body": {"type": "string"}}, "required": ["url"]})
+    }
+    fn side_effects(&self) -> bool {
+        self.inner.post
+    }
+    fn idempotent(&self) -> bool {
+        true
+    }
+    fn call(&self, args: Value, cx: CallContext) -> ToolFuture {
+        let url = args["url"].as_str().unwrap_or_default().to_owned();
+        let body = args["body"].as_str().unwrap_or_default().to_owned();
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let limit = inner.timeout;
+            match tokio::time::timeout(limit, inner.fetch(url.clone(), body, cx.idempotency_key)).await {
+                Ok(result) => result,
+                Err(_) => Err(timed_out(&url, limit)),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tools::ToolConfig;
+
+    #[test]
+    fn only_allowed_hosts_and_schemes() {
+        let t = HttpTool::new(vec!["api.example.com".into()], "GET".into(), Duration::from_secs(1), None);
+        assert!(t.check("https://api.example.com/v1/x").is_ok());
+        assert!(t.check("https://evil.example.com/").unwrap_err().contains("not allowed"));
+        assert!(t.check("file:///etc/passwd").unwrap_err().contains("only http"));
+        assert!(t.check("https://api.example.com.evil.net/").unwrap_err().contains("not allowed"));
+        assert!(t.check("https://api.example.com:444/").unwrap_err().contains("not allowed"));
+    }
+
+    #[test]
+    fn a_bad_entry_fails_the_build_or_every_call() {
+        let bad = HttpOptions { allow_hosts: vec!["http://x/".into()], ..HttpOptions::default() };
+        assert!(HttpTool::with_options(bad).unwrap_err().contains("allow_hosts entry"));
+        let bad = HttpOptions { allow_addresses: vec!["nope".into()], ..HttpOptions::default() };
+        assert!(HttpTool::with_options(bad).unwrap_err().contains("allow_addresses entry"));
+        let bad = HttpOptions { max_bytes: 0, ..HttpOptions::default() };
+        assert!(HttpTool::with_options(bad).is_err());
+        let t = HttpTool::new(vec!["a b".into()], "GET".into(), Duration::from_secs(1), None);
+        assert!(t.check("http://a/").is_err());
+    }
+
+    #[test]
+    fn a_cut_body_says_so_and_keeps_whole_characters() {
+        assert_eq!(decode(b"abc".to_vec(), false, 3), "abc");
+        let cut = decode("aé".as_bytes()[..2].to_vec(), true, 2);
+        assert_eq!(cut, "a\n[kafclaw: the body was truncated at 2 bytes (max_bytes)]");
+    }
+
+    #[test]
+    fn the_config_has_the_new_fields_with_defaults_and_refuses_unknown_ones() {
+        let c: ToolConfig = toml::from_str("type = \"http\"\nallow_hosts = [\"a.example\"]\n").unwrap();
+        let ToolConfig::Http { allow_addresses, max_redirects, max_bytes, .. } = c else { panic!() };
+        assert_eq!((allow_addresses.len(), max_redirects, max_bytes), (0, 5, 1 << 20));
+        let c: ToolConfig = toml::from_str(
+            "type = \"http\"\nallow_hosts = [\"localhost:8080\"]\nallow_addresses = [\"127.0.0.1\", \"10.0.0.0/8\"]\n\
+             max_redirects = 0\nmax_bytes = 10\n",
+        )
+        .unwrap();
+        assert!(c.build(&Default::default()).is_ok());
+        let e =
+            toml::from_str::<ToolConfig>("type = \"http\"\nallow_hosts = []\nallow_redirects = true\n").unwrap_err();
+        assert!(e.to_string().contains("allow_redirects"), "{e}");
+        let c: ToolConfig = toml::from_str("type = \"http\"\nallow_hosts = [\"*.com\"]\n").unwrap();
+        let errors = c.build(&Default::default()).unwrap_err();
+        assert!(errors[0].message.contains("wildcard"), "{:?}", errors[0].message);
+    }
+}
