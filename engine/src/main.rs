@@ -5,6 +5,7 @@ use std::io::IsTerminal;
 use clap::Parser;
 use kafclaw_engine::cli::{Cli, main_with};
 use kafclaw_engine::exit;
+use kafclaw_operators::api::secrets::RedactingWriter;
 use tracing_subscriber::EnvFilter;
 
 fn main() {
@@ -24,7 +25,9 @@ fn main() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // Every log line is redacted on its way out: no registered secret (model keys, group
+        // secrets, Kafka passwords, URL credentials) reaches the log, whoever logged it.
+        .with_writer(|| RedactingWriter::new(std::io::stderr()))
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use kafclaw_operators::api::record::{Record, format_time_ms};
+use kafclaw_operators::api::secrets::redact;
 use kafclaw_operators::envelope::{EnvelopeType, TracePayload, derive_span_id};
 
 use crate::model::protocol::Usage;
@@ -50,7 +51,8 @@ pub struct StepRecord {
 }
 
 /// The trace envelope of step `i` of a record's call: span ids derived from the input, the
-/// input's span as parent.
+/// input's span as parent. The step's text is redacted (steps are redacted when made; this
+/// also covers entries journalled before, or restored from a journal export).
 pub(crate) fn trace_of(record: &Record, i: usize, step: &StepRecord) -> Record {
     let o = &record.origin;
     let key = record.input_key();
@@ -62,7 +64,7 @@ pub(crate) fn trace_of(record: &Record, i: usize, step: &StepRecord) -> Record {
         parent_span_id: parent,
         span_type: step.kind.clone(),
         title: format!("{} {}", step.kind, step.name),
-        content: step.detail.clone(),
+        content: redact(&step.detail).into_owned(),
         started_at: format_time_ms(step.started_ms),
         ended_at: format_time_ms(step.started_ms + step.duration_ms as i64),
         duration_ms: step.duration_ms,
@@ -83,7 +85,7 @@ pub(crate) fn memory_of(record: &Record, i: usize, text: &str, operator: &str) -
     r.envelope.kind = EnvelopeType::Memory;
     *r.envelope.payload = json!({
         "item_id": derive_span_id(&format!("{key}/memory/{i}")),
-        "content": text,
+        "content": redact(text),
         "tags": [],
         "author_id": operator,
     });

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use kafclaw_operators::api::record::now_ms;
+use kafclaw_operators::api::secrets::{redact, redact_string};
 
 use super::journal::{JournalEntry, StepRecord};
 use crate::model::protocol::{FunctionSpec, Message, ToolSpec, Usage};
@@ -99,12 +100,15 @@ pub(crate) async fn call_with_tools(
                     Err(e) => Err(format!("arguments are not JSON: {e}")),
                 },
             };
+            // A tool's result goes to the model, the journal, the trace and (remembered) the
+            // outputs: a configured secret in it (a shell tool printing the environment, an
+            // HTTP error echoing a header) is redacted here, before it goes anywhere.
             let (ok, text) = match result {
                 Ok(t) => {
-                    remembered.extend(t.remember);
-                    (true, t.text)
+                    remembered.extend(t.remember.into_iter().map(redact_string));
+                    (true, redact_string(t.text))
                 }
-                Err(e) => (false, format!("error: {e}")),
+                Err(e) => (false, redact_string(format!("error: {e}"))),
             };
             steps.push(StepRecord {
                 kind: "tool".into(),
@@ -129,8 +133,9 @@ pub(crate) async fn call_with_tools(
     })
 }
 
-/// Cuts text for a trace span.
+/// Cuts text for a trace span (redacted first, so no part of a secret is left at the cut).
 pub(crate) fn short(text: &str) -> String {
+    let text = &*redact(text);
     if text.len() <= 300 {
         return text.to_owned();
     }

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use kafclaw_operators::api::secrets::{self, Secret};
+
 use super::limiter::Limiter;
 use super::protocol::{ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, Message, ToolSpec, Usage};
 use super::recording::{Recorded, Recording};
@@ -63,9 +65,10 @@ pub struct UsageSnapshot {
     pub peak_in_flight: u64,
 }
 
-/// A call that failed for good.
+/// A call that failed for good. Its text is redacted ([`secrets`]): made by
+/// [`ModelClient`], the message is redacted already; shown, it is redacted again.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("model `{model}`: {message} (after {attempts} attempt(s))")]
+#[error("model `{model}`: {} (after {attempts} attempt(s))", secrets::redact(.message))]
 pub struct CallError {
     /// The model's name in the topology.
     pub model: String,
@@ -76,8 +79,7 @@ pub struct CallError {
 }
 
 /// Calls one endpoint. Shared by every task of an instance, so its limiter bounds the
-/// instance's calls.
-#[derive(Debug)]
+/// instance's calls. `Debug` shows no secret (the key is a [`Secret`]; URLs are redacted).
 pub struct ModelClient {
     pub(super) name: String,
     pub(super) model: String,
@@ -88,7 +90,8 @@ pub struct ModelClient {
     pub(super) rate: Option<super::rate::TokenRate>,
     pub(super) chat_url: reqwest::Url,
     pub(super) embeddings_url: reqwest::Url,
-    pub(super) api_key: Option<String>,
+    /// The API key (`Debug` shows `[redacted]`).
+    pub(super) api_key: Option<Secret>,
     pub(super) http: reqwest::Client,
     pub(super) limiter: Arc<Limiter>,
     pub(super) max_attempts: u32,
@@ -96,6 +99,25 @@ pub struct ModelClient {
     pub(super) max_backoff: Duration,
     pub(super) temperature: Option<f64>,
     pub(super) max_tokens: Option<u32>,
+}
+
+impl std::fmt::Debug for ModelClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelClient")
+            .field("name", &self.name)
+            .field("model", &self.model)
+            .field("recorded", &self.recorded.is_some())
+            .field("chat_url", &secrets::redact(self.chat_url.as_str()))
+            .field("embeddings_url", &secrets::redact(self.embeddings_url.as_str()))
+            .field("api_key", &self.api_key)
+            .field("usage", &self.usage())
+            .field("max_attempts", &self.max_attempts)
+            .field("backoff", &self.backoff)
+            .field("max_backoff", &self.max_backoff)
+            .field("temperature", &self.temperature)
+            .field("max_tokens", &self.max_tokens)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `<base>/<path>`.
@@ -123,6 +145,24 @@ enum Attempt<R> {
     /// Retry after at least this long (`Retry-After`), or the backoff when `None`.
     Retry(String, Option<Duration>),
     Fail(String),
+}
+
+/// The first 200 bytes of an answer's body, for an error message: redacted **before** it is
+/// cut, so no part of a secret survives at the cut (an endpoint may echo the request's
+/// `Authorization` header in its error body).
+fn snippet(body: &[u8]) -> String {
+    const SHOWN: usize = 200;
+    // A secret starting in the shown part ends well inside this much.
+    let window = String::from_utf8_lossy(&body[..body.len().min(SHOWN + 16 * 1024)]);
+    let mut text = secrets::redact_string(window.into_owned());
+    if text.len() > SHOWN {
+        let mut end = SHOWN;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
 }
 
 /// A `Retry-After` value: seconds, or an HTTP date.
@@ -204,12 +244,12 @@ impl ModelClient {
         let _permit = self.limiter.acquire().await;
         let mut call = self.http.post(url.clone()).json(body);
         if let Some(key) = &self.api_key {
-            call = call.bearer_auth(key);
+            call = call.bearer_auth(key.expose());
         }
         let resp = match call.send().await {
             Ok(r) => r,
             Err(e) if e.is_timeout() => return Attempt::Retry("timed out".into(), None),
-            Err(e) => return Attempt::Retry(format!("request failed: {e}"), None),
+            Err(e) => return Attempt::Retry(secrets::redact_string(format!("request failed: {e}")), None),
         };
         let status = resp.status();
         if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
@@ -221,9 +261,9 @@ impl ModelClient {
         let body = match resp.bytes().await {
             Ok(b) => b,
             Err(e) if e.is_timeout() => return Attempt::Retry("timed out reading the answer".into(), None),
-            Err(e) => return Attempt::Retry(format!("reading the answer: {e}"), None),
+            Err(e) => return Attempt::Retry(secrets::redact_string(format!("reading the answer: {e}")), None),
         };
-        let snippet = || String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+        let snippet = || snippet(&body);
         if status.is_server_error() || status == reqwest::StatusCode::REQUEST_TIMEOUT {
             return Attempt::Retry(format!("HTTP {status}: {}", snippet()), wait);
         }
@@ -236,9 +276,9 @@ impl ModelClient {
                     self.limiter.succeeded();
                     Attempt::Done(r)
                 }
-                Err(why) => Attempt::Retry(format!("malformed answer: {why}"), None),
+                Err(why) => Attempt::Retry(secrets::redact_string(format!("malformed answer: {why}")), None),
             },
-            Err(e) => Attempt::Retry(format!("malformed answer ({e}): {}", snippet()), None),
+            Err(e) => Attempt::Retry(secrets::redact_string(format!("malformed answer ({e}): {}", snippet())), None),
         }
     }
 
@@ -351,7 +391,8 @@ impl ModelClient {
         let (r, attempts) = self.with_retries(&self.chat_url, &request, usable).await?;
         let choice = r.choices.into_iter().next().expect("checked non-empty");
         Ok(Answer {
-            content: choice.message.content.unwrap_or_default(),
+            // An endpoint echoing the request (a debugging proxy) must not put the key in outputs.
+            content: secrets::redact_string(choice.message.content.unwrap_or_default()),
             tool_calls: choice.message.tool_calls,
             usage: r.usage.unwrap_or_default(),
             model: r.model.unwrap_or_else(|| self.model.clone()),
@@ -389,6 +430,6 @@ impl ModelClient {
     }
 
     fn error(&self, attempts: u32, message: String) -> CallError {
-        CallError { model: self.name.clone(), attempts, message }
+        CallError { model: self.name.clone(), attempts, message: secrets::redact_string(message) }
     }
 }

@@ -20,9 +20,10 @@ use super::limiter::Limiter;
 use super::recording::Recording;
 use kafclaw_operators::api::config::ConfigError;
 use kafclaw_operators::api::config::{Errors, parse_duration_ms};
+use kafclaw_operators::api::secrets::{self, Secret};
 
-/// Config of one model endpoint.
-#[derive(Debug, Clone, Deserialize)]
+/// Config of one model endpoint (`Debug` redacts credentials in `base_url`).
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     /// Base URL of the OpenAI-compatible API (the part before `/chat/completions` and
@@ -78,6 +79,28 @@ pub struct ModelConfig {
     /// reproduced exactly; a record the export does not hold is dead-lettered.
     #[serde(default)]
     pub recorded: Option<String>,
+}
+
+impl std::fmt::Debug for ModelConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        secrets::register_url(self.base_url.get_ref());
+        f.debug_struct("ModelConfig")
+            .field("base_url", &secrets::redact(self.base_url.get_ref()))
+            .field("model", &self.model)
+            .field("api_key_env", &self.api_key_env.as_ref().map(|v| v.get_ref()))
+            .field("timeout", self.timeout.get_ref())
+            .field("max_concurrency", &self.max_concurrency)
+            .field("max_attempts", self.max_attempts.get_ref())
+            .field("backoff", self.backoff.get_ref())
+            .field("max_backoff", self.max_backoff.get_ref())
+            .field("temperature", &self.temperature)
+            .field("max_tokens", &self.max_tokens)
+            .field("tokens_per_minute", &self.tokens_per_minute)
+            .field("base_url_env", &self.base_url_env)
+            .field("model_env", &self.model_env)
+            .field("recorded", &self.recorded)
+            .finish()
+    }
 }
 
 /// The error of an operator naming a model no `[models.<name>]` table declares.
@@ -141,10 +164,20 @@ impl ModelConfig {
 
     /// Builds the client (reads the API key, and any URL and model overrides, from the
     /// environment now).
+    ///
+    /// Every secret read here (the key; credentials in the base URL, from the file or the
+    /// environment) is registered with [`secrets`] before anything can print it, and the
+    /// errors are redacted.
     pub fn client(&self, name: &str) -> Result<ModelClient, String> {
+        self.client_unredacted(name).map_err(secrets::redact_string)
+    }
+
+    fn client_unredacted(&self, name: &str) -> Result<ModelClient, String> {
+        secrets::register_url(self.base_url.get_ref());
         let (mut base, timeout, backoff, max_backoff) =
             self.settings_without_key().map_err(|e| e.into_iter().map(|e| e.message).collect::<Vec<_>>().join("; "))?;
         if let Some(Ok(b)) = self.base_url_env.as_ref().map(std::env::var) {
+            secrets::register_url(&b);
             base = b;
         }
         let chat_url = endpoint(&base, "chat/completions").map_err(|e| format!("model `{name}`: {base}: {e}"))?;
@@ -172,7 +205,7 @@ impl ModelConfig {
             _ if recorded.is_some() => None,
             None => None,
             Some(var) => match std::env::var(var.get_ref()) {
-                Ok(key) => Some(key),
+                Ok(key) => Some(Secret::new(key)),
                 Err(_) => {
                     tracing::warn!(
                         model = name,
@@ -205,5 +238,39 @@ impl ModelConfig {
             temperature: self.temperature,
             max_tokens: self.max_tokens,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::SharedModel;
+
+    #[test]
+    fn debug_of_config_client_and_shared_model_never_shows_a_secret() {
+        // SAFETY: a variable of this test alone, set before anything reads it.
+        unsafe { std::env::set_var("KAFCLAW_TEST_DEBUG_MODEL_KEY", "sk-debug-model-key-98765") };
+        let config: ModelConfig = toml::from_str(
+            r#"
+base_url = "https://someone:url-pass-4242@models.example/v1"
+model = "m"
+api_key_env = "KAFCLAW_TEST_DEBUG_MODEL_KEY"
+"#,
+        )
+        .unwrap();
+        let shared = SharedModel::new("m", config.clone());
+        let client = shared.client().unwrap();
+        let shown = [format!("{config:?}"), format!("{client:?}"), format!("{shared:?}"), format!("{:#?}", client)];
+        for text in &shown {
+            assert!(!text.contains("sk-debug-model-key-98765"), "{text}");
+            assert!(!text.contains("url-pass-4242"), "{text}");
+        }
+        assert!(shown[1].contains("[redacted]"), "{}", shown[1]);
+        assert_eq!(client.api_key.as_ref().map(|k| k.expose()), Some("sk-debug-model-key-98765"));
+        // registered when read: any text carrying them is redacted from now on
+        assert_eq!(
+            secrets::redact("Bearer sk-debug-model-key-98765 / url-pass-4242"),
+            "Bearer [redacted] / [redacted]"
+        );
     }
 }

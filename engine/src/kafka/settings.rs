@@ -6,15 +6,36 @@ use std::collections::BTreeMap;
 
 use rdkafka::ClientConfig;
 
+use kafclaw_operators::api::secrets;
+
 use crate::compiler::sections::KafkaValue;
 
 /// The default bootstrap servers when nothing else is configured.
 pub const DEFAULT_BOOTSTRAP: &str = "127.0.0.1:9092";
 
-/// The merged client properties of one topology run.
-#[derive(Debug, Clone, Default)]
+/// The merged client properties of one topology run (`Debug` shows them with secrets masked).
+#[derive(Clone, Default)]
 pub struct ClientSettings {
     props: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for ClientSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientSettings").field("props", &self.redacted()).finish()
+    }
+}
+
+/// Registers the secret values among `props` (passwords, keys, credentials in the broker
+/// list) with the process's redaction ([`kafclaw_operators::api::secrets`]), so no error,
+/// dead letter or log line carries them.
+fn register_secrets(props: &BTreeMap<String, String>) {
+    for (k, v) in props {
+        if is_secret(k) {
+            secrets::register(v);
+        } else if k == "bootstrap.servers" || k.contains("url") {
+            secrets::register_url(v);
+        }
+    }
 }
 
 /// Property names whose values are secrets: never logged.
@@ -36,6 +57,7 @@ impl ClientSettings {
                 props.insert(rest.to_ascii_lowercase().replace('_', "."), v);
             }
         }
+        register_secrets(&props);
         Self { props }
     }
 
@@ -50,7 +72,9 @@ impl ClientSettings {
 
     /// Sets one property (command-line overrides such as `--brokers`).
     pub fn set(&mut self, key: &str, value: impl Into<String>) {
-        self.props.insert(key.to_owned(), value.into());
+        let value = value.into();
+        register_secrets(&BTreeMap::from([(key.to_owned(), value.clone())]));
+        self.props.insert(key.to_owned(), value);
     }
 
     /// One property.
@@ -107,5 +131,7 @@ mod tests {
         let shown: BTreeMap<_, _> = s.redacted().into_iter().collect();
         assert_eq!(shown["sasl.password"], "***");
         assert_eq!(shown["security.protocol"], "SASL_SSL");
+        assert!(!format!("{s:?}").contains("hunter2"), "Debug masks secrets: {s:?}");
+        assert_eq!(secrets::redact("auth failed for hunter2"), "auth failed for [redacted]");
     }
 }

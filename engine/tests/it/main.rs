@@ -5,6 +5,8 @@
 //! `cargo test -p kafclaw --test it` runs them all; `cargo test -p kafclaw --test it llm_local::`
 //! one module. The tests against the broker are in `../kafka/`.
 
+#[path = "../echo_model/mod.rs"]
+mod echo_model;
 #[path = "../fake_openai/mod.rs"]
 mod fake_openai;
 
@@ -21,6 +23,7 @@ mod onboarding_local;
 mod parse_props;
 mod replay_golden;
 mod runtime;
+mod secrets_redacted;
 mod state_failure;
 mod state_ops;
 mod topologies;

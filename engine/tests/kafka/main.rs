@@ -6,6 +6,8 @@
 //! `cargo test -p kafclaw --test kafka` runs them all; `cargo test -p kafclaw --test kafka
 //! faults::` one module. The tests that need no broker are in `../it/`.
 
+#[path = "../echo_model/mod.rs"]
+mod echo_model;
 #[path = "../fake_openai/mod.rs"]
 mod fake_openai;
 #[path = "../support/mod.rs"]
@@ -24,6 +26,7 @@ mod pipeline;
 mod protocol;
 mod python_agent;
 mod replay;
+mod secrets;
 mod skills;
 mod state;
 mod timeline;

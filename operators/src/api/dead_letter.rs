@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::api::record::Origin;
+use crate::api::secrets::{redact, redact_string};
 
 /// Header names a dead letter carries on Kafka (and fields in the local JSON form).
 pub mod headers {
@@ -73,10 +74,11 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
-    /// A dead letter for an input at `origin`.
+    /// A dead letter for an input at `origin`. The error text is redacted
+    /// ([`crate::api::secrets`]): a configured secret echoed into it never leaves.
     pub fn at(origin: &Origin, stage: impl Into<String>, error: impl Into<String>, raw: Vec<u8>) -> Self {
         Self {
-            error: error.into(),
+            error: redact_string(error.into()),
             stage: stage.into(),
             source: origin.source.to_string(),
             location: origin.location.to_string(),
@@ -131,10 +133,11 @@ impl DeadLetter {
         }
     }
 
-    /// The Kafka headers naming the error and the input coordinates.
+    /// The Kafka headers naming the error and the input coordinates (the error and details
+    /// redacted again, for letters whose fields were set after [`DeadLetter::at`]).
     pub fn headers(&self) -> Vec<(&'static str, Vec<u8>)> {
         let mut h = vec![
-            (headers::ERROR, self.error.as_bytes().to_vec()),
+            (headers::ERROR, redact(&self.error).as_bytes().to_vec()),
             (headers::STAGE, self.stage.as_bytes().to_vec()),
             (headers::SOURCE, self.source.as_bytes().to_vec()),
             (headers::LOCATION, self.location.as_bytes().to_vec()),
@@ -148,7 +151,7 @@ impl DeadLetter {
             h.push((headers::CODE, code.as_bytes().to_vec()));
         }
         for (k, v) in &self.details {
-            h.push((k, v.as_bytes().to_vec()));
+            h.push((k, redact(v).as_bytes().to_vec()));
         }
         h
     }
@@ -161,7 +164,7 @@ impl DeadLetter {
             Err(_) => (Value::String(hex::encode(&self.raw)), "hex"),
         };
         let mut letter = json!({
-            "error": self.error,
+            "error": redact(&self.error),
             "stage": self.stage,
             "source": self.source,
             "location": self.location,
@@ -175,7 +178,7 @@ impl DeadLetter {
             letter["code"] = code.into();
         }
         for (k, v) in &self.details {
-            letter[k.trim_start_matches("kafclaw.")] = v.as_str().into();
+            letter[k.trim_start_matches("kafclaw.")] = redact(v).into();
         }
         letter
     }
@@ -186,8 +189,8 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
-    fn letter(raw: &[u8]) -> DeadLetter {
-        let origin = Origin {
+    fn letter_origin() -> Origin {
+        Origin {
             source: "in".into(),
             location: Arc::from("topic"),
             partition: 2,
@@ -196,8 +199,11 @@ mod tests {
             input_id: None,
             input_span_id: None,
             trace_id: "0".repeat(32),
-        };
-        DeadLetter::at(&origin, "sink:out", "too large", raw.to_vec())
+        }
+    }
+
+    fn letter(raw: &[u8]) -> DeadLetter {
+        DeadLetter::at(&letter_origin(), "sink:out", "too large", raw.to_vec())
     }
 
     #[test]
@@ -225,6 +231,23 @@ mod tests {
         assert!(h.contains(&(headers::RECORD_SIZE, b"1800000".to_vec())));
         assert_eq!(l.to_json()["record.limit"], "1000000");
         assert_eq!(l.to_json()["code"], "record_too_large");
+    }
+
+    #[test]
+    fn secrets_in_the_error_never_reach_headers_or_json() {
+        crate::api::secrets::register("sk-dlq-unit-5150");
+        let mut l = DeadLetter::at(
+            &letter_origin(),
+            "operator:answer",
+            "HTTP 400: Authorization: Bearer sk-dlq-unit-5150",
+            b"x".to_vec(),
+        );
+        assert_eq!(l.error, "HTTP 400: Authorization: Bearer [redacted]");
+        l.error.push_str(" again sk-dlq-unit-5150");
+        let h = l.headers();
+        assert!(h.iter().all(|(_, v)| !String::from_utf8_lossy(v).contains("sk-dlq-unit-5150")));
+        assert!(!l.to_json().to_string().contains("sk-dlq-unit-5150"));
+        assert!(l.to_json()["error"].as_str().unwrap().ends_with("again [redacted]"));
     }
 
     #[test]

@@ -127,7 +127,10 @@ impl OnboardConfig {
             }
         };
         let secret = match (&self.secret_env, gated) {
-            (Some(var), true) => std::env::var(var.get_ref()).ok().filter(|s| !s.is_empty()).map(String::into_bytes),
+            (Some(var), true) => std::env::var(var.get_ref()).ok().filter(|s| !s.is_empty()).map(|s| {
+                crate::api::secrets::register(&s);
+                s.into_bytes()
+            }),
             (None, true) => {
                 return Err(vec![ConfigError::at(
                     self.mode.span(),
