@@ -4,21 +4,37 @@
 //! | route | |
 //! |---|---|
 //! | `GET /healthz` | alive (the only route without a token) |
-//! | `POST /v1/tasks` | `{"description", "skill"?, "sender_id"?, "zone"?}` → `202 {"task_id", "topic"}`: a `request` on `group.<g>.requests`, or a `skill_request` on `group.<g>.skill.<s>.requests` |
+//! | `POST /v1/tasks` | `{"description", "skill"?}` → `202 {"task_id", "topic"}`: a `request` on `group.<g>.requests`, or a `skill_request` on `group.<g>.skill.<s>.requests` |
 //! | `GET /v1/tasks/{id}` | `{"task_id", "status", "result"?, "answer"?}`: `pending` until a response, skill response or task status with that correlation id arrives |
 //! | `GET /v1/traces/{id}` | the `trace` envelopes of the task, in arrival order |
 //! | `GET /metrics` | Prometheus text: tasks submitted, answers seen, requests by route and status |
 //!
 //! Every route but `/healthz` needs `Authorization: Bearer <token>`, compared in constant
-//! time; the token comes from an environment variable, and the gateway does not start without
-//! one. It binds 127.0.0.1 unless told otherwise.
+//! time; the gateway does not start without a token. It binds 127.0.0.1 unless told otherwise.
+//!
+//! **Identity is the gateway's, not the caller's.** Each token carries an [`Identity`]: the
+//! `sender_id` (and `requester_id`) and the `zone` stamped on every task submitted with it.
+//! The body cannot choose them: a body with `sender_id` or `zone` is refused (400, naming the
+//! field) rather than silently stripped, so a client that believes it acts as someone else
+//! learns at once that it does not (its tasks would otherwise run, be budgeted and audited
+//! under an identity it did not expect). Operators decide what a sender may do from its id
+//! (`internal_senders`, admissions, budgets) and zone, so letting a token holder pick them
+//! would let any holder pose as an internal agent.
+//!
+//! Tokens come from one of two places (see [`TokenSource`]):
+//! - an environment variable (`--token-env`, default `KAFCLAW_GATEWAY_TOKEN`): one token,
+//!   whose identity is `--sender-id` (default `gateway`) and `--zone` (default none);
+//! - a tokens file (`--tokens-file`): one token per line, `name sender_id zone token`,
+//!   whitespace-separated, `-` for no zone, `#` comments; names and tokens must be unique.
+//!   With a file, the environment variable is not read.
 
 use std::net::SocketAddr;
+use std::path::{Path as FilePath, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Extension, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Json, Response};
@@ -30,9 +46,133 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use subtle::ConstantTimeEq;
+use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 
 use crate::kafka::tasks::TaskIo;
+
+/// Who holds a token: what the gateway stamps on the tasks submitted with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The token's name (logs only; never the secret).
+    pub name: String,
+    /// The `sender_id` and `payload.requester_id` of its tasks.
+    pub sender_id: String,
+    /// The `zone` of its tasks (none: group-wide).
+    pub zone: Option<String>,
+}
+
+/// A bearer token and the identity of its holder.
+#[derive(Clone)]
+pub struct Credential {
+    token: Vec<u8>,
+    /// The holder.
+    pub identity: Identity,
+}
+
+impl Credential {
+    /// `token` (trimmed) for `identity`.
+    pub fn new(token: &str, identity: Identity) -> Self {
+        Self { token: token.trim().as_bytes().to_vec(), identity }
+    }
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential").field("token", &"***").field("identity", &self.identity).finish()
+    }
+}
+
+/// Where the gateway's tokens come from.
+#[derive(Debug, Clone)]
+pub enum TokenSource {
+    /// One token in the environment variable `var`, for `sender_id` in `zone`.
+    Env {
+        /// The variable.
+        var: String,
+        /// The identity's sender id.
+        sender_id: String,
+        /// The identity's zone.
+        zone: Option<String>,
+    },
+    /// A tokens file: `name sender_id zone token` per line (`-`: no zone).
+    File(PathBuf),
+}
+
+/// The tokens of `source`; an error names what is missing or wrong.
+pub fn credentials(source: &TokenSource) -> Result<Vec<Credential>, String> {
+    credentials_from(source, |var| std::env::var(var).ok())
+}
+
+fn credentials_from(source: &TokenSource, env: impl Fn(&str) -> Option<String>) -> Result<Vec<Credential>, String> {
+    match source {
+        TokenSource::Env { var, sender_id, zone } => {
+            let token = match env(var) {
+                Some(t) if !t.trim().is_empty() => t,
+                _ => {
+                    return Err(format!(
+                        "no bearer token: set {var} or pass --tokens-file (the gateway has no unauthenticated mode)"
+                    ));
+                }
+            };
+            if sender_id.trim().is_empty() {
+                return Err("--sender-id is empty".to_owned());
+            }
+            let zone = zone.as_deref().map(str::trim).filter(|z| !z.is_empty() && *z != "-").map(str::to_owned);
+            Ok(vec![Credential::new(
+                &token,
+                Identity { name: var.clone(), sender_id: sender_id.trim().to_owned(), zone },
+            )])
+        }
+        TokenSource::File(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("--tokens-file {}: {e}", path.display()))?;
+            warn_if_readable_by_others(path);
+            parse_tokens(&text).map_err(|e| format!("--tokens-file {}:{e}", path.display()))
+        }
+    }
+}
+
+#[cfg(unix)]
+fn warn_if_readable_by_others(path: &FilePath) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(m) = std::fs::metadata(path)
+        && m.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(path = %path.display(), "the tokens file is readable by group or others (chmod 600)");
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_readable_by_others(_: &FilePath) {}
+
+/// The lines of a tokens file: `name sender_id zone token`; `-` is no zone; blank lines and
+/// `#` comments are skipped. An error starts with the line number.
+pub fn parse_tokens(text: &str) -> Result<Vec<Credential>, String> {
+    let mut out: Vec<Credential> = Vec::new();
+    for (n, line) in text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [name, sender_id, zone, token] = fields[..] else {
+            return Err(format!(
+                "{n}: expected `name sender_id zone token` (zone `-` for none), got {} field(s)",
+                fields.len()
+            ));
+        };
+        if out.iter().any(|c| c.identity.name == name) {
+            return Err(format!("{n}: token name `{name}` appears twice"));
+        }
+        if out.iter().any(|c| bool::from(c.token.as_slice().ct_eq(token.as_bytes()))) {
+            return Err(format!("{n}: token `{name}` is the same secret as an earlier line (tokens must be unique)"));
+        }
+        let zone = (zone != "-").then(|| zone.to_owned());
+        out.push(Credential::new(token, Identity { name: name.to_owned(), sender_id: sender_id.to_owned(), zone }));
+    }
+    if out.is_empty() {
+        return Err("0: no token (the gateway has no unauthenticated mode)".to_owned());
+    }
+    Ok(out)
+}
 
 /// Labels of the request counter.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -53,15 +193,15 @@ struct Metrics {
 pub struct Gateway {
     group: String,
     skills: Arc<Vec<String>>,
-    token: Arc<Vec<u8>>,
+    credentials: Arc<Vec<Credential>>,
     io: Arc<TaskIo>,
     metrics: Arc<Metrics>,
     registry: Arc<Mutex<Registry>>,
 }
 
 impl Gateway {
-    /// A gateway for `group`, serving `skills`, guarded by `token`.
-    pub fn new(group: &str, skills: Vec<String>, token: String, io: TaskIo) -> Self {
+    /// A gateway for `group`, serving `skills`, guarded by `credentials`.
+    pub fn new(group: &str, skills: Vec<String>, credentials: Vec<Credential>, io: TaskIo) -> Self {
         let metrics = Arc::new(Metrics::default());
         let mut registry = Registry::with_prefix("kafclaw_gateway");
         registry.register("tasks_submitted", "Tasks published to the group", metrics.submitted.clone());
@@ -69,7 +209,7 @@ impl Gateway {
         Self {
             group: group.to_owned(),
             skills: Arc::new(skills),
-            token: Arc::new(token.into_bytes()),
+            credentials: Arc::new(credentials),
             io: Arc::new(io),
             metrics,
             registry: Arc::new(Mutex::new(registry)),
@@ -92,17 +232,30 @@ impl Gateway {
     }
 }
 
-/// Whether the request carries the token (constant-time comparison).
-fn authorized(headers: &HeaderMap, token: &[u8]) -> bool {
-    let Some(given) = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let Some(given) = given.strip_prefix("Bearer ") else { return false };
-    bool::from(given.trim().as_bytes().ct_eq(token))
+/// The bearer token of `headers`, if any.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
+    let given = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    Some(given.strip_prefix("Bearer ")?.trim().as_bytes())
 }
 
-async fn authorize(State(g): State<Gateway>, request: Request, next: Next) -> Response {
-    if authorized(request.headers(), &g.token) {
+/// The identity whose token the request carries. Every token is compared, in constant time,
+/// and the match is selected without a branch, so the timing tells neither whether nor which
+/// token matched (only, as usual, the lengths of the tokens).
+fn authorized<'c>(headers: &HeaderMap, credentials: &'c [Credential]) -> Option<&'c Identity> {
+    let given = bearer(headers)?;
+    let mut found = Choice::from(0);
+    let mut index = 0u64;
+    for (i, c) in credentials.iter().enumerate() {
+        let eq = given.ct_eq(&c.token);
+        index.conditional_assign(&(i as u64), eq);
+        found |= eq;
+    }
+    bool::from(found).then(|| &credentials[index as usize].identity)
+}
+
+async fn authorize(State(g): State<Gateway>, mut request: Request, next: Next) -> Response {
+    if let Some(who) = authorized(request.headers(), &g.credentials).cloned() {
+        request.extensions_mut().insert(who);
         next.run(request).await
     } else {
         (
@@ -133,13 +286,10 @@ struct Submit {
     /// A skill this gateway serves: the task goes to that skill's topic.
     #[serde(default)]
     skill: Option<String>,
-    /// Who asks (default `gateway`).
-    #[serde(default)]
-    sender_id: Option<String>,
-    /// The task's zone.
-    #[serde(default)]
-    zone: Option<String>,
 }
+
+/// Fields of the envelope that the gateway sets from the token's identity.
+const STAMPED: [&str; 2] = ["sender_id", "zone"];
 
 fn error(code: StatusCode, message: impl Into<String>) -> Response {
     (code, Json(json!({"error": message.into()}))).into_response()
@@ -149,14 +299,26 @@ fn new_task_id() -> String {
     format!("task-{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
 }
 
-async fn submit(State(g): State<Gateway>, body: axum::body::Bytes) -> Response {
-    let s: Submit = match serde_json::from_slice(&body) {
-        Ok(s) => s,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("body: {e}")),
-    };
-    if s.description.trim().is_empty() {
-        return error(StatusCode::BAD_REQUEST, "`description` is empty");
+/// The task of `body`, or why it is refused.
+fn parse_submit(body: &[u8]) -> Result<Submit, String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("body: {e}"))?;
+    if let Some(field) = STAMPED.iter().find(|f| v.get(**f).is_some()) {
+        return Err(format!(
+            "`{field}` is not the caller's to choose: the gateway sets it from the token's identity; remove it from the body"
+        ));
     }
+    let s: Submit = serde_json::from_value(v).map_err(|e| format!("body: {e}"))?;
+    if s.description.trim().is_empty() {
+        return Err("`description` is empty".to_owned());
+    }
+    Ok(s)
+}
+
+async fn submit(State(g): State<Gateway>, Extension(who): Extension<Identity>, body: axum::body::Bytes) -> Response {
+    let s = match parse_submit(&body) {
+        Ok(s) => s,
+        Err(m) => return error(StatusCode::BAD_REQUEST, m),
+    };
     let (kind, topic) = match &s.skill {
         None => (EnvelopeType::Request, format!("group.{}.requests", g.group)),
         Some(skill) if g.skills.contains(skill) => {
@@ -167,20 +329,20 @@ async fn submit(State(g): State<Gateway>, body: axum::body::Bytes) -> Response {
         }
     };
     let id = new_task_id();
-    let sender = s.sender_id.unwrap_or_else(|| "gateway".into());
     let now = kafclaw_operators::api::record::format_time_ms(kafclaw_operators::api::record::now_ms());
     let mut e = Envelope::new(
         kind,
         id.clone(),
-        sender.clone(),
+        who.sender_id.clone(),
         now,
-        json!({"task_id": id, "description": s.description, "requester_id": sender}),
+        json!({"task_id": id, "description": s.description, "requester_id": who.sender_id}),
     );
     e.id = Some(id.clone());
-    e.zone = s.zone;
+    e.zone = who.zone.clone();
     if let Err(m) = g.io.submit(&topic, &e).await {
         return error(StatusCode::BAD_GATEWAY, m);
     }
+    tracing::info!(task_id = %id, token = %who.name, sender_id = %who.sender_id, %topic, "task submitted");
     g.metrics.submitted.inc();
     (StatusCode::ACCEPTED, Json(json!({"task_id": id, "topic": topic}))).into_response()
 }
@@ -212,23 +374,27 @@ async fn metrics(State(g): State<Gateway>) -> Response {
     }
 }
 
-/// `kafclaw gateway`: checks the token, follows the group's answer topics, serves until
+/// `kafclaw gateway`: reads the tokens, follows the group's answer topics, serves until
 /// SIGTERM or SIGINT. Returns the exit code.
 pub fn run(
     group: &str,
     skills: Vec<String>,
     listen: SocketAddr,
-    token_env: &str,
+    tokens: &TokenSource,
     brokers: Option<String>,
     partitions: i32,
 ) -> i32 {
-    let token = match std::env::var(token_env) {
-        Ok(t) if !t.trim().is_empty() => t.trim().to_owned(),
-        _ => {
-            eprintln!("error: no bearer token: set {token_env} (the gateway has no unauthenticated mode)");
+    let credentials = match credentials(tokens) {
+        Ok(c) => c,
+        Err(m) => {
+            eprintln!("error: {m}");
             return crate::exit::INVALID;
         }
     };
+    for c in &credentials {
+        let i = &c.identity;
+        tracing::info!(token = %i.name, sender_id = %i.sender_id, zone = ?i.zone, "gateway token");
+    }
     let settings = crate::kafka::ClientSettings::from_env(brokers);
     let mut follow = vec![
         format!("group.{group}.responses"),
@@ -251,7 +417,7 @@ pub fn run(
             return crate::exit::RUNTIME;
         }
     };
-    let gateway = Gateway::new(group, skills, token, io);
+    let gateway = Gateway::new(group, skills, credentials, io);
     let result = rt.block_on(async move {
         let shutdown = async {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -295,15 +461,81 @@ pub async fn serve(
 mod tests {
     use super::*;
 
+    fn who(name: &str, sender: &str, zone: Option<&str>) -> Identity {
+        Identity { name: name.into(), sender_id: sender.into(), zone: zone.map(Into::into) }
+    }
+
+    fn with(token: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", format!("Bearer {token}").parse().unwrap());
+        h
+    }
+
     #[test]
     fn tokens_are_checked_whole() {
+        let creds = [Credential::new("s3cret", who("a", "gateway", None))];
+        assert!(authorized(&HeaderMap::new(), &creds).is_none());
+        assert_eq!(authorized(&with("s3cret"), &creds).map(|i| i.name.as_str()), Some("a"));
+        assert!(authorized(&with("s3cre"), &creds).is_none());
+        assert!(authorized(&with("s3crett"), &creds).is_none());
         let mut h = HeaderMap::new();
-        assert!(!authorized(&h, b"s3cret"));
-        h.insert("authorization", "Bearer s3cret".parse().unwrap());
-        assert!(authorized(&h, b"s3cret"));
-        assert!(!authorized(&h, b"s3cre"));
-        assert!(!authorized(&h, b"s3crett"));
         h.insert("authorization", "Basic s3cret".parse().unwrap());
-        assert!(!authorized(&h, b"s3cret"));
+        assert!(authorized(&h, &creds).is_none());
+    }
+
+    #[test]
+    fn each_token_selects_its_own_identity() {
+        let creds = parse_tokens(
+            "# name sender_id zone token\n\nops  ops-console  -  tok-ops-1\npartner partner-acme external tok-partner-2\n",
+        )
+        .unwrap();
+        assert_eq!(authorized(&with("tok-ops-1"), &creds), Some(&who("ops", "ops-console", None)));
+        assert_eq!(authorized(&with("tok-partner-2"), &creds), Some(&who("partner", "partner-acme", Some("external"))));
+        assert!(authorized(&with("tok-partner-"), &creds).is_none());
+        assert!(authorized(&with(""), &creds).is_none());
+        assert!(!format!("{creds:?}").contains("tok-ops-1"), "Debug hides the secrets");
+    }
+
+    #[test]
+    fn tokens_files_with_mistakes_are_refused_by_line() {
+        let err = |t: &str| parse_tokens(t).map(|_| ()).unwrap_err();
+        assert!(err("a b c\n").starts_with("1: expected `name sender_id zone token`"), "{}", err("a b c"));
+        assert!(err("a s - t1\na s2 - t2\n").contains("2: token name `a` appears twice"));
+        assert!(err("a s - t1\n# c\nb s2 - t1\n").contains("3: token `b` is the same secret"));
+        assert!(err("# only comments\n").contains("no token"));
+    }
+
+    #[test]
+    fn the_body_cannot_choose_sender_or_zone() {
+        for (body, field) in [
+            (r#"{"description":"x","sender_id":"internal-agent"}"#, "sender_id"),
+            (r#"{"description":"x","zone":"internal"}"#, "zone"),
+            (r#"{"description":"x","sender_id":null}"#, "sender_id"),
+        ] {
+            let e = parse_submit(body.as_bytes()).unwrap_err();
+            assert!(e.starts_with(&format!("`{field}` is not the caller's to choose")), "{e}");
+        }
+        assert!(parse_submit(br#"{"description":"x","requester_id":"boss"}"#).unwrap_err().contains("unknown field"));
+        assert!(parse_submit(br#"{"description":" "}"#).unwrap_err().contains("empty"));
+        let s = parse_submit(br#"{"description":"x","skill":"echo"}"#).unwrap();
+        assert_eq!((s.description.as_str(), s.skill.as_deref()), ("x", Some("echo")));
+    }
+
+    #[test]
+    fn the_env_token_has_the_default_identity() {
+        let source = |zone: Option<&str>| TokenSource::Env {
+            var: "KAFCLAW_GATEWAY_TOKEN".into(),
+            sender_id: "gateway".into(),
+            zone: zone.map(Into::into),
+        };
+        let e = credentials_from(&source(None), |_| None).unwrap_err();
+        assert!(e.contains("no bearer token: set KAFCLAW_GATEWAY_TOKEN"), "{e}");
+        let e = credentials_from(&source(None), |_| Some("  ".into())).unwrap_err();
+        assert!(e.contains("no bearer token"), "{e}");
+        let env = |_: &str| Some(" tok \n".to_owned());
+        let c = credentials_from(&source(Some("-")), env).unwrap();
+        assert_eq!(authorized(&with("tok"), &c), Some(&who("KAFCLAW_GATEWAY_TOKEN", "gateway", None)));
+        let c = credentials_from(&source(Some("external")), env).unwrap();
+        assert_eq!(c[0].identity.zone.as_deref(), Some("external"));
     }
 }

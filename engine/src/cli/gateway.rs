@@ -1,11 +1,31 @@
 //! `kafclaw gateway`: remote mode, a headless HTTP gateway in front of an agent group (submit
-//! tasks, read their status, result and trace, scrape /metrics), behind a bearer token.
+//! tasks, read their status, result and trace, scrape /metrics), behind bearer tokens. Each
+//! token has an identity (sender id and zone) that the gateway stamps on the tasks submitted
+//! with it; a request body cannot choose them.
 
 use super::common::KafkaArgs;
+use crate::gateway::TokenSource;
 
 /// Arguments of `kafclaw gateway`.
 #[derive(Debug, clap::Args)]
 #[command(mut_args(KafkaArgs::no_topology_help))]
+#[command(after_long_help = "\
+Identity: every task gets its `sender_id` and `zone` from the token it was submitted with, never
+from the request body (a body with `sender_id` or `zone` is refused with 400). Operators decide
+what a sender may do from these (`internal_senders`, admissions, budgets, zones): give
+internal identities only to tokens you would trust as internal agents.
+
+One token: the environment variable named by --token-env (default KAFCLAW_GATEWAY_TOKEN), with
+the identity --sender-id (default `gateway`) and --zone (default none).
+
+Several tokens: --tokens-file PATH, one token per line (blank lines and # comments skipped):
+
+    # name     sender_id      zone      token
+    ops        ops-console    -         3f9c0e…
+    partner    partner-acme   external  9a1b77…
+
+`-` is no zone; names and tokens must be unique. With a file, the environment variable is not
+read. Keep the file private (chmod 600): it holds the secrets.")]
 pub struct Args {
     /// The group.
     #[arg(long)]
@@ -16,9 +36,19 @@ pub struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8470")]
     pub listen: std::net::SocketAddr,
-    /// Environment variable holding the bearer token (required: there is no open mode).
+    /// Environment variable holding the bearer token (one of it or --tokens-file is required:
+    /// there is no open mode).
     #[arg(long, default_value = "KAFCLAW_GATEWAY_TOKEN")]
     pub token_env: String,
+    /// The sender id stamped on tasks submitted with the --token-env token.
+    #[arg(long, default_value = "gateway", conflicts_with = "tokens_file")]
+    pub sender_id: String,
+    /// The zone stamped on tasks submitted with the --token-env token (default: none).
+    #[arg(long, conflicts_with = "tokens_file")]
+    pub zone: Option<String>,
+    /// Several tokens, each with its identity: lines `name sender_id zone token` (see below).
+    #[arg(long, value_name = "PATH", env = "KAFCLAW_GATEWAY_TOKENS_FILE", conflicts_with = "token_env")]
+    pub tokens_file: Option<std::path::PathBuf>,
     /// The bootstrap servers.
     #[command(flatten)]
     pub kafka: KafkaArgs,
@@ -29,5 +59,14 @@ pub struct Args {
 
 /// Serves the gateway until stopped (see [`crate::gateway::run`]).
 pub(super) fn execute(args: Args) -> i32 {
-    crate::gateway::run(&args.group, args.skill, args.listen, &args.token_env, args.kafka.brokers, args.partitions)
+    let tokens = match args.tokens_file {
+        Some(path) => {
+            if std::env::var_os(&args.token_env).is_some() {
+                tracing::warn!(var = %args.token_env, "ignored: --tokens-file gives the tokens");
+            }
+            TokenSource::File(path)
+        }
+        None => TokenSource::Env { var: args.token_env, sender_id: args.sender_id, zone: args.zone },
+    };
+    crate::gateway::run(&args.group, args.skill, args.listen, &tokens, args.kafka.brokers, args.partitions)
 }

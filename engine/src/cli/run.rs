@@ -30,9 +30,15 @@ pub struct Args {
     /// Kafka: the bootstrap servers.
     #[command(flatten)]
     pub kafka: KafkaArgs,
-    /// Kafka: serve /healthz, /readyz and /stats on this address (e.g. 127.0.0.1:9464).
+    /// Kafka: serve /healthz, /readyz, /stats and /state on this address (e.g.
+    /// 127.0.0.1:9464). A non-loopback address needs a token (see --http-token-env).
     #[arg(long, value_name = "ADDR")]
     pub http: Option<std::net::SocketAddr>,
+    /// Kafka: environment variable holding the bearer token that /stats and /state need
+    /// (/healthz and /readyz stay open). Unset: they are open, and --http must be a loopback
+    /// address (run refuses to start otherwise).
+    #[arg(long, value_name = "VAR", default_value = "KAFCLAW_HTTP_TOKEN")]
+    pub http_token_env: String,
     /// Kafka: folder of the local state stores (RocksDB), one per topology and instance.
     #[arg(long, env = "KAFCLAW_STATE_DIR", default_value = ".kafclaw/state")]
     pub state_dir: PathBuf,
@@ -56,6 +62,17 @@ fn parse_assignment(s: &str) -> Result<(String, PathBuf), String> {
 
 /// Compiles the topology and runs it, in Kafka mode or (`--local`) locally.
 pub(super) fn execute(args: Args) -> i32 {
+    if !args.local
+        && let Some(addr) = args.http
+        && let Err(m) = crate::health::check_exposure(
+            addr,
+            crate::health::token_from_env(&args.http_token_env).is_some(),
+            &args.http_token_env,
+        )
+    {
+        eprintln!("error: {m}");
+        return exit::INVALID;
+    }
     let c = match compile_or_report(&args.file) {
         Ok(c) => c,
         Err(code) => return code,
@@ -116,10 +133,16 @@ fn run_kafka(c: &Compiled, k: Args) -> i32 {
     let stats = Arc::new(Stats::default());
     let state_query = QuerySlot::default();
     if let Some(addr) = k.http {
-        let endpoint =
-            crate::health::Endpoint { stats: stats.clone(), state: state_query.clone(), models: c.resources.models() };
+        let token = crate::health::token_from_env(&k.http_token_env);
+        let token_required = token.is_some();
+        let endpoint = crate::health::Endpoint {
+            stats: stats.clone(),
+            state: state_query.clone(),
+            models: c.resources.models(),
+            token,
+        };
         match crate::health::serve(addr, endpoint) {
-            Ok(bound) => tracing::info!(%bound, "http endpoint listening"),
+            Ok(bound) => tracing::info!(%bound, token_required, "http endpoint listening"),
             Err(e) => {
                 eprintln!("error: http endpoint {addr}: {e}");
                 return exit::INVALID;

@@ -1,5 +1,6 @@
 //! `kafclaw state`: query the state stores of a running instance over its HTTP endpoint
-//! (`run --http`): list the tables (`state inspect`) or read one key (`state get`).
+//! (`run --http`): list the tables (`state inspect`) or read one key (`state get`). When the
+//! instance has a token (`run --http-token-env`), the same variable here sends it.
 
 use std::time::Duration;
 
@@ -30,6 +31,10 @@ pub struct InspectArgs {
     /// The instance's HTTP endpoint (`run --http`).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
     pub http: String,
+    /// Environment variable holding the endpoint's bearer token (`run --http-token-env`);
+    /// sent when set.
+    #[arg(long, value_name = "VAR", default_value = "KAFCLAW_HTTP_TOKEN")]
+    pub http_token_env: String,
     /// Sample keys per table.
     #[arg(long, default_value_t = 5)]
     pub samples: usize,
@@ -48,10 +53,19 @@ pub struct GetArgs {
     /// The instance's HTTP endpoint (`run --http`).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
     pub http: String,
+    /// Environment variable holding the endpoint's bearer token (`run --http-token-env`);
+    /// sent when set.
+    #[arg(long, value_name = "VAR", default_value = "KAFCLAW_HTTP_TOKEN")]
+    pub http_token_env: String,
 }
 
 /// `GET` of `segments` (each percent-encoded as one path segment) on the endpoint at `addr`.
-fn http_get(addr: &str, segments: &[&str], query: Option<&str>) -> Result<(reqwest::StatusCode, String), String> {
+fn http_get(
+    addr: &str,
+    segments: &[&str],
+    query: Option<&str>,
+    token: Option<&str>,
+) -> Result<(reqwest::StatusCode, String), String> {
     let base = if addr.starts_with("http://") || addr.starts_with("https://") {
         addr.to_owned()
     } else {
@@ -62,7 +76,11 @@ fn http_get(addr: &str, segments: &[&str], query: Option<&str>) -> Result<(reqwe
     url.set_query(query);
     let client =
         reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().map_err(|e| e.to_string())?;
-    let resp = client.get(url.clone()).send().map_err(|e| format!("{url}: {e}"))?;
+    let mut request = client.get(url.clone());
+    if let Some(t) = token {
+        request = request.bearer_auth(t);
+    }
+    let resp = request.send().map_err(|e| format!("{url}: {e}"))?;
     let status = resp.status();
     Ok((status, resp.text().map_err(|e| e.to_string())?))
 }
@@ -70,15 +88,16 @@ fn http_get(addr: &str, segments: &[&str], query: Option<&str>) -> Result<(reqwe
 /// Queries the endpoint and prints the answer: the JSON as served, or a table of the tables.
 pub(super) fn execute(args: &Args) -> i32 {
     use crate::runtime::query::TableReport;
-    let (addr, segments, query, json) = match &args.query {
-        StateCommand::Inspect(InspectArgs { http, samples, json }) => {
-            (http, vec!["state"], Some(format!("samples={samples}")), *json)
+    let (addr, token_env, segments, query, json) = match &args.query {
+        StateCommand::Inspect(InspectArgs { http, http_token_env, samples, json }) => {
+            (http, http_token_env, vec!["state"], Some(format!("samples={samples}")), *json)
         }
-        StateCommand::Get(GetArgs { table, key, http }) => {
-            (http, vec!["state", table.as_str(), key.as_str()], None, true)
+        StateCommand::Get(GetArgs { table, key, http, http_token_env }) => {
+            (http, http_token_env, vec!["state", table.as_str(), key.as_str()], None, true)
         }
     };
-    let (status, body) = match http_get(addr, &segments, query.as_deref()) {
+    let token = crate::health::token_from_env(token_env);
+    let (status, body) = match http_get(addr, &segments, query.as_deref(), token.as_deref()) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
@@ -87,6 +106,11 @@ pub(super) fn execute(args: &Args) -> i32 {
     };
     if status == reqwest::StatusCode::NOT_FOUND {
         eprint!("{body}");
+        return exit::RUNTIME;
+    }
+    if status == reqwest::StatusCode::UNAUTHORIZED {
+        let why = if token.is_some() { "was refused" } else { "is needed" };
+        eprintln!("error: {status}: the endpoint's bearer token {why}: set {token_env} (--http-token-env)");
         return exit::RUNTIME;
     }
     if !status.is_success() {

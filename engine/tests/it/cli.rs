@@ -192,6 +192,30 @@ fn run_with_unknown_override_is_invalid() {
     assert!(stderr(&o).contains("`nope` is not a source"));
 }
 
+/// The HTTP endpoint serves the state (journalled tool results included): on an address other
+/// than loopback, `run` does not start without a token, and says which variable to set.
+#[test]
+fn run_refuses_an_open_endpoint_off_loopback() {
+    for addr in ["0.0.0.0:9464", "[::]:9464", "192.0.2.7:9464"] {
+        let o = Command::new(env!("CARGO_BIN_EXE_kafclaw"))
+            .args(["run", &repo("examples/kafka-triage.toml"), "--brokers", "127.0.0.1:1", "--http", addr])
+            .env_remove("KAFCLAW_HTTP_TOKEN")
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{addr}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(err.contains(&format!("--http {addr} is not a loopback address")), "{err}");
+        assert!(err.contains("set a bearer token in KAFCLAW_HTTP_TOKEN (--http-token-env)"), "{err}");
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_kafclaw"))
+        .args(["run", &repo("examples/kafka-triage.toml"), "--http", "0.0.0.0:9464", "--http-token-env", "MY_TOKEN"])
+        .env_remove("MY_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("set a bearer token in MY_TOKEN (--http-token-env)"), "{}", stderr(&o));
+}
+
 fn have(tool: &str) -> bool {
     Command::new(tool).arg("-V").output().is_ok()
 }

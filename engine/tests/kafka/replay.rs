@@ -69,6 +69,20 @@ fn kafclaw(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_kafclaw")).args(args).env("RUST_LOG", "info").output().unwrap()
 }
 
+/// The variable holding the instance's HTTP token, and the token.
+const HTTP_TOKEN: (&str, &str) = ("REPLAY_HTTP_TOKEN", "st-token-7c1e");
+
+/// `kafclaw state …` sending the instance's token (`--http-token-env`).
+fn state_cli(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_kafclaw"))
+        .args(["state"])
+        .args(args)
+        .args(["--http-token-env", HTTP_TOKEN.0])
+        .env(HTTP_TOKEN.0, HTTP_TOKEN.1)
+        .output()
+        .unwrap()
+}
+
 fn wait_committed(group: &str, topic: &str, n: i64, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(180);
     while committed(group, topic, PARTITIONS as i32).iter().sum::<i64>() < n {
@@ -101,19 +115,27 @@ fn replay_from_earliest_rebuilds_identical_state_and_queries_read_it() {
     produce(&input, (0..REPEATS).map(|i| record(i * 13)));
     let total = (N + REPEATS) as i64;
 
-    // First run, with the HTTP endpoint.
+    // First run, with the HTTP endpoint, behind a token.
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let log = dir.path().join("run.log");
-    let mut a = spawn_instance_with(&topo, "a", &log, &["--http", &addr]);
+    let mut a =
+        spawn_instance_env(&topo, "a", &log, &["--http", &addr, "--http-token-env", HTTP_TOKEN.0], &[HTTP_TOKEN]);
     wait_committed(&app, &input, total, &log);
 
+    // Without the token the state is not served (401), with it it is.
+    let refused = kafclaw(&["state", "get", "per-key", "key-7", "--http", &addr, "--http-token-env", "NO_SUCH_VAR"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("401") && err.contains("set NO_SUCH_VAR (--http-token-env)"), "{err}");
+    assert!(refused.stdout.is_empty());
+
     // Interactive queries against the running instance.
-    let got = kafclaw(&["state", "get", "per-key", "key-7", "--http", &addr]);
+    let got = state_cli(&["get", "per-key", "key-7", "--http", &addr]);
     assert!(got.status.success(), "{}", String::from_utf8_lossy(&got.stderr));
     let v: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
     assert_eq!(v["values"][0]["value"], serde_json::json!(N / KEYS), "{v}");
-    let got = kafclaw(&["state", "inspect", "--http", &addr, "--json"]);
+    let got = state_cli(&["inspect", "--http", &addr, "--json"]);
     assert!(got.status.success(), "{}", String::from_utf8_lossy(&got.stderr));
     let tables: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
     let by_name = |name: &str| tables.as_array().unwrap().iter().find(|t| t["table"] == name).cloned().unwrap();
@@ -121,9 +143,9 @@ fn replay_from_earliest_rebuilds_identical_state_and_queries_read_it() {
     assert_eq!(by_name("in.dedup")["keys"], serde_json::json!(N), "one id per distinct input");
     assert_eq!(by_name("in.dedup")["ttl_ms"], serde_json::json!(3_600_000));
     assert!(!by_name("spend")["sample_keys"].as_array().unwrap().is_empty());
-    let text = kafclaw(&["state", "inspect", "--http", &addr]);
+    let text = state_cli(&["inspect", "--http", &addr]);
     assert!(String::from_utf8_lossy(&text.stdout).contains("per-key"));
-    let missing = kafclaw(&["state", "get", "per-key", "no-such-key", "--http", &addr]);
+    let missing = state_cli(&["get", "per-key", "no-such-key", "--http", &addr]);
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no key `no-such-key`"));
 
