@@ -6,7 +6,7 @@
 //!   re-exports its children is one room);
 //! - **the folders stack one way** where a crate declares an order (the operators crate:
 //!   `envelope` → `api` → `lang` → `stream`, `group` → `keyed` → `connectors`; the agent crate:
-//!   `model` → `memory` → `tools` → `llm`): a module never uses one declared above it;
+//!   `model`, `sandbox` → `memory` → `tools` → `llm`): a module never uses one declared above it;
 //! - **no source file over 600 lines**.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -44,44 +44,106 @@ fn module_of(rel: &Path) -> Vec<String> {
 }
 
 /// The paths a file names: every `crate::a::b…` and `super::…` (resolved against `module`),
-/// as segment lists.
+/// as segment lists — in `use` trees (grouped `use crate::{a::b, c::{d, e}}` expanded),
+/// in expressions and types, and inside inline modules (where `super` is the file's module).
+/// Parsed with `syn`, so neither grouping nor line breaks hide a path.
 fn paths_named(text: &str, module: &[String]) -> Vec<Vec<String>> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let code = line.trim_start();
-        if code.starts_with("//") {
-            continue;
-        }
-        for (start, _) in code.match_indices("crate::").chain(code.match_indices("super::")) {
-            if start > 0 && code[..start].ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == ':') {
-                continue;
+    use syn::visit::Visit;
+
+    struct Paths {
+        /// The module the code being visited is in (the file's, then inline modules).
+        module: Vec<String>,
+        out: Vec<Vec<String>>,
+    }
+
+    impl Paths {
+        /// Resolves `segs` (starting with `crate` or `super`), if they do.
+        fn add(&mut self, segs: &[String]) {
+            if !matches!(segs.first().map(String::as_str), Some("crate" | "super")) {
+                return;
             }
-            let rest = &code[start..];
-            let segs: Vec<&str> = rest
-                .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
-                .next()
-                .unwrap()
-                .split("::")
-                .filter(|s| !s.is_empty())
-                .collect();
-            let mut path: Vec<String> = Vec::new();
-            // `module` is the file's own module (a mod.rs is its folder's), so `super` is one up.
-            let mut base: Vec<String> = module.to_vec();
+            let mut base = self.module.clone();
+            let mut path = Vec::new();
             for s in segs {
-                match s {
+                match s.as_str() {
                     "crate" => base.clear(),
                     "super" => {
                         base.pop();
                     }
-                    _ => path.push(s.to_owned()),
+                    "self" => {}
+                    _ => path.push(s.clone()),
                 }
             }
-            let mut full = base;
-            full.extend(path);
-            out.push(full);
+            base.extend(path);
+            self.out.push(base);
+        }
+
+        /// Every path a `use` tree names, with the prefix seen so far.
+        fn tree(&mut self, prefix: &mut Vec<String>, t: &syn::UseTree) {
+            match t {
+                syn::UseTree::Path(p) => {
+                    prefix.push(p.ident.to_string());
+                    self.tree(prefix, &p.tree);
+                    prefix.pop();
+                }
+                syn::UseTree::Name(n) => {
+                    prefix.push(n.ident.to_string());
+                    self.add(&prefix.clone());
+                    prefix.pop();
+                }
+                syn::UseTree::Rename(r) => {
+                    prefix.push(r.ident.to_string());
+                    self.add(&prefix.clone());
+                    prefix.pop();
+                }
+                syn::UseTree::Glob(_) => self.add(&prefix.clone()),
+                syn::UseTree::Group(g) => {
+                    for t in &g.items {
+                        self.tree(prefix, t);
+                    }
+                }
+            }
         }
     }
-    out
+
+    impl<'ast> Visit<'ast> for Paths {
+        fn visit_item_use(&mut self, u: &'ast syn::ItemUse) {
+            self.tree(&mut Vec::new(), &u.tree);
+        }
+        fn visit_path(&mut self, p: &'ast syn::Path) {
+            let segs: Vec<String> = p.segments.iter().map(|s| s.ident.to_string()).collect();
+            self.add(&segs);
+            syn::visit::visit_path(self, p);
+        }
+        fn visit_item_mod(&mut self, m: &'ast syn::ItemMod) {
+            self.module.push(m.ident.to_string());
+            syn::visit::visit_item_mod(self, m);
+            self.module.pop();
+        }
+    }
+
+    let file = syn::parse_file(text).unwrap_or_else(|e| panic!("{module:?}: {e}"));
+    let mut v = Paths { module: module.to_vec(), out: Vec::new() };
+    v.visit_file(&file);
+    v.out
+}
+
+#[test]
+fn grouped_and_nested_paths_are_seen() {
+    let text = "use crate::{keyed::count::CountConfig, lang::{expr, template::Template}};\n\
+                fn f() { crate::stream::map::run(); }\n\
+                mod inner { use super::super::group::roster; }";
+    let found = paths_named(text, &["envelope".into(), "time".into()]);
+    let shown: Vec<String> = found.iter().map(|p| p.join("::")).collect();
+    for want in [
+        "keyed::count::CountConfig",
+        "lang::expr",
+        "lang::template::Template",
+        "stream::map::run",
+        "envelope::group::roster",
+    ] {
+        assert!(shown.iter().any(|s| s == want), "{want} not in {shown:?}");
+    }
 }
 
 struct Crate {
@@ -199,7 +261,7 @@ fn no_import_circle_inside_any_crate() {
 fn folders_stack_one_way() {
     let orders: &[(&str, &[&[&str]])] = &[
         ("operators", &[&["envelope"], &["api"], &["lang"], &["stream", "group"], &["keyed"], &["connectors"]]),
-        ("agent", &[&["model"], &["memory"], &["tools"], &["llm"]]),
+        ("agent", &[&["model", "sandbox"], &["memory"], &["tools"], &["llm"]]),
     ];
     let mut wrong = Vec::new();
     for (name, order) in orders {
@@ -251,5 +313,8 @@ fn the_checker_sees_a_circle_and_a_layer_break() {
     assert_eq!(paths_named("use super::path::FieldPath;", &m), vec![vec!["lang", "path", "FieldPath"]]);
     assert_eq!(paths_named("use super::api::Record;", &["lang".to_owned()]), vec![vec!["api", "Record"]]);
     assert_eq!(paths_named("// use crate::x;", &m), Vec::<Vec<String>>::new());
-    assert_eq!(paths_named("let x = crate::api::record::now_ms();", &m), vec![vec!["api", "record", "now_ms"]]);
+    assert_eq!(
+        paths_named("fn f() { let x = crate::api::record::now_ms(); }", &m),
+        vec![vec!["api", "record", "now_ms"]]
+    );
 }
