@@ -42,13 +42,13 @@ pub struct Args {
     /// Kafka: folder of the local state stores (RocksDB), one per topology and instance.
     #[arg(long, env = "KAFCLAW_STATE_DIR", default_value = ".kafclaw/state")]
     pub state_dir: PathBuf,
-    /// Read source NAME from PATH instead of its configured input (repeatable).
+    /// Local: read source NAME from PATH instead of its configured input (repeatable).
     #[arg(long = "input", value_name = "NAME=PATH", value_parser = parse_assignment)]
     pub inputs: Vec<(String, PathBuf)>,
-    /// Write sink NAME to PATH instead of its configured output (repeatable).
+    /// Local: write sink NAME to PATH instead of its configured output (repeatable).
     #[arg(long = "output", value_name = "NAME=PATH", value_parser = parse_assignment)]
     pub outputs: Vec<(String, PathBuf)>,
-    /// Write dead letters to PATH.
+    /// Local: write dead letters to PATH.
     #[arg(long, value_name = "PATH")]
     pub dead_letter: Option<PathBuf>,
 }
@@ -78,6 +78,12 @@ pub(super) fn execute(args: Args) -> i32 {
         Err(code) => return code,
     };
     if !args.local {
+        if !args.inputs.is_empty() || !args.outputs.is_empty() || args.dead_letter.is_some() {
+            eprintln!(
+                "error: --input, --output and --dead-letter are for --local runs; a Kafka run reads and writes the topics its topology names"
+            );
+            return exit::INVALID;
+        }
         return run_kafka(&c, args);
     }
     let opts = LocalOptions {
@@ -117,7 +123,7 @@ pub(super) fn execute(args: Args) -> i32 {
             eprintln!("error: {e}");
             exit::INVALID
         }
-        Err(e @ (RunError::Io(_) | RunError::State(_))) => {
+        Err(e @ (RunError::Io(_) | RunError::State(_) | RunError::Stopped)) => {
             eprintln!("error: {e}");
             exit::RUNTIME
         }

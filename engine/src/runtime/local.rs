@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -58,6 +59,10 @@ pub enum RunError {
     /// a record: nothing is dead-lettered, the run stops.
     #[error("{0}")]
     State(String),
+    /// This sub-topology stopped because another one failed (never returned by
+    /// [`run_local`], which returns the failure itself).
+    #[error("stopped: another sub-topology failed")]
+    Stopped,
 }
 
 /// Stops the run at a state failure met while processing (see [`RunError::State`]); the
@@ -235,71 +240,92 @@ pub fn run_local(compiled: &Compiled, opts: &LocalOptions) -> Result<RunSummary,
         work.push((task, sources, sinks));
     }
 
-    let results: Vec<Result<TaskTally, RunError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = work
-            .into_iter()
-            .map(|(task, mut sources, mut sinks)| {
-                let dead = &dead;
-                scope.spawn(move || -> Result<TaskTally, RunError> {
-                    let io_err = |e: io::Error| RunError::Io(e.to_string());
-                    let mut local = Local { task, store: memory_store() };
-                    let mut driver: Driver<()> = Driver::new(MAX_IN_FLIGHT).map_err(io_err)?;
-                    let mut written = HashMap::new();
-                    let mut buf = Vec::new();
-                    let mut read = 0u64;
-                    let mut since_drain = 0;
-                    // Round-robin over the sub-topology's sources until all are exhausted.
-                    while !sources.is_empty() {
-                        let mut i = 0;
-                        while i < sources.len() {
-                            let (node, src, location) = &mut sources[i];
-                            match src.next_raw().map_err(|e| RunError::Io(format!("{location}: {e}")))? {
-                                Some(raw) => {
-                                    driver.feed(&mut local, (), *node, location, raw.view())?;
-                                    read += 1;
-                                    since_drain += 1;
-                                    i += 1;
-                                }
-                                None => {
-                                    sources.swap_remove(i);
-                                }
+    // One thread per sub-topology. The first failure ends the run at once: the others stop
+    // at their next record (one blocked on a read, say of a terminal, is left to the
+    // process's exit), so a broken store is not hidden behind an input that never ends.
+    let dead = Arc::new(dead);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (done, results) = std::sync::mpsc::channel::<Result<TaskTally, RunError>>();
+    let threads = work.len();
+    for (task, mut sources, mut sinks) in work {
+        let (dead, stop, done) = (Arc::clone(&dead), Arc::clone(&stop), done.clone());
+        std::thread::spawn(move || {
+            let result = (|| -> Result<TaskTally, RunError> {
+                let dead = &*dead;
+                let io_err = |e: io::Error| RunError::Io(e.to_string());
+                let mut local = Local { task, store: memory_store() };
+                let mut driver: Driver<()> = Driver::new(MAX_IN_FLIGHT).map_err(io_err)?;
+                let mut written = HashMap::new();
+                let mut buf = Vec::new();
+                let mut read = 0u64;
+                let mut since_drain = 0;
+                // Round-robin over the sub-topology's sources until all are exhausted.
+                while !sources.is_empty() {
+                    let mut i = 0;
+                    while i < sources.len() {
+                        if stop.load(Ordering::Relaxed) {
+                            return Err(RunError::Stopped);
+                        }
+                        let (node, src, location) = &mut sources[i];
+                        match src.next_raw().map_err(|e| RunError::Io(format!("{location}: {e}")))? {
+                            Some(raw) => {
+                                driver.feed(&mut local, (), *node, location, raw.view())?;
+                                read += 1;
+                                since_drain += 1;
+                                i += 1;
+                            }
+                            None => {
+                                sources.swap_remove(i);
                             }
                         }
-                        // Finish what completed; wait when too much is in flight.
-                        driver.finish_ready(Duration::ZERO, &mut local)?;
-                        if since_drain >= DRAIN_EVERY {
-                            let out = driver.output();
-                            write_out(out, &mut sinks, &mut written, dead, &mut buf).map_err(io_err)?;
-                            // Local state lives in memory for the run; no changelog.
-                            local.store.seal(Vec::new()).map_err(|e| RunError::Io(e.to_string()))?;
-                            out.changelog.clear();
-                            since_drain = 0;
-                        }
                     }
-                    // The inputs are read: wait for the work still in flight.
-                    if driver.drain(Patience::Idle(FINAL_PATIENCE), &mut local)? > 0 {
-                        return Err(RunError::Io("asynchronous work never finished".into()));
+                    // Finish what completed; wait when too much is in flight.
+                    driver.finish_ready(Duration::ZERO, &mut local)?;
+                    if since_drain >= DRAIN_EVERY {
+                        let out = driver.output();
+                        write_out(out, &mut sinks, &mut written, dead, &mut buf).map_err(io_err)?;
+                        // Local state lives in memory for the run; no changelog.
+                        local.store.seal(Vec::new()).map_err(|e| RunError::Io(e.to_string()))?;
+                        out.changelog.clear();
+                        since_drain = 0;
                     }
-                    write_out(driver.output(), &mut sinks, &mut written, dead, &mut buf).map_err(io_err)?;
-                    for sink in sinks.values_mut() {
-                        sink.flush().map_err(io_err)?;
-                    }
-                    Ok((read, written))
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(RunError::Io("a task panicked".into())))).collect()
-    });
+                }
+                // The inputs are read: wait for the work still in flight.
+                if driver.drain(Patience::Idle(FINAL_PATIENCE), &mut local)? > 0 {
+                    return Err(RunError::Io("asynchronous work never finished".into()));
+                }
+                write_out(driver.output(), &mut sinks, &mut written, dead, &mut buf).map_err(io_err)?;
+                for sink in sinks.values_mut() {
+                    sink.flush().map_err(io_err)?;
+                }
+                Ok((read, written))
+            })();
+            if result.is_err() {
+                stop.store(true, Ordering::Relaxed);
+            }
+            let _ = done.send(result);
+        });
+    }
+    drop(done);
+    let mut tallies = Vec::with_capacity(threads);
+    for _ in 0..threads {
+        // A thread that panicked drops its sender without a result.
+        match results.recv() {
+            Ok(Ok(tally)) => tallies.push(tally),
+            Ok(Err(RunError::Stopped)) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(RunError::Io("a task panicked".into())),
+        }
+    }
 
     let mut summary = RunSummary { dead_letter_target: dead_target, ..Default::default() };
-    for r in results {
-        let (read, written) = r?;
+    for (read, written) in tallies {
         summary.read += read;
         for (node, count) in written {
             *summary.written.entry(plan.nodes[node].name.to_string()).or_default() += count;
         }
     }
-    let mut d = dead.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut d = dead.lock().unwrap_or_else(|p| p.into_inner());
     d.sink.flush().map_err(|e| RunError::Io(format!("dead-letter output: {e}")))?;
     summary.dead_letters = d.count;
     Ok(summary)
