@@ -464,3 +464,22 @@ fn a_state_read_failure_aborts_and_rewinds_and_dead_letters_nothing() {
         assert_eq!(wait_exit(&mut child.0, Duration::from_secs(30)), Some(0), "{}", log_tail(&log));
     }
 }
+
+/// A store that stays broken does not abort forever: at the tenth abort in a row the
+/// instance stops with exit 1 and says why (its orchestrator restarts it from the last
+/// commit), still without dead-lettering anything for the store.
+#[test]
+fn ten_aborts_in_a_row_stop_the_instance() {
+    let dir = TestDir::new();
+    let (app, input, output) = (unique("inj-stop"), unique("inj-stop-in"), unique("inj-stop-out"));
+    create_topic(&input, 1);
+    let topo = count_topology(dir.path(), &app, &input, &output, "exactly-once");
+    produce(&input, counted_inputs());
+    let log = dir.path().join("a.log");
+    let mut child = spawn_instance_env(&topo, "a", &log, &[], &[("KAFCLAW_INJECT_STATE_FAILURE", "per-key:1000000")]);
+    assert_eq!(wait_exit(&mut child.0, Duration::from_secs(120)), Some(1), "{}", log_tail(&log));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("10 aborts in a row"), "{}", log_tail(&log));
+    let dead = consume_all(&format!("{app}.dlq"), INPUTS / 8, Duration::from_secs(5));
+    assert!(dead.iter().all(|d| d.headers.get("kafclaw.stage").map(String::as_str) == Some("decode")));
+}

@@ -28,7 +28,7 @@ use crate::kafka::producer::{CALL_TIMEOUT, new_producer};
 use crate::kafka::stats::Stats;
 use crate::runtime::task::TaskOutput;
 
-/// Aborts in a row (no successful commit between them) after which the instance stops with an
+/// Aborts in a row (no successful commit between them) at which the instance stops with an
 /// error instead of trying again: a restart (by the orchestrator) starts from the last commit.
 const MAX_ABORTS_IN_A_ROW: u32 = 10;
 
@@ -200,7 +200,7 @@ impl Core {
         self.take_delivery_fatal();
         // Failed deliveries up to here belong to what is being read again.
         self.delivery_failures_seen = self.deliveries.failures.load(Ordering::Relaxed);
-        if self.aborts_in_a_row > MAX_ABORTS_IN_A_ROW {
+        if self.aborts_in_a_row >= MAX_ABORTS_IN_A_ROW {
             self.fail(Fatal::TooManyAborts { count: self.aborts_in_a_row, last: why.to_owned() });
         }
         self.positions.clear();
