@@ -68,9 +68,9 @@ pub enum Command {
     /// caused across agents (delegations and their answers), and the memory items used, with
     /// who wrote them.
     Trace(trace::Args),
-    /// Agent groups: who is in one.
+    /// Agent groups: create one (its topics), list who is in one.
     Group(group::Args),
-    /// Export or inspect the response journals (model answers, embeddings) kept in the
+    /// Export the response journals (model answers, embeddings) kept in the
     /// topology's changelog topics.
     Journal(journal::Args),
     /// Query the state of a running instance over its HTTP endpoint (`run --http`).
@@ -91,6 +91,10 @@ pub enum Command {
 
 /// Runs the CLI; returns the exit code.
 pub fn main_with(cli: Cli) -> i32 {
+    if let Err(e) = crate::runtime::inject::check_env() {
+        eprintln!("error: {e}");
+        return crate::exit::INVALID;
+    }
     match cli.command {
         Command::Validate(args) => validate::execute(&args),
         Command::Graph(args) => graph::execute(&args),
