@@ -27,7 +27,7 @@ use crate::api::kind::{Built, Kind};
 use crate::api::operator::{Cause, Emit, Failure, Port, SyncOperator};
 use crate::api::record::Record;
 use crate::api::resources::Resources;
-use crate::api::state::{StateAccess, TableSpec};
+use crate::api::state::{StateAccess, StateError, TableSpec};
 use crate::lang::exact;
 use crate::lang::expr::Expr;
 use crate::lang::expr::compile_expr;
@@ -289,8 +289,10 @@ impl Aggregate {
         let value = self.spec.value_of(record)?;
         let table = &self.table.name;
         let mut acc = match state.get(table, key.as_bytes())? {
-            Some(bytes) => Accumulator::decode(&bytes)
-                .map_err(|m| format!("state `{table}` for `{}`: {m}", exact::short_text(&shown_key(&key))))?,
+            // A stored value that does not decode is the store's fault, not the record's.
+            Some(bytes) => Accumulator::decode(&bytes).map_err(|m| {
+                StateError::new(table, format!("corrupt value for `{}`: {m}", exact::short_text(&shown_key(&key))))
+            })?,
             None => Accumulator::default(),
         };
         acc.add(value.as_ref())?;

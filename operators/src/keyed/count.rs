@@ -20,7 +20,7 @@ use crate::api::kind::{Built, Kind};
 use crate::api::operator::{Emit, Failure, Port, SyncOperator};
 use crate::api::record::Record;
 use crate::api::resources::Resources;
-use crate::api::state::{StateAccess, TableSpec};
+use crate::api::state::{StateAccess, StateError, TableSpec};
 use crate::lang::exact::short_text;
 use crate::lang::expr::Expr;
 use crate::lang::expr::compile_expr;
@@ -96,15 +96,15 @@ impl SyncOperator for Count {
             None => 0,
             Some(Ok(text)) => match text.parse::<u64>() {
                 Ok(n) => n,
+                // A stored value that is not a count is the store's fault, not the record's.
                 Err(_) => {
-                    return Err(Failure::new(
-                        record,
-                        format!("state `{table}` holds `{}` for `{named}`, not a count", short_text(text)),
-                    ));
+                    let why = format!("corrupt value for `{named}`: `{}` is not a count", short_text(text));
+                    return Err(Failure::because(record, StateError::new(table, why)));
                 }
             },
             Some(Err(_)) => {
-                return Err(Failure::new(record, format!("state `{table}` holds bytes for `{named}`, not a count")));
+                let why = format!("corrupt value for `{named}`: bytes, not a count");
+                return Err(Failure::because(record, StateError::new(table, why)));
             }
         } + 1;
         // The output first: a record that cannot carry its count is dead-lettered and changes

@@ -32,7 +32,7 @@ use crate::api::kind::{Built, Kind};
 use crate::api::operator::{Cause, Emit, Failure, Port, Ports, SyncOperator};
 use crate::api::record::Record;
 use crate::api::resources::Resources;
-use crate::api::state::{StateAccess, TableSpec};
+use crate::api::state::{StateAccess, StateError, TableSpec};
 use crate::lang::exact::short_text;
 use crate::lang::expr::Expr;
 use crate::lang::expr::compile_expr;
@@ -188,11 +188,11 @@ impl Join {
     fn lookup(&self, record: &Record, state: &mut dyn StateAccess) -> Result<Option<Value>, Cause> {
         let Some(key) = eval_state_key(&self.key, record)? else { return Ok(None) };
         match state.get(&self.table.name, key.as_bytes())? {
+            // A stored value that does not decode is the store's fault, not the record's.
             Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                Cause::Record(format!(
-                    "state `{}` for `{}` is not JSON: {e}",
-                    self.table.name,
-                    short_text(&shown_key(&key))
+                Cause::State(StateError::new(
+                    &self.table.name,
+                    format!("corrupt value for `{}`: not JSON: {e}", short_text(&shown_key(&key))),
                 ))
             }),
             None => Ok(None),

@@ -33,7 +33,7 @@ use crate::api::kind::{Built, Kind};
 use crate::api::operator::{Cause, Emit, Failure, Port, SyncOperator};
 use crate::api::record::{Record, format_time_ms};
 use crate::api::resources::Resources;
-use crate::api::state::{StateAccess, TableSpec};
+use crate::api::state::{StateAccess, StateError, TableSpec};
 use crate::keyed::aggregate::{Accumulator, AggregateSpec, Function};
 use crate::lang::exact::short_text;
 use crate::lang::expr::Expr;
@@ -181,8 +181,10 @@ impl Window {
         let stored = window_key(start, &key);
         let table = &self.table.name;
         let mut acc = match state.get(table, &stored)? {
-            Some(b) => Accumulator::decode(&b)
-                .map_err(|m| format!("state `{table}` for `{}`: {m}", short_text(&shown_key(&key))))?,
+            // A stored value that does not decode is the store's fault, not the record's.
+            Some(b) => Accumulator::decode(&b).map_err(|m| {
+                StateError::new(table, format!("corrupt value for `{}`: {m}", short_text(&shown_key(&key))))
+            })?,
             None => Accumulator::default(),
         };
         acc.add(value.as_ref())?;
@@ -199,9 +201,10 @@ impl Window {
         let mut closed = Vec::new();
         for (stored, value) in state.scan(&table, &[], Some(&encode_start(bound)))? {
             let (start, key) =
-                decode_window_key(&stored).ok_or_else(|| format!("state `{table}`: corrupt window key"))?;
-            let acc = Accumulator::decode(&value)
-                .map_err(|m| format!("state `{table}` for `{}`: {m}", short_text(&shown_key(key))))?;
+                decode_window_key(&stored).ok_or_else(|| StateError::new(&table, "corrupt window key"))?;
+            let acc = Accumulator::decode(&value).map_err(|m| {
+                StateError::new(&table, format!("corrupt value for `{}`: {m}", short_text(&shown_key(key))))
+            })?;
             closed.push((start, self.report(&acc, key, start)?));
             state.delete(&table, &stored)?;
         }

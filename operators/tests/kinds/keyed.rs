@@ -54,10 +54,13 @@ fn count_fails_on_a_broken_store_and_dead_letters_records_without_a_key() {
     assert!(run.state_failures().is_empty());
     assert_eq!(state.keys_of("per-user"), ["7"], "dead letters count nothing");
 
-    // A stored value that is not a count is the record's dead letter, and is left as it was.
+    // A stored value that is not a count is the store's fault: no dead letter, the value is
+    // left as it was for an operator to look at.
     state.put("per-user", b"7", b"many").unwrap();
     let run = run_sync(&mut *op, &mut state, [record(r#"{"payload":{"user":7}}"#)]);
-    assert_eq!(run.dead_lettered(), ["state `per-user` holds `many` for `7`, not a count"]);
+    assert!(run.dead_lettered().is_empty());
+    let failures: Vec<String> = run.state_failures().iter().map(ToString::to_string).collect();
+    assert_eq!(failures, ["state table `per-user`: corrupt value for `7`: `many` is not a count"]);
     assert_eq!(state.text("per-user", b"7").as_deref(), Some("many"));
 }
 
