@@ -167,9 +167,30 @@ fn run_on(c: &Compiled, test: &TestSpec, store: TaskStore) -> Result<Option<Stri
     Ok((!report.is_empty()).then_some(report))
 }
 
-/// Runs every test of a compiled topology.
+/// Runs every test of a compiled topology, each on its own: fresh state stores and fresh
+/// linked resources (a memory index, a model's recorded answers), so no test sees what
+/// another one left, whatever their order. The first test uses `c` as compiled; each other
+/// one a new compilation of the same source.
 pub fn run_tests(c: &Compiled) -> Result<Vec<TestResult>, BuildError> {
-    c.spec.tests.iter().map(|t| Ok(TestResult { name: t.name.get_ref().clone(), failure: run_one(c, t)? })).collect()
+    let mut results = Vec::with_capacity(c.spec.tests.len());
+    for (i, t) in c.spec.tests.iter().enumerate() {
+        let fresh;
+        let compiled = if i == 0 {
+            c
+        } else {
+            fresh = crate::compiler::compile_source(c.file.clone()).map_err(|f| BuildError {
+                operator: "topology".into(),
+                message: format!(
+                    "recompiling for test `{}`: {} error(s)",
+                    t.name.get_ref(),
+                    f.diagnostics.error_count()
+                ),
+            })?;
+            &fresh
+        };
+        results.push(TestResult { name: t.name.get_ref().clone(), failure: run_one(compiled, t)? });
+    }
+    Ok(results)
 }
 
 #[cfg(test)]

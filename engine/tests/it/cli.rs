@@ -186,6 +186,67 @@ path = "out.jsonl"
 }
 
 #[test]
+fn each_test_starts_from_nothing_whatever_ran_before() {
+    // Test one indexes a fact; test two, in the same file, must not recall it: each test gets
+    // fresh state and fresh linked resources (the memory index is one of them).
+    let dir = tempfile::tempdir().unwrap();
+    let topology = dir.path().join("mem.toml");
+    std::fs::write(&topology, MEMORY_TESTS).unwrap();
+    let o = kafclaw(&["test", topology.to_str().unwrap()]);
+    assert!(o.status.success(), "{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("2 passed, 0 failed"));
+}
+
+/// Two `[[tests]]` of one memory index: the second must not see the first's item.
+const MEMORY_TESTS: &str = r#"[topology]
+name = "mem"
+
+[sources.shared]
+type = "file"
+path = "shared.jsonl"
+
+[operators.remember]
+type = "memory-index"
+inputs = ["shared"]
+
+[sources.requests]
+type = "file"
+path = "req.jsonl"
+
+[operators.recall]
+type = "memory-search"
+inputs = ["requests"]
+index = "remember"
+k = 3
+
+[sinks.out]
+type = "file"
+inputs = ["recall"]
+path = "out.jsonl"
+
+[sinks.idx]
+type = "file"
+inputs = ["remember"]
+path = "idx.jsonl"
+
+[[tests]]
+name = "one: index a fact"
+inputs = [
+  { source = "shared", envelope = { type = "memory", correlation_id = "m1", sender_id = "s", timestamp = "2026-11-01T09:00:00Z", payload = { content = "refunds take five days" } } },
+]
+outputs = []
+
+[[tests]]
+name = "two: nothing indexed, so nothing recalled"
+inputs = [
+  { source = "requests", envelope = { type = "request", correlation_id = "r1", sender_id = "s", timestamp = "2026-11-01T09:00:00Z", payload = { description = "how long do refunds take" } } },
+]
+outputs = [
+  { sink = "out", envelope = { correlation_id = "r1", payload = { memories = [] } } },
+]
+"#;
+
+#[test]
 fn run_with_unknown_override_is_invalid() {
     let o = kafclaw(&["run", &repo("topologies/support-triage.toml"), "--local", "--input", "nope=/tmp/x"]);
     assert_eq!(o.status.code(), Some(2));
