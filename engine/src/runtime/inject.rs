@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// The environment variable.
 pub const ENV: &str = "KAFCLAW_INJECT_STATE_FAILURE";
 
+#[derive(Debug)]
 struct Plan {
     table: String,
     skip: u64,
