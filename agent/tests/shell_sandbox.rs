@@ -316,6 +316,7 @@ fn shell(j: &Jail, allow: &[&str]) -> Shell {
         read: Vec::new(),
         connect_ports: Vec::new(),
         limits: Limits::default(),
+        concurrency: 4,
     })
     .unwrap()
 }

@@ -31,6 +31,10 @@ pub struct JournalEntry {
     /// What the `memory` tool was asked to remember, in order (emitted on `memories`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub remembered: Vec<String>,
+    /// Policy decisions of the call (`{"event_type", "details"}`: tool calls refused past
+    /// `max_tool_calls`), each emitted on `audit`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audits: Vec<Value>,
 }
 
 /// One step of a call: a model call or a tool call.

@@ -65,6 +65,7 @@ use kafclaw_operators::api::state::TableSpec;
 use kafclaw_operators::lang::expr::compile_expr;
 use kafclaw_operators::lang::path::FieldPath;
 use kafclaw_operators::lang::template::Template;
+use tool_loop::ToolLimits;
 
 use crate::model::undeclared_model;
 use crate::resources::AgentResources;
@@ -122,9 +123,19 @@ pub struct LlmConfig {
     /// Tools the model may call, by name under `[tools]`.
     #[serde(default)]
     pub tools: Vec<Spanned<String>>,
-    /// Most rounds of tool calls before the answer must come.
+    /// Most rounds of tool calls before the answer must come (past it the record is
+    /// dead-lettered, saying so).
     #[serde(default = "default_tool_steps")]
     pub max_tool_steps: u32,
+    /// Most tool calls run for one model answer (default 8); the calls past it are not run:
+    /// each gets a refusal the model reads, and one `audit` envelope
+    /// (`tool_calls_refused`) says how many were asked.
+    #[serde(default = "default_tool_calls")]
+    pub max_tool_calls: u32,
+    /// Most bytes of one tool result handed to the model (default 64 KiB); a longer result is
+    /// cut, with a line saying so.
+    #[serde(default = "default_tool_output_bytes")]
+    pub max_tool_output_bytes: u64,
     /// Senders counted as internal: exact ids, or prefixes ending in `*` (`"ops-*"`). With
     /// it, every other sender is external, and is offered only tools up to
     /// `external_tool_tier`; without it every sender is internal.
@@ -138,6 +149,12 @@ pub struct LlmConfig {
 
 pub(crate) fn default_tool_steps() -> u32 {
     4
+}
+pub(crate) fn default_tool_calls() -> u32 {
+    8
+}
+pub(crate) fn default_tool_output_bytes() -> u64 {
+    64 * 1024
 }
 pub(crate) fn default_external_tier() -> u8 {
     1
@@ -276,7 +293,11 @@ impl Kind for LlmConfig {
                 tools,
                 internal_senders: self.internal_senders.clone(),
                 external_tool_tier: self.external_tool_tier,
-                max_tool_steps: self.max_tool_steps,
+                limits: ToolLimits {
+                    max_steps: self.max_tool_steps,
+                    max_calls: self.max_tool_calls,
+                    max_output_bytes: self.max_tool_output_bytes,
+                },
                 journal: Self::journal(node),
                 budget_table: Self::budget_table(node),
             })))

@@ -15,7 +15,7 @@ use kafclaw_operators::lang::path::{FieldPath, emit_set};
 use kafclaw_operators::lang::template::Template;
 
 use super::journal::{JournalEntry, memory_of, trace_of};
-use super::tool_loop::call_with_tools;
+use super::tool_loop::{ToolLimits, call_with_tools};
 use super::{AUDIT_PORT, MEMORIES_PORT, REFUSED_PORT, TRACES_PORT};
 use crate::model::protocol::Message;
 use crate::model::{CallError, ModelClient, SharedModel};
@@ -34,7 +34,7 @@ pub struct Llm {
     pub(super) tools: Vec<(String, Arc<dyn Tool>)>,
     pub(super) internal_senders: Option<Vec<String>>,
     pub(super) external_tool_tier: u8,
-    pub(super) max_tool_steps: u32,
+    pub(super) limits: ToolLimits,
     pub(super) model: Arc<SharedModel>,
     pub(super) client: Option<Arc<ModelClient>>,
     pub(super) system: Option<Template>,
@@ -110,6 +110,10 @@ impl Llm {
         for (i, text) in entry.remembered.iter().enumerate() {
             out.emit(MEMORIES_PORT, memory_of(&record, i, text, &self.name));
         }
+        for audit in &entry.audits {
+            let event = audit["event_type"].as_str().unwrap_or("tool_limit");
+            out.emit(AUDIT_PORT, self.audit(&record, event, audit["details"].clone()));
+        }
         let (_, withheld) = self.tools_for(&record);
         if !withheld.is_empty() {
             let details = json!({
@@ -176,11 +180,11 @@ impl AsyncOperator for Llm {
         }
         messages.push(Message::text("user", self.prompt.render(record)?));
         let (tools, _) = self.tools_for(record);
-        let max_steps = self.max_tool_steps;
+        let limits = self.limits;
         // An unreadable task id or delegation depth fails the record (dead letter naming it).
         let base = CallContext::for_input(record, record.input_key()).map_err(|e| e.to_string())?;
         Ok(Started::Pending(Box::pin(async move {
-            let outcome = match call_with_tools(&client, messages, &tools, max_steps, &base).await {
+            let outcome = match call_with_tools(&client, messages, &tools, limits, &base).await {
                 Ok(entry) => LlmOutcome::Answered(entry),
                 Err(e) => LlmOutcome::Failed(e),
             };

@@ -13,15 +13,29 @@ use crate::model::protocol::{FunctionSpec, Message, ToolSpec, Usage};
 use crate::model::{CallError, ModelClient};
 use crate::tools::{CallContext, Tool};
 
-/// The model call and its tool loop: ask, run the tools it asks for, hand back the results,
-/// ask again; at most `max_steps` rounds of tools.
+/// What a model's answers may make the runtime do (the `llm` operator's limits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ToolLimits {
+    /// Rounds of tool calls (`max_tool_steps`).
+    pub max_steps: u32,
+    /// Tool calls run per answer (`max_tool_calls`).
+    pub max_calls: u32,
+    /// Bytes of one tool result handed to the model (`max_tool_output_bytes`).
+    pub max_output_bytes: u64,
+}
+
+/// The model call and its tool loop: ask, run the tools it asks for (at most
+/// `limits.max_calls` per answer), hand back the results (each cut at
+/// `limits.max_output_bytes`), ask again; at most `limits.max_steps` rounds of tools.
 pub(crate) async fn call_with_tools(
     client: &ModelClient,
     mut messages: Vec<Message>,
     tools: &[(String, Arc<dyn Tool>)],
-    max_steps: u32,
+    limits: ToolLimits,
     base: &CallContext,
 ) -> Result<JournalEntry, CallError> {
+    let max_steps = limits.max_steps;
+    let mut audits = Vec::new();
     let key = &base.idempotency_key;
     let specs: Vec<ToolSpec> = tools
         .iter()
@@ -72,6 +86,7 @@ pub(crate) async fn call_with_tools(
                 latency_ms: started.elapsed().as_millis() as u64,
                 steps,
                 remembered,
+                audits,
             });
         }
         if round == max_steps {
@@ -83,10 +98,21 @@ pub(crate) async fn call_with_tools(
             tool_calls: answer.tool_calls.clone(),
             tool_call_id: None,
         });
-        for call in &answer.tool_calls {
+        let asked = answer.tool_calls.len();
+        if asked > limits.max_calls as usize {
+            audits.push(serde_json::json!({
+                "event_type": "tool_calls_refused",
+                "details": {"round": round, "asked": asked, "ran": limits.max_calls, "max_tool_calls": limits.max_calls},
+            }));
+        }
+        for (i, call) in answer.tool_calls.iter().enumerate() {
             let t0 = now_ms();
             let name = &call.function.name;
             let result = match tools.iter().find(|(n, _)| n == name) {
+                _ if i >= limits.max_calls as usize => Err(format!(
+                    "refused: this answer asked for {asked} tool calls; at most {} run per answer (max_tool_calls)",
+                    limits.max_calls
+                )),
                 None => Err(format!("no tool `{name}` here")),
                 Some((_, tool)) => match serde_json::from_str::<Value>(if call.function.arguments.is_empty() {
                     "{}"
@@ -103,6 +129,16 @@ pub(crate) async fn call_with_tools(
             // A tool's result goes to the model, the journal, the trace and (remembered) the
             // outputs: a configured secret in it (a shell tool printing the environment, an
             // HTTP error echoing a header) is redacted here, before it goes anywhere.
+            if let Err(reason) = &result
+                && reason.starts_with("refused")
+                && i < limits.max_calls as usize
+            {
+                // A tool's own refusal (a sandbox check, a limit): a policy decision.
+                audits.push(serde_json::json!({
+                    "event_type": "tool_call_refused",
+                    "details": {"round": round, "tool": name, "reason": short(reason)},
+                }));
+            }
             let (ok, text) = match result {
                 Ok(t) => {
                     remembered.extend(t.remember.into_iter().map(redact_string));
@@ -110,6 +146,7 @@ pub(crate) async fn call_with_tools(
                 }
                 Err(e) => (false, redact_string(format!("error: {e}"))),
             };
+            let text = cut(text, limits.max_output_bytes);
             steps.push(StepRecord {
                 kind: "tool".into(),
                 name: name.clone(),
@@ -131,6 +168,22 @@ pub(crate) async fn call_with_tools(
         attempts,
         message: format!("the model still asked for tools after {max_steps} round(s) (max_tool_steps)"),
     })
+}
+
+/// `text` cut to at most `max` bytes (at a character boundary), with a line saying so.
+fn cut(mut text: String, max: u64) -> String {
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let total = text.len();
+    text.truncate(end);
+    text.push_str(&format!("\n[kafclaw: the tool's result was cut at {end} of {total} bytes (max_tool_output_bytes)]"));
+    text
 }
 
 /// Cuts text for a trace span (redacted first, so no part of a secret is left at the cut).

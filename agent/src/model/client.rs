@@ -99,6 +99,8 @@ pub struct ModelClient {
     pub(super) max_backoff: Duration,
     pub(super) temperature: Option<f64>,
     pub(super) max_tokens: Option<u32>,
+    /// Largest answer body read, in bytes.
+    pub(super) max_answer_bytes: u64,
 }
 
 impl std::fmt::Debug for ModelClient {
@@ -118,6 +120,30 @@ impl std::fmt::Debug for ModelClient {
             .field("max_tokens", &self.max_tokens)
             .finish_non_exhaustive()
     }
+}
+
+/// Why an answer body was not read.
+enum Read {
+    /// It is larger than the cap (by its `Content-Length` or by what arrived).
+    TooLarge,
+    /// The connection failed.
+    Failed(reqwest::Error),
+}
+
+/// Reads `resp`'s body, refusing at once a `Content-Length` over `cap` and stopping as soon as
+/// more than `cap` bytes arrive: at most `cap` bytes are ever held.
+async fn read_capped(mut resp: reqwest::Response, cap: u64) -> Result<Vec<u8>, Read> {
+    if resp.content_length().is_some_and(|n| n > cap) {
+        return Err(Read::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(Read::Failed)? {
+        if (body.len() + chunk.len()) as u64 > cap {
+            return Err(Read::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// `<base>/<path>`.
@@ -258,10 +284,20 @@ impl ModelClient {
             return Attempt::Retry("HTTP 429 (rate limited)".into(), retry_after(resp.headers()));
         }
         let wait = retry_after(resp.headers());
-        let body = match resp.bytes().await {
+        let body = match read_capped(resp, self.max_answer_bytes).await {
             Ok(b) => b,
-            Err(e) if e.is_timeout() => return Attempt::Retry("timed out reading the answer".into(), None),
-            Err(e) => return Attempt::Retry(secrets::redact_string(format!("reading the answer: {e}")), None),
+            Err(Read::TooLarge) => {
+                return Attempt::Fail(format!(
+                    "HTTP {status}: the answer is larger than max_answer_bytes ({} bytes); not read further",
+                    self.max_answer_bytes
+                ));
+            }
+            Err(Read::Failed(e)) if e.is_timeout() => {
+                return Attempt::Retry("timed out reading the answer".into(), None);
+            }
+            Err(Read::Failed(e)) => {
+                return Attempt::Retry(secrets::redact_string(format!("reading the answer: {e}")), None);
+            }
         };
         let snippet = || snippet(&body);
         if status.is_server_error() || status == reqwest::StatusCode::REQUEST_TIMEOUT {

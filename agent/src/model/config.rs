@@ -59,6 +59,11 @@ pub struct ModelConfig {
     /// Completion token cap sent with every call.
     #[serde(default)]
     pub max_tokens: Option<u32>,
+    /// Largest HTTP answer body read from the endpoint, in bytes (default 8 MiB): a bigger one
+    /// fails the call for good (not retried) after reading no more than this, so a broken or
+    /// hostile endpoint cannot make the instance hold it whole.
+    #[serde(default = "default_max_answer_bytes")]
+    pub max_answer_bytes: u64,
     /// Tokens per minute this instance may use at the endpoint; calls wait for room before
     /// they are sent (estimated from the prompt, corrected by the reported usage).
     #[serde(default)]
@@ -237,8 +242,14 @@ impl ModelConfig {
             max_backoff,
             temperature: self.temperature,
             max_tokens: self.max_tokens,
+            max_answer_bytes: self.max_answer_bytes,
         })
     }
+}
+
+/// 8 MiB: far above any chat completion or embedding batch a model returns.
+fn default_max_answer_bytes() -> u64 {
+    8 << 20
 }
 
 #[cfg(test)]

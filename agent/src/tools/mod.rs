@@ -180,6 +180,9 @@ pub enum ToolConfig {
         /// Resource limits of one run.
         #[serde(default)]
         limits: crate::sandbox::Limits,
+        /// Runs of this tool at once (default 4); a call past them is refused, saying so.
+        #[serde(default = "default_concurrency")]
+        concurrency: usize,
     },
     /// Reads a file under a root.
     FsRead {
@@ -304,6 +307,10 @@ fn default_deadline() -> String {
     "60s".to_owned()
 }
 
+fn default_concurrency() -> usize {
+    4
+}
+
 fn default_k() -> usize {
     5
 }
@@ -352,7 +359,18 @@ impl ToolConfig {
             parse_duration_ms(&Spanned::new(0..0, t.clone())).map(|m| std::time::Duration::from_millis(m as u64))
         };
         Ok(match self {
-            Self::Shell { allow, root: r, timeout, description, sandbox, read, connect_ports, limits, .. } => {
+            Self::Shell {
+                allow,
+                root: r,
+                timeout,
+                description,
+                sandbox,
+                read,
+                connect_ports,
+                limits,
+                concurrency,
+                ..
+            } => {
                 let spec = shell::ShellSpec {
                     allow: allow.clone(),
                     root: root(r),
@@ -362,6 +380,7 @@ impl ToolConfig {
                     read: read.iter().map(root).collect(),
                     connect_ports: connect_ports.clone(),
                     limits: limits.clone(),
+                    concurrency: *concurrency,
                 };
                 Arc::new(shell::Shell::new(spec).map_err(|e| vec![ConfigError::at(0..0, format!("shell tool: {e}"))])?)
             }

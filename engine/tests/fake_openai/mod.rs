@@ -213,6 +213,29 @@ async fn chat(State(c): State<Arc<Counters>>, body: axum::body::Bytes) -> Respon
         };
         axum::Json(json!({"model": "fake-1", "choices": [{"index": 0, "message": message}], "usage": usage}))
             .into_response()
+    } else if let Some(n) = times(&message, "flood ") {
+        // A hostile answer: `n` tool calls at once; then a report of what came back.
+        let results: Vec<&str> = request["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["role"] == "tool")
+            .filter_map(|m| m["content"].as_str())
+            .collect();
+        let usage = json!({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15});
+        let message = if results.is_empty() {
+            let calls: Vec<Value> = (0..n)
+                .map(|i| json!({"id": format!("call_{i}"), "type": "function", "function": {"name": "read-notes", "arguments": "{\"path\": \"notes.txt\"}"}}))
+                .collect();
+            json!({"role": "assistant", "content": null, "tool_calls": calls})
+        } else {
+            let refused = results.iter().filter(|r| r.contains("refused: this answer asked for")).count();
+            let longest = results.iter().map(|r| r.len()).max().unwrap_or(0);
+            let cut = results.iter().any(|r| r.contains("max_tool_output_bytes"));
+            json!({"role": "assistant", "content": format!("results={} refused={refused} longest={longest} cut={cut}", results.len())})
+        };
+        axum::Json(json!({"model": "fake-1", "choices": [{"index": 0, "message": message}], "usage": usage}))
+            .into_response()
     } else if message.starts_with("use tools") {
         let results: Vec<&str> = request["messages"]
             .as_array()

@@ -308,6 +308,38 @@ root = "notes"
 }
 
 #[test]
+fn a_flood_of_tool_calls_runs_only_max_tool_calls_and_results_are_cut() {
+    // The reported attack: 3,000 tool calls in one answer. Eight run; the others are refused
+    // (each call still gets an answer, as the protocol needs); an audit envelope says so;
+    // each tool result handed back is cut at max_tool_output_bytes.
+    let server = FakeOpenAi::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("notes")).unwrap();
+    std::fs::write(dir.path().join("notes/notes.txt"), "x".repeat(100 * 1024)).unwrap();
+    let tools = "[tools.read-notes]\ntype = \"fs_read\"\nroot = \"notes\"\n";
+    let topo = topology(dir.path(), &server, "", "tools = [\"read-notes\"]");
+    let text = std::fs::read_to_string(&topo)
+        .unwrap()
+        .replace("[sources.requests]", &format!("{tools}\n[sources.requests]"))
+        .replace(
+            "[dead_letter]",
+            "[sinks.audit]\ntype = \"file\"\ninputs = [\"answer.audit\"]\npath = \"audit.jsonl\"\n\n[dead_letter]",
+        );
+    std::fs::write(&topo, text).unwrap();
+    let (out, answers) = run(dir.path(), &topo, &[request(1, "c-1", "ops", "flood 3000")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let answer = answers[0]["payload"]["answer"].as_str().unwrap().to_owned();
+    let longest: usize = answer.split("longest=").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert!(answer.starts_with("results=3000 refused=2992 ") && answer.ends_with("cut=true"), "{answer}");
+    assert!(longest <= 64 * 1024 + 200, "a result is cut near 64 KiB: {longest}");
+    let audit = read_lines(&dir.path().join("audit.jsonl"));
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0]["payload"]["event_type"], "tool_calls_refused");
+    assert_eq!(audit[0]["payload"]["details"]["asked"], 3000);
+    assert_eq!(audit[0]["payload"]["details"]["ran"], 8);
+}
+
+#[test]
 fn validate_warns_about_side_effects_without_idempotency_under_exactly_once() {
     let server = FakeOpenAi::start();
     let dir = tempfile::tempdir().unwrap();

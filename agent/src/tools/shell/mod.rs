@@ -47,6 +47,8 @@ pub struct ShellSpec {
     pub connect_ports: Vec<u16>,
     /// Resource limits.
     pub limits: Limits,
+    /// Runs of this tool at once; a call past them is refused.
+    pub concurrency: usize,
 }
 
 /// `shell`.
@@ -59,6 +61,9 @@ pub struct Shell {
     timeout: Duration,
     description: Option<String>,
     sandbox: sandbox::run::Sandbox,
+    /// One permit per run in progress.
+    slots: std::sync::Arc<tokio::sync::Semaphore>,
+    concurrency: usize,
 }
 
 /// A run the tool allows: the program's path and its arguments.
@@ -96,7 +101,17 @@ impl Shell {
             limits: spec.limits.clone(),
         };
         let sandbox = sandbox::run::Sandbox::new(spec.sandbox, policy)?;
-        Ok(Self { allow: spec.allow, programs, root, timeout: spec.timeout, description: spec.description, sandbox })
+        let concurrency = spec.concurrency.max(1);
+        Ok(Self {
+            allow: spec.allow,
+            programs,
+            root,
+            timeout: spec.timeout,
+            description: spec.description,
+            sandbox,
+            slots: std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency)),
+            concurrency,
+        })
     }
 
     /// Checks an argument vector; the refusal says why.
@@ -124,6 +139,12 @@ impl Shell {
     /// Runs an argument vector; the program's output (stdout, then stderr) or why not.
     pub async fn run(&self, argv: Vec<String>) -> Result<String, String> {
         let checked = self.check(&argv)?;
+        let Ok(_slot) = self.slots.try_acquire() else {
+            return Err(format!(
+                "refused: {} run(s) of this tool are in progress (its concurrency); try again when one has ended",
+                self.concurrency
+            ));
+        };
         let outcome = self
             .sandbox
             .run(&checked.program, &checked.args, &self.root, &ENV, self.timeout)
@@ -191,6 +212,7 @@ mod tests {
             read: Vec::new(),
             connect_ports: Vec::new(),
             limits: Limits::default(),
+            concurrency: 1,
         })
         .unwrap()
     }
@@ -256,6 +278,21 @@ mod tests {
         let env = t.run(argv(&["env"])).await.unwrap();
         assert!(!env.contains("KAFCLAW_SECRET_FOR_TEST"), "{env}");
         assert!(env.contains("PATH=/usr/bin:/bin"));
+    }
+
+    #[tokio::test]
+    async fn a_run_past_the_concurrency_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = tool(dir.path().to_path_buf());
+        let busy = t.clone();
+        let first = tokio::spawn(async move { busy.run(argv(&["sleep", "0.3"])).await });
+        while t.slots.available_permits() > 0 {
+            tokio::task::yield_now().await;
+        }
+        let e = t.run(argv(&["echo", "hi"])).await.unwrap_err();
+        assert!(e.starts_with("refused") && e.contains("concurrency"), "{e}");
+        first.await.unwrap().unwrap();
+        assert_eq!(t.run(argv(&["echo", "hi"])).await.unwrap(), "hi\n", "the slot is free again");
     }
 
     #[tokio::test(flavor = "current_thread")]
