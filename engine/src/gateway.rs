@@ -70,8 +70,10 @@ pub struct Credential {
 }
 
 impl Credential {
-    /// `token` (trimmed) for `identity`.
+    /// `token` (trimmed) for `identity`; the token is registered as a secret, so no log line
+    /// or error shows it.
     pub fn new(token: &str, identity: Identity) -> Self {
+        kafclaw_operators::api::secrets::register(token.trim());
         Self { token: token.trim().as_bytes().to_vec(), identity }
     }
 }
@@ -481,6 +483,13 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("authorization", "Basic s3cret".parse().unwrap());
         assert!(authorized(&h, &creds).is_none());
+    }
+
+    #[test]
+    fn a_token_is_a_secret_no_text_shows() {
+        let _ = Credential::new(" gw-token-for-redaction-test ", who("a", "a", None));
+        let text = kafclaw_operators::api::secrets::redact("Authorization: Bearer gw-token-for-redaction-test");
+        assert_eq!(text, "Authorization: Bearer [redacted]");
     }
 
     #[test]

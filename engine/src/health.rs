@@ -54,7 +54,9 @@ pub fn check_exposure(addr: SocketAddr, token: bool, token_env: &str) -> Result<
 
 /// The token in the environment variable `var`, if it is set and not blank.
 pub fn token_from_env(var: &str) -> Option<Arc<str>> {
-    std::env::var(var).ok().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).map(Arc::from)
+    let token = std::env::var(var).ok().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty())?;
+    kafclaw_operators::api::secrets::register(&token);
+    Some(Arc::from(token))
 }
 
 async fn authorize(State(e): State<Endpoint>, request: Request, next: Next) -> Response {
