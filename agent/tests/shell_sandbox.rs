@@ -106,7 +106,7 @@ async fn writes_and_reads_stay_in_the_root_whatever_the_path_says() {
 /// Tries everything a sandboxed program should not do; prints what happened, as JSON.
 const PROBE: &str = r#"
 import ctypes, json, os, signal, socket, subprocess, sys
-secret, outside, parent, port = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+secret, outside, parent, port, loader = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 res = {}
 def probe(name, f):
     try:
@@ -136,6 +136,8 @@ probe("unshare_net", lambda: call("unshare", libc.unshare(0x40000000)))
 probe("ptrace_parent", lambda: call("ptrace", libc.ptrace(16, parent, 0, 0)))
 probe("write_root", lambda: open("inside.txt", "w").write("ok"))
 probe("read_system", lambda: open("/etc/passwd").read())
+probe("exec_via_loader", lambda: subprocess.run([loader, "/usr/bin/id"], check=True, capture_output=True))
+probe("read_other_program", lambda: open("/usr/bin/id", "rb").read(4))
 print(json.dumps(res))
 "#;
 
@@ -149,7 +151,17 @@ async fn probe(open_port: bool) -> serde_json::Map<String, Value> {
     let secret = j.outside.join("secret.txt");
     let written = j.outside.join("written.txt");
     let parent = std::process::id().to_string();
-    let args = ["-I", "-c", PROBE, secret.to_str().unwrap(), written.to_str().unwrap(), &parent, &port.to_string()];
+    let loader = kafclaw_agent::sandbox::elf::interpreter(Path::new(PYTHON)).unwrap().unwrap();
+    let args = [
+        "-I",
+        "-c",
+        PROBE,
+        secret.to_str().unwrap(),
+        written.to_str().unwrap(),
+        &parent,
+        &port.to_string(),
+        loader.to_str().unwrap(),
+    ];
     let o = run(&sb, &j, PYTHON, &args, Duration::from_secs(60)).await;
     assert!(!written.exists(), "wrote outside the root");
     let out = String::from_utf8_lossy(&o.stdout);
@@ -180,6 +192,8 @@ async fn a_hostile_program_is_held_by_the_kernel() {
         "unshare_user",
         "unshare_net",
         "ptrace_parent",
+        "exec_via_loader",
+        "read_other_program",
     ] {
         assert!(r[name].as_str().unwrap().starts_with("denied"), "{name} was not refused: {r:?}");
     }

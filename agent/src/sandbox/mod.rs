@@ -16,7 +16,8 @@
 //!    and inheritable sets emptied, `SECBIT_NOROOT` locked, so a child cannot raise its
 //!    rlimits back or override file permissions.
 //! 4. **Landlock** ([`landlock`], the kernel's unprivileged access control, ABI ≥ 6 required):
-//!    reads only the system's read-only paths and [`Policy::read`], writes only
+//!    reads only the system's library and data trees ([`SYSTEM_READ`]: not the program
+//!    folders) and [`Policy::read`], writes only
 //!    [`Policy::write`], **executes only [`Policy::exec`]** (the allow-listed binaries and the
 //!    ELF interpreter they name), connects and binds TCP only on [`Policy::connect_tcp`], sends
 //!    no signal and reaches no abstract unix socket outside its own sandbox, and cannot ptrace
@@ -56,16 +57,26 @@ use serde::Deserialize;
 /// socket scopes; without them a tool's child could signal the instance.
 pub const LANDLOCK_ABI: i32 = 6;
 
-/// Paths every sandboxed program may read: the system's read-only trees and the few files
-/// of `/etc` that the C library reads (the dynamic loader's cache, names of users and
+/// Paths every sandboxed program may read: the system's library and data trees and the few
+/// files of `/etc` that the C library reads (the dynamic loader's cache, names of users and
 /// groups, the time zone). Paths missing on a machine are skipped.
-pub const SYSTEM_READ: [&str; 14] = [
-    "/usr",
+///
+/// The program folders (`/usr/bin`, `/usr/sbin`, `/bin`, `/sbin`, `/usr/libexec`) are left
+/// out on purpose: the ELF interpreter must be executable for any dynamic binary to start,
+/// and run directly (`ld-linux-x86-64.so.2 /usr/bin/id`) it would load any program it can
+/// read. Only the allow-listed binaries are readable there.
+pub const SYSTEM_READ: [&str; 19] = [
+    "/usr/lib",
+    "/usr/lib32",
+    "/usr/lib64",
+    "/usr/libx32",
+    "/usr/share",
+    "/usr/local/lib",
+    "/usr/local/share",
     "/lib",
-    "/lib64",
     "/lib32",
-    "/bin",
-    "/sbin",
+    "/lib64",
+    "/libx32",
     "/etc/ld.so.cache",
     "/etc/ld.so.conf",
     "/etc/ld.so.conf.d",
