@@ -244,6 +244,20 @@ fn live_with(marker: &str) -> Vec<String> {
     found
 }
 
+/// The processes with `marker` still alive once the killed ones had time to be reaped
+/// (SIGKILL is delivered at once, but a process leaves /proc only when it is reaped).
+fn left_after_reaping(marker: &str) -> Vec<String> {
+    let mut left = live_with(marker);
+    for _ in 0..50 {
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        left = live_with(marker);
+    }
+    left
+}
+
 #[tokio::test]
 async fn no_process_outlives_its_call() {
     let j = jail();
@@ -255,15 +269,7 @@ async fn no_process_outlives_its_call() {
         if then == "wait" {
             assert!(o.status.is_none(), "a run past its time limit is reported as such");
         }
-        // SIGKILL is delivered at once, but a process leaves /proc only when it is reaped.
-        let mut left = live_with(&marker);
-        for _ in 0..50 {
-            if left.is_empty() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-            left = live_with(&marker);
-        }
+        let left = left_after_reaping(&marker);
         assert!(left.is_empty(), "{then}: processes outlived the call: {left:?}");
     }
 }
@@ -280,14 +286,7 @@ async fn a_fork_bomb_stops_at_the_process_limit_and_is_gone_at_the_timeout() {
     let bomb = "import os, sys\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n";
     let o = run(&sb, &j, PYTHON, &["-I", "-c", bomb, &marker], Duration::from_secs(3)).await;
     assert!(o.status.is_none(), "the bomb ran to its time limit");
-    let mut left = live_with(&marker);
-    for _ in 0..50 {
-        if left.is_empty() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        left = live_with(&marker);
-    }
+    let left = left_after_reaping(&marker);
     assert!(left.is_empty(), "bomb processes outlived the call: {}", left.len());
 }
 
