@@ -208,6 +208,82 @@ async fn a_connect_port_opens_tcp_to_that_port_only() {
     }
 }
 
+/// The red team's second round, as a program that can run any code in the sandbox would try
+/// it: metadata changes through a symlink out of the root, MPTCP past the port rule, memfd,
+/// listening, `CLONE_PARENT`, making symlinks, and code written into the root (a copied
+/// binary run through the ELF interpreter, a copied library loaded).
+const PROBE2: &str = r#"
+import ctypes, json, os, shutil, socket, subprocess, sys
+loader, port, lib = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+res = {}
+def probe(name, f):
+    try:
+        f()
+        res[name] = "ok"
+    except BaseException as e:
+        res[name] = "denied: %s %s" % (type(e).__name__, getattr(e, "errno", ""))
+libc = ctypes.CDLL(None, use_errno=True)
+def call(name, rc):
+    if rc == -1:
+        raise OSError(ctypes.get_errno(), name)
+probe("chmod_through_symlink", lambda: os.chmod("out-link", 0o4777))
+probe("utime_through_symlink", lambda: os.utime("out-link", (1, 1)))
+probe("setxattr_through_symlink", lambda: os.setxattr("out-link", "user.k", b"v"))
+probe("mptcp_connect", lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262).connect(("127.0.0.1", port)))
+probe("memfd", lambda: os.memfd_create("x"))
+probe("listen", lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM).listen(1))
+probe("clone_parent", lambda: call("clone", libc.syscall(56, 0x8000 | 17, 0, 0, 0, 0)))
+probe("make_symlink", lambda: os.symlink(loader, "ldso"))
+shutil.copyfile(sys.executable, "copy")
+shutil.copyfile(lib, "lib.so")
+probe("run_copy_through_loader", lambda: subprocess.run([loader, "./copy", "-c", "print(1)"], check=True, capture_output=True))
+probe("load_copied_library", lambda: ctypes.CDLL("./lib.so"))
+probe("chmod_in_root_by_fd", lambda: os.chmod(os.open("copy", os.O_RDONLY), 0o600))
+print(json.dumps(res))
+"#;
+
+#[tokio::test]
+async fn metadata_mptcp_memfd_and_code_written_into_the_root_are_refused() {
+    let j = jail();
+    std::os::unix::fs::symlink(j.outside.join("secret.txt"), j.root.join("out-link")).unwrap();
+    let before = std::fs::metadata(j.outside.join("secret.txt")).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // A port is open to plain TCP, so only the MPTCP rule can stop the MPTCP connect.
+    let sb = sandbox(&j, &[PYTHON], vec![port], Limits::default());
+    let loader = kafclaw_agent::sandbox::elf::interpreter(Path::new(PYTHON)).unwrap().unwrap();
+    let lib = [
+        "/usr/lib/x86_64-linux-gnu/libz.so.1",
+        "/usr/lib/aarch64-linux-gnu/libz.so.1",
+        "/lib/x86_64-linux-gnu/libz.so.1",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())
+    .expect("zlib is installed");
+    let args = ["-I", "-c", PROBE2, loader.to_str().unwrap(), &port.to_string(), lib];
+    let o = run(&sb, &j, PYTHON, &args, Duration::from_secs(60)).await;
+    let r: Value =
+        serde_json::from_str(String::from_utf8_lossy(&o.stdout).trim()).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
+    assert_eq!(r["chmod_in_root_by_fd"], "ok", "by descriptor, in the root, metadata may change: {r}");
+    for name in [
+        "chmod_through_symlink",
+        "utime_through_symlink",
+        "setxattr_through_symlink",
+        "mptcp_connect",
+        "memfd",
+        "listen",
+        "clone_parent",
+        "make_symlink",
+        "run_copy_through_loader",
+        "load_copied_library",
+    ] {
+        assert!(r[name].as_str().unwrap().starts_with("denied"), "{name} was not refused: {r}");
+    }
+    let after = std::fs::metadata(j.outside.join("secret.txt")).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!((before.mode(), before.mtime()), (after.mode(), after.mtime()), "the file out of the root is untouched");
+}
+
 /// Forks `n` children that ignore SIGTERM, try to leave the process group and sleep; the
 /// parent then sleeps too (`wait`) or exits at once (`exit`).
 const FORKER: &str = r#"

@@ -22,6 +22,8 @@ pub struct Confinement {
     pub seccomp: Vec<BpfProgram>,
     /// The `cgroup.procs` file of the run's `pids` control group, if one was made.
     pub cgroup: Option<std::ffi::CString>,
+    /// The writable trees to remount `noexec` in a mount namespace of the run's own.
+    pub mounts: Option<super::mounts::NoexecMounts>,
 }
 
 impl Confinement {
@@ -37,20 +39,24 @@ impl Confinement {
         ]
     }
 
-    /// Applies everything, in the child. The order matters: the control group, rlimits and
-    /// capabilities while
+    /// Applies everything, in the child. The order matters: the control group, the mounts,
+    /// rlimits and capabilities while
     /// the process may still change them, then Landlock, then seccomp (which would refuse
     /// nothing used afterwards but `execve`, which it allows).
     pub fn apply(&self) -> io::Result<()> {
         if let Some(procs) = &self.cgroup {
             super::cgroup::RunGroup::join(procs)?;
         }
+        if let Some(mounts) = &self.mounts {
+            mounts.apply()?;
+        }
         for (resource, value) in &self.rlimits {
             let limit = libc::rlimit { rlim_cur: *value, rlim_max: *value };
             // SAFETY: setrlimit with a valid pointer to a stack value.
             check(unsafe { libc::setrlimit(*resource, &limit) })?;
         }
-        if self.drop_capabilities {
+        // As root, or holding every capability of a user namespace of its own: none kept.
+        if self.drop_capabilities || self.mounts.as_ref().is_some_and(|m| m.map_ids.is_some()) {
             drop_capabilities()?;
         }
         // SAFETY: prctl with integer arguments.

@@ -64,8 +64,15 @@ pub fn ruleset(policy: &Policy) -> Result<OwnedFd, SandboxError> {
         return Err(SandboxError::Unsupported(what));
     }
     let read = AccessFs::from_read(TARGET) & !AccessFs::Execute;
+    // No symlinks made: one with an absolute target (a tar member, `ln -s` past the checks)
+    // would name a file out of the root, the ELF interpreter say, by a relative path.
     let write = AccessFs::from_all(TARGET)
-        & !(AccessFs::Execute | AccessFs::MakeChar | AccessFs::MakeBlock | AccessFs::MakeFifo | AccessFs::MakeSock);
+        & !(AccessFs::Execute
+            | AccessFs::MakeChar
+            | AccessFs::MakeBlock
+            | AccessFs::MakeFifo
+            | AccessFs::MakeSock
+            | AccessFs::MakeSym);
     let mut r = Ruleset::default()
         .set_compatibility(CompatLevel::HardRequirement)
         .handle_access(AccessFs::from_all(TARGET))

@@ -2,6 +2,7 @@
 //! is built) and [`Sandbox::run`], which starts one program in it and collects its output
 //! under the time limit and the output cap.
 
+use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::cgroup::RunGroup;
 use super::child::Confinement;
+use super::mounts::NoexecMounts;
 use super::{Limits, Mode, Policy, SandboxError, elf, landlock, seccomp};
 
 /// A sandbox prepared for one tool.
@@ -18,6 +20,8 @@ use super::{Limits, Mode, Policy, SandboxError, elf, landlock, seccomp};
 pub struct Sandbox {
     mode: Mode,
     limits: Limits,
+    /// The writable trees, remounted `noexec` for each run (kernel mode).
+    noexec: Vec<CString>,
     /// Landlock ruleset and seccomp programs (kernel mode).
     kernel: Option<Arc<Confinement>>,
 }
@@ -52,6 +56,14 @@ impl Sandbox {
     /// Errors: [`SandboxError`]: the kernel lacks what kernel mode needs, a path cannot be
     /// opened, an executable is a script.
     pub fn new(mode: Mode, mut policy: Policy) -> Result<Self, SandboxError> {
+        let mut noexec = Vec::new();
+        if mode == Mode::Kernel {
+            for tree in &policy.write {
+                let canonical =
+                    tree.canonicalize().map_err(|source| SandboxError::Path { path: tree.clone(), source })?;
+                noexec.push(path_c(&canonical)?);
+            }
+        }
         let kernel = match mode {
             Mode::None => None,
             Mode::Kernel => {
@@ -71,10 +83,11 @@ impl Sandbox {
                     landlock: Some(ruleset),
                     seccomp: seccomp::programs(!policy.connect_tcp.is_empty())?,
                     cgroup: None,
+                    mounts: None,
                 }))
             }
         };
-        Ok(Self { mode, limits: policy.limits, kernel })
+        Ok(Self { mode, limits: policy.limits, noexec, kernel })
     }
 
     /// The mode.
@@ -115,8 +128,21 @@ impl Sandbox {
                 landlock: k.landlock.as_ref().map(|fd| fd.try_clone()).transpose().map_err(|e| spawn(program, e))?,
                 seccomp: k.seccomp.clone(),
                 cgroup,
+                mounts: Some(NoexecMounts {
+                    trees: self.noexec.clone(),
+                    cwd: path_c(cwd).map_err(|e| spawn(program, std::io::Error::other(e.to_string())))?,
+                    // SAFETY: getuid and getgid have no arguments and cannot fail.
+                    map_ids: (!is_root()).then(|| unsafe { (libc::getuid(), libc::getgid()) }),
+                }),
             },
-            None => Confinement { rlimits, drop_capabilities: false, landlock: None, seccomp: Vec::new(), cgroup },
+            None => Confinement {
+                rlimits,
+                drop_capabilities: false,
+                landlock: None,
+                seccomp: Vec::new(),
+                cgroup,
+                mounts: None,
+            },
         });
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(args)
@@ -136,6 +162,8 @@ impl Sandbox {
         let mut child = cmd.spawn().map_err(|e| spawn(program, e))?;
         drop(confinement);
         let pgid = child.id().and_then(|p| i32::try_from(p).ok());
+        // Whatever ends this call (a dropped future too) ends the whole group.
+        let _group_guard = KillOnDrop(pgid);
         let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
         let cap = self.limits.output_bytes;
         let work = async {
@@ -170,6 +198,21 @@ impl Sandbox {
 
 fn spawn(program: &Path, source: std::io::Error) -> SpawnError {
     SpawnError { program: program.display().to_string(), source }
+}
+
+/// Kills the process group when dropped.
+struct KillOnDrop(Option<i32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        kill_group(self.0);
+    }
+}
+
+/// A path as a C string, for the child.
+fn path_c(path: &Path) -> Result<CString, SandboxError> {
+    CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| SandboxError::Setup(format!("{} holds a NUL byte", path.display())))
 }
 
 /// Sends SIGKILL to the process group `pgid` (nothing when it is gone).

@@ -3,14 +3,17 @@
 //! back to `clone`, whose flags a filter can read). Every other call is allowed: this is a
 //! deny-list on top of Landlock, not the whole sandbox.
 //!
-//! Refused: namespaces (`unshare`, `setns`, `clone` with a `CLONE_NEW*` flag), mounts and
+//! Refused: namespaces (`unshare`, `setns`, `clone` with a `CLONE_NEW*` flag or
+//! `CLONE_PARENT`), mounts and
 //! the new mount API, `chroot`, `pivot_root`; `ptrace`, `process_vm_*`, `pidfd_getfd`;
 //! `bpf`, `perf_event_open`, `userfaultfd`, io_uring (its socket and connect operations
 //! would bypass the socket rule); keyrings; modules, `kexec`, `reboot`, swap, `acct`,
 //! `quotactl`; `open_by_handle_at`/`name_to_handle_at` (which open files by inode, around
 //! path checks); `setsid`/`setpgid` (which would leave the process group killed at the time
-//! limit); and `socket` — any family without network, only `AF_INET`/`AF_INET6` stream
-//! sockets with it (Landlock then limits the ports).
+//! limit); metadata changes by path (`chmod`, `chown`, `utimensat` with a path, `setxattr`…:
+//! Landlock does not govern them); `memfd_create`; `listen`; and `socket` — any family
+//! without network, only `AF_INET`/`AF_INET6` TCP stream sockets with it (not MPTCP; Landlock
+//! then limits the ports).
 //!
 //! On x86-64 the x32 numbers of the same calls (`nr | 0x4000_0000`) are refused too;
 //! other architectures' calls are killed by seccompiler's architecture check.
@@ -66,10 +69,33 @@ const DENIED: &[libc::c_long] = &[
     libc::SYS_fanotify_init,
     libc::SYS_setsid,
     libc::SYS_setpgid,
+    // Metadata changes by path: Landlock does not govern them, and through a symlink they
+    // would reach any file (by descriptor, on a file Landlock let the program open, they
+    // stay allowed: fchmod, fchown, futimens, fsetxattr).
+    libc::SYS_fchmodat,
+    libc::SYS_fchmodat2,
+    libc::SYS_fchownat,
+    libc::SYS_setxattr,
+    libc::SYS_lsetxattr,
+    libc::SYS_removexattr,
+    libc::SYS_lremovexattr,
+    // Executable memory from a file of no mount (memfd + fexecve), and listening sockets.
+    libc::SYS_memfd_create,
+    libc::SYS_listen,
 ];
 
-/// `clone` flags that create namespaces.
-const CLONE_NAMESPACES: [libc::c_int; 8] = [
+/// The x86-64 system calls that aarch64 and riscv64 do not have (their `*at` forms are
+/// above).
+#[cfg(target_arch = "x86_64")]
+const DENIED_LEGACY: &[libc::c_long] =
+    &[libc::SYS_chmod, libc::SYS_chown, libc::SYS_lchown, libc::SYS_utime, libc::SYS_utimes, libc::SYS_futimesat];
+#[cfg(not(target_arch = "x86_64"))]
+const DENIED_LEGACY: &[libc::c_long] = &[];
+
+/// `clone` flags refused: those that create namespaces, and `CLONE_PARENT` (a child of the
+/// instance's, which it would never reap).
+const CLONE_DENIED: [libc::c_int; 9] = [
+    libc::CLONE_PARENT,
     libc::CLONE_NEWNS,
     libc::CLONE_NEWUSER,
     libc::CLONE_NEWPID,
@@ -121,6 +147,15 @@ fn socket_rules(network: bool) -> Result<Vec<SeccompRule>, SandboxError> {
     for kind in (0..16u64).filter(|k| *k != libc::SOCK_STREAM as u64) {
         rules.push(SeccompRule::new(vec![condition(1, SeccompCmpOp::MaskedEq(0xf), kind)?]).map_err(setup)?);
     }
+    // The protocol: TCP itself (0 or IPPROTO_TCP); MPTCP, which Landlock's port rules do not
+    // cover, is refused.
+    rules.push(
+        SeccompRule::new(vec![
+            condition(2, SeccompCmpOp::Ne, 0)?,
+            condition(2, SeccompCmpOp::Ne, libc::IPPROTO_TCP as u64)?,
+        ])
+        .map_err(setup)?,
+    );
     Ok(rules)
 }
 
@@ -128,11 +163,14 @@ fn socket_rules(network: bool) -> Result<Vec<SeccompRule>, SandboxError> {
 /// Two programs: the `EPERM` refusals and `clone3` → `ENOSYS`.
 pub fn programs(network: bool) -> Result<Vec<BpfProgram>, SandboxError> {
     let mut deny = BTreeMap::new();
-    for nr in DENIED {
+    for nr in DENIED.iter().chain(DENIED_LEGACY) {
         insert(&mut deny, *nr, Vec::new());
     }
+    // utimensat with a path (futimens passes none, and stays allowed).
+    let with_path = SeccompCondition::new(1, SeccompCmpArgLen::Qword, SeccompCmpOp::Ne, 0).map_err(setup)?;
+    insert(&mut deny, libc::SYS_utimensat, vec![SeccompRule::new(vec![with_path]).map_err(setup)?]);
     insert(&mut deny, libc::SYS_socket, socket_rules(network)?);
-    let clone_rules = CLONE_NAMESPACES
+    let clone_rules = CLONE_DENIED
         .iter()
         .map(|flag| {
             let flag = *flag as u64;

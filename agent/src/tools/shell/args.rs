@@ -39,6 +39,10 @@ pub const DENIED: &[(&str, &[&str])] = &[
             "-F",
             "--rsh-command",
             "--rmt-command",
+            "--transform",
+            "--xform",
+            "-P",
+            "--absolute-names",
         ],
     ),
     (
@@ -61,6 +65,23 @@ pub const DENIED: &[(&str, &[&str])] = &[
     ("rsync", &["-e", "--rsh", "--rsync-path"]),
     ("zip", &["-TT", "--unzip-command"]),
     ("less", &["-k", "--lesskey-file"]),
+];
+
+/// Environment variables that make the dynamic loader, the C library or a language runtime
+/// load code (`LD_PRELOAD`, `GCONV_PATH`, …); `env NAME=value` may not set them.
+const LOADER_VARIABLES: &[&str] = &[
+    "LD_*",
+    "GCONV_PATH",
+    "GETCONF_DIR",
+    "LOCPATH",
+    "NLSPATH",
+    "MALLOC_*",
+    "PYTHON*",
+    "PERL*",
+    "RUBY*",
+    "NODE_*",
+    "BASH_ENV",
+    "ENV",
 ];
 
 /// Options kafclaw adds in front of a program's own: GNU `sed` and `gawk` with
@@ -87,8 +108,28 @@ pub fn check(program: &str, args: &[String]) -> Result<(), String> {
         }
     }
     let denied = DENIED.iter().find(|(p, _)| *p == program).map_or(&[][..], |(_, d)| *d);
+    // tar's first argument is an option cluster even without a dash (`tar cIf id a.tar`).
+    let args: Vec<String> = match args.split_first() {
+        Some((first, rest)) if program == "tar" && !first.starts_with('-') => {
+            std::iter::once(format!("-{first}")).chain(rest.iter().cloned()).collect()
+        }
+        _ => args.to_vec(),
+    };
+    if program == "env" {
+        for a in args.iter().take_while(|a| a.contains('=') || a.starts_with('-')) {
+            let name = a.split_once('=').map_or("", |(n, _)| n);
+            if LOADER_VARIABLES
+                .iter()
+                .any(|v| name == *v || (v.ends_with('*') && name.starts_with(v.trim_end_matches('*'))))
+            {
+                return Err(format!(
+                    "refused: `{a}` sets `{name}`, which makes programs load code; this tool does not allow it"
+                ));
+            }
+        }
+    }
     let mut options_ended = false;
-    for a in args {
+    for a in &args {
         for value in values(a, options_ended) {
             path_ok(a, value)?;
         }
@@ -189,6 +230,11 @@ mod tests {
             ("ls", &["--dir=../x"]),
             ("ls", &["a/../../b"]),
             ("xargs", &["-a", "cmds", "ls"]),
+            ("env", &["LD_PRELOAD=./notes.txt", "sed", "q", "notes.txt"]),
+            ("env", &["-i", "GCONV_PATH=.", "iconv"]),
+            ("tar", &["cIf", "id", "a.tar", "x"]),
+            ("tar", &["cFf", "id", "b.tar", "x"]),
+            ("tar", &["-xf", "q.tar", "--transform=s,^lib64,/lib64,"]),
         ] {
             let e = check(program, &argv(args)).unwrap_err();
             assert!(e.starts_with("refused"), "{program} {args:?}: {e}");
