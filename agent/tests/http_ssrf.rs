@@ -302,6 +302,9 @@ async fn a_160_mib_body_is_cut_at_max_bytes() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let sent = s.sent.load(Ordering::SeqCst);
     assert!(sent < 32 << 20, "the server sent {sent} bytes: the rest was not read, the connection was dropped");
+    // The stated bound: the body is never held whole (this process's peak resident memory).
+    let peak = peak_rss_bytes();
+    assert!(peak < 128 << 20, "peak resident memory {peak} bytes with a 160 MiB body");
     let small = tool(&[s.addr.to_string()], &["127.0.0.1"], |o| o.max_bytes = 10);
     assert!(
         get(&small, &format!("http://{}/", s.addr))
@@ -311,6 +314,13 @@ async fn a_160_mib_body_is_cut_at_max_bytes() {
     );
 }
 
+/// This process's peak resident memory (`VmHWM` of /proc/self/status), in bytes.
+fn peak_rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).unwrap().trim().trim_end_matches(" kB").trim();
+    kb.parse::<u64>().unwrap() * 1024
+}
+
 #[tokio::test]
 async fn a_slow_drip_body_past_the_timeout_fails() {
     let s = serve("127.0.0.1:0", Reply::Drip).await.unwrap();
@@ -318,5 +328,6 @@ async fn a_slow_drip_body_past_the_timeout_fails() {
     let start = Instant::now();
     let e = get(&t, &format!("http://{}/", s.addr)).await.unwrap_err();
     assert!(e.contains("timed out after 1s") && e.contains("the body"), "{e}");
-    assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
+    // The drip would last 100 s; the whole-call timeout ends it (bound loose for loaded machines).
+    assert!(start.elapsed() < Duration::from_secs(30), "{:?}", start.elapsed());
 }

@@ -71,6 +71,18 @@ async fn a_streamed_answer_past_the_cap_fails_the_call_without_being_held() {
     std::thread::sleep(std::time::Duration::from_millis(200));
     let sent = sent.load(Ordering::SeqCst);
     assert!(sent < 64 * 1024 * 1024, "the client stopped reading early; the server sent {sent} bytes of {HUGE}");
+    // The stated bound: the answer is never held whole (this process's peak resident memory).
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(kb * 1024 < 128 << 20, "peak resident memory {kb} kB with a 200 MB answer");
 }
 
 #[tokio::test]
