@@ -103,6 +103,7 @@ impl Llm {
             "model": entry.model,
             "latency_ms": entry.latency_ms,
             "attempts": entry.attempts,
+            "finish_reason": entry.finish_reason,
         });
         for (i, step) in entry.steps.iter().enumerate() {
             out.emit(TRACES_PORT, trace_of(&record, i, step));

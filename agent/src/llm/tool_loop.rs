@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use kafclaw_operators::api::record::now_ms;
 use kafclaw_operators::api::secrets::{redact, redact_string};
+use kafclaw_operators::envelope::derive_span_id;
 
 use super::journal::{JournalEntry, StepRecord};
 use crate::model::protocol::{FunctionSpec, Message, ToolSpec, Usage};
@@ -51,7 +52,7 @@ pub(crate) async fn call_with_tools(
     let mut attempts = 0;
     for round in 0..=max_steps {
         let t0 = now_ms();
-        let answer = client.chat(messages.clone(), specs.clone()).await.inspect_err(|e| {
+        let mut answer = client.chat(messages.clone(), specs.clone()).await.inspect_err(|e| {
             steps.push(StepRecord {
                 kind: "llm".into(),
                 name: client.name().to_owned(),
@@ -63,6 +64,13 @@ pub(crate) async fn call_with_tools(
         })?;
         usage += answer.usage;
         attempts += answer.attempts;
+        // A call id the server left out (llama.cpp, TGI) is derived from the input, the round
+        // and the call's place, so a replay names the same call.
+        for (i, call) in answer.tool_calls.iter_mut().enumerate() {
+            if call.id.is_empty() {
+                call.id = format!("call_{}", derive_span_id(&format!("{key}/{round}/{i}")));
+            }
+        }
         steps.push(StepRecord {
             kind: "llm".into(),
             name: answer.model.clone(),

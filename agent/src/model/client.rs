@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use kafclaw_operators::api::secrets::{self, Secret};
 
+use super::answer::{self, Unusable};
 use super::limiter::Limiter;
-use super::protocol::{ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, Message, ToolSpec, Usage};
+use super::protocol::{ChatRequest, EmbeddingRequest, EmbeddingResponse, Message, ToolSpec, Usage};
 use super::recording::{Recorded, Recording};
 
 /// A model's answer, with what it took.
@@ -259,13 +259,13 @@ impl ModelClient {
         }
     }
 
-    /// One HTTP attempt: POST `body` to `url`, and judge the answer (`usable` says why a
-    /// well-formed answer cannot be used).
-    async fn attempt<B: Serialize, R: DeserializeOwned>(
+    /// One HTTP attempt: POST `body` to `url`, and judge the answer (`read` reads a 200 body,
+    /// saying whether an unusable one is worth asking again).
+    async fn attempt<B: Serialize, R>(
         &self,
         url: &reqwest::Url,
         body: &B,
-        usable: fn(&R) -> Result<(), String>,
+        read: fn(&[u8]) -> Result<R, Unusable>,
     ) -> Attempt<R> {
         let _permit = self.limiter.acquire().await;
         let mut call = self.http.post(url.clone()).json(body);
@@ -299,36 +299,45 @@ impl ModelClient {
                 return Attempt::Retry(secrets::redact_string(format!("reading the answer: {e}")), None);
             }
         };
-        let snippet = || snippet(&body);
+        // An error body's own message when it has one (`{"error": {"message": …}}`), else its
+        // first bytes.
+        let described = || {
+            serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .filter(|v| !v["error"].is_null())
+                .map(|v| secrets::redact_string(answer::error_message(&v["error"])))
+                .unwrap_or_else(|| snippet(&body))
+        };
         if status.is_server_error() || status == reqwest::StatusCode::REQUEST_TIMEOUT {
-            return Attempt::Retry(format!("HTTP {status}: {}", snippet()), wait);
+            return Attempt::Retry(format!("HTTP {status}: {}", described()), wait);
         }
         if !status.is_success() {
-            return Attempt::Fail(format!("HTTP {status}: {}", snippet()));
+            return Attempt::Fail(format!("HTTP {status}: {}", described()));
         }
-        match serde_json::from_slice::<R>(&body) {
-            Ok(r) => match usable(&r) {
-                Ok(()) => {
-                    self.limiter.succeeded();
-                    Attempt::Done(r)
-                }
-                Err(why) => Attempt::Retry(secrets::redact_string(format!("malformed answer: {why}")), None),
-            },
-            Err(e) => Attempt::Retry(secrets::redact_string(format!("malformed answer ({e}): {}", snippet())), None),
+        match read(&body) {
+            Ok(r) => {
+                self.limiter.succeeded();
+                Attempt::Done(r)
+            }
+            Err(Unusable::Retry(why)) => Attempt::Retry(secrets::redact_string(why), wait),
+            // An unreadable or unusable answer is final: asking again bills it again.
+            Err(Unusable::Final(why)) => {
+                Attempt::Fail(secrets::redact_string(format!("{why}; the answer began: {}", snippet(&body))))
+            }
         }
     }
 
     /// Attempts until an answer comes, a failure is final or the attempts are used up:
     /// exponential backoff with full jitter between attempts, a `Retry-After` as a floor.
-    async fn with_retries<B: Serialize, R: DeserializeOwned>(
+    async fn with_retries<B: Serialize, R>(
         &self,
         url: &reqwest::Url,
         body: &B,
-        usable: fn(&R) -> Result<(), String>,
+        read: fn(&[u8]) -> Result<R, Unusable>,
     ) -> Result<(R, u32), CallError> {
         let mut last = String::new();
         for attempt in 1..=self.max_attempts {
-            match self.attempt(url, body, usable).await {
+            match self.attempt(url, body, read).await {
                 Attempt::Done(r) => return Ok((r, attempt)),
                 Attempt::Fail(m) => return Err(self.error(attempt, m)),
                 Attempt::Retry(m, wait) => {
@@ -354,13 +363,26 @@ impl ModelClient {
         let n = texts.len();
         let request = EmbeddingRequest { model: self.model.clone(), input: texts };
         let started = Instant::now();
-        fn usable(r: &EmbeddingResponse) -> Result<(), String> {
+        fn read(body: &[u8]) -> Result<EmbeddingResponse, Unusable> {
+            let v: serde_json::Value = serde_json::from_slice(body)
+                .map_err(|e| Unusable::Final(format!("malformed answer: not JSON ({e})")))?;
+            if !v["error"].is_null() {
+                let message =
+                    format!("the server reported an error in a 200 answer: {}", answer::error_message(&v["error"]));
+                return Err(if answer::retryable(&v["error"]) {
+                    Unusable::Retry(message)
+                } else {
+                    Unusable::Final(message)
+                });
+            }
+            let r: EmbeddingResponse =
+                serde_json::from_value(v).map_err(|e| Unusable::Final(format!("malformed answer: {e}")))?;
             match r.data.iter().map(|d| d.embedding.len()).collect::<std::collections::BTreeSet<_>>().len() {
-                0 | 1 => Ok(()),
-                _ => Err("vectors of different lengths".into()),
+                0 | 1 => Ok(r),
+                _ => Err(Unusable::Final("malformed answer: vectors of different lengths".into())),
             }
         }
-        let result = self.with_retries(&self.embeddings_url, &request, usable).await.and_then(|(r, attempts)| {
+        let result = self.with_retries(&self.embeddings_url, &request, read).await.and_then(|(r, attempts)| {
             let mut data = r.data;
             data.sort_by_key(|d| d.index);
             if data.len() != n || data.iter().enumerate().any(|(i, d)| d.index != i || d.embedding.is_empty()) {
@@ -421,18 +443,14 @@ impl ModelClient {
         if let Some(recorded) = &self.recorded {
             return self.replay_recorded(&recorded.answers, &request.messages, started);
         }
-        fn usable(r: &ChatResponse) -> Result<(), String> {
-            if r.choices.is_empty() { Err("no choices".into()) } else { Ok(()) }
-        }
-        let (r, attempts) = self.with_retries(&self.chat_url, &request, usable).await?;
-        let choice = r.choices.into_iter().next().expect("checked non-empty");
+        let (r, attempts) = self.with_retries(&self.chat_url, &request, answer::read).await?;
         Ok(Answer {
             // An endpoint echoing the request (a debugging proxy) must not put the key in outputs.
-            content: secrets::redact_string(choice.message.content.unwrap_or_default()),
-            tool_calls: choice.message.tool_calls,
-            usage: r.usage.unwrap_or_default(),
+            content: secrets::redact_string(r.content),
+            tool_calls: r.tool_calls,
+            usage: r.usage,
             model: r.model.unwrap_or_else(|| self.model.clone()),
-            finish_reason: choice.finish_reason,
+            finish_reason: r.finish_reason,
             attempts,
             latency: started.elapsed(),
         })
@@ -457,7 +475,8 @@ impl ModelClient {
                 tool_calls: Vec::new(),
                 usage: r.usage,
                 model: format!("recorded:{}", self.model),
-                finish_reason: Some("recorded".into()),
+                // A recorded answer ended as answers do; `model` says it was recorded.
+                finish_reason: Some("stop".into()),
                 attempts: 1,
                 latency: started.elapsed(),
             }),

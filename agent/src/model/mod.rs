@@ -3,6 +3,7 @@
 //! concurrency ([`limiter`]), token rates ([`rate`]), embedders ([`embed`]) and the model shared
 //! by every operator that names it ([`shared`]).
 
+pub mod answer;
 pub mod client;
 pub mod config;
 pub mod embed;

@@ -1,0 +1,267 @@
+//! The tolerant reader of chat-completion answers: liberal in what it accepts, strict in what
+//! it passes on. Real OpenAI-compatible servers (vLLM, Ollama, llama.cpp, TGI, SGLang,
+//! LiteLLM, OpenRouter, Azure, Mistral, Groq, DeepSeek, the Anthropic and Gemini endpoints…)
+//! send shapes the OpenAI reference never does; the corpus of them is
+//! `engine/tests/model_corpus/` (docs/models.md). Read here:
+//!
+//! - explicit `null` wherever a field is optional (`tool_calls`, `content`, `usage`, token
+//!   counts, `role`, `id`, `type`);
+//! - a value written two ways: tool-call `arguments` as a JSON string or a JSON object,
+//!   `content` as a string or a list of parts (`[{"type": "text", "text": …}]`);
+//! - errors inside a 200 body: a top-level `error` (object or text), a choice-level `error`,
+//!   `finish_reason: "error"` — retryable or final by their code ([`retryable`]);
+//! - answers with no usable text — no tool call and empty content, with `finish_reason`
+//!   `length` or `content_filter`, or only `reasoning_content` — are errors, never a completed
+//!   empty answer.
+//!
+//! A body that is not JSON, or JSON with neither `choices` nor `error`, is final: asking again
+//! would bill the same unreadable answer again.
+
+use serde_json::Value;
+
+use super::protocol::{FunctionCall, ToolCall, Usage};
+
+/// A chat answer as read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Read {
+    /// The text (parts joined); empty when the answer only calls tools.
+    pub content: String,
+    /// Tool calls, arguments as JSON text; an `id` the server left out is empty (the tool loop
+    /// derives one, deterministically).
+    pub tool_calls: Vec<ToolCall>,
+    /// Token counts (0 where the server reports none).
+    pub usage: Usage,
+    /// The model the server names.
+    pub model: Option<String>,
+    /// Why generation stopped, as the server says.
+    pub finish_reason: Option<String>,
+}
+
+/// Why an answer cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unusable {
+    /// Asking again may help (the server said it was busy, rate limited, failing).
+    Retry(String),
+    /// Asking again would not (a malformed body, a refusal, a cut answer).
+    Final(String),
+}
+
+/// Whether an error the server reported (its numeric `code`/`status`, or the words of its
+/// `type`/`code`/`status`, or of the error itself when it is text) is worth asking again: 408, 429, 500, 502, 503, 504, 529, or a rate limit,
+/// an overload, a server error, a timeout, an unavailable service.
+pub fn retryable(error: &Value) -> bool {
+    let numbers = ["code", "status", "status_code"].iter().filter_map(|k| match &error[*k] {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    });
+    if numbers.into_iter().any(|n| matches!(n, 408 | 429 | 500 | 502 | 503 | 504 | 529)) {
+        return true;
+    }
+    // The words of its type, code and status, or of the error itself when it is only text.
+    let words = match error {
+        Value::String(s) => s.clone(),
+        _ => ["type", "code", "status"].iter().filter_map(|k| error[*k].as_str()).collect::<Vec<_>>().join(" "),
+    };
+    let words = words.to_ascii_lowercase();
+    ["rate_limit", "rate limit", "overloaded", "server_error", "timeout", "unavailable", "resource_exhausted"]
+        .iter()
+        .any(|w| words.contains(w))
+}
+
+/// The message of a reported error (its `message`, else its text, else the whole value).
+pub fn error_message(error: &Value) -> String {
+    match error {
+        Value::String(s) => s.clone(),
+        Value::Object(o) => o
+            .get("message")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| o.get("error").and_then(Value::as_str).map(str::to_owned))
+            .unwrap_or_else(|| error.to_string()),
+        other => other.to_string(),
+    }
+}
+
+fn reported(error: &Value, where_: &str) -> Unusable {
+    let message = format!("the server reported an error {where_}: {}", error_message(error));
+    if retryable(error) { Unusable::Retry(message) } else { Unusable::Final(message) }
+}
+
+/// A count that may be missing, null, a float or a string.
+fn count(v: &Value) -> u64 {
+    match v {
+        Value::Number(n) => n.as_u64().or_else(|| n.as_f64().map(|f| f.max(0.0) as u64)).unwrap_or(0),
+        Value::String(s) => s.parse().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// `content` as a string, a list of parts, or null.
+fn text(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| match p {
+                Value::String(s) => Some(s.as_str()),
+                Value::Object(o) => o.get("text").and_then(Value::as_str),
+                _ => None,
+            })
+            .collect(),
+        _ => String::new(),
+    }
+}
+
+/// One tool call, however written.
+fn tool_call(v: &Value) -> Option<ToolCall> {
+    let function = &v["function"];
+    let name = function["name"].as_str()?.to_owned();
+    let arguments = match &function["arguments"] {
+        Value::String(s) if !s.trim().is_empty() => s.clone(),
+        Value::Null | Value::String(_) => "{}".to_owned(),
+        other => other.to_string(),
+    };
+    Some(ToolCall {
+        id: v["id"].as_str().unwrap_or_default().to_owned(),
+        kind: "function".to_owned(),
+        function: FunctionCall { name, arguments },
+    })
+}
+
+/// Reads a chat-completion body of a 200 answer.
+///
+/// Errors: [`Unusable::Retry`] for a reported error that is worth asking again;
+/// [`Unusable::Final`] for everything else that is not an answer.
+pub fn read(body: &[u8]) -> Result<Read, Unusable> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| Unusable::Final(format!("malformed answer: not JSON ({e})")))?;
+    if !v["error"].is_null() {
+        return Err(reported(&v["error"], "in a 200 answer"));
+    }
+    let Some(choice) = v["choices"].as_array().and_then(|c| c.first()) else {
+        return Err(Unusable::Final("malformed answer: no choices".into()));
+    };
+    if !choice["error"].is_null() {
+        return Err(reported(&choice["error"], "in its choice"));
+    }
+    let finish_reason = choice["finish_reason"].as_str().map(str::to_owned);
+    // Some servers stream-shape their non-streamed answers: `delta` instead of `message`.
+    let message = if choice["message"].is_object() { &choice["message"] } else { &choice["delta"] };
+    let content = text(&message["content"]);
+    let tool_calls: Vec<ToolCall> =
+        message["tool_calls"].as_array().map(|calls| calls.iter().filter_map(tool_call).collect()).unwrap_or_default();
+    if finish_reason.as_deref() == Some("error") {
+        return Err(Unusable::Final("the server ended the answer with finish_reason \"error\"".into()));
+    }
+    if tool_calls.is_empty() && content.trim().is_empty() {
+        let why = match finish_reason.as_deref() {
+            Some("length") => {
+                "the answer was cut at the token limit before any text (finish_reason \"length\")".to_owned()
+            }
+            Some("content_filter") => {
+                "the server's content filter withheld the answer (finish_reason \"content_filter\")".to_owned()
+            }
+            _ if !text(&message["reasoning_content"]).trim().is_empty()
+                || !text(&message["reasoning"]).trim().is_empty() =>
+            {
+                "the answer holds only reasoning, no text (reasoning_content)".to_owned()
+            }
+            Some(other) => format!("the answer is empty (finish_reason \"{other}\")"),
+            None => "the answer is empty".to_owned(),
+        };
+        return Err(Unusable::Final(why));
+    }
+    let u = &v["usage"];
+    let usage = Usage {
+        prompt_tokens: count(&u["prompt_tokens"]),
+        completion_tokens: count(&u["completion_tokens"]),
+        total_tokens: match count(&u["total_tokens"]) {
+            0 => count(&u["prompt_tokens"]).saturating_add(count(&u["completion_tokens"])),
+            n => n,
+        },
+    };
+    Ok(Read { content, tool_calls, usage, model: v["model"].as_str().map(str::to_owned), finish_reason })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(body: &str) -> Read {
+        read(body.as_bytes()).unwrap_or_else(|e| panic!("{body}: {e:?}"))
+    }
+
+    #[test]
+    fn the_reported_shapes_read() {
+        let r = ok(
+            r#"{"choices":[{"message":{"role":"assistant","content":"hi","tool_calls":null},"finish_reason":"stop"}]}"#,
+        );
+        assert_eq!((r.content.as_str(), r.tool_calls.len(), r.finish_reason.as_deref()), ("hi", 0, Some("stop")));
+        let r = ok(
+            r#"{"choices":[{"message":{"content":null,"tool_calls":[{"function":{"name":"t","arguments":{"path":"a"}}}]}}]}"#,
+        );
+        assert_eq!(r.tool_calls[0].function.arguments, r#"{"path":"a"}"#);
+        assert_eq!(r.tool_calls[0].id, "", "derived later by the tool loop");
+    }
+
+    #[test]
+    fn nulls_parts_and_odd_counts_read() {
+        let r = ok(
+            r#"{"model":null,"usage":{"prompt_tokens":null,"completion_tokens":2.0,"total_tokens":null},"choices":[{"message":{"role":null,"content":[{"type":"text","text":"a"},{"type":"image_url"},{"type":"text","text":"b"}]}}]}"#,
+        );
+        assert_eq!(r.content, "ab");
+        assert_eq!(r.usage, Usage { prompt_tokens: 0, completion_tokens: 2, total_tokens: 2 });
+        let r = ok(
+            r#"{"usage":null,"choices":[{"message":{"tool_calls":[{"id":null,"type":null,"function":{"name":"t","arguments":""}}]}}]}"#,
+        );
+        assert_eq!(r.tool_calls[0].function.arguments, "{}");
+    }
+
+    #[test]
+    fn errors_in_a_200_are_classified() {
+        let retry = [
+            r#"{"error":{"message":"busy","code":429}}"#,
+            r#"{"error":{"message":"x","type":"server_error"}}"#,
+            r#"{"error":"upstream timeout"}"#,
+            r#"{"choices":[{"error":{"message":"provider down","code":502},"message":{"content":""}}]}"#,
+            r#"{"error":{"message":"o","status":"RESOURCE_EXHAUSTED"}}"#,
+        ];
+        for body in retry {
+            assert!(matches!(read(body.as_bytes()), Err(Unusable::Retry(_))), "{body}");
+        }
+        let fail = [
+            r#"{"error":{"message":"bad key","code":401}}"#,
+            r#"{"error":{"message":"no such model","type":"invalid_request_error"}}"#,
+            r#"{"choices":[{"message":{"content":"x"},"finish_reason":"error"}]}"#,
+            r#"not json"#,
+            r#"{"choices":[]}"#,
+            r#"{"object":"chat.completion"}"#,
+        ];
+        for body in fail {
+            assert!(matches!(read(body.as_bytes()), Err(Unusable::Final(_))), "{body}");
+        }
+        let Err(Unusable::Final(m)) = read(br#"{"error":{"message":"bad key","code":401}}"#) else { unreachable!() };
+        assert!(m.contains("bad key"), "{m}");
+    }
+
+    #[test]
+    fn no_usable_text_is_never_an_answer() {
+        for (body, says) in [
+            (r#"{"choices":[{"message":{"content":""},"finish_reason":"length"}]}"#, "length"),
+            (r#"{"choices":[{"message":{"content":null},"finish_reason":"content_filter"}]}"#, "content_filter"),
+            (
+                r#"{"choices":[{"message":{"content":"","reasoning_content":"thinking"},"finish_reason":"stop"}]}"#,
+                "reasoning",
+            ),
+            (r#"{"choices":[{"message":{"content":"  "}}]}"#, "empty"),
+        ] {
+            match read(body.as_bytes()) {
+                Err(Unusable::Final(m)) => assert!(m.contains(says), "{body}: {m}"),
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+        let r = ok(r#"{"choices":[{"message":{"content":"partial"},"finish_reason":"length"}]}"#);
+        assert_eq!((r.content.as_str(), r.finish_reason.as_deref()), ("partial", Some("length")));
+    }
+}
