@@ -278,12 +278,31 @@ impl Kind for LlmConfig {
         if model.is_none() {
             errors.push(undeclared_model(&self.model));
         }
+        // The model's fallbacks, each a declared model other than itself.
+        let mut fallbacks = Vec::new();
+        if let Some(m) = &model {
+            for name in &m.config.fallbacks {
+                match resources.model(name) {
+                    Some(f) if f.name != m.name => fallbacks.push(f),
+                    Some(_) => errors.push(ConfigError::at(
+                        self.model.span(),
+                        format!("model `{}` names itself among its fallbacks", m.name),
+                    )),
+                    None => errors.push(ConfigError::at(
+                        self.model.span(),
+                        format!("model `{}`: fallback `{name}` is not declared (add a [models.{name}] table)", m.name),
+                    )),
+                }
+            }
+        }
         let tools = self.listed_tools(resources).into_iter().map(|(n, t)| (n.get_ref().clone(), t)).collect();
         errors.finish(|| {
             Some(Built::Async(Box::new(Llm {
                 name: node.to_owned(),
                 model: model?,
                 client: None,
+                fallbacks,
+                clients: Vec::new(),
                 system: system?,
                 prompt: prompt?,
                 into: into?,

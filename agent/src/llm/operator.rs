@@ -37,6 +37,10 @@ pub struct Llm {
     pub(super) limits: ToolLimits,
     pub(super) model: Arc<SharedModel>,
     pub(super) client: Option<Arc<ModelClient>>,
+    /// The model's `fallbacks`, in order.
+    pub(super) fallbacks: Vec<Arc<SharedModel>>,
+    /// The model's client, then its fallbacks' (opened with it).
+    pub(super) clients: Vec<Arc<ModelClient>>,
     pub(super) system: Option<Template>,
     pub(super) prompt: Template,
     pub(super) into: FieldPath,
@@ -143,7 +147,13 @@ impl AsyncOperator for Llm {
     /// dead-lettering every record.
     fn open(&mut self) -> Result<(), String> {
         if self.client.is_none() {
-            self.client = Some(self.model.client()?);
+            let client = self.model.client()?;
+            let mut clients = vec![client.clone()];
+            for f in &self.fallbacks {
+                clients.push(f.client()?);
+            }
+            self.clients = clients;
+            self.client = Some(client);
         }
         Ok(())
     }
@@ -161,6 +171,7 @@ impl AsyncOperator for Llm {
             let outcome = match found.map(|v| serde_json::from_value::<JournalEntry>(v.clone())) {
                 Ok(Ok(entry)) => LlmOutcome::Answered(entry),
                 Ok(Err(e)) => LlmOutcome::Failed(CallError {
+                    exhausted: false,
                     model: self.model.name.clone(),
                     attempts: 0,
                     message: format!("the recording's entry is not an llm answer: {e}"),
@@ -184,8 +195,9 @@ impl AsyncOperator for Llm {
         let limits = self.limits;
         // An unreadable task id or delegation depth fails the record (dead letter naming it).
         let base = CallContext::for_input(record, record.input_key()).map_err(|e| e.to_string())?;
+        let clients = self.clients.clone();
         Ok(Started::Pending(Box::pin(async move {
-            let outcome = match call_with_tools(&client, messages, &tools, limits, &base).await {
+            let outcome = match call_with_tools(&clients, messages, &tools, limits, &base).await {
                 Ok(entry) => LlmOutcome::Answered(entry),
                 Err(e) => LlmOutcome::Failed(e),
             };

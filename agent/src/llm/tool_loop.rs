@@ -28,8 +28,12 @@ pub(crate) struct ToolLimits {
 /// The model call and its tool loop: ask, run the tools it asks for (at most
 /// `limits.max_calls` per answer), hand back the results (each cut at
 /// `limits.max_output_bytes`), ask again; at most `limits.max_steps` rounds of tools.
+///
+/// `clients` is the model and its fallbacks, in order: when a model's attempts run out on
+/// failures worth asking elsewhere ([`CallError::exhausted`]), the next one is asked, and the
+/// one that answers carries the rest of the conversation. Each failed model is a trace step.
 pub(crate) async fn call_with_tools(
-    client: &ModelClient,
+    clients: &[Arc<ModelClient>],
     mut messages: Vec<Message>,
     tools: &[(String, Arc<dyn Tool>)],
     limits: ToolLimits,
@@ -50,18 +54,31 @@ pub(crate) async fn call_with_tools(
     let mut steps = Vec::new();
     let mut remembered = Vec::new();
     let mut attempts = 0;
+    let mut current = 0;
     for round in 0..=max_steps {
-        let t0 = now_ms();
-        let mut answer = client.chat(messages.clone(), specs.clone()).await.inspect_err(|e| {
-            steps.push(StepRecord {
-                kind: "llm".into(),
-                name: client.name().to_owned(),
-                detail: short(&e.message),
-                ok: false,
-                started_ms: t0,
-                duration_ms: (now_ms() - t0).max(0) as u64,
-            });
-        })?;
+        let (mut answer, t0) = loop {
+            let client = &clients[current];
+            let t0 = now_ms();
+            match client.chat(messages.clone(), specs.clone()).await {
+                Ok(answer) => break (answer, t0),
+                Err(e) => {
+                    attempts += e.attempts;
+                    steps.push(StepRecord {
+                        kind: "llm".into(),
+                        name: client.name().to_owned(),
+                        detail: short(&e.message),
+                        ok: false,
+                        started_ms: t0,
+                        duration_ms: (now_ms() - t0).max(0) as u64,
+                    });
+                    if e.exhausted && current + 1 < clients.len() {
+                        current += 1;
+                        continue;
+                    }
+                    return Err(e);
+                }
+            }
+        };
         usage += answer.usage;
         attempts += answer.attempts;
         // A call id the server left out (llama.cpp, TGI) is derived from the input, the round
@@ -172,7 +189,8 @@ pub(crate) async fn call_with_tools(
         }
     }
     Err(CallError {
-        model: client.name().to_owned(),
+        exhausted: false,
+        model: clients[current].name().to_owned(),
         attempts,
         message: format!("the model still asked for tools after {max_steps} round(s) (max_tool_steps)"),
     })

@@ -76,6 +76,10 @@ pub struct CallError {
     pub attempts: u32,
     /// The last error.
     pub message: String,
+    /// Whether the attempts ran out on failures worth asking elsewhere (5xx, 429, timeouts):
+    /// the model's `fallbacks` are then called. A final failure (a 4xx, an unusable answer)
+    /// is not passed on.
+    pub exhausted: bool,
 }
 
 /// Calls one endpoint. Shared by every task of an instance, so its limiter bounds the
@@ -352,7 +356,7 @@ impl ModelClient {
                 }
             }
         }
-        Err(self.error(self.max_attempts, last))
+        Err(CallError { exhausted: true, ..self.error(self.max_attempts, last) })
     }
 
     /// Embeds `texts` in one `/embeddings` call (retried like chat calls).
@@ -485,6 +489,6 @@ impl ModelClient {
     }
 
     fn error(&self, attempts: u32, message: String) -> CallError {
-        CallError { model: self.name.clone(), attempts, message: secrets::redact_string(message) }
+        CallError { model: self.name.clone(), attempts, message: secrets::redact_string(message), exhausted: false }
     }
 }

@@ -59,6 +59,12 @@ pub struct ModelConfig {
     /// Completion token cap sent with every call.
     #[serde(default)]
     pub max_tokens: Option<u32>,
+    /// Models (by their names under `[models]`) called in order when this one's attempts run
+    /// out on failures worth asking elsewhere (5xx, 429, timeouts, a server error reported in
+    /// a 200); a final failure (a 4xx, an unusable answer) is not passed on. The journal keeps
+    /// the answer of whichever model gave it, so a replay calls none of them.
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
     /// Largest HTTP answer body read from the endpoint, in bytes (default 8 MiB): a bigger one
     /// fails the call for good (not retried) after reading no more than this, so a broken or
     /// hostile endpoint cannot make the instance hold it whole.

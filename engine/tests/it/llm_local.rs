@@ -342,6 +342,62 @@ fn a_flood_of_tool_calls_runs_only_max_tool_calls_and_results_are_cut() {
     assert_eq!(audit[0]["payload"]["details"]["ran"], 8);
 }
 
+/// A server that answers every request with 500, counting them.
+fn always_500() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut buf = [0u8; 65536];
+            let _ = conn.read(&mut buf);
+            counter.fetch_add(1, Ordering::SeqCst);
+            let body = r#"{"error":{"message":"primary is down","type":"server_error"}}"#;
+            let _ = write!(
+                conn,
+                "HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (url, hits)
+}
+
+#[test]
+fn a_model_whose_attempts_run_out_hands_the_call_to_its_fallback() {
+    let server = FakeOpenAi::start();
+    let (down, hits) = always_500();
+    let dir = tempfile::tempdir().unwrap();
+    // `fake` (the fallback) is the fake server; `primary` is down and falls back to it.
+    let topo = topology(dir.path(), &server, "", "");
+    let text = std::fs::read_to_string(&topo).unwrap().replace(
+        "[sources.requests]",
+        &format!(
+            "[models.primary]\nbase_url = \"{down}\"\nmodel = \"big-1\"\nmax_attempts = 2\nbackoff = \"10ms\"\nfallbacks = [\"fake\"]\n\n[sources.requests]"
+        ),
+    );
+    let text = text.replace("model = \"fake\"\nsystem", "model = \"primary\"\nsystem");
+    std::fs::write(&topo, text).unwrap();
+    let (out, answers) = run(dir.path(), &topo, &[request(1, "c-1", "bob", "hello there")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert_eq!(answers[0]["payload"]["answer"], "answer: hello there");
+    assert_eq!(answers[0]["payload"]["usage"]["model"], "fake-1", "the output names the model that answered");
+    assert_eq!(answers[0]["payload"]["usage"]["attempts"], 3, "two on the primary, one on the fallback");
+    assert_eq!(hits.load(Ordering::SeqCst), 2, "the primary was asked max_attempts times");
+    assert_eq!(server.counters.calls(), 1, "the fallback once");
+    let traces = read_lines(&dir.path().join("traces.jsonl"));
+    let steps: Vec<(String, bool)> = traces
+        .iter()
+        .map(|t| (t["payload"]["title"].as_str().unwrap().to_owned(), t["payload"]["ok"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(steps, [("llm primary".to_owned(), false), ("llm fake-1".to_owned(), true)], "{traces:?}");
+    assert!(traces[0]["payload"]["content"].as_str().unwrap().contains("primary is down"));
+}
+
 #[test]
 fn validate_warns_about_side_effects_without_idempotency_under_exactly_once() {
     let server = FakeOpenAi::start();
