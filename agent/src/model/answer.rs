@@ -152,21 +152,19 @@ pub fn read(body: &[u8]) -> Result<Read, Unusable> {
     let tool_calls: Vec<ToolCall> =
         message["tool_calls"].as_array().map(|calls| calls.iter().filter_map(tool_call).collect()).unwrap_or_default();
     if finish_reason.as_deref() == Some("error") {
-        return Err(Unusable::Final("the server ended the answer with finish_reason \"error\"".into()));
+        // Proxies end an answer so when the provider behind them failed mid-way.
+        return Err(Unusable::Retry("the server ended the answer with finish_reason \"error\"".into()));
     }
     if tool_calls.is_empty() && content.trim().is_empty() {
+        let reasoning =
+            !text(&message["reasoning_content"]).trim().is_empty() || !text(&message["reasoning"]).trim().is_empty();
+        let refusal = message["refusal"].as_str().filter(|r| !r.trim().is_empty());
         let why = match finish_reason.as_deref() {
-            Some("length") => {
-                "the answer was cut at the token limit before any text (finish_reason \"length\")".to_owned()
-            }
-            Some("content_filter") => {
-                "the server's content filter withheld the answer (finish_reason \"content_filter\")".to_owned()
-            }
-            _ if !text(&message["reasoning_content"]).trim().is_empty()
-                || !text(&message["reasoning"]).trim().is_empty() =>
-            {
-                "the answer holds only reasoning, no text (reasoning_content)".to_owned()
-            }
+            _ if refusal.is_some() => format!("the model refused: {}", refusal.unwrap_or_default()),
+            Some("length") if reasoning => "the answer was cut at the token limit while reasoning, before any text (finish_reason \"length\", reasoning_content)".to_owned(),
+            Some("length") => "the answer was cut at the token limit before any text (finish_reason \"length\")".to_owned(),
+            Some("content_filter") => "the server's content filter withheld the answer (finish_reason \"content_filter\")".to_owned(),
+            _ if reasoning => "the answer holds only reasoning, no text (reasoning_content)".to_owned(),
             Some(other) => format!("the answer is empty (finish_reason \"{other}\")"),
             None => "the answer is empty".to_owned(),
         };
@@ -226,6 +224,7 @@ mod tests {
             r#"{"error":"upstream timeout"}"#,
             r#"{"choices":[{"error":{"message":"provider down","code":502},"message":{"content":""}}]}"#,
             r#"{"error":{"message":"o","status":"RESOURCE_EXHAUSTED"}}"#,
+            r#"{"choices":[{"message":{"content":"x"},"finish_reason":"error"}]}"#,
         ];
         for body in retry {
             assert!(matches!(read(body.as_bytes()), Err(Unusable::Retry(_))), "{body}");
@@ -233,7 +232,6 @@ mod tests {
         let fail = [
             r#"{"error":{"message":"bad key","code":401}}"#,
             r#"{"error":{"message":"no such model","type":"invalid_request_error"}}"#,
-            r#"{"choices":[{"message":{"content":"x"},"finish_reason":"error"}]}"#,
             r#"not json"#,
             r#"{"choices":[]}"#,
             r#"{"object":"chat.completion"}"#,
@@ -255,6 +253,14 @@ mod tests {
                 "reasoning",
             ),
             (r#"{"choices":[{"message":{"content":"  "}}]}"#, "empty"),
+            (
+                r#"{"choices":[{"message":{"content":null,"refusal":"I can't help"},"finish_reason":"stop"}]}"#,
+                "refused: I can't help",
+            ),
+            (
+                r#"{"choices":[{"message":{"content":"","reasoning_content":"hmm"},"finish_reason":"length"}]}"#,
+                "while reasoning",
+            ),
         ] {
             match read(body.as_bytes()) {
                 Err(Unusable::Final(m)) => assert!(m.contains(says), "{body}: {m}"),

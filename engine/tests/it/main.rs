@@ -18,6 +18,7 @@ mod embed_local;
 mod fuzz_compiler;
 mod llm_local;
 mod memory_tool;
+mod model_corpus;
 mod numbers;
 mod onboarding_local;
 mod parse_props;

@@ -100,7 +100,8 @@ struct Script {
 }
 
 async fn answer(State(script): State<Arc<Script>>, uri: Uri, body: Bytes) -> Response {
-    let request = serde_json::from_slice(&body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into()));
+    let request =
+        serde_json::from_slice(&body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into()));
     let n = {
         let mut seen = script.seen.lock().unwrap();
         seen.push((uri.path().to_owned(), request));
@@ -355,7 +356,7 @@ fn check(file: &Path) -> Vec<String> {
             }
             let finish = &payload["usage"]["finish_reason"];
             if finish != &json!(expect.finish_reason) {
-                problems.push(format!("finish_reason {finish}, expected {:?}", expect.finish_reason));
+                problems.push(format!("finish_reason {finish}, expected {}", json!(expect.finish_reason)));
             }
             for (k, v) in expect.usage.iter().flatten() {
                 if &payload["usage"][k] != v {
@@ -379,16 +380,18 @@ fn check(file: &Path) -> Vec<String> {
         }
         (Some(_), other) => problems.push(format!("expected one dead letter, got {}", other.len())),
     }
-    let ran = seen.iter().skip(1).any(|(_, r)| {
-        r["messages"].as_array().is_some_and(|m| m.iter().any(|m| m["role"] == "tool"))
-    });
+    let ran = seen
+        .iter()
+        .skip(1)
+        .any(|(_, r)| r["messages"].as_array().is_some_and(|m| m.iter().any(|m| m["role"] == "tool")));
     if expect.tool_ran {
         check_tool_round(&seen, expect, &mut problems);
     } else if ran {
         problems.push("a tool ran, none expected".into());
     }
     if !problems.is_empty() {
-        let tail: String = stderr.lines().rev().take(6).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n      ");
+        let tail: String =
+            stderr.lines().rev().take(6).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n      ");
         problems.push(format!("stderr (tail):\n      {tail}"));
         problems.insert(0, label);
     }
