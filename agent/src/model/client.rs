@@ -105,6 +105,8 @@ pub struct ModelClient {
     pub(super) max_tokens: Option<u32>,
     /// Largest answer body read, in bytes.
     pub(super) max_answer_bytes: u64,
+    /// The header the key goes in alone (`api-key`), instead of `Authorization: Bearer`.
+    pub(super) api_key_header: Option<String>,
 }
 
 impl std::fmt::Debug for ModelClient {
@@ -274,7 +276,16 @@ impl ModelClient {
         let _permit = self.limiter.acquire().await;
         let mut call = self.http.post(url.clone()).json(body);
         if let Some(key) = &self.api_key {
-            call = call.bearer_auth(key.expose());
+            call = match &self.api_key_header {
+                Some(header) => match reqwest::header::HeaderValue::from_str(key.expose()) {
+                    Ok(mut value) => {
+                        value.set_sensitive(true);
+                        call.header(header.as_str(), value)
+                    }
+                    Err(_) => return Attempt::Fail("the API key holds characters a header cannot carry".into()),
+                },
+                None => call.bearer_auth(key.expose()),
+            };
         }
         let resp = match call.send().await {
             Ok(r) => r,

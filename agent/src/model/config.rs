@@ -59,6 +59,24 @@ pub struct ModelConfig {
     /// Completion token cap sent with every call.
     #[serde(default)]
     pub max_tokens: Option<u32>,
+    /// The header the API key is sent in. Default: `Authorization: Bearer <key>`; a name here
+    /// (Azure OpenAI: `"api-key"`) sends the key alone in that header. The key itself only
+    /// ever comes from `api_key_env`.
+    #[serde(default)]
+    pub api_key_header: Option<String>,
+    /// Headers sent with every call (OpenRouter's `HTTP-Referer`/`X-Title`, a gateway's
+    /// routing header). Not for secrets: they are written in the topology.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Query parameters added to every call (Azure OpenAI: `{ "api-version" = "2024-10-21" }`).
+    #[serde(default)]
+    pub query: std::collections::BTreeMap<String, String>,
+    /// Path of chat completions under `base_url` (default `chat/completions`).
+    #[serde(default = "default_chat_path")]
+    pub chat_path: String,
+    /// Path of embeddings under `base_url` (default `embeddings`).
+    #[serde(default = "default_embeddings_path")]
+    pub embeddings_path: String,
     /// Models (by their names under `[models]`) called in order when this one's attempts run
     /// out on failures worth asking elsewhere (5xx, 429, timeouts, a server error reported in
     /// a 200); a final failure (a 4xx, an unusable answer) is not passed on. The journal keeps
@@ -191,8 +209,18 @@ impl ModelConfig {
             secrets::register_url(&b);
             base = b;
         }
-        let chat_url = endpoint(&base, "chat/completions").map_err(|e| format!("model `{name}`: {base}: {e}"))?;
-        let embeddings_url = endpoint(&base, "embeddings").map_err(|e| format!("model `{name}`: {base}: {e}"))?;
+        let with_query = |mut url: reqwest::Url| {
+            if !self.query.is_empty() {
+                url.query_pairs_mut().extend_pairs(self.query.iter());
+            }
+            url
+        };
+        let chat_url = endpoint(&base, self.chat_path.trim_start_matches('/'))
+            .map(with_query)
+            .map_err(|e| format!("model `{name}`: {base}: {e}"))?;
+        let embeddings_url = endpoint(&base, self.embeddings_path.trim_start_matches('/'))
+            .map(with_query)
+            .map_err(|e| format!("model `{name}`: {base}: {e}"))?;
         let model = match self.model_env.as_ref().map(std::env::var) {
             Some(Ok(m)) => m,
             _ => self.model.clone(),
@@ -227,7 +255,16 @@ impl ModelConfig {
                 }
             },
         };
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (k, v) in &self.headers {
+            let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
+                .map_err(|e| format!("model `{name}`: header `{k}`: {e}"))?;
+            let value =
+                reqwest::header::HeaderValue::from_str(v).map_err(|e| format!("model `{name}`: header `{k}`: {e}"))?;
+            headers.insert(name, value);
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .build()
@@ -249,8 +286,17 @@ impl ModelConfig {
             temperature: self.temperature,
             max_tokens: self.max_tokens,
             max_answer_bytes: self.max_answer_bytes,
+            api_key_header: self.api_key_header.clone(),
         })
     }
+}
+
+fn default_chat_path() -> String {
+    "chat/completions".to_owned()
+}
+
+fn default_embeddings_path() -> String {
+    "embeddings".to_owned()
 }
 
 /// 8 MiB: far above any chat completion or embedding batch a model returns.
