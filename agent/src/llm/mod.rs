@@ -47,6 +47,7 @@
 
 mod journal;
 mod operator;
+pub mod structured;
 mod tool_loop;
 
 pub use journal::{JournalEntry, StepRecord};
@@ -127,6 +128,10 @@ pub struct LlmConfig {
     /// dead-lettered, saying so).
     #[serde(default = "default_tool_steps")]
     pub max_tool_steps: u32,
+    /// The JSON Schema the answer must match (`{ json_schema = "schemas/x.json" }` or inline):
+    /// sent to the server and checked by kafclaw; a valid answer lands at `into` as JSON.
+    #[serde(default)]
+    pub response_format: Option<structured::ResponseFormatConfig>,
     /// Most tool calls run for one model answer (default 8); the calls past it are not run:
     /// each gets a refusal the model reads, and one `audit` envelope
     /// (`tool_calls_refused`) says how many were asked.
@@ -296,6 +301,16 @@ impl Kind for LlmConfig {
             }
         }
         let tools = self.listed_tools(resources).into_iter().map(|(n, t)| (n.get_ref().clone(), t)).collect();
+        let structured = match &self.response_format {
+            None => Some(None),
+            Some(f) => match f.compile(resources.base_dir()) {
+                Ok(s) => Some(Some(s)),
+                Err(m) => {
+                    errors.push(ConfigError::at(self.model.span(), format!("response_format: {m}")));
+                    None
+                }
+            },
+        };
         errors.finish(|| {
             Some(Built::Async(Box::new(Llm {
                 name: node.to_owned(),
@@ -303,6 +318,7 @@ impl Kind for LlmConfig {
                 client: None,
                 fallbacks,
                 clients: Vec::new(),
+                structured: structured?,
                 system: system?,
                 prompt: prompt?,
                 into: into?,

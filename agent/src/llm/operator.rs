@@ -41,6 +41,8 @@ pub struct Llm {
     pub(super) fallbacks: Vec<Arc<SharedModel>>,
     /// The model's client, then its fallbacks' (opened with it).
     pub(super) clients: Vec<Arc<ModelClient>>,
+    /// The schema answers must match, if any.
+    pub(super) structured: Option<super::structured::Structured>,
     pub(super) system: Option<Template>,
     pub(super) prompt: Template,
     pub(super) into: FieldPath,
@@ -131,7 +133,12 @@ impl Llm {
         if let Err(m) = self.usage_into.set(&mut record.envelope, usage) {
             return Err(Failure::new(record, m));
         }
-        emit_set(out, Port::DEFAULT, record, &self.into, Value::String(entry.content.clone()))
+        // A structured answer lands as JSON (it was checked before it was journalled).
+        let answer = match self.structured.as_ref().map(|s| s.check(&entry.content)) {
+            Some(Ok(value)) => value,
+            _ => Value::String(entry.content.clone()),
+        };
+        emit_set(out, Port::DEFAULT, record, &self.into, answer)
     }
 }
 
@@ -196,8 +203,9 @@ impl AsyncOperator for Llm {
         // An unreadable task id or delegation depth fails the record (dead letter naming it).
         let base = CallContext::for_input(record, record.input_key()).map_err(|e| e.to_string())?;
         let clients = self.clients.clone();
+        let structured = self.structured.clone();
         Ok(Started::Pending(Box::pin(async move {
-            let outcome = match call_with_tools(&clients, messages, &tools, limits, &base).await {
+            let outcome = match call_with_tools(&clients, messages, &tools, limits, structured.as_ref(), &base).await {
                 Ok(entry) => LlmOutcome::Answered(entry),
                 Err(e) => LlmOutcome::Failed(e),
             };

@@ -10,6 +10,7 @@ use kafclaw_operators::api::secrets::{redact, redact_string};
 use kafclaw_operators::envelope::derive_span_id;
 
 use super::journal::{JournalEntry, StepRecord};
+use super::structured::{self, Structured};
 use crate::model::protocol::{FunctionSpec, Message, ToolSpec, Usage};
 use crate::model::{CallError, ModelClient};
 use crate::tools::{CallContext, Tool};
@@ -25,6 +26,78 @@ pub(crate) struct ToolLimits {
     pub max_output_bytes: u64,
 }
 
+/// The models of one conversation, in order, and what asking them has cost.
+struct Asker<'a> {
+    clients: &'a [Arc<ModelClient>],
+    /// The model that answers (a fallback once the ones before it ran out).
+    current: usize,
+    /// HTTP attempts, over every model.
+    attempts: u32,
+    /// Answers received (each model call that answered).
+    calls: u32,
+}
+
+impl Asker<'_> {
+    /// Asks the current model, passing on to the next when its attempts run out on failures
+    /// worth asking elsewhere; the answer's missing call ids derived; a trace step per
+    /// model asked.
+    async fn ask(
+        &mut self,
+        messages: &[Message],
+        specs: &[ToolSpec],
+        steps: &mut Vec<StepRecord>,
+        key: &str,
+        response_format: Option<&Value>,
+    ) -> Result<crate::model::client::Answer, CallError> {
+        let (mut answer, t0) = loop {
+            let client = &self.clients[self.current];
+            let t0 = now_ms();
+            match client.chat_with(messages.to_vec(), specs.to_vec(), response_format.cloned()).await {
+                Ok(answer) => break (answer, t0),
+                Err(e) => {
+                    self.attempts += e.attempts;
+                    steps.push(StepRecord {
+                        kind: "llm".into(),
+                        name: client.name().to_owned(),
+                        detail: short(&e.message),
+                        ok: false,
+                        started_ms: t0,
+                        duration_ms: (now_ms() - t0).max(0) as u64,
+                    });
+                    if e.exhausted && self.current + 1 < self.clients.len() {
+                        self.current += 1;
+                        continue;
+                    }
+                    return Err(CallError { attempts: self.attempts, ..e });
+                }
+            }
+        };
+        self.attempts += answer.attempts;
+        // A call id the server left out (llama.cpp, TGI) is derived from the input, the answer's
+        // place in the conversation and the call's, so a replay names the same call.
+        for (i, call) in answer.tool_calls.iter_mut().enumerate() {
+            if call.id.is_empty() {
+                call.id = format!("call_{}", derive_span_id(&format!("{key}/{}/{i}", self.calls)));
+            }
+        }
+        self.calls += 1;
+        steps.push(StepRecord {
+            kind: "llm".into(),
+            name: answer.model.clone(),
+            detail: format!(
+                "{} prompt + {} completion tokens; {} tool call(s)",
+                answer.usage.prompt_tokens,
+                answer.usage.completion_tokens,
+                answer.tool_calls.len()
+            ),
+            ok: true,
+            started_ms: t0,
+            duration_ms: answer.latency.as_millis() as u64,
+        });
+        Ok(answer)
+    }
+}
+
 /// The model call and its tool loop: ask, run the tools it asks for (at most
 /// `limits.max_calls` per answer), hand back the results (each cut at
 /// `limits.max_output_bytes`), ask again; at most `limits.max_steps` rounds of tools.
@@ -37,8 +110,10 @@ pub(crate) async fn call_with_tools(
     mut messages: Vec<Message>,
     tools: &[(String, Arc<dyn Tool>)],
     limits: ToolLimits,
+    structured: Option<&Structured>,
     base: &CallContext,
 ) -> Result<JournalEntry, CallError> {
+    let response_format = structured.and_then(|s| s.request.as_ref());
     let max_steps = limits.max_steps;
     let mut audits = Vec::new();
     let key = &base.idempotency_key;
@@ -53,54 +128,44 @@ pub(crate) async fn call_with_tools(
     let mut usage = Usage::default();
     let mut steps = Vec::new();
     let mut remembered = Vec::new();
-    let mut attempts = 0;
-    let mut current = 0;
+    let mut asker = Asker { clients, current: 0, attempts: 0, calls: 0 };
     for round in 0..=max_steps {
-        let (mut answer, t0) = loop {
-            let client = &clients[current];
-            let t0 = now_ms();
-            match client.chat(messages.clone(), specs.clone()).await {
-                Ok(answer) => break (answer, t0),
-                Err(e) => {
-                    attempts += e.attempts;
-                    steps.push(StepRecord {
-                        kind: "llm".into(),
-                        name: client.name().to_owned(),
-                        detail: short(&e.message),
-                        ok: false,
-                        started_ms: t0,
-                        duration_ms: (now_ms() - t0).max(0) as u64,
-                    });
-                    if e.exhausted && current + 1 < clients.len() {
-                        current += 1;
-                        continue;
-                    }
-                    return Err(e);
-                }
-            }
-        };
+        let mut answer = asker.ask(&messages, &specs, &mut steps, key, response_format).await?;
         usage += answer.usage;
-        attempts += answer.attempts;
-        // A call id the server left out (llama.cpp, TGI) is derived from the input, the round
-        // and the call's place, so a replay names the same call.
-        for (i, call) in answer.tool_calls.iter_mut().enumerate() {
-            if call.id.is_empty() {
-                call.id = format!("call_{}", derive_span_id(&format!("{key}/{round}/{i}")));
+        if answer.tool_calls.is_empty()
+            && let Some(s) = structured
+        {
+            // The final answer must match the schema: asked again with the error until it does.
+            let mut invalid = 0;
+            while let Err((pointer, message)) = s.check(&answer.content) {
+                invalid += 1;
+                let t0 = now_ms();
+                steps.push(StepRecord {
+                    kind: "schema".into(),
+                    name: "response_format".into(),
+                    detail: short(&format!("{pointer} {message}")),
+                    ok: false,
+                    started_ms: t0,
+                    duration_ms: 0,
+                });
+                if invalid >= s.max_invalid {
+                    let at = if pointer.is_empty() { String::new() } else { format!(" at `{pointer}`") };
+                    return Err(CallError {
+                        model: clients[asker.current].name().to_owned(),
+                        attempts: asker.attempts,
+                        message: format!(
+                            "the answer does not match the JSON schema{at}: {message} (after {invalid} answer(s))"
+                        ),
+                        exhausted: false,
+                    });
+                }
+                messages.push(Message::text("assistant", answer.content.clone()));
+                messages.push(Message::text("user", structured::retry_prompt(&pointer, &message)));
+                answer = asker.ask(&messages, &specs, &mut steps, key, response_format).await?;
+                usage += answer.usage;
             }
         }
-        steps.push(StepRecord {
-            kind: "llm".into(),
-            name: answer.model.clone(),
-            detail: format!(
-                "{} prompt + {} completion tokens; {} tool call(s)",
-                answer.usage.prompt_tokens,
-                answer.usage.completion_tokens,
-                answer.tool_calls.len()
-            ),
-            ok: true,
-            started_ms: t0,
-            duration_ms: answer.latency.as_millis() as u64,
-        });
+        let attempts = asker.attempts;
         if answer.tool_calls.is_empty() {
             return Ok(JournalEntry {
                 content: answer.content,
@@ -190,8 +255,8 @@ pub(crate) async fn call_with_tools(
     }
     Err(CallError {
         exhausted: false,
-        model: clients[current].name().to_owned(),
-        attempts,
+        model: clients[asker.current].name().to_owned(),
+        attempts: asker.attempts,
         message: format!("the model still asked for tools after {max_steps} round(s) (max_tool_steps)"),
     })
 }

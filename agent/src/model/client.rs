@@ -431,6 +431,17 @@ impl ModelClient {
     /// Sends `messages` offering `tools`; retries what can be retried; fails after the
     /// configured attempts.
     pub async fn chat(&self, messages: Vec<Message>, tools: Vec<ToolSpec>) -> Result<Answer, CallError> {
+        self.chat_with(messages, tools, None).await
+    }
+
+    /// [`Self::chat`], asking for an answer of the shape `response_format` describes (sent as
+    /// OpenAI's `response_format`).
+    pub async fn chat_with(
+        &self,
+        messages: Vec<Message>,
+        tools: Vec<ToolSpec>,
+        response_format: Option<serde_json::Value>,
+    ) -> Result<Answer, CallError> {
         let estimated = super::rate::estimate(
             messages.iter().filter_map(|m| m.content.as_deref()).map(str::len).sum(),
             self.max_tokens,
@@ -438,7 +449,7 @@ impl ModelClient {
         if let (Some(rate), None) = (&self.rate, &self.recorded) {
             rate.take(estimated).await;
         }
-        let result = self.chat_inner(messages, tools).await;
+        let result = self.chat_inner(messages, tools, response_format).await;
         if let (Some(rate), None) = (&self.rate, &self.recorded) {
             rate.settle(estimated, result.as_ref().map_or(0, |a| a.usage.total_tokens));
         }
@@ -446,13 +457,19 @@ impl ModelClient {
         result
     }
 
-    async fn chat_inner(&self, messages: Vec<Message>, tools: Vec<ToolSpec>) -> Result<Answer, CallError> {
+    async fn chat_inner(
+        &self,
+        messages: Vec<Message>,
+        tools: Vec<ToolSpec>,
+        response_format: Option<serde_json::Value>,
+    ) -> Result<Answer, CallError> {
         let request = ChatRequest {
             model: self.model.clone(),
             messages,
             temperature: self.temperature,
             max_tokens: self.max_tokens,
             tools,
+            response_format,
         };
         let started = Instant::now();
         if let Some(recorded) = &self.recorded {

@@ -90,6 +90,9 @@ pub struct ChatRequest {
     /// Tools the model may call.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tools: Vec<ToolSpec>,
+    /// The answer's required shape (`{"type": "json_schema", …}`), when the operator has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<serde_json::Value>,
 }
 
 /// Token counts of one call.

@@ -213,6 +213,30 @@ async fn chat(State(c): State<Arc<Counters>>, body: axum::body::Bytes) -> Respon
         };
         axum::Json(json!({"model": "fake-1", "choices": [{"index": 0, "message": message}], "usage": usage}))
             .into_response()
+    } else if let Some(first) = request["messages"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["role"] == "user"))
+        .and_then(|m| m["content"].as_str())
+        .filter(|t| t.starts_with("schema "))
+    {
+        // Structured output: `schema bad-then-good` violates the schema until told so;
+        // `schema always-bad` never stops violating it.
+        let told = request["messages"].as_array().unwrap().iter().any(|m| {
+            m["role"] == "user"
+                && m["content"].as_str().is_some_and(|t| t.contains("does not match the required JSON schema"))
+        });
+        let sent_schema = request["response_format"]["type"] == "json_schema";
+        let content = if told && first.contains("bad-then-good") && sent_schema {
+            r#"{"priority": "high", "summary": "refund"}"#
+        } else {
+            r#"{"priority": "urgent"}"#
+        };
+        axum::Json(json!({
+            "model": "fake-1",
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+        }))
+        .into_response()
     } else if let Some(n) = times(&message, "flood ") {
         // A hostile answer: `n` tool calls at once; then a report of what came back.
         let results: Vec<&str> = request["messages"]

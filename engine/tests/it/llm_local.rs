@@ -342,6 +342,32 @@ fn a_flood_of_tool_calls_runs_only_max_tool_calls_and_results_are_cut() {
     assert_eq!(audit[0]["payload"]["details"]["ran"], 8);
 }
 
+#[test]
+fn a_structured_answer_is_checked_asked_again_with_the_error_and_lands_as_json() {
+    let server = FakeOpenAi::start();
+    let dir = tempfile::tempdir().unwrap();
+    let schema = r#"response_format = { json_schema = { type = "object", required = ["priority"], properties = { priority = { enum = ["low", "high"] } } } }"#;
+    let topo = topology(dir.path(), &server, "", schema);
+    let lines = [request(1, "c-good", "bob", "schema bad-then-good"), request(2, "c-bad", "bob", "schema always-bad")];
+    let (out, answers) = run(dir.path(), &topo, &lines);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dead = read_lines(&dir.path().join("dlq.jsonl"));
+    assert_eq!(answers.len(), 1, "{answers:?} {dead:?}");
+    assert_eq!(
+        answers[0]["payload"]["answer"],
+        serde_json::json!({"priority": "high", "summary": "refund"}),
+        "a JSON object, not text"
+    );
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let error = dead[0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("does not match the JSON schema at `/priority`") && error.contains("after 3 answer(s)"),
+        "{error}"
+    );
+    // One violation then the answer (2 calls); three violations (3 calls).
+    assert_eq!(server.counters.calls(), 5);
+}
+
 /// A server that answers every request with 500, counting them.
 fn always_500() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::io::{Read, Write};
