@@ -368,34 +368,10 @@ fn a_structured_answer_is_checked_asked_again_with_the_error_and_lands_as_json()
     assert_eq!(server.counters.calls(), 5);
 }
 
-/// A server that answers every request with 500, counting them.
-fn always_500() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/v1", listener.local_addr().unwrap());
-    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = hits.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let mut buf = [0u8; 65536];
-            let _ = conn.read(&mut buf);
-            counter.fetch_add(1, Ordering::SeqCst);
-            let body = r#"{"error":{"message":"primary is down","type":"server_error"}}"#;
-            let _ = write!(
-                conn,
-                "HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    (url, hits)
-}
-
 #[test]
 fn a_model_whose_attempts_run_out_hands_the_call_to_its_fallback() {
     let server = FakeOpenAi::start();
-    let (down, hits) = always_500();
+    let (down, hits) = crate::echo_model::always_500();
     let dir = tempfile::tempdir().unwrap();
     // `fake` (the fallback) is the fake server; `primary` is down and falls back to it.
     let topo = topology(dir.path(), &server, "", "");

@@ -244,3 +244,78 @@ topic = "{output}"
     assert!(!text.contains("aborting the open transaction"), "no transaction was aborted:\n{text}");
     assert_eq!(text.matches("partitions assigned").count(), 1, "no restart, no rebalance:\n{text}");
 }
+
+/// Under exactly-once: a primary that keeps answering 500 hands each call to its fallback;
+/// the outputs name the fallback's model; `kafclaw replay` then asks neither model (the
+/// journal kept the fallback's answers).
+#[test]
+fn a_fallback_answers_when_the_primary_is_down_and_a_replay_asks_neither() {
+    const N: usize = 10;
+    let server = FakeOpenAi::start();
+    let (down, hits) = crate::echo_model::always_500();
+    let dir = TestDir::new();
+    let (app, input, output) = (unique("llm-fb"), unique("llm-fb-in"), unique("llm-fb-out"));
+    create_topic(&input, 2);
+    let topo = write_topology(
+        dir.path(),
+        &app,
+        &format!(
+            r#"
+[topology]
+name = "{app}"
+partitions = 2
+
+[models.primary]
+base_url = "{down}"
+model = "big-1"
+max_attempts = 2
+backoff = "10ms"
+fallbacks = ["fake"]
+
+[models.fake]
+base_url = "{}"
+model = "fake-1"
+
+[sources.requests]
+type = "kafka"
+topic = "{input}"
+
+[operators.answer]
+type = "llm"
+inputs = ["requests"]
+model = "primary"
+prompt = "{{{{ payload.description }}}}"
+
+[sinks.answers]
+type = "kafka"
+inputs = ["answer"]
+topic = "{output}"
+"#,
+            server.base_url()
+        ),
+    );
+    produce(&input, (0..N).map(request));
+    let log = dir.path().join("run.log");
+    let mut a = spawn_instance(&topo, "a", &log);
+    let answers = consume_all(&output, N, Duration::from_secs(90));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while committed(&app, &input, 2).iter().sum::<i64>() < N as i64 {
+        assert!(Instant::now() < deadline, "{}", std::fs::read_to_string(&log).unwrap());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    sigterm(&mut a);
+    assert_eq!(wait_exit(&mut a, Duration::from_secs(60)), Some(0), "{}", std::fs::read_to_string(&log).unwrap());
+    assert_eq!(answers.len(), N);
+    assert!(answers.iter().all(|g| g.value["payload"]["usage"]["model"] == "fake-1"), "the fallback answered");
+    let (primary_calls, fallback_calls) = (hits.load(std::sync::atomic::Ordering::SeqCst), server.counters.calls());
+    assert_eq!(primary_calls, 2 * N, "the primary was asked max_attempts times per request");
+    assert_eq!(fallback_calls, N);
+
+    let (code, stderr) = run_replay(&topo, "earliest", "a", &dir.path().join("state"));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), primary_calls, "the replay asked the primary nothing");
+    assert_eq!(server.counters.calls(), fallback_calls, "nor the fallback");
+    let all = consume_all(&output, 2 * N, Duration::from_secs(60));
+    assert_eq!(all.len(), 2 * N);
+    assert!(all.iter().all(|g| g.value["payload"]["usage"]["model"] == "fake-1"));
+}
