@@ -62,3 +62,45 @@ max_attempts = 1
     // The key never shows in the client's Debug.
     assert!(!format!("{client:?}").contains("azure-key-0123456789"));
 }
+
+/// Answers `500` for the first `failures` requests, then a chat answer.
+fn flaky_server(failures: usize) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for (i, conn) in listener.incoming().enumerate() {
+            let Ok(mut conn) = conn else { continue };
+            let mut buf = vec![0u8; 65536];
+            let _ = conn.read(&mut buf);
+            let (status, body) = if i < failures {
+                ("500 Internal Server Error", r#"{"error":{"message":"boom"}}"#)
+            } else {
+                ("200 OK", r#"{"choices":[{"message":{"content":"hi"},"finish_reason":"stop"}]}"#)
+            };
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn the_client_counts_retries_by_reason_exhausted_calls_and_time() {
+    let port = flaky_server(3);
+    let config: ModelConfig = toml::from_str(&format!(
+        "base_url = \"http://127.0.0.1:{port}/v1\"\nmodel = \"m\"\nmax_attempts = 2\nbackoff = \"1ms\"\nmax_backoff = \"2ms\""
+    ))
+    .unwrap();
+    let client = config.client("m").unwrap();
+    let chat = || client.chat(vec![Message::text("user", "hello".into())], Vec::new());
+    let e = chat().await.unwrap_err();
+    assert!(e.exhausted, "two 500s: the attempts ran out on retryable failures");
+    assert_eq!(chat().await.unwrap().content, "hi", "a 500, then the answer");
+    let u = client.usage();
+    assert_eq!((u.calls, u.failures, u.attempts, u.exhausted), (1, 1, 4, 1), "{u:?}");
+    assert_eq!(u.retried_server_errors, 3, "{u:?}");
+    assert_eq!((u.retried_timeouts, u.retried_connections, u.retried_reported_errors), (0, 0, 0), "{u:?}");
+}

@@ -42,6 +42,12 @@ pub struct ModelUsage {
     failures: AtomicU64,
     prompt_tokens: AtomicU64,
     completion_tokens: AtomicU64,
+    retried_timeouts: AtomicU64,
+    retried_connections: AtomicU64,
+    retried_server_errors: AtomicU64,
+    retried_reported_errors: AtomicU64,
+    exhausted: AtomicU64,
+    duration_ms: AtomicU64,
 }
 
 /// A copy of [`ModelUsage`], with the limiter's state.
@@ -63,6 +69,18 @@ pub struct UsageSnapshot {
     pub concurrency_limit: u64,
     /// Most calls in flight at once.
     pub peak_in_flight: u64,
+    /// Attempts retried because the endpoint did not answer in time.
+    pub retried_timeouts: u64,
+    /// Attempts retried because the connection failed.
+    pub retried_connections: u64,
+    /// Attempts retried on an HTTP 5xx or 408.
+    pub retried_server_errors: u64,
+    /// Attempts retried on an error reported inside a 200 answer.
+    pub retried_reported_errors: u64,
+    /// Calls whose attempts ran out on retryable failures (handed to a fallback, if any).
+    pub exhausted: u64,
+    /// Time spent in answered and failed calls, in milliseconds (retries and waits included).
+    pub duration_ms: u64,
 }
 
 /// A call that failed for good. Its text is redacted ([`secrets`]): made by
@@ -244,6 +262,12 @@ impl ModelClient {
             completion_tokens: l(&u.completion_tokens),
             concurrency_limit: self.limiter.limit() as u64,
             peak_in_flight: self.limiter.peak() as u64,
+            retried_timeouts: l(&u.retried_timeouts),
+            retried_connections: l(&u.retried_connections),
+            retried_server_errors: l(&u.retried_server_errors),
+            retried_reported_errors: l(&u.retried_reported_errors),
+            exhausted: l(&u.exhausted),
+            duration_ms: l(&u.duration_ms),
         }
     }
 
@@ -261,6 +285,7 @@ impl ModelClient {
             Err(e) => {
                 add(&self.usage.failures, 1);
                 add(&self.usage.attempts, u64::from(e.attempts));
+                add(&self.usage.exhausted, u64::from(e.exhausted));
             }
         }
     }
@@ -289,8 +314,14 @@ impl ModelClient {
         }
         let resp = match call.send().await {
             Ok(r) => r,
-            Err(e) if e.is_timeout() => return Attempt::Retry("timed out".into(), None),
-            Err(e) => return Attempt::Retry(secrets::redact_string(format!("request failed: {e}")), None),
+            Err(e) if e.is_timeout() => {
+                self.usage.retried_timeouts.fetch_add(1, Ordering::Relaxed);
+                return Attempt::Retry("timed out".into(), None);
+            }
+            Err(e) => {
+                self.usage.retried_connections.fetch_add(1, Ordering::Relaxed);
+                return Attempt::Retry(secrets::redact_string(format!("request failed: {e}")), None);
+            }
         };
         let status = resp.status();
         if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
@@ -308,9 +339,11 @@ impl ModelClient {
                 ));
             }
             Err(Read::Failed(e)) if e.is_timeout() => {
+                self.usage.retried_timeouts.fetch_add(1, Ordering::Relaxed);
                 return Attempt::Retry("timed out reading the answer".into(), None);
             }
             Err(Read::Failed(e)) => {
+                self.usage.retried_connections.fetch_add(1, Ordering::Relaxed);
                 return Attempt::Retry(secrets::redact_string(format!("reading the answer: {e}")), None);
             }
         };
@@ -324,6 +357,7 @@ impl ModelClient {
                 .unwrap_or_else(|| snippet(&body))
         };
         if status.is_server_error() || status == reqwest::StatusCode::REQUEST_TIMEOUT {
+            self.usage.retried_server_errors.fetch_add(1, Ordering::Relaxed);
             return Attempt::Retry(format!("HTTP {status}: {}", described()), wait);
         }
         if !status.is_success() {
@@ -334,7 +368,10 @@ impl ModelClient {
                 self.limiter.succeeded();
                 Attempt::Done(r)
             }
-            Err(Unusable::Retry(why)) => Attempt::Retry(secrets::redact_string(why), wait),
+            Err(Unusable::Retry(why)) => {
+                self.usage.retried_reported_errors.fetch_add(1, Ordering::Relaxed);
+                Attempt::Retry(secrets::redact_string(why), wait)
+            }
             // An unreadable or unusable answer is final: asking again bills it again.
             Err(Unusable::Final(why)) => {
                 Attempt::Fail(secrets::redact_string(format!("{why}; the answer began: {}", snippet(&body))))
@@ -449,10 +486,12 @@ impl ModelClient {
         if let (Some(rate), None) = (&self.rate, &self.recorded) {
             rate.take(estimated).await;
         }
+        let started = Instant::now();
         let result = self.chat_inner(messages, tools, response_format).await;
         if let (Some(rate), None) = (&self.rate, &self.recorded) {
             rate.settle(estimated, result.as_ref().map_or(0, |a| a.usage.total_tokens));
         }
+        self.usage.duration_ms.fetch_add(started.elapsed().as_millis() as u64, Ordering::Relaxed);
         self.count(&result);
         result
     }

@@ -2,7 +2,8 @@
 //! plain HTTP/1.1 server on 127.0.0.1 that answers with the request's head, which carries
 //! `authorization: Bearer <key>` (and `authorization: Basic …` for credentials in the base
 //! URL). By the prompt: `echo400` → 400 with the head as text, `echo500` → 500 with the head in
-//! a JSON error, anything else → a 200 chat answer whose content is the head.
+//! a JSON error, anything else → a 200 chat answer whose content is the head. And
+//! [`always_500`], an endpoint that is down (for the fallback tests).
 
 #![allow(dead_code)]
 
