@@ -35,6 +35,10 @@ pub struct JournalEntry {
     /// `max_tool_calls`), each emitted on `audit`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub audits: Vec<Value>,
+    /// The final answer's content deltas as streamed (`stream = true`), each emitted on
+    /// `deltas`: a replay from the journal emits the same ones without calling the model.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deltas: Vec<String>,
 }
 
 /// One step of a call: a model call or a tool call.
@@ -78,6 +82,19 @@ pub(crate) fn trace_of(record: &Record, i: usize, step: &StepRecord) -> Record {
     r.envelope.kind = EnvelopeType::Trace;
     r.envelope.timestamp = format_time_ms(step.started_ms);
     *r.envelope.payload = serde_json::to_value(payload).unwrap_or_default();
+    r
+}
+
+/// The `i`-th content delta of a record's streamed answer: a `task_status` envelope
+/// (`{"task_id", "status": "streaming", "index", "delta"}`) for a UI that shows the answer as it
+/// comes; its id, like every output's, comes from the input and its place.
+pub(crate) fn delta_of(record: &Record, i: usize, delta: &str, operator: &str) -> Record {
+    let mut r = record.clone();
+    r.envelope.kind = EnvelopeType::TaskStatus;
+    r.envelope.sender_id = operator.to_owned();
+    let task_id =
+        r.envelope.payload["task_id"].as_str().map_or_else(|| r.envelope.correlation_id.clone(), str::to_owned);
+    *r.envelope.payload = json!({"task_id": task_id, "status": "streaming", "index": i, "delta": redact(delta)});
     r
 }
 

@@ -93,6 +93,10 @@ pub const TRACES_PORT: Port = Port(2);
 pub const MEMORIES_PORT: Port = Port(3);
 /// The port of [`AUDIT`].
 pub const AUDIT_PORT: Port = Port(4);
+/// The output of streamed content deltas (`stream = true`).
+pub const DELTAS: &str = "deltas";
+/// The port of [`DELTAS`].
+pub const DELTAS_PORT: Port = Port(5);
 
 /// Config half of `llm`.
 #[derive(Debug, Clone, Deserialize)]
@@ -128,6 +132,11 @@ pub struct LlmConfig {
     /// dead-lettered, saying so).
     #[serde(default = "default_tool_steps")]
     pub max_tool_steps: u32,
+    /// Read answers as server-sent events (`stream: true`): the final answer's content deltas
+    /// go to the `deltas` output (in order; journalled, so a replay emits the same ones
+    /// without a call), the answer to the main output as usual.
+    #[serde(default)]
+    pub stream: bool,
     /// The JSON Schema the answer must match (`{ json_schema = "schemas/x.json" }` or inline):
     /// sent to the server and checked by kafclaw; a valid answer lands at `into` as JSON.
     #[serde(default)]
@@ -209,7 +218,11 @@ impl Kind for LlmConfig {
     fn ports(&self) -> Ports {
         Ports {
             default: true,
-            named: vec![REFUSED.to_owned(), TRACES.to_owned(), MEMORIES.to_owned(), AUDIT.to_owned()],
+            named: [REFUSED, TRACES, MEMORIES, AUDIT]
+                .into_iter()
+                .chain(self.stream.then_some(DELTAS))
+                .map(str::to_owned)
+                .collect(),
         }
     }
 
@@ -319,6 +332,7 @@ impl Kind for LlmConfig {
                 fallbacks,
                 clients: Vec::new(),
                 structured: structured?,
+                stream: self.stream,
                 system: system?,
                 prompt: prompt?,
                 into: into?,

@@ -14,9 +14,9 @@ use kafclaw_operators::lang::key::eval_key;
 use kafclaw_operators::lang::path::{FieldPath, emit_set};
 use kafclaw_operators::lang::template::Template;
 
-use super::journal::{JournalEntry, memory_of, trace_of};
+use super::journal::{JournalEntry, delta_of, memory_of, trace_of};
 use super::tool_loop::{ToolLimits, call_with_tools};
-use super::{AUDIT_PORT, MEMORIES_PORT, REFUSED_PORT, TRACES_PORT};
+use super::{AUDIT_PORT, DELTAS_PORT, MEMORIES_PORT, REFUSED_PORT, TRACES_PORT};
 use crate::model::protocol::Message;
 use crate::model::{CallError, ModelClient, SharedModel};
 use crate::tools::{CallContext, NamedTools, Tool};
@@ -43,6 +43,8 @@ pub struct Llm {
     pub(super) clients: Vec<Arc<ModelClient>>,
     /// The schema answers must match, if any.
     pub(super) structured: Option<super::structured::Structured>,
+    /// Whether answers are streamed (deltas on `deltas`).
+    pub(super) stream: bool,
     pub(super) system: Option<Template>,
     pub(super) prompt: Template,
     pub(super) into: FieldPath,
@@ -138,7 +140,17 @@ impl Llm {
             Some(Ok(value)) => value,
             _ => Value::String(entry.content.clone()),
         };
-        emit_set(out, Port::DEFAULT, record, &self.into, answer)
+        // Deltas after the answer, so streaming does not move the other outputs' ids.
+        let deltas: Vec<Record> = if self.stream {
+            entry.deltas.iter().enumerate().map(|(i, d)| delta_of(&record, i, d, &self.name)).collect()
+        } else {
+            Vec::new()
+        };
+        emit_set(out, Port::DEFAULT, record, &self.into, answer)?;
+        for d in deltas {
+            out.emit(DELTAS_PORT, d);
+        }
+        Ok(())
     }
 }
 
@@ -204,11 +216,13 @@ impl AsyncOperator for Llm {
         let base = CallContext::for_input(record, record.input_key()).map_err(|e| e.to_string())?;
         let clients = self.clients.clone();
         let structured = self.structured.clone();
+        let stream = self.stream;
         Ok(Started::Pending(Box::pin(async move {
-            let outcome = match call_with_tools(&clients, messages, &tools, limits, structured.as_ref(), &base).await {
-                Ok(entry) => LlmOutcome::Answered(entry),
-                Err(e) => LlmOutcome::Failed(e),
-            };
+            let outcome =
+                match call_with_tools(&clients, messages, &tools, limits, structured.as_ref(), stream, &base).await {
+                    Ok(entry) => LlmOutcome::Answered(entry),
+                    Err(e) => LlmOutcome::Failed(e),
+                };
             Box::new(outcome) as Outcome
         })))
     }

@@ -11,6 +11,7 @@ use kafclaw_operators::envelope::derive_span_id;
 
 use super::journal::{JournalEntry, StepRecord};
 use super::structured::{self, Structured};
+use crate::model::client::ChatOptions;
 use crate::model::protocol::{FunctionSpec, Message, ToolSpec, Usage};
 use crate::model::{CallError, ModelClient};
 use crate::tools::{CallContext, Tool};
@@ -47,12 +48,12 @@ impl Asker<'_> {
         specs: &[ToolSpec],
         steps: &mut Vec<StepRecord>,
         key: &str,
-        response_format: Option<&Value>,
+        options: &ChatOptions,
     ) -> Result<crate::model::client::Answer, CallError> {
         let (mut answer, t0) = loop {
             let client = &self.clients[self.current];
             let t0 = now_ms();
-            match client.chat_with(messages.to_vec(), specs.to_vec(), response_format.cloned()).await {
+            match client.chat_with(messages.to_vec(), specs.to_vec(), options).await {
                 Ok(answer) => break (answer, t0),
                 Err(e) => {
                     self.attempts += e.attempts;
@@ -111,9 +112,10 @@ pub(crate) async fn call_with_tools(
     tools: &[(String, Arc<dyn Tool>)],
     limits: ToolLimits,
     structured: Option<&Structured>,
+    stream: bool,
     base: &CallContext,
 ) -> Result<JournalEntry, CallError> {
-    let response_format = structured.and_then(|s| s.request.as_ref());
+    let options = ChatOptions { response_format: structured.and_then(|s| s.request.clone()), stream };
     let max_steps = limits.max_steps;
     let mut audits = Vec::new();
     let key = &base.idempotency_key;
@@ -130,7 +132,7 @@ pub(crate) async fn call_with_tools(
     let mut remembered = Vec::new();
     let mut asker = Asker { clients, current: 0, attempts: 0, calls: 0 };
     for round in 0..=max_steps {
-        let mut answer = asker.ask(&messages, &specs, &mut steps, key, response_format).await?;
+        let mut answer = asker.ask(&messages, &specs, &mut steps, key, &options).await?;
         usage += answer.usage;
         if answer.tool_calls.is_empty()
             && let Some(s) = structured
@@ -161,7 +163,7 @@ pub(crate) async fn call_with_tools(
                 }
                 messages.push(Message::text("assistant", answer.content.clone()));
                 messages.push(Message::text("user", structured::retry_prompt(&pointer, &message)));
-                answer = asker.ask(&messages, &specs, &mut steps, key, response_format).await?;
+                answer = asker.ask(&messages, &specs, &mut steps, key, &options).await?;
                 usage += answer.usage;
             }
         }
@@ -177,6 +179,7 @@ pub(crate) async fn call_with_tools(
                 steps,
                 remembered,
                 audits,
+                deltas: answer.deltas,
             });
         }
         if round == max_steps {

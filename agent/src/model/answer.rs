@@ -182,9 +182,136 @@ pub fn read(body: &[u8]) -> Result<Read, Unusable> {
     Ok(Read { content, tool_calls, usage, model: v["model"].as_str().map(str::to_owned), finish_reason })
 }
 
+/// A streamed answer: the answer as [`read`] reads it, and the text deltas as they came.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Streamed {
+    /// The whole answer.
+    pub read: Read,
+    /// The content deltas, in order (their concatenation is `read.content`).
+    pub deltas: Vec<String>,
+}
+
+/// Reads a streamed chat answer: server-sent events (`data: {chunk}` lines, `data: [DONE]`),
+/// each chunk's `choices[0].delta` adding content, reasoning and tool-call pieces (by their
+/// `index`); `finish_reason`, `usage` and `model` from whichever chunk carries them. The
+/// chunks are folded into one answer and judged as [`read`] judges a whole one. A server
+/// that ignored `stream` and sent one JSON answer is read as such (one delta).
+///
+/// Errors: as [`read`]; an error event in the stream is classified like an error in a 200.
+pub fn read_stream(body: &[u8]) -> Result<Streamed, Unusable> {
+    let events_text = String::from_utf8_lossy(body);
+    if events_text.trim_start().starts_with('{') {
+        let read = read(body)?;
+        let deltas = if read.content.is_empty() { Vec::new() } else { vec![read.content.clone()] };
+        return Ok(Streamed { read, deltas });
+    }
+    let mut deltas = Vec::new();
+    let (mut reasoning, mut refusal) = (String::new(), String::new());
+    let mut calls: Vec<Value> = Vec::new();
+    let (mut finish_reason, mut usage, mut model) = (Value::Null, Value::Null, Value::Null);
+    let mut events = 0;
+    for line in events_text.lines() {
+        let Some(data) = line.strip_prefix("data:").map(str::trim) else { continue };
+        if data == "[DONE]" {
+            break;
+        }
+        events += 1;
+        let chunk: Value = serde_json::from_str(data)
+            .map_err(|e| Unusable::Final(format!("malformed stream: a chunk is not JSON ({e})")))?;
+        if !chunk["error"].is_null() {
+            return Err(reported(&chunk["error"], "in the stream"));
+        }
+        if !chunk["model"].is_null() {
+            model = chunk["model"].clone();
+        }
+        if chunk["usage"].is_object() {
+            usage = chunk["usage"].clone();
+        }
+        let Some(choice) = chunk["choices"].as_array().and_then(|c| c.first()) else { continue };
+        if !choice["error"].is_null() {
+            return Err(reported(&choice["error"], "in the stream"));
+        }
+        if !choice["finish_reason"].is_null() {
+            finish_reason = choice["finish_reason"].clone();
+        }
+        let delta = if choice["delta"].is_object() { &choice["delta"] } else { &choice["message"] };
+        let piece = text(&delta["content"]);
+        if !piece.is_empty() {
+            deltas.push(piece);
+        }
+        reasoning.push_str(&text(&delta["reasoning_content"]));
+        refusal.push_str(&text(&delta["refusal"]));
+        for (position, tc) in delta["tool_calls"].as_array().into_iter().flatten().enumerate() {
+            let index = tc["index"].as_u64().map_or(position, |i| i as usize);
+            if calls.len() <= index {
+                calls.resize(index + 1, serde_json::json!({"function": {"name": null, "arguments": ""}}));
+            }
+            let call = &mut calls[index];
+            if let Some(id) = tc["id"].as_str() {
+                call["id"] = Value::String(id.to_owned());
+            }
+            if let Some(name) = tc["function"]["name"].as_str() {
+                call["function"]["name"] = Value::String(name.to_owned());
+            }
+            let piece = match &tc["function"]["arguments"] {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            let so_far = call["function"]["arguments"].as_str().unwrap_or_default().to_owned();
+            call["function"]["arguments"] = Value::String(so_far + &piece);
+        }
+    }
+    if events == 0 {
+        return Err(Unusable::Final("malformed stream: no data events".into()));
+    }
+    let whole = serde_json::json!({
+        "model": model,
+        "usage": usage,
+        "choices": [{
+            "finish_reason": finish_reason,
+            "message": {
+                "content": deltas.concat(),
+                "tool_calls": calls,
+                "reasoning_content": reasoning,
+                "refusal": if refusal.is_empty() { Value::Null } else { Value::String(refusal) },
+            }
+        }]
+    });
+    let read = read(whole.to_string().as_bytes())?;
+    Ok(Streamed { read, deltas })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stream_folds_into_one_answer_with_its_deltas() {
+        let body = concat!(
+            "data: {\"model\":\"m\",\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"Hel\"}}]}\n\n",
+            ": keep-alive\n\n",
+            "data: {\"choices\":[{\"delta\":{\"content\":\"lo\"}}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}\n\n",
+            "data: [DONE]\n\n"
+        );
+        let s = read_stream(body.as_bytes()).unwrap();
+        assert_eq!(s.deltas, ["Hel", "lo"]);
+        assert_eq!((s.read.content.as_str(), s.read.finish_reason.as_deref()), ("Hello", Some("stop")));
+        assert_eq!(s.read.usage.total_tokens, 5);
+        let tools = concat!(
+            "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"c1\",\"function\":{\"name\":\"t\",\"arguments\":\"{\\\"pa\"}}]}}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"th\\\":1}\"}}]},\"finish_reason\":\"tool_calls\"}]}\n\n",
+            "data: [DONE]\n"
+        );
+        let s = read_stream(tools.as_bytes()).unwrap();
+        assert_eq!(s.read.tool_calls[0].function.arguments, r#"{"path":1}"#);
+        assert_eq!(s.read.tool_calls[0].id, "c1");
+        let err = "data: {\"error\":{\"message\":\"overloaded\",\"type\":\"overloaded_error\"}}\n\n";
+        assert!(matches!(read_stream(err.as_bytes()), Err(Unusable::Retry(_))));
+        assert!(matches!(read_stream(b"event: ping\n\n"), Err(Unusable::Final(_))));
+    }
 
     fn ok(body: &str) -> Read {
         read(body.as_bytes()).unwrap_or_else(|e| panic!("{body}: {e:?}"))

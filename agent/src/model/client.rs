@@ -31,6 +31,17 @@ pub struct Answer {
     pub attempts: u32,
     /// Time from the first attempt to the answer.
     pub latency: Duration,
+    /// The content's deltas as streamed (empty when the answer was not streamed).
+    pub deltas: Vec<String>,
+}
+
+/// How to ask: the answer's required shape and whether to stream it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChatOptions {
+    /// OpenAI's `response_format` (a JSON Schema), when the operator has one.
+    pub response_format: Option<serde_json::Value>,
+    /// Ask for server-sent events (`stream: true`, with usage in the last chunk).
+    pub stream: bool,
 }
 
 /// What one model endpoint has done in this process (for `/stats` and run summaries).
@@ -468,16 +479,16 @@ impl ModelClient {
     /// Sends `messages` offering `tools`; retries what can be retried; fails after the
     /// configured attempts.
     pub async fn chat(&self, messages: Vec<Message>, tools: Vec<ToolSpec>) -> Result<Answer, CallError> {
-        self.chat_with(messages, tools, None).await
+        self.chat_with(messages, tools, &ChatOptions::default()).await
     }
 
-    /// [`Self::chat`], asking for an answer of the shape `response_format` describes (sent as
-    /// OpenAI's `response_format`).
+    /// [`Self::chat`] with `options`: a required answer shape (OpenAI's `response_format`),
+    /// streaming.
     pub async fn chat_with(
         &self,
         messages: Vec<Message>,
         tools: Vec<ToolSpec>,
-        response_format: Option<serde_json::Value>,
+        options: &ChatOptions,
     ) -> Result<Answer, CallError> {
         let estimated = super::rate::estimate(
             messages.iter().filter_map(|m| m.content.as_deref()).map(str::len).sum(),
@@ -487,7 +498,7 @@ impl ModelClient {
             rate.take(estimated).await;
         }
         let started = Instant::now();
-        let result = self.chat_inner(messages, tools, response_format).await;
+        let result = self.chat_inner(messages, tools, options).await;
         if let (Some(rate), None) = (&self.rate, &self.recorded) {
             rate.settle(estimated, result.as_ref().map_or(0, |a| a.usage.total_tokens));
         }
@@ -500,7 +511,7 @@ impl ModelClient {
         &self,
         messages: Vec<Message>,
         tools: Vec<ToolSpec>,
-        response_format: Option<serde_json::Value>,
+        options: &ChatOptions,
     ) -> Result<Answer, CallError> {
         let request = ChatRequest {
             model: self.model.clone(),
@@ -508,13 +519,20 @@ impl ModelClient {
             temperature: self.temperature,
             max_tokens: self.max_tokens,
             tools,
-            response_format,
+            response_format: options.response_format.clone(),
+            stream: options.stream,
+            stream_options: options.stream.then(|| serde_json::json!({"include_usage": true})),
         };
         let started = Instant::now();
         if let Some(recorded) = &self.recorded {
             return self.replay_recorded(&recorded.answers, &request.messages, started);
         }
-        let (r, attempts) = self.with_retries(&self.chat_url, &request, answer::read).await?;
+        let (answer::Streamed { read: r, deltas }, attempts) = if options.stream {
+            self.with_retries(&self.chat_url, &request, answer::read_stream).await?
+        } else {
+            let (read, attempts) = self.with_retries(&self.chat_url, &request, answer::read).await?;
+            (answer::Streamed { read, deltas: Vec::new() }, attempts)
+        };
         Ok(Answer {
             // An endpoint echoing the request (a debugging proxy) must not put the key in outputs.
             content: secrets::redact_string(r.content),
@@ -524,6 +542,7 @@ impl ModelClient {
             finish_reason: r.finish_reason,
             attempts,
             latency: started.elapsed(),
+            deltas: deltas.into_iter().map(secrets::redact_string).collect(),
         })
     }
 
@@ -550,6 +569,7 @@ impl ModelClient {
                 finish_reason: Some("stop".into()),
                 attempts: 1,
                 latency: started.elapsed(),
+                deltas: Vec::new(),
             }),
             None => Err(self.error(1, format!("no recorded answer for the prompt {prompt:?}"))),
         }

@@ -93,6 +93,12 @@ pub struct ChatRequest {
     /// The answer's required shape (`{"type": "json_schema", …}`), when the operator has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response_format: Option<serde_json::Value>,
+    /// Server-sent events instead of one answer.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stream: bool,
+    /// With `stream`: `{"include_usage": true}`, so the last chunk reports the tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_options: Option<serde_json::Value>,
 }
 
 /// Token counts of one call.

@@ -213,6 +213,23 @@ async fn chat(State(c): State<Arc<Counters>>, body: axum::body::Bytes) -> Respon
         };
         axum::Json(json!({"model": "fake-1", "choices": [{"index": 0, "message": message}], "usage": usage}))
             .into_response()
+    } else if request["stream"] == true
+        && let Some(n) = times(&message, "stream ")
+    {
+        // Server-sent events: `n` content deltas, then the finish, the usage and [DONE].
+        let mut body = String::new();
+        for i in 0..n {
+            let chunk = json!({"model": "fake-1", "choices": [{"index": 0, "delta": {"content": format!("w{i} ")}}]});
+            body.push_str(&format!("data: {chunk}\n\n"));
+        }
+        body.push_str(&format!(
+            "data: {}\n\n",
+            json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        ));
+        let usage =
+            json!({"choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": n, "total_tokens": 10 + n}});
+        body.push_str(&format!("data: {usage}\n\ndata: [DONE]\n\n"));
+        ([(axum::http::header::CONTENT_TYPE, "text/event-stream")], body).into_response()
     } else if let Some(first) = request["messages"]
         .as_array()
         .and_then(|m| m.iter().find(|m| m["role"] == "user"))

@@ -343,6 +343,38 @@ fn a_flood_of_tool_calls_runs_only_max_tool_calls_and_results_are_cut() {
 }
 
 #[test]
+fn a_streamed_answer_sends_its_deltas_in_order_with_the_same_ids_every_run() {
+    let server = FakeOpenAi::start();
+    let dir = tempfile::tempdir().unwrap();
+    let topo = topology(dir.path(), &server, "", "stream = true");
+    let text = std::fs::read_to_string(&topo).unwrap().replace(
+        "[dead_letter]",
+        "[sinks.deltas]\ntype = \"file\"\ninputs = [\"answer.deltas\"]\npath = \"deltas.jsonl\"\n\n[dead_letter]",
+    );
+    std::fs::write(&topo, text).unwrap();
+    let lines = [request(1, "c-1", "bob", "stream 1000")];
+    let (out, answers) = run(dir.path(), &topo, &lines);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let expected: String = (0..1000).map(|i| format!("w{i} ")).collect();
+    assert_eq!(answers[0]["payload"]["answer"], expected.as_str());
+    assert_eq!(answers[0]["payload"]["usage"]["completion_tokens"], 1000, "usage from the last chunk");
+    let deltas = read_lines(&dir.path().join("deltas.jsonl"));
+    assert_eq!(deltas.len(), 1000);
+    for (i, d) in deltas.iter().enumerate() {
+        assert_eq!((d["type"].as_str(), d["payload"]["status"].as_str()), (Some("task_status"), Some("streaming")));
+        assert_eq!(d["payload"]["index"], i);
+        assert_eq!(d["payload"]["delta"], format!("w{i} "));
+        assert_eq!(d["correlation_id"], "c-1");
+    }
+    // The same input run again: the same deltas, ids included, byte for byte.
+    let first = std::fs::read_to_string(dir.path().join("deltas.jsonl")).unwrap();
+    let (out, _) = run(dir.path(), &topo, &lines);
+    assert!(out.status.success());
+    assert_eq!(std::fs::read_to_string(dir.path().join("deltas.jsonl")).unwrap(), first);
+    assert_eq!(server.counters.calls(), 2);
+}
+
+#[test]
 fn a_structured_answer_is_checked_asked_again_with_the_error_and_lands_as_json() {
     let server = FakeOpenAi::start();
     let dir = tempfile::tempdir().unwrap();

@@ -319,3 +319,92 @@ topic = "{output}"
     assert_eq!(all.len(), 2 * N);
     assert!(all.iter().all(|g| g.value["payload"]["usage"]["model"] == "fake-1"));
 }
+
+/// Streaming under exactly-once: each answer's deltas reach the `deltas` topic in order, and
+/// `kafclaw replay` re-emits the very same deltas (same ids, same bytes) from the journal
+/// without calling the model.
+#[test]
+fn streamed_deltas_are_replayed_identically_without_a_call() {
+    const N: usize = 2;
+    const DELTAS: usize = 1000;
+    let server = FakeOpenAi::start();
+    let dir = TestDir::new();
+    let (app, input, output, deltas) =
+        (unique("llm-st"), unique("llm-st-in"), unique("llm-st-out"), unique("llm-st-d"));
+    create_topic(&input, 1);
+    let topo = write_topology(
+        dir.path(),
+        &app,
+        &format!(
+            r#"
+[topology]
+name = "{app}"
+partitions = 1
+
+[models.fake]
+base_url = "{}"
+model = "fake-1"
+
+[sources.requests]
+type = "kafka"
+topic = "{input}"
+
+[operators.answer]
+type = "llm"
+inputs = ["requests"]
+model = "fake"
+prompt = "{{{{ payload.description }}}}"
+stream = true
+
+[sinks.answers]
+type = "kafka"
+inputs = ["answer"]
+topic = "{output}"
+
+[sinks.deltas]
+type = "kafka"
+inputs = ["answer.deltas"]
+topic = "{deltas}"
+"#,
+            server.base_url()
+        ),
+    );
+    produce(
+        &input,
+        (0..N).map(|i| {
+            let v = format!(
+                r#"{{"type":"request","correlation_id":"s-{i}","sender_id":"s","timestamp":"2026-11-24T10:00:00Z","id":"s-{i}","payload":{{"task_id":"s-{i}","description":"stream {DELTAS} #{i}"}}}}"#
+            );
+            (format!("s-{i}"), v)
+        }),
+    );
+    let log = dir.path().join("run.log");
+    let mut a = spawn_instance(&topo, "a", &log);
+    let first = consume_all(&deltas, N * DELTAS, Duration::from_secs(90));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while committed(&app, &input, 1).iter().sum::<i64>() < N as i64 {
+        assert!(Instant::now() < deadline, "{}", std::fs::read_to_string(&log).unwrap());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    sigterm(&mut a);
+    assert_eq!(wait_exit(&mut a, Duration::from_secs(60)), Some(0), "{}", std::fs::read_to_string(&log).unwrap());
+    assert_eq!(first.len(), N * DELTAS);
+    for i in 0..N {
+        let of: Vec<&Got> = first.iter().filter(|g| g.value["correlation_id"] == format!("s-{i}")).collect();
+        let indexes: Vec<u64> = of.iter().map(|g| g.value["payload"]["index"].as_u64().unwrap()).collect();
+        assert_eq!(indexes, (0..DELTAS as u64).collect::<Vec<_>>(), "in order");
+    }
+    assert_eq!(server.counters.calls(), N);
+
+    let (code, stderr) = run_replay(&topo, "earliest", "a", &dir.path().join("state"));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(server.counters.calls(), N, "the replay made no model call");
+    let all = consume_all(&deltas, 2 * N * DELTAS, Duration::from_secs(60));
+    assert_eq!(all.len(), 2 * N * DELTAS);
+    let by_id = |records: &[&Got]| -> BTreeMap<String, serde_json::Value> {
+        records.iter().map(|g| (g.value["id"].as_str().unwrap().to_owned(), g.value.clone())).collect()
+    };
+    let seen: std::collections::HashSet<(i32, i64)> = first.iter().map(|g| (g.partition, g.offset)).collect();
+    let (old, new): (Vec<&Got>, Vec<&Got>) = all.iter().partition(|g| seen.contains(&(g.partition, g.offset)));
+    assert_eq!(by_id(&old), by_id(&new), "the replay's deltas equal the first run's, envelope by envelope");
+}
