@@ -103,4 +103,5 @@ async fn the_client_counts_retries_by_reason_exhausted_calls_and_time() {
     assert_eq!((u.calls, u.failures, u.attempts, u.exhausted), (1, 1, 4, 1), "{u:?}");
     assert_eq!(u.retried_server_errors, 3, "{u:?}");
     assert_eq!((u.retried_timeouts, u.retried_connections, u.retried_reported_errors), (0, 0, 0), "{u:?}");
+    assert_eq!(u.first_chunks, 1, "the one successful attempt's first chunk was timed: {u:?}");
 }

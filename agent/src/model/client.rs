@@ -59,6 +59,8 @@ pub struct ModelUsage {
     retried_reported_errors: AtomicU64,
     exhausted: AtomicU64,
     duration_ms: AtomicU64,
+    first_chunk_ms: AtomicU64,
+    first_chunks: AtomicU64,
 }
 
 /// A copy of [`ModelUsage`], with the limiter's state.
@@ -92,6 +94,11 @@ pub struct UsageSnapshot {
     pub exhausted: u64,
     /// Time spent in answered and failed calls, in milliseconds (retries and waits included).
     pub duration_ms: u64,
+    /// Sum over successful attempts of the time from sending the request to the first chunk
+    /// of the answer (for a streamed answer: the time to first token), in milliseconds.
+    pub first_chunk_ms: u64,
+    /// Successful attempts counted in `first_chunk_ms` (their mean is the ratio).
+    pub first_chunks: u64,
 }
 
 /// A call that failed for good. Its text is redacted ([`secrets`]): made by
@@ -167,12 +174,16 @@ enum Read {
 
 /// Reads `resp`'s body, refusing at once a `Content-Length` over `cap` and stopping as soon as
 /// more than `cap` bytes arrive: at most `cap` bytes are ever held.
-async fn read_capped(mut resp: reqwest::Response, cap: u64) -> Result<Vec<u8>, Read> {
+///
+/// `first` is set to when the first chunk of the body arrived (for a streamed answer, the
+/// first token's event).
+async fn read_capped(mut resp: reqwest::Response, cap: u64, first: &mut Option<Instant>) -> Result<Vec<u8>, Read> {
     if resp.content_length().is_some_and(|n| n > cap) {
         return Err(Read::TooLarge);
     }
     let mut body = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(Read::Failed)? {
+        first.get_or_insert_with(Instant::now);
         if (body.len() + chunk.len()) as u64 > cap {
             return Err(Read::TooLarge);
         }
@@ -279,6 +290,8 @@ impl ModelClient {
             retried_reported_errors: l(&u.retried_reported_errors),
             exhausted: l(&u.exhausted),
             duration_ms: l(&u.duration_ms),
+            first_chunk_ms: l(&u.first_chunk_ms),
+            first_chunks: l(&u.first_chunks),
         }
     }
 
@@ -323,6 +336,7 @@ impl ModelClient {
                 None => call.bearer_auth(key.expose()),
             };
         }
+        let sent = Instant::now();
         let resp = match call.send().await {
             Ok(r) => r,
             Err(e) if e.is_timeout() => {
@@ -341,7 +355,16 @@ impl ModelClient {
             return Attempt::Retry("HTTP 429 (rate limited)".into(), retry_after(resp.headers()));
         }
         let wait = retry_after(resp.headers());
-        let body = match read_capped(resp, self.max_answer_bytes).await {
+        let mut first_chunk = None;
+        let read_body = read_capped(resp, self.max_answer_bytes, &mut first_chunk).await;
+        if status.is_success()
+            && let Some(first) = first_chunk
+        {
+            let ms = first.duration_since(sent).as_millis() as u64;
+            self.usage.first_chunk_ms.fetch_add(ms, Ordering::Relaxed);
+            self.usage.first_chunks.fetch_add(1, Ordering::Relaxed);
+        }
+        let body = match read_body {
             Ok(b) => b,
             Err(Read::TooLarge) => {
                 return Attempt::Fail(format!(
