@@ -43,6 +43,21 @@ fn lines(dir: &Path, name: &str) -> Vec<Value> {
 
 #[test]
 fn an_echoed_key_reaches_no_output_dead_letter_trace_or_log() {
+    echoed_key_case("", "authorization: Bearer [redacted]");
+}
+
+/// The same with Azure's key header: the key in `api-key`, a query, an extra header.
+#[test]
+fn an_echoed_api_key_header_reaches_no_output_either() {
+    echoed_key_case(
+        "api_key_header = \"api-key\"\nquery = { \"api-version\" = \"2024-10-21\" }\nheaders = { \"X-Title\" = \"kafclaw\" }",
+        "api-key: [redacted]",
+    );
+}
+
+/// Runs the echo topology with `extra_model` lines in the model's table; the 200 echo's
+/// answer must hold `marked`.
+fn echoed_key_case(extra_model: &str, marked: &str) {
     let addr = echo_server();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -59,6 +74,7 @@ timeout = "5s"
 max_attempts = 2
 backoff = "10ms"
 max_backoff = "50ms"
+{extra_model}
 
 [sources.requests]
 type = "file"
@@ -133,7 +149,7 @@ path = "dlq.jsonl"
     let answers = lines(d, "out.jsonl");
     assert_eq!(answers.len(), 1, "{answers:?}");
     let content = answers[0]["payload"]["answer"].as_str().unwrap();
-    assert!(content.contains("authorization: Bearer [redacted]"), "{content}");
+    assert!(content.contains(marked), "{content}");
     assert!(content.contains("authorization: Basic [redacted]"), "{content}");
     assert!(!lines(d, "traces.jsonl").is_empty(), "the answered call was traced");
 }
