@@ -132,6 +132,12 @@ pub struct LlmConfig {
     /// dead-lettered, saying so).
     #[serde(default = "default_tool_steps")]
     pub max_tool_steps: u32,
+    /// Where an answer without usable text goes (a refusal, an answer cut at the token limit
+    /// or withheld by a content filter before any text, only reasoning): `"dead_letter"`
+    /// (default), or `"refused"`: a `task_status` envelope (`status: "no_answer"`, the reason
+    /// in `summary`) on the `refused` output, and an `audit` envelope (`no_answer`).
+    #[serde(default)]
+    pub no_answer: NoAnswer,
     /// Read answers as server-sent events (`stream: true`): the final answer's content deltas
     /// go to the `deltas` output (in order; journalled, so a replay emits the same ones
     /// without a call), the answer to the main output as usual.
@@ -159,6 +165,17 @@ pub struct LlmConfig {
     /// effects). Tools withheld are audited.
     #[serde(default = "default_external_tier")]
     pub external_tool_tier: u8,
+}
+
+/// `no_answer` of an `llm` operator.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoAnswer {
+    /// The record is dead-lettered with the reason.
+    #[default]
+    DeadLetter,
+    /// A `task_status` on the `refused` output, and an audit envelope.
+    Refused,
 }
 
 pub(crate) fn default_tool_steps() -> u32 {
@@ -333,6 +350,7 @@ impl Kind for LlmConfig {
                 clients: Vec::new(),
                 structured: structured?,
                 stream: self.stream,
+                no_answer: self.no_answer,
                 system: system?,
                 prompt: prompt?,
                 into: into?,

@@ -45,6 +45,8 @@ pub struct Llm {
     pub(super) structured: Option<super::structured::Structured>,
     /// Whether answers are streamed (deltas on `deltas`).
     pub(super) stream: bool,
+    /// Where an answer without usable text goes.
+    pub(super) no_answer: super::NoAnswer,
     pub(super) system: Option<Template>,
     pub(super) prompt: Template,
     pub(super) into: FieldPath,
@@ -191,6 +193,7 @@ impl AsyncOperator for Llm {
                 Ok(Ok(entry)) => LlmOutcome::Answered(entry),
                 Ok(Err(e)) => LlmOutcome::Failed(CallError {
                     exhausted: false,
+                    no_answer: false,
                     model: self.model.name.clone(),
                     attempts: 0,
                     message: format!("the recording's entry is not an llm answer: {e}"),
@@ -275,6 +278,20 @@ impl AsyncOperator for Llm {
                     "task_id": r.envelope.correlation_id,
                     "status": "budget_exceeded",
                     "summary": format!("`{key}` has used {used} of its {budget} tokens; no model call was made"),
+                    "model": self.model.name,
+                });
+                out.emit(REFUSED_PORT, r);
+                Ok(())
+            }
+            LlmOutcome::Failed(e) if e.no_answer && self.no_answer == super::NoAnswer::Refused => {
+                let details = json!({"model": e.model, "reason": e.message, "sender_id": record.envelope.sender_id});
+                out.emit(AUDIT_PORT, self.audit(&record, "no_answer", details));
+                let mut r = record;
+                r.envelope.kind = EnvelopeType::TaskStatus;
+                *r.envelope.payload = json!({
+                    "task_id": r.envelope.correlation_id,
+                    "status": "no_answer",
+                    "summary": e.message,
                     "model": self.model.name,
                 });
                 out.emit(REFUSED_PORT, r);

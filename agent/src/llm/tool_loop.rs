@@ -159,6 +159,7 @@ pub(crate) async fn call_with_tools(
                             "the answer does not match the JSON schema{at}: {message} (after {invalid} answer(s))"
                         ),
                         exhausted: false,
+                        no_answer: false,
                     });
                 }
                 messages.push(Message::text("assistant", answer.content.clone()));
@@ -258,6 +259,7 @@ pub(crate) async fn call_with_tools(
     }
     Err(CallError {
         exhausted: false,
+        no_answer: false,
         model: clients[asker.current].name().to_owned(),
         attempts: asker.attempts,
         message: format!("the model still asked for tools after {max_steps} round(s) (max_tool_steps)"),

@@ -42,8 +42,11 @@ pub struct Read {
 pub enum Unusable {
     /// Asking again may help (the server said it was busy, rate limited, failing).
     Retry(String),
-    /// Asking again would not (a malformed body, a refusal, a cut answer).
+    /// Asking again would not (a malformed body, an error the server reported as final).
     Final(String),
+    /// A well-formed answer with no usable text (a refusal, a cut or filtered answer, only
+    /// reasoning): final too, and the `llm` operator's `no_answer` decides where it goes.
+    NoAnswer(String),
 }
 
 /// Whether an error the server reported (its numeric `code`/`status`, or the words of its
@@ -168,7 +171,7 @@ pub fn read(body: &[u8]) -> Result<Read, Unusable> {
             Some(other) => format!("the answer is empty (finish_reason \"{other}\")"),
             None => "the answer is empty".to_owned(),
         };
-        return Err(Unusable::Final(why));
+        return Err(Unusable::NoAnswer(why));
     }
     let u = &v["usage"];
     let usage = Usage {
@@ -390,7 +393,7 @@ mod tests {
             ),
         ] {
             match read(body.as_bytes()) {
-                Err(Unusable::Final(m)) => assert!(m.contains(says), "{body}: {m}"),
+                Err(Unusable::NoAnswer(m)) => assert!(m.contains(says), "{body}: {m}"),
                 other => panic!("{body}: {other:?}"),
             }
         }

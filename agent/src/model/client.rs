@@ -116,6 +116,9 @@ pub struct CallError {
     /// the model's `fallbacks` are then called. A final failure (a 4xx, an unusable answer)
     /// is not passed on.
     pub exhausted: bool,
+    /// Whether the model answered, but with no usable text (a refusal, a cut or filtered
+    /// answer, only reasoning): the `llm` operator's `no_answer` decides where it goes.
+    pub no_answer: bool,
 }
 
 /// Calls one endpoint. Shared by every task of an instance, so its limiter bounds the
@@ -217,6 +220,8 @@ enum Attempt<R> {
     /// Retry after at least this long (`Retry-After`), or the backoff when `None`.
     Retry(String, Option<Duration>),
     Fail(String),
+    /// Final: a well-formed answer without usable text.
+    NoAnswer(String),
 }
 
 /// The first 200 bytes of an answer's body, for an error message: redacted **before** it is
@@ -410,6 +415,7 @@ impl ModelClient {
             Err(Unusable::Final(why)) => {
                 Attempt::Fail(secrets::redact_string(format!("{why}; the answer began: {}", snippet(&body))))
             }
+            Err(Unusable::NoAnswer(why)) => Attempt::NoAnswer(secrets::redact_string(why)),
         }
     }
 
@@ -426,6 +432,7 @@ impl ModelClient {
             match self.attempt(url, body, read).await {
                 Attempt::Done(r) => return Ok((r, attempt)),
                 Attempt::Fail(m) => return Err(self.error(attempt, m)),
+                Attempt::NoAnswer(m) => return Err(CallError { no_answer: true, ..self.error(attempt, m) }),
                 Attempt::Retry(m, wait) => {
                     tracing::debug!(model = %self.name, attempt, error = %m, "model call will be retried");
                     last = m;
@@ -599,6 +606,12 @@ impl ModelClient {
     }
 
     fn error(&self, attempts: u32, message: String) -> CallError {
-        CallError { model: self.name.clone(), attempts, message: secrets::redact_string(message), exhausted: false }
+        CallError {
+            model: self.name.clone(),
+            attempts,
+            message: secrets::redact_string(message),
+            exhausted: false,
+            no_answer: false,
+        }
     }
 }

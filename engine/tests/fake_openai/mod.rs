@@ -213,6 +213,13 @@ async fn chat(State(c): State<Arc<Counters>>, body: axum::body::Bytes) -> Respon
         };
         axum::Json(json!({"model": "fake-1", "choices": [{"index": 0, "message": message}], "usage": usage}))
             .into_response()
+    } else if message.starts_with("refuse me") {
+        axum::Json(json!({
+            "model": "fake-1",
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": null, "refusal": "I can't help with that"}}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+        }))
+        .into_response()
     } else if request["stream"] == true
         && let Some(n) = times(&message, "stream ")
     {

@@ -375,6 +375,29 @@ fn a_streamed_answer_sends_its_deltas_in_order_with_the_same_ids_every_run() {
 }
 
 #[test]
+fn an_answer_without_text_goes_where_the_topology_says() {
+    // Default: dead-lettered with the reason. With `no_answer = "refused"`: a task status on
+    // the refused output, nothing dead-lettered. One call either way.
+    for (option, dead_letters, refused) in [("", 1, 0), ("no_answer = \"refused\"", 0, 1)] {
+        let server = FakeOpenAi::start();
+        let dir = tempfile::tempdir().unwrap();
+        let topo = topology(dir.path(), &server, "", option);
+        let (out, answers) = run(dir.path(), &topo, &[request(1, "c-1", "bob", "refuse me please")]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(answers.is_empty(), "{answers:?}");
+        let dead = read_lines(&dir.path().join("dlq.jsonl"));
+        let refusals = read_lines(&dir.path().join("refused.jsonl"));
+        assert_eq!((dead.len(), refusals.len()), (dead_letters, refused), "{option}: {dead:?} {refusals:?}");
+        let reason = if refused == 1 { refusals[0]["payload"]["summary"].clone() } else { dead[0]["error"].clone() };
+        assert!(reason.as_str().unwrap().contains("the model refused: I can't help with that"), "{reason}");
+        if refused == 1 {
+            assert_eq!(refusals[0]["payload"]["status"], "no_answer");
+        }
+        assert_eq!(server.counters.calls(), 1);
+    }
+}
+
+#[test]
 fn a_structured_answer_is_checked_asked_again_with_the_error_and_lands_as_json() {
     let server = FakeOpenAi::start();
     let dir = tempfile::tempdir().unwrap();
