@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use super::usage::{ModelUsage, UsageSnapshot};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -42,63 +44,6 @@ pub struct ChatOptions {
     pub response_format: Option<serde_json::Value>,
     /// Ask for server-sent events (`stream: true`, with usage in the last chunk).
     pub stream: bool,
-}
-
-/// What one model endpoint has done in this process (for `/stats` and run summaries).
-#[derive(Debug, Default)]
-pub struct ModelUsage {
-    calls: AtomicU64,
-    attempts: AtomicU64,
-    throttled: AtomicU64,
-    failures: AtomicU64,
-    prompt_tokens: AtomicU64,
-    completion_tokens: AtomicU64,
-    retried_timeouts: AtomicU64,
-    retried_connections: AtomicU64,
-    retried_server_errors: AtomicU64,
-    retried_reported_errors: AtomicU64,
-    exhausted: AtomicU64,
-    duration_ms: AtomicU64,
-    first_chunk_ms: AtomicU64,
-    first_chunks: AtomicU64,
-}
-
-/// A copy of [`ModelUsage`], with the limiter's state.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct UsageSnapshot {
-    /// Calls answered.
-    pub calls: u64,
-    /// HTTP attempts (retries included).
-    pub attempts: u64,
-    /// 429 answers.
-    pub throttled: u64,
-    /// Calls that failed for good.
-    pub failures: u64,
-    /// Prompt tokens of the answered calls.
-    pub prompt_tokens: u64,
-    /// Completion tokens of the answered calls.
-    pub completion_tokens: u64,
-    /// Calls that may be in flight now (adaptive).
-    pub concurrency_limit: u64,
-    /// Most calls in flight at once.
-    pub peak_in_flight: u64,
-    /// Attempts retried because the endpoint did not answer in time.
-    pub retried_timeouts: u64,
-    /// Attempts retried because the connection failed.
-    pub retried_connections: u64,
-    /// Attempts retried on an HTTP 5xx or 408.
-    pub retried_server_errors: u64,
-    /// Attempts retried on an error reported inside a 200 answer.
-    pub retried_reported_errors: u64,
-    /// Calls whose attempts ran out on retryable failures (handed to a fallback, if any).
-    pub exhausted: u64,
-    /// Time spent in answered and failed calls, in milliseconds (retries and waits included).
-    pub duration_ms: u64,
-    /// Sum over successful attempts of the time from sending the request to the first chunk
-    /// of the answer (for a streamed answer: the time to first token), in milliseconds.
-    pub first_chunk_ms: u64,
-    /// Successful attempts counted in `first_chunk_ms` (their mean is the ratio).
-    pub first_chunks: u64,
 }
 
 /// A call that failed for good. Its text is redacted ([`secrets`]): made by

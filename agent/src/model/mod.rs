@@ -12,6 +12,7 @@ pub mod protocol;
 pub mod rate;
 pub mod recording;
 pub mod shared;
+pub mod usage;
 
 pub use client::{Answer, CallError, Embedded, ModelClient, ModelUsage, UsageSnapshot};
 pub use config::{ModelConfig, undeclared_model};
