@@ -139,6 +139,11 @@ fn tool_call(v: &Value) -> Option<ToolCall> {
 pub fn read(body: &[u8]) -> Result<Read, Unusable> {
     let v: Value =
         serde_json::from_slice(body).map_err(|e| Unusable::Final(format!("malformed answer: not JSON ({e})")))?;
+    read_value(&v)
+}
+
+/// [`read`] of a body already parsed (a streamed answer's chunks folded into one).
+fn read_value(v: &Value) -> Result<Read, Unusable> {
     if !v["error"].is_null() {
         return Err(reported(&v["error"], "in a 200 answer"));
     }
@@ -281,7 +286,7 @@ pub fn read_stream(body: &[u8]) -> Result<Streamed, Unusable> {
             }
         }]
     });
-    let read = read(whole.to_string().as_bytes())?;
+    let read = read_value(&whole)?;
     Ok(Streamed { read, deltas })
 }
 

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::fake_openai::FakeOpenAi;
 use crate::support::*;
@@ -56,13 +56,7 @@ topic = "{output}"
     produce(&input, (0..N).map(request));
     let log = dir.path().join("run.log");
     let mut a = spawn_instance(&topo, "a", &log);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while committed(&app, &input, 6).iter().sum::<i64>() < N as i64 {
-        assert!(Instant::now() < deadline, "{}", std::fs::read_to_string(&log).unwrap());
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    sigterm(&mut a);
-    assert_eq!(wait_exit(&mut a, Duration::from_secs(60)), Some(0), "{}", std::fs::read_to_string(&log).unwrap());
+    stop_once_committed(&mut a, &app, &input, 6, N as i64, &log, Duration::from_secs(120));
     let first = consume_all(&output, N, Duration::from_secs(60));
     assert_eq!(first.len(), N);
     assert_eq!(server.counters.calls(), N, "one call per request");
@@ -298,13 +292,7 @@ topic = "{output}"
     let log = dir.path().join("run.log");
     let mut a = spawn_instance(&topo, "a", &log);
     let answers = consume_all(&output, N, Duration::from_secs(90));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while committed(&app, &input, 2).iter().sum::<i64>() < N as i64 {
-        assert!(Instant::now() < deadline, "{}", std::fs::read_to_string(&log).unwrap());
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    sigterm(&mut a);
-    assert_eq!(wait_exit(&mut a, Duration::from_secs(60)), Some(0), "{}", std::fs::read_to_string(&log).unwrap());
+    stop_once_committed(&mut a, &app, &input, 2, N as i64, &log, Duration::from_secs(60));
     assert_eq!(answers.len(), N);
     assert!(answers.iter().all(|g| g.value["payload"]["usage"]["model"] == "fake-1"), "the fallback answered");
     let (primary_calls, fallback_calls) = (hits.load(std::sync::atomic::Ordering::SeqCst), server.counters.calls());
@@ -381,13 +369,7 @@ topic = "{deltas}"
     let log = dir.path().join("run.log");
     let mut a = spawn_instance(&topo, "a", &log);
     let first = consume_all(&deltas, N * DELTAS, Duration::from_secs(90));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while committed(&app, &input, 1).iter().sum::<i64>() < N as i64 {
-        assert!(Instant::now() < deadline, "{}", std::fs::read_to_string(&log).unwrap());
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    sigterm(&mut a);
-    assert_eq!(wait_exit(&mut a, Duration::from_secs(60)), Some(0), "{}", std::fs::read_to_string(&log).unwrap());
+    stop_once_committed(&mut a, &app, &input, 1, N as i64, &log, Duration::from_secs(60));
     assert_eq!(first.len(), N * DELTAS);
     for i in 0..N {
         let of: Vec<&Got> = first.iter().filter(|g| g.value["correlation_id"] == format!("s-{i}")).collect();

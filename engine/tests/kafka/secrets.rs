@@ -4,7 +4,7 @@
 //! hold neither the key nor the base URL's password in any form; the dead letter still says
 //! `HTTP 400` and marks what was redacted.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::echo_model::{KEY, URL_PASSWORD, URL_USER, echo_server, forbidden};
 use crate::support::*;
@@ -59,13 +59,7 @@ topic = "{output}"
     produce(&input, [request(0, "echo400 please"), request(1, "echo200 please")]);
     let log = dir.path().join("run.log");
     let mut a = spawn_instance_env(&topo, "a", &log, &[], &[("KAFCLAW_E2E_ECHO_KEY", KEY), ("RUST_LOG", "debug")]);
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while committed(&app, &input, 1).iter().sum::<i64>() < 2 {
-        assert!(Instant::now() < deadline, "{}", log_tail(&log));
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    sigterm(&mut a);
-    assert_eq!(wait_exit(&mut a, Duration::from_secs(60)), Some(0), "{}", log_tail(&log));
+    stop_once_committed(&mut a, &app, &input, 1, 2, &log, Duration::from_secs(90));
 
     let dead = consume_all(&format!("{app}.dlq"), 1, Duration::from_secs(30));
     assert_eq!(dead.len(), 1, "{dead:?}");

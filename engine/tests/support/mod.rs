@@ -356,6 +356,27 @@ pub fn run_replay(topology: &Path, from: &str, instance: &str, state_dir: &Path)
     (code, std::fs::read_to_string(&log).unwrap_or_default())
 }
 
+/// Waits (up to `timeout`) until group `app` has committed `n` records of `input`'s
+/// `partitions`, then stops `child` with SIGTERM and asserts it exits 0 (its log tail shown on
+/// failure).
+pub fn stop_once_committed(
+    child: &mut Child,
+    app: &str,
+    input: &str,
+    partitions: i32,
+    n: i64,
+    log: &Path,
+    timeout: Duration,
+) {
+    let deadline = Instant::now() + timeout;
+    while committed(app, input, partitions).iter().sum::<i64>() < n {
+        assert!(Instant::now() < deadline, "{}", log_tail(log));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    sigterm(child);
+    assert_eq!(wait_exit(child, Duration::from_secs(60)), Some(0), "{}", log_tail(log));
+}
+
 pub fn sigterm(child: &mut Child) {
     signal(child, 15);
 }
