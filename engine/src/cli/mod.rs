@@ -10,6 +10,7 @@ pub mod agent;
 pub mod common;
 pub mod completions;
 pub mod diff;
+pub mod doctor;
 pub mod gateway;
 pub mod graph;
 pub mod group;
@@ -17,6 +18,7 @@ pub mod journal;
 pub mod replay;
 pub mod run;
 pub mod state;
+pub mod tap;
 pub mod test;
 pub mod timeline;
 pub mod topics;
@@ -83,6 +85,15 @@ pub enum Command {
     /// Compare two runs' outputs (JSON Lines), envelope by envelope by id; exit 1 if they
     /// differ.
     Diff(diff::Args),
+    /// Diagnose the cluster with the runtime's client settings: connectivity (DNS, TCP, TLS,
+    /// SASL), the broker's features measured by a probe (transactions, idempotence, aborted
+    /// records under read_committed, committed offsets, compaction, group protocols), and each
+    /// topology's topics and consumer group (lag). One verdict per line, or --json; exit 1 when
+    /// a check fails.
+    Doctor(doctor::Args),
+    /// Follow a topic's envelopes, printing those a CEL condition keeps (the `filter`
+    /// operator's `where`, same variables), one JSON line each.
+    Tap(tap::Args),
     /// Print the version.
     Version,
     /// Print shell completions.
@@ -110,6 +121,8 @@ pub fn main_with(cli: Cli) -> i32 {
         Command::State(args) => state::execute(&args),
         Command::Agent(args) => agent::execute(&args),
         Command::Diff(args) => diff::execute(&args),
+        Command::Doctor(args) => doctor::execute(args),
+        Command::Tap(args) => tap::execute(args),
         Command::Version => version::execute(),
         Command::Completions(args) => completions::execute(&args),
     }

@@ -4,7 +4,7 @@
 //!
 //! - [`settings`]: librdkafka properties; [`producer`]: the instance's producer and client
 //!   contexts; [`fault`]: who a failed send is the fault of; [`headers`]: every header name;
-//!   [`topics`]; [`stats`];
+//!   [`topics`]; [`stats`]; [`inspect`]: the clients of `kafclaw doctor` and `kafclaw tap`;
 //! - [`tables`]: restore, global tables, latest values, replay;
 //! - [`group`]: presence, members, delegate bus, gateway and timeline feeds, journal export;
 //! - [`instance`]: the runtime.
@@ -12,6 +12,7 @@
 pub mod fault;
 pub mod group;
 pub mod headers;
+pub mod inspect;
 pub mod instance;
 mod producer;
 pub mod settings;

@@ -108,6 +108,106 @@ impl ClientSettings {
     pub fn client_config(&self, forced: &[(&str, &str)]) -> ClientConfig {
         self.client_config_with(&[], forced)
     }
+
+    /// `security.protocol` upper-cased (librdkafka's default `PLAINTEXT` when unset).
+    pub fn security_protocol(&self) -> String {
+        self.get("security.protocol").unwrap_or("PLAINTEXT").trim().to_ascii_uppercase()
+    }
+
+    /// Whether the connections are TLS (`SSL`, `SASL_SSL`).
+    pub fn uses_tls(&self) -> bool {
+        self.security_protocol().ends_with("SSL")
+    }
+
+    /// Whether the connections authenticate with SASL (`SASL_PLAINTEXT`, `SASL_SSL`).
+    pub fn uses_sasl(&self) -> bool {
+        self.security_protocol().starts_with("SASL_")
+    }
+
+    /// The SASL mechanism (`sasl.mechanism`, or its librdkafka alias `sasl.mechanisms`),
+    /// upper-cased, when set.
+    pub fn sasl_mechanism(&self) -> Option<String> {
+        self.get("sasl.mechanism").or_else(|| self.get("sasl.mechanisms")).map(|m| m.trim().to_ascii_uppercase())
+    }
+
+    /// The SASL and TLS misconfigurations librdkafka either accepts silently or reports
+    /// obscurely (it falls back to GSSAPI, which this build does not include, when a SASL
+    /// protocol has no mechanism): errors make every connection fail, warnings are settings
+    /// that are ignored or unsafe. Empty when the settings are coherent.
+    pub fn security_problems(&self) -> Vec<SecurityProblem> {
+        let mut out = Vec::new();
+        let protocol = self.security_protocol();
+        let error = |m: String| SecurityProblem { fatal: true, message: m };
+        let warning = |m: String| SecurityProblem { fatal: false, message: m };
+        if !SECURITY_PROTOCOLS.contains(&protocol.as_str()) {
+            out.push(error(format!(
+                "security.protocol = `{protocol}` is not one of {}",
+                SECURITY_PROTOCOLS.join(", ")
+            )));
+            return out;
+        }
+        let set = |prefix: &str| -> Vec<&str> {
+            self.props.keys().filter(|k| k.starts_with(prefix)).map(String::as_str).collect()
+        };
+        if self.uses_sasl() {
+            match self.sasl_mechanism() {
+                None => out.push(error(format!(
+                    "security.protocol = {protocol} without sasl.mechanism: librdkafka would use GSSAPI \
+                     (Kerberos), which this build does not include; set sasl.mechanism to one of {}",
+                    SASL_MECHANISMS.join(", ")
+                ))),
+                Some(m) if !SASL_MECHANISMS.contains(&m.as_str()) => {
+                    out.push(error(format!("sasl.mechanism = `{m}` is not one of {}", SASL_MECHANISMS.join(", "))))
+                }
+                Some(m) if m != "OAUTHBEARER" => {
+                    for key in ["sasl.username", "sasl.password"] {
+                        if self.get(key).is_none_or(str::is_empty) {
+                            out.push(error(format!("sasl.mechanism = {m} needs {key}")));
+                        }
+                    }
+                    if m == "PLAIN" && !self.uses_tls() {
+                        out.push(warning(
+                            "sasl.mechanism = PLAIN over SASL_PLAINTEXT sends the password in clear text; \
+                             use SASL_SSL or SCRAM"
+                                .to_owned(),
+                        ));
+                    }
+                }
+                Some(_) => {}
+            }
+        } else {
+            let sasl = set("sasl.");
+            if !sasl.is_empty() {
+                out.push(warning(format!("{} set but security.protocol = {protocol}: ignored", sasl.join(", "))));
+            }
+        }
+        if !self.uses_tls() {
+            let ssl = set("ssl.");
+            if !ssl.is_empty() {
+                out.push(warning(format!("{} set but security.protocol = {protocol}: ignored", ssl.join(", "))));
+            }
+        } else if self.get("enable.ssl.certificate.verification").is_some_and(|v| v.eq_ignore_ascii_case("false")) {
+            out.push(warning(
+                "enable.ssl.certificate.verification = false: the broker's certificate is not checked".into(),
+            ));
+        }
+        out
+    }
+}
+
+/// The values librdkafka accepts for `security.protocol`.
+pub const SECURITY_PROTOCOLS: [&str; 4] = ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
+
+/// The SASL mechanisms this build of librdkafka has (GSSAPI needs libsasl2, not linked).
+pub const SASL_MECHANISMS: [&str; 4] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"];
+
+/// One problem [`ClientSettings::security_problems`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityProblem {
+    /// `true`: no connection can succeed; `false`: a setting is ignored or unsafe.
+    pub fatal: bool,
+    /// What is wrong, naming the properties.
+    pub message: String,
 }
 
 #[cfg(test)]
@@ -133,5 +233,62 @@ mod tests {
         assert_eq!(shown["security.protocol"], "SASL_SSL");
         assert!(!format!("{s:?}").contains("hunter2"), "Debug masks secrets: {s:?}");
         assert_eq!(secrets::redact("auth failed for hunter2"), "auth failed for [redacted]");
+    }
+
+    fn settings(props: &[(&str, &str)]) -> ClientSettings {
+        let mut s = ClientSettings::new(&BTreeMap::new(), Vec::new());
+        for (k, v) in props {
+            s.set(k, *v);
+        }
+        s
+    }
+
+    fn problems(props: &[(&str, &str)]) -> Vec<(bool, String)> {
+        settings(props).security_problems().into_iter().map(|p| (p.fatal, p.message)).collect()
+    }
+
+    #[test]
+    fn coherent_security_settings_have_no_problems() {
+        assert!(problems(&[]).is_empty());
+        let scram = [
+            ("security.protocol", "sasl_ssl"),
+            ("sasl.mechanisms", "SCRAM-SHA-512"),
+            ("sasl.username", "kafclaw"),
+            ("sasl.password", "pw"),
+            ("ssl.ca.location", "/etc/ca.pem"),
+        ];
+        assert!(problems(&scram).is_empty(), "{:?}", problems(&scram));
+        let s = settings(&scram);
+        assert!(s.uses_tls() && s.uses_sasl());
+        assert_eq!(s.sasl_mechanism().as_deref(), Some("SCRAM-SHA-512"));
+    }
+
+    #[test]
+    fn sasl_without_a_mechanism_or_credentials_is_an_error() {
+        let p = problems(&[("security.protocol", "SASL_SSL")]);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].0 && p[0].1.contains("without sasl.mechanism") && p[0].1.contains("GSSAPI"), "{p:?}");
+        let p = problems(&[("security.protocol", "SASL_PLAINTEXT"), ("sasl.mechanism", "SCRAM-SHA-256")]);
+        assert_eq!(p.iter().filter(|(fatal, _)| *fatal).count(), 2, "username and password: {p:?}");
+        let p = problems(&[("security.protocol", "SASL_PLAINTEXT"), ("sasl.mechanism", "GSSAPI")]);
+        assert!(p[0].0 && p[0].1.contains("not one of"), "{p:?}");
+        let p = problems(&[("security.protocol", "TLS")]);
+        assert!(p[0].0 && p[0].1.contains("security.protocol"), "{p:?}");
+    }
+
+    #[test]
+    fn ignored_and_unsafe_settings_are_warnings() {
+        let p = problems(&[("sasl.username", "u"), ("ssl.ca.location", "/ca.pem")]);
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p.iter().all(|(fatal, m)| !fatal && m.contains("PLAINTEXT: ignored")), "{p:?}");
+        let p = problems(&[
+            ("security.protocol", "SASL_PLAINTEXT"),
+            ("sasl.mechanism", "PLAIN"),
+            ("sasl.username", "u"),
+            ("sasl.password", "p"),
+        ]);
+        assert!(matches!(&p[..], [(false, m)] if m.contains("clear text")), "{p:?}");
+        let p = problems(&[("security.protocol", "SSL"), ("enable.ssl.certificate.verification", "false")]);
+        assert!(matches!(&p[..], [(false, m)] if m.contains("not checked")), "{p:?}");
     }
 }
