@@ -21,4 +21,5 @@ pub mod memory;
 pub mod model;
 pub mod resources;
 pub mod sandbox;
+pub mod telemetry;
 pub mod tools;

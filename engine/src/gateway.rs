@@ -369,9 +369,7 @@ async fn metrics(State(g): State<Gateway>) -> Response {
     let mut text = String::new();
     let registry = g.registry.lock().unwrap_or_else(|p| p.into_inner());
     match prometheus_client::encoding::text::encode(&mut text, &registry) {
-        Ok(()) => {
-            ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response()
-        }
+        Ok(()) => ([("content-type", crate::metrics::CONTENT_TYPE)], text).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

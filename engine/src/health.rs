@@ -1,10 +1,11 @@
 //! The instance's HTTP endpoint (axum): `/healthz` (alive), `/readyz` (assigned and able to
-//! process), `/stats` (counters and model usage as JSON), and interactive state queries:
+//! process), `/metrics` (Prometheus, OpenMetrics text: [`crate::metrics`]), `/stats`
+//! (counters and model usage as JSON), and interactive state queries:
 //! `/state` (tables, key counts, sizes, sample keys) and `/state/{table}/{key}` (a key's
 //! committed values — which include journalled model answers and tool results).
 //!
 //! **Access.** The probes (`/healthz`, `/readyz`) are always open. With a token (`run
-//! --http-token-env`, default `KAFCLAW_HTTP_TOKEN`), `/stats` and `/state…` need
+//! --http-token-env`, default `KAFCLAW_HTTP_TOKEN`), `/metrics`, `/stats` and `/state…` need
 //! `Authorization: Bearer <token>` (constant-time comparison; 401 otherwise), whatever the
 //! address. Without one they are open, which is allowed only on a loopback address: `run`
 //! refuses to start with `--http` on any other address and no token ([`check_exposure`]).
@@ -29,6 +30,8 @@ use kafclaw_agent::model::SharedModel;
 /// What the routes share.
 #[derive(Clone)]
 pub struct Endpoint {
+    /// The topology's name (the `topology` label of the metrics).
+    pub topology: String,
     /// The instance's counters.
     pub stats: Arc<Stats>,
     /// The instance's state, once open.
@@ -92,6 +95,21 @@ async fn stats_json(State(e): State<Endpoint>) -> impl IntoResponse {
     Json(v)
 }
 
+async fn metrics(State(e): State<Endpoint>) -> Response {
+    let s = e.stats.snapshot();
+    let scrape = crate::metrics::Scrape {
+        topology: &e.topology,
+        assigned: s.assigned,
+        ready: s.ready,
+        deduplicated: s.deduplicated,
+        models: &e.models,
+    };
+    match crate::metrics::encode(&e.stats.metrics, &scrape) {
+        Ok(text) => ([("content-type", crate::metrics::CONTENT_TYPE)], text).into_response(),
+        Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{err}\n")).into_response(),
+    }
+}
+
 fn query_error(e: QueryError) -> (StatusCode, String) {
     match e {
         QueryError::UnknownTable(..) => (StatusCode::NOT_FOUND, format!("{e}\n")),
@@ -136,6 +154,7 @@ async fn state_get(State(e): State<Endpoint>, Path((table, key)): Path<(String, 
 /// The routes.
 pub fn router(endpoint: Endpoint) -> Router {
     let guarded = Router::new()
+        .route("/metrics", get(metrics))
         .route("/stats", get(stats_json))
         .route("/state", get(state_inspect))
         .route("/state/{table}/{key}", get(state_get))
@@ -196,7 +215,13 @@ mod tests {
     fn endpoint(token: Option<&str>) -> Endpoint {
         let state = QuerySlot::default();
         state.set(Arc::new(OneTable));
-        Endpoint { stats: Arc::new(Stats::default()), state, models: vec![], token: token.map(Arc::from) }
+        Endpoint {
+            topology: "t".into(),
+            stats: Arc::new(Stats::default()),
+            state,
+            models: vec![],
+            token: token.map(Arc::from),
+        }
     }
 
     /// The status of `GET path` on a real server, with `token` as bearer.
@@ -211,7 +236,7 @@ mod tests {
     #[test]
     fn with_a_token_state_and_stats_need_it_and_probes_stay_open() {
         let addr = serve("127.0.0.1:0".parse().unwrap(), endpoint(Some("st-token"))).unwrap();
-        for path in ["/stats", "/state", "/state/journal/k"] {
+        for path in ["/metrics", "/stats", "/state", "/state/journal/k"] {
             assert_eq!(status(addr, path, None), 401, "{path} without a token");
             assert_eq!(status(addr, path, Some("st-toke")), 401, "{path} with a wrong token");
             assert_eq!(status(addr, path, Some("st-token")), 200, "{path} with the token");

@@ -8,12 +8,15 @@ pub mod agent;
 pub mod cli;
 pub mod compiler;
 pub mod diff;
+pub mod doctor;
 pub mod gateway;
 pub mod health;
 pub mod kafka;
+pub mod metrics;
 pub mod progress;
 pub mod render;
 pub mod runtime;
+pub mod telemetry;
 pub mod test_runner;
 pub mod timeline;
 

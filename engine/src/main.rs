@@ -4,9 +4,10 @@ use std::io::IsTerminal;
 
 use clap::Parser;
 use kafclaw_engine::cli::{Cli, main_with};
-use kafclaw_engine::exit;
+use kafclaw_engine::{exit, telemetry};
 use kafclaw_operators::api::secrets::RedactingWriter;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::prelude::*;
 
 fn main() {
     let cli = match Cli::try_parse() {
@@ -23,13 +24,29 @@ fn main() {
         _ => "debug",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // The trace spans (docs/operations.md, "Traces") go to the OTLP exporter only, never to
+    // the log.
+    let filter = filter.add_directive(format!("{}=off", telemetry::TARGET).parse().expect("a valid directive"));
+    let log = tracing_subscriber::fmt::layer()
         // Every log line is redacted on its way out: no registered secret (model keys, group
         // secrets, Kafka passwords, URL credentials) reaches the log, whoever logged it.
         .with_writer(|| RedactingWriter::new(std::io::stderr()))
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
-        .init();
-    std::process::exit(main_with(cli));
+        .with_filter(filter);
+    // Off unless OTEL_EXPORTER_OTLP_* / OTEL_TRACES_EXPORTER ask for it.
+    let exporting = match telemetry::Exporting::from_env() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: traces: {e}");
+            std::process::exit(exit::INVALID);
+        }
+    };
+    let traces = exporting.as_ref().map(|e| e.layer());
+    tracing_subscriber::registry().with(log).with(traces).init();
+    let code = main_with(cli);
+    if let Some(e) = exporting {
+        e.shutdown();
+    }
+    std::process::exit(code);
 }

@@ -47,6 +47,7 @@
 
 mod journal;
 mod operator;
+mod spans;
 pub mod structured;
 mod tool_loop;
 

@@ -4,12 +4,15 @@
 use std::sync::Arc;
 
 use serde_json::Value;
+use tracing::Instrument;
 
 use kafclaw_operators::api::record::now_ms;
 use kafclaw_operators::api::secrets::{redact, redact_string};
 use kafclaw_operators::envelope::derive_span_id;
+use std::time::Duration;
 
 use super::journal::{JournalEntry, StepRecord};
+use super::spans;
 use super::structured::{self, Structured};
 use crate::model::client::ChatOptions;
 use crate::model::protocol::{FunctionSpec, Message, ToolSpec, Usage};
@@ -36,6 +39,8 @@ struct Asker<'a> {
     attempts: u32,
     /// Answers received (each model call that answered).
     calls: u32,
+    /// The input's correlation id (`gen_ai.conversation.id` of the `chat` spans).
+    conversation: &'a str,
 }
 
 impl Asker<'_> {
@@ -53,9 +58,15 @@ impl Asker<'_> {
         let (mut answer, t0) = loop {
             let client = &self.clients[self.current];
             let t0 = now_ms();
-            match client.chat_with(messages.to_vec(), specs.to_vec(), options).await {
-                Ok(answer) => break (answer, t0),
+            let span = spans::chat(client, self.conversation, messages);
+            let asked = client.chat_with(messages.to_vec(), specs.to_vec(), options).instrument(span.clone()).await;
+            match asked {
+                Ok(answer) => {
+                    spans::answered(&span, &answer);
+                    break (answer, t0);
+                }
                 Err(e) => {
+                    spans::failed(&span, &e);
                     self.attempts += e.attempts;
                     steps.push(StepRecord {
                         kind: "llm".into(),
@@ -130,7 +141,7 @@ pub(crate) async fn call_with_tools(
     let mut usage = Usage::default();
     let mut steps = Vec::new();
     let mut remembered = Vec::new();
-    let mut asker = Asker { clients, current: 0, attempts: 0, calls: 0 };
+    let mut asker = Asker { clients, current: 0, attempts: 0, calls: 0, conversation: &base.conversation_id };
     for round in 0..=max_steps {
         let mut answer = asker.ask(&messages, &specs, &mut steps, key, &options).await?;
         usage += answer.usage;
@@ -202,6 +213,7 @@ pub(crate) async fn call_with_tools(
         for (i, call) in answer.tool_calls.iter().enumerate() {
             let t0 = now_ms();
             let name = &call.function.name;
+            let span = spans::execute_tool(name, &call.id, &base.conversation_id, &call.function.arguments);
             let result = match tools.iter().find(|(n, _)| n == name) {
                 _ if i >= limits.max_calls as usize => Err(format!(
                     "refused: this answer asked for {asked} tool calls; at most {} run per answer (max_tool_calls)",
@@ -215,7 +227,8 @@ pub(crate) async fn call_with_tools(
                 }) {
                     Ok(args) => {
                         let cx = CallContext { idempotency_key: format!("{key}/{round}/{}", call.id), ..base.clone() };
-                        tool.call(args, cx).await
+                        // Made in the span, so a tool's own spans (`invoke_agent`) are its children.
+                        span.in_scope(|| tool.call(args, cx)).instrument(span.clone()).await
                     }
                     Err(e) => Err(format!("arguments are not JSON: {e}")),
                 },
@@ -233,6 +246,14 @@ pub(crate) async fn call_with_tools(
                     "details": {"round": round, "tool": name, "reason": short(reason)},
                 }));
             }
+            let error_type = match &result {
+                Ok(_) => None,
+                Err(e) if e.starts_with("refused") => Some("refused"),
+                Err(e) if e.starts_with("no tool") => Some("unknown_tool"),
+                Err(e) if e.starts_with("arguments are not JSON") => Some("invalid_arguments"),
+                Err(_) => Some("failed"),
+            };
+            crate::model::metrics::record_tool(name, error_type, Duration::from_millis((now_ms() - t0).max(0) as u64));
             let (ok, text) = match result {
                 Ok(t) => {
                     remembered.extend(t.remember.into_iter().map(redact_string));
@@ -241,6 +262,8 @@ pub(crate) async fn call_with_tools(
                 Err(e) => (false, redact_string(format!("error: {e}"))),
             };
             let text = cut(text, limits.max_output_bytes);
+            spans::tool_done(&span, ok, &text);
+            drop(span);
             steps.push(StepRecord {
                 kind: "tool".into(),
                 name: name.clone(),

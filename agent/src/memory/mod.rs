@@ -269,8 +269,27 @@ impl MemoryIndex {
     }
 }
 
+/// The `search_memory {index}` or `upsert_memory {index}` span of one memory operation
+/// (`operation`), for the conversation `conversation` (the input's correlation id); see
+/// [`crate::telemetry`].
+pub(crate) fn memory_span(operation: &'static str, index: &str, conversation: &str) -> tracing::Span {
+    tracing::info_span!(
+        target: crate::telemetry::TARGET,
+        "memory",
+        otel.name = %format!("{operation} {index}"),
+        otel.kind = "internal",
+        otel.status_code = tracing::field::Empty,
+        gen_ai.operation.name = operation,
+        gen_ai.data_source.id = index,
+        gen_ai.conversation.id = conversation,
+        kafclaw.memory.hits = tracing::field::Empty,
+    )
+}
+
 impl SyncOperator for MemoryIndex {
     fn process(&mut self, record: Record, state: &mut dyn StateAccess, out: &mut Emit) -> Result<(), Failure> {
+        let span = memory_span("upsert_memory", &self.shared.name, &record.envelope.correlation_id);
+        let _in = span.enter();
         match self.index(&record, state) {
             Ok(()) => {
                 out.emit(Port::DEFAULT, record);
@@ -386,9 +405,17 @@ impl MemorySearch {
 
 impl SyncOperator for MemorySearch {
     fn process(&mut self, record: Record, _: &mut dyn StateAccess, out: &mut Emit) -> Result<(), Failure> {
+        let span = memory_span("search_memory", &self.shared.name, &record.envelope.correlation_id);
+        let _in = span.enter();
         match self.search(&record) {
-            Ok(hits) => emit_set(out, Port::DEFAULT, record, &self.into, hits),
-            Err(m) => Err(Failure::new(record, m)),
+            Ok(hits) => {
+                span.record("kafclaw.memory.hits", hits.as_array().map_or(0, Vec::len));
+                emit_set(out, Port::DEFAULT, record, &self.into, hits)
+            }
+            Err(m) => {
+                span.record("otel.status_code", "error");
+                Err(Failure::new(record, m))
+            }
         }
     }
 }

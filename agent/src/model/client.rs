@@ -13,6 +13,7 @@ use kafclaw_operators::api::secrets::{self, Secret};
 
 use super::answer::{self, Unusable};
 use super::limiter::Limiter;
+use super::metrics;
 use super::protocol::{ChatRequest, EmbeddingRequest, EmbeddingResponse, Message, ToolSpec, Usage};
 use super::recording::{Recorded, Recording};
 
@@ -204,6 +205,11 @@ impl ModelClient {
         &self.name
     }
 
+    /// The model asked for (its `model` option: `gen_ai.request.model`).
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
     /// The entry a journal export holds for `operator`'s record `key`: `None` when the model
     /// is live; `Some(Err)` when it runs from a journal export that lacks the record.
     pub fn recorded_entry(&self, operator: &str, key: &str) -> Option<Result<&serde_json::Value, CallError>> {
@@ -234,6 +240,7 @@ impl ModelClient {
             completion_tokens: l(&u.completion_tokens),
             concurrency_limit: self.limiter.limit() as u64,
             peak_in_flight: self.limiter.peak() as u64,
+            in_flight: self.limiter.in_flight() as u64,
             retried_timeouts: l(&u.retried_timeouts),
             retried_connections: l(&u.retried_connections),
             retried_server_errors: l(&u.retried_server_errors),
@@ -242,25 +249,6 @@ impl ModelClient {
             duration_ms: l(&u.duration_ms),
             first_chunk_ms: l(&u.first_chunk_ms),
             first_chunks: l(&u.first_chunks),
-        }
-    }
-
-    fn count(&self, result: &Result<Answer, CallError>) {
-        let add = |c: &AtomicU64, n: u64| {
-            c.fetch_add(n, Ordering::Relaxed);
-        };
-        match result {
-            Ok(a) => {
-                add(&self.usage.calls, 1);
-                add(&self.usage.attempts, u64::from(a.attempts));
-                add(&self.usage.prompt_tokens, a.usage.prompt_tokens);
-                add(&self.usage.completion_tokens, a.usage.completion_tokens);
-            }
-            Err(e) => {
-                add(&self.usage.failures, 1);
-                add(&self.usage.attempts, u64::from(e.attempts));
-                add(&self.usage.exhausted, u64::from(e.exhausted));
-            }
         }
     }
 
@@ -305,6 +293,10 @@ impl ModelClient {
             return Attempt::Retry("HTTP 429 (rate limited)".into(), retry_after(resp.headers()));
         }
         let wait = retry_after(resp.headers());
+        let streamed = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
         let mut first_chunk = None;
         let read_body = read_capped(resp, self.max_answer_bytes, &mut first_chunk).await;
         if status.is_success()
@@ -313,6 +305,9 @@ impl ModelClient {
             let ms = first.duration_since(sent).as_millis() as u64;
             self.usage.first_chunk_ms.fetch_add(ms, Ordering::Relaxed);
             self.usage.first_chunks.fetch_add(1, Ordering::Relaxed);
+            if streamed {
+                metrics::record_first_chunk(&self.model, first.duration_since(sent));
+            }
         }
         let body = match read_body {
             Ok(b) => b,
@@ -434,20 +429,9 @@ impl ModelClient {
                 latency: started.elapsed(),
             })
         });
-        let add = |c: &AtomicU64, v: u64| {
-            c.fetch_add(v, Ordering::Relaxed);
-        };
-        match &result {
-            Ok(e) => {
-                add(&self.usage.calls, 1);
-                add(&self.usage.attempts, u64::from(e.attempts));
-                add(&self.usage.prompt_tokens, e.usage.prompt_tokens);
-            }
-            Err(e) => {
-                add(&self.usage.failures, 1);
-                add(&self.usage.attempts, u64::from(e.attempts));
-            }
-        }
+        self.usage
+            .count(result.as_ref().map(|e| (e.attempts, e.usage.prompt_tokens, 0)).map_err(|e| (e.attempts, false)));
+        metrics::record_call(&metrics::CallRecord::embeddings(&self.model, &result, started.elapsed()));
         result
     }
 
@@ -478,7 +462,15 @@ impl ModelClient {
             rate.settle(estimated, result.as_ref().map_or(0, |a| a.usage.total_tokens));
         }
         self.usage.duration_ms.fetch_add(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-        self.count(&result);
+        self.usage.count(
+            result
+                .as_ref()
+                .map(|a| (a.attempts, a.usage.prompt_tokens, a.usage.completion_tokens))
+                .map_err(|e| (e.attempts, e.exhausted)),
+        );
+        if self.recorded.is_none() {
+            metrics::record_call(&metrics::CallRecord::chat(&self.model, &result, started.elapsed()));
+        }
         result
     }
 

@@ -92,6 +92,11 @@ impl Limiter {
     pub fn peak(&self) -> usize {
         self.peak.load(Ordering::Relaxed)
     }
+
+    /// Calls in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.lock().in_flight
+    }
 }
 
 #[cfg(test)]

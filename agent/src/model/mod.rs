@@ -8,6 +8,7 @@ pub mod client;
 pub mod config;
 pub mod embed;
 pub mod limiter;
+pub mod metrics;
 pub mod protocol;
 pub mod rate;
 pub mod recording;

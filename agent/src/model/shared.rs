@@ -30,6 +30,14 @@ impl SharedModel {
         }
     }
 
+    /// The model id sent to the endpoint (`gen_ai.request.model`), once connected.
+    pub fn request_model(&self) -> Option<&str> {
+        match self.client.get() {
+            Some(Ok(c)) => Some(c.model.as_str()),
+            _ => None,
+        }
+    }
+
     /// The client, created on first use (reads the API key then).
     pub fn client(&self) -> Result<Arc<ModelClient>, String> {
         self.client.get_or_init(|| self.config.client(&self.name).map(Arc::new)).clone()

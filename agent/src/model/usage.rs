@@ -1,7 +1,7 @@
 //! What a model client has done in this process: counters kept by [`super::client`], read
 //! as a [`UsageSnapshot`] (for `/stats` and run summaries).
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What one model endpoint has done in this process (for `/stats` and run summaries).
 #[derive(Debug, Default)]
@@ -41,6 +41,8 @@ pub struct UsageSnapshot {
     pub concurrency_limit: u64,
     /// Most calls in flight at once.
     pub peak_in_flight: u64,
+    /// Calls in flight now.
+    pub in_flight: u64,
     /// Attempts retried because the endpoint did not answer in time.
     pub retried_timeouts: u64,
     /// Attempts retried because the connection failed.
@@ -58,4 +60,27 @@ pub struct UsageSnapshot {
     pub first_chunk_ms: u64,
     /// Successful attempts counted in `first_chunk_ms` (their mean is the ratio).
     pub first_chunks: u64,
+}
+
+impl ModelUsage {
+    /// Counts one finished call: `Ok((attempts, prompt tokens, completion tokens))` when it
+    /// was answered, `Err((attempts, exhausted))` when it failed for good.
+    pub(super) fn count(&self, result: Result<(u32, u64, u64), (u32, bool)>) {
+        let add = |c: &AtomicU64, n: u64| {
+            c.fetch_add(n, Ordering::Relaxed);
+        };
+        match result {
+            Ok((attempts, prompt, completion)) => {
+                add(&self.calls, 1);
+                add(&self.attempts, u64::from(attempts));
+                add(&self.prompt_tokens, prompt);
+                add(&self.completion_tokens, completion);
+            }
+            Err((attempts, exhausted)) => {
+                add(&self.failures, 1);
+                add(&self.attempts, u64::from(attempts));
+                add(&self.exhausted, u64::from(exhausted));
+            }
+        }
+    }
 }

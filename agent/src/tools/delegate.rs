@@ -25,6 +25,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use sha2::Digest;
+use tracing::Instrument;
+use tracing::field::Empty;
 
 use super::{CallContext, Tool, ToolFuture, ToolOutput};
 use kafclaw_operators::api::record::format_time_ms;
@@ -132,7 +134,9 @@ impl Tool for Delegate {
         let bus = self.bus.get();
         let (topic, reply_topic, deadline) = (self.request_topic.clone(), self.reply_topic.clone(), self.deadline);
         let agent = self.agent.clone();
-        Box::pin(async move {
+        let span = invoke_agent_span(&topic, &cx);
+        let traced = span.clone();
+        let call: ToolFuture = Box::pin(async move {
             if description.is_empty() {
                 return Err("argument `description` (a non-empty string) is missing".into());
             }
@@ -160,10 +164,43 @@ impl Tool for Delegate {
             // Caused by the input the model was answering; a zone's task stays in its zone.
             request.causation_id = cx.input_id.clone();
             request.zone = cx.zone.clone();
+            // Published in the span: the bus carries its context to the peer (`traceparent`).
             let reply = bus.request(&topic, &reply_topic, request, deadline).await?;
             outcome(&reply)
-        })
+        });
+        Box::pin(
+            async move {
+                let result = call.await;
+                if let Err(e) = &result {
+                    traced.record("otel.status_code", "error");
+                    traced.record("otel.status_description", e.as_str());
+                    traced.record("error.type", "delegation_failed");
+                }
+                result
+            }
+            .instrument(span),
+        )
     }
+}
+
+/// The `invoke_agent {topic}` span of a delegation (OpenTelemetry GenAI conventions: a
+/// remote agent invoked; kind client), with the Kafka destination it is published to.
+fn invoke_agent_span(topic: &str, cx: &CallContext) -> tracing::Span {
+    tracing::info_span!(
+        target: crate::telemetry::TARGET,
+        "invoke_agent",
+        otel.name = %format!("invoke_agent {topic}"),
+        otel.kind = "client",
+        otel.status_code = Empty,
+        otel.status_description = Empty,
+        "error.type" = Empty,
+        gen_ai.operation.name = "invoke_agent",
+        gen_ai.conversation.id = cx.conversation_id.as_str(),
+        messaging.system = "kafka",
+        messaging.destination.name = topic,
+        kafclaw.delegation.task_id = %task_id(&cx.idempotency_key),
+        kafclaw.delegation.depth = cx.delegation_depth.saturating_add(1),
+    )
 }
 
 #[cfg(test)]
@@ -218,6 +255,7 @@ mod tests {
             task_id: "task-9".into(),
             delegation_depth: 2,
             zone: Some("finance".into()),
+            conversation_id: "conv-9".into(),
         };
         t.call(json!({"description": "x"}), cx).await.unwrap();
         let sent = bus.0.lock().unwrap()[0].clone();

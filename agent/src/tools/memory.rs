@@ -10,6 +10,7 @@ use std::fmt::Write;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 use super::{CallContext, Tool, ToolFuture, ToolOutput};
 use crate::memory::SharedIndex;
@@ -75,7 +76,7 @@ impl Tool for MemoryTool {
         true
     }
 
-    fn call(&self, args: Value, _: CallContext) -> ToolFuture {
+    fn call(&self, args: Value, cx: CallContext) -> ToolFuture {
         let text = args["text"].as_str().unwrap_or_default().trim().to_owned();
         let action = args["action"].as_str().unwrap_or_default().to_owned();
         let index = self.index.clone();
@@ -88,15 +89,25 @@ impl Tool for MemoryTool {
             match action.as_str() {
                 "remember" => Ok(ToolOutput { text: "remembered".into(), remember: vec![text] }),
                 "recall" => {
-                    let hits = match embedder {
-                        None => index.search(&text, k)?,
-                        Some(e) => {
-                            let mut v = e.embed_texts(vec![text]).await?.vectors;
-                            let vector = v.pop().ok_or("the embedder gave no vector")?;
-                            index.search_vector(&vector, k)?
-                        }
+                    let span = crate::memory::memory_span("search_memory", &index.name, &cx.conversation_id);
+                    let hits = async {
+                        let hits = match embedder {
+                            None => index.search(&text, k)?,
+                            Some(e) => {
+                                let mut v = e.embed_texts(vec![text]).await?.vectors;
+                                let vector = v.pop().ok_or("the embedder gave no vector")?;
+                                index.search_vector(&vector, k)?
+                            }
+                        };
+                        Ok::<_, String>(hits)
+                    }
+                    .instrument(span.clone())
+                    .await;
+                    match &hits {
+                        Ok(h) => span.record("kafclaw.memory.hits", h.len()),
+                        Err(_) => span.record("otel.status_code", "error"),
                     };
-                    Ok(ToolOutput::from(listing(&hits)))
+                    Ok(ToolOutput::from(listing(&hits?)))
                 }
                 other => Err(format!("action `{other}`: use \"remember\" or \"recall\"")),
             }

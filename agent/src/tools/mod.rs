@@ -81,6 +81,8 @@ pub struct CallContext {
     pub delegation_depth: u32,
     /// The input's zone.
     pub zone: Option<String>,
+    /// The input's correlation id: the `gen_ai.conversation.id` of the calls' trace spans.
+    pub conversation_id: String,
 }
 
 impl CallContext {
@@ -100,6 +102,7 @@ impl CallContext {
             task_id: wire::string_field(&e.payload, "task_id")?.unwrap_or(&e.correlation_id).to_owned(),
             delegation_depth: wire::delegation_depth(&e.payload)?.unwrap_or(0),
             zone: e.zone.clone(),
+            conversation_id: e.correlation_id.clone(),
         })
     }
 }

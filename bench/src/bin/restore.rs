@@ -83,7 +83,8 @@ fn main() -> Result<()> {
     let jobs: Vec<RestoreJob> =
         (0..6).map(|partition| RestoreJob { sub: 0, table: "t".into(), partition, journal: false }).collect();
     let started = Instant::now();
-    restore(&compiled.plan, &mut store, &settings, &committed, &jobs).map_err(|e| anyhow::anyhow!(e))?;
+    restore(&compiled.plan, &mut store, &settings, &committed, &jobs, &Default::default())
+        .map_err(|e| anyhow::anyhow!(e))?;
     let secs = started.elapsed().as_secs_f64();
     let restored: usize = (0..6).map(|p| store.store().scan_partition("t", p).map(|e| e.len()).unwrap_or(0)).sum();
     anyhow::ensure!(restored == args.records, "restored {restored} of {} records", args.records);

@@ -30,11 +30,11 @@ pub struct Args {
     /// Kafka: the bootstrap servers.
     #[command(flatten)]
     pub kafka: KafkaArgs,
-    /// Kafka: serve /healthz, /readyz, /stats and /state on this address (e.g.
+    /// Kafka: serve /healthz, /readyz, /metrics, /stats and /state on this address (e.g.
     /// 127.0.0.1:9464). A non-loopback address needs a token (see --http-token-env).
     #[arg(long, value_name = "ADDR")]
     pub http: Option<std::net::SocketAddr>,
-    /// Kafka: environment variable holding the bearer token that /stats and /state need
+    /// Kafka: environment variable holding the bearer token that /metrics, /stats and /state need
     /// (/healthz and /readyz stay open). Unset: they are open, and --http must be a loopback
     /// address (run refuses to start otherwise).
     #[arg(long, value_name = "VAR", default_value = "KAFCLAW_HTTP_TOKEN")]
@@ -142,6 +142,7 @@ fn run_kafka(c: &Compiled, k: Args) -> i32 {
         let token = crate::health::token_from_env(&k.http_token_env);
         let token_required = token.is_some();
         let endpoint = crate::health::Endpoint {
+            topology: c.plan.name.to_string(),
             stats: stats.clone(),
             state: state_query.clone(),
             models: c.resources.models(),

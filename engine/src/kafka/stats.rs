@@ -23,6 +23,8 @@ pub struct Stats {
     pub assigned: AtomicU64,
     /// Set once the producer is initialised and the first assignment arrived.
     pub ready: AtomicBool,
+    /// The Prometheus metrics (`/metrics`).
+    pub metrics: crate::metrics::InstanceMetrics,
 }
 
 /// A copy of the counters.

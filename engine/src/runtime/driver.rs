@@ -167,6 +167,8 @@ impl<K: Clone + Send + 'static> Driver<K> {
     /// Finishes one outcome in its task (when the task still exists), delivers what that
     /// output and starts the work it began.
     fn finish<T: Tasks<K>>(&mut self, done: Done<K>, tasks: &mut T) -> Result<(), T::Error> {
+        // In the span the work was started in: the work this outcome starts stays in its trace.
+        let _in = done.span.clone().entered();
         let Some((task, store)) = tasks.task(&done.task) else { return Ok(()) };
         task.complete(done.ticket, done.outcome, store, &mut self.out);
         tasks.deliver(&done.task, &mut self.out)?;

@@ -7,6 +7,7 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::Duration;
 
 use kafclaw_operators::api::asynchronous::Outcome;
+use tracing::Instrument;
 
 use super::task::Spawn;
 
@@ -18,6 +19,9 @@ pub struct Done<K> {
     pub ticket: u64,
     /// Its outcome.
     pub outcome: Outcome,
+    /// The trace span the work was started in (the record's consumer span), which its
+    /// outcome is finished in too; disabled when no traces are exported.
+    pub span: tracing::Span,
 }
 
 /// The executor of one stream thread.
@@ -44,12 +48,13 @@ impl<K: Send + 'static> Executor<K> {
         Ok(Self { handle, done_tx, done_rx, stop: Some(stop_tx), thread: Some(thread) })
     }
 
-    /// Runs the work of `task`.
+    /// Runs the work of `task`, in the current trace span.
     pub fn spawn(&self, task: K, work: Spawn) {
         let tx = self.done_tx.clone();
+        let span = tracing::Span::current();
         self.handle.spawn(async move {
-            let outcome = work.future.await;
-            let _ = tx.send(Done { task, ticket: work.ticket, outcome });
+            let outcome = work.future.instrument(span.clone()).await;
+            let _ = tx.send(Done { task, ticket: work.ticket, outcome, span });
         });
     }
 

@@ -269,6 +269,8 @@ pub fn run_local(compiled: &Compiled, opts: &LocalOptions) -> Result<RunSummary,
                         let (node, src, location) = &mut sources[i];
                         match src.next_raw().map_err(|e| RunError::Io(format!("{location}: {e}")))? {
                             Some(raw) => {
+                                let span = crate::telemetry::local_process_span(location, raw.line);
+                                let _in = span.enter();
                                 driver.feed(&mut local, (), *node, location, raw.view())?;
                                 read += 1;
                                 since_drain += 1;

@@ -25,6 +25,7 @@ use super::slots::{AsyncSlots, Input, Slot, async_ordinal_base, input_of};
 use super::state::{ChangelogWrite, TaskState, TaskStore};
 use crate::compiler::registry::Role;
 use crate::compiler::{PhysicalPlan, plan::SubTopology};
+use crate::metrics::OperatorCounters;
 
 enum Stage {
     Absent,
@@ -146,6 +147,8 @@ pub struct Task {
     last_origin: Option<Arc<Origin>>,
     /// Asynchronous work: in flight, queued, and the inputs it holds.
     slots: AsyncSlots,
+    /// Records into and out of each operator, when the runtime keeps metrics.
+    counters: Option<Arc<OperatorCounters>>,
 }
 
 /// A task could not be built (an operator's options failed to compile).
@@ -214,7 +217,13 @@ impl Task {
             stream_time: i64::MIN,
             last_origin: None,
             slots: AsyncSlots::default(),
+            counters: None,
         })
+    }
+
+    /// Counts the records into and out of each operator with `counters`.
+    pub fn count_with(&mut self, counters: Arc<OperatorCounters>) {
+        self.counters = Some(counters);
     }
 
     /// Asynchronous work in flight.
@@ -377,6 +386,9 @@ impl Task {
         store: &mut TaskStore,
         out: &mut TaskOutput,
     ) {
+        if let (Some(c), Stage::Operator(_) | Stage::Async(_)) = (&self.counters, &self.stages[node]) {
+            c.record_in(node);
+        }
         match &mut self.stages[node] {
             Stage::Operator(op) => {
                 let mut state = task_state!(self, store, out, record.origin.clone());
@@ -451,6 +463,9 @@ impl Task {
     fn push_downstream(&mut self, node: usize, port: usize, record: Record, base: u32) {
         let targets = &self.plan.nodes[node].downstream[port];
         let Some((first, rest)) = targets.split_first() else { return };
+        if let Some(c) = &self.counters {
+            c.records_out(node, 1);
+        }
         // Pushed last, popped first: the first-listed target runs first.
         for &t in rest.iter().rev() {
             self.stack.push((t, node, record.clone(), base));

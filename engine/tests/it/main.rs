@@ -9,11 +9,15 @@
 mod echo_model;
 #[path = "../fake_openai/mod.rs"]
 mod fake_openai;
+#[path = "../otlp_receiver/mod.rs"]
+mod otlp_receiver;
 
 mod agent;
 mod bom;
 mod cli;
+mod deploy;
 mod diagnostics;
+mod doctor;
 mod embed_local;
 mod fuzz_compiler;
 mod llm_local;
@@ -21,6 +25,7 @@ mod memory_tool;
 mod model_corpus;
 mod numbers;
 mod onboarding_local;
+mod otlp_local;
 mod parse_props;
 mod replay_golden;
 mod runtime;

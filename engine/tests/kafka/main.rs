@@ -10,23 +10,30 @@
 mod echo_model;
 #[path = "../fake_openai/mod.rs"]
 mod fake_openai;
+#[path = "../otlp_receiver/mod.rs"]
+mod otlp_receiver;
 #[path = "../support/mod.rs"]
 mod support;
 
 mod chaos;
 mod cli;
 mod delegate;
+mod doctor;
 mod faults;
 mod gateway;
 mod group;
 mod llm;
 mod memory;
+mod metrics;
 mod onboarding;
+mod otlp;
 mod pipeline;
 mod protocol;
 mod python_agent;
 mod replay;
+mod sasl;
 mod secrets;
 mod skills;
 mod state;
+mod tap;
 mod timeline;

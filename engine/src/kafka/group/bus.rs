@@ -20,6 +20,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::oneshot;
 
+use crate::kafka::headers::TRACEPARENT;
 use crate::kafka::producer::{Logged, assign_since};
 use crate::kafka::settings::ClientSettings;
 
@@ -155,6 +156,9 @@ impl Bus for KafkaBus {
         let id = request.correlation_id.clone();
         let prepared = self.reader(reply_topic, deadline).and_then(|w| Ok((w, self.producer()?)));
         let (topic, reply_topic) = (topic.to_owned(), reply_topic.to_owned());
+        // The calling span's context (the `invoke_agent` span) when traces are exported: the
+        // peer's consumer span becomes its child. Not part of the envelope, which stays the same.
+        let traceparent = crate::telemetry::current_traceparent();
         Box::pin(async move {
             let (waiting, producer) = prepared?;
             let rx = {
@@ -168,7 +172,10 @@ impl Bus for KafkaBus {
                 rx
             };
             let payload = request.encode();
-            let record = FutureRecord::to(&topic).key(id.as_str()).payload(&payload);
+            let mut record = FutureRecord::to(&topic).key(id.as_str()).payload(&payload);
+            if let Some(tp) = &traceparent {
+                record = record.headers(crate::kafka::headers::owned(&[(TRACEPARENT, tp.as_bytes())]));
+            }
             let sent = match producer.send_result(record) {
                 Ok(delivery) => match delivery.await {
                     Ok(Ok(_)) => Ok(()),

@@ -11,6 +11,7 @@ use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use super::{DRAIN_TIMEOUT, Instance, lock};
 use crate::kafka::producer::forward_log;
 use crate::kafka::tables::restore::RestoreJob;
+use crate::metrics::TopicPartition;
 use crate::runtime::query::{self, KeyValue, QueryError, StateQuery, TableReport};
 
 /// Interactive queries over the instance's committed state.
@@ -33,6 +34,8 @@ impl StateQuery for CoreQuery {
 /// The consumer's context: rebalance callbacks reach the shared instance.
 pub(super) struct InstanceContext {
     pub(super) instance: Arc<Mutex<Instance>>,
+    /// The instance's counters (reached without the instance's lock).
+    pub(super) stats: Arc<crate::kafka::Stats>,
 }
 
 impl InstanceContext {
@@ -44,6 +47,10 @@ impl InstanceContext {
 impl ClientContext for InstanceContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
         forward_log(level, facility, message);
+    }
+
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        super::lag::on_statistics(&self.stats.metrics, &statistics);
     }
 }
 
@@ -67,6 +74,10 @@ impl ConsumerContext for InstanceContext {
                 }
             }
             core.stats.assigned.fetch_sub(tpl.count() as u64, Ordering::Relaxed);
+            core.stats.metrics.rebalanced("revoked");
+            for e in tpl.elements() {
+                core.stats.metrics.forget(&TopicPartition { topic: e.topic().to_owned(), partition: e.partition() });
+            }
             tracing::info!(revoked = tpl.count(), partitions = %describe(tpl), "partitions revoked");
         }
     }
@@ -89,6 +100,7 @@ impl ConsumerContext for InstanceContext {
                     }
                 }
                 core.stats.assigned.fetch_add(tpl.count() as u64, Ordering::Relaxed);
+                core.stats.metrics.rebalanced("assigned");
                 core.stats.ready.store(true, Ordering::Relaxed);
                 tracing::info!(assigned = tpl.count(), partitions = %describe(tpl), "partitions assigned");
             }

@@ -188,6 +188,7 @@ impl Core {
                     match self.send_kind(RecordKind::Output, record) {
                         Ok(()) => {
                             Stats::add(&self.stats.produced, 1);
+                            self.stats.metrics.produced(&topic);
                             None
                         }
                         Err(err) => match self.send_failed(RecordKind::Output, &topic, &err) {
@@ -278,6 +279,7 @@ impl Core {
                 match self.send_kind(RecordKind::DeadLetter, record) {
                     Ok(()) => {
                         Stats::add(&self.stats.dead_lettered, 1);
+                        self.stats.metrics.dead_lettered(&letter);
                         break;
                     }
                     // Too large although cut to fit: once more with no copy.

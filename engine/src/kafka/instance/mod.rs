@@ -56,6 +56,7 @@ mod context;
 mod emit;
 mod fatal;
 mod inject;
+mod lag;
 mod process;
 mod routes;
 mod txn;
@@ -163,6 +164,8 @@ struct Core {
     pending_restore: Vec<RestoreJob>,
     /// When TTL tables are next swept.
     next_sweep: Instant,
+    /// When the consumer lag metrics are next updated.
+    next_lag: Instant,
     /// The global tables' state (in memory, rebuilt from their topics at every start).
     global_store: TaskStore,
     /// Where a replay ends (inert outside `kafclaw replay`).
@@ -254,6 +257,7 @@ pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), In
         settings: settings.clone(),
         pending_restore: Vec::new(),
         next_sweep: Instant::now() + SWEEP_INTERVAL,
+        next_lag: Instant::now(),
         global_store: crate::runtime::memory_store(),
     };
     let driver = Driver::new(MAX_IN_FLIGHT).map_err(|e| setup(format!("executor: {e}")))?;
@@ -269,10 +273,12 @@ pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), In
                 ("enable.auto.commit", "false"),
                 ("enable.auto.offset.store", "false"),
                 ("isolation.level", "read_committed"),
+                // The partitions' ends the consumer sees, for the lag metrics (`lag.rs`).
+                ("statistics.interval.ms", "1000"),
                 ("enable.partition.eof", if opts.until.is_some() { "true" } else { "false" }),
             ],
         )
-        .create_with_context(InstanceContext { instance: instance.clone() })
+        .create_with_context(InstanceContext { instance: instance.clone(), stats: opts.stats.clone() })
         .map_err(|e| setup(format!("consumer: {e}")))?;
     // Global tables first, read to their end, as Kafka Streams bootstraps global stores.
     let global = match global_topics.is_empty() {
@@ -311,8 +317,10 @@ fn poll_loop(
             follow_globals(g, instance);
         }
         // No lock held here: the rebalance callbacks run inside this poll and lock the instance.
+        let polled_at = Instant::now();
         let polled = consumer.poll(wait);
         let mut i = lock(instance);
+        crate::metrics::observe(&i.core.stats.metrics.poll_latency, polled_at.elapsed());
         // Partitions assigned during that poll are restored before their first record.
         i.core.restore_pending(consumer);
         i.on_polled(polled);
@@ -320,6 +328,7 @@ fn poll_loop(
             break;
         }
         i.core.commit_if_due(consumer);
+        i.core.update_lag(consumer);
         if i.core.failed() {
             break;
         }

@@ -4,7 +4,7 @@
 //! the state of newly assigned partitions restored before their first record.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kafclaw_operators::RawView;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -19,6 +19,7 @@ use crate::kafka::fault::{Fault, classify};
 use crate::kafka::producer::{CALL_TIMEOUT, QuietEof};
 use crate::kafka::stats::Stats;
 use crate::kafka::tables::restore::restore;
+use crate::metrics::{TopicPartition, observe};
 use crate::runtime::task::{BuildError, Task};
 
 /// Most records of the global tables read per turn of the loop.
@@ -27,7 +28,8 @@ const GLOBAL_BATCH: usize = 1000;
 impl Core {
     pub(super) fn ensure_task(&mut self, sub: usize, partition: i32) -> Result<(), BuildError> {
         if !self.tasks.contains_key(&(sub, partition)) {
-            let task = Task::new(self.plan.clone(), &self.plan.subtopologies[sub], partition)?;
+            let mut task = Task::new(self.plan.clone(), &self.plan.subtopologies[sub], partition)?;
+            task.count_with(self.stats.metrics.operators.counters(&self.plan));
             tracing::debug!(subtopology = sub, partition, "task started");
             self.generation += 1;
             self.task_gen.insert((sub, partition), self.generation);
@@ -88,13 +90,16 @@ impl Core {
                     Offset::Offset(o) => Some(((e.topic().to_owned(), e.partition()), o)),
                     _ => None,
                 })
-                .collect(),
+                .collect::<std::collections::HashMap<_, _>>(),
             Err(e) => {
                 self.fail(Fatal::RestoreOffsets(e));
                 return;
             }
         };
-        if let Err(e) = restore(&self.plan, &mut self.store, &self.settings, &committed, &jobs) {
+        for ((topic, partition), offset) in &committed {
+            self.stats.metrics.committed(&TopicPartition { topic: topic.clone(), partition: *partition }, *offset);
+        }
+        if let Err(e) = restore(&self.plan, &mut self.store, &self.settings, &committed, &jobs, &self.stats.metrics) {
             self.fail(Fatal::Restore(e));
         }
     }
@@ -120,6 +125,7 @@ impl Instance {
     pub(super) fn process(&mut self, m: &BorrowedMessage<'_>) {
         let core = &mut self.core;
         if core.routes.global_topics.contains(m.topic()) {
+            let _in = crate::telemetry::kafka_process_span(m, &core.plan.name).entered();
             return self.process_global(m);
         }
         // After a failure nothing more is processed: the record is read again after the abort
@@ -128,9 +134,15 @@ impl Instance {
             return;
         }
         let Some((source, sub, location)) = core.route(m) else { return };
+        // The record's consumer span (a child of its `traceparent`); the work it starts runs in it.
+        let span = crate::telemetry::kafka_process_span(m, &core.plan.name);
+        let _in = span.enter();
         let key = core.task_key(sub, m.partition());
+        let started = Instant::now();
         let Ok(fed) = self.driver.feed(core, key, source, &location, raw(m));
         if fed {
+            observe(&core.stats.metrics.process_latency, started.elapsed());
+            core.stats.metrics.consumed(&location, m.partition());
             Stats::add(&core.stats.consumed, 1);
             core.positions.insert((location, m.partition()), m.offset() + 1);
         }

@@ -26,6 +26,7 @@ use super::{Core, SWEEP_INTERVAL};
 use crate::kafka::fault::{Fault, classify};
 use crate::kafka::producer::{CALL_TIMEOUT, new_producer};
 use crate::kafka::stats::Stats;
+use crate::metrics::{TopicPartition, observe};
 use crate::runtime::task::TaskOutput;
 
 /// Aborts in a row (no successful commit between them) at which the instance stops with an
@@ -106,6 +107,7 @@ impl Core {
             self.until.settle();
             return Ok(());
         }
+        let started = Instant::now();
         // Offsets are committed only below inputs whose asynchronous work is unfinished.
         let mut tpl = TopicPartitionList::new();
         let mut committing = Vec::new();
@@ -146,6 +148,8 @@ impl Core {
         self.aborts_in_a_row = 0;
         self.until.settle();
         for (tp, offset) in committing {
+            let labels = TopicPartition { topic: tp.0.to_string(), partition: tp.1 };
+            self.stats.metrics.committed(&labels, offset);
             if self.positions.get(&tp).is_some_and(|next| *next <= offset) {
                 self.positions.remove(&tp);
             }
@@ -167,6 +171,7 @@ impl Core {
             self.fail(Fatal::Seal(e));
         }
         Stats::add(&self.stats.commits, 1);
+        observe(&self.stats.metrics.commit_latency, started.elapsed());
         Ok(())
     }
 
@@ -211,6 +216,7 @@ impl Core {
         self.store.abort();
         self.deliveries.changelog_ends.lock().unwrap_or_else(|p| p.into_inner()).clear();
         Stats::add(&self.stats.aborts, 1);
+        self.stats.metrics.aborts.inc();
         let rewound = consumer.assignment().and_then(|a| consumer.committed_offsets(a, CALL_TIMEOUT)).and_then(|c| {
             let mut seek = TopicPartitionList::new();
             for e in c.elements() {

@@ -25,6 +25,7 @@ use crate::kafka::headers;
 use crate::kafka::producer::QuietEof;
 use crate::kafka::settings::ClientSettings;
 use crate::kafka::topics::changelog_topic;
+use crate::metrics::InstanceMetrics;
 use crate::progress::Progress as Bar;
 use crate::runtime::TaskStore;
 
@@ -64,6 +65,7 @@ pub fn restore(
     settings: &ClientSettings,
     committed: &HashMap<(String, i32), i64>,
     jobs: &[RestoreJob],
+    metrics: &InstanceMetrics,
 ) -> Result<(), String> {
     let started = Instant::now();
     let mut tables: Vec<&str> = jobs.iter().map(|j| j.table.as_str()).collect();
@@ -71,7 +73,7 @@ pub fn restore(
     tables.dedup();
     for table in tables {
         let mine: Vec<RestoreJob> = jobs.iter().filter(|j| j.table == table).cloned().collect();
-        restore_table(plan, store, settings, committed, &mine)?;
+        restore_table(plan, store, settings, committed, &mine, metrics)?;
     }
     if !jobs.is_empty() {
         tracing::info!(partitions = jobs.len(), ms = started.elapsed().as_millis() as u64, "restore finished");
@@ -86,6 +88,7 @@ fn restore_table(
     settings: &ClientSettings,
     committed: &HashMap<(String, i32), i64>,
     jobs: &[RestoreJob],
+    metrics: &InstanceMetrics,
 ) -> Result<(), String> {
     let journal = jobs.iter().all(|j| j.journal);
     let reader: BaseConsumer<QuietEof> = settings
@@ -114,7 +117,9 @@ fn restore_table(
     let mut total = 0u64;
     for ((topic, partition), p) in &progress {
         if let Ok((low, high)) = reader.fetch_watermarks(topic, *partition, Duration::from_secs(10)) {
-            total += (high - p.next.unwrap_or(low).max(low)).max(0) as u64;
+            let remaining = (high - p.next.unwrap_or(low).max(low)).max(0);
+            total += remaining as u64;
+            metrics.restore_started(&table_of[topic].0, *partition, remaining);
         }
     }
     let mut bar = Bar::new("restore", total);
@@ -127,6 +132,7 @@ fn restore_table(
                 let (table, _) = &table_of[m.topic()];
                 p.next = Some(m.offset() + 1);
                 bar.inc(1);
+                metrics.restored(table, m.partition(), 1);
                 let header = |name: &str| {
                     m.headers()
                         .and_then(|h| h.iter().find(|x| x.key == name).and_then(|x| x.value))
@@ -184,6 +190,7 @@ fn restore_table(
     bar.finish();
     for ((topic, partition), mut p) in progress {
         let (table, _) = &table_of[&topic];
+        metrics.restore_finished(table, partition);
         if let Some(n) = p.next {
             p.batch.checkpoints = vec![(table.clone(), partition as u32, n)];
         }
