@@ -21,6 +21,7 @@ pub mod state;
 pub mod tap;
 pub mod test;
 pub mod timeline;
+pub mod top;
 pub mod topics;
 pub mod trace;
 pub mod validate;
@@ -75,6 +76,9 @@ pub enum Command {
     /// Export the response journals (model answers, embeddings) kept in the
     /// topology's changelog topics.
     Journal(journal::Args),
+    /// Live rates of running instances from their /metrics: records per second per topology
+    /// and operator, commits, dead letters, consumer lag, model calls in flight.
+    Top(top::Args),
     /// Query the state of a running instance over its HTTP endpoint (`run --http`).
     State(state::Args),
     /// Ask the standard agent (built in: topologies/agent.toml) one question, locally. With no
@@ -119,6 +123,7 @@ pub fn main_with(cli: Cli) -> i32 {
         Command::Group(args) => group::execute(args),
         Command::Journal(args) => journal::execute(args),
         Command::State(args) => state::execute(&args),
+        Command::Top(args) => top::execute(&args),
         Command::Agent(args) => agent::execute(&args),
         Command::Diff(args) => diff::execute(&args),
         Command::Doctor(args) => doctor::execute(args),

@@ -60,7 +60,7 @@ pub struct GetArgs {
 }
 
 /// `GET` of `segments` (each percent-encoded as one path segment) on the endpoint at `addr`.
-fn http_get(
+pub(super) fn http_get(
     addr: &str,
     segments: &[&str],
     query: Option<&str>,

@@ -190,3 +190,91 @@ topic = "{output}"
     assert_eq!(committed(&app, &input, 2), vec![6, 5], "committed offsets (the group's, from the broker)");
     assert!(sum(&s, "kafclaw_model_calls_in_flight", &[]) >= 1.0, "calls stalled in flight");
 }
+
+/// `kafclaw top` on a running instance fed at a steady 200 records per second: the rates it
+/// shows are within 10 % of the rate the records were produced at.
+#[test]
+fn top_shows_rates_within_ten_percent_of_the_truth() {
+    let dir = TestDir::new();
+    let (app, input, output) = (unique("top-app"), unique("top-in"), unique("top-out"));
+    create_topic(&input, 2);
+    let topo = write_topology(
+        dir.path(),
+        &app,
+        &format!(
+            r#"
+[topology]
+name = "{app}"
+partitions = 2
+guarantee = "at-least-once"
+
+[sources.requests]
+type = "kafka"
+topic = "{input}"
+
+[operators.questions]
+type = "filter"
+inputs = ["requests"]
+where = 'type == "request"'
+
+[sinks.answers]
+type = "kafka"
+inputs = ["questions"]
+topic = "{output}"
+"#
+        ),
+    );
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let _a = spawn_instance_with(&topo, "a", &dir.path().join("run.log"), &["--http", &addr]);
+    scrape_until(port, Duration::from_secs(60), "the instance ready", |s| sum(s, "kafclaw_ready", &[]) == 1.0);
+
+    // The truth: 10 records every 50 ms, paced against the clock (200/s), for 12 s.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (t, stop2) = (input.clone(), stop.clone());
+    let feeder = std::thread::spawn(move || {
+        let producer: BaseProducer = config().create().unwrap();
+        let started = Instant::now();
+        let mut sent = 0usize;
+        while !stop2.load(Ordering::SeqCst) {
+            let due = (started.elapsed().as_millis() as usize / 50 + 1) * 10;
+            while sent < due {
+                let v = format!(
+                    r#"{{"type":"request","correlation_id":"c-{sent}","sender_id":"s","timestamp":"2026-11-24T10:00:00Z","id":"t-{sent}","payload":{{}}}}"#
+                );
+                let key = format!("c-{sent}");
+                let _ = producer.send(BaseRecord::to(&t).key(&key).payload(&v));
+                sent += 1;
+            }
+            producer.poll(Duration::from_millis(10));
+        }
+        producer.flush(Duration::from_secs(30)).unwrap();
+        sent as f64 / started.elapsed().as_secs_f64()
+    });
+    std::thread::sleep(Duration::from_secs(4));
+    let out = Command::new(env!("CARGO_BIN_EXE_kafclaw"))
+        .args(["top", &addr, "--once", "--json", "--interval", "5s"])
+        .output()
+        .unwrap();
+    stop.store(true, Ordering::SeqCst);
+    let produced_rate = feeder.join().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let t = &v["topologies"][0];
+    assert_eq!(t["topology"], app.as_str());
+    let near = |what: &str, x: f64| {
+        assert!((x - produced_rate).abs() <= 0.1 * produced_rate, "{what}: {x}/s shown, {produced_rate:.1}/s produced");
+    };
+    near("consumed", t["consumed_per_s"].as_f64().unwrap());
+    near("produced", t["produced_per_s"].as_f64().unwrap());
+    let op = &t["operators"][0];
+    assert_eq!(op["operator"], "questions");
+    near("questions in", op["in_per_s"].as_f64().unwrap());
+    near("questions out", op["out_per_s"].as_f64().unwrap());
+    assert_eq!(t["dead_letters_per_s"], 0.0);
+    figure(&format!(
+        "top: consumed {:.1}/s, produced {:.1}/s shown; {produced_rate:.1}/s fed",
+        t["consumed_per_s"].as_f64().unwrap(),
+        t["produced_per_s"].as_f64().unwrap()
+    ));
+}
