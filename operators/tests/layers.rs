@@ -318,3 +318,63 @@ fn the_checker_sees_a_circle_and_a_layer_break() {
         vec![vec!["api", "record", "now_ms"]]
     );
 }
+
+/// The first segment of every `use` tree and path in `text` (the crates it names, among other
+/// names).
+fn first_segments(text: &str) -> BTreeSet<String> {
+    use syn::visit::Visit;
+
+    struct Firsts(BTreeSet<String>);
+
+    impl<'ast> Visit<'ast> for Firsts {
+        fn visit_use_tree(&mut self, t: &'ast syn::UseTree) {
+            match t {
+                syn::UseTree::Path(p) => {
+                    self.0.insert(p.ident.to_string());
+                }
+                syn::UseTree::Name(n) => {
+                    self.0.insert(n.ident.to_string());
+                }
+                syn::UseTree::Rename(r) => {
+                    self.0.insert(r.ident.to_string());
+                }
+                syn::UseTree::Group(g) => g.items.iter().for_each(|t| self.visit_use_tree(t)),
+                syn::UseTree::Glob(_) => {}
+            }
+        }
+        fn visit_path(&mut self, p: &'ast syn::Path) {
+            if let Some(s) = p.segments.first() {
+                self.0.insert(s.ident.to_string());
+            }
+            syn::visit::visit_path(self, p);
+        }
+    }
+
+    let mut v = Firsts(BTreeSet::new());
+    v.visit_file(&syn::parse_file(text).unwrap());
+    v.0
+}
+
+/// docs/ARCHITECTURE.md's invariant: only `engine/src/kafka/` touches rdkafka; only `state/`
+/// touches RocksDB and usearch (in the product's crates: the bench harness drives Kafka itself).
+#[test]
+fn the_kafka_client_and_the_stores_stay_in_their_rooms() {
+    let mut broken = Vec::new();
+    for name in CRATES.iter().filter(|c| **c != "bench") {
+        for (module, (file, text)) in &load(name).modules {
+            let named = first_segments(text);
+            let in_kafka = *name == "engine" && module.first().is_some_and(|m| m == "kafka");
+            if named.contains("rdkafka") && !in_kafka {
+                broken.push(format!("{}: names rdkafka outside engine/src/kafka/", file.display()));
+            }
+            for store in ["rocksdb", "usearch"] {
+                if named.contains(store) && *name != "state" {
+                    broken.push(format!("{}: names {store} outside state/", file.display()));
+                }
+            }
+        }
+    }
+    assert!(broken.is_empty(), "{}", broken.join("\n"));
+    assert!(first_segments("use rdkafka::{Offset, consumer::Consumer};").contains("rdkafka"));
+    assert!(first_segments("fn f() { let _ = rdkafka::Offset::End; }").contains("rdkafka"));
+}

@@ -19,4 +19,4 @@ pub mod propagation;
 
 pub use kafclaw_agent::telemetry::TARGET;
 pub use otlp::{Exporting, TelemetryError};
-pub use propagation::{current_traceparent, kafka_process_span, local_process_span};
+pub use propagation::{Consumed, current_traceparent, kafka_process_span, local_process_span};

@@ -7,7 +7,6 @@
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::TraceContextExt;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use rdkafka::message::{BorrowedMessage, Headers, Message};
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -53,12 +52,28 @@ pub fn current_traceparent() -> Option<String> {
     sc.is_valid().then(|| format!("00-{}-{}-{:02x}", sc.trace_id(), sc.span_id(), sc.trace_flags().to_u8()))
 }
 
+/// What [`kafka_process_span`] needs of a consumed record (the Kafka client stays in
+/// `kafka/`: its instance fills this in).
+#[derive(Debug, Clone, Copy)]
+pub struct Consumed<'a> {
+    /// Topic.
+    pub topic: &'a str,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Size of the value, in bytes.
+    pub body_size: usize,
+    /// The `traceparent` header's value, if it has one.
+    pub traceparent: Option<&'a [u8]>,
+}
+
 /// The span of one record read from Kafka by the consumer group `group`: `process {topic}`,
 /// a child of the producer's span its `traceparent` header names (a root span when it has
 /// none). Entered while the record is processed; the asynchronous work it starts (model
 /// calls) runs in it too.
-pub fn kafka_process_span(m: &BorrowedMessage<'_>, group: &str) -> Span {
-    let topic = m.topic();
+pub fn kafka_process_span(m: Consumed<'_>, group: &str) -> Span {
+    let topic = m.topic;
     let span = tracing::info_span!(
         target: TARGET,
         "process",
@@ -68,16 +83,15 @@ pub fn kafka_process_span(m: &BorrowedMessage<'_>, group: &str) -> Span {
         messaging.operation.name = "process",
         "messaging.operation.type" = "process",
         messaging.destination.name = topic,
-        messaging.destination.partition.id = %m.partition(),
-        messaging.kafka.offset = m.offset(),
+        messaging.destination.partition.id = %m.partition,
+        messaging.kafka.offset = m.offset,
         messaging.consumer.group.name = group,
-        messaging.message.body.size = m.payload_len(),
+        messaging.message.body.size = m.body_size,
     );
     if span.is_disabled() {
         return span;
     }
-    let header = m.headers().and_then(|h| h.iter().find(|h| h.key == TRACEPARENT)).and_then(|h| h.value);
-    if let Some(cx) = header.and_then(|v| std::str::from_utf8(v).ok()).and_then(parent_of) {
+    if let Some(cx) = m.traceparent.and_then(|v| std::str::from_utf8(v).ok()).and_then(parent_of) {
         let _ = span.set_parent(cx);
     }
     span

@@ -138,3 +138,25 @@ fn tap_refuses_a_bad_condition_before_connecting() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean `payload`"));
 }
+
+/// `kafclaw run` refuses incoherent SASL/TLS settings at start (exit 2, the reason named)
+/// instead of letting librdkafka fall back to a mechanism this build lacks.
+#[test]
+fn run_refuses_sasl_without_a_mechanism_before_connecting() {
+    let dir = tempfile::tempdir().unwrap();
+    let topo = dir.path().join("t.toml");
+    std::fs::write(
+        &topo,
+        "[topology]\nname = \"sec\"\n\n[sources.in]\ntype = \"kafka\"\ntopic = \"sec-in\"\n\n[sinks.out]\ntype = \"kafka\"\ninputs = [\"in\"]\ntopic = \"sec-out\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kafclaw"))
+        .args(["run", topo.to_str().unwrap(), "--brokers", "127.0.0.1:1", "--state-dir"])
+        .arg(dir.path().join("state"))
+        .env("KAFCLAW_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("SASL_SSL without sasl.mechanism"), "{err}");
+}

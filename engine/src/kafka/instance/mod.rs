@@ -198,6 +198,14 @@ pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), In
     let settings = &opts.settings;
     tracing::info!(topology = %plan.name, instance = %opts.instance_id, config = ?settings.redacted(), "starting instance");
     checks::check_plan(&plan, settings)?;
+    // SASL/TLS settings librdkafka would accept silently or reject obscurely.
+    let (fatal, warnings): (Vec<_>, Vec<_>) = settings.security_problems().into_iter().partition(|p| p.fatal);
+    for w in warnings {
+        tracing::warn!(problem = %w.message, "client security settings");
+    }
+    if !fatal.is_empty() {
+        return Err(setup(fatal.into_iter().map(|p| p.message).collect::<Vec<_>>().join("; ")));
+    }
     ensure_topics(settings, &plan, t.partitions, t.replication, CALL_TIMEOUT).map_err(|e| setup(e.to_string()))?;
     // `delegate` tools publish requests and await replies through this instance's bus.
     if let Some(slot) = compiled.resources.bus() {

@@ -125,7 +125,7 @@ impl Instance {
     pub(super) fn process(&mut self, m: &BorrowedMessage<'_>) {
         let core = &mut self.core;
         if core.routes.global_topics.contains(m.topic()) {
-            let _in = crate::telemetry::kafka_process_span(m, &core.plan.name).entered();
+            let _in = crate::telemetry::kafka_process_span(consumed(m), &core.plan.name).entered();
             return self.process_global(m);
         }
         // After a failure nothing more is processed: the record is read again after the abort
@@ -135,7 +135,7 @@ impl Instance {
         }
         let Some((source, sub, location)) = core.route(m) else { return };
         // The record's consumer span (a child of its `traceparent`); the work it starts runs in it.
-        let span = crate::telemetry::kafka_process_span(m, &core.plan.name);
+        let span = crate::telemetry::kafka_process_span(consumed(m), &core.plan.name);
         let _in = span.enter();
         let key = core.task_key(sub, m.partition());
         let started = Instant::now();
@@ -177,6 +177,21 @@ impl Instance {
             core.emit(out);
         }
         out.dead_letters.clear();
+    }
+}
+
+/// What the record's span needs of it.
+fn consumed<'m>(m: &'m BorrowedMessage<'_>) -> crate::telemetry::Consumed<'m> {
+    use rdkafka::message::Headers;
+    crate::telemetry::Consumed {
+        topic: m.topic(),
+        partition: m.partition(),
+        offset: m.offset(),
+        body_size: m.payload_len(),
+        traceparent: m
+            .headers()
+            .and_then(|h| h.iter().find(|h| h.key == crate::kafka::headers::TRACEPARENT))
+            .and_then(|h| h.value),
     }
 }
 
