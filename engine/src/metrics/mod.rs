@@ -100,8 +100,9 @@ pub struct InstanceMetrics {
     committed: Family<TopicPartition, Gauge>,
     /// The consumed counters already looked up, by (topic, partition).
     consumed_cache: Mutex<HashMap<(Arc<str>, i32), Counter>>,
-    /// (low watermark, end) of each partition as the consumer last saw them.
-    ends: Mutex<HashMap<TopicPartition, (i64, i64)>>,
+    /// (low watermark, end, the group's committed offset) of each partition as the
+    /// consumer's statistics last showed them.
+    ends: Mutex<HashMap<TopicPartition, (i64, i64, i64)>>,
 }
 
 impl Default for InstanceMetrics {
@@ -206,14 +207,21 @@ impl InstanceMetrics {
     }
 
     /// The low watermark and the end of `tp` as the consumer's fetches last showed them (for
-    /// a `read_committed` consumer the end is the last stable offset).
-    pub fn partition_seen(&self, tp: TopicPartition, low: i64, end: i64) {
-        self.ends.lock().unwrap_or_else(|p| p.into_inner()).insert(tp, (low, end));
+    /// a `read_committed` consumer the end is the last stable offset), and the group's
+    /// committed offset as the consumer fetched it (-1: none or not yet known).
+    pub fn partition_seen(&self, tp: TopicPartition, low: i64, end: i64, committed: i64) {
+        self.ends.lock().unwrap_or_else(|p| p.into_inner()).insert(tp, (low, end, committed));
     }
 
-    /// What [`Self::partition_seen`] last recorded for `tp`.
+    /// The low watermark and end [`Self::partition_seen`] last recorded for `tp`.
     pub fn seen(&self, tp: &TopicPartition) -> Option<(i64, i64)> {
-        self.ends.lock().unwrap_or_else(|p| p.into_inner()).get(tp).copied()
+        self.ends.lock().unwrap_or_else(|p| p.into_inner()).get(tp).map(|&(low, end, _)| (low, end))
+    }
+
+    /// The group's committed offset of `tp` as the consumer's statistics last showed it.
+    pub fn group_committed(&self, tp: &TopicPartition) -> Option<i64> {
+        let ends = self.ends.lock().unwrap_or_else(|p| p.into_inner());
+        ends.get(tp).map(|&(_, _, c)| c).filter(|c| *c >= 0)
     }
 }
 

@@ -2,17 +2,15 @@
 //! consumer last saw it (the last stable offset its fetch responses carried, reported by
 //! librdkafka's statistics every second: no request to the broker, no ListOffsets) minus the
 //! committed offset (what this instance committed, or what the group had committed when it
-//! got the partition). Like `kafka-consumer-groups.sh`, it counts a transaction marker after
+//! got the partition, from librdkafka's statistics too). Like `kafka-consumer-groups.sh`, it counts a transaction marker after
 //! the last record as lag.
 
 use std::time::{Duration, Instant};
 
-use rdkafka::Offset;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::topic_partition_list::TopicPartitionListElem;
 
 use super::Core;
-use crate::kafka::producer::CALL_TIMEOUT;
 use crate::metrics::TopicPartition;
 
 /// How often the lag metrics are updated.
@@ -27,28 +25,15 @@ impl Core {
         self.next_lag = Instant::now() + LAG_INTERVAL;
         let Ok(assignment) = consumer.assignment() else { return };
         let metrics = &self.stats.metrics;
-        let unknown: Vec<TopicPartition> = assignment
-            .elements()
-            .iter()
-            .filter(|e| !self.routes.global_topics.contains(e.topic()))
-            .map(tp_of)
-            .filter(|tp| metrics.committed_offset(tp).is_none())
-            .collect();
-        // Partitions with no commit seen yet: ask the group coordinator once (OffsetFetch).
-        if !unknown.is_empty() {
-            let mut tpl = rdkafka::TopicPartitionList::new();
-            for tp in &unknown {
-                tpl.add_partition(&tp.topic, tp.partition);
-            }
-            if let Ok(c) = consumer.committed_offsets(tpl, CALL_TIMEOUT) {
-                for e in c.elements() {
-                    let offset = match e.offset() {
-                        Offset::Offset(o) => o,
-                        // Nothing committed: the group starts from the beginning.
-                        _ => metrics.seen(&tp_of(&e)).map_or(0, |(low, _)| low.max(0)),
-                    };
-                    metrics.committed(&tp_of(&e), offset);
-                }
+        // Partitions this instance has not committed yet: the group's committed offset as
+        // librdkafka fetched it for the assignment (its statistics), never a blocking request
+        // from the stream thread.
+        for e in assignment.elements().iter().filter(|e| !self.routes.global_topics.contains(e.topic())) {
+            let tp = tp_of(e);
+            if metrics.committed_offset(&tp).is_none()
+                && let Some(c) = metrics.group_committed(&tp)
+            {
+                metrics.committed(&tp, c);
             }
         }
         for e in assignment.elements() {
@@ -74,7 +59,8 @@ pub(super) fn on_statistics(metrics: &crate::metrics::InstanceMetrics, s: &rdkaf
     for (topic, t) in &s.topics {
         for p in t.partitions.values().filter(|p| p.partition >= 0 && p.desired) {
             let end = if p.ls_offset >= 0 { p.ls_offset } else { p.hi_offset };
-            metrics.partition_seen(TopicPartition { topic: topic.clone(), partition: p.partition }, p.lo_offset, end);
+            let tp = TopicPartition { topic: topic.clone(), partition: p.partition };
+            metrics.partition_seen(tp, p.lo_offset, end, p.committed_offset);
         }
     }
 }
