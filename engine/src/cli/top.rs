@@ -95,6 +95,12 @@ fn scrape(args: &Args, token: Option<&str>) -> Result<Samples, String> {
     let mut all = Samples::new();
     for addr in &args.instances {
         let (status, text) = super::state::http_get(addr, &["metrics"], None, token)?;
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            return Err(format!(
+                "{addr}/metrics: {status}: the endpoint needs its bearer token: set {} (--http-token-env)",
+                args.http_token_env
+            ));
+        }
         if !status.is_success() {
             return Err(format!("{addr}/metrics: {status}"));
         }

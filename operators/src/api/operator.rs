@@ -62,16 +62,6 @@ impl Emit {
         self.out.push((port, record));
     }
 
-    /// How many records were emitted.
-    pub fn len(&self) -> usize {
-        self.out.len()
-    }
-
-    /// Whether nothing was emitted.
-    pub fn is_empty(&self) -> bool {
-        self.out.is_empty()
-    }
-
     /// Takes the emitted records, leaving the buffer empty for reuse.
     pub fn drain(&mut self) -> std::vec::Drain<'_, (Port, Record)> {
         self.out.drain(..)

@@ -2,8 +2,8 @@
 //! consumer last saw it (the last stable offset its fetch responses carried, reported by
 //! librdkafka's statistics every second: no request to the broker, no ListOffsets) minus the
 //! committed offset (what this instance committed, or what the group had committed when it
-//! got the partition, from librdkafka's statistics too). Like `kafka-consumer-groups.sh`, it counts a transaction marker after
-//! the last record as lag.
+//! got the partition, from librdkafka's statistics too). Like `kafka-consumer-groups.sh`, it
+//! counts a transaction marker after the last record as lag.
 
 use std::time::{Duration, Instant};
 
