@@ -130,9 +130,14 @@ pub(crate) async fn call_with_tools(
     let max_steps = limits.max_steps;
     let mut audits = Vec::new();
     let key = &base.idempotency_key;
+    // A tool standing for others (an MCP server) is offered as its members, `<name>.<tool>`,
+    // each under a valid function name (`tools::mcp::names`); calls are matched by that name.
+    let tools = &crate::tools::expand(tools);
+    let wire = crate::tools::mcp::names::wire_names(tools.iter().map(|(n, _)| n.as_str()));
     let specs: Vec<ToolSpec> = tools
         .iter()
-        .map(|(name, t)| ToolSpec {
+        .zip(&wire)
+        .map(|((_, t), name)| ToolSpec {
             kind: "function",
             function: FunctionSpec { name: name.clone(), description: t.description(), parameters: t.parameters() },
         })
@@ -212,14 +217,16 @@ pub(crate) async fn call_with_tools(
         }
         for (i, call) in answer.tool_calls.iter().enumerate() {
             let t0 = now_ms();
-            let name = &call.function.name;
+            let wire_name = &call.function.name;
+            let found = wire.iter().position(|w| w == wire_name);
+            let name = found.map_or(wire_name, |i| &tools[i].0);
             let span = spans::execute_tool(name, &call.id, &base.conversation_id, &call.function.arguments);
-            let result = match tools.iter().find(|(n, _)| n == name) {
+            let result = match found.map(|i| &tools[i]) {
                 _ if i >= limits.max_calls as usize => Err(format!(
                     "refused: this answer asked for {asked} tool calls; at most {} run per answer (max_tool_calls)",
                     limits.max_calls
                 )),
-                None => Err(format!("no tool `{name}` here")),
+                None => Err(format!("no tool `{wire_name}` here")),
                 Some((_, tool)) => match serde_json::from_str::<Value>(if call.function.arguments.is_empty() {
                     "{}"
                 } else {
@@ -228,7 +235,24 @@ pub(crate) async fn call_with_tools(
                     Ok(args) => {
                         let cx = CallContext { idempotency_key: format!("{key}/{round}/{}", call.id), ..base.clone() };
                         // Made in the span, so a tool's own spans (`invoke_agent`) are its children.
-                        span.in_scope(|| tool.call(args, cx)).instrument(span.clone()).await
+                        match span.in_scope(|| tool.call_checked(args, cx)).instrument(span.clone()).await {
+                            Ok(result) => result,
+                            // A failure the tool says the model cannot recover from: the
+                            // whole call fails (the record is dead-lettered).
+                            Err(fatal) => {
+                                let message = redact_string(format!("tool `{name}`: {fatal}"));
+                                let took = Duration::from_millis((now_ms() - t0).max(0) as u64);
+                                crate::model::metrics::record_tool(name, Some("failed"), took);
+                                spans::tool_done(&span, false, &message);
+                                return Err(CallError {
+                                    exhausted: false,
+                                    no_answer: false,
+                                    model: clients[asker.current].name().to_owned(),
+                                    attempts: asker.attempts,
+                                    message,
+                                });
+                            }
+                        }
                     }
                     Err(e) => Err(format!("arguments are not JSON: {e}")),
                 },

@@ -50,6 +50,8 @@ mod mounts;
 pub mod run;
 #[cfg(target_os = "linux")]
 mod seccomp;
+#[cfg(target_os = "linux")]
+pub mod serve;
 
 use std::path::PathBuf;
 

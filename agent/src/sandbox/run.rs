@@ -18,12 +18,12 @@ use super::{Limits, Mode, Policy, SandboxError, elf, landlock, seccomp};
 /// A sandbox prepared for one tool.
 #[derive(Debug, Clone)]
 pub struct Sandbox {
-    mode: Mode,
-    limits: Limits,
+    pub(super) mode: Mode,
+    pub(super) limits: Limits,
     /// The writable trees, remounted `noexec` for each run (kernel mode).
-    noexec: Vec<CString>,
+    pub(super) noexec: Vec<CString>,
     /// Landlock ruleset and seccomp programs (kernel mode).
-    kernel: Option<Arc<Confinement>>,
+    pub(super) kernel: Option<Arc<Confinement>>,
 }
 
 /// What a run gave.
@@ -196,7 +196,7 @@ impl Sandbox {
     }
 }
 
-fn spawn(program: &Path, source: std::io::Error) -> SpawnError {
+pub(super) fn spawn(program: &Path, source: std::io::Error) -> SpawnError {
     SpawnError { program: program.display().to_string(), source }
 }
 
@@ -210,13 +210,13 @@ impl Drop for KillOnDrop {
 }
 
 /// A path as a C string, for the child.
-fn path_c(path: &Path) -> Result<CString, SandboxError> {
+pub(super) fn path_c(path: &Path) -> Result<CString, SandboxError> {
     CString::new(path.as_os_str().as_encoded_bytes())
         .map_err(|_| SandboxError::Setup(format!("{} holds a NUL byte", path.display())))
 }
 
 /// Sends SIGKILL to the process group `pgid` (nothing when it is gone).
-fn kill_group(pgid: Option<i32>) {
+pub(super) fn kill_group(pgid: Option<i32>) {
     if let Some(pgid) = pgid.filter(|p| *p > 1) {
         // SAFETY: kill with integer arguments; a negative pid names a process group.
         unsafe { libc::kill(-pgid, libc::SIGKILL) };
@@ -260,13 +260,13 @@ async fn collect(
 }
 
 /// Whether this process runs as root (effective uid 0).
-fn is_root() -> bool {
+pub(super) fn is_root() -> bool {
     // SAFETY: geteuid has no arguments and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
 
 /// Tasks (processes and threads) of this process's real user, from `/proc`.
-fn user_tasks() -> u64 {
+pub(super) fn user_tasks() -> u64 {
     // SAFETY: getuid has no arguments and cannot fail.
     let uid = unsafe { libc::getuid() }.to_string();
     let Ok(dir) = std::fs::read_dir("/proc") else { return 0 };

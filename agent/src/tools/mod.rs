@@ -27,8 +27,10 @@
 pub mod delegate;
 pub mod fs;
 pub mod http;
+pub mod mcp;
 pub mod memory;
 pub mod shell;
+mod tiered;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -46,6 +48,7 @@ use kafclaw_operators::api::config::parse_duration_ms;
 use kafclaw_operators::api::record::Record;
 use kafclaw_operators::api::resources::Resources;
 use kafclaw_operators::envelope::wire::{self, WireError};
+use tiered::Tiered;
 
 /// What a successful tool call gives.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -67,6 +70,16 @@ impl From<String> for ToolOutput {
 /// What a tool call gives: its output, or why it was refused/failed (handed back as text,
 /// so the model can recover).
 pub type ToolResult = Result<ToolOutput, String>;
+
+/// A tool call that failed in a way the model cannot recover from (an MCP server's transport,
+/// with `on_error = "dead_letter"`): the whole `llm` call fails, and the record is
+/// dead-lettered with this message, like a model that does not answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct FatalToolError(pub String);
+
+/// A tool call in flight that may fail the whole `llm` call ([`Tool::call_checked`]).
+pub type CheckedFuture = Pin<Box<dyn Future<Output = Result<ToolResult, FatalToolError>> + Send>>;
 
 /// The input a tool call is made for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -142,6 +155,37 @@ pub trait Tool: Send + Sync + std::fmt::Debug {
     }
     /// Calls the tool for one step of the input `cx` describes.
     fn call(&self, args: Value, cx: CallContext) -> ToolFuture;
+    /// Calls the tool as the `llm` tool loop does: `Ok` is the result the model reads (an
+    /// `Err` inside it too), `Err` fails the whole `llm` call. Default: [`Tool::call`], which
+    /// never fails the call.
+    fn call_checked(&self, args: Value, cx: CallContext) -> CheckedFuture {
+        let call = self.call(args, cx);
+        Box::pin(async move { Ok(call.await) })
+    }
+    /// Starts what the tool needs before its first call (an MCP server: spawned or
+    /// connected, initialised, listed), once per instance; called when an `llm` operator
+    /// listing it opens. Errors stop the instance, saying why. Default: nothing to start.
+    fn open(&self) -> Result<(), String> {
+        Ok(())
+    }
+    /// The tools this one stands for, by their names under it (an MCP server's tools: offered
+    /// to the model as `<name>.<member>`), as they are now; `None` for a plain tool.
+    fn members(&self) -> Option<NamedTools> {
+        None
+    }
+}
+
+/// `tools` with every tool that stands for others ([`Tool::members`]) replaced by them, each
+/// named `<name>.<member>`, in order.
+pub fn expand(tools: &[(String, Arc<dyn Tool>)]) -> NamedTools {
+    let mut out = Vec::with_capacity(tools.len());
+    for (name, tool) in tools {
+        match tool.members() {
+            None => out.push((name.clone(), tool.clone())),
+            Some(members) => out.extend(members.into_iter().map(|(m, t)| (format!("{name}.{m}"), t))),
+        }
+    }
+    out
 }
 
 /// `[tools.<name>]`.
@@ -304,6 +348,9 @@ pub enum ToolConfig {
         #[serde(default)]
         tier: Option<u8>,
     },
+    /// The tools of an MCP server (stdio or Streamable HTTP), each offered as
+    /// `<name>.<tool>` (see [`mcp::McpConfig`] and docs/mcp.md).
+    Mcp(mcp::McpConfig),
 }
 
 fn default_deadline() -> String {
@@ -338,6 +385,8 @@ impl ToolConfig {
             | Self::Http { tier, .. }
             | Self::Memory { tier, .. }
             | Self::Delegate { tier, .. } => *tier,
+            // Applied by the tool to each of the server's tools.
+            Self::Mcp(_) => None,
         }
     }
 
@@ -345,14 +394,20 @@ impl ToolConfig {
     /// against it), the `memory-index` operators' indexes and the declared models, by name,
     /// its name (who delegated requests are from) and the bus slot (for `delegate`).
     pub fn build(&self, resources: &Resources) -> Result<Arc<dyn Tool>, Vec<ConfigError>> {
-        let tool = self.build_untiered(resources)?;
+        self.build_at("tool", "?", resources)
+    }
+
+    /// [`ToolConfig::build`] for the table `[tools.<name>]` declared at `site` (`file:line`),
+    /// which tools that start something at run time name in their errors.
+    pub fn build_at(&self, name: &str, site: &str, resources: &Resources) -> Result<Arc<dyn Tool>, Vec<ConfigError>> {
+        let tool = self.build_untiered(name, site, resources)?;
         Ok(match self.tier() {
             Some(tier) => Arc::new(Tiered { inner: tool, tier }),
             None => tool,
         })
     }
 
-    fn build_untiered(&self, resources: &Resources) -> Result<Arc<dyn Tool>, Vec<ConfigError>> {
+    fn build_untiered(&self, name: &str, site: &str, resources: &Resources) -> Result<Arc<dyn Tool>, Vec<ConfigError>> {
         let root = |r: &String| -> PathBuf {
             let p = PathBuf::from(r);
             if p.is_absolute() { p } else { resources.base_dir().join(p) }
@@ -455,38 +510,17 @@ impl ToolConfig {
                     bus: resources.get::<delegate::BusSlot>(delegate::BUS_SLOT).unwrap_or_default(),
                 })
             }
+            Self::Mcp(config) => {
+                let ms = |t: &str| {
+                    parse_duration_ms(&Spanned::new(0..0, t.to_owned()))
+                        .map(|m| std::time::Duration::from_millis(m as u64))
+                        .map_err(|es| es.into_iter().map(|e| e.message).collect::<Vec<_>>().join("; "))
+                };
+                let tool = mcp::McpTool::new(config, name, site, resources.base_dir(), ms)
+                    .map_err(|es| es.into_iter().map(|e| ConfigError::at(0..0, e)).collect::<Vec<_>>())?;
+                Arc::new(tool)
+            }
         })
-    }
-}
-
-/// A tool with a configured tier.
-#[derive(Debug)]
-struct Tiered {
-    inner: Arc<dyn Tool>,
-    tier: u8,
-}
-
-impl Tool for Tiered {
-    fn description(&self) -> String {
-        self.inner.description()
-    }
-    fn parameters(&self) -> Value {
-        self.inner.parameters()
-    }
-    fn side_effects(&self) -> bool {
-        self.inner.side_effects()
-    }
-    fn idempotent(&self) -> bool {
-        self.inner.idempotent()
-    }
-    fn remembers(&self) -> bool {
-        self.inner.remembers()
-    }
-    fn tier(&self) -> u8 {
-        self.tier
-    }
-    fn call(&self, args: Value, cx: CallContext) -> ToolFuture {
-        self.inner.call(args, cx)
     }
 }
 

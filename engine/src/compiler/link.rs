@@ -39,7 +39,7 @@ pub fn link(file: &SourceFile, spec: &Spec, diags: &mut Diagnostics) -> Resource
         }
     }
     resources.insert_bus_slot();
-    link_tools(spec, &mut resources, diags);
+    link_tools(file, spec, &mut resources, diags);
     lint(spec, &resources, diags);
     resources
 }
@@ -63,9 +63,11 @@ fn link_models(spec: &Spec, resources: &mut Resources, diags: &mut Diagnostics) 
 
 /// Builds every declared tool. One whose options have errors (reported; those without a
 /// place point at its name) is declared all the same, without a tool.
-fn link_tools(spec: &Spec, resources: &mut Resources, diags: &mut Diagnostics) {
+fn link_tools(file: &SourceFile, spec: &Spec, resources: &mut Resources, diags: &mut Diagnostics) {
     for (name, tool) in &spec.tools {
-        let built = match tool.config.as_ref().map(|c| c.build(resources)) {
+        let (line, _) = file.line_col(tool.name_span.start);
+        let site = format!("{}:{line}", file.path.display());
+        let built = match tool.config.as_ref().map(|c| c.build_at(name, &site, resources)) {
             Some(Ok(built)) => Some(built),
             Some(Err(errors)) => {
                 for e in errors {

@@ -1,0 +1,124 @@
+//! Long-lived programs in a prepared [`Sandbox`]: the stdio servers of MCP tools
+//! (`tools::mcp`). The same child side as [`Sandbox::run`] (process group, rlimits, no
+//! capabilities, Landlock, seccomp, `noexec` writable trees, a `pids` control group where one
+//! can be made), with three differences a server needs:
+//!
+//! - stdin, stdout and stderr are pipes handed to the caller (the MCP stdio transport:
+//!   newline-delimited JSON-RPC on stdin/stdout, logs on stderr);
+//! - no CPU-time limit (`RLIMIT_CPU` unlimited: the server lives as long as the instance; the
+//!   per-call time limit is the tool's `timeout`);
+//! - the child asks the kernel for `SIGKILL` when the thread that started it ends
+//!   (`PR_SET_PDEATHSIG`), so a server never outlives the instance, even one that ends
+//!   without running destructors; [`Served`] kills the whole process group when dropped.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+
+use super::cgroup::RunGroup;
+use super::child::Confinement;
+use super::mounts::NoexecMounts;
+use super::run::{Sandbox, SpawnError, is_root, kill_group, path_c, spawn, user_tasks};
+
+/// A running server: its process (stdio taken by the caller) and everything that ends it.
+/// Dropping it kills the process group (and the control group's processes).
+#[derive(Debug)]
+pub struct Served {
+    /// The server process; `stdin`, `stdout` and `stderr` are pipes.
+    pub child: tokio::process::Child,
+    pgid: Option<i32>,
+    group: Option<RunGroup>,
+}
+
+impl Served {
+    /// The server's process id (its process group's id too).
+    pub fn id(&self) -> Option<u32> {
+        self.child.id()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        kill_group(self.pgid);
+        if let Some(group) = self.group.take() {
+            group.kill_all();
+            // Removing the group waits for its processes to be reaped: off any runtime.
+            std::thread::spawn(move || drop(group));
+        }
+    }
+}
+
+impl Sandbox {
+    /// Starts `program` with `args` in `cwd`, with exactly the environment `env`, its stdio
+    /// piped, as a long-lived server (see the [module docs](self)). Must be called from a
+    /// thread that lives as long as the server should (the parent-death signal is tied to
+    /// it) and inside a tokio runtime (the pipes are registered with it).
+    ///
+    /// Errors: [`SpawnError`] when the program cannot start (not found, not executable, the
+    /// sandbox refused it).
+    pub fn serve(
+        &self,
+        program: &Path,
+        args: &[String],
+        cwd: &Path,
+        env: &[(String, String)],
+    ) -> Result<Served, SpawnError> {
+        let mut rlimits = Confinement::rlimits(&self.limits, 1);
+        rlimits.retain(|(r, _)| *r != libc::RLIMIT_CPU);
+        if !is_root() {
+            // RLIMIT_NPROC counts every task of the user (this instance's threads included).
+            let nproc = self.limits.processes.saturating_add(user_tasks());
+            rlimits.retain(|(r, _)| *r != libc::RLIMIT_NPROC);
+            rlimits.push((libc::RLIMIT_NPROC, nproc));
+        }
+        let group = RunGroup::new(self.limits.processes);
+        let cgroup = group.as_ref().map(|g| g.procs.clone());
+        let confinement = Arc::new(match &self.kernel {
+            Some(k) => Confinement {
+                rlimits,
+                drop_capabilities: k.drop_capabilities,
+                landlock: k.landlock.as_ref().map(|fd| fd.try_clone()).transpose().map_err(|e| spawn(program, e))?,
+                seccomp: k.seccomp.clone(),
+                cgroup,
+                mounts: Some(NoexecMounts {
+                    trees: self.noexec.clone(),
+                    cwd: path_c(cwd).map_err(|e| spawn(program, std::io::Error::other(e.to_string())))?,
+                    // SAFETY: getuid and getgid have no arguments and cannot fail.
+                    map_ids: (!is_root()).then(|| unsafe { (libc::getuid(), libc::getgid()) }),
+                }),
+            },
+            None => Confinement {
+                rlimits,
+                drop_capabilities: false,
+                landlock: None,
+                seccomp: Vec::new(),
+                cgroup,
+                mounts: None,
+            },
+        });
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
+            .current_dir(cwd)
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let child_side = Arc::clone(&confinement);
+        // SAFETY: prctl and `apply` make only async-signal-safe system calls and do not
+        // allocate.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                child_side.apply()
+            });
+        }
+        let child = cmd.spawn().map_err(|e| spawn(program, e))?;
+        let pgid = child.id().and_then(|p| i32::try_from(p).ok());
+        Ok(Served { child, pgid, group })
+    }
+}

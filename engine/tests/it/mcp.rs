@@ -1,0 +1,296 @@
+//! MCP client tools against real third-party servers (`@modelcontextprotocol/server-everything`
+//! and `server-filesystem` from npm, in `engine/tests/interop/node_modules`, installed by
+//! scripts/test), run by the real binary in local mode with the fake OpenAI server scripted to
+//! call them (`tool-script`): stdio (server-filesystem in the kernel sandbox) and Streamable
+//! HTTP answer; an input answered from the journal makes no `tools/call` (counted by a `tee`
+//! in front of the stdio server); a server killed mid-call gives a dead letter or a retry
+//! after its restart, and the records behind it are answered; a slow server hits `timeout`;
+//! and the hostile cases: a server that never answers `initialize`, garbage on stdout, `allow`
+//! naming a tool the server lacks, the model calling a tool outside `allow`, a huge result.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::fake_openai::FakeOpenAi;
+
+fn interop() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/node_modules/@modelcontextprotocol")
+}
+
+fn everything_js() -> PathBuf {
+    let p = interop().join("server-everything/dist/index.js");
+    assert!(p.exists(), "{} is missing: run scripts/test (it runs npm ci in engine/tests/interop)", p.display());
+    p
+}
+
+fn node() -> String {
+    let out = Command::new("sh").args(["-c", "command -v node"]).output().unwrap();
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(!path.is_empty(), "node is not installed");
+    path
+}
+
+/// A stdio `[tools.<name>]` table running server-everything behind a `tee` that logs what
+/// kafclaw sends it to `<dir>/<name>.log` (sandbox none: the wrapper is a shell), in its own
+/// process group whose id is written to `<dir>/<name>.pid`.
+fn counted_everything(dir: &Path, name: &str, extra: &str) -> String {
+    let script = format!(
+        "echo $$ > {d}/{name}.pid; echo 'not json: a banner on stdout'; /usr/bin/tee -a {d}/{name}.log | {node} {js} stdio",
+        d = dir.display(),
+        node = node(),
+        js = everything_js().display()
+    );
+    format!(
+        "[tools.{name}]\ntype = \"mcp\"\ncommand = \"/bin/sh\"\nargs = [\"-c\", {script:?}]\nsandbox = \"none\"\n{extra}\n"
+    )
+}
+
+fn topology(dir: &Path, server: &FakeOpenAi, tools: &str, listed: &str, extra_op: &str) -> PathBuf {
+    let text = format!(
+        r#"[topology]
+name = "mcp-tools"
+
+[models.fake]
+base_url = "{}"
+model = "fake-1"
+timeout = "5s"
+
+{tools}
+[sources.requests]
+type = "file"
+path = "in.jsonl"
+
+[operators.answer]
+type = "llm"
+inputs = ["requests"]
+model = "fake"
+prompt = "{{{{ payload.description }}}}"
+tools = [{listed}]
+{extra_op}
+
+[sinks.answers]
+type = "file"
+inputs = ["answer"]
+path = "out.jsonl"
+
+[dead_letter]
+path = "dlq.jsonl"
+"#,
+        server.base_url()
+    );
+    let path = dir.join("t.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A request whose prompt scripts the fake model's tool calls.
+fn request(id: &str, conv: &str, calls: Value) -> String {
+    let description = format!("tool-script {calls}");
+    json!({"type": "request", "correlation_id": conv, "sender_id": "alice", "timestamp": "2026-11-24T10:00:00Z",
+           "id": id, "payload": {"task_id": id, "description": description}})
+    .to_string()
+}
+
+fn start(dir: &Path, topo: &Path, lines: &[String]) -> std::process::Child {
+    std::fs::write(dir.join("in.jsonl"), lines.join("\n") + "\n").unwrap();
+    Command::new(env!("CARGO_BIN_EXE_kafclaw"))
+        .args(["run", topo.to_str().unwrap(), "--local"])
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn read_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn answer_of(answers: &[Value], id: &str) -> String {
+    let a =
+        answers.iter().find(|a| a["payload"]["task_id"] == id).unwrap_or_else(|| panic!("no answer {id}: {answers:?}"));
+    a["payload"]["answer"].as_str().unwrap().to_owned()
+}
+
+/// `tools/call` requests kafclaw sent to a counted server.
+fn calls_in(log: &Path) -> usize {
+    std::fs::read_to_string(log).unwrap_or_default().lines().filter(|l| l.contains("\"tools/call\"")).count()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// server-everything over Streamable HTTP on a free port (`PORT`), killed when dropped.
+struct HttpEverything(std::process::Child, u16);
+
+impl HttpEverything {
+    fn start() -> Self {
+        let port = free_port();
+        let child = Command::new(node())
+            .arg(everything_js())
+            .arg("streamableHttp")
+            .env("PORT", port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let t0 = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(t0.elapsed() < Duration::from_secs(20), "server-everything did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self(child, port)
+    }
+}
+
+impl Drop for HttpEverything {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn stdio_and_http_servers_answer_and_the_journal_makes_no_second_call() {
+    let server = FakeOpenAi::start();
+    let http = HttpEverything::start();
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("files");
+    std::fs::create_dir(&files).unwrap();
+    std::fs::write(files.join("notes.txt"), "hello from the file").unwrap();
+    let filesystem = format!(
+        "[tools.filesystem]\ntype = \"mcp\"\ncommand = {node:?}\nargs = [{js:?}, {files:?}]\nread = [{pkgs:?}, {files:?}]\nallow = [\"read_text_file\", \"list_directory\"]\n",
+        node = node(),
+        js = interop().join("server-filesystem/dist/index.js").display().to_string(),
+        files = files.display().to_string(),
+        pkgs = interop().parent().unwrap().display().to_string(),
+    );
+    let web = format!("[tools.web]\ntype = \"mcp\"\nurl = \"http://127.0.0.1:{}/mcp\"\n", http.1);
+    let tools = counted_everything(dir.path(), "everything", "") + &filesystem + &web;
+    let topo = topology(dir.path(), &server, &tools, r#""everything", "filesystem", "web""#, "");
+    let calls = json!([
+        ["everything__get-sum", {"a": 2, "b": 3}],
+        ["filesystem__read_text_file", {"path": files.join("notes.txt")}],
+        ["web__get-sum", {"a": 40, "b": 2}],
+    ]);
+    // The same input twice: the second is answered from the journal.
+    let lines = [request("r1", "c1", calls.clone()), request("r1", "c1", calls)];
+    let out = start(dir.path(), &topo, &lines).wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let answers = read_lines(&dir.path().join("out.jsonl"));
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    let answer = answer_of(&answers, "r1");
+    assert_eq!(answer, "done: The sum of 2 and 3 is 5. | hello from the file | The sum of 40 and 2 is 42.");
+    assert_eq!(answers[1]["payload"]["answer"], answers[0]["payload"]["answer"]);
+    assert_eq!(calls_in(&dir.path().join("everything.log")), 1, "the journalled input made no tools/call");
+    assert_eq!(server.counters.calls(), 4, "three tool rounds and the answer, once");
+}
+
+#[test]
+fn a_server_killed_mid_call_dead_letters_or_is_retried_after_its_restart() {
+    for (policy, expect_dead) in [("retries = 0", true), ("retries = 1", false)] {
+        let server = FakeOpenAi::start();
+        let dir = tempfile::tempdir().unwrap();
+        let tools = counted_everything(dir.path(), "everything", policy);
+        let topo = topology(dir.path(), &server, &tools, r#""everything""#, "");
+        let slow = json!([["everything__trigger-long-running-operation", {"duration": 4, "steps": 4}]]);
+        let sum = json!([["everything__get-sum", {"a": 1, "b": 1}]]);
+        // One conversation: r2 waits for r1, then needs the restarted server.
+        let child = start(dir.path(), &topo, &[request("r1", "c1", slow), request("r2", "c1", sum)]);
+        let log = dir.path().join("everything.log");
+        let t0 = Instant::now();
+        while calls_in(&log) == 0 {
+            assert!(t0.elapsed() < Duration::from_secs(30), "no tools/call reached the server");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let pgid: i32 = std::fs::read_to_string(dir.path().join("everything.pid")).unwrap().trim().parse().unwrap();
+        // The server's own process group (the wrapper shell, tee and node), by its id.
+        let killed = Command::new("kill").args(["-KILL", "--", &format!("-{pgid}")]).status().unwrap();
+        assert!(killed.success());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let answers = read_lines(&dir.path().join("out.jsonl"));
+        let dead = read_lines(&dir.path().join("dlq.jsonl"));
+        assert_eq!(answer_of(&answers, "r2"), "done: The sum of 1 and 1 is 2.", "{policy}: the partition went on");
+        if expect_dead {
+            assert_eq!(dead.len(), 1, "{dead:?}");
+            let error = dead[0]["error"].as_str().unwrap();
+            assert!(
+                error.contains("tool `everything.trigger-long-running-operation`: MCP server `everything`: tools/call"),
+                "{error}"
+            );
+            assert_eq!(calls_in(&log), 2, "r1 once, r2 once");
+        } else {
+            assert!(dead.is_empty(), "{dead:?}");
+            assert_eq!(
+                answer_of(&answers, "r1"),
+                "done: Long running operation completed. Duration: 4 seconds, Steps: 4."
+            );
+            assert_eq!(calls_in(&log), 3, "r1 twice (retried after the restart), r2 once");
+        }
+        assert!(stderr.contains("connection lost"), "the restart is logged: {stderr}");
+    }
+}
+
+#[test]
+fn a_slow_server_hits_the_timeout_and_a_tool_outside_allow_or_a_huge_result_stays_with_the_model() {
+    let server = FakeOpenAi::start();
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "timeout = \"1s\"\nretries = 0\non_error = \"model\"\nallow = [\"trigger-long-running-operation\", \"get-sum\", \"echo\"]";
+    let tools = counted_everything(dir.path(), "everything", extra);
+    let topo = topology(dir.path(), &server, &tools, r#""everything""#, "max_tool_output_bytes = 1000");
+    let calls = json!([
+        ["everything__trigger-long-running-operation", {"duration": 5, "steps": 5}],
+        ["everything__get-env", {}],
+        ["everything__echo", {"message": "x".repeat(200_000)}],
+        ["everything__get-sum", {"a": 2, "b": 2}],
+    ]);
+    let out = start(dir.path(), &topo, &[request("r1", "c1", calls)]).wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let answer = answer_of(&read_lines(&dir.path().join("out.jsonl")), "r1");
+    let parts: Vec<&str> = answer.trim_start_matches("done: ").split(" | ").collect();
+    assert_eq!(parts.len(), 4, "{answer}");
+    assert!(parts[0].contains("no answer within 1s (timeout)"), "{}", parts[0]);
+    assert_eq!(parts[1], "error: no tool `everything__get-env` here");
+    assert!(
+        parts[2].starts_with("Echo: xxx") && parts[2].contains("cut at 1000 of"),
+        "{}",
+        &parts[2][parts[2].len() - 120..]
+    );
+    assert_eq!(parts[3], "The sum of 2 and 2 is 4.", "the slow call did not break the connection");
+}
+
+#[test]
+fn start_failures_name_the_tool_and_its_line() {
+    let server = FakeOpenAi::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mute = "[tools.mute]\ntype = \"mcp\"\ncommand = \"/bin/sh\"\nargs = [\"-c\", \"echo garbage; exec /bin/sleep 60\"]\nsandbox = \"none\"\nstart_timeout = \"1s\"\n";
+    let topo = topology(dir.path(), &server, mute, r#""mute""#, "");
+    let out = start(dir.path(), &topo, &[request("r1", "c1", json!([]))]).wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("tool `mute` (") && stderr.contains("t.toml:9)"), "{stderr}");
+    assert!(stderr.contains("did not complete `initialize` and `tools/list` within 1s"), "{stderr}");
+    let tools = counted_everything(dir.path(), "everything", "allow = [\"get-sum\", \"add\"]");
+    let topo = topology(dir.path(), &server, &tools, r#""everything""#, "");
+    let out = start(dir.path(), &topo, &[request("r1", "c1", json!([]))]).wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("`allow` names `add`, which the server does not list (it lists: echo, "), "{stderr}");
+    // A table with errors is a diagnostic at the tool's name, before anything starts.
+    let bad = "[tools.both]\ntype = \"mcp\"\ncommand = \"/bin/sh\"\nurl = \"http://127.0.0.1:1/mcp\"\n";
+    let topo = topology(dir.path(), &server, bad, r#""both""#, "");
+    let out = Command::new(env!("CARGO_BIN_EXE_kafclaw")).args(["validate", topo.to_str().unwrap()]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("t.toml:9:8: error: mcp tool: `command` (stdio) and `url` (Streamable HTTP) are exclusive"),
+        "{stderr}"
+    );
+}
