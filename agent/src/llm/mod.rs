@@ -44,9 +44,16 @@
 //! call and goes to the output `refused` as a `task_status` envelope with status
 //! `budget_exceeded`. A call that fails for good (after the model's `max_attempts`) is
 //! dead-lettered with the last error; other records keep flowing.
+//!
+//! **Skills.** With `skills = ["skills/refunds"]`, folders holding a `SKILL.md` (the Agent
+//! Skills format), only each skill's name and description go into the system prompt; the model
+//! reads a skill's instructions and files through the built-in `read_skill` tool
+//! ([`skills`], [`skills_tool`], docs/skills.md).
 
 mod journal;
 mod operator;
+pub mod skills;
+pub mod skills_tool;
 mod spans;
 pub mod structured;
 mod tool_loop;
@@ -166,6 +173,15 @@ pub struct LlmConfig {
     /// effects). Tools withheld are audited.
     #[serde(default = "default_external_tier")]
     pub external_tool_tier: u8,
+    /// Agent Skills (agentskills.io `SKILL.md` format): folders, relative to the topology's
+    /// folder, each holding a `SKILL.md` whose front matter names the skill (`name`, equal to
+    /// the folder's name) and says when to use it (`description`). Only names and
+    /// descriptions go into the system prompt (`<available_skills>`); the model reads a
+    /// skill's instructions, and its files, through the built-in tool `read_skill`, offered
+    /// to this operator only. Scripts are never run. Errors in a `SKILL.md` are diagnostics
+    /// at the entry, naming the file and its line. See docs/skills.md.
+    #[serde(default)]
+    pub skills: Vec<Spanned<String>>,
 }
 
 /// `no_answer` of an `llm` operator.
@@ -256,7 +272,7 @@ impl Kind for LlmConfig {
     /// Tools whose remembered items no node reads; tools with side effects and no
     /// idempotency key under exactly-once. Each is reported where the tool is first listed.
     fn lint(&self, node: &str, cx: &LintContext<'_>) -> Vec<ConfigError> {
-        let mut warnings = Vec::new();
+        let mut warnings = skills::load(&self.skills, cx.resources.base_dir()).warnings;
         let tools = self.listed_tools(cx.resources);
         if let Some((name, _)) = tools.iter().find(|(_, t)| t.remembers())
             && !cx.reads(node, MEMORIES)
@@ -331,7 +347,20 @@ impl Kind for LlmConfig {
                 }
             }
         }
-        let tools = self.listed_tools(resources).into_iter().map(|(n, t)| (n.get_ref().clone(), t)).collect();
+        let mut tools: Vec<(String, Arc<dyn Tool>)> =
+            self.listed_tools(resources).into_iter().map(|(n, t)| (n.get_ref().clone(), t)).collect();
+        let loaded = skills::load(&self.skills, resources.base_dir());
+        loaded.errors.into_iter().for_each(|e| errors.push(e));
+        if let Some(t) = self.tools.iter().find(|t| !self.skills.is_empty() && t.get_ref() == skills_tool::READ_SKILL) {
+            errors.push(ConfigError::at(
+                t.span(),
+                format!("`{}` is the built-in tool of `skills`; a [tools] entry cannot take its name", t.get_ref()),
+            ));
+        }
+        let skills_prompt = (!loaded.skills.is_empty()).then(|| skills::catalog(&loaded.skills));
+        if !loaded.skills.is_empty() {
+            tools.push((skills_tool::READ_SKILL.to_owned(), Arc::new(skills_tool::ReadSkill::new(&loaded.skills))));
+        }
         let structured = match &self.response_format {
             None => Some(None),
             Some(f) => match f.compile(resources.base_dir()) {
@@ -359,6 +388,7 @@ impl Kind for LlmConfig {
                 order_by: order_by?,
                 budget: self.budget_tokens.map(|b| (b, budget_by.clone())).and_then(|(b, e)| Some((b, e?))),
                 tools,
+                skills_prompt,
                 internal_senders: self.internal_senders.clone(),
                 external_tool_tier: self.external_tool_tier,
                 limits: ToolLimits {

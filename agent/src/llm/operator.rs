@@ -32,6 +32,8 @@ pub(crate) enum LlmOutcome {
 pub struct Llm {
     pub(super) name: String,
     pub(super) tools: Vec<(String, Arc<dyn Tool>)>,
+    /// The `<available_skills>` section added to the system prompt (`skills`), if any.
+    pub(super) skills_prompt: Option<String>,
     pub(super) internal_senders: Option<Vec<String>>,
     pub(super) external_tool_tier: u8,
     pub(super) limits: ToolLimits,
@@ -175,6 +177,10 @@ impl AsyncOperator for Llm {
             }
             self.clients = clients;
             self.client = Some(client);
+            // Tools that start something (an MCP server) start now, once per instance.
+            for (_, tool) in &self.tools {
+                tool.open()?;
+            }
         }
         Ok(())
     }
@@ -209,8 +215,12 @@ impl AsyncOperator for Llm {
             }
         }
         let mut messages = Vec::with_capacity(2);
-        if let Some(s) = &self.system {
-            messages.push(Message::text("system", s.render(record)?));
+        let system = match &self.system {
+            Some(s) => Some(s.render(record)?),
+            None => None,
+        };
+        if let Some(s) = super::skills::with_catalog(system, self.skills_prompt.as_deref()) {
+            messages.push(Message::text("system", s));
         }
         messages.push(Message::text("user", self.prompt.render(record)?));
         let (tools, _) = self.tools_for(record);

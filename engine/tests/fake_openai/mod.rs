@@ -13,7 +13,14 @@
 //!   tool with `{"action": <action>, "text": <text>}`; then answers `done: <its result>`;
 //! - `delegate <tool>: <task>`: first answer asks for tool `<tool>` with
 //!   `{"description": <task>}`; then answers `done: <its result>`;
+//! - `script [["<tool>", {args}], …]` (a JSON list): each answer asks for the next tool
+//!   call of the list, one per answer (`call_<i>`); once all results are in, answers
+//!   `done: <result 1> | <result 2> | …`;
+//! - `tool-script [["<tool>", {<args>}], …]`: one tool call per answer, in order; then
+//!   `done: <every tool result, joined by " | ">`;
 //! - anything else: `answer: <message>`, with usage 10 + 5 tokens.
+//!
+//! Every request body is kept, in arrival order, in `requests`.
 //!
 //! `/v1/embeddings` answers 8-dimension unit vectors by *concept*: words of a concept group
 //! ("refund", "money", "reimburse"; "cat", "kitten", "feline"; "deploy", "release", "ship") share
@@ -56,6 +63,8 @@ pub struct Counters {
     pub embed_calls: AtomicUsize,
     /// Messages in the order calls arrived.
     pub log: Mutex<Vec<String>>,
+    /// Request bodies of chat calls, in the order they arrived.
+    pub requests: Mutex<Vec<Value>>,
 }
 
 impl Counters {
@@ -167,6 +176,7 @@ async fn chat(State(c): State<Arc<Counters>>, body: axum::body::Bytes) -> Respon
     let key = message.split("key=").nth(1).map(|k| k.split_whitespace().next().unwrap_or("").to_owned());
     c.calls.fetch_add(1, Ordering::SeqCst);
     c.log.lock().unwrap().push(message.clone());
+    c.requests.lock().unwrap().push(request.clone());
     let now = c.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     c.peak.fetch_max(now, Ordering::SeqCst);
     if let Some(k) = &key {
@@ -211,6 +221,21 @@ async fn chat(State(c): State<Arc<Counters>>, body: axum::body::Bytes) -> Respon
                 json!({"role": "assistant", "content": format!("done: {}", r["content"].as_str().unwrap_or(""))})
             }
         };
+        axum::Json(json!({"model": "fake-1", "choices": [{"index": 0, "message": message}], "usage": usage}))
+            .into_response()
+    } else if let Some(script) = message.strip_prefix("tool-script ") {
+        // `tool-script [["tool", {args}], …]`: one call per answer, in order; then
+        // `done: <every tool result, joined by " | ">`.
+        let calls: Vec<(String, Value)> = serde_json::from_str(script).unwrap_or_default();
+        let results: Vec<&str> = request["messages"].as_array().unwrap().iter().filter(|m| m["role"] == "tool")
+            .filter_map(|m| m["content"].as_str()).collect();
+        let message = match calls.get(results.len()) {
+            Some((tool, args)) => json!({"role": "assistant", "content": null, "tool_calls": [
+                {"id": format!("call_{}", results.len()), "type": "function", "function": {"name": tool, "arguments": args.to_string()}}
+            ]}),
+            None => json!({"role": "assistant", "content": format!("done: {}", results.join(" | "))}),
+        };
+        let usage = json!({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15});
         axum::Json(json!({"model": "fake-1", "choices": [{"index": 0, "message": message}], "usage": usage}))
             .into_response()
     } else if message.starts_with("refuse me") {
@@ -281,6 +306,25 @@ async fn chat(State(c): State<Arc<Counters>>, body: axum::body::Bytes) -> Respon
             let longest = results.iter().map(|r| r.len()).max().unwrap_or(0);
             let cut = results.iter().any(|r| r.contains("max_tool_output_bytes"));
             json!({"role": "assistant", "content": format!("results={} refused={refused} longest={longest} cut={cut}", results.len())})
+        };
+        axum::Json(json!({"model": "fake-1", "choices": [{"index": 0, "message": message}], "usage": usage}))
+            .into_response()
+    } else if let Some(script) =
+        message.strip_prefix("script ").and_then(|s| serde_json::from_str::<Vec<(String, Value)>>(s).ok())
+    {
+        let results: Vec<&str> = request["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["role"] == "tool")
+            .filter_map(|m| m["content"].as_str())
+            .collect();
+        let usage = json!({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15});
+        let message = match script.get(results.len()) {
+            Some((tool, args)) => json!({"role": "assistant", "content": null, "tool_calls": [
+                {"id": format!("call_{}", results.len()), "type": "function", "function": {"name": tool, "arguments": args.to_string()}}
+            ]}),
+            None => json!({"role": "assistant", "content": format!("done: {}", results.join(" | "))}),
         };
         axum::Json(json!({"model": "fake-1", "choices": [{"index": 0, "message": message}], "usage": usage}))
             .into_response()
