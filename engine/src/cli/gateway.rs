@@ -1,5 +1,6 @@
 //! `kafclaw gateway`: remote mode, a headless HTTP gateway in front of an agent group (submit
-//! tasks, read their status, result and trace, scrape /metrics), behind bearer tokens. Each
+//! tasks, read their status, result and trace, scrape /metrics; A2A agent cards and JSON-RPC,
+//! docs/a2a.md), behind bearer tokens. Each
 //! token has an identity (sender id and zone) that the gateway stamps on the tasks submitted
 //! with it; a request body cannot choose them.
 
@@ -55,6 +56,14 @@ pub struct Args {
     /// Partitions of the answer topics the gateway creates when missing.
     #[arg(long, default_value_t = 6)]
     pub partitions: i32,
+    /// The gateway's public base URL, for the A2A agent cards' interfaces (e.g.
+    /// `https://agents.example.com`); default: `http://` and the request's Host header.
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+    /// How long a blocking A2A `SendMessage` waits for the task to finish before it answers
+    /// with the task as it stands (submitted or working).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub a2a_wait: std::time::Duration,
 }
 
 /// Serves the gateway until stopped (see [`crate::gateway::run`]).
@@ -68,5 +77,6 @@ pub(super) fn execute(args: Args) -> i32 {
         }
         None => TokenSource::Env { var: args.token_env, sender_id: args.sender_id, zone: args.zone },
     };
-    crate::gateway::run(&args.group, args.skill, args.listen, &tokens, args.kafka.brokers, args.partitions)
+    let a2a = crate::gateway::A2aSettings { public_url: args.public_url, wait: args.a2a_wait, bootstrap: None };
+    crate::gateway::run(&args.group, args.skill, args.listen, &tokens, args.kafka.brokers, args.partitions, a2a)
 }

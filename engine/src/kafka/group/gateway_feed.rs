@@ -1,22 +1,26 @@
 //! The gateway's Kafka side: publishes submitted tasks, and follows the group's answer topics
 //! (responses, task statuses, skill responses, traces) into a bounded in-memory view, by
-//! correlation id.
+//! correlation id, and the group's `announce` topic into a [`Roster`] of live members.
 //!
 //! The reader assigns every partition of those topics itself (no consumer group) from the
 //! records of the last `LOOKBACK`, so a restarted gateway still knows recent results; the
 //! view keeps the latest answer of at most `MAX_TASKS` tasks and `MAX_SPANS` spans per trace,
-//! dropping the oldest tasks first.
+//! dropping the oldest tasks first. One reader serves every route: each answer it applies is
+//! also sent on [`TaskIo::events`] (a broadcast), so the gateway's A2A event streams follow
+//! their tasks without a consumer of their own.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kafclaw_operators::envelope::{Envelope, EnvelopeType};
+use kafclaw_operators::api::record::{event_time_ms, now_ms};
+use kafclaw_operators::envelope::{AnnouncePayload, Envelope, EnvelopeType};
 use rdkafka::consumer::BaseConsumer;
-use rdkafka::message::Message;
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
+use tokio::sync::broadcast;
 
 use crate::kafka::producer::{CALL_TIMEOUT, Logged, assign_since};
 use crate::kafka::settings::ClientSettings;
@@ -25,6 +29,62 @@ use crate::kafka::topics::ensure_topic;
 const LOOKBACK: Duration = Duration::from_secs(3600);
 const MAX_TASKS: usize = 100_000;
 const MAX_SPANS: usize = 1_000;
+/// A member whose last announce or heartbeat is older than this is no longer live.
+pub const MEMBER_TTL: Duration = Duration::from_secs(120);
+/// Answers buffered for slow event streams (a stream that lags further re-reads the view).
+const EVENTS: usize = 4096;
+
+/// A member of the group, as its announces tell.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// Who it is (`agent_id`, `agent_name`, `soul_summary`, `capabilities` = its skills, …).
+    pub identity: kafclaw_operators::envelope::AgentIdentity,
+    /// When it last announced or heartbeated (ms since the epoch, the envelope's timestamp).
+    pub last_seen_ms: i64,
+}
+
+/// The group's members, from `group.<g>.announce`: a `join` announce or a heartbeat adds or
+/// refreshes a member, a `leave` removes it, and a member silent for [`MEMBER_TTL`] is not
+/// live (a killed instance stops heartbeating).
+#[derive(Debug, Default)]
+pub struct Roster {
+    members: HashMap<String, Member>,
+}
+
+impl Roster {
+    fn apply(&mut self, e: &Envelope) {
+        let Ok(p) = serde_json::from_value::<AnnouncePayload>((*e.payload).clone()) else {
+            tracing::debug!(sender_id = %e.sender_id, "announce without an identity; skipped");
+            return;
+        };
+        let id = if p.identity.agent_id.is_empty() { e.sender_id.clone() } else { p.identity.agent_id.clone() };
+        if p.action == "leave" {
+            self.members.remove(&id);
+            return;
+        }
+        let seen = event_time_ms(&e.timestamp).unwrap_or_else(|_| now_ms());
+        if self.members.get(&id).is_some_and(|m| m.last_seen_ms > seen) {
+            return;
+        }
+        self.members.insert(id, Member { identity: p.identity, last_seen_ms: seen });
+    }
+
+    /// The members live at `now_ms`, by agent id.
+    pub fn live(&self, now_ms: i64) -> Vec<&Member> {
+        let ttl = MEMBER_TTL.as_millis() as i64;
+        let mut out: Vec<&Member> = self.members.values().filter(|m| m.last_seen_ms + ttl >= now_ms).collect();
+        out.sort_by(|a, b| a.identity.agent_id.cmp(&b.identity.agent_id));
+        out
+    }
+}
+
+/// Task statuses that end a task (A2A's terminal states, as docs/a2a-kafka.md maps them).
+const FINAL_STATUSES: [&str; 6] = ["completed", "failed", "rejected", "canceled", "no_answer", "budget_exceeded"];
+
+/// Whether the stored answer `v` ends its task: any answer, or a terminal `task_status`.
+fn is_final(v: &Value) -> bool {
+    v["type"] != "task_status" || v["payload"]["status"].as_str().is_some_and(|s| FINAL_STATUSES.contains(&s))
+}
 
 /// What the gateway knows of tasks.
 #[derive(Debug, Default)]
@@ -58,9 +118,10 @@ impl View {
                 }
             }
             EnvelopeType::Response | EnvelopeType::SkillResponse | EnvelopeType::TaskStatus => {
-                // A status after the final answer (e.g. a late `in_progress`) does not hide it.
-                let final_answer = |v: &Value| v["type"] != "task_status";
-                if e.kind == EnvelopeType::TaskStatus && self.answers.get(&id).is_some_and(final_answer) {
+                // The first final state stands (docs/a2a-kafka.md, "Final states"): nothing
+                // after an answer or a terminal status replaces it — not a late `in_progress`,
+                // not a contradicting second answer, not an answer after a cancel.
+                if self.answers.get(&id).is_some_and(is_final) {
                     return;
                 }
                 self.remember(&id);
@@ -86,6 +147,13 @@ pub struct TaskIo {
     producer: FutureProducer<Logged>,
     /// What the reader has seen.
     pub view: Arc<Mutex<View>>,
+    /// The group's members, from the announces the reader has seen (when it follows
+    /// `group.<g>.announce`).
+    pub roster: Arc<Mutex<Roster>>,
+    /// Every answer (response, skill response, task status) the reader applies to the view,
+    /// after applying it, as its envelope's JSON: subscribe, then read the view, and nothing
+    /// is missed.
+    pub events: broadcast::Sender<Arc<Value>>,
 }
 
 impl TaskIo {
@@ -100,7 +168,12 @@ impl TaskIo {
             ensure_topic(settings, t, partitions, -1, CALL_TIMEOUT).map_err(|e| e.to_string())?;
         }
         let producer: FutureProducer<Logged> = settings
-            .client_config(&[("enable.idempotence", "true"), ("client.id", "kafclaw-gateway"), ("linger.ms", "0")])
+            .client_config(&[
+                ("enable.idempotence", "true"),
+                ("client.id", "kafclaw-gateway"),
+                ("linger.ms", "0"),
+                ("partitioner", "murmur2_random"),
+            ])
             .create_with_context(Logged("gateway producer"))
             .map_err(|e| format!("gateway producer: {e}"))?;
         let consumer: BaseConsumer<Logged> = settings
@@ -114,14 +187,25 @@ impl TaskIo {
         let since = std::time::SystemTime::now().checked_sub(LOOKBACK).unwrap_or(std::time::UNIX_EPOCH);
         assign_since(&consumer, follow, since)?;
         let view = Arc::new(Mutex::new(View::default()));
-        let v = view.clone();
+        let roster = Arc::new(Mutex::new(Roster::default()));
+        let (events, _) = broadcast::channel(EVENTS);
+        let (v, r, tx) = (view.clone(), roster.clone(), events.clone());
+        let apply = move |e: Envelope| match e.kind {
+            EnvelopeType::Announce | EnvelopeType::Heartbeat => r.lock().unwrap_or_else(|p| p.into_inner()).apply(&e),
+            EnvelopeType::Response | EnvelopeType::SkillResponse | EnvelopeType::TaskStatus => {
+                v.lock().unwrap_or_else(|p| p.into_inner()).apply(&e);
+                // No subscriber is not an error.
+                let _ = tx.send(Arc::new(e.to_json()));
+            }
+            _ => v.lock().unwrap_or_else(|p| p.into_inner()).apply(&e),
+        };
         std::thread::Builder::new()
             .name("kafclaw-gateway-reader".into())
             .spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     match consumer.poll(Duration::from_millis(200)) {
                         Some(Ok(m)) => match Envelope::decode(m.payload().unwrap_or_default()) {
-                            Ok(e) => v.lock().unwrap_or_else(|p| p.into_inner()).apply(&e),
+                            Ok(e) => apply(e),
                             Err(err) => {
                                 tracing::debug!(topic = m.topic(), offset = m.offset(), error = %err, "skipped")
                             }
@@ -133,16 +217,74 @@ impl TaskIo {
             })
             .map_err(|e| e.to_string())?;
         tracing::info!(topics = ?follow, "gateway follows the group's answers");
-        Ok(Self { producer, view })
+        Ok(Self { producer, view, roster, events })
     }
 
     /// Publishes `envelope` to `topic`, keyed by its correlation id.
     pub async fn submit(&self, topic: &str, envelope: &Envelope) -> Result<(), String> {
+        self.publish(topic, envelope, &[]).await
+    }
+
+    /// Publishes `envelope` to `topic`, keyed by its correlation id, with record `headers`.
+    pub async fn publish(&self, topic: &str, envelope: &Envelope, headers: &[(&str, &str)]) -> Result<(), String> {
         let payload = envelope.encode();
-        let record = FutureRecord::to(topic).key(envelope.correlation_id.as_str()).payload(&payload);
+        let mut record = FutureRecord::to(topic).key(envelope.correlation_id.as_str()).payload(&payload);
+        if !headers.is_empty() {
+            let owned = headers
+                .iter()
+                .fold(OwnedHeaders::new(), |h, (key, value)| h.insert(Header { key, value: Some(*value) }));
+            record = record.headers(owned);
+        }
         match self.producer.send(record, CALL_TIMEOUT).await {
             Ok(_) => Ok(()),
             Err((e, _)) => Err(format!("publishing to `{topic}`: {e}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope(kind: EnvelopeType, status: &str) -> Envelope {
+        let payload = serde_json::json!({"task_id": "t", "status": status, "content": status});
+        Envelope::new(kind, "t", "agent", "2026-12-01T10:00:00Z", payload)
+    }
+
+    fn status_after(steps: &[(EnvelopeType, &str)]) -> (String, String) {
+        let mut view = View::default();
+        for (kind, status) in steps {
+            view.apply(&envelope(*kind, status));
+        }
+        let a = view.answer("t").unwrap();
+        (a["type"].as_str().unwrap().to_owned(), a["payload"]["status"].as_str().unwrap().to_owned())
+    }
+
+    #[test]
+    fn the_first_final_state_stands() {
+        use EnvelopeType::{SkillResponse, TaskStatus};
+        let s = |t: &str, st: &str| (t.to_owned(), st.to_owned());
+        // Progress is replaced by what follows; the first answer or terminal status is not.
+        assert_eq!(
+            status_after(&[(TaskStatus, "accepted"), (TaskStatus, "in_progress")]),
+            s("task_status", "in_progress")
+        );
+        assert_eq!(
+            status_after(&[(TaskStatus, "in_progress"), (SkillResponse, "completed")]),
+            s("skill_response", "completed")
+        );
+        assert_eq!(
+            status_after(&[(SkillResponse, "completed"), (TaskStatus, "in_progress"), (SkillResponse, "failed")]),
+            s("skill_response", "completed")
+        );
+        assert_eq!(
+            status_after(&[(TaskStatus, "rejected"), (SkillResponse, "completed")]),
+            s("task_status", "rejected")
+        );
+        assert_eq!(
+            status_after(&[(TaskStatus, "canceled"), (SkillResponse, "completed")]),
+            s("task_status", "canceled")
+        );
+        assert_eq!(status_after(&[(TaskStatus, "failed"), (TaskStatus, "completed")]), s("task_status", "failed"));
     }
 }
