@@ -12,6 +12,7 @@ pub mod doctor;
 pub mod gateway;
 pub mod health;
 pub mod kafka;
+pub mod mcp_server;
 pub mod metrics;
 pub mod progress;
 pub mod render;

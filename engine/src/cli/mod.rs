@@ -15,6 +15,7 @@ pub mod gateway;
 pub mod graph;
 pub mod group;
 pub mod journal;
+pub mod mcp_server;
 pub mod replay;
 pub mod run;
 pub mod state;
@@ -63,6 +64,10 @@ pub enum Command {
     /// their status, result and trace, scrape /metrics. Every route but /healthz needs the
     /// bearer token.
     Gateway(gateway::Args),
+    /// An agent group's skills as MCP tools (stdio, or Streamable HTTP with --listen behind
+    /// the gateway's bearer tokens): a call sends the task to the skill's topic and returns the
+    /// correlated answer; `trace` and `group_members` read the group.
+    McpServer(mcp_server::Args),
     /// Follow a group's topics (requests, responses, statuses, traces, audit, shared memory,
     /// skill topics) into a local SQLite timeline, each record with its position in one
     /// transaction (resumes where it stopped).
@@ -118,6 +123,7 @@ pub fn main_with(cli: Cli) -> i32 {
         Command::Topics(args) => topics::execute(args),
         Command::Replay(args) => replay::execute(args),
         Command::Gateway(args) => gateway::execute(args),
+        Command::McpServer(args) => mcp_server::execute(args),
         Command::Timeline(args) => timeline::execute(args),
         Command::Trace(args) => trace::execute(&args),
         Command::Group(args) => group::execute(args),
