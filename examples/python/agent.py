@@ -9,11 +9,18 @@ request) and answers each on group.<g>.skill.<s>.responses as a `skill_response`
 the original task id. Anything on the request topic that is not a request is skipped, never
 answered.
 
+It follows the A2A binding over Kafka (docs/a2a-kafka.md): a claimed request is acknowledged
+with an `in_progress` task status (A2A: working) on group.<g>.tasks.status, the answer carries
+the request's `payload.context_id` (the A2A contextId), a request with no text (an A2A message
+without a text part) ends `rejected`, and a request whose envelope `id` (the A2A messageId) was
+already answered is not answered again.
+
     pip install -r examples/python/requirements.txt
     python3 examples/python/agent.py --group acme --skill echo --agent-id echo-py
 """
 
 import argparse
+import collections
 import datetime
 import json
 import os
@@ -58,6 +65,7 @@ def main():
     announce = f"group.{g}.announce"
     requests = f"group.{g}.skill.{skill}.requests"
     responses = f"group.{g}.skill.{skill}.responses"
+    statuses = f"group.{g}.tasks.status"
     identity = {
         "agent_id": me,
         "agent_name": me,
@@ -70,7 +78,11 @@ def main():
 
     common = {"bootstrap.servers": args.brokers, **kafka_env()}
     consumer_only = ("session.timeout.ms", "heartbeat.interval.ms", "max.poll.interval.ms")
-    producer = Producer({**{k: v for k, v in common.items() if k not in consumer_only}, "enable.idempotence": True})
+    # murmur2: the partitioner of the Java client and of kafclaw, so a task's records from every
+    # writer share a partition (docs/a2a-kafka.md).
+    producer = Producer(
+        {**{k: v for k, v in common.items() if k not in consumer_only}, "enable.idempotence": True, "partitioner": "murmur2_random"}
+    )
 
     def presence(kind, action):
         producer.produce(announce, key=me, value=envelope(kind, me, me, {"action": action, "identity": identity}))
@@ -104,6 +116,8 @@ def main():
     )
     consumer.subscribe([requests])
     answered = 0
+    # Envelope ids answered lately: a request delivered twice (at-least-once) is answered once.
+    seen, seen_order = set(), collections.deque()
     while not stop.is_set():
         msg = consumer.poll(0.2)
         if msg is None:
@@ -122,14 +136,27 @@ def main():
             continue
         payload = request.get("payload") or {}
         task_id = payload.get("task_id") or request["correlation_id"]
-        answer = {
-            "task_id": task_id,
-            "responder_id": me,
-            "status": "completed",
-            "content": f"{skill} from python: {payload.get('description', '')}",
-        }
-        producer.produce(responses, key=request["correlation_id"], value=envelope("skill_response", request["correlation_id"], me, answer))
+        key = request["correlation_id"]
+        if request.get("id") in seen:
+            consumer.commit(msg)
+            continue
+        about = {"task_id": task_id, "responder_id": me}
+        if "context_id" in payload:
+            about["context_id"] = payload["context_id"]
+        if payload.get("description"):
+            status = {**about, "status": "in_progress", "summary": f"{me} is working on it"}
+            producer.produce(statuses, key=key, value=envelope("task_status", key, me, status))
+            answer = {**about, "status": "completed", "content": f"{skill} from python: {payload['description']}"}
+            producer.produce(responses, key=key, value=envelope("skill_response", key, me, answer))
+        else:
+            refused = {**about, "status": "rejected", "summary": f"{me} reads text: the request has none"}
+            producer.produce(statuses, key=key, value=envelope("task_status", key, me, refused))
         producer.flush(10)
+        if request.get("id"):
+            seen.add(request["id"])
+            seen_order.append(request["id"])
+            if len(seen_order) > 100_000:
+                seen.discard(seen_order.popleft())
         # At-least-once: the answer is out before the request is marked done.
         consumer.commit(msg, asynchronous=False)
         answered += 1
