@@ -63,6 +63,9 @@ impl Role {
 }
 
 /// A node's parsed, kind-specific configuration.
+// One per node, built once at compile time: the size of the largest variant (`llm`'s
+// options) costs nothing worth a box in every match of `with_kind!`.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum NodeConfig {
     /// Source `file`.

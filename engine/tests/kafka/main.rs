@@ -15,6 +15,8 @@ mod otlp_receiver;
 #[path = "../support/mod.rs"]
 mod support;
 
+mod a2a;
+mod a2a_kafka;
 mod chaos;
 mod cli;
 mod delegate;
@@ -23,6 +25,8 @@ mod faults;
 mod gateway;
 mod group;
 mod llm;
+mod mcp;
+mod mcp_server;
 mod memory;
 mod metrics;
 mod onboarding;
@@ -34,6 +38,7 @@ mod replay;
 mod sasl;
 mod secrets;
 mod skills;
+mod skills_md;
 mod state;
 mod tap;
 mod timeline;
