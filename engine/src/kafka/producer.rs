@@ -225,11 +225,14 @@ impl ProducerContext for Logged {
 
 /// Assigns every partition of `topics` to `consumer`, each from its first record at or after
 /// `since` (a time; the end when there is none): a reader of recent history that needs no
-/// consumer group. Returns how many partitions were assigned.
+/// consumer group. `incremental`: added to the partitions already assigned (librdkafka's
+/// incremental assign, safe while another thread polls), else replacing them. Returns how
+/// many partitions were assigned.
 pub(super) fn assign_since<C: rdkafka::consumer::ConsumerContext>(
     consumer: &rdkafka::consumer::BaseConsumer<C>,
     topics: &[String],
     since: std::time::SystemTime,
+    incremental: bool,
 ) -> Result<usize, String> {
     use rdkafka::consumer::Consumer;
     use rdkafka::{Offset, TopicPartitionList};
@@ -250,6 +253,10 @@ pub(super) fn assign_since<C: rdkafka::consumer::ConsumerContext>(
         };
         assign.add_partition_offset(e.topic(), e.partition(), at).map_err(|e| e.to_string())?;
     }
-    consumer.assign(&assign).map_err(|e| e.to_string())?;
+    if incremental {
+        consumer.incremental_assign(&assign).map_err(|e| e.to_string())?;
+    } else {
+        consumer.assign(&assign).map_err(|e| e.to_string())?;
+    }
     Ok(assign.count())
 }

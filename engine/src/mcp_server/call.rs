@@ -144,12 +144,14 @@ pub fn outcome(answer: &Value) -> Option<Outcome> {
         .iter()
         .find_map(|k| p[*k].as_str().filter(|s| !s.is_empty()))
         .map(str::to_owned);
-    let failed = matches!(status, "failed" | "rejected" | "cancelled" | "canceled");
+    // The terminal statuses of docs/a2a-kafka.md ("Task states"), and the British spelling.
+    let failed = matches!(status, "failed" | "rejected" | "cancelled" | "canceled" | "no_answer" | "budget_exceeded");
     let why = || text.clone().unwrap_or_else(|| format!("the task is {status}"));
     match answer["type"].as_str() {
         Some("skill_response" | "response") if failed => Some(Outcome::Failed(why())),
         Some("skill_response" | "response") => Some(Outcome::Answered(text.clone().unwrap_or_default())),
         Some("task_status") if failed => Some(Outcome::Failed(why())),
+        Some("task_status") if status == "completed" => Some(Outcome::Answered(text.clone().unwrap_or_default())),
         _ => None,
     }
 }
@@ -265,6 +267,18 @@ mod tests {
             ans("skill_response", json!({"status": "failed", "error": "boom"})),
             Some(Outcome::Failed("boom".into()))
         );
+        for status in ["no_answer", "budget_exceeded", "canceled"] {
+            assert_eq!(
+                ans("task_status", json!({"status": status, "summary": "why"})),
+                Some(Outcome::Failed("why".into())),
+                "{status}"
+            );
+        }
+        assert_eq!(
+            ans("task_status", json!({"status": "completed", "summary": "done"})),
+            Some(Outcome::Answered("done".into()))
+        );
+        assert_eq!(ans("task_status", json!({"status": "streaming", "delta": "x"})), None);
         let r = result("t", "s", Duration::from_secs(2), None, None);
         assert_eq!(r.is_error, Some(true));
     }

@@ -1,8 +1,9 @@
 //! `kafclaw mcp-server --group <g>`: an agent group's skills as MCP tools (docs/mcp-server.md).
 //!
-//! The server follows the group with the gateway's reader ([`crate::kafka::tasks::TaskIo`]):
-//! one for `announce` (the live members: its roster), `tasks.status`, `traces` and
-//! `responses`, and one per skill for its response topic; the skills whose request topic
+//! The server follows the group with the gateway's reader ([`crate::kafka::tasks::TaskIo`]),
+//! one consumer with no consumer group: `announce` (the live members: its roster),
+//! `tasks.status`, `traces` and `responses`, and each skill's response topic added to it
+//! from the skill's first sight or call ([`TaskIo::follow`]); the skills whose request topic
 //! exists are listed from the cluster's metadata. It offers one tool per skill ([`skills`])
 //! plus the read-only `trace` and `group_members`. A call becomes a `skill_request` on
 //! `group.<g>.skill.<s>.requests` and waits for the correlated answer until its deadline
@@ -17,7 +18,6 @@ pub mod call;
 pub mod http;
 pub mod skills;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -66,7 +66,6 @@ pub struct Shared {
     opts: Options,
     settings: ClientSettings,
     core: Arc<TaskIo>,
-    per_skill: tokio::sync::Mutex<HashMap<String, Arc<TaskIo>>>,
     topic_skills: RwLock<Vec<String>>,
     peers: Mutex<Vec<Peer<RoleServer>>>,
     stop: Arc<AtomicBool>,
@@ -80,15 +79,7 @@ impl Shared {
         let follow = ["announce", "tasks.status", "traces", "responses"].map(|t| format!("group.{g}.{t}"));
         let core = Arc::new(TaskIo::start(&settings, &follow, opts.partitions, stop.clone())?);
         let topic_skills = RwLock::new(skill_topics(&settings, g)?);
-        Ok(Arc::new(Self {
-            opts,
-            settings,
-            core,
-            per_skill: tokio::sync::Mutex::new(HashMap::new()),
-            topic_skills,
-            peers: Mutex::new(Vec::new()),
-            stop,
-        }))
+        Ok(Arc::new(Self { opts, settings, core, topic_skills, peers: Mutex::new(Vec::new()), stop }))
     }
 
     /// The skill tools now, and the skills left out for their names.
@@ -99,20 +90,11 @@ impl Shared {
         skills::skill_tools(&self.opts.group, &live, &topics)
     }
 
-    /// The reader of `skill`'s response topic, started on first use.
-    async fn skill_io(self: &Arc<Self>, skill: &str) -> Result<Arc<TaskIo>, String> {
-        let mut started = self.per_skill.lock().await;
-        if let Some(io) = started.get(skill) {
-            return Ok(io.clone());
-        }
+    /// Follows `skill`'s response topic on the one reader (from its first use on).
+    async fn follow_skill(self: &Arc<Self>, skill: &str) -> Result<(), String> {
         let topic = format!("group.{}.skill.{skill}.responses", self.opts.group);
-        let (settings, partitions, stop) = (self.settings.clone(), self.opts.partitions, self.stop.clone());
-        let io = tokio::task::spawn_blocking(move || TaskIo::start(&settings, &[topic], partitions, stop))
-            .await
-            .map_err(|e| e.to_string())??;
-        let io = Arc::new(io);
-        started.insert(skill.to_owned(), io.clone());
-        Ok(io)
+        let core = self.core.clone();
+        tokio::task::spawn_blocking(move || core.follow(&topic)).await.map_err(|e| e.to_string())?
     }
 
     /// Recomputes the tools every second (and the skill topics every ten) until stopped, and
@@ -145,7 +127,7 @@ impl Shared {
             }
             for s in &now {
                 // Start following its answers before anyone asks.
-                if let Err(e) = self.skill_io(&s.skill).await {
+                if let Err(e) = self.follow_skill(&s.skill).await {
                     tracing::warn!(skill = %s.skill, error = %e, "following the skill's responses failed");
                 }
             }
@@ -172,10 +154,9 @@ impl Shared {
         ctx: &RequestContext<RoleServer>,
     ) -> CallToolResult {
         let fail = |m: String| CallToolResult::error(vec![ContentBlock::text(m)]);
-        let io = match self.skill_io(&skill.skill).await {
-            Ok(io) => io,
-            Err(e) => return fail(format!("following the answers of skill `{}` failed: {e}", skill.skill)),
-        };
+        if let Err(e) = self.follow_skill(&skill.skill).await {
+            return fail(format!("following the answers of skill `{}` failed: {e}", skill.skill));
+        }
         let id = call::new_task_id();
         let envelope = call::request(&id, who, &args);
         let topic = format!("group.{}.skill.{}.requests", self.opts.group, skill.skill);
@@ -186,13 +167,11 @@ impl Shared {
         let (start, token) = (Instant::now(), ctx.meta.get_progress_token());
         let mut reported = start;
         loop {
-            for view in [&io.view, &self.core.view] {
-                let answer = view.lock().unwrap_or_else(|p| p.into_inner()).answer(&id).cloned();
-                if let Some(a) = answer
-                    && let Some(o) = call::outcome(&a)
-                {
-                    return call::result(&id, &skill.skill, args.deadline, Some(o), Some(&a));
-                }
+            let answer = self.core.view.lock().unwrap_or_else(|p| p.into_inner()).answer(&id).cloned();
+            if let Some(a) = answer
+                && let Some(o) = call::outcome(&a)
+            {
+                return call::result(&id, &skill.skill, args.deadline, Some(o), Some(&a));
             }
             if start.elapsed() >= args.deadline {
                 return call::result(&id, &skill.skill, args.deadline, None, None);

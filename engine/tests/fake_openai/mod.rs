@@ -227,8 +227,13 @@ async fn chat(State(c): State<Arc<Counters>>, body: axum::body::Bytes) -> Respon
         // `tool-script [["tool", {args}], …]`: one call per answer, in order; then
         // `done: <every tool result, joined by " | ">`.
         let calls: Vec<(String, Value)> = serde_json::from_str(script).unwrap_or_default();
-        let results: Vec<&str> = request["messages"].as_array().unwrap().iter().filter(|m| m["role"] == "tool")
-            .filter_map(|m| m["content"].as_str()).collect();
+        let results: Vec<&str> = request["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["role"] == "tool")
+            .filter_map(|m| m["content"].as_str())
+            .collect();
         let message = match calls.get(results.len()) {
             Some((tool, args)) => json!({"role": "assistant", "content": null, "tool_calls": [
                 {"id": format!("call_{}", results.len()), "type": "function", "function": {"name": tool, "arguments": args.to_string()}}

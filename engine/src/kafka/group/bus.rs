@@ -88,7 +88,7 @@ impl KafkaBus {
             .map_err(|e| format!("reply reader: {e}"))?;
         let since =
             std::time::SystemTime::now().checked_sub(lookback.max(MIN_LOOKBACK)).unwrap_or(std::time::UNIX_EPOCH);
-        let partitions = assign_since(&consumer, &[topic.to_owned()], since)?;
+        let partitions = assign_since(&consumer, &[topic.to_owned()], since, false)?;
         if partitions == 0 {
             return Err(format!(
                 "reply topic `{topic}` does not exist: create it (the peer writes its responses there)"

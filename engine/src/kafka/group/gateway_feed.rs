@@ -9,7 +9,7 @@
 //! also sent on [`TaskIo::events`] (a broadcast), so the gateway's A2A event streams follow
 //! their tasks without a consumer of their own.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -145,6 +145,12 @@ impl View {
 /// The gateway's producer and the view its reader keeps.
 pub struct TaskIo {
     producer: FutureProducer<Logged>,
+    /// The reader's consumer (polled by the reader thread; [`TaskIo::follow`] adds topics).
+    consumer: Arc<BaseConsumer<Logged>>,
+    /// The topics followed, and how to create one that is missing.
+    followed: Mutex<HashSet<String>>,
+    settings: ClientSettings,
+    partitions: i32,
     /// What the reader has seen.
     pub view: Arc<Mutex<View>>,
     /// The group's members, from the announces the reader has seen (when it follows
@@ -185,7 +191,9 @@ impl TaskIo {
             .create_with_context(Logged("gateway reader"))
             .map_err(|e| format!("gateway reader: {e}"))?;
         let since = std::time::SystemTime::now().checked_sub(LOOKBACK).unwrap_or(std::time::UNIX_EPOCH);
-        assign_since(&consumer, follow, since)?;
+        assign_since(&consumer, follow, since, false)?;
+        let consumer = Arc::new(consumer);
+        let reader = consumer.clone();
         let view = Arc::new(Mutex::new(View::default()));
         let roster = Arc::new(Mutex::new(Roster::default()));
         let (events, _) = broadcast::channel(EVENTS);
@@ -203,7 +211,7 @@ impl TaskIo {
             .name("kafclaw-gateway-reader".into())
             .spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    match consumer.poll(Duration::from_millis(200)) {
+                    match reader.poll(Duration::from_millis(200)) {
                         Some(Ok(m)) => match Envelope::decode(m.payload().unwrap_or_default()) {
                             Ok(e) => apply(e),
                             Err(err) => {
@@ -217,7 +225,25 @@ impl TaskIo {
             })
             .map_err(|e| e.to_string())?;
         tracing::info!(topics = ?follow, "gateway follows the group's answers");
-        Ok(Self { producer, view, roster, events })
+        let followed = Mutex::new(follow.iter().cloned().collect());
+        Ok(Self { producer, consumer, followed, settings: settings.clone(), partitions, view, roster, events })
+    }
+
+    /// Follows `topic` too (created when missing, read from the last `LOOKBACK`), on the same
+    /// reader: its answers land in the same view and events. Nothing when already followed.
+    /// Blocking (metadata and offset lookups, up to `CALL_TIMEOUT`): call it off the async
+    /// runtime.
+    pub fn follow(&self, topic: &str) -> Result<(), String> {
+        let mut followed = self.followed.lock().unwrap_or_else(|p| p.into_inner());
+        if followed.contains(topic) {
+            return Ok(());
+        }
+        ensure_topic(&self.settings, topic, self.partitions, -1, CALL_TIMEOUT).map_err(|e| e.to_string())?;
+        let since = std::time::SystemTime::now().checked_sub(LOOKBACK).unwrap_or(std::time::UNIX_EPOCH);
+        assign_since(&self.consumer, &[topic.to_owned()], since, true)?;
+        followed.insert(topic.to_owned());
+        tracing::info!(topic, "the reader follows one more topic");
+        Ok(())
     }
 
     /// Publishes `envelope` to `topic`, keyed by its correlation id.
