@@ -45,6 +45,8 @@ fn main() {
     let traces = exporting.as_ref().map(|e| e.layer());
     tracing_subscriber::registry().with(log).with(traces).init();
     let code = main_with(cli);
+    // No MCP server (nor a process one started) outlives the instance.
+    kafclaw_agent::sandbox::stop_servers();
     if let Some(e) = exporting {
         e.shutdown();
     }

@@ -92,11 +92,17 @@ impl Problem {
 const FRONT_MATTER_HINT: Option<&str> =
     Some("a SKILL.md starts with `---`, then YAML with `name` and `description`, then `---`, then the instructions");
 
+/// Largest front matter read, in bytes: `description` (1,024 characters), `compatibility`
+/// (500) and a `metadata` map fit many times over; a larger one is refused before it is
+/// parsed (libyaml's scanner takes quadratic time on deep nesting or many keys).
+pub const MAX_FRONT_MATTER_BYTES: usize = 16 * 1024;
+
 /// Splits a `SKILL.md` into its front matter (YAML, with CR of CRLF line ends removed) and
 /// its body (the Markdown after the closing `---`, blank lines at its start removed). A
 /// leading UTF-8 byte-order mark is skipped.
 ///
-/// Errors: no `---` on line 1; no closing `---` line.
+/// Errors: no `---` on line 1; no closing `---` line; front matter over
+/// [`MAX_FRONT_MATTER_BYTES`].
 pub fn split(text: &str) -> Result<(String, String), Problem> {
     let text = strip_bom_str(text);
     let lines: Vec<&str> = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).collect();
@@ -111,6 +117,17 @@ pub fn split(text: &str) -> Result<(String, String), Problem> {
         ));
     };
     let yaml = lines[1..close].join("\n");
+    if yaml.len() > MAX_FRONT_MATTER_BYTES {
+        // Before YAML sees it: libyaml's scanner is quadratic in nesting and keys.
+        return Err(Problem::error(
+            1,
+            format!(
+                "the front matter has {} bytes, more than the {MAX_FRONT_MATTER_BYTES} kafclaw reads (the specification's fields fit in a few hundred)",
+                yaml.len()
+            ),
+            FRONT_MATTER_HINT,
+        ));
+    }
     let body = lines[close + 1..].join("\n");
     Ok((yaml, body.trim_start_matches('\n').to_owned()))
 }
@@ -323,7 +340,13 @@ pub fn parse(text: &str, folder_name: &str, folder: &Path) -> (Option<Skill>, Ve
 /// Reads a `SKILL.md` as the topology is compiled (the administrator's file): at most
 /// [`MAX_SKILL_BYTES`], UTF-8 (a leading byte-order mark skipped, a UTF-16/32 one refused).
 fn read_skill_file(path: &Path) -> Result<String, String> {
-    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
+    // Non-blocking open: a FIFO (or a device) named SKILL.md must be refused below, not
+    // wait for a writer forever; the flag has no effect on a regular file's reads.
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(target_os = "linux")]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let file = options.open(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => "no such file; a skill folder holds a SKILL.md".to_owned(),
         _ => e.to_string(),
     })?;
@@ -506,6 +529,23 @@ mod tests {
         assert!(p[0].1.starts_with("invalid YAML") && !p[0].1.contains(" at line "), "{p:?}");
         assert_eq!(problems("---\n---\n", "x")[0].1, "the front matter is empty");
         assert_eq!(problems("---\n- a\n---\n", "x")[0].1, "the front matter is not a YAML mapping");
+        // Deep nesting is refused by size before YAML parses it (quadratic in libyaml).
+        let deep =
+            format!("---\nname: x\ndescription: d\nmetadata: {}{}\n---\n", "[".repeat(20_000), "]".repeat(20_000));
+        assert!(problems(&deep, "x")[0].1.contains("more than the 16384 kafclaw reads"));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_fifo_named_skill_md_is_refused_without_waiting() {
+        let dir = std::env::temp_dir().join(format!("kafclaw-fifo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("SKILL.md");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert_eq!(read_skill_file(&fifo).unwrap_err(), "not a regular file");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -95,14 +95,12 @@ impl RunGroup {
 
     /// Kills every process of the group (a v2 group's `cgroup.kill`, else each pid listed).
     pub fn kill_all(&self) {
-        if std::fs::write(self.dir.join("cgroup.kill"), "1").is_ok() {
-            return;
-        }
-        let procs = std::fs::read_to_string(self.dir.join("cgroup.procs")).unwrap_or_default();
-        for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-            // SAFETY: kill with integer arguments.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
+        kill_dir(&self.dir);
+    }
+
+    /// The group's folder.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
     }
 
     /// Joins the group: the child's first step (open, write, close: async-signal-safe).
@@ -120,6 +118,19 @@ impl RunGroup {
             }
         }
         Ok(())
+    }
+}
+
+/// Kills every process of the group at `dir` (a v2 group's `cgroup.kill`, else each pid
+/// listed).
+pub fn kill_dir(dir: &std::path::Path) {
+    if std::fs::write(dir.join("cgroup.kill"), "1").is_ok() {
+        return;
+    }
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+    for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+        // SAFETY: kill with integer arguments.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
     }
 }
 

@@ -57,6 +57,13 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+/// Kills every long-lived program a tool started (MCP stdio servers) and what they started:
+/// for the end of the process, before `std::process::exit` (which runs no destructor).
+pub fn stop_servers() {
+    #[cfg(target_os = "linux")]
+    serve::stop_all();
+}
+
 /// The Landlock ABI the sandbox needs: 6 (Linux 6.12) adds the signal and abstract unix
 /// socket scopes; without them a tool's child could signal the instance.
 pub const LANDLOCK_ABI: i32 = 6;

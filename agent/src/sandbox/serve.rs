@@ -8,12 +8,17 @@
 //! - no CPU-time limit (`RLIMIT_CPU` unlimited: the server lives as long as the instance; the
 //!   per-call time limit is the tool's `timeout`);
 //! - the child asks the kernel for `SIGKILL` when the thread that started it ends
-//!   (`PR_SET_PDEATHSIG`), so a server never outlives the instance, even one that ends
-//!   without running destructors; [`Served`] kills the whole process group when dropped.
+//!   (`PR_SET_PDEATHSIG`); [`Served`] kills the whole process group and control group when
+//!   dropped, and [`stop_all`] kills every server still running (the binary calls it before
+//!   it exits, since `std::process::exit` runs no destructor), so neither a server nor a
+//!   process it started outlives an instance that ends. An instance killed with `SIGKILL`
+//!   takes its servers with it (the parent-death signal), not the processes they started:
+//!   those stay confined (same sandbox and `pids` group) until they end (docs/mcp.md).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use super::cgroup::RunGroup;
 use super::child::Confinement;
@@ -28,6 +33,41 @@ pub struct Served {
     pub child: tokio::process::Child,
     pgid: Option<i32>,
     group: Option<RunGroup>,
+    /// Its entry in [`LIVE`].
+    entry: u64,
+}
+
+/// A server running in this process: its entry, process group and control group folder.
+type LiveServer = (u64, Option<i32>, Option<PathBuf>);
+
+/// The servers running in this process.
+static LIVE: Mutex<Vec<LiveServer>> = Mutex::new(Vec::new());
+static NEXT_ENTRY: AtomicU64 = AtomicU64::new(0);
+
+/// Kills every server still running and every process in their groups (process group and
+/// control group), and removes the control groups it can. For the end of the process
+/// (`std::process::exit` runs no destructor); a [`Served`] dropped afterwards finds nothing
+/// left to kill.
+pub fn stop_all() {
+    let live = std::mem::take(&mut *LIVE.lock().unwrap_or_else(|p| p.into_inner()));
+    for (_, pgid, dir) in &live {
+        kill_group(*pgid);
+        if let Some(dir) = dir {
+            super::cgroup::kill_dir(dir);
+        }
+    }
+    // A group can be removed once its processes are reaped; killed ones go within
+    // milliseconds (the kernel reaps those whose parent, this process, exits).
+    for (_, _, dir) in &live {
+        if let Some(dir) = dir {
+            for _ in 0..20 {
+                if std::fs::remove_dir(dir).is_ok() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+    }
 }
 
 impl Served {
@@ -39,6 +79,7 @@ impl Served {
 
 impl Drop for Served {
     fn drop(&mut self) {
+        LIVE.lock().unwrap_or_else(|p| p.into_inner()).retain(|(e, _, _)| *e != self.entry);
         kill_group(self.pgid);
         if let Some(group) = self.group.take() {
             group.kill_all();
@@ -119,6 +160,9 @@ impl Sandbox {
         }
         let child = cmd.spawn().map_err(|e| spawn(program, e))?;
         let pgid = child.id().and_then(|p| i32::try_from(p).ok());
-        Ok(Served { child, pgid, group })
+        let entry = NEXT_ENTRY.fetch_add(1, Ordering::Relaxed);
+        let dir = group.as_ref().map(|g| g.dir().to_path_buf());
+        LIVE.lock().unwrap_or_else(|p| p.into_inner()).push((entry, pgid, dir));
+        Ok(Served { child, pgid, group, entry })
     }
 }

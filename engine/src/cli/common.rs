@@ -103,11 +103,11 @@ pub(super) fn instance_exit(result: Result<(), InstanceError>) -> i32 {
     match result {
         Ok(()) => exit::OK,
         Err(e @ (InstanceError::Setup(_) | InstanceError::Build(_))) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", kafclaw_operators::api::secrets::redact(&e.to_string()));
             exit::INVALID
         }
         Err(e @ InstanceError::Fatal(_)) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", kafclaw_operators::api::secrets::redact(&e.to_string()));
             exit::RUNTIME
         }
     }

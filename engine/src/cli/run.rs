@@ -120,11 +120,11 @@ pub(super) fn execute(args: Args) -> i32 {
             exit::OK
         }
         Err(e @ (RunError::Setup(_) | RunError::Build(_))) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", kafclaw_operators::api::secrets::redact(&e.to_string()));
             exit::INVALID
         }
         Err(e @ (RunError::Io(_) | RunError::State(_) | RunError::Stopped)) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", kafclaw_operators::api::secrets::redact(&e.to_string()));
             exit::RUNTIME
         }
     }

@@ -294,3 +294,73 @@ fn start_failures_name_the_tool_and_its_line() {
         "{stderr}"
     );
 }
+
+/// Whether process `pid` is alive (a zombie is not: it only waits to be reaped).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| s.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
+}
+
+#[test]
+fn a_process_the_server_started_does_not_outlive_the_instance() {
+    let server = FakeOpenAi::start();
+    let dir = tempfile::tempdir().unwrap();
+    // The server starts a background process of its own before it serves.
+    let script = format!(
+        "/bin/sleep 600 & echo $! > {d}/orphan.pid; exec {node} {js} stdio",
+        d = dir.path().display(),
+        node = node(),
+        js = everything_js().display()
+    );
+    let tools = format!(
+        "[tools.everything]\ntype = \"mcp\"\ncommand = \"/bin/sh\"\nargs = [\"-c\", {script:?}]\nsandbox = \"none\"\n"
+    );
+    let topo = topology(dir.path(), &server, &tools, r#""everything""#, "");
+    let sum = json!([["everything__get-sum", {"a": 2, "b": 2}]]);
+    let out = start(dir.path(), &topo, &[request("r1", "c1", sum)]).wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(answer_of(&read_lines(&dir.path().join("out.jsonl")), "r1"), "done: The sum of 2 and 2 is 4.");
+    let pid: i32 = std::fs::read_to_string(dir.path().join("orphan.pid")).unwrap().trim().parse().unwrap();
+    let t0 = Instant::now();
+    while alive(pid) && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!alive(pid), "the server's own child {pid} outlived the instance");
+}
+
+#[test]
+fn what_the_server_is_given_or_sent_with_stays_secret() {
+    let server = FakeOpenAi::start();
+    let dir = tempfile::tempdir().unwrap();
+    // A variable passed to a stdio server, which its `get-env` tool prints back; and an HTTP
+    // server's URL with credentials where nothing listens (the start error names the URL).
+    let tools = format!(
+        "[tools.everything]\ntype = \"mcp\"\ncommand = {node:?}\nargs = [{js:?}, \"stdio\"]\nsandbox = \"none\"\nenv = [\"KAFCLAW_TEST_MCP_TOKEN\"]\n",
+        node = node(),
+        js = everything_js().display().to_string()
+    );
+    let topo = topology(dir.path(), &server, &tools, r#""everything""#, "");
+    std::fs::write(dir.path().join("in.jsonl"), request("r1", "c1", json!([["everything__get-env", {}]])) + "\n")
+        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kafclaw"))
+        .args(["run", topo.to_str().unwrap(), "--local"])
+        .current_dir(dir.path())
+        .env("KAFCLAW_TEST_MCP_TOKEN", "ghp_mcpsecrettoken0123456789")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let answer = answer_of(&read_lines(&dir.path().join("out.jsonl")), "r1");
+    assert!(answer.contains("KAFCLAW_TEST_MCP_TOKEN") && answer.contains("[redacted]"), "{answer}");
+    assert!(!answer.contains("ghp_mcpsecret") && !stderr.contains("ghp_mcpsecret"), "{answer}\n{stderr}");
+
+    let port = free_port();
+    let tools = format!(
+        "[tools.web]\ntype = \"mcp\"\nurl = \"http://mcpuser:pw-secret-abcdef123@127.0.0.1:{port}/mcp?token=qtok-secret-987654\"\nstart_timeout = \"2s\"\n"
+    );
+    let topo = topology(dir.path(), &server, &tools, r#""web""#, "");
+    let out = start(dir.path(), &topo, &[request("r2", "c2", json!([]))]).wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("tool `web`"), "{stderr}");
+    assert!(!stderr.contains("pw-secret") && !stderr.contains("qtok-secret"), "{stderr}");
+}

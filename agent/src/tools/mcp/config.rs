@@ -28,11 +28,12 @@ pub struct McpConfig {
     pub args: Vec<String>,
     /// stdio transport: names of environment variables passed through from kafclaw's
     /// environment (a name not set is left out). Every other variable is scrubbed: the server
-    /// sees only these (no `PATH`, no `HOME` unless listed).
+    /// sees only these (no `PATH`, no `HOME` unless listed). Their values are treated as
+    /// secrets: redacted from outputs, logs, traces and dead letters.
     #[serde(default)]
     pub env: Vec<String>,
     /// stdio transport: the server's working directory (default: the topology's folder;
-    /// relative to it).
+    /// relative to it). Under the kernel sandbox it is not readable unless listed in `read`.
     #[serde(default)]
     pub cwd: Option<String>,
     /// Streamable HTTP transport: the server's MCP endpoint (`http://host:port/mcp`).
@@ -74,7 +75,8 @@ pub struct McpConfig {
     pub description: Option<String>,
     /// Trust tier of the server's tools: an `llm` operator offers them to an external sender
     /// only up to its `external_tool_tier`. Default 2 (an MCP tool may have side effects),
-    /// or 1 for a tool the server annotates `readOnlyHint: true`.
+    /// whatever the server annotates: MCP says annotations of untrusted servers are
+    /// untrusted, so a `readOnlyHint` does not lower it.
     #[serde(default)]
     pub tier: Option<u8>,
     /// stdio transport: `"kernel"` (default): the server runs in the kernel sandbox of the
@@ -267,7 +269,6 @@ impl McpConfig {
                                 .read
                                 .iter()
                                 .map(|p| resolve(p))
-                                .chain([cwd.clone()])
                                 .chain(TLS_READ.iter().map(PathBuf::from).filter(|p| p.exists()))
                                 .collect(),
                             write: self.write.iter().map(|p| resolve(p)).collect(),
@@ -377,8 +378,8 @@ mod tests {
         assert_eq!((args.len(), env, cwd.as_path()), (2, vec!["HOME".to_owned()], Path::new("/srv/topo")));
         let policy = policy.unwrap();
         let tls = TLS_READ.iter().map(PathBuf::from).filter(|p| p.exists());
-        let expected: Vec<PathBuf> =
-            [PathBuf::from("/srv/topo/pkg"), PathBuf::from("/srv/topo")].into_iter().chain(tls).collect();
+        // Not the working directory (the topology's folder by default: keys, outputs, state).
+        let expected: Vec<PathBuf> = [PathBuf::from("/srv/topo/pkg")].into_iter().chain(tls).collect();
         assert_eq!(policy.read, expected);
         assert!(!policy.read.iter().any(|p| p.starts_with("/etc/ssl/private")));
         assert_eq!(policy.exec, vec![program]);

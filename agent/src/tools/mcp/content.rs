@@ -17,6 +17,10 @@ pub struct Listed {
     pub read_only: bool,
 }
 
+/// Most characters of a tool's description kept (the rest cut, with `…`): it goes to the
+/// model with every call, and a server writes it.
+pub const MAX_DESCRIPTION_CHARS: usize = 2048;
+
 /// A `Tool` of `tools/list`, as JSON.
 pub fn listed(tool: &Value) -> Option<Listed> {
     let name = tool.get("name")?.as_str()?.to_owned();
@@ -24,8 +28,11 @@ pub fn listed(tool: &Value) -> Option<Listed> {
         .get("description")
         .and_then(Value::as_str)
         .or_else(|| tool.get("title").and_then(Value::as_str))
-        .unwrap_or_default()
-        .to_owned();
+        .unwrap_or_default();
+    let description = match description.char_indices().nth(MAX_DESCRIPTION_CHARS) {
+        Some((at, _)) => format!("{}…", &description[..at]),
+        None => description.to_owned(),
+    };
     let input_schema = match tool.get("inputSchema") {
         Some(s @ Value::Object(_)) => s.clone(),
         _ => serde_json::json!({"type": "object"}),
@@ -142,5 +149,8 @@ mod tests {
         let t = listed(&json!({"name": "x", "description": "d", "inputSchema": "nonsense"})).unwrap();
         assert_eq!((t.input_schema, t.read_only), (json!({"type": "object"}), false));
         assert!(listed(&json!({"description": "no name"})).is_none());
+        let long = listed(&json!({"name": "x", "description": "é".repeat(5000)})).unwrap();
+        assert_eq!(long.description.chars().count(), MAX_DESCRIPTION_CHARS + 1);
+        assert!(long.description.ends_with('…'));
     }
 }

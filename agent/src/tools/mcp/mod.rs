@@ -139,7 +139,7 @@ impl Tool for McpFunction {
         !self.read_only
     }
     fn tier(&self) -> u8 {
-        self.server.shared.spec.tier.unwrap_or(if self.read_only { 1 } else { 2 })
+        self.server.shared.spec.tier.unwrap_or(2)
     }
     fn call(&self, args: Value, cx: CallContext) -> ToolFuture {
         let checked = self.call_checked(args, cx);

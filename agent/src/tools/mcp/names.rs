@@ -4,12 +4,15 @@
 //! characters (specification 2025-11-25, "Tool names"). So the model is offered a *wire
 //! name* per tool:
 //!
-//! 1. a name that already matches the rule is sent as it is (every tool but MCP ones);
+//! 1. a name that already matches the rule is sent as it is (every tool but MCP ones, whose
+//!    dotted names never match): these are given first, so a server cannot take the name of
+//!    a configured tool (a server `h` listing `echo` against a configured `h__echo`);
 //! 2. otherwise each `.` becomes `__` and every other character outside the rule `_`
 //!    (`everything.get-sum` → `everything__get-sum`);
-//! 3. a result longer than 64 characters, or equal to a wire name given before it (in the
-//!    order tools are offered), is cut to 55 characters and ends with `_` and 8 hex digits of
-//!    the FNV-1a hash of the full name, so it is unique and stable across runs.
+//! 3. a result longer than 64 characters, or equal to a wire name given before it (the plain
+//!    names, then the others in the order tools are offered), is cut to 55 characters and ends
+//!    with `_` and 8 hex digits of the FNV-1a hash of the full name, so it is unique and
+//!    stable across runs.
 //!
 //! The model's calls are matched by wire name; everything else speaks the dotted name.
 
@@ -22,11 +25,21 @@ pub fn is_wire_name(name: &str) -> bool {
 
 /// The wire names of `names`, in order, all distinct (see the [module docs](self)).
 pub fn wire_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let names: Vec<&str> = names.into_iter().collect();
     let mut used = HashSet::new();
-    let mut out = Vec::new();
-    for name in names {
+    let mut out: Vec<Option<String>> = vec![None; names.len()];
+    // Plain names first, so none of them is renamed for a converted one.
+    for (i, name) in names.iter().enumerate() {
+        if is_wire_name(name) && used.insert((*name).to_owned()) {
+            out[i] = Some((*name).to_owned());
+        }
+    }
+    for (i, name) in names.iter().enumerate() {
+        if out[i].is_some() {
+            continue;
+        }
         let mut wire = if is_wire_name(name) {
-            name.to_owned()
+            (*name).to_owned()
         } else {
             name.replace('.', "__")
                 .chars()
@@ -46,9 +59,9 @@ pub fn wire_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
             }
         }
         used.insert(wire.clone());
-        out.push(wire);
+        out[i] = Some(wire);
     }
-    out
+    out.into_iter().flatten().collect()
 }
 
 /// 32-bit FNV-1a of `text` (and `salt`, non-zero only on a hash collision).
@@ -79,5 +92,13 @@ mod tests {
         assert!(wire.iter().all(|w| is_wire_name(w)), "{wire:?}");
         assert_eq!(wire.iter().collect::<HashSet<_>>().len(), wire.len());
         assert_eq!(wire, wire_names(names), "stable");
+    }
+
+    #[test]
+    fn a_server_cannot_take_the_name_of_a_configured_tool() {
+        // A server `h` listing `echo`, offered before the configured tool `h__echo`.
+        let wire = wire_names(["h.echo", "h__echo"]);
+        assert_eq!(wire[1], "h__echo", "the configured tool keeps its name");
+        assert!(wire[0].starts_with("h__echo_") && wire[0] != wire[1], "{wire:?}");
     }
 }

@@ -33,6 +33,40 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const HEALTHY: Duration = Duration::from_secs(60);
 /// Longest stderr line forwarded (bytes); the rest is cut.
 const STDERR_LINE: usize = 4096;
+/// Most `tools/list` pages read (MCP paginates with an opaque cursor: a server that always
+/// gives another would be listed until memory runs out).
+const MAX_PAGES: usize = 64;
+/// Most tools a server may list.
+const MAX_LISTED: usize = 1024;
+/// Most tools offered to the model from one server (after `allow`): OpenAI's limit of tools
+/// per request (128), which other providers share or undercut; each tool's schema and
+/// description are sent with every model call.
+pub(crate) const MAX_OFFERED: usize = 128;
+
+/// Every page of the server's `tools/list`, at most [`MAX_PAGES`] pages and [`MAX_LISTED`]
+/// tools, within `within`.
+async fn list_tools(peer: &Peer<RoleClient>, within: Duration) -> Result<Vec<Listed>, String> {
+    let all = async {
+        let mut tools = Vec::new();
+        let mut cursor = None;
+        for _ in 0..MAX_PAGES {
+            let params = rmcp::model::PaginatedRequestParams::default().with_cursor(cursor);
+            let page = peer.list_tools(Some(params)).await.map_err(|e| format!("`tools/list` failed: {e}"))?;
+            tools.extend(page.tools.iter().filter_map(|t| content::listed(&serde_json::to_value(t).ok()?)));
+            if tools.len() > MAX_LISTED {
+                return Err(format!("`tools/list` gives more than {MAX_LISTED} tools"));
+            }
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(tools),
+            }
+        }
+        Err(format!("`tools/list` has more than {MAX_PAGES} pages"))
+    };
+    tokio::time::timeout(within, all)
+        .await
+        .unwrap_or_else(|_| Err(format!("`tools/list` did not end within {}", secs(within))))
+}
 
 /// What the supervisor and the calls share.
 pub(crate) struct Shared {
@@ -195,7 +229,19 @@ impl Shared {
     /// The listed tools that `allow` lets through; with `strict`, an `allow` name the server
     /// does not list is an error.
     fn offered(&self, listed: Vec<Listed>, strict: bool) -> Result<Vec<Listed>, String> {
-        let Some(allow) = &self.spec.allow else { return Ok(listed) };
+        let Some(allow) = &self.spec.allow else {
+            if listed.len() > MAX_OFFERED {
+                let message = format!(
+                    "the server lists {} tools, more than the {MAX_OFFERED} offered to a model at most: name the ones the model needs in `allow`",
+                    listed.len()
+                );
+                if !strict {
+                    tracing::warn!(target: "kafclaw::mcp", server = %self.spec.name, "{message}; the last list stays");
+                }
+                return Err(message);
+            }
+            return Ok(listed);
+        };
         let missing: Vec<&String> = allow.iter().filter(|a| !listed.iter().any(|t| &t.name == *a)).collect();
         if !missing.is_empty() {
             let names: Vec<&str> = listed.iter().map(|t| t.name.as_str()).collect();
@@ -234,6 +280,11 @@ async fn connect(shared: &Shared) -> Result<Live, String> {
             let sandbox = shared.sandbox.as_ref().ok_or("no sandbox prepared")?;
             let env: Vec<(String, String)> =
                 env.iter().filter_map(|k| Some((k.clone(), std::env::var(k).ok()?))).collect();
+            // A variable passed to a server is mostly a credential (a GitHub or Slack token):
+            // no output, log, trace or dead letter shows its value, whatever the server echoes.
+            for (_, value) in &env {
+                kafclaw_operators::api::secrets::register(value);
+            }
             let mut served = sandbox.serve(program, args, cwd, &env).map_err(|e| e.to_string())?;
             let stdin = served.child.stdin.take().ok_or("no stdin pipe")?;
             let stdout = served.child.stdout.take().ok_or("no stdout pipe")?;
@@ -244,12 +295,19 @@ async fn connect(shared: &Shared) -> Result<Live, String> {
             (running, Some(served))
         }
         Transport::Http { url, headers_env } => {
+            kafclaw_operators::api::secrets::register_url(url.as_str());
             let _ = rustls::crypto::ring::default_provider().install_default();
             let mut headers = std::collections::HashMap::new();
             for (header, var) in headers_env {
                 let value = std::env::var(var).map_err(|_| {
                     format!("`headers_env`: the environment variable `{var}` (header `{header}`) is not set")
                 })?;
+                // A header from the environment is a credential (`Authorization`, an API key):
+                // no log line, trace or dead letter shows it, nor its bearer token alone.
+                kafclaw_operators::api::secrets::register(&value);
+                if let Some((_, token)) = value.split_once(' ') {
+                    kafclaw_operators::api::secrets::register(token);
+                }
                 let name = reqwest::header::HeaderName::from_bytes(header.as_bytes()).map_err(|e| e.to_string())?;
                 let value = reqwest::header::HeaderValue::from_str(&value)
                     .map_err(|_| format!("`headers_env`: `{var}` is not a valid value of header `{header}`"))?;
@@ -263,8 +321,7 @@ async fn connect(shared: &Shared) -> Result<Live, String> {
             (running, None)
         }
     };
-    let listed = running.peer().list_all_tools().await.map_err(|e| format!("`tools/list` failed: {e}"))?;
-    let tools = listed.iter().filter_map(|t| content::listed(&serde_json::to_value(t).ok()?)).collect();
+    let tools = list_tools(running.peer(), shared.spec.start_timeout).await?;
     Ok(Live { running, changed, served, tools })
 }
 
@@ -285,15 +342,15 @@ impl Live {
                         Err(e) => format!("the server could not be waited for: {e}"),
                     };
                 }
-                Some(()) = changed.recv() => match peer.list_all_tools().await {
-                    Ok(listed) => {
-                        let tools = listed.iter().filter_map(|t| content::listed(&serde_json::to_value(t).ok()?)).collect();
+                // Bounded in pages, tools and time: the other arms wait while it lists.
+                Some(()) = changed.recv() => match list_tools(&peer, shared.spec.start_timeout).await {
+                    Ok(tools) => {
                         if let Ok(tools) = shared.offered(tools, false) {
                             tracing::info!(target: "kafclaw::mcp", server = %shared.spec.name, tools = tools.len(), "tool list changed");
                             shared.set_listing(tools);
                         }
                     }
-                    Err(e) => tracing::warn!(target: "kafclaw::mcp", server = %shared.spec.name, "tools/list after list_changed failed: {e}"),
+                    Err(e) => tracing::warn!(target: "kafclaw::mcp", server = %shared.spec.name, "tools/list after list_changed failed, the last list stays: {e}"),
                 },
             }
         }
