@@ -140,9 +140,11 @@ pub fn parse_tokens(text: &str) -> Result<Vec<Credential>, String> {
 }
 
 /// The bearer token of `headers`, if any.
+/// The scheme is case-insensitive (RFC 9110 §11.1: `bearer`, `BEARER` are `Bearer`).
 pub(crate) fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
     let given = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
-    Some(given.strip_prefix("Bearer ")?.trim().as_bytes())
+    let (scheme, token) = given.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("Bearer").then(|| token.trim().as_bytes())
 }
 
 /// The identity whose token the request carries. Every token is compared, in constant time,
@@ -208,6 +210,12 @@ mod tests {
         assert!(authorized(&with("s3crett"), &creds).is_none());
         let mut h = HeaderMap::new();
         h.insert("authorization", "Basic s3cret".parse().unwrap());
+        assert!(authorized(&h, &creds).is_none());
+        for scheme in ["bearer", "BEARER"] {
+            h.insert("authorization", format!("{scheme} s3cret").parse().unwrap());
+            assert!(authorized(&h, &creds).is_some(), "{scheme}");
+        }
+        h.insert("authorization", "Bearers3cret".parse().unwrap());
         assert!(authorized(&h, &creds).is_none());
     }
 

@@ -94,7 +94,8 @@ impl Shared {
     async fn follow_skill(self: &Arc<Self>, skill: &str) -> Result<(), String> {
         let topic = format!("group.{}.skill.{skill}.responses", self.opts.group);
         let core = self.core.clone();
-        tokio::task::spawn_blocking(move || core.follow(&topic)).await.map_err(|e| e.to_string())?
+        let has_topics = self.topic_skills.read().unwrap_or_else(|p| p.into_inner()).iter().any(|s| s == skill);
+        tokio::task::spawn_blocking(move || core.follow(&topic, has_topics)).await.map_err(|e| e.to_string())?
     }
 
     /// Recomputes the tools every second (and the skill topics every ten) until stopped, and
@@ -125,8 +126,10 @@ impl Shared {
             if last.as_ref() == Some(&now) {
                 continue;
             }
-            for s in &now {
-                // Start following its answers before anyone asks.
+            let with_topics = self.topic_skills.read().unwrap_or_else(|p| p.into_inner()).clone();
+            for s in now.iter().filter(|s| with_topics.contains(&s.skill)) {
+                // Start following its answers before anyone asks (only a skill whose topics
+                // exist: a name a member announces makes no topic).
                 if let Err(e) = self.follow_skill(&s.skill).await {
                     tracing::warn!(skill = %s.skill, error = %e, "following the skill's responses failed");
                 }

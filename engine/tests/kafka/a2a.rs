@@ -193,7 +193,10 @@ fn the_official_a2a_client_talks_to_a_skill_agent_through_the_gateway() {
     assert_eq!(v["payload"]["description"], "stream 3");
     assert_eq!(v["payload"]["context_id"], seen["sent"]["context_id"]);
     assert_eq!(v["payload"]["a2a"]["message"]["parts"][0]["text"], "stream 3");
-    assert_eq!(v["id"], v["payload"]["a2a"]["message"]["messageId"], "the envelope id is the messageId");
+    // The envelope id binds the messageId to the token and the task (docs/a2a-kafka.md §5).
+    let id = v["id"].as_str().unwrap();
+    assert!(id.starts_with("a2a-") && id.len() == 36, "{id}");
+    assert_ne!(v["id"], v["payload"]["a2a"]["message"]["messageId"], "another caller's messageId cannot collide");
     assert_eq!(sent.key.as_deref(), seen["sent"]["id"].as_str(), "keyed by the task id");
     assert_eq!(sent.headers.get("a2a-version").map(String::as_str), Some("1.0"), "{:?}", sent.headers);
 

@@ -13,6 +13,8 @@
 //! v0.3 clients the card also carries v0.3's `url`, `preferredTransport` and
 //! `protocolVersion` (v1.0 readers ignore them).
 
+use std::collections::HashMap;
+
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
@@ -42,14 +44,23 @@ pub(in crate::gateway) async fn skill_card(
     Json(g.card(&base_url(&g, &headers), Some(&skill))).into_response()
 }
 
-/// `--public-url`, else `http://` and the request's `Host`.
+/// `--public-url`, else `http://` and the request's `Host` when it is an address (a name in
+/// `Host` is the client's to choose: behind a cache, one client's `Host: evil.example` would
+/// send the next clients' tokens there), else `http://127.0.0.1`.
 fn base_url(g: &Gateway, headers: &HeaderMap) -> String {
     if let Some(u) = &g.a2a.public_url {
         return u.trim_end_matches('/').to_owned();
     }
-    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
-    format!("http://{host}")
+    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or_default();
+    let address = host.parse::<std::net::SocketAddr>().is_ok() || host.parse::<std::net::IpAddr>().is_ok();
+    let localhost = host == "localhost" || host.strip_prefix("localhost:").is_some_and(|p| p.parse::<u16>().is_ok());
+    if address || localhost { format!("http://{host}") } else { "http://127.0.0.1".to_owned() }
 }
+
+/// Most skills listed on the group's card (the gateway's `--skill`s first).
+const MAX_CARD_SKILLS: usize = 256;
+/// Most members named in one skill's description.
+const MAX_NAMED_MEMBERS: usize = 8;
 
 /// The bootstrap servers without any `user:password@` part.
 fn public_bootstrap(b: &str) -> String {
@@ -57,9 +68,10 @@ fn public_bootstrap(b: &str) -> String {
 }
 
 impl Gateway {
-    fn skill_entry(&self, skill: &str, live: &[&Member]) -> Value {
-        let offering: Vec<&&Member> =
-            live.iter().filter(|m| m.identity.capabilities.iter().any(|c| c == skill)).collect();
+    fn skill_entry(&self, skill: &str, by_skill: &HashMap<&str, Vec<&Member>>) -> Value {
+        let offering: &[&Member] = by_skill.get(skill).map_or(&[], Vec::as_slice);
+        let count = offering.len();
+        let offering = &offering[..count.min(MAX_NAMED_MEMBERS)];
         let description = if offering.is_empty() {
             format!(
                 "No live member of group `{}` announces `{skill}` right now; tasks wait on its request topic.",
@@ -77,7 +89,7 @@ impl Gateway {
                     }
                 })
                 .collect();
-            format!("Offered by {} live member(s) of group `{}` — {}", offering.len(), self.group, who.join("; "))
+            format!("Offered by {count} live member(s) of group `{}` — {}", self.group, who.join("; "))
         };
         json!({
             "id": skill, "name": skill, "description": description,
@@ -91,6 +103,13 @@ impl Gateway {
         let now = kafclaw_operators::api::record::now_ms();
         let roster = self.io.roster.lock().unwrap_or_else(|p| p.into_inner());
         let live = roster.live(now);
+        // Skill → its live members, built once (not one pass over every member per skill).
+        let mut by_skill: HashMap<&str, Vec<&Member>> = HashMap::new();
+        for m in &live {
+            for c in &m.identity.capabilities {
+                by_skill.entry(c.as_str()).or_default().push(m);
+            }
+        }
         let g = &self.group;
         let (name, description, path, topic, skills) = match skill {
             Some(s) => (
@@ -100,16 +119,19 @@ impl Gateway {
                 ),
                 format!("/a2a/{s}"),
                 format!("group.{g}.skill.{s}.requests"),
-                vec![self.skill_entry(s, &live)],
+                vec![self.skill_entry(s, &by_skill)],
             ),
             None => {
                 let mut names: Vec<&str> = self.skills.iter().map(String::as_str).collect();
-                for m in &live {
-                    names.extend(m.identity.capabilities.iter().map(String::as_str));
-                }
+                let mut announced: Vec<&str> =
+                    live.iter().flat_map(|m| m.identity.capabilities.iter().map(String::as_str)).collect();
+                announced.sort_unstable();
+                announced.dedup();
+                names.extend(announced.into_iter().filter(|a| !self.skills.iter().any(|s| s == a)));
+                names.truncate(MAX_CARD_SKILLS);
                 names.sort_unstable();
-                names.dedup();
-                let members: Vec<&str> = live.iter().map(|m| m.identity.agent_id.as_str()).collect();
+                let members: Vec<&str> =
+                    live.iter().take(4 * MAX_NAMED_MEMBERS).map(|m| m.identity.agent_id.as_str()).collect();
                 (
                     format!("kafclaw group {g}"),
                     format!(
@@ -120,7 +142,7 @@ impl Gateway {
                     ),
                     "/a2a".to_owned(),
                     format!("group.{g}.requests"),
-                    names.iter().map(|s| self.skill_entry(s, &live)).collect(),
+                    names.iter().map(|s| self.skill_entry(s, &by_skill)).collect(),
                 )
             }
         };

@@ -217,7 +217,7 @@ impl Gateway {
         who: &Identity,
         skill: Option<&str>,
         m: &wire::Incoming,
-    ) -> Result<(String, broadcast::Receiver<std::sync::Arc<Value>>), RpcError> {
+    ) -> Result<(String, broadcast::Receiver<std::sync::Arc<Value>>, Option<Value>), RpcError> {
         let now = format_time_ms(now_ms());
         let (id, context_id, mut history) = match &m.task_id {
             Some(id) => {
@@ -253,9 +253,15 @@ impl Gateway {
                 "context_id": context_id, "a2a": {"message": m.raw},
             }),
         );
-        e.id = Some(m.message_id.clone());
+        // The envelope id, by which agents drop duplicates, is the caller's messageId bound to
+        // the token and the task: one caller cannot make an agent drop another's message by
+        // reusing its messageId (the messageId itself is in `payload.a2a.message`).
+        e.id = Some(envelope_id(&who.name, &id, &m.message_id));
         e.zone = who.zone.clone();
         let events = self.io.events.subscribe();
+        // What the task showed before this message: a continued task's `input_required` is not
+        // the answer to this message.
+        let before = self.io.view.lock().unwrap_or_else(|p| p.into_inner()).answer(&id).cloned();
         let headers = [("a2a-version", "1.0"), ("content-type", "application/json")];
         if let Err(err) = self.io.publish(&topic, &e, &headers).await {
             return Err(RpcError::new(code::INTERNAL_ERROR, err));
@@ -263,27 +269,40 @@ impl Gateway {
         tracing::info!(task_id = %id, token = %who.name, sender_id = %who.sender_id, %topic, "A2A message published");
         self.metrics.submitted.inc();
         history.push(Msg { id: m.message_id.clone(), agent: false, text: m.text.clone() });
+        // The caller's messages kept per task, oldest dropped first: a task continued again and
+        // again holds no more than this in the gateway's memory.
+        while history.len() > 1
+            && (history.len() > MAX_HISTORY || history.iter().map(|h| h.text.len()).sum::<usize>() > MAX_HISTORY_BYTES)
+        {
+            history.remove(0);
+        }
         let owned = Owned { owner: who.name.clone(), context_id, history, canceled: None, since: now };
         self.a2a_tasks.lock().unwrap_or_else(|p| p.into_inner()).insert(&id, owned);
-        Ok((id, events))
+        Ok((id, events, before))
     }
 
     /// `SendMessage` / `message/send`.
     async fn send(&self, who: &Identity, skill: Option<&str>, call: &Call) -> Result<Value, RpcError> {
         let m = wire::parse_send(&call.params, call.dialect)?;
-        let (id, mut events) = self.publish(who, skill, &m).await?;
+        let (id, mut events, before) = self.publish(who, skill, &m).await?;
         let deadline = tokio::time::Instant::now() + self.a2a.wait;
+        let answered = |g: &Self| g.io.view.lock().unwrap_or_else(|p| p.into_inner()).answer(&id) != before.as_ref();
         loop {
+            // The task is read (its history copied) only when one of its records arrived.
             let s = self.snapshot(&id, who).ok_or_else(|| not_found(&id))?;
-            if !m.wait || s.state.ends_stream() {
+            if !m.wait || s.state.terminal() || (s.state.ends_stream() && answered(self)) {
                 return Ok(s.task_result(call.dialect, m.history_length));
             }
-            match tokio::time::timeout_at(deadline, events.recv()).await {
-                Err(_) | Ok(Err(broadcast::error::RecvError::Closed)) => {
-                    return Ok(s.task_result(call.dialect, m.history_length));
+            loop {
+                match tokio::time::timeout_at(deadline, events.recv()).await {
+                    Err(_) | Ok(Err(broadcast::error::RecvError::Closed)) => {
+                        let s = self.snapshot(&id, who).ok_or_else(|| not_found(&id))?;
+                        return Ok(s.task_result(call.dialect, m.history_length));
+                    }
+                    Ok(Ok(e)) if e["correlation_id"] != id.as_str() => {}
+                    // Lagged: records were missed; read the task again.
+                    Ok(_) => break,
                 }
-                Ok(Ok(e)) if e["correlation_id"] != id.as_str() => {}
-                Ok(_) => {}
             }
         }
     }
@@ -330,7 +349,7 @@ impl Gateway {
     /// `SendStreamingMessage` / `message/stream`: publishes, then streams the task's events.
     async fn send_streaming(&self, who: &Identity, skill: Option<&str>, call: &Call) -> Result<Response, RpcError> {
         let m = wire::parse_send(&call.params, call.dialect)?;
-        let (id, events) = self.publish(who, skill, &m).await?;
+        let (id, events, _) = self.publish(who, skill, &m).await?;
         Ok(stream::open(self.clone(), who.clone(), id, call.id.clone(), call.dialect, events))
     }
 
@@ -348,6 +367,23 @@ impl Gateway {
         }
         Ok(stream::open(self.clone(), who.clone(), id, call.id.clone(), call.dialect, events))
     }
+}
+
+/// Most messages of a task kept in its history.
+const MAX_HISTORY: usize = 32;
+/// Most bytes of text of a task's kept messages.
+const MAX_HISTORY_BYTES: usize = 1 << 20;
+
+/// The envelope id of message `message_id` of task `task_id` sent with token `token`:
+/// `a2a-` and the first 32 hex digits of SHA-256 over the three, each ended by a NUL.
+fn envelope_id(token: &str, task_id: &str, message_id: &str) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for part in [token, task_id, message_id] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    format!("a2a-{}", &hex::encode(h.finalize())[..32])
 }
 
 fn not_found(id: &str) -> RpcError {

@@ -80,7 +80,7 @@ impl Told {
             }
             out.push(now.artifact_event(delta, !self.streamed.is_empty(), false, d));
             self.streamed.push_str(delta);
-            self.next_index = index + 1;
+            self.next_index = index.saturating_add(1);
         } else if now.state != self.state || now.state.ends_stream() {
             self.state = now.state;
             out.push(now.status_event(d));

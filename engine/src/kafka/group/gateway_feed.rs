@@ -31,6 +31,13 @@ const MAX_TASKS: usize = 100_000;
 const MAX_SPANS: usize = 1_000;
 /// A member whose last announce or heartbeat is older than this is no longer live.
 pub const MEMBER_TTL: Duration = Duration::from_secs(120);
+/// Most members kept (a flood of made-up agent ids evicts the longest silent first).
+const MAX_MEMBERS: usize = 10_000;
+/// Most skills (capabilities) kept of one member's announce; names that could not be a topic
+/// or an MCP tool name (`A-Z a-z 0-9 _ - .`, 1–128 characters) are left out.
+pub const MAX_MEMBER_SKILLS: usize = 64;
+/// Most characters of a member's name and summary kept (they reach public agent cards).
+const MAX_SUMMARY_CHARS: usize = 1024;
 /// Answers buffered for slow event streams (a stream that lags further re-reads the view).
 const EVENTS: usize = 4096;
 
@@ -41,6 +48,13 @@ pub struct Member {
     pub identity: kafclaw_operators::envelope::AgentIdentity,
     /// When it last announced or heartbeated (ms since the epoch, the envelope's timestamp).
     pub last_seen_ms: i64,
+}
+
+/// Whether `name` can name a skill: its topics (`group.<g>.skill.<name>.requests`) and an
+/// MCP tool (`A-Z a-z 0-9 _ - .`, 1–128 characters).
+pub fn valid_skill_name(name: &str) -> bool {
+    (1..=128).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 /// The group's members, from `group.<g>.announce`: a `join` announce or a heartbeat adds or
@@ -62,11 +76,31 @@ impl Roster {
             self.members.remove(&id);
             return;
         }
-        let seen = event_time_ms(&e.timestamp).unwrap_or_else(|_| now_ms());
+        // The writer's clock, never later than the reader's: an announce stamped in the future
+        // would otherwise hide the member's later heartbeats and never expire.
+        let now = now_ms();
+        let seen = event_time_ms(&e.timestamp).unwrap_or(now).min(now);
         if self.members.get(&id).is_some_and(|m| m.last_seen_ms > seen) {
             return;
         }
-        self.members.insert(id, Member { identity: p.identity, last_seen_ms: seen });
+        let mut identity = p.identity;
+        identity.capabilities.retain(|c| valid_skill_name(c));
+        identity.capabilities.truncate(MAX_MEMBER_SKILLS);
+        for text in [&mut identity.agent_name, &mut identity.soul_summary] {
+            if let Some((at, _)) = text.char_indices().nth(MAX_SUMMARY_CHARS) {
+                text.truncate(at);
+            }
+        }
+        self.members.insert(id, Member { identity, last_seen_ms: seen });
+        if self.members.len() > MAX_MEMBERS {
+            let ttl = MEMBER_TTL.as_millis() as i64;
+            self.members.retain(|_, m| m.last_seen_ms + ttl >= now);
+            while self.members.len() > MAX_MEMBERS {
+                let oldest = self.members.iter().min_by_key(|(_, m)| m.last_seen_ms).map(|(k, _)| k.clone());
+                let Some(k) = oldest else { break };
+                self.members.remove(&k);
+            }
+        }
     }
 
     /// The members live at `now_ms`, by agent id.
@@ -81,9 +115,16 @@ impl Roster {
 /// Task statuses that end a task (A2A's terminal states, as docs/a2a-kafka.md maps them).
 const FINAL_STATUSES: [&str; 6] = ["completed", "failed", "rejected", "canceled", "no_answer", "budget_exceeded"];
 
-/// Whether the stored answer `v` ends its task: any answer, or a terminal `task_status`.
+/// Whether the stored answer `v` ends its task: an answer (whose status, when it has one, is
+/// not `input_required`: the task goes on with the caller's next message), or a terminal
+/// `task_status`.
 fn is_final(v: &Value) -> bool {
-    v["type"] != "task_status" || v["payload"]["status"].as_str().is_some_and(|s| FINAL_STATUSES.contains(&s))
+    let status = v["payload"]["status"].as_str();
+    if v["type"] == "task_status" {
+        status.is_some_and(|s| FINAL_STATUSES.contains(&s))
+    } else {
+        status != Some("input_required")
+    }
 }
 
 /// What the gateway knows of tasks.
@@ -147,7 +188,7 @@ pub struct TaskIo {
     producer: FutureProducer<Logged>,
     /// The reader's consumer (polled by the reader thread; [`TaskIo::follow`] adds topics).
     consumer: Arc<BaseConsumer<Logged>>,
-    /// The topics followed, and how to create one that is missing.
+    /// The topics followed, and how to create one.
     followed: Mutex<HashSet<String>>,
     settings: ClientSettings,
     partitions: i32,
@@ -229,16 +270,20 @@ impl TaskIo {
         Ok(Self { producer, consumer, followed, settings: settings.clone(), partitions, view, roster, events })
     }
 
-    /// Follows `topic` too (created when missing, read from the last `LOOKBACK`), on the same
-    /// reader: its answers land in the same view and events. Nothing when already followed.
+    /// Follows `topic` too (read from the last `LOOKBACK`), on the same reader: its answers
+    /// land in the same view and events. Nothing when already followed. A missing topic is
+    /// created only when `create` says so (the caller checked the group has the skill's
+    /// request topic: a name a member merely announced must not make topics), else an error.
     /// Blocking (metadata and offset lookups, up to `CALL_TIMEOUT`): call it off the async
     /// runtime.
-    pub fn follow(&self, topic: &str) -> Result<(), String> {
+    pub fn follow(&self, topic: &str, create: bool) -> Result<(), String> {
         let mut followed = self.followed.lock().unwrap_or_else(|p| p.into_inner());
         if followed.contains(topic) {
             return Ok(());
         }
-        ensure_topic(&self.settings, topic, self.partitions, -1, CALL_TIMEOUT).map_err(|e| e.to_string())?;
+        if create {
+            ensure_topic(&self.settings, topic, self.partitions, -1, CALL_TIMEOUT).map_err(|e| e.to_string())?;
+        }
         let since = std::time::SystemTime::now().checked_sub(LOOKBACK).unwrap_or(std::time::UNIX_EPOCH);
         assign_since(&self.consumer, &[topic.to_owned()], since, true)?;
         followed.insert(topic.to_owned());
@@ -287,6 +332,26 @@ mod tests {
     }
 
     #[test]
+    fn announces_are_bounded_and_cannot_come_from_the_future() {
+        let announce = |id: &str, at: &str, skills: Vec<String>| {
+            let payload = serde_json::json!({"action": "join", "identity": {"agent_id": id, "agent_name": "n".repeat(5000), "capabilities": skills}});
+            Envelope::new(EnvelopeType::Announce, "a", id, at, payload)
+        };
+        let mut roster = Roster::default();
+        let mut skills: Vec<String> = (0..100).map(|i| format!("s{i}")).collect();
+        skills.insert(0, "<script>".into());
+        skills.insert(1, "a/../b".into());
+        roster.apply(&announce("ghost", "2099-01-01T00:00:00Z", skills));
+        let m = &roster.live(now_ms())[0];
+        assert_eq!(m.identity.capabilities.len(), MAX_MEMBER_SKILLS);
+        assert_eq!(m.identity.capabilities[0], "s0", "invalid names are left out");
+        assert_eq!(m.identity.agent_name.chars().count(), MAX_SUMMARY_CHARS);
+        assert!(m.last_seen_ms <= now_ms(), "a timestamp in the future counts as now");
+        // So it expires like any other member.
+        assert!(roster.live(now_ms() + MEMBER_TTL.as_millis() as i64 + 1).is_empty());
+    }
+
+    #[test]
     fn the_first_final_state_stands() {
         use EnvelopeType::{SkillResponse, TaskStatus};
         let s = |t: &str, st: &str| (t.to_owned(), st.to_owned());
@@ -312,5 +377,10 @@ mod tests {
             s("task_status", "canceled")
         );
         assert_eq!(status_after(&[(TaskStatus, "failed"), (TaskStatus, "completed")]), s("task_status", "failed"));
+        // A turn that asks for input does not end the task: the next answer is read.
+        assert_eq!(
+            status_after(&[(SkillResponse, "input_required"), (SkillResponse, "completed")]),
+            s("skill_response", "completed")
+        );
     }
 }
