@@ -177,7 +177,7 @@ pub fn serve(addr: SocketAddr, endpoint: Endpoint) -> std::io::Result<SocketAddr
         rt.block_on(async move {
             match tokio::net::TcpListener::from_std(listener) {
                 Ok(l) => {
-                    if let Err(e) = axum::serve(l, router(endpoint)).await {
+                    if let Err(e) = crate::http_serve::serve(l, router(endpoint), std::future::pending()).await {
                         tracing::error!(error = %e, "http endpoint stopped");
                     }
                 }

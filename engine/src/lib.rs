@@ -11,6 +11,7 @@ pub mod diff;
 pub mod doctor;
 pub mod gateway;
 pub mod health;
+pub mod http_serve;
 pub mod kafka;
 pub mod mcp_server;
 pub mod metrics;

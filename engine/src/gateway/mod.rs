@@ -212,5 +212,5 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "gateway listening");
-    axum::serve(listener, gateway.router()).with_graceful_shutdown(stop).await
+    crate::http_serve::serve(listener, gateway.router(), stop).await
 }

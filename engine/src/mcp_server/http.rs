@@ -112,7 +112,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(addr = %listener.local_addr()?, path = PATH, "MCP server listening (Streamable HTTP)");
-    axum::serve(listener, router).with_graceful_shutdown(stop).await
+    crate::http_serve::serve(listener, router, stop).await
 }
 
 #[cfg(test)]
