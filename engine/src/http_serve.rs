@@ -93,6 +93,24 @@ pub async fn serve(
     Ok(())
 }
 
+/// Resolves on SIGTERM or SIGINT: the `stop` of a listener a command serves until it is
+/// told to end (the gateway, `mcp-server`).
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let terminated = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminated => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::{Read, Write};

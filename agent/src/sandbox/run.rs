@@ -100,19 +100,20 @@ impl Sandbox {
         &self.limits
     }
 
-    /// Runs `program` with `args` in `cwd`, with exactly the environment `env`, no stdin,
-    /// for at most `timeout`; the whole process group is killed when the program ends, at the
-    /// time limit and at the output cap.
-    pub async fn run(
+    /// The child side of one program in this sandbox, and its `pids` control group where one
+    /// can be made: rlimits (`cpu_seconds` none: no CPU-time limit), the process count of a
+    /// non-root user's own tasks added to `RLIMIT_NPROC`, and the kernel layers when the mode
+    /// has them. Shared by [`Sandbox::run`] and [`Sandbox::serve`](super::serve).
+    pub(super) fn confinement(
         &self,
         program: &Path,
-        args: &[String],
         cwd: &Path,
-        env: &[(&str, &str)],
-        timeout: Duration,
-    ) -> Result<Outcome, SpawnError> {
-        let cpu = timeout.as_secs() + 1;
-        let mut rlimits = Confinement::rlimits(&self.limits, cpu);
+        cpu_seconds: Option<u64>,
+    ) -> Result<(Confinement, Option<RunGroup>), SpawnError> {
+        let mut rlimits = Confinement::rlimits(&self.limits, cpu_seconds.unwrap_or(1));
+        if cpu_seconds.is_none() {
+            rlimits.retain(|(r, _)| *r != libc::RLIMIT_CPU);
+        }
         if !is_root() {
             // RLIMIT_NPROC counts every task of the user (this instance's threads included).
             let nproc = self.limits.processes.saturating_add(user_tasks());
@@ -121,7 +122,7 @@ impl Sandbox {
         }
         let group = RunGroup::new(self.limits.processes);
         let cgroup = group.as_ref().map(|g| g.procs.clone());
-        let confinement = Arc::new(match &self.kernel {
+        let confinement = match &self.kernel {
             Some(k) => Confinement {
                 rlimits,
                 drop_capabilities: k.drop_capabilities,
@@ -143,7 +144,23 @@ impl Sandbox {
                 cgroup,
                 mounts: None,
             },
-        });
+        };
+        Ok((confinement, group))
+    }
+
+    /// Runs `program` with `args` in `cwd`, with exactly the environment `env`, no stdin,
+    /// for at most `timeout`; the whole process group is killed when the program ends, at the
+    /// time limit and at the output cap.
+    pub async fn run(
+        &self,
+        program: &Path,
+        args: &[String],
+        cwd: &Path,
+        env: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<Outcome, SpawnError> {
+        let (confinement, group) = self.confinement(program, cwd, Some(timeout.as_secs() + 1))?;
+        let confinement = Arc::new(confinement);
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(args)
             .current_dir(cwd)

@@ -21,9 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::cgroup::RunGroup;
-use super::child::Confinement;
-use super::mounts::NoexecMounts;
-use super::run::{Sandbox, SpawnError, is_root, kill_group, path_c, spawn, user_tasks};
+use super::run::{Sandbox, SpawnError, kill_group, spawn};
 
 /// A running server: its process (stdio taken by the caller) and everything that ends it.
 /// Dropping it kills the process group (and the control group's processes).
@@ -104,39 +102,8 @@ impl Sandbox {
         cwd: &Path,
         env: &[(String, String)],
     ) -> Result<Served, SpawnError> {
-        let mut rlimits = Confinement::rlimits(&self.limits, 1);
-        rlimits.retain(|(r, _)| *r != libc::RLIMIT_CPU);
-        if !is_root() {
-            // RLIMIT_NPROC counts every task of the user (this instance's threads included).
-            let nproc = self.limits.processes.saturating_add(user_tasks());
-            rlimits.retain(|(r, _)| *r != libc::RLIMIT_NPROC);
-            rlimits.push((libc::RLIMIT_NPROC, nproc));
-        }
-        let group = RunGroup::new(self.limits.processes);
-        let cgroup = group.as_ref().map(|g| g.procs.clone());
-        let confinement = Arc::new(match &self.kernel {
-            Some(k) => Confinement {
-                rlimits,
-                drop_capabilities: k.drop_capabilities,
-                landlock: k.landlock.as_ref().map(|fd| fd.try_clone()).transpose().map_err(|e| spawn(program, e))?,
-                seccomp: k.seccomp.clone(),
-                cgroup,
-                mounts: Some(NoexecMounts {
-                    trees: self.noexec.clone(),
-                    cwd: path_c(cwd).map_err(|e| spawn(program, std::io::Error::other(e.to_string())))?,
-                    // SAFETY: getuid and getgid have no arguments and cannot fail.
-                    map_ids: (!is_root()).then(|| unsafe { (libc::getuid(), libc::getgid()) }),
-                }),
-            },
-            None => Confinement {
-                rlimits,
-                drop_capabilities: false,
-                landlock: None,
-                seccomp: Vec::new(),
-                cgroup,
-                mounts: None,
-            },
-        });
+        let (confinement, group) = self.confinement(program, cwd, None)?;
+        let confinement = Arc::new(confinement);
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(args)
             .current_dir(cwd)

@@ -176,24 +176,7 @@ pub fn run(
         a2a.bootstrap = settings.get("bootstrap.servers").map(str::to_owned);
     }
     let gateway = Gateway::new(group, skills, credentials, io).with_a2a(a2a);
-    let result = rt.block_on(async move {
-        let shutdown = async {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            let terminated = async {
-                match term.as_mut() {
-                    Some(t) => {
-                        t.recv().await;
-                    }
-                    None => std::future::pending::<()>().await,
-                }
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = terminated => {}
-            }
-        };
-        serve(listen, gateway, shutdown).await
-    });
+    let result = rt.block_on(async move { serve(listen, gateway, crate::http_serve::shutdown_signal()).await });
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     match result {
         Ok(()) => crate::exit::OK,

@@ -341,14 +341,14 @@ pub fn run(opts: Options, transport: Transport, brokers: Option<String>) -> i32 
                     McpServer::new(shared).serve(rmcp::transport::stdio()).await.map_err(|e| e.to_string())?;
                 tokio::select! {
                     r = running.waiting() => r.map(|_| ()).map_err(|e| e.to_string()),
-                    _ = shutdown() => Ok(()),
+                    _ = crate::http_serve::shutdown_signal() => Ok(()),
                 }
             }
             Transport::Http { opts, .. } => {
                 let (router, cancel) = http::router(shared, credentials, &opts);
                 // The sessions' event streams end first, or the graceful shutdown would wait on them.
                 let stop = async move {
-                    shutdown().await;
+                    crate::http_serve::shutdown_signal().await;
                     cancel();
                 };
                 http::serve(opts.listen, router, stop).await.map_err(|e| format!("{}: {e}", opts.listen))
@@ -363,22 +363,5 @@ pub fn run(opts: Options, transport: Transport, brokers: Option<String>) -> i32 
             eprintln!("error: {e}");
             crate::exit::RUNTIME
         }
-    }
-}
-
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let terminated = async {
-        match term.as_mut() {
-            Some(t) => {
-                t.recv().await;
-            }
-            None => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminated => {}
     }
 }

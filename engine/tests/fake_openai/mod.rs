@@ -13,11 +13,9 @@
 //!   tool with `{"action": <action>, "text": <text>}`; then answers `done: <its result>`;
 //! - `delegate <tool>: <task>`: first answer asks for tool `<tool>` with
 //!   `{"description": <task>}`; then answers `done: <its result>`;
-//! - `script [["<tool>", {args}], …]` (a JSON list): each answer asks for the next tool
-//!   call of the list, one per answer (`call_<i>`); once all results are in, answers
-//!   `done: <result 1> | <result 2> | …`;
-//! - `tool-script [["<tool>", {<args>}], …]`: one tool call per answer, in order; then
-//!   `done: <every tool result, joined by " | ">`;
+//! - `script [["<tool>", {args}], …]` (a JSON list; `tool-script` is the same rule): each
+//!   answer asks for the next tool call of the list, one per answer (`call_<i>`); once all
+//!   results are in, answers `done: <result 1> | <result 2> | …`;
 //! - anything else: `answer: <message>`, with usage 10 + 5 tokens.
 //!
 //! Every request body is kept, in arrival order, in `requests`.
@@ -223,17 +221,14 @@ async fn chat(State(c): State<Arc<Counters>>, body: axum::body::Bytes) -> Respon
         };
         axum::Json(json!({"model": "fake-1", "choices": [{"index": 0, "message": message}], "usage": usage}))
             .into_response()
-    } else if let Some(script) = message.strip_prefix("tool-script ") {
-        // `tool-script [["tool", {args}], …]`: one call per answer, in order; then
+    } else if let Some(calls) = message
+        .strip_prefix("tool-script ")
+        .or_else(|| message.strip_prefix("script "))
+        .and_then(|s| serde_json::from_str::<Vec<(String, Value)>>(s).ok())
+    {
+        // `script` / `tool-script [["tool", {args}], …]`: one call per answer, in order; then
         // `done: <every tool result, joined by " | ">`.
-        let calls: Vec<(String, Value)> = serde_json::from_str(script).unwrap_or_default();
-        let results: Vec<&str> = request["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|m| m["role"] == "tool")
-            .filter_map(|m| m["content"].as_str())
-            .collect();
+        let results: Vec<&str> = tool_results(&request);
         let message = match calls.get(results.len()) {
             Some((tool, args)) => json!({"role": "assistant", "content": null, "tool_calls": [
                 {"id": format!("call_{}", results.len()), "type": "function", "function": {"name": tool, "arguments": args.to_string()}}
@@ -293,13 +288,7 @@ async fn chat(State(c): State<Arc<Counters>>, body: axum::body::Bytes) -> Respon
         .into_response()
     } else if let Some(n) = times(&message, "flood ") {
         // A hostile answer: `n` tool calls at once; then a report of what came back.
-        let results: Vec<&str> = request["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|m| m["role"] == "tool")
-            .filter_map(|m| m["content"].as_str())
-            .collect();
+        let results: Vec<&str> = tool_results(&request);
         let usage = json!({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15});
         let message = if results.is_empty() {
             let calls: Vec<Value> = (0..n)
@@ -314,33 +303,8 @@ async fn chat(State(c): State<Arc<Counters>>, body: axum::body::Bytes) -> Respon
         };
         axum::Json(json!({"model": "fake-1", "choices": [{"index": 0, "message": message}], "usage": usage}))
             .into_response()
-    } else if let Some(script) =
-        message.strip_prefix("script ").and_then(|s| serde_json::from_str::<Vec<(String, Value)>>(s).ok())
-    {
-        let results: Vec<&str> = request["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|m| m["role"] == "tool")
-            .filter_map(|m| m["content"].as_str())
-            .collect();
-        let usage = json!({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15});
-        let message = match script.get(results.len()) {
-            Some((tool, args)) => json!({"role": "assistant", "content": null, "tool_calls": [
-                {"id": format!("call_{}", results.len()), "type": "function", "function": {"name": tool, "arguments": args.to_string()}}
-            ]}),
-            None => json!({"role": "assistant", "content": format!("done: {}", results.join(" | "))}),
-        };
-        axum::Json(json!({"model": "fake-1", "choices": [{"index": 0, "message": message}], "usage": usage}))
-            .into_response()
     } else if message.starts_with("use tools") {
-        let results: Vec<&str> = request["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|m| m["role"] == "tool")
-            .filter_map(|m| m["content"].as_str())
-            .collect();
+        let results: Vec<&str> = tool_results(&request);
         let usage = json!({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15});
         if results.is_empty() {
             axum::Json(json!({
@@ -376,4 +340,15 @@ async fn chat(State(c): State<Arc<Counters>>, body: axum::body::Bytes) -> Respon
         c.per_key.lock().unwrap().get_mut(k).unwrap().0 -= 1;
     }
     response
+}
+
+/// The tool results (`role: tool` messages' content) of a chat request, in order.
+fn tool_results(request: &Value) -> Vec<&str> {
+    request["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["role"] == "tool")
+        .filter_map(|m| m["content"].as_str())
+        .collect()
 }
