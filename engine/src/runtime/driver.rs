@@ -118,6 +118,26 @@ impl<K: Clone + Send + 'static> Driver<K> {
         Ok(true)
     }
 
+    /// Runs the punctuations of the task `key` names that are due at `now_ms` (wall clock, ms
+    /// since the epoch), delivers their output and starts the work it began. `Ok(true)` when
+    /// they produced something (records, dead letters, state writes or work); `Ok(false)`
+    /// when not, when none was due, or when `tasks` has no such task now.
+    pub fn punctuate<T: Tasks<K>>(&mut self, tasks: &mut T, key: K, now_ms: i64) -> Result<bool, T::Error> {
+        let Some((task, store)) = tasks.task(&key) else { return Ok(false) };
+        if !task.punctuation_due(now_ms) {
+            return Ok(false);
+        }
+        let before = self.out.records.len() + self.out.dead_letters.len() + self.out.changelog.len();
+        task.punctuate(now_ms, store, &mut self.out);
+        let out = &self.out;
+        let produced = out.records.len() + out.dead_letters.len() + out.changelog.len() > before
+            || !out.spawned.is_empty()
+            || out.state_failure.is_some();
+        tasks.deliver(&key, &mut self.out)?;
+        self.spawn(&key);
+        Ok(produced)
+    }
+
     /// Finishes the outcomes that have arrived, waiting up to `wait` for the first; then, while
     /// the work in flight is at the cap (and `tasks` is not stopping), waits for more: reading
     /// pauses. Outcomes of tasks `tasks` no longer has are dropped.

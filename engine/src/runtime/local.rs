@@ -283,6 +283,8 @@ pub fn run_local(compiled: &Compiled, opts: &LocalOptions) -> Result<RunSummary,
                     }
                     // Finish what completed; wait when too much is in flight.
                     driver.finish_ready(Duration::ZERO, &mut local)?;
+                    // Wall-clock punctuations due now (between rounds of reading).
+                    driver.punctuate(&mut local, (), kafclaw_operators::api::record::now_ms())?;
                     if since_drain >= DRAIN_EVERY {
                         let out = driver.output();
                         write_out(out, &mut sinks, &mut written, dead, &mut buf).map_err(io_err)?;

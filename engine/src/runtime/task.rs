@@ -65,6 +65,9 @@ macro_rules! task_state {
     };
 }
 
+// Wall-clock punctuation: `Task::punctuates`, `Task::punctuation_due`, `Task::punctuate`.
+mod punctuate;
+
 /// Records the first state failure of the batch (later ones follow from it).
 fn state_failed(out: &mut TaskOutput, stage: String, origin: &Arc<Origin>, error: StateError) {
     if out.state_failure.is_none() {
@@ -149,6 +152,8 @@ pub struct Task {
     slots: AsyncSlots,
     /// Records into and out of each operator, when the runtime keeps metrics.
     counters: Option<Arc<OperatorCounters>>,
+    /// The operators that punctuate: (plan index, interval in ms, next due, ms since the epoch).
+    punctuators: Vec<(usize, i64, i64)>,
 }
 
 /// A task could not be built (an operator's options failed to compile).
@@ -199,6 +204,14 @@ impl Task {
                 }
             }
         }
+        let punctuators = sub
+            .nodes
+            .iter()
+            .filter_map(|&i| match &stages[i] {
+                Stage::Operator(op) => op.punctuation_interval().map(|d| (i, d.as_millis().max(1) as i64, i64::MIN)),
+                _ => None,
+            })
+            .collect();
         let ttls = sub
             .nodes
             .iter()
@@ -218,6 +231,7 @@ impl Task {
             last_origin: None,
             slots: AsyncSlots::default(),
             counters: None,
+            punctuators,
         })
     }
 

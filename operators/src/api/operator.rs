@@ -143,4 +143,35 @@ pub trait SyncOperator: Send {
         let _ = input;
         self.process(record, state, out)
     }
+
+    /// How often the runtime calls [`SyncOperator::punctuate`] on each task of this operator;
+    /// `None` (the default): never.
+    fn punctuation_interval(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// Wall-clock punctuation, as Kafka Streams' `PunctuationType.WALL_CLOCK_TIME`: called on
+    /// the stream thread, for every task of the operator (one per assigned input partition,
+    /// `partition`), about every [`SyncOperator::punctuation_interval`] while the task is
+    /// assigned — also when no record arrives. `now_ms` is wall-clock time, milliseconds since
+    /// the Unix epoch. State writes and emitted records belong to the open transaction, like a
+    /// record's: they commit together or not at all. An emitted record keeps the [`Origin`]
+    /// the operator gives it (the sinks derive its id from it), so a punctuation that emits
+    /// must give one that a rerun reproduces.
+    ///
+    /// Errors: a [`Cause::State`] aborts the open transaction like a record's state failure;
+    /// a [`Cause::Record`] is logged by the runtime (a warning naming the operator and the
+    /// partition), never dead-lettered (there is no input record).
+    ///
+    /// [`Origin`]: crate::api::record::Origin
+    fn punctuate(
+        &mut self,
+        now_ms: i64,
+        partition: i32,
+        state: &mut dyn StateAccess,
+        out: &mut Emit,
+    ) -> Result<(), Cause> {
+        let _ = (now_ms, partition, state, out);
+        Ok(())
+    }
 }

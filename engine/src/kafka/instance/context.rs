@@ -71,6 +71,8 @@ impl ConsumerContext for InstanceContext {
             for e in tpl.elements() {
                 if let Some(sub) = core.routes.sub_of_topic(e.topic()) {
                     core.drop_task(sub, e.partition());
+                    core.assigned.remove(&(sub, e.partition()));
+                    core.punctuated.remove(&(sub, e.partition()));
                 }
             }
             core.stats.assigned.fetch_sub(tpl.count() as u64, Ordering::Relaxed);
@@ -91,6 +93,7 @@ impl ConsumerContext for InstanceContext {
                 // restores them right after this callback, before processing any record.
                 for e in tpl.elements() {
                     if let Some(sub) = core.routes.sub_of_topic(e.topic()) {
+                        core.assigned.insert((sub, e.partition()));
                         for (table, journal) in core.routes.sub_tables[sub].clone() {
                             let job = RestoreJob { sub, table, partition: e.partition(), journal };
                             if !core.pending_restore.contains(&job) {

@@ -19,7 +19,7 @@
 //! The stream thread runs [`poll_loop`], one named step after another: finish the asynchronous
 //! work that completed ([`work`]), follow the global tables, poll the group, restore newly
 //! assigned partitions and process what the poll brought ([`process`], sending through
-//! [`emit`]), stop when a replay is done ([`until`]), commit when due ([`txn`]), stop on a
+//! [`emit`]), run the wall-clock punctuations due ([`punctuate`]), stop when a replay is done ([`until`]), commit when due ([`txn`]), stop on a
 //! [`Fatal`] cause ([`fatal`]). Where each record goes is worked out once ([`routes`]); the
 //! rebalance callbacks and the state queries reach the same [`Instance`] ([`context`]).
 //!
@@ -58,6 +58,7 @@ mod fatal;
 mod inject;
 mod lag;
 mod process;
+mod punctuate;
 mod routes;
 mod txn;
 mod until;
@@ -162,6 +163,14 @@ struct Core {
     store: TaskStore,
     settings: ClientSettings,
     pending_restore: Vec<RestoreJob>,
+    /// The (sub-topology, partition) pairs assigned to this instance: their tasks exist from
+    /// the assignment on (after restore), so that their punctuations run without records.
+    assigned: std::collections::BTreeSet<(usize, i32)>,
+    /// Tasks whose punctuation produced something since the last commit: their partitions'
+    /// offsets go into the commit, so a fenced (zombie) member's transaction fails.
+    punctuated: HashSet<(usize, i32)>,
+    /// When punctuations are next looked at.
+    next_punctuation: Instant,
     /// When TTL tables are next swept.
     next_sweep: Instant,
     /// When the consumer lag metrics are next updated.
@@ -264,6 +273,9 @@ pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), In
         store: Epoch::new(Box::new(rocks)),
         settings: settings.clone(),
         pending_restore: Vec::new(),
+        assigned: Default::default(),
+        punctuated: HashSet::new(),
+        next_punctuation: Instant::now(),
         next_sweep: Instant::now() + SWEEP_INTERVAL,
         next_lag: Instant::now(),
         global_store: crate::runtime::memory_store(),
@@ -332,6 +344,7 @@ fn poll_loop(
         // Partitions assigned during that poll are restored before their first record.
         i.core.restore_pending(consumer);
         i.on_polled(polled);
+        i.punctuate_if_due();
         if i.core.replay_done() {
             break;
         }

@@ -120,13 +120,14 @@ impl Core {
             tpl.add_partition_offset(topic, *partition, Offset::Offset(offset))?;
             committing.push(((topic.clone(), *partition), offset));
         }
+        self.add_fencing_offsets(consumer, &mut tpl)?;
         if self.eos {
             // Inputs read whose work is still in flight produce no output yet, so no
             // transaction may be open: their offsets are committed in one of their own.
             if !self.in_txn && !self.begin() {
                 return Ok(());
             }
-            if !self.positions.is_empty() {
+            if tpl.count() > 0 {
                 let cgm = consumer.group_metadata().ok_or(KafkaError::Canceled)?;
                 self.producer.send_offsets_to_transaction(&tpl, &cgm, CALL_TIMEOUT)?;
             }
@@ -141,10 +142,11 @@ impl Core {
                 self.delivery_failures_seen = failures;
                 return Err(KafkaError::MessageProduction(RDKafkaErrorCode::Fail));
             }
-            if !self.positions.is_empty() {
+            if tpl.count() > 0 {
                 consumer.commit(&tpl, rdkafka::consumer::CommitMode::Sync)?;
             }
         }
+        self.punctuated.clear();
         self.aborts_in_a_row = 0;
         self.until.settle();
         for (tp, offset) in committing {
@@ -209,6 +211,7 @@ impl Core {
             self.fail(Fatal::TooManyAborts { count: self.aborts_in_a_row, last: why.to_owned() });
         }
         self.positions.clear();
+        self.punctuated.clear();
         // Tasks start afresh from the committed state; work they had in flight is forgotten
         // (its inputs are read again).
         self.tasks.clear();
