@@ -13,6 +13,7 @@ use kafclaw_operators::api::resources::Resources;
 use crate::model::SharedModel;
 use crate::tools::Tool;
 use crate::tools::delegate::{BUS_SLOT, BusSlot};
+use crate::tools::effect::{EFFECT_SLOT, EffectSlot};
 
 /// A `[tools.<name>]` table as linked: its tool, or `None` when the table had errors
 /// (reported where they were found). Either way the name is declared, so an operator that
@@ -37,6 +38,13 @@ pub trait AgentResources {
     fn insert_bus_slot(&mut self);
     /// Where a runtime with peers (Kafka) installs the bus `delegate` tools use.
     fn bus(&self) -> Option<Arc<BusSlot>>;
+    /// Makes the empty slot of the effect log (before the tools are built).
+    fn insert_effect_slot(&mut self);
+    /// Where a runtime installs the effect log of `at-most-once` and `reconcile` tools.
+    fn effects(&self) -> Option<Arc<EffectSlot>>;
+    /// Whether a declared tool logs its calls (its class is `at-most-once` or `reconcile`):
+    /// the runtime then starts an effect log.
+    fn logs_effects(&self) -> bool;
 }
 
 impl AgentResources for Resources {
@@ -66,5 +74,17 @@ impl AgentResources for Resources {
 
     fn bus(&self) -> Option<Arc<BusSlot>> {
         self.get::<BusSlot>(BUS_SLOT)
+    }
+
+    fn insert_effect_slot(&mut self) {
+        self.insert(EFFECT_SLOT, Arc::new(EffectSlot::default()));
+    }
+
+    fn effects(&self) -> Option<Arc<EffectSlot>> {
+        self.get::<EffectSlot>(EFFECT_SLOT)
+    }
+
+    fn logs_effects(&self) -> bool {
+        self.all::<DeclaredTool>().iter().any(|(_, t)| t.0.as_ref().is_some_and(|t| t.effect().logged()))
     }
 }

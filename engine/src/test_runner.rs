@@ -116,6 +116,10 @@ fn run_one(c: &Compiled, test: &TestSpec) -> Result<Option<String>, BuildError> 
 /// Runs one test on `store`.
 fn run_on(c: &Compiled, test: &TestSpec, store: TaskStore) -> Result<Option<String>, BuildError> {
     let plan = Arc::new(c.plan.clone());
+    // A test keeps nothing between runs: its effect log is in memory (docs/effects.md).
+    if let Some(slot) = kafclaw_agent::resources::AgentResources::effects(&*c.resources) {
+        slot.set(Arc::new(kafclaw_agent::tools::effect::MemoryEffectLog::default()));
+    }
     let tasks = plan.subtopologies.iter().map(|s| Task::new(plan.clone(), s, 0)).collect::<Result<_, _>>()?;
     let mut tasks = TestTasks { tasks, store };
     let mut driver: Driver<usize> =

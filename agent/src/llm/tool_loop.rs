@@ -17,6 +17,7 @@ use super::structured::{self, Structured};
 use crate::model::client::ChatOptions;
 use crate::model::protocol::{FunctionSpec, Message, ToolSpec, Usage};
 use crate::model::{CallError, ModelClient};
+use crate::tools::effect::{self, Effect, EffectLog, RoundAnswer, Rounds};
 use crate::tools::{CallContext, Tool};
 
 /// What a model's answers may make the runtime do (the `llm` operator's limits).
@@ -108,6 +109,53 @@ impl Asker<'_> {
         });
         Ok(answer)
     }
+
+    /// The answer an earlier attempt recorded for `round` ([`Rounds`]), in place of asking:
+    /// no model call, no tokens; a trace step saying so.
+    fn replayed(
+        &mut self,
+        recorded: RoundAnswer,
+        round: u32,
+        steps: &mut Vec<StepRecord>,
+    ) -> crate::model::client::Answer {
+        // Counted as an answer: ids derived for later answers stay those of the first attempt.
+        self.calls += 1;
+        steps.push(StepRecord {
+            kind: "llm".into(),
+            name: recorded.model.clone(),
+            detail: format!(
+                "replayed from the effect log (round {round}): {} tool call(s); no model call",
+                recorded.tool_calls.len()
+            ),
+            ok: true,
+            started_ms: now_ms(),
+            duration_ms: 0,
+        });
+        crate::model::client::Answer {
+            content: recorded.content,
+            tool_calls: recorded.tool_calls,
+            usage: Usage::default(),
+            model: recorded.model,
+            finish_reason: Some("tool_calls".into()),
+            attempts: 0,
+            latency: Duration::ZERO,
+            deltas: Vec::new(),
+        }
+    }
+}
+
+/// The `llm` call fails: the effect log could not record or look up a round (the
+/// infrastructure's fault, or a log a rerun cannot read); no tool of the round was called.
+fn round_failed(asker: &Asker<'_>, key: &str, e: &str) -> CallError {
+    CallError {
+        exhausted: false,
+        no_answer: false,
+        model: asker.clients[asker.current].name().to_owned(),
+        attempts: asker.attempts,
+        message: redact_string(format!(
+            "infrastructure: the effect log could not record or look up round `{key}` ({e}); no tool of it was called"
+        )),
+    }
 }
 
 /// The model call and its tool loop: ask, run the tools it asks for (at most
@@ -117,6 +165,13 @@ impl Asker<'_> {
 /// `clients` is the model and its fallbacks, in order: when a model's attempts run out on
 /// failures worth asking elsewhere ([`CallError::exhausted`]), the next one is asked, and the
 /// one that answers carries the rest of the conversation. Each failed model is a trace step.
+///
+/// With `effects` (the topology's effect log) and a tool of a logged class offered, each
+/// round is journalled there ([`Rounds`], docs/effects.md): an answer asking for a call
+/// with an idempotency key (any class but `none`) is made durable before its calls run, and a
+/// rerun of the step replays the recorded answers instead of asking the model, so every key
+/// names the same call in every attempt.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn call_with_tools(
     clients: &[Arc<ModelClient>],
     mut messages: Vec<Message>,
@@ -125,6 +180,7 @@ pub(crate) async fn call_with_tools(
     structured: Option<&Structured>,
     stream: bool,
     base: &CallContext,
+    effects: Option<Arc<dyn EffectLog>>,
 ) -> Result<JournalEntry, CallError> {
     let options = ChatOptions { response_format: structured.and_then(|s| s.request.clone()), stream };
     let max_steps = limits.max_steps;
@@ -147,8 +203,18 @@ pub(crate) async fn call_with_tools(
     let mut steps = Vec::new();
     let mut remembered = Vec::new();
     let mut asker = Asker { clients, current: 0, attempts: 0, calls: 0, conversation: &base.conversation_id };
+    let mut rounds =
+        effects.filter(|_| tools.iter().any(|(_, t)| t.effect().logged())).map(|log| Rounds::new(log, key));
     for round in 0..=max_steps {
-        let mut answer = asker.ask(&messages, &specs, &mut steps, key, &options).await?;
+        let recorded = match &mut rounds {
+            Some(r) => r.recorded(round).await.map_err(|e| round_failed(&asker, &r.key(round), &e))?,
+            None => None,
+        };
+        let replayed = recorded.is_some();
+        let mut answer = match recorded {
+            Some(recorded) => asker.replayed(recorded, round, &mut steps),
+            None => asker.ask(&messages, &specs, &mut steps, key, &options).await?,
+        };
         usage += answer.usage;
         if answer.tool_calls.is_empty()
             && let Some(s) = structured
@@ -202,6 +268,23 @@ pub(crate) async fn call_with_tools(
         if round == max_steps {
             break;
         }
+        // The decision is durable before any of its calls runs (and before their intents): a
+        // rerun replays it, and each key names the same call again.
+        let keyed = |c: &crate::model::protocol::ToolCall| {
+            wire.iter().position(|w| *w == c.function.name).is_some_and(|i| tools[i].1.effect() != Effect::None)
+        };
+        if let Some(r) = &rounds
+            && !replayed
+            && answer.tool_calls.iter().take(limits.max_calls as usize).any(keyed)
+        {
+            let decision = RoundAnswer {
+                model: answer.model.clone(),
+                content: answer.content.clone(),
+                tool_calls: answer.tool_calls.clone(),
+            };
+            r.record(round, &decision).await.map_err(|e| round_failed(&asker, &r.key(round), &e))?;
+        }
+        let caught_up = rounds.as_ref().is_some_and(Rounds::caught_up);
         messages.push(Message {
             role: "assistant".into(),
             content: (!answer.content.is_empty()).then_some(answer.content.clone()),
@@ -233,9 +316,12 @@ pub(crate) async fn call_with_tools(
                     &call.function.arguments
                 }) {
                     Ok(args) => {
-                        let cx = CallContext { idempotency_key: format!("{key}/{round}/{}", call.id), ..base.clone() };
+                        // The step (round, place in the answer), not the model's call id: a
+                        // rerun after a crash, asking the model again, gets new call ids.
+                        let cx = CallContext { idempotency_key: format!("{key}/{round}/{i}"), ..base.clone() };
                         // Made in the span, so a tool's own spans (`invoke_agent`) are its children.
-                        match span.in_scope(|| tool.call_checked(args, cx)).instrument(span.clone()).await {
+                        let call = span.in_scope(|| tool.call_checked(args, cx)).instrument(span.clone());
+                        match effect::in_attempt(caught_up, call).await {
                             Ok(result) => result,
                             // A failure the tool says the model cannot recover from: the
                             // whole call fails (the record is dead-lettered).
@@ -281,6 +367,7 @@ pub(crate) async fn call_with_tools(
             let (ok, text) = match result {
                 Ok(t) => {
                     remembered.extend(t.remember.into_iter().map(redact_string));
+                    audits.extend(t.audits);
                     (true, redact_string(t.text))
                 }
                 Err(e) => (false, redact_string(format!("error: {e}"))),
@@ -312,6 +399,10 @@ pub(crate) async fn call_with_tools(
         message: format!("the model still asked for tools after {max_steps} round(s) (max_tool_steps)"),
     })
 }
+
+#[cfg(test)]
+#[path = "effect_rounds_tests.rs"]
+mod effect_rounds_tests;
 
 /// `text` cut to at most `max` bytes (at a character boundary), with a line saying so.
 fn cut(mut text: String, max: u64) -> String {

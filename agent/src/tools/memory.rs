@@ -87,7 +87,9 @@ impl Tool for MemoryTool {
                 return Err("argument `text` (a non-empty string) is missing".into());
             }
             match action.as_str() {
-                "remember" => Ok(ToolOutput { text: "remembered".into(), remember: vec![text] }),
+                "remember" => {
+                    Ok(ToolOutput { text: "remembered".into(), remember: vec![text], ..ToolOutput::default() })
+                }
                 "recall" => {
                     let span = crate::memory::memory_span("search_memory", &index.name, &cx.conversation_id);
                     let hits = async {
@@ -138,7 +140,11 @@ mod tests {
         let r = tool.call(json!({"action": "remember", "text": " Invoices are due in 30 days "}), "k".into()).await;
         assert_eq!(
             r.unwrap(),
-            ToolOutput { text: "remembered".into(), remember: vec!["Invoices are due in 30 days".into()] }
+            ToolOutput {
+                text: "remembered".into(),
+                remember: vec!["Invoices are due in 30 days".into()],
+                ..ToolOutput::default()
+            }
         );
         let bad = tool.call(json!({"action": "forget", "text": "x"}), "k".into()).await.unwrap_err();
         assert!(bad.contains("use \"remember\" or \"recall\""), "{bad}");

@@ -29,6 +29,12 @@ impl Tool for Tiered {
     fn idempotent(&self) -> bool {
         self.inner.idempotent()
     }
+    fn effect(&self) -> super::effect::Effect {
+        self.inner.effect()
+    }
+    fn reconcile(&self, args: Value, cx: CallContext) -> Option<super::effect::ReconcileFuture> {
+        self.inner.reconcile(args, cx)
+    }
     fn remembers(&self) -> bool {
         self.inner.remembers()
     }

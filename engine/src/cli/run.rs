@@ -40,6 +40,8 @@ pub struct Args {
     #[arg(long, value_name = "VAR", default_value = "KAFCLAW_HTTP_TOKEN")]
     pub http_token_env: String,
     /// Kafka: folder of the local state stores (RocksDB), one per topology and instance.
+    /// Local: the effect log of `at-most-once` and `reconcile` tools is kept in it
+    /// (`<topology>/effects.local.jsonl`).
     #[arg(long, env = "KAFCLAW_STATE_DIR", default_value = ".kafclaw/state")]
     pub state_dir: PathBuf,
     /// Local: read source NAME from PATH instead of its configured input (repeatable).
@@ -90,6 +92,8 @@ pub(super) fn execute(args: Args) -> i32 {
         inputs: args.inputs.into_iter().collect::<HashMap<_, _>>(),
         outputs: args.outputs.into_iter().collect::<HashMap<_, _>>(),
         dead_letter: args.dead_letter,
+        // Beside the Kafka mode's state stores: kept across local runs (docs/effects.md).
+        effect_log: Some(args.state_dir.join(&c.plan.name).join("effects.local.jsonl")),
     };
     let result = run_local(&c, &opts);
     for m in c.resources.models() {

@@ -2,6 +2,9 @@
 //! [`Guarantee`]), `[dead_letter]` ([`DeadLetterSection`]) and the values of `[kafka]`
 //! ([`KafkaValue`]).
 
+use std::time::Duration;
+
+use kafclaw_operators::api::config::parse_duration_ms;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -41,6 +44,17 @@ pub struct TopologySection {
     /// How often (milliseconds) outputs, state and offsets are committed.
     #[serde(default = "default_commit_interval_ms")]
     pub commit_interval_ms: u64,
+    /// How long the effect log keeps a logged tool call (docs/effects.md): the `retention.ms`
+    /// of `<topology>.effects` when kafclaw creates it, and how long its reader remembers a
+    /// record (by the record's Kafka timestamp). An input left uncommitted longer than this
+    /// loses its protection: its logged calls run as if never made. Default `"7days"`.
+    #[serde(default = "default_retention")]
+    pub effects_retention: Spanned<String>,
+    /// How long the approvals channel of gated tools remembers a request after its deadline,
+    /// its decision and its last record, whichever is latest (docs/approvals.md): a step run
+    /// again later than this asks again. Default `"7days"`.
+    #[serde(default = "default_retention")]
+    pub approvals_retention: Spanned<String>,
 }
 
 impl TopologySection {
@@ -54,7 +68,19 @@ impl TopologySection {
             partitions: default_partitions(),
             replication: default_replication(),
             commit_interval_ms: default_commit_interval_ms(),
+            effects_retention: default_retention(),
+            approvals_retention: default_retention(),
         }
+    }
+
+    /// `effects_retention`, checked by `validate` (the default when it is not a duration).
+    pub fn effects_retention(&self) -> Duration {
+        retention_or_default(&self.effects_retention)
+    }
+
+    /// `approvals_retention`, checked by `validate` (the default when it is not a duration).
+    pub fn approvals_retention(&self) -> Duration {
+        retention_or_default(&self.approvals_retention)
     }
 
     /// Whether this is the stand-in for a `[topology]` that is missing or has errors (a
@@ -74,6 +100,18 @@ fn default_replication() -> i32 {
 
 fn default_commit_interval_ms() -> u64 {
     100
+}
+
+/// The default of `effects_retention` and `approvals_retention`.
+pub const DEFAULT_RETENTION: &str = "7days";
+
+fn default_retention() -> Spanned<String> {
+    Spanned::new(0..0, DEFAULT_RETENTION.to_owned())
+}
+
+fn retention_or_default(value: &Spanned<String>) -> Duration {
+    // `validate` refuses a value that is not a duration; 7 days is `DEFAULT_RETENTION`.
+    Duration::from_millis(parse_duration_ms(value).unwrap_or(7 * 24 * 3_600_000) as u64)
 }
 
 /// A librdkafka property value in `[kafka]`.

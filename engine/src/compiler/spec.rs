@@ -167,6 +167,13 @@ pub fn parse(file: &SourceFile, diags: &mut Diagnostics) -> Option<Spec> {
         if t.commit_interval_ms == 0 {
             diags.push(Diagnostic::error(at("commit_interval_ms"), "`topology.commit_interval_ms` must be at least 1"));
         }
+        for (key, retention) in
+            [("effects_retention", &t.effects_retention), ("approvals_retention", &t.approvals_retention)]
+        {
+            for e in kafclaw_operators::api::config::parse_duration_ms(retention).err().unwrap_or_default() {
+                diags.push(Diagnostic::error(e.span, format!("`topology.{key}`: {}", e.message)).maybe_hint(e.hint));
+            }
+        }
     }
 
     let agent = root.get("agent").and_then(|v| parse_agent(v, topology.as_ref(), diags));

@@ -28,6 +28,9 @@ pub enum TopicRole {
     /// A state table's changelog: compacted, co-partitioned with its sources; created when
     /// missing.
     Changelog,
+    /// A schedule's topic, `<topology>.schedule.<node>`: one partition, so that the group gives
+    /// the schedule to one instance; created when missing.
+    Schedule,
 }
 
 impl TopicRole {
@@ -40,6 +43,7 @@ impl TopicRole {
             Self::CompactedSink => "sink (compacted)",
             Self::DeadLetter => "dead-letter",
             Self::Changelog => "changelog",
+            Self::Schedule => "schedule",
         }
     }
 }
@@ -71,6 +75,9 @@ pub fn topic_uses(plan: &PhysicalPlan) -> Vec<TopicUse> {
     for (i, n) in plan.nodes.iter().enumerate() {
         let Some(topic) = n.config.kafka_topic() else { continue };
         let role = match n.role {
+            Role::Source if matches!(&*n.config, crate::compiler::registry::NodeConfig::Schedule(_)) => {
+                TopicRole::Schedule
+            }
             Role::Source if plan.is_global(plan.sub_of(i)) => TopicRole::GlobalSource,
             Role::Source => TopicRole::Source,
             _ => match &*n.config {
@@ -155,8 +162,12 @@ pub fn ensure_topics(
         .map_or(partitions, |c| c as i32);
     let mut missing: Vec<(String, TopicRole)> = Vec::new();
     for (u, count) in uses.iter().zip(&counts) {
+        // A topic the plan both writes and reads (a schedule's ticks handed to a kafka source)
+        // is created like the sink's.
+        let written =
+            |t: &str| uses.iter().any(|v| v.topic == t && matches!(v.role, TopicRole::Sink | TopicRole::CompactedSink));
         match (u.role, count) {
-            (TopicRole::Source | TopicRole::GlobalSource, None) => {
+            (TopicRole::Source | TopicRole::GlobalSource, None) if !written(&u.topic) => {
                 return Err(TopicError::MissingSource(u.topic.clone()));
             }
             (role, None) if !missing.iter().any(|(t, _)| *t == u.topic) => missing.push((u.topic.clone(), role)),
@@ -175,6 +186,7 @@ pub fn ensure_topics(
             TopicRole::CompactedSink => {
                 NewTopic::new(t, partitions, TopicReplication::Fixed(replication)).set("cleanup.policy", "compact")
             }
+            TopicRole::Schedule => NewTopic::new(t, 1, TopicReplication::Fixed(replication)),
             _ => NewTopic::new(t, partitions, TopicReplication::Fixed(replication)),
         })
         .collect();
@@ -217,14 +229,27 @@ pub fn ensure_topic_with(
     compact: bool,
     timeout: Duration,
 ) -> Result<bool, TopicError> {
+    let configs: &[(&str, &str)] = if compact { &[("cleanup.policy", "compact")] } else { &[] };
+    ensure_topic_configured(settings, topic, partitions, replication, configs, timeout)
+}
+
+/// [`ensure_topic`], created with the topic `configs` (`cleanup.policy`, `retention.ms`, …);
+/// an existing topic is left as it is. Returns whether it was created.
+pub fn ensure_topic_configured(
+    settings: &ClientSettings,
+    topic: &str,
+    partitions: i32,
+    replication: i32,
+    configs: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<bool, TopicError> {
     if partition_counts(settings, &[topic], timeout)?[0].is_some() {
         return Ok(false);
     }
     let admin: AdminClient<DefaultClientContext> = settings.client_config(&[]).create()?;
-    let mut topic_spec = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
-    if compact {
-        topic_spec = topic_spec.set("cleanup.policy", "compact");
-    }
+    let topic_spec = configs
+        .iter()
+        .fold(NewTopic::new(topic, partitions, TopicReplication::Fixed(replication)), |t, (k, v)| t.set(k, v));
     let new = [topic_spec];
     let opts = AdminOptions::new().operation_timeout(Some(timeout));
     let rt = tokio::runtime::Builder::new_current_thread()

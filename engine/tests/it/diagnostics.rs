@@ -415,6 +415,36 @@ inputs = ["in"]
     );
 }
 
+/// The retentions of the effect log and the approvals channel are durations, checked at their
+/// place; a valid one passes.
+#[test]
+fn topology_retentions_are_durations() {
+    let err = expect(
+        r#"[topology]
+name = "t"
+effects_retention = "soon"
+approvals_retention = "0s"
+
+[sources.in]
+type = "stdin"
+
+[sinks.out]
+type = "stdout"
+inputs = ["in"]
+"#,
+        &[
+            (3, 21, "`topology.effects_retention`: `soon` is not a duration"),
+            (4, 23, "`topology.approvals_retention`: `0s` is zero"),
+        ],
+    );
+    assert!(err.contains("7days"), "the hint names a duration:\n{err}");
+    expect(
+        "[topology]\nname = \"t\"\neffects_retention = \"36h\"\napprovals_retention = \"30days\"\n\n\
+         [sources.in]\ntype = \"stdin\"\n\n[sinks.out]\ntype = \"stdout\"\ninputs = [\"in\"]\n",
+        &[],
+    );
+}
+
 /// A topology saved "UTF-8 with BOM" validates, and its diagnostics count columns from the
 /// first real character.
 #[test]

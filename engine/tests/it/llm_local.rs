@@ -456,20 +456,44 @@ fn a_model_whose_attempts_run_out_hands_the_call_to_its_fallback() {
 }
 
 #[test]
-fn validate_warns_about_side_effects_without_idempotency_under_exactly_once() {
+fn validate_warns_about_side_effects_declared_effect_none_under_exactly_once() {
     let server = FakeOpenAi::start();
     let dir = tempfile::tempdir().unwrap();
-    let topo = topology(dir.path(), &server, "", "tools = [\"run\", \"notes\"]");
+    let topo = topology(dir.path(), &server, "", "tools = [\"run\", \"notes\", \"ls\"]");
     let text = std::fs::read_to_string(&topo).unwrap().replace(
         "[sources.requests]",
-        "[tools.run]\ntype = \"shell\"\nallow = [\"echo\"]\nroot = \".\"\n\n[tools.notes]\ntype = \"fs_read\"\nroot = \".\"\n\n[sources.requests]",
+        "[tools.run]\ntype = \"shell\"\nallow = [\"echo\"]\nroot = \".\"\neffect = \"none\"\n\n\
+         [tools.ls]\ntype = \"shell\"\nallow = [\"ls\"]\nroot = \".\"\n\n\
+         [tools.notes]\ntype = \"fs_read\"\nroot = \".\"\n\n[sources.requests]",
     );
     std::fs::write(&topo, text).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_kafclaw")).args(["validate", topo.to_str().unwrap()]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("warning: tool `run` has side effects and no idempotency key"), "{stderr}");
+    assert!(stderr.contains("warning: tool `run` has side effects and `effect = \"none\"`"), "{stderr}");
+    assert!(!stderr.contains("tool `ls` has side effects"), "shell is at-most-once by default: {stderr}");
     assert!(!stderr.contains("tool `notes` has side effects"), "fs_read has none: {stderr}");
+}
+
+#[test]
+fn validate_refuses_reconcile_without_a_reconcile_action_naming_the_place() {
+    let server = FakeOpenAi::start();
+    let dir = tempfile::tempdir().unwrap();
+    let topo = topology(dir.path(), &server, "", "tools = [\"pay\"]");
+    let text = std::fs::read_to_string(&topo).unwrap().replace(
+        "[sources.requests]",
+        "[tools.pay]\ntype = \"http\"\nmethod = \"POST\"\nallow_hosts = [\"pay.example\"]\neffect = \"reconcile\"\n\n[sources.requests]",
+    );
+    std::fs::write(&topo, &text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kafclaw")).args(["validate", topo.to_str().unwrap()]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let line = text.lines().position(|l| l == "[tools.pay]").unwrap() + 1;
+    assert!(stderr.contains(&format!("{}:{line}", topo.file_name().unwrap().to_str().unwrap())), "{stderr}");
+    assert!(
+        stderr.contains("`effect = \"reconcile\"` needs a reconcile action") && stderr.contains("`reconcile_url`"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -189,11 +189,26 @@ fn stdio_and_http_servers_answer_and_the_journal_makes_no_second_call() {
     assert_eq!(answers[1]["payload"]["answer"], answers[0]["payload"]["answer"]);
     assert_eq!(calls_in(&dir.path().join("everything.log")), 1, "the journalled input made no tools/call");
     assert_eq!(server.counters.calls(), 4, "three tool rounds and the answer, once");
+    // The step's idempotency key went along in the request's `_meta` (docs/effects.md).
+    let sent = std::fs::read_to_string(dir.path().join("everything.log")).unwrap();
+    let call: Value = sent
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .find(|v: &Value| v["method"] == "tools/call")
+        .unwrap();
+    let key = call["params"]["_meta"]["io.kafclaw/idempotency-key"].as_str().unwrap_or_else(|| panic!("{call}"));
+    assert!(
+        key.starts_with("mcp-tools/answer/f-") && key.ends_with("/0/0/0/0"),
+        "input line 0, round 0, call 0: {key}"
+    );
 }
 
 #[test]
 fn a_server_killed_mid_call_dead_letters_or_is_retried_after_its_restart() {
-    for (policy, expect_dead) in [("retries = 0", true), ("retries = 1", false)] {
+    // A call the server may have received is made again only when its class allows repeats:
+    // the default, at-most-once, is not (docs/effects.md).
+    let cases = [("retries = 0", true), ("retries = 1\neffect = \"idempotent\"", false), ("retries = 1", true)];
+    for (policy, expect_dead) in cases {
         let server = FakeOpenAi::start();
         let dir = tempfile::tempdir().unwrap();
         let tools = counted_everything(dir.path(), "everything", policy);

@@ -1,6 +1,8 @@
-//! `http`: calls a URL on an allow-listed host and port (GET, or POST with an
-//! `Idempotency-Key` header that is stable for one step of one input, so a replayed call is
-//! recognised by the other side).
+//! `http`: calls a URL on an allow-listed host and port (GET or POST). A tool whose effect
+//! class is not `none` (POST by default) sends an `Idempotency-Key` header that is stable for
+//! one step of one input, so a replayed call is recognised by the other side; with
+//! `effect = "reconcile"`, `reconcile_url` asks the other side whether a call happened
+//! ([`Tool::reconcile`], docs/effects.md).
 //!
 //! What a call may reach (server-side request forgery is the threat: the model chooses the
 //! URL, and a page or a redirect may try to steer it):
@@ -36,6 +38,7 @@ use std::time::Duration;
 use reqwest::{StatusCode, Url, header};
 use serde_json::{Value, json};
 
+use super::effect::{Effect, ReconcileFuture, Reconciled};
 use super::{CallContext, Tool, ToolFuture, ToolOutput, ToolResult};
 use policy::Policy;
 
@@ -68,7 +71,14 @@ pub struct HttpOptions {
     pub max_bytes: u64,
     /// What the model is told.
     pub description: Option<String>,
+    /// The effect class (default: `none` for GET, `idempotent` for POST).
+    pub effect: Option<Effect>,
+    /// The status URL of a call, with `{idempotency_key}` (the `reconcile` class).
+    pub reconcile_url: Option<String>,
 }
+
+/// The placeholder of `reconcile_url`.
+const KEY_PLACEHOLDER: &str = "{idempotency_key}";
 
 impl Default for HttpOptions {
     fn default() -> Self {
@@ -80,6 +90,8 @@ impl Default for HttpOptions {
             max_redirects: DEFAULT_MAX_REDIRECTS,
             max_bytes: DEFAULT_MAX_BYTES,
             description: None,
+            effect: None,
+            reconcile_url: None,
         }
     }
 }
@@ -100,6 +112,8 @@ struct Inner {
     max_redirects: u32,
     max_bytes: usize,
     description: String,
+    effect: Effect,
+    reconcile_url: Option<String>,
 }
 
 impl HttpTool {
@@ -116,6 +130,8 @@ impl HttpTool {
                 max_redirects: 0,
                 max_bytes: 0,
                 description: String::new(),
+                effect: Effect::default_for(options.method.eq_ignore_ascii_case("POST"), true),
+                reconcile_url: None,
             }),
         })
     }
@@ -131,6 +147,16 @@ impl HttpTool {
             return Err("max_bytes must be at least 1".into());
         }
         let policy = Arc::new(Policy::new(&options.allow_hosts, &options.allow_addresses)?);
+        if let Some(template) = &options.reconcile_url {
+            if !template.contains(KEY_PLACEHOLDER) {
+                return Err(format!(
+                    "`reconcile_url` `{template}` has no `{KEY_PLACEHOLDER}` to put the call's key in"
+                ));
+            }
+            let u = Url::parse(&template.replace(KEY_PLACEHOLDER, "k"))
+                .map_err(|e| format!("`reconcile_url` `{template}`: {e}"))?;
+            policy.check_url(&u).map_err(|e| format!("`reconcile_url` `{template}`: {e}"))?;
+        }
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
@@ -151,6 +177,8 @@ impl HttpTool {
                 max_redirects: options.max_redirects,
                 max_bytes: usize::try_from(options.max_bytes).unwrap_or(usize::MAX),
                 description,
+                effect: options.effect.unwrap_or(Effect::default_for(post, true)),
+                reconcile_url: options.reconcile_url,
             }),
         })
     }
@@ -171,16 +199,29 @@ impl Inner {
 
     /// One call: hops until a non-redirect response, then its body up to `max_bytes`.
     async fn fetch(&self, start: String, body: String, key: String) -> ToolResult {
+        let key = (self.effect != Effect::None).then_some(key);
+        let (status, url, text) = self.exchange(start, self.post, body, key).await?;
+        if status.is_success() { Ok(ToolOutput::from(text)) } else { Err(format!("`{url}`: HTTP {status}: {text}")) }
+    }
+
+    /// One exchange (POST when `post`): its final status, URL and body. `key` goes along as
+    /// `Idempotency-Key`, on every hop but those a 301/302/303 turned from a POST into a GET.
+    async fn exchange(
+        &self,
+        start: String,
+        post: bool,
+        body: String,
+        mut key: Option<String>,
+    ) -> Result<(StatusCode, Url, String), String> {
         let client = self.client.as_ref().map_err(|e| format!("the http tool is misconfigured: {e}"))?;
         let mut url = self.check(&start)?;
-        let mut post = self.post;
+        let mut post = post;
         let mut hops = 0;
         loop {
-            let request = if post {
-                client.post(url.clone()).header("Idempotency-Key", &key).body(body.clone())
-            } else {
-                client.get(url.clone())
-            };
+            let mut request = if post { client.post(url.clone()).body(body.clone()) } else { client.get(url.clone()) };
+            if let Some(key) = &key {
+                request = request.header("Idempotency-Key", key);
+            }
             let resp = request.send().await.map_err(|e| describe(&url, &e, self.timeout))?;
             let status = resp.status();
             let location =
@@ -196,6 +237,9 @@ impl Inner {
                 self.policy.check_url(&next).map_err(|e| format!("refused: redirect from `{url}` to `{next}`: {e}"))?;
                 hops += 1;
                 if matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND | StatusCode::SEE_OTHER) {
+                    if post {
+                        key = None;
+                    }
                     post = false;
                 }
                 url = next;
@@ -203,14 +247,31 @@ impl Inner {
             }
             let (bytes, truncated) =
                 read_capped(resp, self.max_bytes).await.map_err(|e| describe(&url, &e, self.timeout))?;
-            let text = decode(bytes, truncated, self.max_bytes);
-            return if status.is_success() {
-                Ok(ToolOutput::from(text))
-            } else {
-                Err(format!("`{url}`: HTTP {status}: {text}"))
-            };
+            return Ok((status, url, decode(bytes, truncated, self.max_bytes)));
         }
     }
+
+    /// The reconcile action: a GET of `reconcile_url` with the key. 2xx: done (the body);
+    /// 404: absent; anything else, or no answer: unknown.
+    async fn reconcile(&self, template: &str, key: String) -> Reconciled {
+        let url = template.replace(KEY_PLACEHOLDER, &encode(&key));
+        match self.exchange(url.clone(), false, String::new(), Some(key)).await {
+            Ok((status, _, body)) if status.is_success() => Reconciled::Done(body),
+            Ok((StatusCode::NOT_FOUND, _, _)) => Reconciled::Absent,
+            Ok((status, url, body)) => Reconciled::Unknown(format!("`{url}`: HTTP {status}: {body}")),
+            Err(e) => Reconciled::Unknown(e),
+        }
+    }
+}
+
+/// `text` percent-encoded but for the URL-unreserved characters (a key holds `/`).
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn is_redirect(status: StatusCode) -> bool {
@@ -282,6 +343,19 @@ impl Tool for HttpTool {
     }
     fn idempotent(&self) -> bool {
         true
+    }
+    fn effect(&self) -> Effect {
+        self.inner.effect
+    }
+    fn reconcile(&self, _args: Value, cx: CallContext) -> Option<ReconcileFuture> {
+        let template = self.inner.reconcile_url.clone()?;
+        let inner = self.inner.clone();
+        Some(Box::pin(async move {
+            let limit = inner.timeout;
+            tokio::time::timeout(limit, inner.reconcile(&template, cx.idempotency_key))
+                .await
+                .unwrap_or_else(|_| Reconciled::Unknown(timed_out(&template, limit)))
+        }))
     }
     fn call(&self, args: Value, cx: CallContext) -> ToolFuture {
         let url = args["url"].as_str().unwrap_or_default().to_owned();

@@ -79,6 +79,20 @@ pub struct McpConfig {
     /// untrusted, so a `readOnlyHint` does not lower it.
     #[serde(default)]
     pub tier: Option<u8>,
+    /// Effect class of the server's tools (docs/effects.md): `"none"`, `"idempotent"`,
+    /// `"at-most-once"` or `"reconcile"`. Default `"at-most-once"` (an MCP tool may change
+    /// things, and a server's annotations are not trusted). Any class but `"none"` sends the
+    /// call's idempotency key in the request's `_meta` (`io.kafclaw/idempotency-key`); under
+    /// `"at-most-once"` and `"reconcile"` a call that failed in transport after it was sent
+    /// is not made again (`retries` apply to `"none"` and `"idempotent"` only).
+    #[serde(default)]
+    pub effect: Option<crate::tools::effect::Effect>,
+    /// The reconcile action of `effect = "reconcile"`: a tool of the same server (by its MCP
+    /// name, listed and allowed) called with `{"idempotency_key": "<key>"}`, answering
+    /// `{"found": true, "result": …}` (the call happened; `result` goes to the model) or
+    /// `{"found": false}` (it did not, and is made now); anything else is an unknown outcome.
+    #[serde(default)]
+    pub reconcile_tool: Option<String>,
     /// stdio transport: `"kernel"` (default): the server runs in the kernel sandbox of the
     /// `shell` tool (Landlock ABI 6+, seccomp, rlimits, no capabilities; docs/security.md)
     /// and the tool refuses to start where the kernel lacks it. `"none"`: an explicit
@@ -212,6 +226,8 @@ pub struct McpSpec {
     pub description: Option<String>,
     /// Configured tier.
     pub tier: Option<u8>,
+    /// The effect class of the server's tools.
+    pub effect: crate::tools::effect::Effect,
 }
 
 impl McpConfig {
@@ -329,6 +345,7 @@ impl McpConfig {
                     retries: self.retries,
                     description: self.description.clone(),
                     tier: self.tier,
+                    effect: self.effect.unwrap_or(crate::tools::effect::Effect::AtMostOnce),
                 },
                 policy,
                 self.sandbox,

@@ -25,7 +25,9 @@
 //! sees), [`content`] (what the server says, as text).
 //!
 //! Calls run inside the `llm` call whose answer and tool results are journalled: a replay
-//! answered from the journal makes no `tools/call`.
+//! answered from the journal makes no `tools/call`. A rerun of a step after a crash follows
+//! the server's effect class (`effect`, docs/effects.md); the step's idempotency key goes in
+//! the request's `_meta` as [`IDEMPOTENCY_META`].
 
 pub mod config;
 pub mod content;
@@ -37,6 +39,10 @@ use std::sync::Arc;
 use serde_json::Value;
 
 pub use config::{McpConfig, OnError};
+
+/// The `_meta` key of a `tools/call` request holding the call's idempotency key (a
+/// reverse-DNS prefix, as MCP asks of keys that are not the protocol's own).
+pub const IDEMPOTENCY_META: &str = "io.kafclaw/idempotency-key";
 
 use super::{CallContext, CheckedFuture, NamedTools, Tool, ToolFuture};
 use server::Server;
@@ -85,6 +91,9 @@ impl Tool for McpTool {
     }
     fn tier(&self) -> u8 {
         self.server.shared.spec.tier.unwrap_or(2)
+    }
+    fn effect(&self) -> super::effect::Effect {
+        self.server.shared.spec.effect
     }
     fn open(&self) -> Result<(), String> {
         self.server.open()
@@ -145,7 +154,12 @@ impl Tool for McpFunction {
         let checked = self.call_checked(args, cx);
         Box::pin(async move { checked.await.unwrap_or_else(|e| Err(e.0)) })
     }
-    fn call_checked(&self, args: Value, _cx: CallContext) -> CheckedFuture {
-        self.server.call(self.tool.clone(), args)
+    fn effect(&self) -> super::effect::Effect {
+        self.server.shared.spec.effect
+    }
+    /// With the call's idempotency key in `_meta` unless the class is `none`.
+    fn call_checked(&self, args: Value, cx: CallContext) -> CheckedFuture {
+        let key = (self.effect() != super::effect::Effect::None).then_some(cx.idempotency_key);
+        self.server.call(self.tool.clone(), args, key)
     }
 }

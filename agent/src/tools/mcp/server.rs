@@ -181,18 +181,20 @@ impl Server {
         self.shared.listing.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Calls `tool` with `args` on the server's runtime (see [`call`]).
+    /// Calls `tool` with `args` on the server's runtime (see [`call`]), `key` as the
+    /// request's idempotency key.
     pub(crate) fn call(
         &self,
         tool: String,
         args: Value,
+        key: Option<String>,
     ) -> std::pin::Pin<Box<dyn Future<Output = Result<ToolResult, FatalToolError>> + Send>> {
         let handle = self.runtime.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|t| t.handle.clone());
         let Some(handle) = handle else {
             let name = self.shared.spec.name.clone();
             return Box::pin(async move { Err(FatalToolError(format!("MCP server `{name}` was not started"))) });
         };
-        let job = handle.spawn(call(self.shared.clone(), tool, args));
+        let job = handle.spawn(call(self.shared.clone(), tool, args, key));
         let abort = AbortOnDrop(job.abort_handle());
         Box::pin(async move {
             let r = job.await;
@@ -406,8 +408,15 @@ async fn supervise(shared: Arc<Shared>, first: std::sync::mpsc::Sender<Result<()
     }
 }
 
-/// One `tools/call`, with the tool's time limit, retries and failure policy.
-async fn call(shared: Arc<Shared>, tool: String, args: Value) -> Result<ToolResult, FatalToolError> {
+/// One `tools/call`, with the tool's time limit, retries and failure policy; `key` goes in
+/// the request's `_meta`. A call the server may have received is not made again when the
+/// effect class forbids repeats.
+async fn call(
+    shared: Arc<Shared>,
+    tool: String,
+    args: Value,
+    key: Option<String>,
+) -> Result<ToolResult, FatalToolError> {
     let spec = &shared.spec;
     let arguments = match args {
         Value::Object(m) => Some(m),
@@ -417,11 +426,19 @@ async fn call(shared: Arc<Shared>, tool: String, args: Value) -> Result<ToolResu
     let mut after = 0;
     let mut attempt = 0;
     let failure = loop {
+        // Whether the request may have reached the server (a failure after it was sent).
+        let mut sent = false;
         let failure = match shared.conn_after(after, spec.timeout).await {
             Err(e) => e,
             Ok(conn) => {
+                sent = true;
                 let mut params = CallToolRequestParams::new(tool.clone());
                 params.arguments = arguments.clone();
+                if let Some(key) = &key {
+                    let mut meta = rmcp::model::RequestMetaObject::new();
+                    meta.0.0.insert(super::IDEMPOTENCY_META.into(), Value::String(key.clone()));
+                    params.meta = Some(meta);
+                }
                 match tokio::time::timeout(spec.timeout, conn.peer.call_tool(params)).await {
                     Ok(Ok(result)) => {
                         let json = serde_json::to_value(&result).unwrap_or(Value::Null);
@@ -448,7 +465,7 @@ async fn call(shared: Arc<Shared>, tool: String, args: Value) -> Result<ToolResu
                 }
             }
         };
-        if attempt >= spec.retries {
+        if attempt >= spec.retries || (sent && spec.effect.logged()) {
             break failure;
         }
         attempt += 1;

@@ -91,3 +91,20 @@ pub fn cleanup_policies(
         })
         .collect())
 }
+
+/// The values of `keys` in `topic`'s configuration as DescribeConfigs reports it (`None`: the
+/// broker lists no such entry).
+pub fn topic_configs(
+    settings: &ClientSettings,
+    topic: &str,
+    keys: &[&str],
+) -> Result<Vec<Option<String>>, InspectError> {
+    let admin: AdminClient<Capture> = settings.client_config(&[]).create_with_context(Capture::default())?;
+    let opts = AdminOptions::new().request_timeout(Some(CALL_TIMEOUT));
+    let results = block_on(admin.describe_configs(&[ResourceSpecifier::Topic(topic)], &opts))??;
+    match results.into_iter().next() {
+        Some(Ok(resource)) => Ok(keys.iter().map(|k| resource.get(k).and_then(|e| e.value.clone())).collect()),
+        Some(Err(code)) => Err(InspectError::Failed(format!("describing `{topic}`: {code}"))),
+        None => Err(InspectError::Failed(format!("describing `{topic}`: no answer"))),
+    }
+}
