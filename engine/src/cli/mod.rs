@@ -7,6 +7,7 @@
 use clap::{Parser, Subcommand};
 
 pub mod agent;
+pub mod approvals;
 pub mod common;
 pub mod completions;
 pub mod diff;
@@ -78,6 +79,9 @@ pub enum Command {
     Trace(trace::Args),
     /// Agent groups: create one (its topics), list who is in one.
     Group(group::Args),
+    /// Human approval: list a group's approval requests, approve or reject one (the decision
+    /// goes to the partition the waiting record's task reads).
+    Approvals(approvals::Args),
     /// Export the response journals (model answers, embeddings) kept in the
     /// topology's changelog topics.
     Journal(journal::Args),
@@ -128,6 +132,7 @@ pub fn main_with(cli: Cli) -> i32 {
         Command::Trace(args) => trace::execute(&args),
         Command::Group(args) => group::execute(args),
         Command::Journal(args) => journal::execute(args),
+        Command::Approvals(args) => approvals::execute(args),
         Command::State(args) => state::execute(&args),
         Command::Top(args) => top::execute(&args),
         Command::Agent(args) => agent::execute(&args),

@@ -12,6 +12,8 @@
 //! | `POST /v1/tasks` | `{"description", "skill"?}` → `202 {"task_id", "topic"}`: a `request` on `group.<g>.requests`, or a `skill_request` on `group.<g>.skill.<s>.requests` |
 //! | `GET /v1/tasks/{id}` | `{"task_id", "status", "result"?, "answer"?}`: `pending` until a response, skill response or task status with that correlation id arrives |
 //! | `GET /v1/traces/{id}` | the `trace` envelopes of the task, in arrival order |
+//! | `GET /v1/approvals` | the group's pending approval requests (`?all=true`: all) — [`approvals`] |
+//! | `POST /v1/approvals/{id}/approve`, `…/reject` | `{"reason"?}` → the decision, approver = the token's `sender_id` (docs/approvals.md) |
 //! | `GET /metrics` | Prometheus text: tasks submitted, answers seen, requests by route and status |
 //!
 //! Every route but `/healthz` and the agent cards needs `Authorization: Bearer <token>`
@@ -48,6 +50,7 @@ use prometheus_client::registry::Registry;
 use serde_json::json;
 
 pub mod a2a;
+mod approvals;
 mod auth;
 mod metrics;
 mod tasks;
@@ -103,6 +106,8 @@ impl Gateway {
             .route("/v1/tasks/{id}", get(tasks::task))
             .route("/v1/traces/{id}", get(tasks::trace))
             .route("/metrics", get(metrics::metrics))
+            .route("/v1/approvals", get(approvals::list))
+            .route("/v1/approvals/{id}/{action}", post(approvals::decide))
             .route("/a2a", post(a2a::group_rpc))
             .route("/a2a/{skill}", post(a2a::skill_rpc))
             .route_layer(axum::middleware::from_fn_with_state(self.credentials.clone(), require_token));

@@ -31,11 +31,15 @@ pub enum EnvelopeType {
     Onboard,
     /// A message for or from the orchestrator.
     Orchestrator,
+    /// A record waits for a human decision (the `approve` operator, approval-gated tools).
+    ApprovalRequest,
+    /// A human decision on an `approval_request` (approved or rejected).
+    Approval,
 }
 
 impl EnvelopeType {
     /// Every type, in wire order of the documentation.
-    pub const ALL: [EnvelopeType; 13] = [
+    pub const ALL: [EnvelopeType; 15] = [
         Self::Request,
         Self::Response,
         Self::TaskStatus,
@@ -49,6 +53,8 @@ impl EnvelopeType {
         Self::Roster,
         Self::Onboard,
         Self::Orchestrator,
+        Self::ApprovalRequest,
+        Self::Approval,
     ];
 
     /// The wire name (`task_status`, …).
@@ -67,6 +73,8 @@ impl EnvelopeType {
             Self::Roster => "roster",
             Self::Onboard => "onboard",
             Self::Orchestrator => "orchestrator",
+            Self::ApprovalRequest => "approval_request",
+            Self::Approval => "approval",
         }
     }
 

@@ -10,6 +10,7 @@
 //! fields in one fixed order (an untouched payload as it came), so
 //! `encode(decode(encode(e))) == encode(e)` byte for byte.
 
+pub mod approval;
 mod decode;
 mod encode;
 mod error;

@@ -267,6 +267,10 @@ pub enum Payload {
     Onboard(OnboardPayload),
     /// `orchestrator`.
     Orchestrator(OrchestratorPayload),
+    /// `approval_request`.
+    ApprovalRequest(super::approval::ApprovalRequestPayload),
+    /// `approval`.
+    Approval(super::approval::ApprovalPayload),
 }
 
 impl Envelope {
@@ -316,6 +320,8 @@ impl Envelope {
             EnvelopeType::Roster => Payload::Roster(de(p)?),
             EnvelopeType::Onboard => Payload::Onboard(de(p)?),
             EnvelopeType::Orchestrator => Payload::Orchestrator(de(p)?),
+            EnvelopeType::ApprovalRequest => Payload::ApprovalRequest(de(p)?),
+            EnvelopeType::Approval => Payload::Approval(de(p)?),
         })
     }
 }

@@ -204,6 +204,11 @@ pub struct TaskIo {
 }
 
 impl TaskIo {
+    /// The client settings it connects with (the gateway's approvals routes use them too).
+    pub fn settings(&self) -> &ClientSettings {
+        &self.settings
+    }
+
     /// Creates the answer topics that are missing, and starts following them (until `stop`).
     pub fn start(
         settings: &ClientSettings,
