@@ -1,22 +1,47 @@
 //! `delegate`: the model hands a task to a peer agent or a skill: a `request` envelope is
 //! published to `request_topic`, and the tool waits (a future, no thread held) for the
-//! `response` with the same correlation id on `reply_topic`, up to `deadline`.
+//! `response` with the same correlation id on `reply_topic`, up to `deadline` without a sign
+//! of life, and never past `max_deadline`.
 //!
 //! ```toml
 //! [tools.ask-billing]
 //! type = "delegate"
 //! request_topic = "group.acme.skill.billing.requests"
 //! reply_topic = "group.acme.skill.billing.responses"
-//! deadline = "60s"
+//! deadline = "60s"        # idle timeout: extended by each progress report
+//! max_deadline = "10m"    # absolute cap from the first request (default: 10 × deadline)
 //! ```
 //! The request's `causation_id` is the id of the input the model was answering (so a
 //! timeline links the delegation to it), its `parent_task_id` that input's task, its
 //! `delegation_depth` one more than the input's (a receiving `guard` refuses chains past its
 //! limit), and its `zone` the input's; its `correlation_id`, `id` and `payload.task_id` are
-//! one id derived from the call (the input, the round and the model's call id): a retry after a crash sends the same
-//! request again (a peer reading with `dedup = true` drops the repeat) and takes the reply
-//! the first one got, if it came. The transport (the [`Bus`]) is the engine's: Kafka, or none
-//! in local mode, where a call fails with a message saying so.
+//! one id derived from the call (the input, the round and the model's call id).
+//!
+//! **Deadlines** ([`Clock`]). The request carries `payload.deadline_at` (sent + `deadline`;
+//! a receiving `guard` refuses it once passed) and `payload.max_deadline_at` (sent +
+//! `max_deadline`). A `task_status` on the reply topic with the call's correlation id and a
+//! working status (`accepted`, `in_progress`, `working`, `streaming`) or a `payload.progress`
+//! (a percentage, or a note) moves the deadline to its record time + `deadline`, never past
+//! `max_deadline_at`; a final status (`completed`, `failed`, `rejected`, `canceled`, …) or a
+//! `response`/`skill_response` ends the call. A status whose `status` or `progress` cannot be
+//! read neither extends nor ends the call: it is logged and audited (`reply_unreadable`)
+//! naming its topic, partition and offset.
+//!
+//! **Late replies are fenced by the call's id.** A reply stamped after the deadline, or read
+//! after the call stopped waiting, never reaches the model: it is dropped and audited
+//! (`late_reply_dropped`, with the call id, the deadline, the reply's time and sender) on
+//! the group's `observe.audit` topic, and the model is told the deadline passed. A retry
+//! after a crash does not restart the clock: before publishing, the bus reads the request
+//! topic back for an earlier request with the same id; if there is one, it is not sent again
+//! and its `deadline_at` counts, with the progress and replies already on the reply topic —
+//! a retry after the deadline is told so without waiting, a retry before it waits for what
+//! is left, and takes the reply its first attempt got if that came in time. Records are
+//! judged by their Kafka timestamps, so a rerun reaches the verdict its first attempt did,
+//! with one edge: a reply stamped before the deadline but read more than a second after it
+//! (when the waiting call has given up) is dropped and audited by that call, while a rerun
+//! after a crash before the call's outcome committed judges it by its stamp, as on time. The transport
+//! (the [`Bus`]) is the engine's: Kafka, or none in local mode, where a call fails with a
+//! message saying so.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -29,7 +54,10 @@ use tracing::Instrument;
 use tracing::field::Empty;
 
 use super::{CallContext, Tool, ToolFuture, ToolOutput};
-use kafclaw_operators::api::record::format_time_ms;
+
+#[path = "delegate_clock.rs"]
+mod clock;
+pub use clock::{Clock, Deadlines, Reading, reading};
 use kafclaw_operators::envelope::{Envelope, EnvelopeType, wire};
 
 /// A reply on its way.
@@ -37,10 +65,12 @@ pub type ReplyFuture = Pin<Box<dyn Future<Output = Result<Envelope, String>> + S
 
 /// Publishes requests and hands back the correlated replies (the engine's Kafka I/O).
 pub trait Bus: Send + Sync + std::fmt::Debug {
-    /// Publishes `request` to `topic`, keyed by its correlation id, and resolves with the
-    /// first `response`, `skill_response` (or failed `task_status`) on `reply_topic` with the same correlation
-    /// id, or an error once `deadline` has passed.
-    fn request(&self, topic: &str, reply_topic: &str, request: Envelope, deadline: Duration) -> ReplyFuture;
+    /// Publishes `request` to `topic`, keyed by its correlation id (unless an earlier request
+    /// with that id is there already: then its deadline counts), and resolves with the first
+    /// final reply (`response`, `skill_response`, a final `task_status`) on `reply_topic`
+    /// with the same correlation id that is within the deadline — which progress reports
+    /// extend by `deadlines.idle`, up to `deadlines.max` — or an error once it has passed.
+    fn request(&self, topic: &str, reply_topic: &str, request: Envelope, deadlines: Deadlines) -> ReplyFuture;
 }
 
 /// The name of the topology's [`BusSlot`] in its resources.
@@ -71,8 +101,10 @@ pub struct Delegate {
     pub request_topic: String,
     /// Where replies come.
     pub reply_topic: String,
-    /// How long to wait for the reply.
+    /// How long to wait for the reply or the next progress report (idle timeout).
     pub deadline: Duration,
+    /// The absolute cap on a call, from its first request (default: 10 × `deadline`).
+    pub max_deadline: Option<Duration>,
     /// What the model is told.
     pub description: Option<String>,
     /// The runtime's bus.
@@ -95,7 +127,9 @@ fn outcome(reply: &Envelope) -> Result<ToolOutput, String> {
         .map_err(|e| format!("`{}` answered with an unreadable status: {e}", reply.sender_id))?
         .unwrap_or_default();
     let body = text("content").or_else(|| text("result")).or_else(|| text("summary"));
-    if reply.kind == EnvelopeType::TaskStatus || matches!(status, "failed" | "error" | "rejected") {
+    if (reply.kind == EnvelopeType::TaskStatus && status != "completed")
+        || matches!(status, "failed" | "error" | "rejected")
+    {
         return Err(format!(
             "`{}` answered {}: {}",
             reply.sender_id,
@@ -132,7 +166,8 @@ impl Tool for Delegate {
     fn call(&self, args: Value, cx: CallContext) -> ToolFuture {
         let description = args["description"].as_str().unwrap_or_default().trim().to_owned();
         let bus = self.bus.get();
-        let (topic, reply_topic, deadline) = (self.request_topic.clone(), self.reply_topic.clone(), self.deadline);
+        let (topic, reply_topic) = (self.request_topic.clone(), self.reply_topic.clone());
+        let deadlines = Deadlines::new(self.deadline, self.max_deadline);
         let agent = self.agent.clone();
         let span = invoke_agent_span(&topic, &cx);
         let traced = span.clone();
@@ -145,27 +180,27 @@ impl Tool for Delegate {
                 format!("this task is already {} delegations deep: it cannot be delegated further", cx.delegation_depth)
             })?;
             let id = task_id(&cx.idempotency_key);
-            let now = kafclaw_operators::api::record::now_ms();
             let mut request = Envelope::new(
                 EnvelopeType::Request,
                 id.clone(),
                 agent.clone(),
-                format_time_ms(now),
+                String::new(),
                 json!({
                     "task_id": id,
                     "description": description,
                     "requester_id": agent,
                     "parent_task_id": cx.task_id,
                     "delegation_depth": depth,
-                    "deadline_at": format_time_ms(now + deadline.as_millis() as i64),
                 }),
             );
+            // Re-stamped by the bus when it actually sends the request.
+            deadlines.stamp(&mut request, kafclaw_operators::api::record::now_ms());
             request.id = Some(id);
             // Caused by the input the model was answering; a zone's task stays in its zone.
             request.causation_id = cx.input_id.clone();
             request.zone = cx.zone.clone();
             // Published in the span: the bus carries its context to the peer (`traceparent`).
-            let reply = bus.request(&topic, &reply_topic, request, deadline).await?;
+            let reply = bus.request(&topic, &reply_topic, request, deadlines).await?;
             outcome(&reply)
         });
         Box::pin(
@@ -210,7 +245,7 @@ mod tests {
     #[derive(Debug)]
     struct Echo;
     impl Bus for Echo {
-        fn request(&self, topic: &str, reply: &str, request: Envelope, _: Duration) -> ReplyFuture {
+        fn request(&self, topic: &str, reply: &str, request: Envelope, _: Deadlines) -> ReplyFuture {
             let text = format!("{topic}->{reply}: {}", request.payload["description"].as_str().unwrap());
             let status = if text.contains("fail") { "failed" } else { "completed" };
             let mut r = Envelope::new(EnvelopeType::Response, request.correlation_id, "peer", "t", json!({}));
@@ -229,6 +264,7 @@ mod tests {
             request_topic: "req".into(),
             reply_topic: "rep".into(),
             deadline: Duration::from_secs(1),
+            max_deadline: None,
             description: None,
             bus: slot,
         }
@@ -237,7 +273,7 @@ mod tests {
     #[derive(Debug)]
     struct Capture(std::sync::Mutex<Vec<Envelope>>);
     impl Bus for Capture {
-        fn request(&self, _: &str, _: &str, request: Envelope, _: Duration) -> ReplyFuture {
+        fn request(&self, _: &str, _: &str, request: Envelope, _: Deadlines) -> ReplyFuture {
             self.0.lock().unwrap().push(request.clone());
             let r =
                 Envelope::new(EnvelopeType::Response, request.correlation_id, "peer", "t", json!({"content": "ok"}));
@@ -262,6 +298,11 @@ mod tests {
         assert_eq!(sent.payload["delegation_depth"], 3);
         assert_eq!(sent.payload["parent_task_id"], "task-9");
         assert_eq!((sent.causation_id.as_deref(), sent.zone.as_deref()), (Some("in-9"), Some("finance")));
+        // Deadlines from the request's time: `deadline` (1 s), and the default cap (10 ×).
+        let ms = |t: &Value| kafclaw_operators::envelope::time::event_time_ms(t.as_str().unwrap()).unwrap();
+        let sent_at = ms(&json!(sent.timestamp));
+        assert_eq!(ms(&sent.payload["deadline_at"]) - sent_at, 1_000);
+        assert_eq!(ms(&sent.payload["max_deadline_at"]) - sent_at, 10_000);
 
         let deepest = CallContext { delegation_depth: u32::MAX, ..CallContext::from("k") };
         let refused = t.call(json!({"description": "x"}), deepest).await.unwrap_err();
@@ -272,6 +313,10 @@ mod tests {
     #[test]
     fn an_unreadable_status_is_not_success() {
         let reply = |p: Value| Envelope::new(EnvelopeType::Response, "c", "peer", "t", p);
+        let status = |p: Value| Envelope::new(EnvelopeType::TaskStatus, "c", "peer", "t", p);
+        assert_eq!(outcome(&status(json!({"status": "completed", "summary": "42"}))).unwrap().text, "42");
+        let e = outcome(&status(json!({"status": "canceled", "summary": "by bob"}))).unwrap_err();
+        assert_eq!(e, "`peer` answered canceled: by bob");
         assert!(outcome(&reply(json!({"status": "completed", "content": "ok"}))).is_ok());
         let e = outcome(&reply(json!({"status": 0, "content": "ok"}))).unwrap_err();
         assert_eq!(e, "`peer` answered with an unreadable status: `payload.status`: expected a string, got 0");

@@ -8,6 +8,7 @@
 //! agent = "billing"
 //! zones = ["finance"]            # the zones this agent is a member of
 //! max_delegation_depth = 3
+//! max_handoffs = 2
 //! ```
 //! - **Zones.** An envelope without a `zone`, or in zone `public`, is for everyone. An
 //!   envelope in any other zone (a `shared` zone several teams are members of, or a
@@ -16,10 +17,21 @@
 //! - **Delegation.** A task whose `payload.delegation_depth` exceeds `max_delegation_depth`
 //!   is not processed: the requester gets a `task_status` `failed` with the reason, and an
 //!   audit envelope records it.
+//! - **Handoffs.** A handoff passes a task on to another agent as it is — the same
+//!   `task_id`, `original_requester_id` still the first requester, `requester_id` the agent
+//!   passing it — where a delegation (the `delegate` tool) makes a child task one level
+//!   deeper and waits for it. Whoever hands a task off writes `payload.handoffs`, one more
+//!   than it received (absent: 0). With `max_handoffs`, a request handed off more often is
+//!   not processed: answered `failed` and audited (`too_many_handoffs`), like a delegation
+//!   too deep; `handoffs` is then read by the same fail-closed rule as `delegation_depth`
+//!   (`payload_unreadable` for `1.5`, `-1`, `true`, a repeated key).
 //! - **Admission.** With `admitted = "<admissions operator>"`, an envelope whose sender has
 //!   not been admitted to the group (onboarding) is dropped and audited (`not_admitted`).
 //! - **Deadlines.** A task whose `payload.deadline_at` has passed is answered the same way.
 //!   The deadline is judged by the clock when the task is processed (a replay judges again).
+//!   It is the caller's first deadline: a `delegate` caller extends it while the agent
+//!   working on the task reports progress, so it is judged on arrival only; a refusal the
+//!   caller reads after its own deadline is dropped there as a late reply.
 //! - **Unreadable fields.** The KafClaw fields of a task request (`task_id`,
 //!   `parent_task_id`, `requester_id`, `original_requester_id`, `delegation_depth`,
 //!   `deadline_at`) are read fail-closed by the rule of [`crate::envelope::wire`]: a
@@ -71,6 +83,10 @@ pub struct GuardConfig {
     /// Deepest delegation accepted (`payload.delegation_depth`); none: no limit.
     #[serde(default)]
     pub max_delegation_depth: Option<u32>,
+    /// Most handoffs accepted (`payload.handoffs`: how often the task was passed on as it
+    /// is); none: no limit, and the field is not read.
+    #[serde(default)]
+    pub max_handoffs: Option<u32>,
     /// Whether a passed `payload.deadline_at` refuses the task.
     #[serde(default = "yes")]
     pub check_deadline: bool,
@@ -113,6 +129,7 @@ impl Kind for GuardConfig {
             agent: self.agent.get_ref().clone(),
             zones: self.zones.clone(),
             max_depth: self.max_delegation_depth,
+            max_handoffs: self.max_handoffs,
             check_deadline: self.check_deadline,
             admissions,
             clock: crate::api::record::now_ms,
@@ -125,9 +142,20 @@ pub struct Guard {
     agent: String,
     zones: Vec<String>,
     max_depth: Option<u32>,
+    max_handoffs: Option<u32>,
     check_deadline: bool,
     admissions: Option<Arc<SharedAdmissions>>,
     clock: fn() -> i64,
+}
+
+/// `payload.handoffs` of `payload` (absent: 0), read fail-closed: a whole number written
+/// once.
+fn handoffs(payload: &crate::envelope::LazyJson) -> Result<u32, WireError> {
+    if let Some(text) = payload.source() {
+        wire::repeated(text, &["handoffs"])?;
+    }
+    let read = wire::field(payload, "handoffs", |v| wire::whole(v, u64::from(u32::MAX)).map(|n| Some(n as u32)))?;
+    Ok(read.unwrap_or(0))
 }
 
 /// Why a task is refused.
@@ -174,6 +202,19 @@ impl Guard {
                 reason: format!("delegation depth {depth} exceeds the limit of {max}"),
                 field: None,
             });
+        }
+        if let Some(max) = self.max_handoffs {
+            let hops = match handoffs(&e.payload) {
+                Ok(n) => n,
+                Err(err) => return Some(err.into()),
+            };
+            if hops > max {
+                return Some(Refusal::Task {
+                    event: "too_many_handoffs",
+                    reason: format!("the task was handed off {hops} times, over the limit of {max}"),
+                    field: None,
+                });
+            }
         }
         if self.check_deadline
             && let Some(at) = fields.deadline_at
@@ -247,6 +288,7 @@ mod tests {
             agent: "billing".into(),
             zones: vec!["finance".into()],
             max_depth: Some(2),
+            max_handoffs: Some(1),
             check_deadline: true,
             admissions: None,
             clock: || 1_000_000,
@@ -395,6 +437,39 @@ mod tests {
         // Needs serde_json's `arbitrary_precision`: without it the payload's text passes the
         // decoder but cannot be parsed, and `LazyJson` reads it as `null` (no fields at all).
         assert_eq!(decoded(r#"{"delegation_depth":1e400}"#).1, "payload_unreadable");
+    }
+
+    #[test]
+    fn handoff_chains_are_bounded_and_read_fail_closed() {
+        assert_eq!(verdict(json!({"task_id": "t", "handoffs": 1})).0, [0]);
+        assert_eq!(verdict(json!({"task_id": "t"})).0, [0], "absent: never handed off");
+        for hops in [json!(2), json!("2"), json!(2.0)] {
+            let (ports, event, details, summary) = verdict(json!({"task_id": "t", "handoffs": hops}));
+            assert_eq!((ports, event.as_str()), (vec![2, 1], "too_many_handoffs"), "{hops}");
+            assert_eq!(summary, "the task was handed off 2 times, over the limit of 1");
+            assert_eq!((details["reason"].as_str(), details["task_id"].as_str()), (Some(summary.as_str()), Some("t")));
+        }
+        for hops in [json!(1.5), json!(-1), json!(true), json!(null), json!("one")] {
+            let (ports, event, details, _) = verdict(json!({"task_id": "t", "handoffs": hops}));
+            assert_eq!((ports, event.as_str()), (vec![2, 1], "payload_unreadable"), "{hops}");
+            assert_eq!(details["field"], "payload.handoffs");
+        }
+        let twice = Envelope::decode(
+            br#"{"type":"request","correlation_id":"c","sender_id":"a","timestamp":"1970-01-01T00:00:00Z","payload":{"handoffs":5,"handoffs":0}}"#,
+        )
+        .unwrap();
+        let (ports, event, details, _) = judged(twice);
+        assert_eq!(
+            (ports, event.as_str(), details["field"].as_str()),
+            (vec![2, 1], "payload_unreadable", Some("payload.handoffs"))
+        );
+        // Without a limit the field is not read.
+        let mut open = guard();
+        open.max_handoffs = None;
+        let mut out = Emit::default();
+        let r = Record::detached(request(None, json!({"handoffs": true})));
+        open.process(r, &mut crate::api::state::NoState, &mut out).unwrap();
+        assert_eq!(out.drain().map(|(p, _)| p.0).collect::<Vec<_>>(), [0]);
     }
 
     #[test]

@@ -1,46 +1,49 @@
 //! The bus of `delegate` tools on Kafka: requests are published by a producer of their own
 //! (idempotent, outside the instance's transaction — a request must leave now, while the
 //! transaction that will hold the answer is still open), and one reader thread per reply
-//! topic hands each `response` to the call waiting for its correlation id.
+//! topic judges each reply for the call of its correlation id ([`replies`]).
 //!
-//! A reply reader starts at the first record of the last `max deadline` (offsets for that
-//! time), so a call retried after a crash finds the reply its first attempt got; replies
-//! nobody waits for yet are kept for that long in a recent-replies map. Waiting is a tokio
-//! oneshot: no thread is held per call.
+//! A call: (1) waits until the reply reader has read its look-back (twice the call's
+//! `max_deadline`, at least a minute) to the end of the topic; (2) reads the request's
+//! partition back ([`readback`]): an earlier request with the call's id from this agent is
+//! a previous attempt's — it is not sent again, and its deadline counts; otherwise the
+//! request is published, to the partition murmur2 gives its key; (3) waits (a tokio watch,
+//! no thread held per call) for the first final reply within the deadline, which progress
+//! reports extend. Late replies are dropped and audited on `group.<g>.observe.audit` (the
+//! topology's group, else the group named by the reply topic, `group.<g>.…`). A reply topic's
+//! reader is started by its first call, with that call's look-back.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
 
-use kafclaw_agent::tools::delegate::{Bus, ReplyFuture};
-use kafclaw_operators::envelope::{Envelope, EnvelopeType};
+use kafclaw_agent::tools::delegate::{Bus, Clock, Deadlines, ReplyFuture};
+use kafclaw_operators::envelope::Envelope;
 use rdkafka::consumer::BaseConsumer;
-use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use tokio::sync::oneshot;
+use rdkafka::producer::{BaseProducer, FutureProducer, FutureRecord};
 
 use crate::kafka::headers::TRACEPARENT;
 use crate::kafka::producer::{Logged, assign_since};
 use crate::kafka::settings::ClientSettings;
 
-/// How far back a reply reader starts, at least, and how long unclaimed replies are kept.
-const MIN_LOOKBACK: Duration = Duration::from_secs(60);
+#[path = "bus_readback.rs"]
+mod readback;
+#[path = "bus_replies.rs"]
+mod replies;
 
-#[derive(Default)]
-struct Waiting {
-    /// Calls waiting, by correlation id.
-    pending: HashMap<String, oneshot::Sender<Envelope>>,
-    /// Replies that came before anyone waited for them (a restarted call's), with when.
-    recent: HashMap<String, (Envelope, Instant)>,
-}
+use replies::{Call, Replies};
+
+/// The least look-back of a reply reader and of a request's read-back.
+const MIN_LOOKBACK: Duration = Duration::from_secs(60);
 
 /// The Kafka bus of one instance.
 pub struct KafkaBus {
     settings: ClientSettings,
     name: String,
+    group: Option<String>,
     producer: Mutex<Option<FutureProducer<Logged>>>,
-    readers: Mutex<HashMap<String, Arc<Mutex<Waiting>>>>,
+    readers: Mutex<HashMap<String, Arc<Replies>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -50,10 +53,34 @@ impl std::fmt::Debug for KafkaBus {
     }
 }
 
+/// How far back a reader of calls with `deadlines` looks: twice the cap, at least a minute.
+fn lookback(deadlines: Deadlines) -> Duration {
+    deadlines.max.max(MIN_LOOKBACK).saturating_mul(2)
+}
+
+/// The audit topic of the group a reply topic `group.<g>.…` belongs to.
+fn group_of(topic: &str) -> Option<&str> {
+    let rest = topic.strip_prefix("group.")?;
+    rest.split_once('.').map(|(g, _)| g).filter(|g| !g.is_empty())
+}
+
 impl KafkaBus {
     /// A bus for topology `name`; its reader threads end when `stop` is set.
     pub fn new(settings: ClientSettings, name: &str, stop: Arc<AtomicBool>) -> Self {
-        Self { settings, name: name.to_owned(), producer: Mutex::new(None), readers: Mutex::new(HashMap::new()), stop }
+        Self {
+            settings,
+            name: name.to_owned(),
+            group: None,
+            producer: Mutex::new(None),
+            readers: Mutex::new(HashMap::new()),
+            stop,
+        }
+    }
+
+    /// The group whose `observe.audit` topic receives the bus's audits (late replies).
+    pub fn with_group(mut self, group: Option<&str>) -> Self {
+        self.group = group.map(str::to_owned);
+        self
     }
 
     fn producer(&self) -> Result<FutureProducer<Logged>, String> {
@@ -71,131 +98,124 @@ impl KafkaBus {
         Ok(made)
     }
 
-    /// The waiting room of `topic`, starting its reader on first use.
-    fn reader(&self, topic: &str, lookback: Duration) -> Result<Arc<Mutex<Waiting>>, String> {
+    /// The replies of `topic`, starting its reader on first use.
+    fn replies(&self, topic: &str, lookback: Duration) -> Result<Arc<Replies>, String> {
         let mut readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(w) = readers.get(topic) {
-            return Ok(w.clone());
+        if let Some(r) = readers.get(topic) {
+            return Ok(r.clone());
         }
         let consumer: BaseConsumer<Logged> = self
             .settings
             .client_config(&[
                 ("group.id", &format!("{}-delegate-replies", self.name)),
                 ("enable.auto.commit", "false"),
+                ("enable.partition.eof", "true"),
                 ("isolation.level", "read_committed"),
             ])
             .create_with_context(Logged("delegate replies"))
             .map_err(|e| format!("reply reader: {e}"))?;
-        let since =
-            std::time::SystemTime::now().checked_sub(lookback.max(MIN_LOOKBACK)).unwrap_or(std::time::UNIX_EPOCH);
+        let client_id = format!("{}-delegate-audit", self.name);
+        let audits: BaseProducer<Logged> = self
+            .settings
+            .client_config_with(&[("linger.ms", "0")], &[("enable.idempotence", "true"), ("client.id", &client_id)])
+            .create_with_context(Logged("delegate audits"))
+            .map_err(|e| format!("delegate audit producer: {e}"))?;
+        let since = SystemTime::now().checked_sub(lookback).unwrap_or(SystemTime::UNIX_EPOCH);
         let partitions = assign_since(&consumer, &[topic.to_owned()], since, false)?;
         if partitions == 0 {
             return Err(format!(
                 "reply topic `{topic}` does not exist: create it (the peer writes its responses there)"
             ));
         }
-        let waiting = Arc::new(Mutex::new(Waiting::default()));
-        let (w, stop, keep) = (waiting.clone(), self.stop.clone(), lookback.max(MIN_LOOKBACK));
-        let name = topic.to_owned();
+        let group = self.group.as_deref().or_else(|| group_of(topic));
+        let audit_topic = group.map(|g| format!("group.{g}.observe.audit"));
+        let shared = Arc::new(Replies::new(topic, &self.name, audit_topic));
+        let (r, stop) = (shared.clone(), self.stop.clone());
         std::thread::Builder::new()
             .name("kafclaw-replies".into())
-            .spawn(move || read_replies(&consumer, &name, &w, &stop, keep))
+            .spawn(move || replies::read_replies(&consumer, partitions, &r, &audits, &stop, lookback))
             .map_err(|e| e.to_string())?;
         tracing::info!(topic, partitions, "reading delegate replies");
-        readers.insert(topic.to_owned(), waiting.clone());
-        Ok(waiting)
+        readers.insert(topic.to_owned(), shared.clone());
+        Ok(shared)
     }
 }
 
-/// Hands every reply on the topic to its waiting call, or keeps it for a while.
-fn read_replies(
-    consumer: &BaseConsumer<Logged>,
+/// Publishes `request` to `partition` of `topic`, keyed by its correlation id.
+async fn publish(
+    producer: &FutureProducer<Logged>,
     topic: &str,
-    waiting: &Mutex<Waiting>,
-    stop: &AtomicBool,
-    keep: Duration,
-) {
-    let mut pruned = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                let Ok(reply) = Envelope::decode(m.payload().unwrap_or_default()) else {
-                    tracing::debug!(topic, partition = m.partition(), offset = m.offset(), "not an envelope; skipped");
-                    continue;
-                };
-                if !matches!(
-                    reply.kind,
-                    EnvelopeType::Response | EnvelopeType::SkillResponse | EnvelopeType::TaskStatus
-                ) {
-                    continue;
-                }
-                let mut w = waiting.lock().unwrap_or_else(|e| e.into_inner());
-                match w.pending.remove(&reply.correlation_id) {
-                    Some(tx) => {
-                        let _ = tx.send(reply);
-                    }
-                    None => {
-                        w.recent.insert(reply.correlation_id.clone(), (reply, Instant::now()));
-                    }
-                }
-            }
-            Some(Err(e)) => tracing::warn!(topic, error = %e, "reading delegate replies"),
-            None => {}
-        }
-        if pruned.elapsed() > Duration::from_secs(5) {
-            let mut w = waiting.lock().unwrap_or_else(|e| e.into_inner());
-            w.recent.retain(|_, (_, at)| at.elapsed() < keep);
-            w.pending.retain(|_, tx| !tx.is_closed());
-            pruned = Instant::now();
-        }
+    partition: i32,
+    request: &Envelope,
+    traceparent: Option<&str>,
+) -> Result<(), String> {
+    let payload = request.encode();
+    let mut record =
+        FutureRecord::to(topic).key(request.correlation_id.as_str()).partition(partition).payload(&payload);
+    if let Some(tp) = traceparent {
+        record = record.headers(crate::kafka::headers::owned(&[(TRACEPARENT, tp.as_bytes())]));
     }
+    let sent = match producer.send_result(record) {
+        Ok(delivery) => match delivery.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((e, _))) => Err(e.to_string()),
+            Err(_) => Err("the producer stopped".to_owned()),
+        },
+        Err((e, _)) => Err(e.to_string()),
+    };
+    sent.map_err(|e| format!("publishing the request to `{topic}`: {e}"))
 }
 
 impl Bus for KafkaBus {
-    fn request(&self, topic: &str, reply_topic: &str, request: Envelope, deadline: Duration) -> ReplyFuture {
-        let id = request.correlation_id.clone();
-        let prepared = self.reader(reply_topic, deadline).and_then(|w| Ok((w, self.producer()?)));
-        let (topic, reply_topic) = (topic.to_owned(), reply_topic.to_owned());
+    fn request(&self, topic: &str, reply_topic: &str, request: Envelope, deadlines: Deadlines) -> ReplyFuture {
+        let lookback = lookback(deadlines);
+        let prepared = self.replies(reply_topic, lookback).and_then(|r| Ok((r, self.producer()?)));
+        let (topic, settings, agent) = (topic.to_owned(), self.settings.clone(), self.name.clone());
         // The calling span's context (the `invoke_agent` span) when traces are exported: the
         // peer's consumer span becomes its child. Not part of the envelope, which stays the same.
         let traceparent = crate::telemetry::current_traceparent();
         Box::pin(async move {
-            let (waiting, producer) = prepared?;
-            let rx = {
-                let mut w = waiting.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some((reply, _)) = w.recent.remove(&id) {
-                    // A previous attempt's request was answered: do not ask again.
-                    return Ok(reply);
+            let (replies, producer) = prepared?;
+            replies.caught_up(deadlines.idle.max(Duration::from_secs(30))).await?;
+            let id = request.correlation_id.clone();
+            let since = SystemTime::now().checked_sub(lookback).unwrap_or(SystemTime::UNIX_EPOCH);
+            let (t, i) = (topic.clone(), id.clone());
+            let (partition, earlier) =
+                tokio::task::spawn_blocking(move || readback::first_request(&settings, &agent, &t, &i, since))
+                    .await
+                    .map_err(|e| format!("reading `{topic}` back: {e}"))??;
+            let first = match earlier {
+                Some(first) => {
+                    tracing::debug!(task_id = %id, %topic, sent = %first.timestamp, "a previous attempt sent this request: not sent again");
+                    first
                 }
-                let (tx, rx) = oneshot::channel();
-                w.pending.insert(id.clone(), tx);
-                rx
-            };
-            let payload = request.encode();
-            let mut record = FutureRecord::to(&topic).key(id.as_str()).payload(&payload);
-            if let Some(tp) = &traceparent {
-                record = record.headers(crate::kafka::headers::owned(&[(TRACEPARENT, tp.as_bytes())]));
-            }
-            let sent = match producer.send_result(record) {
-                Ok(delivery) => match delivery.await {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err((e, _))) => Err(e.to_string()),
-                    Err(_) => Err("the producer stopped".to_owned()),
-                },
-                Err((e, _)) => Err(e.to_string()),
-            };
-            if let Err(e) = sent {
-                waiting.lock().unwrap_or_else(|e| e.into_inner()).pending.remove(&id);
-                return Err(format!("publishing the request to `{topic}`: {e}"));
-            }
-            match tokio::time::timeout(deadline, rx).await {
-                Ok(Ok(reply)) => Ok(reply),
-                Ok(Err(_)) => Err("the reply reader stopped".into()),
-                Err(_) => {
-                    waiting.lock().unwrap_or_else(|e| e.into_inner()).pending.remove(&id);
-                    Err(format!("no response on `{reply_topic}` within {deadline:?} (request sent to `{topic}`)"))
+                None => {
+                    // The deadline counts from when the request leaves.
+                    let mut request = request;
+                    deadlines.stamp(&mut request, kafclaw_operators::api::record::now_ms());
+                    publish(&producer, &topic, partition, &request, traceparent.as_deref()).await?;
+                    request
                 }
-            }
+            };
+            let clock = Clock::of_request(&first, deadlines)
+                .map_err(|e| format!("the earlier request `{id}` on `{topic}` cannot be read: {e}"))?;
+            replies.wait(Call { id: &id, request_topic: &topic, idle: deadlines.idle }, clock).await
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audits_go_to_the_group_of_the_reply_topic() {
+        assert_eq!(group_of("group.acme.skill.billing.responses"), Some("acme"));
+        assert_eq!(group_of("group.acme.responses"), Some("acme"));
+        assert_eq!(group_of("replies"), None);
+        assert_eq!(group_of("group..x"), None);
+        let d = Deadlines::new(Duration::from_secs(5), None);
+        assert_eq!(lookback(d), Duration::from_secs(120));
+        assert_eq!(lookback(Deadlines::new(Duration::from_secs(60), None)), Duration::from_secs(1200));
     }
 }
