@@ -80,6 +80,14 @@ impl PhysicalPlan {
     }
 }
 
+/// A node's config as planned into topology `topology`: a schedule learns its topic.
+fn bind(mut config: NodeConfig, topology: &str, node: &str) -> NodeConfig {
+    if let NodeConfig::Schedule(c) = &mut config {
+        c.bind(topology, node);
+    }
+    config
+}
+
 /// Plans a validated graph.
 pub fn plan(
     graph: &LogicalGraph,
@@ -124,7 +132,7 @@ pub fn plan(
                 name: spec.name.as_str().into(),
                 role: spec.role,
                 kind: spec.kind.expect("a planned graph has every node's type"),
-                config: Arc::new(spec.config().clone()),
+                config: Arc::new(bind(spec.config().clone(), name, &spec.name)),
                 ports,
                 downstream,
             }

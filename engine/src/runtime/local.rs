@@ -28,6 +28,9 @@ pub struct LocalOptions {
     pub outputs: HashMap<String, PathBuf>,
     /// Where dead letters go instead of the configured place.
     pub dead_letter: Option<PathBuf>,
+    /// The file of the effect log of `at-most-once` and `reconcile` tools, kept across runs
+    /// (docs/effects.md); `None`: in memory, for this run only.
+    pub effect_log: Option<PathBuf>,
 }
 
 /// What a local run did.
@@ -198,9 +201,39 @@ fn write_out(
     Ok(())
 }
 
+/// Installs the effect log: the file of `opts.effect_log` when a tool logs its calls, else
+/// one in memory.
+fn install_effect_log(compiled: &Compiled, opts: &LocalOptions) -> Result<(), RunError> {
+    use kafclaw_agent::resources::AgentResources;
+    use kafclaw_agent::tools::effect::{EffectLog, FileEffectLog, MemoryEffectLog};
+    let Some(slot) = compiled.resources.effects() else { return Ok(()) };
+    let log: Arc<dyn EffectLog> = match &opts.effect_log {
+        Some(path) if compiled.resources.logs_effects() => {
+            Arc::new(FileEffectLog::open(path).map_err(RunError::Setup)?)
+        }
+        _ => Arc::new(MemoryEffectLog::default()),
+    };
+    slot.set(log);
+    Ok(())
+}
+
+/// The plan a local run executes: a schedule fed from a file (`--input`) is that file's source,
+/// so it does not also tick on the clock (docs/schedules.md).
+fn local_plan(plan: &PhysicalPlan, opts: &LocalOptions) -> PhysicalPlan {
+    let mut plan = plan.clone();
+    for n in &mut plan.nodes {
+        if let (NodeConfig::Schedule(_), Some(path)) = (&*n.config, opts.inputs.get(&*n.name)) {
+            let path = toml::Spanned::new(0..0, path.display().to_string());
+            let file = kafclaw_operators::connectors::FileSourceConfig { path, format: Default::default() };
+            n.config = Arc::new(NodeConfig::FileSource(file));
+        }
+    }
+    plan
+}
+
 /// Runs a compiled topology locally until every source is exhausted.
 pub fn run_local(compiled: &Compiled, opts: &LocalOptions) -> Result<RunSummary, RunError> {
-    let plan = Arc::new(compiled.plan.clone());
+    let plan = Arc::new(local_plan(&compiled.plan, opts));
     let base = compiled.file.base_dir().to_path_buf();
     for name in opts.inputs.keys() {
         if plan.index(name).is_none_or(|i| plan.nodes[i].role != Role::Source) {
@@ -215,11 +248,20 @@ pub fn run_local(compiled: &Compiled, opts: &LocalOptions) -> Result<RunSummary,
             n.name
         )));
     }
+    // A schedule's promise (one tick per due time, across restarts) rests on state committed
+    // with its ticks; a local run keeps state in memory only (docs/schedules.md).
+    if let Some(n) = plan.nodes.iter().find(|n| matches!(&*n.config, NodeConfig::Schedule(_)) && !overridden(&n.name)) {
+        return Err(RunError::Setup(format!(
+            "schedule `{0}` runs only in Kafka mode (its due times are state committed with its ticks); run without --local, or feed ticks from a file with --input {0}=<ticks.jsonl>",
+            n.name
+        )));
+    }
     for name in opts.outputs.keys() {
         if plan.index(name).is_none_or(|i| plan.nodes[i].role != Role::Sink) {
             return Err(RunError::Setup(format!("--output {name}=…: `{name}` is not a sink of {}", plan.name)));
         }
     }
+    install_effect_log(compiled, opts)?;
     let (dead, dead_target) = open_dead_letter(compiled, opts)?;
     let dead = Mutex::new(dead);
 

@@ -173,7 +173,16 @@ impl Task {
         for &i in &sub.nodes {
             let node = &plan.nodes[i];
             stages[i] = match node.role {
-                Role::Source => Stage::Source,
+                // A source built as an operator (a `schedule`) makes its records by punctuation;
+                // records read from its input still go straight downstream.
+                Role::Source => match node.config.build(&node.name, &plan.resources) {
+                    Ok(Built::Sync(op)) => Stage::Operator(op),
+                    Ok(_) => Stage::Source,
+                    Err(errs) => {
+                        let message = errs.into_iter().map(|e| e.message).collect::<Vec<_>>().join("; ");
+                        return Err(BuildError { operator: node.name.to_string(), message });
+                    }
+                },
                 Role::Sink => Stage::Sink,
                 Role::Operator => match node.config.build(&node.name, &plan.resources) {
                     Ok(Built::Sync(op)) => Stage::Operator(op),

@@ -7,6 +7,7 @@ mod file_sink;
 mod file_source;
 pub mod kafka;
 mod line_sink;
+pub mod schedule;
 mod stdin_source;
 mod stdout_sink;
 

@@ -58,6 +58,10 @@ impl Routes {
                 NodeConfig::KafkaSource(c) if source_of_topic.insert(c.topic.get_ref().clone(), i).is_some() => {
                     return Err(setup(format!("topic `{}` is read by two sources", c.topic.get_ref())));
                 }
+                // A schedule's topic gives its partition to one instance of the group.
+                NodeConfig::Schedule(c) => {
+                    source_of_topic.insert(c.topic().unwrap_or_default().to_owned(), i);
+                }
                 NodeConfig::KafkaSink(c) => {
                     sinks.insert(i, SinkTarget { topic: Arc::from(c.topic.get_ref().as_str()), key: c.key });
                 }

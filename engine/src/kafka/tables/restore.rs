@@ -4,7 +4,9 @@
 //! partition-EOF events), each from its local checkpoint (or the beginning) to its end. A
 //! changelog record counts only when the input that produced it is below the source's
 //! committed offset: records of transactions that never committed (which some brokers leak)
-//! are skipped, and since values are absolute, re-applying committed ones is harmless.
+//! are skipped, and since values are absolute, re-applying committed ones is harmless. A
+//! record whose input is no source of the table's sub-topology (a punctuation's write) has no
+//! offset to hold against and is applied.
 //! A record carrying the [`RESET`](headers::RESET) header is a reset marker written by
 //! `kafclaw replay`: the state of that table-partition is dropped and restoring continues from
 //! the marker, so every instance forgets pre-replay state however old its local copy is.
@@ -91,6 +93,15 @@ fn restore_table(
     metrics: &InstanceMetrics,
 ) -> Result<(), String> {
     let journal = jobs.iter().all(|j| j.journal);
+    // The topics the restored sub-topologies read: a write whose input is not one of them was
+    // made by a punctuation (a schedule's tick, a timeout), with no input offset to hold it
+    // against; it is applied, as `read_committed` shows only committed ones on Apache Kafka
+    // (docs/kafka-brokers.md: brokers that leak aborted records).
+    let source_topics: std::collections::HashSet<&str> = jobs
+        .iter()
+        .flat_map(|j| plan.subtopologies[j.sub].sources.iter())
+        .filter_map(|&s| plan.nodes[s].config.kafka_topic())
+        .collect();
     let reader: BaseConsumer<QuietEof> = settings
         .client_config(&[
             ("group.id", &format!("{}-restore", plan.name)),
@@ -148,7 +159,11 @@ fn restore_table(
                 let input_topic = header(headers::INPUT_TOPIC).unwrap_or_default();
                 let input_partition: i32 = header(headers::INPUT_PARTITION).and_then(|o| o.parse().ok()).unwrap_or(-1);
                 let input_offset: i64 = header(headers::INPUT_OFFSET).and_then(|o| o.parse().ok()).unwrap_or(i64::MAX);
-                if !journal && input_offset >= committed.get(&(input_topic, input_partition)).copied().unwrap_or(0) {
+                let from_source = input_offset == i64::MAX || source_topics.contains(input_topic.as_str());
+                if !journal
+                    && from_source
+                    && input_offset >= committed.get(&(input_topic, input_partition)).copied().unwrap_or(0)
+                {
                     p.skipped += 1;
                     continue;
                 }
