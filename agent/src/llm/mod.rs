@@ -173,6 +173,16 @@ pub struct LlmConfig {
     /// effects). Tools withheld are audited.
     #[serde(default = "default_external_tier")]
     pub external_tool_tier: u8,
+    /// Lowest tool tier whose calls wait for a person's approval (docs/approvals.md): an
+    /// `approval_request` goes to `group.<g>.approvals.requests` and the tool runs only once
+    /// an `approval` says `approved`; rejected or timed out, the model is told and an `audit`
+    /// says so. None (default): no call waits.
+    #[serde(default)]
+    pub approval_tool_tier: Option<u8>,
+    /// How long an approval-gated call waits for a decision, counted from its first request
+    /// (a restart does not restart it); default `"30m"`.
+    #[serde(default)]
+    pub approval_timeout: Option<Spanned<String>>,
     /// Agent Skills (agentskills.io `SKILL.md` format): folders, relative to the topology's
     /// folder, each holding a `SKILL.md` whose front matter names the skill (`name`, equal to
     /// the folder's name) and says when to use it (`description`). Only names and
@@ -182,6 +192,12 @@ pub struct LlmConfig {
     /// at the entry, naming the file and its line. See docs/skills.md.
     #[serde(default)]
     pub skills: Vec<Spanned<String>>,
+    /// A `conversation` operator (docs/conversation.md) whose history of the record's
+    /// conversation is put at `payload.conversation` (text) for `system` and `prompt`, read when
+    /// the call starts: after the previous call of the same `order_by` key was answered and
+    /// recorded. The output does not carry it.
+    #[serde(default)]
+    pub conversation: Option<Spanned<String>>,
 }
 
 /// `no_answer` of an `llm` operator.
@@ -269,8 +285,8 @@ impl Kind for LlmConfig {
         tables
     }
 
-    /// Tools whose remembered items no node reads; tools with side effects and no
-    /// idempotency key under exactly-once. Each is reported where the tool is first listed.
+    /// Tools whose remembered items no node reads; tools with side effects declared
+    /// `effect = "none"` under exactly-once. Each is reported where the tool is first listed.
     fn lint(&self, node: &str, cx: &LintContext<'_>) -> Vec<ConfigError> {
         let mut warnings = skills::load(&self.skills, cx.resources.base_dir()).warnings;
         let tools = self.listed_tools(cx.resources);
@@ -286,16 +302,18 @@ impl Kind for LlmConfig {
             );
         }
         for (name, tool) in &tools {
-            if cx.exactly_once && tool.side_effects() && !tool.idempotent() {
+            if cx.exactly_once && tool.side_effects() && tool.effect() == crate::tools::effect::Effect::None {
                 warnings.push(
                     ConfigError::at(
                         name.span(),
                         format!(
-                            "tool `{}` has side effects and no idempotency key; under exactly-once a call may run again after a crash",
+                            "tool `{}` has side effects and `effect = \"none\"`; under exactly-once a call may run again after a crash",
                             name.get_ref()
                         ),
                     )
-                    .with_hint(Some("make it idempotent (http POST sends an Idempotency-Key), or accept repeats".into())),
+                    .with_hint(Some(
+                        "leave out `effect` (its kind's default), or choose \"idempotent\", \"at-most-once\" or \"reconcile\" (docs/effects.md)".into(),
+                    )),
                 );
             }
         }
@@ -349,6 +367,18 @@ impl Kind for LlmConfig {
         }
         let mut tools: Vec<(String, Arc<dyn Tool>)> =
             self.listed_tools(resources).into_iter().map(|(n, t)| (n.get_ref().clone(), t)).collect();
+        // Tools of `approval_tool_tier` and above wait for a person (docs/approvals.md).
+        let approval_timeout =
+            errors.take(kafclaw_operators::api::config::parse_optional_duration_ms(&self.approval_timeout));
+        if let (Some(min_tier), Some(timeout_ms)) = (self.approval_tool_tier, approval_timeout) {
+            let gate = crate::tools::approval::Gate {
+                agent: resources.topology().to_owned(),
+                requester: format!("{}/{node}", resources.topology()),
+                timeout: std::time::Duration::from_millis(timeout_ms.unwrap_or(30 * 60 * 1000) as u64),
+                slot: crate::tools::approval::slot(resources),
+            };
+            tools = crate::tools::approval::gate(tools, min_tier, &gate);
+        }
         let loaded = skills::load(&self.skills, resources.base_dir());
         loaded.errors.into_iter().for_each(|e| errors.push(e));
         if let Some(t) = self.tools.iter().find(|t| !self.skills.is_empty() && t.get_ref() == skills_tool::READ_SKILL) {
@@ -371,9 +401,16 @@ impl Kind for LlmConfig {
                 }
             },
         };
+        let conversation = match &self.conversation {
+            None => Some(None),
+            Some(c) => errors
+                .take_one(crate::memory::conversation::context::HistoryReader::new(c, Default::default(), resources))
+                .map(Some),
+        };
         errors.finish(|| {
             Some(Built::Async(Box::new(Llm {
                 name: node.to_owned(),
+                topology: resources.topology().to_owned(),
                 model: model?,
                 client: None,
                 fallbacks,
@@ -383,11 +420,13 @@ impl Kind for LlmConfig {
                 no_answer: self.no_answer,
                 system: system?,
                 prompt: prompt?,
+                conversation: conversation?,
                 into: into?,
                 usage_into: usage_into?,
                 order_by: order_by?,
                 budget: self.budget_tokens.map(|b| (b, budget_by.clone())).and_then(|(b, e)| Some((b, e?))),
                 tools,
+                effects: resources.effects(),
                 skills_prompt,
                 internal_senders: self.internal_senders.clone(),
                 external_tool_tier: self.external_tool_tier,

@@ -31,7 +31,13 @@ pub(crate) enum LlmOutcome {
 /// Runtime half of `llm`.
 pub struct Llm {
     pub(super) name: String,
+    /// The topology's name: with the node's, the first part of every tool call's
+    /// idempotency key.
+    pub(super) topology: String,
     pub(super) tools: Vec<(String, Arc<dyn Tool>)>,
+    /// The topology's effect log slot: where rounds are journalled when a logged tool is
+    /// offered (docs/effects.md, "Round records").
+    pub(super) effects: Option<Arc<crate::tools::effect::EffectSlot>>,
     /// The `<available_skills>` section added to the system prompt (`skills`), if any.
     pub(super) skills_prompt: Option<String>,
     pub(super) internal_senders: Option<Vec<String>>,
@@ -51,6 +57,8 @@ pub struct Llm {
     pub(super) no_answer: super::NoAnswer,
     pub(super) system: Option<Template>,
     pub(super) prompt: Template,
+    /// The conversation history put at `payload.conversation` for the prompts, if any.
+    pub(super) conversation: Option<crate::memory::conversation::context::HistoryReader>,
     pub(super) into: FieldPath,
     pub(super) usage_into: FieldPath,
     pub(super) order_by: Option<Expr>,
@@ -214,28 +222,41 @@ impl AsyncOperator for Llm {
                 return Ok(Started::Ready(Box::new(LlmOutcome::OverBudget { key, used, budget })));
             }
         }
+        // The conversation's history, read now: this key's previous call is recorded.
+        let with_history;
+        let view = match &self.conversation {
+            Some(c) => {
+                with_history = c.put_on(record, &crate::memory::conversation::history_field(), state)?;
+                &with_history
+            }
+            None => record,
+        };
         let mut messages = Vec::with_capacity(2);
         let system = match &self.system {
-            Some(s) => Some(s.render(record)?),
+            Some(s) => Some(s.render(view)?),
             None => None,
         };
         if let Some(s) = super::skills::with_catalog(system, self.skills_prompt.as_deref()) {
             messages.push(Message::text("system", s));
         }
-        messages.push(Message::text("user", self.prompt.render(record)?));
+        messages.push(Message::text("user", self.prompt.render(view)?));
         let (tools, _) = self.tools_for(record);
         let limits = self.limits;
         // An unreadable task id or delegation depth fails the record (dead letter naming it).
-        let base = CallContext::for_input(record, record.input_key()).map_err(|e| e.to_string())?;
+        // Idempotency keys name the input's coordinates and the step (docs/effects.md).
+        let prefix = crate::tools::effect::step_prefix(&self.topology, &self.name, record);
+        let base = CallContext::for_input(record, prefix).map_err(|e| e.to_string())?;
         let clients = self.clients.clone();
         let structured = self.structured.clone();
         let stream = self.stream;
+        let effects = self.effects.as_ref().and_then(|slot| slot.get());
         Ok(Started::Pending(Box::pin(async move {
-            let outcome =
-                match call_with_tools(&clients, messages, &tools, limits, structured.as_ref(), stream, &base).await {
-                    Ok(entry) => LlmOutcome::Answered(entry),
-                    Err(e) => LlmOutcome::Failed(e),
-                };
+            let called =
+                call_with_tools(&clients, messages, &tools, limits, structured.as_ref(), stream, &base, effects);
+            let outcome = match called.await {
+                Ok(entry) => LlmOutcome::Answered(entry),
+                Err(e) => LlmOutcome::Failed(e),
+            };
             Box::new(outcome) as Outcome
         })))
     }

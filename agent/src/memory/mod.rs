@@ -24,7 +24,11 @@
 //! `vector = 'payload.embedding'`, from the record itself: an upstream `embed` operator
 //! ([`embed_op`]) asked a model's `/v1/embeddings` endpoint once, where the item was written.
 //! The index takes the dimensions of its first vector; every later one must match.
+//!
+//! Conversation memory ([`conversation`]): `conversation` keeps a bounded, summarised history
+//! per conversation; `conversation-context` puts it on a request for the model.
 
+pub mod conversation;
 pub mod embed_op;
 
 use std::collections::HashMap;

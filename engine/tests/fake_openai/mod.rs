@@ -16,6 +16,14 @@
 //! - `script [["<tool>", {args}], …]` (a JSON list; `tool-script` is the same rule): each
 //!   answer asks for the next tool call of the list, one per answer (`call_<i>`); once all
 //!   results are in, answers `done: <result 1> | <result 2> | …`;
+//! - `tool-scripts [script, script, …]` (each a `tool-script` list): as `tool-script`, playing
+//!   the script of the current `variant` (modulo their number), with call ids of the variant
+//!   (`call_v<variant>_<i>`): a model that answers a rerun differently;
+//! - `tool-shuffle [["<tool>", {args}], …]`: one call per answer, each a tool of the list not
+//!   yet called in the conversation, picked at random, with a random call id; then `done: …`
+//!   as `tool-script` (a model answering every attempt in its own order);
+//! - `Summarise this conversation: …` (the `conversation` operator's summary call): answers
+//!   `summary of <n> turns, the last: <the last turn's first 40 characters>`;
 //! - anything else: `answer: <message>`, with usage 10 + 5 tokens.
 //!
 //! Every request body is kept, in arrival order, in `requests`.
@@ -63,6 +71,8 @@ pub struct Counters {
     pub log: Mutex<Vec<String>>,
     /// Request bodies of chat calls, in the order they arrived.
     pub requests: Mutex<Vec<Value>>,
+    /// The script `tool-scripts` plays.
+    pub variant: AtomicUsize,
 }
 
 impl Counters {
@@ -221,6 +231,36 @@ async fn chat(State(c): State<Arc<Counters>>, body: axum::body::Bytes) -> Respon
         };
         axum::Json(json!({"model": "fake-1", "choices": [{"index": 0, "message": message}], "usage": usage}))
             .into_response()
+    } else if let Some((calls, ids)) = message
+        .strip_prefix("tool-scripts ")
+        .and_then(|s| serde_json::from_str::<Vec<Vec<(String, Value)>>>(s).ok())
+        .filter(|scripts| !scripts.is_empty())
+        .map(|scripts| {
+            let v = c.variant.load(Ordering::SeqCst);
+            (scripts[v % scripts.len()].clone(), format!("call_v{v}"))
+        })
+        .or_else(|| {
+            let script = serde_json::from_str::<Vec<(String, Value)>>(message.strip_prefix("tool-shuffle ")?).ok()?;
+            let called = called_tools(&request);
+            let mut left: Vec<_> = script.into_iter().filter(|(t, _)| !called.contains(&t.as_str())).collect();
+            fastrand::shuffle(&mut left);
+            Some((left.into_iter().take(1).collect(), format!("call_{:08x}", fastrand::u32(..))))
+        })
+    {
+        // `tool-scripts` / `tool-shuffle`: the next call of the variant's script, or a random
+        // one not called yet; then `done: <every tool result, joined by " | ">`.
+        let results: Vec<&str> = tool_results(&request);
+        let shuffled = message.starts_with("tool-shuffle ");
+        let next = if shuffled { calls.first() } else { calls.get(results.len()) };
+        let message = match next {
+            Some((tool, args)) => json!({"role": "assistant", "content": null, "tool_calls": [
+                {"id": format!("{ids}_{}", results.len()), "type": "function", "function": {"name": tool, "arguments": args.to_string()}}
+            ]}),
+            None => json!({"role": "assistant", "content": format!("done: {}", results.join(" | "))}),
+        };
+        let usage = json!({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15});
+        axum::Json(json!({"model": "fake-1", "choices": [{"index": 0, "message": message}], "usage": usage}))
+            .into_response()
     } else if let Some(calls) = message
         .strip_prefix("tool-script ")
         .or_else(|| message.strip_prefix("script "))
@@ -238,6 +278,19 @@ async fn chat(State(c): State<Arc<Counters>>, body: axum::body::Bytes) -> Respon
         let usage = json!({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15});
         axum::Json(json!({"model": "fake-1", "choices": [{"index": 0, "message": message}], "usage": usage}))
             .into_response()
+    } else if let Some(transcript) = message.strip_prefix("Summarise this conversation:") {
+        // The `conversation` operator's summary call: a short summary naming how many turns
+        // it covers and the last of them.
+        let turns: Vec<&str> =
+            transcript.lines().filter(|l| l.starts_with("user: ") || l.starts_with("assistant: ")).collect();
+        let last: String = turns.last().map_or("", |l| l).chars().take(40).collect();
+        let content = format!("summary of {} turns, the last: {last}", turns.len());
+        axum::Json(json!({
+            "model": "fake-1",
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+        }))
+        .into_response()
     } else if message.starts_with("refuse me") {
         axum::Json(json!({
             "model": "fake-1",
@@ -340,6 +393,18 @@ async fn chat(State(c): State<Arc<Counters>>, body: axum::body::Bytes) -> Respon
         c.per_key.lock().unwrap().get_mut(k).unwrap().0 -= 1;
     }
     response
+}
+
+/// The tools the assistant messages of a chat request called, in order.
+fn called_tools(request: &Value) -> Vec<&str> {
+    request["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["tool_calls"].as_array())
+        .flatten()
+        .filter_map(|c| c["function"]["name"].as_str())
+        .collect()
 }
 
 /// The tool results (`role: tool` messages' content) of a chat request, in order.
