@@ -20,11 +20,14 @@
 //! type = "memory"
 //! index = "remember"          # a memory-index operator of the topology
 //! ```
-//! Each tool declares whether it has side effects outside kafclaw (`http` with a method other
-//! than GET, `shell`, `fs_write`); `validate` warns when an exactly-once topology offers one
-//! without an idempotency key, since a replay after a crash may run it again.
+//! Each tool has an effect class (`effect = "none" | "idempotent" | "at-most-once" |
+//! "reconcile"`, a default per kind): what a run of the same step after a crash does about
+//! a call that changed something outside kafclaw ([`effect`], docs/effects.md).
 
+pub mod approval;
+mod context;
 pub mod delegate;
+pub mod effect;
 pub mod fs;
 pub mod http;
 pub mod mcp;
@@ -43,11 +46,10 @@ use toml::Spanned;
 
 use crate::memory::SharedIndex;
 use crate::model::SharedModel;
+pub use context::CallContext;
 use kafclaw_operators::api::config::ConfigError;
 use kafclaw_operators::api::config::parse_duration_ms;
-use kafclaw_operators::api::record::Record;
 use kafclaw_operators::api::resources::Resources;
-use kafclaw_operators::envelope::wire::{self, WireError};
 use tiered::Tiered;
 
 /// What a successful tool call gives.
@@ -59,11 +61,14 @@ pub struct ToolOutput {
     /// `memories` output, in the output transaction (and journals them, so a replay emits
     /// the same items again without calling anything).
     pub remember: Vec<String>,
+    /// Policy events of the call (`{"event_type": …, "details": …}`), each emitted as an
+    /// `audit` envelope by the `llm` operator (journalled with its answer).
+    pub audits: Vec<Value>,
 }
 
 impl From<String> for ToolOutput {
     fn from(text: String) -> Self {
-        Self { text, remember: Vec::new() }
+        Self { text, ..Self::default() }
     }
 }
 
@@ -80,52 +85,6 @@ pub struct FatalToolError(pub String);
 
 /// A tool call in flight that may fail the whole `llm` call ([`Tool::call_checked`]).
 pub type CheckedFuture = Pin<Box<dyn Future<Output = Result<ToolResult, FatalToolError>> + Send>>;
-
-/// The input a tool call is made for.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CallContext {
-    /// Stable for one step of one input: `<input id>/<round>/<call id>`.
-    pub idempotency_key: String,
-    /// The input envelope's id, when it has one.
-    pub input_id: Option<String>,
-    /// The task the input belongs to (`payload.task_id`, else its correlation id).
-    pub task_id: String,
-    /// The input's `payload.delegation_depth` (0 when absent).
-    pub delegation_depth: u32,
-    /// The input's zone.
-    pub zone: Option<String>,
-    /// The input's correlation id: the `gen_ai.conversation.id` of the calls' trace spans.
-    pub conversation_id: String,
-}
-
-impl CallContext {
-    /// The context of the calls made for `record`, keyed by `idempotency_key` (a tool call
-    /// appends its round and call id). `payload.task_id` and `payload.delegation_depth` are
-    /// read by the rule of [`kafclaw_operators::envelope::wire`]: absent, they are the correlation id and
-    /// 0.
-    ///
-    /// Errors: a [`WireError`] naming the field when either is present but unreadable (a
-    /// depth of `2.5` or `true`, a task id that is not a string); the record is not processed
-    /// with a context it does not state.
-    pub fn for_input(record: &Record, idempotency_key: String) -> Result<Self, WireError> {
-        let e = &record.envelope;
-        Ok(Self {
-            idempotency_key,
-            input_id: record.origin.input_id.clone(),
-            task_id: wire::string_field(&e.payload, "task_id")?.unwrap_or(&e.correlation_id).to_owned(),
-            delegation_depth: wire::delegation_depth(&e.payload)?.unwrap_or(0),
-            zone: e.zone.clone(),
-            conversation_id: e.correlation_id.clone(),
-        })
-    }
-}
-
-impl From<&str> for CallContext {
-    /// A context of nothing but an idempotency key (tests, direct calls).
-    fn from(key: &str) -> Self {
-        Self { idempotency_key: key.to_owned(), ..Self::default() }
-    }
-}
 
 /// Tools by their names in the topology, in the order an operator lists them.
 pub type NamedTools = Vec<(String, Arc<dyn Tool>)>;
@@ -144,6 +103,17 @@ pub trait Tool: Send + Sync + std::fmt::Debug {
     /// Whether calls carry an idempotency key the other side honours.
     fn idempotent(&self) -> bool {
         !self.side_effects()
+    }
+    /// The effect class ([`effect::Effect`]): the configured one for a tool of a topology;
+    /// by default `none` without side effects, `idempotent` with a key the other side
+    /// honours, `at-most-once` otherwise.
+    fn effect(&self) -> effect::Effect {
+        effect::Effect::default_for(self.side_effects(), self.idempotent())
+    }
+    /// Asks the other side whether the call keyed `cx.idempotency_key` happened (the
+    /// `reconcile` class); `None` when the tool has no reconcile action.
+    fn reconcile(&self, _args: Value, _cx: CallContext) -> Option<effect::ReconcileFuture> {
+        None
     }
     /// Whether calls may hand back items to remember ([`ToolOutput::remember`]).
     fn remembers(&self) -> bool {
@@ -208,6 +178,10 @@ pub enum ToolConfig {
         /// `external_tool_tier`. Default 1 for tools without side effects, 2 for the others.
         #[serde(default)]
         tier: Option<u8>,
+        /// Effect class (docs/effects.md): `"none"`, `"idempotent"`, `"at-most-once"` or
+        /// `"reconcile"`. Default: `"at-most-once"`.
+        #[serde(default)]
+        effect: Option<effect::Effect>,
         /// `"kernel"` (default): programs run in the kernel sandbox (Landlock ABI 6+, seccomp,
         /// rlimits; docs/security.md), and the tool refuses to start where the kernel lacks
         /// it. `"none"`: an explicit opt-out; only the argument checks, the time limit and
@@ -245,6 +219,10 @@ pub enum ToolConfig {
         /// `external_tool_tier`. Default 1 for tools without side effects, 2 for the others.
         #[serde(default)]
         tier: Option<u8>,
+        /// Effect class (docs/effects.md): `"none"`, `"idempotent"`, `"at-most-once"` or
+        /// `"reconcile"`. Default: `"none"`.
+        #[serde(default)]
+        effect: Option<effect::Effect>,
     },
     /// Writes a file under a root.
     FsWrite {
@@ -261,6 +239,10 @@ pub enum ToolConfig {
         /// `external_tool_tier`. Default 1 for tools without side effects, 2 for the others.
         #[serde(default)]
         tier: Option<u8>,
+        /// Effect class (docs/effects.md): `"none"`, `"idempotent"`, `"at-most-once"` or
+        /// `"reconcile"`. Default: `"idempotent"`.
+        #[serde(default)]
+        effect: Option<effect::Effect>,
     },
     /// Calls an HTTP endpoint on an allow-listed host and port. Redirects are followed only to
     /// allow-listed hosts and ports, names are resolved once and only to permitted addresses
@@ -285,7 +267,8 @@ pub enum ToolConfig {
         /// embedding a named IPv4 address is opened with it. Default: none.
         #[serde(default)]
         allow_addresses: Vec<String>,
-        /// `GET` (default) or `POST`; POST has side effects and sends an `Idempotency-Key`.
+        /// `GET` (default) or `POST`; POST has side effects (its default class, `idempotent`,
+        /// sends an `Idempotency-Key`).
         /// A 307/308 redirect repeats the POST; 301/302/303 continue with a GET.
         #[serde(default = "default_method")]
         method: String,
@@ -308,6 +291,17 @@ pub enum ToolConfig {
         /// `external_tool_tier`. Default 1 for tools without side effects, 2 for the others.
         #[serde(default)]
         tier: Option<u8>,
+        /// Effect class (docs/effects.md): `"none"`, `"idempotent"`, `"at-most-once"` or
+        /// `"reconcile"`. Default: `"none"` for GET, `"idempotent"` for POST. Any class but
+        /// `"none"` sends the call's `Idempotency-Key`.
+        #[serde(default)]
+        effect: Option<effect::Effect>,
+        /// The reconcile action of `effect = "reconcile"`: a status URL (on `allow_hosts`) with
+        /// `{idempotency_key}`, replaced by the call's key (percent-encoded) and fetched with a
+        /// GET. 2xx: the call happened, the body is its result; 404: it did not, and is made
+        /// now; anything else: the outcome is unknown.
+        #[serde(default)]
+        reconcile_url: Option<String>,
     },
     /// Remembers (a `memory` envelope on the `llm` operator's `memories` output) and recalls
     /// (a search of a `memory-index` operator's index).
@@ -328,6 +322,10 @@ pub enum ToolConfig {
         /// `external_tool_tier`. Default 1 for tools without side effects, 2 for the others.
         #[serde(default)]
         tier: Option<u8>,
+        /// Effect class (docs/effects.md): `"none"`, `"idempotent"`, `"at-most-once"` or
+        /// `"reconcile"`. Default: `"none"`.
+        #[serde(default)]
+        effect: Option<effect::Effect>,
     },
     /// Hands a task to a peer agent or a skill over Kafka and waits for the correlated
     /// response (Kafka mode only).
@@ -337,9 +335,15 @@ pub enum ToolConfig {
         request_topic: String,
         /// Topic the `response` with the request's correlation id is awaited on.
         reply_topic: String,
-        /// How long to wait for the response before the call fails.
+        /// How long to wait for the response, or the peer's next progress report (a
+        /// `task_status` with a working status or `payload.progress`), before the call fails:
+        /// an idle timeout, which each progress report restarts.
         #[serde(default = "default_deadline")]
         deadline: String,
+        /// The absolute cap on a call from its first request, however long the peer keeps
+        /// reporting progress (default: 10 × `deadline`; a shorter one is a configuration error).
+        #[serde(default)]
+        max_deadline: Option<String>,
         /// What the model is told.
         #[serde(default)]
         description: Option<String>,
@@ -347,6 +351,10 @@ pub enum ToolConfig {
         /// `external_tool_tier`. Default 1 for tools without side effects, 2 for the others.
         #[serde(default)]
         tier: Option<u8>,
+        /// Effect class (docs/effects.md): `"none"`, `"idempotent"`, `"at-most-once"` or
+        /// `"reconcile"`. Default: `"idempotent"`.
+        #[serde(default)]
+        effect: Option<effect::Effect>,
     },
     /// The tools of an MCP server (stdio or Streamable HTTP), each offered as
     /// `<name>.<tool>` (see [`mcp::McpConfig`] and docs/mcp.md).
@@ -400,7 +408,7 @@ impl ToolConfig {
     /// [`ToolConfig::build`] for the table `[tools.<name>]` declared at `site` (`file:line`),
     /// which tools that start something at run time name in their errors.
     pub fn build_at(&self, name: &str, site: &str, resources: &Resources) -> Result<Arc<dyn Tool>, Vec<ConfigError>> {
-        let tool = self.build_untiered(name, site, resources)?;
+        let tool = self.with_effect(self.build_untiered(name, site, resources)?, name, resources)?;
         Ok(match self.tier() {
             Some(tier) => Arc::new(Tiered { inner: tool, tier }),
             None => tool,
@@ -449,7 +457,16 @@ impl ToolConfig {
                 Arc::new(fs::FsWrite::new(root(r), *max_bytes, description.clone()))
             }
             Self::Http {
-                allow_hosts, allow_addresses, method, timeout, max_redirects, max_bytes, description, ..
+                allow_hosts,
+                allow_addresses,
+                method,
+                timeout,
+                max_redirects,
+                max_bytes,
+                description,
+                effect,
+                reconcile_url,
+                ..
             } => {
                 let method = method.to_ascii_uppercase();
                 if method != "GET" && method != "POST" {
@@ -463,6 +480,8 @@ impl ToolConfig {
                     max_redirects: *max_redirects,
                     max_bytes: *max_bytes,
                     description: description.clone(),
+                    effect: *effect,
+                    reconcile_url: reconcile_url.clone(),
                 };
                 Arc::new(
                     http::HttpTool::with_options(options)
@@ -490,7 +509,7 @@ impl ToolConfig {
                 };
                 Arc::new(memory::MemoryTool::new(shared, embedder, (*k).max(1), description.clone()))
             }
-            Self::Delegate { request_topic, reply_topic, deadline, description, .. } => {
+            Self::Delegate { request_topic, reply_topic, deadline, max_deadline, description, .. } => {
                 for t in [request_topic, reply_topic] {
                     if !kafclaw_operators::api::config::valid_topic(t) {
                         return Err(vec![ConfigError::at(
@@ -499,11 +518,19 @@ impl ToolConfig {
                         )]);
                     }
                 }
+                let (deadline, max_deadline) = (ms(deadline)?, max_deadline.as_ref().map(ms).transpose()?);
+                if let Some(max) = max_deadline.filter(|m| *m < deadline) {
+                    return Err(vec![ConfigError::at(
+                        0..0,
+                        format!("delegate tool: `max_deadline` ({max:?}) is shorter than `deadline` ({deadline:?})"),
+                    )]);
+                }
                 Arc::new(delegate::Delegate {
                     agent: resources.topology().to_owned(),
                     request_topic: request_topic.clone(),
                     reply_topic: reply_topic.clone(),
-                    deadline: ms(deadline)?,
+                    deadline,
+                    max_deadline,
                     description: description.clone(),
                     // Without a slot (not linked by the engine) no bus is ever installed: a
                     // call fails saying so, as in local mode.
@@ -537,36 +564,4 @@ pub(crate) fn relative_path(arg: &str) -> Result<PathBuf, String> {
         return Err(format!("refused: `{arg}` climbs out with `..`"));
     }
     Ok(p.to_path_buf())
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-    use kafclaw_operators::envelope::{Envelope, EnvelopeType};
-
-    fn context(payload: Value) -> Result<CallContext, String> {
-        let mut e = Envelope::new(EnvelopeType::Request, "corr", "alice", "1970-01-01T00:00:00Z", payload);
-        e.zone = Some("finance".into());
-        CallContext::for_input(&Record::detached(e), "k".into()).map_err(|e| e.to_string())
-    }
-
-    #[test]
-    fn a_call_context_states_the_input_or_is_refused() {
-        let cx = context(json!({"task_id": "t-1", "delegation_depth": "3"})).unwrap();
-        assert_eq!((cx.task_id.as_str(), cx.delegation_depth, cx.zone.as_deref()), ("t-1", 3, Some("finance")));
-        let cx = context(json!({"task_id": "", "delegation_depth": 3.0})).unwrap();
-        assert_eq!((cx.task_id.as_str(), cx.delegation_depth), ("corr", 3));
-        let cx = context(Value::Null).unwrap();
-        assert_eq!((cx.task_id.as_str(), cx.delegation_depth), ("corr", 0));
-        assert_eq!(
-            context(json!({"delegation_depth": 2.5})).unwrap_err(),
-            "`payload.delegation_depth`: expected a whole number ≥ 0, got 2.5"
-        );
-        for depth in [json!(-1), json!(true), json!(null), json!("abc"), json!(4_294_967_296_u64)] {
-            assert!(context(json!({ "delegation_depth": depth })).unwrap_err().contains("payload.delegation_depth"));
-        }
-        assert!(context(json!({"task_id": 7})).unwrap_err().starts_with("`payload.task_id`: expected a string"));
-    }
 }

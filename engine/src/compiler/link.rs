@@ -6,7 +6,8 @@
 //! 2. what each node offers the others
 //!    ([`NodeConfig::provides`](super::registry::NodeConfig::provides): a `memory-index`'s
 //!    vector index, an `admissions` set);
-//! 3. the slot where a runtime with peers installs the bus `delegate` tools publish on;
+//! 3. the slots where a runtime installs the bus `delegate` tools publish on (one with peers)
+//!    and the effect log of `at-most-once` and `reconcile` tools (docs/effects.md);
 //! 4. the declared tools (`[tools]` → `Tool`), built with all of the above.
 //!
 //! Then each node's warnings ([`NodeConfig::lint`](super::registry::NodeConfig::lint)). Like
@@ -39,6 +40,8 @@ pub fn link(file: &SourceFile, spec: &Spec, diags: &mut Diagnostics) -> Resource
         }
     }
     resources.insert_bus_slot();
+    resources.insert_effect_slot();
+    kafclaw_agent::tools::approval::insert_slot(&mut resources);
     link_tools(file, spec, &mut resources, diags);
     lint(spec, &resources, diags);
     resources

@@ -5,14 +5,17 @@
 //! a node goes through that trait.
 
 use kafclaw_agent::llm::LlmConfig;
+use kafclaw_agent::memory::conversation::{ConversationConfig, ConversationContextConfig};
 use kafclaw_agent::memory::embed_op::EmbedConfig;
 use kafclaw_agent::memory::{MemoryIndexConfig, MemorySearchConfig};
 use kafclaw_operators::api::kind::{Built, Kind as KindContract, LintContext, SourceStage};
 use kafclaw_operators::api::resources::Resources;
 use kafclaw_operators::connectors::kafka::{KafkaSinkConfig, KafkaSourceConfig};
+use kafclaw_operators::connectors::schedule::ScheduleConfig;
 use kafclaw_operators::connectors::{FileSinkConfig, FileSourceConfig, StdinSourceConfig, StdoutSinkConfig};
 use kafclaw_operators::{
     ConfigError, Ports, TableSpec,
+    group::approve::ApproveConfig,
     group::guard::GuardConfig,
     group::onboard::{AdmissionsConfig, OnboardConfig},
     group::roster::RosterConfig,
@@ -74,6 +77,8 @@ pub enum NodeConfig {
     StdinSource(StdinSourceConfig),
     /// Source `kafka`.
     KafkaSource(KafkaSourceConfig),
+    /// Source `schedule`.
+    Schedule(ScheduleConfig),
     /// Operator `filter`.
     Filter(FilterConfig),
     /// Operator `map`.
@@ -98,6 +103,8 @@ pub enum NodeConfig {
     Admissions(AdmissionsConfig),
     /// Operator `guard`.
     Guard(GuardConfig),
+    /// Operator `approve`.
+    Approve(ApproveConfig),
     /// Operator `roster`.
     Roster(RosterConfig),
     /// Operator `embed`.
@@ -106,6 +113,10 @@ pub enum NodeConfig {
     MemoryIndex(MemoryIndexConfig),
     /// Operator `memory-search`.
     MemorySearch(MemorySearchConfig),
+    /// Operator `conversation`.
+    Conversation(ConversationConfig),
+    /// Operator `conversation-context`.
+    ConversationContext(ConversationContextConfig),
     /// Sink `file`.
     FileSink(FileSinkConfig),
     /// Sink `stdout`.
@@ -152,6 +163,7 @@ pub const KINDS: &[Kind] = &[
         "a Kafka topic, one envelope per record (consumer group = topology name)",
         KafkaSource
     ),
+    kind!(Role::Source, "schedule", "ticks at the due times of a cron pattern, once per due time", Schedule),
     kind!(Role::Operator, "filter", "keep records for which a CEL condition holds", Filter),
     kind!(Role::Operator, "map", "set fields from CEL expressions or templates, remove fields", Map),
     kind!(Role::Operator, "route", "send records to named outputs by CEL condition", Route),
@@ -169,10 +181,23 @@ pub const KINDS: &[Kind] = &[
     kind!(Role::Operator, "onboard", "the group's gatekeeper: open or HMAC-gated admission, audited", Onboard),
     kind!(Role::Operator, "admissions", "the instance's set of admitted members (for guards)", Admissions),
     kind!(Role::Operator, "guard", "enforce zones, delegation depth and deadlines on receive; audit refusals", Guard),
+    kind!(
+        Role::Operator,
+        "approve",
+        "park a record until a person approves or rejects it (or a timeout decides)",
+        Approve
+    ),
     kind!(Role::Operator, "roster", "group members from announce/heartbeat envelopes, expired by TTL", Roster),
     kind!(Role::Operator, "embed", "put a vector on each record (/v1/embeddings or local; journalled)", Embed),
     kind!(Role::Operator, "memory-index", "index memory items for vector search (usearch)", MemoryIndex),
     kind!(Role::Operator, "memory-search", "find the memory items nearest to a query", MemorySearch),
+    kind!(
+        Role::Operator,
+        "conversation",
+        "keep a bounded history per conversation; summarise the oldest turns (journalled)",
+        Conversation
+    ),
+    kind!(Role::Operator, "conversation-context", "put a conversation's history on a record", ConversationContext),
     kind!(Role::Sink, "file", "JSON Lines file", FileSink),
     kind!(Role::Sink, "stdout", "JSON Lines on standard output", StdoutSink),
     kind!(Role::Sink, "kafka", "a Kafka topic, keyed by correlation_id by default", KafkaSink),
@@ -197,6 +222,7 @@ macro_rules! with_kind {
             NodeConfig::FileSource($c) => $body,
             NodeConfig::StdinSource($c) => $body,
             NodeConfig::KafkaSource($c) => $body,
+            NodeConfig::Schedule($c) => $body,
             NodeConfig::Filter($c) => $body,
             NodeConfig::Map($c) => $body,
             NodeConfig::Route($c) => $body,
@@ -209,10 +235,13 @@ macro_rules! with_kind {
             NodeConfig::Onboard($c) => $body,
             NodeConfig::Admissions($c) => $body,
             NodeConfig::Guard($c) => $body,
+            NodeConfig::Approve($c) => $body,
             NodeConfig::Roster($c) => $body,
             NodeConfig::Embed($c) => $body,
             NodeConfig::MemoryIndex($c) => $body,
             NodeConfig::MemorySearch($c) => $body,
+            NodeConfig::Conversation($c) => $body,
+            NodeConfig::ConversationContext($c) => $body,
             NodeConfig::FileSink($c) => $body,
             NodeConfig::StdoutSink($c) => $body,
             NodeConfig::KafkaSink($c) => $body,
@@ -268,6 +297,8 @@ impl NodeConfig {
         match self {
             Self::KafkaSource(c) => Some(c.topic.get_ref()),
             Self::KafkaSink(c) => Some(c.topic.get_ref()),
+            // Bound by the plan: `<topology>.schedule.<node>`.
+            Self::Schedule(c) => c.topic(),
             _ => None,
         }
     }

@@ -7,8 +7,13 @@
 //!   [`topics`]; [`stats`]; [`inspect`]: the clients of `kafclaw doctor` and `kafclaw tap`;
 //! - [`tables`]: restore, global tables, latest values, replay;
 //! - [`group`]: presence, members, delegate bus, gateway and timeline feeds, journal export;
+//! - [`effects`]: the effect log of `at-most-once` and `reconcile` tools (docs/effects.md);
+//! - [`approvals`]: human approval: the group's approvals topics read and decided, and the
+//!   channel of approval-gated tools (docs/approvals.md);
 //! - [`instance`]: the runtime.
 
+pub mod approvals;
+pub mod effects;
 pub mod fault;
 pub mod group;
 pub mod headers;

@@ -7,17 +7,22 @@
 
 #[path = "../echo_model/mod.rs"]
 mod echo_model;
+#[path = "../effect_service/mod.rs"]
+mod effect_service;
 #[path = "../fake_openai/mod.rs"]
 mod fake_openai;
 #[path = "../otlp_receiver/mod.rs"]
 mod otlp_receiver;
 
 mod agent;
+mod approve_plan;
 mod bom;
 mod cli;
+mod conversation;
 mod deploy;
 mod diagnostics;
 mod doctor;
+mod effects;
 mod embed_local;
 mod fuzz_compiler;
 mod llm_local;
@@ -30,6 +35,7 @@ mod otlp_local;
 mod parse_props;
 mod replay_golden;
 mod runtime;
+mod schedules;
 mod secrets_redacted;
 mod skills_md;
 mod state_failure;

@@ -8,6 +8,8 @@
 
 #[path = "../echo_model/mod.rs"]
 mod echo_model;
+#[path = "../effect_service/mod.rs"]
+mod effect_service;
 #[path = "../fake_openai/mod.rs"]
 mod fake_openai;
 #[path = "../otlp_receiver/mod.rs"]
@@ -17,10 +19,14 @@ mod support;
 
 mod a2a;
 mod a2a_kafka;
+mod approvals;
 mod chaos;
 mod cli;
+mod conversation;
 mod delegate;
+mod delegate_deadlines;
 mod doctor;
+mod effects;
 mod faults;
 mod gateway;
 mod group;
@@ -36,6 +42,7 @@ mod protocol;
 mod python_agent;
 mod replay;
 mod sasl;
+mod schedules;
 mod secrets;
 mod skills;
 mod skills_md;

@@ -5,9 +5,11 @@
 //! writes, a store failure (`Cause::State`, never a dead letter) and a bad record
 //! (`Cause::Record`, a dead letter).
 
+mod approve;
 mod connectors;
 mod group;
 mod keyed;
+mod schedule;
 mod stream;
 
 use serde::de::DeserializeOwned;
@@ -87,6 +89,7 @@ const COVERED: &[(&str, &str)] = &[
     ("Source", "file"),
     ("Source", "stdin"),
     ("Source", "kafka"),
+    ("Source", "schedule"),
     ("Operator", "filter"),
     ("Operator", "map"),
     ("Operator", "route"),
@@ -99,6 +102,7 @@ const COVERED: &[(&str, &str)] = &[
     ("Operator", "onboard"),
     ("Operator", "admissions"),
     ("Operator", "guard"),
+    ("Operator", "approve"),
     ("Operator", "roster"),
     ("Operator", "embed"),
     ("Operator", "memory-index"),

@@ -218,8 +218,17 @@ pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), In
     ensure_topics(settings, &plan, t.partitions, t.replication, CALL_TIMEOUT).map_err(|e| setup(e.to_string()))?;
     // `delegate` tools publish requests and await replies through this instance's bus.
     if let Some(slot) = compiled.resources.bus() {
-        slot.set(Arc::new(super::group::bus::KafkaBus::new(settings.clone(), &plan.name, opts.stop.clone())));
+        let bus = super::group::bus::KafkaBus::new(settings.clone(), &plan.name, opts.stop.clone());
+        slot.set(Arc::new(bus.with_group(plan.group.as_deref())));
     }
+    // `at-most-once` and `reconcile` tools log intents and results there (docs/effects.md).
+    if let Some(slot) = compiled.resources.effects().filter(|_| compiled.resources.logs_effects()) {
+        let (id, retention) = (&opts.instance_id, t.effects_retention());
+        let log = super::effects::KafkaEffectLog::start(settings, &plan.name, id, t.replication, retention);
+        slot.set(Arc::new(log.map_err(setup)?));
+    }
+    // Approval-gated tools ask and wait through the group's approvals topics (docs/approvals.md).
+    super::approvals::channel::install(compiled, settings, &opts.stop);
     // An `[agent]` joins its group (not while replaying); dropped at return: the leave.
     let _presence = match opts.until {
         None => super::group::presence::join(compiled, settings, &opts.instance_id).map_err(setup)?,
