@@ -7,9 +7,14 @@
 //! called (once: its effect class, [`super::effect`], guards the call itself); rejected or
 //! not decided by `approval_timeout`, it is not, the model is told why, and an `audit` says so.
 //!
-//! The request id depends on the step only, so a run of the same step after a crash finds
-//! its request (asked once) and its decision, if one came: nothing is asked twice, and an
-//! approved step is not asked again. The timeout runs from the first request's
+//! The request id depends on the step, the tool and its arguments only, so a run of the same
+//! step after a crash finds its request (asked once) and its decision, if one came: nothing
+//! is asked twice, and an approved step is not asked again. A decision binds to what the
+//! person saw: a request already under the id is reused only when its [`fingerprint`] (the
+//! agent, the requester, the tool, its exact arguments, the summary) is the call's own; any
+//! other request there — someone who can write the requests topic pre-seeding the id with
+//! harmless-looking arguments — is [`Ruling::Mismatch`]: the call is refused, never run, the
+//! model is told, and an `approval_request_mismatch` audit says so. The timeout runs from the first request's
 //! `expires_at`, not from the restart. The transport (the [`Approvals`] channel) is the
 //! engine's: Kafka, or none in local mode, where a gated call is refused, saying so.
 
@@ -34,6 +39,10 @@ pub enum Ruling {
     Decided(Decision),
     /// Nobody decided before the request's `expires_at`.
     TimedOut,
+    /// The request under the call's id is not the call's own (another agent, requester, tool,
+    /// arguments or summary): what a person would decide on is not this call. The text says
+    /// what is there.
+    Mismatch(String),
 }
 
 /// A ruling on its way; `Err` when the channel failed (the infrastructure's fault).
@@ -77,10 +86,47 @@ pub fn slot(resources: &Resources) -> Arc<ApprovalSlot> {
     resources.get::<ApprovalSlot>(APPROVALS_SLOT).unwrap_or_default()
 }
 
-/// The request id of a gated call, derived from its idempotency key.
-pub fn request_id(idempotency_key: &str) -> String {
-    let d = sha2::Sha256::digest(idempotency_key.as_bytes());
-    format!("apr-{}", hex::encode(&d[..16]))
+/// The request id of a gated call: derived from its idempotency key, the tool and the
+/// [`canonical`] form of its arguments.
+pub fn request_id(idempotency_key: &str, tool: &str, arguments: &Value) -> String {
+    let mut h = sha2::Sha256::new();
+    for part in [idempotency_key, tool, &canonical(arguments)] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    format!("apr-{}", hex::encode(&h.finalize()[..16]))
+}
+
+/// `v` as JSON text with every object's keys sorted: equal values, equal text, whatever
+/// order their keys were written in.
+pub fn canonical(v: &Value) -> String {
+    fn sorted(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort_unstable();
+                Value::Object(keys.into_iter().map(|k| (k.clone(), sorted(&m[k]))).collect())
+            }
+            Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    sorted(v).to_string()
+}
+
+/// What an approval decides on, as a SHA-256 hex digest: the request's agent, requester,
+/// tool, [`canonical`] arguments, summary and partition (not its times). Two requests under
+/// one id with different fingerprints are a forgery or a bug: neither is decided for the
+/// other.
+pub fn fingerprint(p: &ApprovalRequestPayload) -> String {
+    let arguments = p.arguments.as_ref().map(canonical).unwrap_or_default();
+    let partition = p.partition.map(|n| n.to_string()).unwrap_or_default();
+    let mut h = sha2::Sha256::new();
+    for part in [&p.agent_id, &p.requester, &p.tool, &arguments, &p.summary, &partition] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    hex::encode(h.finalize())
 }
 
 /// What every gated tool of one operator shares.
@@ -222,7 +268,7 @@ impl Tool for Gated {
     }
     fn call_checked(&self, args: Value, cx: CallContext) -> CheckedFuture {
         let key = cx.idempotency_key.clone();
-        let id = request_id(&key);
+        let id = request_id(&key, &self.name, &args);
         let request = self.request(&args, &cx, &id);
         let (inner, name, channel) = (self.inner.clone(), self.name.clone(), self.gate.slot.get());
         Box::pin(async move {
@@ -258,6 +304,13 @@ impl Tool for Gated {
                         if d.approver.is_empty() { "a person" } else { &d.approver }
                     );
                     Ok(refused("approval_rejected", text, d.payload()))
+                }
+                Ruling::Mismatch(found) => {
+                    tracing::warn!(tool = %name, request_id = %id, found = %found, "approval request mismatch: refused");
+                    let text = format!(
+                        "refused, not run: the approval request `{id}` for this call of tool `{name}` is not this call's ({found}); it may have been forged, and no decision on it applies to this call"
+                    );
+                    Ok(refused("approval_request_mismatch", text, json!({"found": found})))
                 }
                 Ruling::TimedOut => {
                     let text = format!(

@@ -79,7 +79,10 @@ fn an_approved_call_runs_and_the_same_step_asks_once() {
     let desk = Arc::new(Desk::default());
     let (inner, tool) = gated(Some(desk.clone()));
     let key = "shop/answer/in/0/7/0/0";
-    desk.rulings.lock().unwrap().insert(request_id(key), decided(Verdict::Approved, "ana"));
+    desk.rulings
+        .lock()
+        .unwrap()
+        .insert(request_id(key, "pay", &json!({"amount": 5})), decided(Verdict::Approved, "ana"));
     for _ in 0..2 {
         let out = block(tool.call_checked(json!({"amount": 5}), CallContext::from(key))).unwrap().unwrap();
         assert_eq!(out.text, "paid");
@@ -98,8 +101,8 @@ fn an_approved_call_runs_and_the_same_step_asks_once() {
 fn rejected_and_timed_out_calls_do_not_run_and_are_audited() {
     let desk = Arc::new(Desk::default());
     let (inner, tool) = gated(Some(desk.clone()));
-    desk.rulings.lock().unwrap().insert(request_id("a"), decided(Verdict::Rejected, "bob"));
-    desk.rulings.lock().unwrap().insert(request_id("b"), Ruling::TimedOut);
+    desk.rulings.lock().unwrap().insert(request_id("a", "pay", &json!({})), decided(Verdict::Rejected, "bob"));
+    desk.rulings.lock().unwrap().insert(request_id("b", "pay", &json!({})), Ruling::TimedOut);
     let no = block(tool.call_checked(json!({}), CallContext::from("a"))).unwrap().unwrap();
     assert!(no.text.starts_with("not run: bob rejected") && no.text.contains("policy"), "{}", no.text);
     assert_eq!(no.audits[0]["event_type"], "approval_rejected");
@@ -129,6 +132,46 @@ fn without_a_channel_a_gated_call_is_refused_and_low_tiers_are_not_gated() {
     let tools = gate(vec![("pay".into(), low.clone() as Arc<dyn Tool>)], 4, &g);
     block(tools[0].1.call_checked(json!({}), CallContext::from("k"))).unwrap().unwrap();
     assert_eq!(low.0.load(Ordering::SeqCst), 1, "tier 3 < 4: not gated");
-    assert_ne!(request_id("x"), request_id("y"));
-    assert!(request_id("x").starts_with("apr-") && request_id("x").len() == 36);
+    let none = json!({});
+    assert_ne!(request_id("x", "pay", &none), request_id("y", "pay", &none));
+    assert!(request_id("x", "pay", &none).starts_with("apr-") && request_id("x", "pay", &none).len() == 36);
+}
+
+#[test]
+fn the_request_id_and_fingerprint_bind_the_tool_and_the_exact_arguments() {
+    let (a, b) = (json!({"to": "alice", "amount": 1}), json!({"amount": 1, "to": "alice"}));
+    let mallory = json!({"to": "mallory", "amount": 9999});
+    assert_eq!(request_id("k", "pay", &a), request_id("k", "pay", &b), "key order does not matter");
+    assert_ne!(request_id("k", "pay", &a), request_id("k", "pay", &mallory));
+    assert_ne!(request_id("k", "pay", &a), request_id("k", "refund", &a));
+    let p = |args: &Value, requester: &str| ApprovalRequestPayload {
+        request_id: "apr-1".into(),
+        requester: requester.into(),
+        agent_id: "shop".into(),
+        summary: "tool `pay`".into(),
+        tool: "pay".into(),
+        arguments: Some(args.clone()),
+        requested_at: "2026-12-01T00:00:00Z".into(),
+        ..ApprovalRequestPayload::default()
+    };
+    assert_eq!(fingerprint(&p(&a, "shop/answer")), fingerprint(&p(&b, "shop/answer")));
+    let mut later = p(&a, "shop/answer");
+    later.requested_at = "2026-12-02T00:00:00Z".into();
+    later.expires_at = "2026-12-03T00:00:00Z".into();
+    assert_eq!(fingerprint(&p(&a, "shop/answer")), fingerprint(&later), "times are not decided on");
+    assert_ne!(fingerprint(&p(&a, "shop/answer")), fingerprint(&p(&mallory, "shop/answer")));
+    assert_ne!(fingerprint(&p(&a, "shop/answer")), fingerprint(&p(&a, "other/node")));
+}
+
+#[test]
+fn a_request_under_the_id_that_is_not_the_calls_own_refuses_the_call() {
+    let desk = Arc::new(Desk::default());
+    let (inner, tool) = gated(Some(desk.clone()));
+    let args = json!({"to": "mallory", "amount": 9999});
+    let found = "tool `pay`, requester `shop/answer`, arguments {\"to\":\"alice\",\"amount\":1}".to_owned();
+    desk.rulings.lock().unwrap().insert(request_id("k", "pay", &args), Ruling::Mismatch(found));
+    let out = block(tool.call_checked(args, CallContext::from("k"))).unwrap().unwrap();
+    assert!(out.text.starts_with("refused, not run") && out.text.contains("alice"), "{}", out.text);
+    assert_eq!(out.audits[0]["event_type"], "approval_request_mismatch");
+    assert_eq!(inner.0.load(Ordering::SeqCst), 0, "never run");
 }

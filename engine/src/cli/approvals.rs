@@ -24,7 +24,7 @@ pub struct Args {
 #[derive(Debug, Subcommand)]
 pub enum ApprovalsCommand {
     /// The group's approval requests still waiting (id, age, agent, summary); with --all,
-    /// decided and expired ones too.
+    /// decided, expired and conflicting ones too.
     List(ListArgs),
     /// Approve a request: the waiting record or tool call goes on.
     Approve(DecideArgs),
@@ -40,7 +40,7 @@ pub struct ListArgs {
     /// The agent group.
     #[arg(long)]
     pub group: String,
-    /// Also decided and expired requests.
+    /// Also decided, expired and conflicting requests.
     #[arg(long)]
     pub all: bool,
     /// One JSON object per request.
@@ -115,7 +115,7 @@ fn list(args: ListArgs) -> i32 {
     let mut rows: Vec<&approvals::Entry> = ledger.entries.values().collect();
     rows.sort_by_key(|e| e.requested_at_ms);
     if !json {
-        println!("{:<36} {:<9} {:>5}  {:<24} summary", "id", "status", "age", "agent");
+        println!("{:<36} {:<11} {:>5}  {:<24} summary", "id", "status", "age", "agent");
     }
     for e in rows {
         let status = e.status(now);
@@ -126,13 +126,18 @@ fn list(args: ListArgs) -> i32 {
         if json {
             println!("{}", e.to_json(now));
         } else {
+            // A tool call shows what a decision releases: the tool and its exact arguments.
+            let shown = match (&e.payload.tool, &e.payload.arguments) {
+                (tool, Some(args)) if !tool.is_empty() => format!("tool `{tool}` with {args}"),
+                _ => e.payload.summary.replace('\n', " "),
+            };
             println!(
-                "{:<36} {:<9} {:>5}  {:<24} {}",
+                "{:<36} {:<11} {:>5}  {:<24} {}",
                 e.payload.request_id,
                 status.as_str(),
                 age((now - e.requested_at_ms).max(0) / 1000),
                 e.payload.agent_id,
-                e.payload.summary.replace('\n', " ")
+                shown
             );
         }
     }

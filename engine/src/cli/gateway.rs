@@ -26,7 +26,11 @@ Several tokens: --tokens-file PATH, one token per line (blank lines and # commen
     partner    partner-acme   external  9a1b77…
 
 `-` is no zone; names and tokens must be unique. With a file, the environment variable is not
-read. Keep the file private (chmod 600): it holds the secrets.")]
+read. Keep the file private (chmod 600): it holds the secrets.
+
+Approvals (docs/approvals.md): only tokens whose sender_id is given with --approver (repeatable)
+may list (GET /v1/approvals) or decide (POST /v1/approvals/{id}/approve|reject) approval
+requests; any other token gets 403. Without --approver, no token may (fails closed).")]
 pub struct Args {
     /// The group.
     #[arg(long)]
@@ -64,6 +68,10 @@ pub struct Args {
     /// with the task as it stands (submitted or working).
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
     pub a2a_wait: std::time::Duration,
+    /// A sender id whose tokens may list and decide approval requests (repeatable; none: no
+    /// token may — the approvals routes answer 403).
+    #[arg(long, value_name = "SENDER_ID")]
+    pub approver: Vec<String>,
 }
 
 /// Serves the gateway until stopped (see [`crate::gateway::run`]).
@@ -78,5 +86,15 @@ pub(super) fn execute(args: Args) -> i32 {
         None => TokenSource::Env { var: args.token_env, sender_id: args.sender_id, zone: args.zone },
     };
     let a2a = crate::gateway::A2aSettings { public_url: args.public_url, wait: args.a2a_wait, bootstrap: None };
-    crate::gateway::run(&args.group, args.skill, args.listen, &tokens, args.kafka.brokers, args.partitions, a2a)
+    let approvers = args.approver.iter().map(|a| a.trim().to_owned()).filter(|a| !a.is_empty()).collect();
+    crate::gateway::run(
+        &args.group,
+        args.skill,
+        args.listen,
+        &tokens,
+        args.kafka.brokers,
+        args.partitions,
+        a2a,
+        approvers,
+    )
 }

@@ -1,18 +1,24 @@
-//! The gateway's approval routes (docs/approvals.md), behind the bearer token:
+//! The gateway's approval routes (docs/approvals.md), behind the bearer token **and the
+//! approver scope**: only a token whose `sender_id` is one of the gateway's approvers
+//! (`kafclaw gateway --approver <sender_id>`, repeatable) may list or decide; any other
+//! token gets `403`, and a gateway with no approver refuses every token (fails closed). The
+//! listing needs the scope too: it shows the arguments of pending tool calls.
 //!
 //! - `GET /v1/approvals` → `{"approvals": [...]}`: the group's pending requests (`?all=true`:
 //!   decided and expired ones too), as `kafclaw approvals list --json` prints them;
 //! - `POST /v1/approvals/{id}/approve`, `POST /v1/approvals/{id}/reject` with an optional
 //!   body `{"reason": "…"}` → `200 {"decision": …}`: the decision, written to the partition
 //!   the request names. The approver is the token's `sender_id`; the body cannot choose it
-//!   (a body naming `approver` is refused, as `sender_id` is on `/v1/tasks`). `404` for an
-//!   unknown id, `409` for one already decided or expired, `502` when Kafka fails.
+//!   (a body naming `approver` is refused, as `sender_id` is on `/v1/tasks`; so is a body
+//!   writing a key twice, `{"reason":"a","reason":"b"}`: 400). `404` for an unknown id,
+//!   `409` for one already decided, expired or conflicting, `502` when Kafka fails.
 
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
 use kafclaw_operators::api::record::now_ms;
 use kafclaw_operators::envelope::approval::Verdict;
+use kafclaw_operators::envelope::wire;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -36,18 +42,48 @@ struct DecideBody {
     reason: String,
 }
 
+/// The keys a decision body may write (once each), and `approver`, refused by name.
+const BODY_KEYS: &[&str] = &["reason", "approver"];
+
 fn parse_body(body: &[u8]) -> Result<DecideBody, String> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(DecideBody::default());
     }
-    let v: Value = serde_json::from_slice(body).map_err(|e| format!("body: {e}"))?;
+    let text = std::str::from_utf8(body).map_err(|e| format!("body: not UTF-8 ({e})"))?;
+    // Fails closed, as the envelope readers do: a key written twice is ambiguous.
+    wire::repeated(text, BODY_KEYS).map_err(|e| format!("body: {}", e.to_string().replacen("payload", "body", 1)))?;
+    let v: Value = serde_json::from_str(text).map_err(|e| format!("body: {e}"))?;
     if v.get("approver").is_some() {
         return Err("`approver` is not the caller's to choose: the gateway sets it from the token's identity".into());
     }
     serde_json::from_value(v).map_err(|e| format!("body: {e}"))
 }
 
-pub(super) async fn list(State(g): State<Gateway>, Query(q): Query<ListQuery>) -> Response {
+/// `403` unless `who` may decide approvals on `g`.
+fn forbidden(g: &Gateway, who: &Identity) -> Option<Response> {
+    if g.approvers.is_empty() {
+        return Some(error(
+            StatusCode::FORBIDDEN,
+            "this gateway has no approver (start it with `--approver <sender_id>`): no token may list or decide approvals",
+        ));
+    }
+    (!g.approvers.contains(&who.sender_id)).then(|| {
+        tracing::warn!(token = %who.name, sender_id = %who.sender_id, "approvals: token without the approver scope refused");
+        error(
+            StatusCode::FORBIDDEN,
+            format!("`{}` is not an approver of this gateway (`--approver`)", who.sender_id),
+        )
+    })
+}
+
+pub(super) async fn list(
+    State(g): State<Gateway>,
+    Extension(who): Extension<Identity>,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    if let Some(no) = forbidden(&g, &who) {
+        return no;
+    }
     let (settings, group) = (g.io.settings().clone(), g.group.clone());
     let read = tokio::task::spawn_blocking(move || approvals::ledger(&settings, &group)).await;
     let ledger = match read {
@@ -69,6 +105,9 @@ pub(super) async fn decide(
     Path((id, action)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Response {
+    if let Some(no) = forbidden(&g, &who) {
+        return no;
+    }
     let verdict = match action.as_str() {
         "approve" => Verdict::Approved,
         "reject" => Verdict::Rejected,
@@ -89,7 +128,7 @@ pub(super) async fn decide(
             Json(json!({"decision": decision})).into_response()
         }
         Ok(Err(e @ DecideError::NotFound(_))) => error(StatusCode::NOT_FOUND, e.to_string()),
-        Ok(Err(e @ (DecideError::Decided { .. } | DecideError::Expired(..)))) => {
+        Ok(Err(e @ (DecideError::Decided { .. } | DecideError::Expired(..) | DecideError::Conflicting(_)))) => {
             error(StatusCode::CONFLICT, e.to_string())
         }
         Ok(Err(e @ DecideError::Layout { .. })) => error(StatusCode::CONFLICT, e.to_string()),
@@ -108,5 +147,8 @@ mod tests {
         assert_eq!(parse_body(b"").unwrap().reason, "");
         assert_eq!(parse_body(br#"{"reason":"too much"}"#).unwrap().reason, "too much");
         assert!(parse_body(br#"{"reson":"x"}"#).unwrap_err().contains("unknown field"));
+        let twice = parse_body(br#"{"reason":"a","reason":"b"}"#).unwrap_err();
+        assert!(twice.contains("body.reason"), "{twice}");
+        assert!(parse_body(br#"{"reason":"a","approver":"x","approver":"y"}"#).is_err());
     }
 }

@@ -12,8 +12,8 @@
 //! | `POST /v1/tasks` | `{"description", "skill"?}` → `202 {"task_id", "topic"}`: a `request` on `group.<g>.requests`, or a `skill_request` on `group.<g>.skill.<s>.requests` |
 //! | `GET /v1/tasks/{id}` | `{"task_id", "status", "result"?, "answer"?}`: `pending` until a response, skill response or task status with that correlation id arrives |
 //! | `GET /v1/traces/{id}` | the `trace` envelopes of the task, in arrival order |
-//! | `GET /v1/approvals` | the group's pending approval requests (`?all=true`: all) — [`approvals`] |
-//! | `POST /v1/approvals/{id}/approve`, `…/reject` | `{"reason"?}` → the decision, approver = the token's `sender_id` (docs/approvals.md) |
+//! | `GET /v1/approvals` | the group's pending approval requests (`?all=true`: all); approver tokens only (`--approver`, else 403) — [`approvals`] |
+//! | `POST /v1/approvals/{id}/approve`, `…/reject` | `{"reason"?}` → the decision, approver = the token's `sender_id`; approver tokens only (docs/approvals.md) |
 //! | `GET /metrics` | Prometheus text: tasks submitted, answers seen, requests by route and status |
 //!
 //! Every route but `/healthz` and the agent cards needs `Authorization: Bearer <token>`
@@ -73,6 +73,8 @@ pub struct Gateway {
     registry: Arc<Mutex<Registry>>,
     a2a: Arc<A2aSettings>,
     a2a_tasks: Arc<Mutex<a2a::Tasks>>,
+    /// The `sender_id`s whose tokens may list and decide approvals (none: no token may).
+    approvers: Arc<Vec<String>>,
 }
 
 impl Gateway {
@@ -90,7 +92,15 @@ impl Gateway {
             registry: Arc::new(Mutex::new(registry)),
             a2a: Arc::new(A2aSettings::default()),
             a2a_tasks: Arc::default(),
+            approvers: Arc::default(),
         }
+    }
+
+    /// The same gateway, letting the tokens of `approvers` (sender ids) list and decide
+    /// approvals.
+    pub fn with_approvers(mut self, approvers: Vec<String>) -> Self {
+        self.approvers = Arc::new(approvers);
+        self
     }
 
     /// The same gateway, serving A2A with `settings`.
@@ -134,6 +144,7 @@ fn new_task_id() -> String {
 
 /// `kafclaw gateway`: reads the tokens, follows the group's answer topics, serves until
 /// SIGTERM or SIGINT. Returns the exit code.
+#[allow(clippy::too_many_arguments)] // the command line's settings, each used once here
 pub fn run(
     group: &str,
     skills: Vec<String>,
@@ -142,6 +153,7 @@ pub fn run(
     brokers: Option<String>,
     partitions: i32,
     mut a2a: A2aSettings,
+    approvers: Vec<String>,
 ) -> i32 {
     let credentials = match credentials(tokens) {
         Ok(c) => c,
@@ -152,7 +164,11 @@ pub fn run(
     };
     for c in &credentials {
         let i = &c.identity;
-        tracing::info!(token = %i.name, sender_id = %i.sender_id, zone = ?i.zone, "gateway token");
+        let approver = approvers.contains(&i.sender_id);
+        tracing::info!(token = %i.name, sender_id = %i.sender_id, zone = ?i.zone, approver, "gateway token");
+    }
+    if let Some(a) = approvers.iter().find(|a| !credentials.iter().any(|c| &c.identity.sender_id == *a)) {
+        tracing::warn!(approver = %a, "--approver names no token's sender_id");
     }
     let settings = crate::kafka::ClientSettings::from_env(brokers);
     let mut follow = vec![
@@ -180,7 +196,7 @@ pub fn run(
     if a2a.bootstrap.is_none() {
         a2a.bootstrap = settings.get("bootstrap.servers").map(str::to_owned);
     }
-    let gateway = Gateway::new(group, skills, credentials, io).with_a2a(a2a);
+    let gateway = Gateway::new(group, skills, credentials, io).with_a2a(a2a).with_approvers(approvers);
     let result = rt.block_on(async move { serve(listen, gateway, crate::http_serve::shutdown_signal()).await });
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     match result {

@@ -10,7 +10,14 @@
 //! otherwise the request is written (idempotent producer, outside the instance's
 //! transaction: it must leave now, while the transaction that will hold the answer is open).
 //! A decision written after the request's `expires_at` is ignored, as the `approve`
-//! operator ignores one.
+//! operator ignores one; so is one addressed to another waiter (its `requester`), and one
+//! written before the request under its id that the call itself wrote.
+//!
+//! A request already under the id is the call's only when its
+//! [`fingerprint`](kafclaw_agent::tools::approval::fingerprint) is the call's own; otherwise,
+//! or when two different requests were written under the id, the call gets
+//! [`Ruling::Mismatch`] (refused, never run), and so does a call waiting when a different
+//! request under its id is read.
 //!
 //! **Bounded** by `[topology] approvals_retention` (default 7 days): an id matters while the
 //! input of its step is uncommitted. The reader forgets an id once its deadline and the
@@ -23,15 +30,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kafclaw_agent::tools::approval::{Approvals, Ruling, RulingFuture};
+use kafclaw_agent::tools::approval::{Approvals, Ruling, RulingFuture, canonical, fingerprint};
 use kafclaw_operators::api::record::{event_time_ms, now_ms};
-use kafclaw_operators::envelope::approval::{Decision, decisions_topic, requests_topic};
+use kafclaw_operators::envelope::approval::{ApprovalRequestPayload, Decision, decisions_topic, requests_topic};
 use kafclaw_operators::envelope::{Envelope, EnvelopeType};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
+use serde_json::Value;
 use tokio::sync::{oneshot, watch};
 
 use crate::kafka::inspect::CALL_TIMEOUT;
@@ -42,26 +50,120 @@ use crate::kafka::topics::ensure_topic;
 /// How often the reader forgets what is past the retention.
 const SWEEP: Duration = Duration::from_secs(60);
 
+/// The most decisions kept per id while its request is unknown (later ones are dropped).
+const KEPT_DECISIONS: usize = 64;
+
+/// A request seen (the first under its id).
+#[derive(Debug, Clone)]
+struct Asked {
+    /// When its waiter stops waiting (ms; `None`: never).
+    deadline: Option<i64>,
+    /// The waiter decisions must be addressed to.
+    requester: String,
+    /// Its [`fingerprint`] (`unreadable`: a payload that is not a request's).
+    fingerprint: String,
+    /// What it asks, for a call it is not the request of.
+    shown: String,
+    /// Another request with a different fingerprint was written under the same id.
+    conflict: bool,
+}
+
+impl Asked {
+    /// The request of `payload` (an `approval_request`'s).
+    fn of(payload: &Value) -> Self {
+        match serde_json::from_value::<ApprovalRequestPayload>(payload.clone()) {
+            Ok(p) => {
+                let deadline = (!p.expires_at.is_empty()).then(|| event_time_ms(&p.expires_at).ok()).flatten();
+                let mut args = p.arguments.as_ref().map(canonical).unwrap_or_default();
+                if args.chars().count() > 200 {
+                    args = args.chars().take(200).collect::<String>() + "…";
+                }
+                let shown = format!(
+                    "there: agent `{}`, requester `{}`, tool `{}`, arguments {args}",
+                    p.agent_id, p.requester, p.tool
+                );
+                Self { deadline, requester: p.requester.clone(), fingerprint: fingerprint(&p), shown, conflict: false }
+            }
+            Err(e) => Self {
+                deadline: None,
+                requester: String::new(),
+                fingerprint: "unreadable".to_owned(),
+                shown: format!("there: a request that cannot be read ({e})"),
+                conflict: false,
+            },
+        }
+    }
+
+    /// Whether `d` is addressed to this request's waiter (a decision naming no requester is).
+    fn addressed(&self, d: &Decision) -> bool {
+        d.requester.as_deref().is_none_or(|r| r == self.requester)
+    }
+
+    /// Why a call with request `own` cannot use this one, if it cannot.
+    fn mismatch(&self, own: &Asked) -> Option<String> {
+        match () {
+            _ if self.conflict => Some("different requests were written under this id".to_owned()),
+            _ if self.fingerprint != own.fingerprint => Some(self.shown.clone()),
+            _ => None,
+        }
+    }
+}
+
 /// What the reader learnt.
 #[derive(Default)]
 struct Book {
-    /// Requests seen, by id, with their deadline (ms; `None`: none).
-    asked: HashMap<String, Option<i64>>,
-    /// First decision per id, with when it was written (ms).
-    decided: HashMap<String, (Decision, i64)>,
+    /// Requests seen, by id.
+    asked: HashMap<String, Asked>,
+    /// The decisions per id that may count, in the order read, with when each was written (ms).
+    decided: HashMap<String, Vec<(Decision, i64)>>,
     /// Calls waiting, by id.
-    waiting: HashMap<String, Vec<oneshot::Sender<Decision>>>,
+    waiting: HashMap<String, Vec<oneshot::Sender<Ruling>>>,
     /// When each id known was last written (ms: the Kafka timestamp of its last request or
     /// decision record, or when a call here asked): what the retention runs from.
     touched: HashMap<String, i64>,
 }
 
 impl Book {
-    /// The decision of `id` that counts: the first, unless written after the deadline.
+    /// The decision of `id` that counts, as the `approve` operator judges: the first
+    /// addressed to the request's waiter, unless written after the deadline.
     fn ruling(&self, id: &str) -> Option<Decision> {
-        let (d, at) = self.decided.get(id)?;
-        let deadline = self.asked.get(id).copied().flatten();
-        deadline.is_none_or(|e| *at < e).then(|| d.clone())
+        let asked = self.asked.get(id)?;
+        let (d, at) = self.decided.get(id)?.iter().find(|(d, _)| asked.addressed(d))?;
+        asked.deadline.is_none_or(|e| *at < e).then(|| d.clone())
+    }
+
+    /// Hands `ruling` to every call waiting on `id`.
+    fn answer(&mut self, id: &str, ruling: &Ruling) {
+        for tx in self.waiting.remove(id).unwrap_or_default() {
+            let _ = tx.send(ruling.clone());
+        }
+    }
+
+    /// Where a call whose request is `own` stands on `id`: a ruling now, or a wait (and whether
+    /// the call must write its request: nobody did).
+    fn enter(&mut self, id: &str, own: Asked) -> Entered {
+        let first = match self.asked.get(id) {
+            Some(there) => {
+                if let Some(why) = there.mismatch(&own) {
+                    return Entered::Ruled(Ruling::Mismatch(why));
+                }
+                if let Some(d) = self.ruling(id) {
+                    return Entered::Ruled(Ruling::Decided(d));
+                }
+                false
+            }
+            None => {
+                // A decision read before the request the call writes now is on no request of
+                // its: ignored.
+                self.decided.remove(id);
+                self.asked.insert(id.to_owned(), own);
+                self.touch(id, now_ms());
+                true
+            }
+        };
+        let (tx, rx) = oneshot::channel();
+        self.waiting.entry(id.to_owned()).or_default().push(tx);
+        Entered::Wait { rx, deadline: self.asked[id].deadline, first }
     }
 
     /// Notes that `id` was written at `at_ms`.
@@ -69,6 +171,14 @@ impl Book {
         let t = self.touched.entry(id.to_owned()).or_insert(at_ms);
         *t = (*t).max(at_ms);
     }
+}
+
+/// Where a call stands ([`Book::enter`]).
+enum Entered {
+    /// Decided, or refused, already.
+    Ruled(Ruling),
+    /// Waits on `rx` until `deadline`; `first`: the call writes the request.
+    Wait { rx: oneshot::Receiver<Ruling>, deadline: Option<i64>, first: bool },
 }
 
 /// Forgets, at `now_ms`, the waiters of calls that ended and every id whose deadline and last
@@ -82,7 +192,7 @@ fn forget(book: &mut Book, now_ms: i64, retention_ms: i64) -> usize {
     let Book { asked, decided, waiting, touched } = book;
     let before = touched.len();
     touched.retain(|id, at| {
-        let settled = asked.get(id).copied().flatten().map_or(*at, |deadline| deadline.max(*at));
+        let settled = asked.get(id).and_then(|a| a.deadline).map_or(*at, |deadline| deadline.max(*at));
         let keep = waiting.contains_key(id) || settled.saturating_add(retention_ms) > now_ms;
         if !keep {
             asked.remove(id);
@@ -258,27 +368,44 @@ fn note(shared: &Shared, e: &Envelope, timestamp_ms: Option<i64>) {
     match e.kind {
         EnvelopeType::ApprovalRequest => {
             let p = &e.payload;
-            let Some(id) = p.get("request_id").and_then(|v| v.as_str()) else { return };
-            let deadline = p.get("expires_at").and_then(|v| v.as_str()).and_then(|t| event_time_ms(t).ok());
-            book.asked.entry(id.to_owned()).or_insert(deadline);
-            book.touch(id, written);
+            let Some(id) = p.get("request_id").and_then(|v| v.as_str()).map(str::to_owned) else { return };
+            let seen = Asked::of(p);
+            book.touch(&id, written);
+            match book.asked.get_mut(&id) {
+                None => {
+                    // Decisions addressed to another waiter never count: not kept.
+                    if let Some(ds) = book.decided.get_mut(&id) {
+                        ds.retain(|(d, _)| seen.addressed(d));
+                    }
+                    book.asked.insert(id, seen);
+                }
+                Some(there) if there.fingerprint != seen.fingerprint && !there.conflict => {
+                    there.conflict = true;
+                    tracing::warn!(request_id = %id, sender = %e.sender_id, "a different approval request under the same id: calls on it are refused");
+                    let why = "different requests were written under this id".to_owned();
+                    book.answer(&id, &Ruling::Mismatch(why));
+                }
+                Some(_) => {}
+            }
         }
         EnvelopeType::Approval => {
             let Ok(d) = Decision::read(&e.payload) else {
                 tracing::warn!(sender = %e.sender_id, "unreadable approval; ignored");
                 return;
             };
-            book.touch(&d.request_id, written);
-            if book.decided.contains_key(&d.request_id) {
-                return;
+            let id = d.request_id.clone();
+            book.touch(&id, written);
+            let kept = book.asked.get(&id).map(|a| a.addressed(&d));
+            let ds = book.decided.entry(id.clone()).or_default();
+            match kept {
+                Some(false) => return,
+                None if ds.len() >= KEPT_DECISIONS => return,
+                _ => {}
             }
             let at = event_time_ms(&e.timestamp).unwrap_or(i64::MAX);
-            let id = d.request_id.clone();
-            book.decided.insert(id.clone(), (d, at));
+            ds.push((d, at));
             if let Some(d) = book.ruling(&id) {
-                for tx in book.waiting.remove(&id).unwrap_or_default() {
-                    let _ = tx.send(d.clone());
-                }
+                book.answer(&id, &Ruling::Decided(d));
             }
         }
         _ => {}
@@ -314,23 +441,11 @@ impl Approvals for KafkaApprovals {
                 .map_err(|_| "the approvals reader stopped".to_owned())?;
             let p = &request.payload;
             let id = p.get("request_id").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
-            let own_deadline = p.get("expires_at").and_then(|v| v.as_str()).and_then(|t| event_time_ms(t).ok());
-            let (rx, deadline, first) = {
-                let mut book = shared.book.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(d) = book.ruling(&id) {
-                    return Ok(Ruling::Decided(d));
-                }
-                let (deadline, first) = match book.asked.get(&id) {
-                    Some(d) => (*d, false),
-                    None => {
-                        book.asked.insert(id.clone(), own_deadline);
-                        book.touch(&id, now_ms());
-                        (own_deadline, true)
-                    }
-                };
-                let (tx, rx) = oneshot::channel();
-                book.waiting.entry(id.clone()).or_default().push(tx);
-                (rx, deadline, first)
+            let own = Asked::of(p);
+            let entered = shared.book.lock().unwrap_or_else(|e| e.into_inner()).enter(&id, own);
+            let (rx, deadline, first) = match entered {
+                Entered::Ruled(r) => return Ok(r),
+                Entered::Wait { rx, deadline, first } => (rx, deadline, first),
             };
             if first {
                 if let Err(e) = publish(&producer, &topic, &id, &request).await {
@@ -344,11 +459,11 @@ impl Approvals for KafkaApprovals {
                 tracing::debug!(request_id = %id, "asked before: not asked again");
             }
             let Some(deadline) = deadline else {
-                return rx.await.map(Ruling::Decided).map_err(|_| "the approvals reader stopped".to_owned());
+                return rx.await.map_err(|_| "the approvals reader stopped".to_owned());
             };
             let left = Duration::from_millis((deadline - now_ms()).max(0) as u64);
             match tokio::time::timeout(left, rx).await {
-                Ok(Ok(d)) => Ok(Ruling::Decided(d)),
+                Ok(Ok(r)) => Ok(r),
                 Ok(Err(_)) => Err("the approvals reader stopped".to_owned()),
                 Err(_) => Ok(Ruling::TimedOut),
             }
@@ -357,91 +472,5 @@ impl Approvals for KafkaApprovals {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use kafclaw_operators::api::record::format_time_ms;
-    use kafclaw_operators::envelope::approval::Verdict;
-    use serde_json::json;
-
-    const DAY: i64 = 86_400_000;
-
-    fn shared() -> Shared {
-        Shared { book: Mutex::new(Book::default()), caught_up: watch::channel(false).1 }
-    }
-
-    fn request(id: &str, expires_at_ms: Option<i64>) -> Envelope {
-        let expires = expires_at_ms.map(format_time_ms).unwrap_or_default();
-        let payload = json!({ "request_id": id, "requester": "shop/answer", "expires_at": expires });
-        Envelope::new(EnvelopeType::ApprovalRequest, "c", "shop", format_time_ms(0), payload)
-    }
-
-    fn decision(id: &str, written_ms: i64) -> Envelope {
-        let d = Decision {
-            request_id: id.into(),
-            verdict: Verdict::Approved,
-            approver: "ann".into(),
-            reason: String::new(),
-            requester: Some("shop/answer".into()),
-        };
-        Envelope::new(EnvelopeType::Approval, "c", "ann", format_time_ms(written_ms), d.payload())
-    }
-
-    fn known(book: &Book) -> Vec<&str> {
-        let mut ids: Vec<&str> = book.touched.keys().map(String::as_str).collect();
-        ids.sort_unstable();
-        ids
-    }
-
-    #[test]
-    fn forgets_ids_settled_longer_ago_than_the_retention_unless_a_call_waits() {
-        let s = shared();
-        // Decided long ago.
-        note(&s, &request("decided-old", Some(DAY)), Some(0));
-        note(&s, &decision("decided-old", 2 * DAY), Some(2 * DAY));
-        // Asked long ago, its deadline recent: a step run again must still time out at once.
-        note(&s, &request("deadline-recent", Some(15 * DAY)), Some(DAY));
-        // Asked long ago, decided recently.
-        note(&s, &request("decided-recent", None), Some(0));
-        note(&s, &decision("decided-recent", 14 * DAY), Some(14 * DAY));
-        // Exactly the retention old, no deadline.
-        note(&s, &request("edge", None), Some(13 * DAY));
-        let mut book = s.book.lock().unwrap();
-        // A call still waiting on an old request without deadline, and one that timed out.
-        let (live, _rx) = oneshot::channel();
-        book.asked.insert("waited".into(), None);
-        book.touch("waited", 0);
-        book.waiting.insert("waited".into(), vec![live]);
-        let (ended, rx) = oneshot::channel();
-        drop(rx);
-        book.asked.insert("timed-out".into(), Some(DAY));
-        book.touch("timed-out", 0);
-        book.waiting.insert("timed-out".into(), vec![ended]);
-
-        assert_eq!(forget(&mut book, 20 * DAY, 7 * DAY), 3);
-        assert_eq!(known(&book), ["deadline-recent", "decided-recent", "waited"]);
-        let mut asked: Vec<&str> = book.asked.keys().map(String::as_str).collect();
-        asked.sort_unstable();
-        assert_eq!(asked, ["deadline-recent", "decided-recent", "waited"]);
-        assert_eq!(book.decided.keys().collect::<Vec<_>>(), ["decided-recent"]);
-        assert_eq!(book.waiting.keys().collect::<Vec<_>>(), ["waited"]);
-        assert!(book.ruling("decided-recent").is_some());
-        // Nothing more within the retention; everything but the waited id past a short one.
-        assert_eq!(forget(&mut book, 20 * DAY, 7 * DAY), 0);
-        assert_eq!(forget(&mut book, 20 * DAY, DAY), 2);
-        assert_eq!(known(&book), ["waited"]);
-    }
-
-    #[test]
-    fn a_later_record_of_an_id_moves_its_time_on_and_a_missing_timestamp_takes_the_envelopes() {
-        let s = shared();
-        note(&s, &request("a", None), Some(DAY));
-        note(&s, &decision("a", 5 * DAY), None);
-        // A second decision (ignored as a ruling) still counts as a record of the id.
-        note(&s, &decision("a", 6 * DAY), Some(6 * DAY));
-        let mut book = s.book.lock().unwrap();
-        assert_eq!(book.touched["a"], 6 * DAY);
-        assert_eq!(forget(&mut book, 12 * DAY, 7 * DAY), 0);
-        assert_eq!(forget(&mut book, 13 * DAY, 7 * DAY), 1);
-        assert!(book.asked.is_empty() && book.decided.is_empty());
-    }
-}
+#[path = "channel_tests.rs"]
+mod tests;

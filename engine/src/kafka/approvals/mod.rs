@@ -3,8 +3,12 @@
 //! approval-gated tools) and `group.<g>.approvals.decisions` (`approval`, written here).
 //!
 //! - [`ledger`]: both topics read to their ends (no consumer group, nothing committed): each
-//!   request with its first decision — what `kafclaw approvals list` and `GET /v1/approvals`
-//!   show;
+//!   request with the decision its waiter takes, judged as the `approve` operator judges —
+//!   the first readable one addressed to the request's `requester` (or to none), in the
+//!   partition the request names — what `kafclaw approvals list` and `GET /v1/approvals`
+//!   show; a decision addressed elsewhere neither shows nor blocks a real one. Two different
+//!   requests ([`fingerprint`]) under one id are a forgery: the id shows `conflicting` and
+//!   cannot be decided (its gated call refuses itself);
 //! - [`decide`]: a decision written to the partition the request names (the one the waiting
 //!   record's task reads), keyed by the request id, after checking the request exists and is
 //!   neither decided nor expired — what `kafclaw approvals approve|reject` and
@@ -29,6 +33,8 @@ use kafclaw_operators::envelope::{Envelope, EnvelopeType};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use serde_json::{Value, json};
 
+use kafclaw_agent::tools::approval::fingerprint;
+
 use super::inspect::follow::{FollowOptions, Start, follow};
 use super::inspect::{CALL_TIMEOUT, Capture};
 use super::settings::ClientSettings;
@@ -44,6 +50,8 @@ pub enum Status {
     Approved,
     /// Decided `rejected`.
     Rejected,
+    /// Different requests were written under its id: nobody decides it.
+    Conflicting,
 }
 
 impl Status {
@@ -54,6 +62,7 @@ impl Status {
             Self::Expired => "expired",
             Self::Approved => "approved",
             Self::Rejected => "rejected",
+            Self::Conflicting => "conflicting",
         }
     }
 }
@@ -69,13 +78,18 @@ pub struct Entry {
     pub requested_at_ms: i64,
     /// When its waiter stops waiting (ms), if ever.
     pub expires_at_ms: Option<i64>,
-    /// Its first decision, if any, with when it was written (ms).
+    /// The decision its waiter takes, if any, with when it was written (ms).
     pub decision: Option<(Decision, i64)>,
+    /// A different request (or one that cannot be read) was written under the same id.
+    pub conflict: bool,
 }
 
 impl Entry {
     /// Where it stands at `now_ms`.
     pub fn status(&self, now_ms: i64) -> Status {
+        if self.conflict {
+            return Status::Conflicting;
+        }
         match &self.decision {
             Some((d, at)) if self.expires_at_ms.is_none_or(|e| *at < e) => match d.verdict {
                 Verdict::Approved => Status::Approved,
@@ -146,18 +160,24 @@ pub fn ledger(settings: &ClientSettings, group: &str) -> Result<Ledger, String> 
         if e.kind != EnvelopeType::ApprovalRequest {
             return;
         }
-        let Ok(payload) = serde_json::from_value::<ApprovalRequestPayload>((*e.payload).clone()) else { return };
-        if payload.request_id.is_empty() || ledger.entries.contains_key(&payload.request_id) {
+        let read = serde_json::from_value::<ApprovalRequestPayload>((*e.payload).clone());
+        let id = match &read {
+            Ok(p) => p.request_id.clone(),
+            Err(_) => e.payload.get("request_id").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        };
+        if let Some(first) = ledger.entries.get_mut(&id) {
+            // The first request stands; a different one under its id is a forgery.
+            first.conflict |= !matches!(&read, Ok(p) if fingerprint(p) == fingerprint(&first.payload));
             return;
         }
-        let requested_at_ms =
-            event_time_ms(&payload.requested_at).or_else(|_| event_time_ms(&e.timestamp)).unwrap_or(0);
-        let expires_at_ms = (!payload.expires_at.is_empty()).then(|| event_time_ms(&payload.expires_at).ok()).flatten();
-        let entry = Entry { request: e, payload, requested_at_ms, expires_at_ms, decision: None };
-        ledger.entries.insert(entry.payload.request_id.clone(), entry);
+        let Ok(payload) = read else { return };
+        if payload.request_id.is_empty() {
+            return;
+        }
+        ledger.entries.insert(id, entry(e, payload));
     })?;
     let mut partitions = -1;
-    let mut decisions: HashMap<String, (Decision, i64)> = HashMap::new();
+    let mut decisions: HashMap<String, Vec<(i32, Decision, i64)>> = HashMap::new();
     let exists = read_all(settings, &decisions_topic(group), |p, bytes| {
         partitions = partitions.max(p);
         let Ok(e) = Envelope::decode(bytes) else { return };
@@ -166,11 +186,11 @@ pub fn ledger(settings: &ClientSettings, group: &str) -> Result<Ledger, String> 
         }
         let Ok(d) = Decision::read(&e.payload) else { return };
         let at = event_time_ms(&e.timestamp).unwrap_or(0);
-        decisions.entry(d.request_id.clone()).or_insert((d, at));
+        decisions.entry(d.request_id.clone()).or_default().push((p, d, at));
     })?;
-    for (id, d) in decisions {
+    for (id, ds) in decisions {
         if let Some(entry) = ledger.entries.get_mut(&id) {
-            entry.decision = Some(d);
+            entry.decision = taken(&entry.payload, ds);
         }
     }
     ledger.decision_partitions = match exists {
@@ -183,6 +203,24 @@ pub fn ledger(settings: &ClientSettings, group: &str) -> Result<Ledger, String> 
         false => 0,
     };
     Ok(ledger)
+}
+
+/// The entry of request `e` with payload `payload`, not decided yet.
+fn entry(e: Envelope, payload: ApprovalRequestPayload) -> Entry {
+    let requested_at_ms = event_time_ms(&payload.requested_at).or_else(|_| event_time_ms(&e.timestamp)).unwrap_or(0);
+    let expires_at_ms = (!payload.expires_at.is_empty()).then(|| event_time_ms(&payload.expires_at).ok()).flatten();
+    Entry { request: e, payload, requested_at_ms, expires_at_ms, decision: None, conflict: false }
+}
+
+/// The decision, of `decisions` on `request` (with their partitions, in the order read), that
+/// its waiter takes, as the `approve` operator judges: the first in the partition the request
+/// names (any, if none) addressed to its `requester` or to no one.
+fn taken(request: &ApprovalRequestPayload, decisions: Vec<(i32, Decision, i64)>) -> Option<(Decision, i64)> {
+    decisions
+        .into_iter()
+        .filter(|(p, _, _)| request.partition.is_none_or(|named| named == *p))
+        .find(|(_, d, _)| d.requester.as_deref().is_none_or(|r| r == request.requester))
+        .map(|(_, d, at)| (d, at))
 }
 
 /// Why a decision was not written.
@@ -201,6 +239,11 @@ pub enum DecideError {
         /// Who.
         approver: String,
     },
+    /// Different requests were written under the id: no decision on it can be trusted.
+    #[error(
+        "approval request `{0}` is conflicting: different requests were written under its id (a forgery, or a bug); it cannot be decided, and its call refuses itself"
+    )]
+    Conflicting(String),
     /// Its waiter stopped waiting.
     #[error("approval request `{0}` expired at {1}: its waiter decided by itself")]
     Expired(String, String),
@@ -233,6 +276,7 @@ pub fn decide(
     match entry.status(now) {
         Status::Pending => {}
         Status::Expired => return Err(DecideError::Expired(id.to_owned(), entry.payload.expires_at.clone())),
+        Status::Conflicting => return Err(DecideError::Conflicting(id.to_owned())),
         s => {
             let approver = entry.decision.as_ref().map(|(d, _)| d.approver.clone()).unwrap_or_default();
             return Err(DecideError::Decided { id: id.to_owned(), status: s.as_str(), approver });
@@ -316,7 +360,42 @@ mod tests {
             };
             (d, at)
         });
-        Entry { request, payload, requested_at_ms: 0, expires_at_ms, decision }
+        Entry { request, payload, requested_at_ms: 0, expires_at_ms, decision, conflict: false }
+    }
+
+    fn to(id: &str, requester: Option<&str>, approver: &str) -> Decision {
+        let requester = requester.map(Into::into);
+        Decision {
+            request_id: id.into(),
+            verdict: Verdict::Approved,
+            approver: approver.into(),
+            reason: String::new(),
+            requester,
+        }
+    }
+
+    #[test]
+    fn the_decision_shown_is_the_one_its_waiter_takes() {
+        let request = |partition| ApprovalRequestPayload {
+            request_id: "apr-1".into(),
+            requester: "shop/answer".into(),
+            partition,
+            ..ApprovalRequestPayload::default()
+        };
+        // A forged decision addressed elsewhere comes first: skipped, the real one counts.
+        let ds =
+            vec![(0, to("apr-1", Some("evil/node"), "mallory"), 1), (0, to("apr-1", Some("shop/answer"), "ana"), 2)];
+        assert_eq!(taken(&request(None), ds).map(|(d, at)| (d.approver, at)), Some(("ana".into(), 2)));
+        // Only the forged one: no decision (pending, decidable).
+        assert!(taken(&request(None), vec![(0, to("apr-1", Some("evil/node"), "mallory"), 1)]).is_none());
+        // A decision naming no requester counts, as for the operator.
+        assert!(taken(&request(None), vec![(1, to("apr-1", None, "bob"), 1)]).is_some());
+        // The request names partition 1: a decision on partition 0 never reaches its waiter.
+        let ds = vec![(0, to("apr-1", None, "mallory"), 1), (1, to("apr-1", None, "ana"), 2)];
+        assert_eq!(taken(&request(Some(1)), ds).map(|(d, _)| d.approver), Some("ana".into()));
+        let mut conflicting = entry(None, Some((Verdict::Approved, 50)));
+        conflicting.conflict = true;
+        assert_eq!(conflicting.status(10), Status::Conflicting);
     }
 
     #[test]
