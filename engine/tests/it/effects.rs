@@ -304,3 +304,47 @@ fn a_rerun_follows_the_recorded_rounds_whatever_the_model_answers_now() {
     let events: Vec<&str> = audits.iter().filter_map(|a| a["payload"]["event_type"].as_str()).collect();
     assert_eq!(events, ["tool_outcome_unknown"], "{audits:?}");
 }
+
+#[test]
+fn a_second_local_run_over_the_same_state_dir_is_refused_while_the_first_runs() {
+    let model = FakeOpenAi::start();
+    let service = EffectService::start();
+    let dir = tempfile::tempdir().unwrap();
+    let topo = two_tools(dir.path(), &model, &service);
+    let script = json!([["pay", {"url": service.url("pay"), "body": "3 EUR"}]]);
+    let input = json!({"type": "request", "correlation_id": "c0", "sender_id": "alice", "timestamp": "2026-12-01T10:00:00Z",
+                       "id": "r0", "payload": {"task_id": "r0", "description": format!("tool-script {script}")}});
+    std::fs::write(dir.path().join("in.jsonl"), format!("{input}\n")).unwrap();
+    // The first run waits in its model call, its effect log open.
+    model.counters.delay_ms.store(60_000, std::sync::atomic::Ordering::SeqCst);
+    let mut first = Command::new(env!("CARGO_BIN_EXE_kafclaw"))
+        .args(["run", topo.to_str().unwrap(), "--local", "--state-dir", "state"])
+        .current_dir(dir.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while model.counters.calls() == 0 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "the first run never called the model");
+        assert!(first.try_wait().unwrap().is_none(), "the first run ended early");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let second = Command::new(env!("CARGO_BIN_EXE_kafclaw"))
+        .args(["run", topo.to_str().unwrap(), "--local", "--state-dir", "state"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("state/rounds-local/effects.local.jsonl") && stderr.contains("another run holds it"),
+        "{stderr}"
+    );
+    assert_eq!(model.counters.calls(), 1, "the second run called nothing");
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // The lock goes with the process that held it: the next run makes the call, once.
+    model.counters.delay_ms.store(0, std::sync::atomic::Ordering::SeqCst);
+    run_local(dir.path(), &topo);
+    assert_eq!(service.total("pay"), 1, "{:?}", service.posts());
+}

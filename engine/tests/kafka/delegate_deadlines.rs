@@ -88,9 +88,20 @@ impl FakePeer {
 }
 
 fn send(p: &BaseProducer, topic: &str, kind: &str, id: &str, payload: Value) {
+    send_stamped(p, topic, kind, id, payload, None);
+}
+
+/// [`send`] with the record's CreateTime set to `stamp_ms` (a peer backdating its reply).
+fn send_stamped(p: &BaseProducer, topic: &str, kind: &str, id: &str, payload: Value, stamp_ms: Option<i64>) {
     let v =
         json!({"type": kind, "correlation_id": id, "sender_id": "fake-peer", "timestamp": now(), "payload": payload});
-    p.send(BaseRecord::to(topic).key(id).payload(&v.to_string())).unwrap();
+    let text = v.to_string();
+    let record = BaseRecord::to(topic).key(id).payload(&text);
+    p.send(match stamp_ms {
+        Some(ms) => record.timestamp(ms),
+        None => record,
+    })
+    .unwrap();
     p.flush(Duration::from_secs(10)).unwrap();
 }
 
@@ -99,6 +110,7 @@ fn act(p: &BaseProducer, replies: &str, request: &Value, answered: &Mutex<Vec<St
     let id = request["correlation_id"].as_str().unwrap();
     let what = request["payload"]["description"].as_str().unwrap_or("");
     let pause = |ms: u64| std::thread::sleep(Duration::from_millis(ms));
+    let received_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     let status = |payload: Value| send(p, replies, "task_status", id, payload);
     let answer = |text: &str| {
         send(p, replies, "response", id, json!({"task_id": id, "status": "completed", "content": text}));
@@ -132,6 +144,12 @@ fn act(p: &BaseProducer, replies: &str, request: &Value, answered: &Mutex<Vec<St
     } else if what.starts_with("answer in six seconds") {
         pause(6_000);
         answer("answered in time");
+    } else if what.starts_with("backdated answer after the kill") {
+        // Answered past the deadline, stamped 1 s after the request: well within it.
+        pause(7_000);
+        let payload = json!({"task_id": id, "status": "completed", "content": format!("{LATE} backdated")});
+        send_stamped(p, replies, "response", id, payload, Some(received_ms + 1_000));
+        answered.lock().unwrap().push(id.to_owned());
     } else if what.starts_with("answer after the kill") {
         pause(7_000);
         answer(&format!("{LATE} after the kill"));
@@ -304,6 +322,18 @@ fn progress_extends_a_call_and_late_replies_never_reach_the_model() {
 
 #[test]
 fn a_restart_after_the_deadline_never_hands_the_late_reply_to_the_rerun() {
+    restart_after_the_deadline("answer after the kill");
+}
+
+/// The red team's case: the late reply's CreateTime is backdated into the deadline. The reply
+/// topic is stamped by its producer (and Tansu stamps none itself), so the rerun judges it by
+/// when it read it.
+#[test]
+fn a_restart_after_the_deadline_never_hands_a_backdated_late_reply_to_the_rerun() {
+    restart_after_the_deadline("backdated answer after the kill");
+}
+
+fn restart_after_the_deadline(what: &str) {
     let server = FakeOpenAi::start();
     let dir = TestDir::new();
     let g = unique("dlgkill");
@@ -324,18 +354,18 @@ fn a_restart_after_the_deadline_never_hands_the_late_reply_to_the_rerun() {
         "deadline = \"3s\"\nmax_deadline = \"6s\"",
     );
     let peer = FakePeer::start(&asks, &replies);
-    tasks(&input, &["answer after the kill"]);
+    tasks(&input, &[what]);
     let (log1, log2) = (dir.path().join("agent1.log"), dir.path().join("agent2.log"));
     let mut first = spawn_instance(&agent, "a", &log1);
     // The call is waiting once the peer has its request: kill -9 then.
     let until = Instant::now() + Duration::from_secs(90);
-    while peer.requests("answer after the kill").is_empty() {
+    while peer.requests(what).is_empty() {
         assert!(Instant::now() < until, "no request sent: {}", log_tail(&log1));
         std::thread::sleep(Duration::from_millis(50));
     }
     first.kill().unwrap();
     first.wait().unwrap();
-    let request = peer.requests("answer after the kill")[0].clone();
+    let request = peer.requests(what)[0].clone();
     let id = request["correlation_id"].as_str().unwrap().to_owned();
     // The peer answers 7 s after the request, past the 3 s deadline: restart after that.
     while !peer.answered.lock().unwrap().contains(&id) {

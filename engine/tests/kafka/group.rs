@@ -234,4 +234,21 @@ fn group_create_makes_the_group_topics_once() {
     )
     .unwrap();
     assert_eq!(md.topics()[0].partitions().len(), 3);
+    // Reply topics are stamped by the broker (delegate deadlines), the others by producers.
+    let stamp = |t: &str| timestamp_type(&format!("group.{group}.{t}"));
+    for t in ["responses", "tasks.status", "skill.billing.responses"] {
+        assert_eq!(stamp(t).as_deref(), Some("LogAppendTime"), "{t}");
+    }
+    assert_ne!(stamp("skill.billing.requests").as_deref(), Some("LogAppendTime"));
+}
+
+/// `message.timestamp.type` of `topic`, as DescribeConfigs reports it.
+fn timestamp_type(topic: &str) -> Option<String> {
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = config().create().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+    let got = rt.block_on(admin.describe_configs([&ResourceSpecifier::Topic(topic)], &opts)).unwrap();
+    let resource = got.into_iter().next().unwrap().unwrap();
+    resource.get("message.timestamp.type").and_then(|e| e.value.clone())
 }

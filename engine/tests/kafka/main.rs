@@ -26,6 +26,7 @@ mod conversation;
 mod delegate;
 mod delegate_deadlines;
 mod doctor;
+mod duplicate_instance;
 mod effects;
 mod faults;
 mod gateway;

@@ -13,6 +13,11 @@ use super::{EffectLog, EffectRecord, LogFuture};
 /// (the file, and its folder when the file is new) before [`EffectLog::append`] resolves.
 /// Read whole when opened, so a run sees every record of the runs before it; a last line cut
 /// by a crash while it was written is removed (that record was never acknowledged).
+///
+/// One run at a time: the file is locked exclusively (an OS advisory lock, `flock` on Unix)
+/// from [`FileEffectLog::open`] until the log is dropped, and a second run opening it fails
+/// at start. Two runs over one log would each look a step up, find nothing and both make
+/// the call.
 #[derive(Debug)]
 pub struct FileEffectLog {
     path: PathBuf,
@@ -30,8 +35,8 @@ struct Inner {
 impl FileEffectLog {
     /// Opens (creating it and its folder when missing) the log at `path`.
     ///
-    /// Errors: the file cannot be made, read or written; a line other than the last is not
-    /// a record (named by its line number).
+    /// Errors: the file cannot be made, read, written or locked; another run (process or
+    /// log) holds it; a line other than the last is not a record (named by its line number).
     pub fn open(path: &Path) -> Result<Self, String> {
         let shown = path.display();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -44,6 +49,7 @@ impl FileEffectLog {
             .append(true)
             .open(path)
             .map_err(|e| format!("effect log {shown}: {e}"))?;
+        lock(&file).map_err(|e| format!("effect log {shown}: {e}"))?;
         if !existed && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             // The new file's name is durable too.
             std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| format!("effect log {shown}: {e}"))?;
@@ -86,6 +92,28 @@ impl FileEffectLog {
         &self.path
     }
 }
+
+/// Takes the exclusive lock of the log's file without waiting (released when it closes).
+#[cfg(target_os = "linux")]
+fn lock(file: &std::fs::File) -> Result<(), String> {
+    // `File::try_lock` is newer than the MSRV (1.88): rustix's flock, the call it makes.
+    rustix::fs::flock(file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+        .map_err(|e| if e == rustix::io::Errno::WOULDBLOCK { HELD.to_owned() } else { format!("locking it: {e}") })
+}
+
+/// Takes the exclusive lock of the log's file without waiting (released when it closes).
+#[cfg(not(target_os = "linux"))]
+#[allow(clippy::incompatible_msrv)]
+fn lock(file: &std::fs::File) -> Result<(), String> {
+    file.try_lock().map_err(|e| match e {
+        std::fs::TryLockError::WouldBlock => HELD.to_owned(),
+        std::fs::TryLockError::Error(e) => format!("locking it: {e}"),
+    })
+}
+
+/// Why a log cannot be opened while another holds it.
+const HELD: &str = "another run holds it (a run over the same state dir is going on); \
+                    at-most-once calls could be made twice, so this run does not start";
 
 impl Inner {
     fn append(&mut self, record: EffectRecord, path: &Path) -> Result<(), String> {
@@ -176,6 +204,17 @@ mod tests {
         drop(log);
         let log = FileEffectLog::open(&path).unwrap();
         assert_eq!(log.lookup("k4").await.unwrap(), Some(intent("k4")), "written on a line of its own");
+    }
+
+    #[test]
+    fn a_second_open_is_refused_while_the_first_is_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("effects.jsonl");
+        let first = FileEffectLog::open(&path).unwrap();
+        let e = FileEffectLog::open(&path).unwrap_err();
+        assert!(e.contains("another run holds it") && e.contains("effects.jsonl"), "{e}");
+        drop(first);
+        FileEffectLog::open(&path).unwrap();
     }
 
     #[test]

@@ -165,6 +165,14 @@ impl Tool for Effected {
         if !self.effect.logged() {
             return self.inner.call_checked(args, cx);
         }
+        // A call that was never valid uses up no step: refused before the log is touched.
+        if let Some(why) = invalid_arguments(&self.inner.parameters(), &args) {
+            let text = format!(
+                "refused: the arguments of tool `{}` do not match its parameters: {why}; nothing was called",
+                self.name
+            );
+            return Box::pin(std::future::ready(Ok(Err(text))));
+        }
         let log = self.slot.get();
         let reconcile = match self.effect {
             Effect::Reconcile => self.reconcile(args.clone(), cx.clone()),
@@ -181,6 +189,16 @@ impl Tool for Effected {
             logged_call(&*log, inner, &name, effect, reconcile, args, cx).await
         })
     }
+}
+
+/// Why `args` do not match the tool's parameters `schema` (its JSON Schema), or `None` when
+/// they do. A schema that cannot be compiled (an MCP server's, say) checks nothing here: the
+/// tool judges its arguments itself.
+fn invalid_arguments(schema: &Value, args: &Value) -> Option<String> {
+    let validator = jsonschema::validator_for(schema).ok()?;
+    let e = validator.validate(args).err()?;
+    let at = e.instance_path().to_string();
+    Some(if at.is_empty() { e.to_string() } else { format!("at `{at}`: {e}") })
 }
 
 /// The protocol of a logged call (see the module): look up, then resolve or log the intent,
@@ -388,6 +406,38 @@ mod tests {
         t.call(json!({}), "k".into()).await.unwrap();
         t.call(json!({}), "k".into()).await.unwrap();
         assert_eq!(tool.calls.load(Ordering::SeqCst), 2, "idempotent calls are made again");
+    }
+
+    #[tokio::test]
+    async fn arguments_off_the_schema_are_refused_before_the_log() {
+        #[derive(Debug)]
+        struct Typed(Arc<Counting>);
+        impl Tool for Typed {
+            fn description(&self) -> String {
+                "typed".into()
+            }
+            fn parameters(&self) -> Value {
+                json!({"type": "object", "properties": {"body": {"type": "string"}}, "required": ["url"]})
+            }
+            fn side_effects(&self) -> bool {
+                true
+            }
+            fn call(&self, args: Value, cx: CallContext) -> ToolFuture {
+                self.0.call(args, cx)
+            }
+        }
+        let counting = Arc::new(Counting { calls: AtomicUsize::new(0), reconciled: None });
+        let log = Arc::new(MemoryEffectLog::default());
+        let slot = Arc::new(EffectSlot::default());
+        slot.set(log.clone());
+        let t = Effected::new(Arc::new(Typed(counting.clone())), "post", Effect::AtMostOnce, None, slot);
+        let e = t.call(json!({"url": "u", "body": {"a": 1}}), "k/0/0".into()).await.unwrap_err();
+        assert!(e.contains("do not match its parameters") && e.contains("/body"), "{e}");
+        assert!(t.call(json!({}), "k/0/0".into()).await.unwrap_err().contains("url"));
+        assert_eq!(counting.calls.load(Ordering::SeqCst), 0);
+        assert_eq!(log.lookup("k/0/0").await.unwrap(), None, "the step is not used up");
+        let ok = t.call(json!({"url": "u", "body": "{}"}), "k/0/0".into()).await.unwrap();
+        assert_eq!(ok.text, "call 1 with k/0/0", "the same step is made once the arguments are right");
     }
 
     /// An MCP server's status tool, answering as told.

@@ -331,6 +331,27 @@ fn describe(url: &Url, e: &reqwest::Error, limit: Duration) -> String {
     text
 }
 
+/// The `url` and `body` of a call, as the parameters schema says: both strings, `body`
+/// optional (empty when absent or null). Anything else is refused before any request (a
+/// `body` object or number is not silently sent as an empty body).
+fn arguments(args: &Value) -> Result<(String, String), String> {
+    let url = match &args["url"] {
+        Value::String(u) => u.clone(),
+        Value::Null => return Err("refused: the arguments have no `url` (a string); nothing was sent".into()),
+        other => return Err(format!("refused: `url` must be a string, not {other}; nothing was sent")),
+    };
+    let body = match &args["body"] {
+        Value::String(b) => b.clone(),
+        Value::Null => String::new(),
+        other => {
+            return Err(format!(
+                "refused: `body` must be a string (serialise JSON into it), not {other}; nothing was sent"
+            ));
+        }
+    };
+    Ok((url, body))
+}
+
 impl Tool for HttpTool {
     fn description(&self) -> String {
         self.inner.description.clone()
@@ -358,8 +379,10 @@ impl Tool for HttpTool {
         }))
     }
     fn call(&self, args: Value, cx: CallContext) -> ToolFuture {
-        let url = args["url"].as_str().unwrap_or_default().to_owned();
-        let body = args["body"].as_str().unwrap_or_default().to_owned();
+        let (url, body) = match arguments(&args) {
+            Ok(parsed) => parsed,
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        };
         let inner = self.inner.clone();
         Box::pin(async move {
             let limit = inner.timeout;
@@ -396,6 +419,47 @@ mod tests {
         assert!(HttpTool::with_options(bad).is_err());
         let t = HttpTool::new(vec!["a b".into()], "GET".into(), Duration::from_secs(1), None);
         assert!(t.check("http://a/").is_err());
+    }
+
+    /// A server that counts the requests it gets.
+    async fn counting_server() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let counted = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = vec![0; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await;
+            }
+        });
+        (addr.to_string(), hits)
+    }
+
+    #[tokio::test]
+    async fn a_body_that_is_not_a_string_is_refused_before_any_request() {
+        let (addr, hits) = counting_server().await;
+        let options = HttpOptions {
+            allow_hosts: vec![addr.clone()],
+            allow_addresses: vec!["127.0.0.1".into()],
+            method: "POST".into(),
+            ..HttpOptions::default()
+        };
+        let t = HttpTool::with_options(options).unwrap();
+        let url = format!("http://{addr}/pay");
+        for body in [json!({"amount": 3}), json!(3), json!([1]), json!(true)] {
+            let e = t.call(json!({"url": url, "body": body}), "k".into()).await.unwrap_err();
+            assert!(e.contains("`body` must be a string") && e.contains("nothing was sent"), "{e}");
+        }
+        let e = t.call(json!({"url": 7}), "k".into()).await.unwrap_err();
+        assert!(e.contains("`url` must be a string"), "{e}");
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0, "no request was sent");
+        let ok = t.call(json!({"url": url, "body": "{\"amount\": 3}"}), "k".into()).await.unwrap();
+        assert_eq!(ok.text, "ok");
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1, "a string body is sent");
     }
 
     #[test]

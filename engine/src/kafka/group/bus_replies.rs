@@ -4,9 +4,19 @@
 //! The reader starts at the first record of its look-back (offsets for that time) and reads
 //! the topic to its end before any call is judged (so a retried call sees the progress and
 //! replies its first attempt got). Each record correlated to a call is judged by the call's
-//! [`Clock`] and its Kafka timestamp: progress moves the deadline, the first final reply on
-//! time is the call's answer, a final reply after the deadline (or after the call stopped
-//! waiting) is late — dropped, never handed to any call, and audited. Records of calls this
+//! [`Clock`] and its time: progress moves the deadline, the first final reply on time is the
+//! call's answer, a final reply after the deadline (or after the call stopped waiting) is
+//! late — dropped, never handed to any call, and audited.
+//!
+//! A record's time is its Kafka timestamp. A `LogAppendTime` timestamp is the broker's: the
+//! verdict holds whenever the record is read (a rerun after a crash judges it the same way).
+//! A `CreateTime` timestamp is the producer's (the peer's) own word, so it is trusted only as
+//! far as this reader can check it: never later than the time the record was read (a reply
+//! stamped in the future moves nothing past its reading), and a record read after its call's
+//! deadline (+ grace) is not shown to have been sent on time, whatever it is stamped: it never
+//! extends a call, and a final reply is late. Without that last rule a peer (or its clock)
+//! could answer after the deadline with a backdated stamp, and a rerun reading the topic from
+//! its look-back would take the answer. Records of calls this
 //! instance has not registered (yet) are kept for the look-back and judged when one does.
 //! Audits are published by the reader's own idempotent producer to the group's
 //! `observe.audit` topic.
@@ -71,6 +81,10 @@ struct Arrival {
     reading: Reading,
     /// The record's Kafka timestamp (ms), else the time it was read.
     at_ms: i64,
+    /// When this reader read it (ms).
+    read_ms: i64,
+    /// `at_ms` is the broker's (`LogAppendTime`), not the producer's word.
+    broker_time: bool,
     partition: i32,
     offset: i64,
 }
@@ -195,11 +209,15 @@ impl Replies {
     fn judge(&self, id: &str, entry: &mut Entry, a: Arrival, audits: &mut Vec<Envelope>) {
         let Some(clock) = entry.clock.as_mut() else { return entry.unjudged.push(a) };
         let settled = entry.answer.is_some() || entry.late.is_some() || entry.closed;
+        // A producer's stamp is believed up to the reading, and only for a record read
+        // before the deadline's grace ended (see the module).
+        let at_ms = if a.broker_time { a.at_ms } else { a.at_ms.min(a.read_ms) };
+        let unproven = !a.broker_time && a.read_ms > clock.due_ms.saturating_add(GRACE_MS);
         match &a.reading {
             Reading::Ignored => {}
             Reading::Progress => {
-                if !settled {
-                    clock.progress(a.at_ms);
+                if !settled && !unproven {
+                    clock.progress(at_ms);
                 }
             }
             Reading::Unreadable(why) => {
@@ -214,11 +232,16 @@ impl Replies {
                 tracing::debug!(topic = %self.topic, offset = a.offset, task_id = id, "a second final reply; the first stands");
             }
             Reading::Final => {
-                let reason = if !clock.on_time(a.at_ms) {
+                let reason = if !clock.on_time(at_ms) {
                     Some("stamped after the call's deadline")
                 } else if entry.closed || entry.late.is_some() {
                     Some("read after the call stopped waiting at its deadline")
-                } else if a.at_ms < clock.started_ms.saturating_sub(SKEW_MS) {
+                } else if unproven {
+                    Some(
+                        "read after the call's deadline with a producer-set (CreateTime) timestamp: \
+                         not shown to have been sent on time (reply topics should use LogAppendTime)",
+                    )
+                } else if at_ms < clock.started_ms.saturating_sub(SKEW_MS) {
                     Some("stamped before the call's request: an earlier attempt's, out of the look-back")
                 } else {
                     None
@@ -251,7 +274,8 @@ impl Replies {
             "deadline": clock.due(),
             "max_deadline": format_time_ms(clock.cap_ms),
             "reply_at": format_time_ms(a.at_ms),
-            "read_at": format_time_ms(now_ms()),
+            "timestamp_type": if a.broker_time { "LogAppendTime" } else { "CreateTime" },
+            "read_at": format_time_ms(a.read_ms),
             "sender_id": a.reply.sender_id,
             "type": a.reply.kind.to_string(),
             "topic": self.topic,
@@ -280,15 +304,17 @@ impl Replies {
                 return;
             }
         };
-        let at_ms = match m.timestamp() {
-            Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) if t >= 0 => t,
-            _ => now_ms(),
+        let read_ms = now_ms();
+        let (at_ms, broker_time) = match m.timestamp() {
+            Timestamp::LogAppendTime(t) if t >= 0 => (t, true),
+            Timestamp::CreateTime(t) if t >= 0 => (t, false),
+            _ => (read_ms, false),
         };
         let reading = reading(&reply);
         if reading == Reading::Ignored {
             return;
         }
-        self.arrive(Arrival { reply, reading, at_ms, partition, offset });
+        self.arrive(Arrival { reply, reading, at_ms, read_ms, broker_time, partition, offset });
     }
 
     /// Judges `arrival` for its call, or keeps it until a call registers.
@@ -372,9 +398,24 @@ mod tests {
         Clock { started_ms: T0, due_ms: T0 + 2_000, cap_ms: T0 + 5_000, idle_ms: 2_000 }
     }
 
+    /// A record stamped `at` by its producer and read then.
     fn arrive(r: &Replies, kind: EnvelopeType, payload: Value, at: i64, offset: i64) {
+        arrive_read(r, kind, payload, (at, at, false), offset);
+    }
+
+    /// A record stamped `at`, read at `read`, by the broker's clock when `broker`.
+    fn arrive_read(r: &Replies, kind: EnvelopeType, payload: Value, (at, read, broker): (i64, i64, bool), offset: i64) {
         let reply = Envelope::new(kind, "call", "peer", format_time_ms(T0 + at), payload);
-        r.arrive(Arrival { reading: reading(&reply), reply, at_ms: T0 + at, partition: 0, offset });
+        let (at_ms, read_ms) = (T0 + at, T0 + read);
+        r.arrive(Arrival {
+            reading: reading(&reply),
+            reply,
+            at_ms,
+            read_ms,
+            broker_time: broker,
+            partition: 0,
+            offset,
+        });
     }
 
     fn progress(r: &Replies, at: i64, offset: i64) {
@@ -461,6 +502,35 @@ mod tests {
     }
 
     #[test]
+    fn a_backdated_reply_read_after_the_deadline_is_late_unless_the_broker_stamped_it() {
+        let done = json!({"status": "completed", "content": "backdated"});
+        // A rerun after a crash reads, 10 s after the request, a reply its producer stamped
+        // on time (at 1.5 s of a 2 s deadline).
+        let r = replies();
+        arrive_read(&r, EnvelopeType::TaskStatus, json!({"status": "working"}), (1_900, 10_000, false), 0);
+        arrive_read(&r, EnvelopeType::Response, done.clone(), (1_500, 10_000, false), 1);
+        r.register("call", clock());
+        let (due, text, late, events) = verdict(&r);
+        assert_eq!((due, text, events), (2_000, None, vec!["late_reply_dropped".to_owned()]), "nothing extended");
+        assert!(late.is_some());
+        let s = r.lock();
+        let d = &s.audits[0].payload["details"];
+        assert!(d["reason"].as_str().unwrap().contains("CreateTime"), "{d}");
+        assert_eq!(d["timestamp_type"], "CreateTime");
+        drop(s);
+        // Stamped by the broker, the same reply was on time whenever it is read.
+        let r = replies();
+        arrive_read(&r, EnvelopeType::Response, done, (1_500, 10_000, true), 0);
+        r.register("call", clock());
+        assert_eq!(verdict(&r), (2_000, Some("backdated".into()), None, vec![]));
+        // A report stamped in the future counts from its reading.
+        let r = replies();
+        r.register("call", clock());
+        arrive_read(&r, EnvelopeType::TaskStatus, json!({"status": "working"}), (4_000, 1_000, false), 0);
+        assert_eq!(verdict(&r).0, 3_000, "read at 1 s: due 1 s + 2 s, not the cap");
+    }
+
+    #[test]
     fn unreadable_progress_neither_extends_nor_ends_a_call() {
         let r = replies();
         r.register("call", clock());
@@ -485,7 +555,16 @@ mod tests {
         assert!(e.starts_with("no response on `replies` within 5s (request sent to `asks`; the deadline "), "{e}");
         // Stamped on time, but read after the call stopped waiting: late too.
         let reply = Envelope::new(EnvelopeType::Response, "call", "peer", "t", json!({"content": "x"}));
-        r.arrive(Arrival { reading: Reading::Final, reply, at_ms: now - 6_000, partition: 0, offset: 0 });
+        let arrival = Arrival {
+            reading: Reading::Final,
+            reply,
+            at_ms: now - 6_000,
+            read_ms: now,
+            broker_time: false,
+            partition: 0,
+            offset: 0,
+        };
+        r.arrive(arrival);
         assert_eq!(
             r.lock().audits[0].payload["details"]["reason"],
             "read after the call stopped waiting at its deadline"

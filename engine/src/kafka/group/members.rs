@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::kafka::settings::ClientSettings;
 use crate::kafka::tables::latest::read_latest;
-use crate::kafka::topics::{TopicError, ensure_topic_with};
+use crate::kafka::topics::{TopicError, ensure_topic_configured};
 use kafclaw_operators::api::record::event_time_ms;
 use kafclaw_operators::envelope::Envelope;
 
@@ -70,7 +70,16 @@ pub fn group_topics(group: &str, skills: &[String]) -> Vec<(String, bool)> {
     topics
 }
 
-/// Creates the group's missing topics; returns those created.
+/// Whether `topic` of a group carries replies to delegated calls (`responses`,
+/// `tasks.status`, a skill's `responses`): created with `message.timestamp.type =
+/// LogAppendTime`, so the broker, not the replying peer, stamps when a reply arrived and the
+/// delegate deadline is judged by it (docs/topology.md, `delegate`).
+pub fn is_reply_topic(topic: &str) -> bool {
+    topic.ends_with(".responses") || topic.ends_with(".tasks.status")
+}
+
+/// Creates the group's missing topics (reply topics with broker timestamps, see
+/// [`is_reply_topic`]); returns those created. An existing topic is left as it is.
 pub fn create_group_topics(
     settings: &ClientSettings,
     group: &str,
@@ -80,7 +89,14 @@ pub fn create_group_topics(
 ) -> Result<Vec<String>, TopicError> {
     let mut created = Vec::new();
     for (topic, compact) in group_topics(group, skills) {
-        if ensure_topic_with(settings, &topic, partitions, replication, compact, Duration::from_secs(30))? {
+        let mut configs = Vec::new();
+        if compact {
+            configs.push(("cleanup.policy", "compact"));
+        }
+        if is_reply_topic(&topic) {
+            configs.push(("message.timestamp.type", "LogAppendTime"));
+        }
+        if ensure_topic_configured(settings, &topic, partitions, replication, &configs, Duration::from_secs(30))? {
             created.push(topic);
         }
     }

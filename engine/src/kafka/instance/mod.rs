@@ -200,6 +200,29 @@ fn setup(msg: impl Into<String>) -> InstanceError {
     InstanceError::Setup(msg.into())
 }
 
+/// Opens (and so locks) the instance's RocksDB `<state dir>/<topology>/<instance id>`; a
+/// store another process holds open is a duplicate launch, said so.
+fn open_store(opts: &InstanceOptions, topology: &str) -> Result<RocksStore, InstanceError> {
+    let db_path = opts.state_dir.join(topology).join(&opts.instance_id);
+    let rocks = RocksStore::open(&db_path).map_err(|e| {
+        let e = e.to_string();
+        if e.contains("LOCK") || e.to_ascii_lowercase().contains("lock hold") {
+            setup(format!(
+                "state store {}: locked by another running instance `{}` of topology `{topology}` over state dir {} \
+                 (instance id and state dir are the same); this one stops before touching Kafka, and the running \
+                 one is left as it is. Give this instance another --instance-id or --state-dir ({e})",
+                db_path.display(),
+                opts.instance_id,
+                opts.state_dir.display(),
+            ))
+        } else {
+            setup(format!("state store {}: {e}", db_path.display()))
+        }
+    })?;
+    tracing::info!(path = %db_path.display(), tables = ?rocks.tables(), "state store open");
+    Ok(rocks)
+}
+
 /// Runs one instance of a compiled topology until `opts.stop` is set or a fatal error.
 pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), InstanceError> {
     let plan = Arc::new(compiled.plan.clone());
@@ -215,6 +238,11 @@ pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), In
     if !fatal.is_empty() {
         return Err(setup(fatal.into_iter().map(|p| p.message).collect::<Vec<_>>().join("; ")));
     }
+    // The state store first: its lock is what tells a duplicate (same instance id and state
+    // dir) apart, and it must stop before it touches Kafka. Initialising its transactional
+    // producers (this instance's, the effect log's) would fence the running instance, and its
+    // presence would announce (then leave) under the running one's name.
+    let rocks = open_store(&opts, &plan.name)?;
     ensure_topics(settings, &plan, t.partitions, t.replication, CALL_TIMEOUT).map_err(|e| setup(e.to_string()))?;
     // `delegate` tools publish requests and await replies through this instance's bus.
     if let Some(slot) = compiled.resources.bus() {
@@ -249,9 +277,6 @@ pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), In
 
     let routes = Routes::from_plan(&plan)?;
     let (group_topics, global_topics) = (routes.group_topics.clone(), routes.global_topics.clone());
-    let db_path = opts.state_dir.join(&plan.name).join(&opts.instance_id);
-    let rocks = RocksStore::open(&db_path).map_err(|e| setup(format!("state store: {e}")))?;
-    tracing::info!(path = %db_path.display(), tables = ?rocks.tables(), "state store open");
     let limits = emit::Limits::from_config(&producer_config, plan.dead_letter.max_copy_bytes);
     let commit_interval = Duration::from_millis(t.commit_interval_ms);
     let core = Core {
