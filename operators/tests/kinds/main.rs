@@ -84,7 +84,8 @@ pub fn assert_writes_its_tables(kind: &impl Kind, node: &str, state: &Tables) {
 
 /// Every kind of the engine's registry (`KINDS` in `engine/src/compiler/registry.rs`), by
 /// section and name. The agent wing's (`llm`, `embed`, `memory-index`, `memory-search`) are
-/// tested in `agent/tests/kinds.rs`, the others in this target's modules.
+/// tested in `agent/tests/kinds.rs`, `conversation` and `conversation-context` in
+/// `agent/tests/conversation.rs`, the others in this target's modules.
 const COVERED: &[(&str, &str)] = &[
     ("Source", "file"),
     ("Source", "stdin"),
@@ -107,6 +108,8 @@ const COVERED: &[(&str, &str)] = &[
     ("Operator", "embed"),
     ("Operator", "memory-index"),
     ("Operator", "memory-search"),
+    ("Operator", "conversation"),
+    ("Operator", "conversation-context"),
     ("Sink", "file"),
     ("Sink", "stdout"),
     ("Sink", "kafka"),
