@@ -65,6 +65,14 @@ fn with_model(path: &str) -> (Resources, Arc<SharedModel>) {
     (resources, model)
 }
 
+/// The state journal keys of the test records with these ids (the inputs' coordinates, not the
+/// ids: `Record::journal_key`), in key order.
+fn journal_keys<const N: usize>(ids: [&str; N]) -> Vec<String> {
+    let mut keys: Vec<String> = ids.iter().map(|id| record(&json!({"id": id}).to_string()).journal_key(0)).collect();
+    keys.sort();
+    keys
+}
+
 fn ask(id: &str, sender: &str, description: &str) -> Record {
     record(&json!({"id": id, "sender_id": sender, "payload": {"description": description}}).to_string())
 }
@@ -96,7 +104,7 @@ fn llm_answers_from_the_recording_journals_each_answer_and_replays_it_without_a_
     for r in out.records(TRACES_PORT) {
         assert_eq!((r.envelope.kind, r.envelope.payload["span_type"].as_str()), (EnvelopeType::Trace, Some("llm")));
     }
-    assert_eq!(state.keys_of("answer.journal"), ["r1", "r2"]);
+    assert_eq!(state.keys_of("answer.journal"), journal_keys(["r1", "r2"]));
     assert_eq!(state.text("answer.budget", b"alice").as_deref(), Some("79"));
     assert_eq!(state.written(), table_names(&c.tables("answer")));
     assert_eq!(model.usage().map(|u| u.calls), Some(2));
@@ -128,7 +136,7 @@ fn llm_refuses_a_sender_over_budget_without_calling() {
     assert_eq!(audit["event_type"], "budget_exceeded");
     assert_eq!(audit["details"], json!({"budget_key": "alice", "used": 79, "budget": 50, "sender_id": "alice"}));
     assert_eq!(model.usage().map(|u| u.calls), Some(2), "no call for the refused record");
-    assert_eq!(state.keys_of("answer.journal"), ["r1", "r3"], "refusals are not journalled");
+    assert_eq!(state.keys_of("answer.journal"), journal_keys(["r1", "r3"]), "refusals are not journalled");
 }
 
 #[test]
@@ -162,7 +170,7 @@ fn llm_fails_on_a_broken_store_and_dead_letters_what_it_cannot_answer() {
     let dead = out.dead_lettered();
     assert_eq!(dead.len(), 1, "{:?}", out.failed);
     assert!(dead[0].contains("no recorded answer for the prompt \"bye\""), "{dead:?}");
-    assert_eq!(state.keys_of("answer.journal"), ["r3"]);
+    assert_eq!(state.keys_of("answer.journal"), journal_keys(["r3"]));
 }
 
 /// A journal export holding `answer`'s entry for `r9`: one model step and two remembered items.
@@ -253,9 +261,11 @@ fn embed_puts_the_local_embedders_vector_on_each_record_and_journals_it() {
     assert_eq!(vector, LocalEmbedder::default().embed(text));
     assert_eq!(out.on(Port::DEFAULT)[0]["content"], text);
     assert_eq!(out.dead_lettered(), ["`payload.content` gave 7, not text"]);
-    assert_eq!(state.keys_of("vectors.journal"), ["m1"]);
-    let stored: Value = serde_json::from_str(&state.text("vectors.journal", b"m1").unwrap()).unwrap();
+    assert_eq!(state.keys_of("vectors.journal"), journal_keys(["m1"]));
+    let stored: Value =
+        serde_json::from_str(&state.text("vectors.journal", journal_keys(["m1"])[0].as_bytes()).unwrap()).unwrap();
     assert_eq!((stored["model"].as_str(), stored["tokens"].as_u64()), (Some("local"), Some(0)));
+    assert_eq!(stored["input"], "m1", "the entry names its input, for a journal export");
     assert_eq!(state.written(), table_names(&c.tables("vectors")));
 
     // The journal answers a replay, even with a changed text.

@@ -44,7 +44,18 @@ pub fn record(json: &str) -> Record {
     o.entry("timestamp").or_insert_with(|| "2026-11-01T09:00:00Z".into());
     o.entry("payload").or_insert_with(|| serde_json::json!({}));
     let text = serde_json::to_string(&v).unwrap();
-    Record::detached(Envelope::decode(text.as_bytes()).unwrap_or_else(|e| panic!("test record {text}: {e}")))
+    let mut record =
+        Record::detached(Envelope::decode(text.as_bytes()).unwrap_or_else(|e| panic!("test record {text}: {e}")));
+    // Records with ids are distinct inputs: each its own offset (stable, from the id), as
+    // journals are keyed by the input's coordinates (`Record::journal_key`).
+    if let Some(id) = &record.envelope.id {
+        let offset =
+            id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        let mut origin = (*record.origin).clone();
+        origin.offset = (offset >> 1) as i64;
+        record.origin = std::sync::Arc::new(origin);
+    }
+    record
 }
 
 /// State tables in memory, keyed like the real store (table, key), scans in key order. Reads

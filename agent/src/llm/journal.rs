@@ -39,6 +39,13 @@ pub struct JournalEntry {
     /// `deltas`: a replay from the journal emits the same ones without calling the model.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deltas: Vec<String>,
+    /// The key of the answered record in a journal export ([`Record::recording_key`]: the
+    /// input's id or coordinates, `#<rank>` past the first record of the input). The state
+    /// journal is keyed by the input's coordinates ([`Record::journal_key`]); the export
+    /// writes the entry under this key, which a `recorded = "<file>"` run looks it up by.
+    /// Absent from entries journalled before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
 }
 
 /// One step of a call: a model call or a tool call.
@@ -61,11 +68,13 @@ pub struct StepRecord {
 /// The trace envelope of step `i` of a record's call: span ids derived from the input, the
 /// input's span as parent. The step's text is redacted (steps are redacted when made; this
 /// also covers entries journalled before, or restored from a journal export).
-pub(crate) fn trace_of(record: &Record, i: usize, step: &StepRecord) -> Record {
+///
+/// `key` is the record's recording key (the entry's `input`): past the first record of an
+/// input it names the rank, so two records of one input do not share span ids.
+pub(crate) fn trace_of(record: &Record, key: &str, i: usize, step: &StepRecord) -> Record {
     let o = &record.origin;
-    let key = record.input_key();
     let span_id = derive_span_id(&format!("{key}/step/{i}"));
-    let parent = o.input_span_id.clone().unwrap_or_else(|| derive_span_id(&key));
+    let parent = o.input_span_id.clone().unwrap_or_else(|| derive_span_id(&record.input_key()));
     let payload = TracePayload {
         trace_id: o.trace_id.clone(),
         span_id,
@@ -99,9 +108,8 @@ pub(crate) fn delta_of(record: &Record, i: usize, delta: &str, operator: &str) -
 }
 
 /// The `memory` envelope of the `i`-th item a record's call remembered: its item id derived
-/// from the input, so a replay emits the same item.
-pub(crate) fn memory_of(record: &Record, i: usize, text: &str, operator: &str) -> Record {
-    let key = record.input_key();
+/// from the input (`key`, as [`trace_of`]'s), so a replay emits the same item.
+pub(crate) fn memory_of(record: &Record, key: &str, i: usize, text: &str, operator: &str) -> Record {
     let mut r = record.clone();
     r.envelope.kind = EnvelopeType::Memory;
     *r.envelope.payload = json!({

@@ -22,9 +22,15 @@ use crate::model::{CallError, ModelClient, SharedModel};
 use crate::tools::{CallContext, NamedTools, Tool};
 
 pub(crate) enum LlmOutcome {
-    Answered(JournalEntry),
+    /// A fresh answer, to journal under the state key it carries (the record's journal key:
+    /// the input's coordinates and the record's rank).
+    Answered(JournalEntry, String),
     Journaled(JournalEntry),
-    OverBudget { key: String, used: u64, budget: u64 },
+    OverBudget {
+        key: String,
+        used: u64,
+        budget: u64,
+    },
     Failed(CallError),
 }
 
@@ -125,11 +131,14 @@ impl Llm {
             "attempts": entry.attempts,
             "finish_reason": entry.finish_reason,
         });
+        // Ids derived from the input name the record's rank past its first (the entry's
+        // `input`; an entry journalled before it existed is of a rank 0 record).
+        let key = entry.input.clone().unwrap_or_else(|| record.input_key());
         for (i, step) in entry.steps.iter().enumerate() {
-            out.emit(TRACES_PORT, trace_of(&record, i, step));
+            out.emit(TRACES_PORT, trace_of(&record, &key, i, step));
         }
         for (i, text) in entry.remembered.iter().enumerate() {
-            out.emit(MEMORIES_PORT, memory_of(&record, i, text, &self.name));
+            out.emit(MEMORIES_PORT, memory_of(&record, &key, i, text, &self.name));
         }
         for audit in &entry.audits {
             let event = audit["event_type"].as_str().unwrap_or("tool_limit");
@@ -194,17 +203,26 @@ impl AsyncOperator for Llm {
     }
 
     fn start(&mut self, record: &Record, state: &mut dyn StateAccess) -> Result<Started, Cause> {
-        if let Some(bytes) = state.get(&self.journal.name, record.input_key().as_bytes())? {
+        self.start_ranked(record, 0, state)
+    }
+
+    /// The journal is keyed by the input's coordinates and the record's rank, never by the
+    /// sender-chosen id; the tool calls' idempotency keys by the coordinates and the rank.
+    /// Rank 0 keeps the keys of before ranks.
+    fn start_ranked(&mut self, record: &Record, rank: u32, state: &mut dyn StateAccess) -> Result<Started, Cause> {
+        let key = record.journal_key(rank);
+        let input = record.recording_key(rank);
+        if let Some(bytes) = state.get(&self.journal.name, key.as_bytes())? {
             let entry: JournalEntry = serde_json::from_slice(&bytes)
                 .map_err(|e| format!("state `{}`: not a journal entry: {e}", self.journal.name))?;
             return Ok(Started::Ready(Box::new(LlmOutcome::Journaled(entry))));
         }
         self.open()?;
         let client = self.client.clone().expect("opened above");
-        if let Some(found) = client.recorded_entry(&self.name, &record.input_key()) {
+        if let Some(found) = client.recorded_entry(&self.name, &input) {
             // A journal export: this record's answer as the recorded run journalled it.
             let outcome = match found.map(|v| serde_json::from_value::<JournalEntry>(v.clone())) {
-                Ok(Ok(entry)) => LlmOutcome::Answered(entry),
+                Ok(Ok(entry)) => LlmOutcome::Answered(JournalEntry { input: Some(input), ..entry }, key),
                 Ok(Err(e)) => LlmOutcome::Failed(CallError {
                     exhausted: false,
                     no_answer: false,
@@ -244,7 +262,11 @@ impl AsyncOperator for Llm {
         let limits = self.limits;
         // An unreadable task id or delegation depth fails the record (dead letter naming it).
         // Idempotency keys name the input's coordinates and the step (docs/effects.md).
-        let prefix = crate::tools::effect::step_prefix(&self.topology, &self.name, record);
+        // Past the first record of an input, `#<rank>` keeps each record's calls apart.
+        let prefix = kafclaw_operators::api::record::ranked(
+            crate::tools::effect::step_prefix(&self.topology, &self.name, record),
+            rank,
+        );
         let base = CallContext::for_input(record, prefix).map_err(|e| e.to_string())?;
         let clients = self.clients.clone();
         let structured = self.structured.clone();
@@ -254,7 +276,7 @@ impl AsyncOperator for Llm {
             let called =
                 call_with_tools(&clients, messages, &tools, limits, structured.as_ref(), stream, &base, effects);
             let outcome = match called.await {
-                Ok(entry) => LlmOutcome::Answered(entry),
+                Ok(entry) => LlmOutcome::Answered(JournalEntry { input: Some(input), ..entry }, key),
                 Err(e) => LlmOutcome::Failed(e),
             };
             Box::new(outcome) as Outcome
@@ -274,8 +296,7 @@ impl AsyncOperator for Llm {
         };
         match outcome {
             LlmOutcome::Journaled(entry) => self.output(record, &entry, out),
-            LlmOutcome::Answered(entry) => {
-                let key = &record.input_key();
+            LlmOutcome::Answered(entry, key) => {
                 let stored = match serde_json::to_vec(&entry) {
                     Ok(s) => s,
                     Err(e) => return Err(Failure::new(record, e.to_string())),

@@ -263,6 +263,7 @@ pub(crate) async fn call_with_tools(
                 remembered,
                 audits,
                 deltas: answer.deltas,
+                input: None,
             });
         }
         if round == max_steps {

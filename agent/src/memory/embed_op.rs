@@ -131,10 +131,16 @@ pub struct VectorEntry {
     pub model: String,
     /// Tokens billed for it.
     pub tokens: u64,
+    /// The key of the embedded record in a journal export (`Record::recording_key`); the
+    /// state journal is keyed by the input's coordinates and the record's rank
+    /// (`Record::journal_key`). Absent from entries journalled before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
 }
 
 enum EmbedOutcome {
-    Made(VectorEntry),
+    /// A fresh vector, to journal under the state key it carries.
+    Made(VectorEntry, String),
     Journaled(VectorEntry),
     Failed(String),
 }
@@ -162,17 +168,25 @@ impl AsyncOperator for Embed {
     }
 
     fn start(&mut self, record: &Record, state: &mut dyn StateAccess) -> Result<Started, Cause> {
-        if let Some(bytes) = state.get(&self.journal.name, record.input_key().as_bytes())? {
+        self.start_ranked(record, 0, state)
+    }
+
+    /// The journal is keyed by the input's coordinates and the record's rank, never by the
+    /// sender-chosen id (rank 0 keeps the coordinates key of before ranks).
+    fn start_ranked(&mut self, record: &Record, rank: u32, state: &mut dyn StateAccess) -> Result<Started, Cause> {
+        let key = record.journal_key(rank);
+        let input = record.recording_key(rank);
+        if let Some(bytes) = state.get(&self.journal.name, key.as_bytes())? {
             let entry: VectorEntry = serde_json::from_slice(&bytes)
                 .map_err(|e| format!("state `{}`: not a vector entry: {e}", self.journal.name))?;
             return Ok(Started::Ready(Box::new(EmbedOutcome::Journaled(entry))));
         }
-        if let Some(found) = self.embedder.recorded(&self.name, &record.input_key()) {
+        if let Some(found) = self.embedder.recorded(&self.name, &input) {
             let outcome = match found.and_then(|v| {
                 serde_json::from_value::<VectorEntry>(v)
                     .map_err(|e| format!("the recording's entry is not a vector: {e}"))
             }) {
-                Ok(entry) => EmbedOutcome::Made(entry),
+                Ok(entry) => EmbedOutcome::Made(VectorEntry { input: Some(input), ..entry }, key),
                 Err(m) => EmbedOutcome::Failed(m),
             };
             return Ok(Started::Ready(Box::new(outcome)));
@@ -184,9 +198,10 @@ impl AsyncOperator for Embed {
         let call = self.embedder.embed_texts(vec![text]);
         Ok(Started::Pending(Box::pin(async move {
             let outcome = match call.await {
-                Ok(Embedding { mut vectors, model, tokens }) if vectors.len() == 1 => {
-                    EmbedOutcome::Made(VectorEntry { vector: vectors.remove(0), model, tokens })
-                }
+                Ok(Embedding { mut vectors, model, tokens }) if vectors.len() == 1 => EmbedOutcome::Made(
+                    VectorEntry { vector: vectors.remove(0), model, tokens, input: Some(input) },
+                    key,
+                ),
                 Ok(e) => EmbedOutcome::Failed(format!("asked for 1 vector, got {}", e.vectors.len())),
                 Err(e) => EmbedOutcome::Failed(e),
             };
@@ -203,10 +218,10 @@ impl AsyncOperator for Embed {
     ) -> Result<(), Failure> {
         let entry = match outcome.downcast::<EmbedOutcome>().map(|o| *o) {
             Ok(EmbedOutcome::Journaled(entry)) => entry,
-            Ok(EmbedOutcome::Made(entry)) => {
+            Ok(EmbedOutcome::Made(entry, key)) => {
                 let written = serde_json::to_vec(&entry)
                     .map_err(|e| Cause::Record(e.to_string()))
-                    .and_then(|v| Ok(state.put(&self.journal.name, record.input_key().as_bytes(), &v)?));
+                    .and_then(|v| Ok(state.put(&self.journal.name, key.as_bytes(), &v)?));
                 if let Err(cause) = written {
                     return Err(Failure::because(record, cause));
                 }

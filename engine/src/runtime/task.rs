@@ -21,7 +21,7 @@ use kafclaw_operators::api::state::StateError;
 use kafclaw_operators::envelope::{ENVELOPE_VERSION, derive_span_id, derive_trace_id, deterministic_id};
 use kafclaw_operators::{DeadLetter, Emit, Envelope, Origin, RawView, Record, StateAccess, SyncOperator};
 
-use super::slots::{AsyncSlots, Input, Slot, async_ordinal_base, input_of};
+use super::slots::{AsyncSlots, Input, Ordinals, Slot, async_ordinal_base, input_of};
 use super::state::{ChangelogWrite, TaskState, TaskStore};
 use crate::compiler::registry::Role;
 use crate::compiler::{PhysicalPlan, plan::SubTopology};
@@ -356,7 +356,7 @@ impl Task {
     /// Finishes the asynchronous work `ticket` with its outcome and pushes what it emits
     /// downstream. A ticket the task does not know (work of an aborted transaction) is ignored.
     pub fn complete(&mut self, ticket: u64, outcome: Outcome, store: &mut TaskStore, out: &mut TaskOutput) {
-        let Some((node, slot, record)) = self.slots.take(ticket) else { return };
+        let Some((node, slot, record, _rank)) = self.slots.take(ticket) else { return };
         let input = input_of(&record);
         self.finish_async(node, slot, record, outcome, store, out);
         self.run(store, out);
@@ -393,9 +393,9 @@ impl Task {
             while let Some((node, from, record, base)) = self.stack.pop() {
                 self.step(node, from, record, base, store, out);
             }
-            let Some((slot, record)) = self.slots.next_queued() else { break };
+            let Some((slot, record, rank)) = self.slots.next_queued() else { break };
             let input = input_of(&record);
-            self.start_async(slot.0, slot, record, store, out);
+            self.start_async(slot.0, slot, record, rank, store, out);
             self.release(&input);
         }
     }
@@ -422,8 +422,10 @@ impl Task {
             }
             Stage::Async(op) => {
                 let slot = (node, op.order_key(&record));
-                if let Some((slot, record)) = self.slots.enter(slot, record) {
-                    self.start_async(node, slot, record, store, out);
+                // Ranked on arrival, in the walk's order (not at start, which busy slots reorder).
+                let rank = self.ordinals.rank(input_of(&record), node);
+                if let Some((slot, record, rank)) = self.slots.enter(slot, record, rank) {
+                    self.start_async(node, slot, record, rank, store, out);
                 }
             }
             Stage::Sink => {
@@ -447,13 +449,21 @@ impl Task {
         self.emit = emit;
     }
 
-    fn start_async(&mut self, node: usize, slot: Slot, record: Record, store: &mut TaskStore, out: &mut TaskOutput) {
+    fn start_async(
+        &mut self,
+        node: usize,
+        slot: Slot,
+        record: Record,
+        rank: u32,
+        store: &mut TaskStore,
+        out: &mut TaskOutput,
+    ) {
         let Stage::Async(op) = &mut self.stages[node] else { unreachable!("slots belong to async nodes") };
         let mut state = task_state!(self, store, out, record.origin.clone());
-        match op.start(&record, &mut state) {
+        match op.start_ranked(&record, rank, &mut state) {
             Ok(Started::Ready(outcome)) => self.finish_async(node, slot, record, outcome, store, out),
             Ok(Started::Pending(future)) => {
-                let ticket = self.slots.wait(node, slot, record);
+                let ticket = self.slots.wait(node, slot, record, rank);
                 out.spawned.push(Spawn { ticket, future });
             }
             Err(cause) => {
@@ -527,24 +537,5 @@ impl Task {
             }
         }
         Ok(swept)
-    }
-}
-
-/// Output ordinals per input, by (ordinal base, sink), kept while the input has work.
-#[derive(Default)]
-struct Ordinals(HashMap<Input, HashMap<(u32, usize), u32>>);
-
-impl Ordinals {
-    /// The next ordinal of `input`'s outputs to `sink` from `base`.
-    fn next(&mut self, input: Input, base: u32, sink: usize) -> u32 {
-        let counter = self.0.entry(input).or_default().entry((base, sink)).or_default();
-        let ordinal = base + *counter;
-        *counter += 1;
-        ordinal
-    }
-
-    /// The input is finished: its ordinals are not needed any more.
-    fn forget(&mut self, input: &Input) {
-        self.0.remove(input);
     }
 }

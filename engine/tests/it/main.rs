@@ -25,6 +25,7 @@ mod doctor;
 mod effects;
 mod embed_local;
 mod fuzz_compiler;
+mod input_ranks;
 mod llm_local;
 mod mcp;
 mod memory_tool;

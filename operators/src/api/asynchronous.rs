@@ -45,6 +45,20 @@ pub trait AsyncOperator: Send {
     /// Starts the work for `record` (state reads, e.g. a journal lookup, happen here).
     fn start(&mut self, record: &Record, state: &mut dyn StateAccess) -> Result<Started, Cause>;
 
+    /// Starts the work for `record`, the record of **rank** `rank` among the records of its
+    /// input that reached this operator: 0 for the first, 1 for the next (a `route` with
+    /// `mode = "all"` joining back, a `window` closing several windows, two `inputs` sharing
+    /// an upstream all bring several records of one input). The runtime counts ranks on
+    /// arrival, in the task's deterministic walk, so a record has the same rank in every run
+    /// and replay of its input. An operator that keys anything by its input (a journal, a tool
+    /// call's idempotency key) must key it by the rank too, or two records of one input share
+    /// an answer or an effect. Defaults to [`start`](Self::start), for operators that key
+    /// nothing by input.
+    fn start_ranked(&mut self, record: &Record, rank: u32, state: &mut dyn StateAccess) -> Result<Started, Cause> {
+        let _ = rank;
+        self.start(record, state)
+    }
+
     /// Finishes `record` with its outcome: state writes and outputs.
     fn finish(
         &mut self,

@@ -37,14 +37,32 @@ pub struct Record {
 
 impl Record {
     /// The key of the input this record came from: its envelope's id, or its coordinates
-    /// (`location/partition/offset`). Journals (`<op>.journal`) are keyed by it, so a replay
-    /// finds what an earlier run recorded for the same input.
+    /// (`location/partition/offset`). Journal exports and the recordings made from them
+    /// (a model's `recorded = "<file>"`) are keyed by it, so an offline run finds what an
+    /// earlier run recorded for the same input. The id is chosen by the sender: state
+    /// journals are keyed by [`journal_key`](Self::journal_key) instead.
     pub fn input_key(&self) -> String {
         let o = &self.origin;
         match &o.input_id {
             Some(id) => id.clone(),
             None => format!("{}/{}/{}", o.location, o.partition, o.offset),
         }
+    }
+
+    /// The key of the state journal entry (`<op>.journal`) of the record of rank `rank`
+    /// ([`AsyncOperator::start_ranked`](crate::api::asynchronous::AsyncOperator::start_ranked))
+    /// of this input: the input's coordinates (`location/partition/offset`), with `#<rank>`
+    /// when the rank is not 0. Coordinates, not the envelope's id: an id is chosen by the
+    /// sender, and a journal entry must never be handed to another input.
+    pub fn journal_key(&self, rank: u32) -> String {
+        let o = &self.origin;
+        ranked(format!("{}/{}/{}", o.location, o.partition, o.offset), rank)
+    }
+
+    /// The key a recording (a journal export) holds the record of rank `rank` under:
+    /// [`input_key`](Self::input_key), with `#<rank>` when the rank is not 0.
+    pub fn recording_key(&self, rank: u32) -> String {
+        ranked(self.input_key(), rank)
     }
 
     /// A record read from nowhere in particular (tests, tools): location `-`, offset 0.
@@ -65,6 +83,14 @@ impl Record {
     /// The envelope's `timestamp` in milliseconds since the Unix epoch (event time).
     pub fn event_time_ms(&self) -> Result<i64, String> {
         event_time_ms(&self.envelope.timestamp)
+    }
+}
+
+/// `key`, with `#<rank>` when `rank` is not 0 (so rank 0 keys are those of before ranks).
+pub fn ranked(key: String, rank: u32) -> String {
+    match rank {
+        0 => key,
+        r => format!("{key}#{r}"),
     }
 }
 

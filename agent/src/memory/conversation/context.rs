@@ -68,7 +68,8 @@ pub struct ConversationContext {
 impl ConversationContext {
     /// The history `record` is given: journalled, or read now and journalled.
     fn context(&self, record: &Record, state: &mut dyn StateAccess) -> Result<Value, Cause> {
-        let input = record.input_key();
+        // The input's coordinates, never the sender-chosen id: another input's entry is never read.
+        let input = record.journal_key(0);
         if let Some(bytes) = state.get(&self.journal.name, input.as_bytes())? {
             return serde_json::from_slice(&bytes)
                 .map_err(|e| Cause::Record(format!("state `{}` for `{input}` is not JSON: {e}", self.journal.name)));

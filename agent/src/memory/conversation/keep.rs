@@ -42,14 +42,20 @@ pub struct SummaryEntry {
     /// Tokens billed.
     #[serde(default)]
     pub usage: Usage,
+    /// The key of the record in a journal export (`Record::recording_key`); the state journal
+    /// is keyed by the input's coordinates and the record's rank (`Record::journal_key`).
+    /// Absent from entries journalled before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
 }
 
 /// What starting a record gave.
 enum Kept {
     /// No summary needed; or needed, with no model to make one: the oldest `fold` turns go.
     Plain { key: String, history: History, fold: Option<usize> },
-    /// A summary call's entry; `fresh`: made now (to be journalled), not read back.
-    Summarised { key: String, history: History, entry: SummaryEntry, fresh: bool },
+    /// A summary call's entry; `fresh`: made now (to be journalled under the state key `at`),
+    /// not read back.
+    Summarised { key: String, history: History, entry: SummaryEntry, fresh: bool, at: String },
 }
 
 /// Runtime half of `conversation`.
@@ -118,23 +124,34 @@ impl Conversation {
     }
 
     /// The summary for the oldest `fold` turns of `history`, from the model.
-    fn summarise(&self, record: &Record, key: String, history: History, fold: usize) -> Result<Started, Cause> {
+    /// `at`: the record's journal key; `input`: its recording key.
+    fn summarise(
+        &self,
+        record: &Record,
+        key: String,
+        history: History,
+        fold: usize,
+        (at, input): (String, String),
+    ) -> Result<Started, Cause> {
         let client =
             self.client.clone().ok_or_else(|| Cause::Record("internal: the summary model is not open".into()))?;
-        if let Some(found) = client.recorded_entry(&self.name, &record.input_key()) {
+        let name = input.clone();
+        let named = move |entry: SummaryEntry| SummaryEntry { input: Some(name.clone()), ..entry };
+        if let Some(found) = client.recorded_entry(&self.name, &input) {
             // A journal export: the summary as the recorded run journalled it.
             let entry = found
                 .map_err(|e| e.to_string())
                 .and_then(|v| serde_json::from_value::<SummaryEntry>(v.clone()).map_err(|e| e.to_string()))
                 .unwrap_or_else(|m| failed_entry(&client, fold, m));
-            return Ok(Started::Ready(Box::new(Kept::Summarised { key, history, entry, fresh: true })));
+            let entry = named(entry);
+            return Ok(Started::Ready(Box::new(Kept::Summarised { key, history, entry, fresh: true, at })));
         }
         // A prompt that does not render fails the summary, not the answered record.
         let system = match self.system_prompt(record) {
             Ok(s) => s,
             Err(e) => {
-                let entry = failed_entry(&client, fold, format!("summary_prompt: {e}"));
-                return Ok(Started::Ready(Box::new(Kept::Summarised { key, history, entry, fresh: true })));
+                let entry = named(failed_entry(&client, fold, format!("summary_prompt: {e}")));
+                return Ok(Started::Ready(Box::new(Kept::Summarised { key, history, entry, fresh: true, at })));
             }
         };
         let messages = vec![
@@ -145,11 +162,13 @@ impl Conversation {
             let entry = match client.chat(messages, Vec::new()).await {
                 Ok(a) if a.content.trim().is_empty() => failed_entry(&client, fold, "an empty summary".into()),
                 Ok(a) => {
-                    SummaryEntry { summary: Some(a.content), error: None, folded: fold, model: a.model, usage: a.usage }
+                    let (summary, model, usage) = (Some(a.content), a.model, a.usage);
+                    SummaryEntry { summary, error: None, folded: fold, model, usage, input: None }
                 }
                 Err(e) => failed_entry(&client, fold, e.to_string()),
             };
-            Box::new(Kept::Summarised { key, history, entry, fresh: true }) as Outcome
+            let entry = named(entry);
+            Box::new(Kept::Summarised { key, history, entry, fresh: true, at }) as Outcome
         })))
     }
 
@@ -169,9 +188,9 @@ impl Conversation {
             ));
         }
         let written = (|| -> Result<(), Cause> {
-            if let Some(entry) = &done.journal {
+            if let Some((at, entry)) = &done.journal {
                 let bytes = serde_json::to_vec(entry).map_err(|e| Cause::Record(e.to_string()))?;
-                state.put(&self.journal.name, record.input_key().as_bytes(), &bytes)?;
+                state.put(&self.journal.name, at.as_bytes(), &bytes)?;
             }
             let bytes = serde_json::to_vec(&done.history).map_err(|e| Cause::Record(e.to_string()))?;
             Ok(state.put(&self.table.name, done.key.as_bytes(), &bytes)?)
@@ -193,8 +212,8 @@ struct Done {
     key: String,
     /// Its history (the hard bounds are applied when it is stored).
     history: History,
-    /// A summary entry made now, to journal.
-    journal: Option<SummaryEntry>,
+    /// A summary entry made now, to journal, and its state key.
+    journal: Option<(String, SummaryEntry)>,
     /// `audit` events, with their details.
     audits: Vec<(&'static str, Value)>,
 }
@@ -206,6 +225,7 @@ fn failed_entry(client: &ModelClient, fold: usize, error: String) -> SummaryEntr
         folded: fold,
         model: client.name().to_owned(),
         usage: Usage::default(),
+        input: None,
     }
 }
 
@@ -225,8 +245,15 @@ impl AsyncOperator for Conversation {
     }
 
     fn start(&mut self, record: &Record, state: &mut dyn StateAccess) -> Result<Started, Cause> {
+        self.start_ranked(record, 0, state)
+    }
+
+    /// The summary journal is keyed by the input's coordinates and the record's rank, never by
+    /// the sender-chosen id; the history's last input names the input as a recording does.
+    fn start_ranked(&mut self, record: &Record, rank: u32, state: &mut dyn StateAccess) -> Result<Started, Cause> {
         let key = conversation_key(&self.key, record)?;
-        let input = record.input_key();
+        let input = record.recording_key(rank);
+        let at = record.journal_key(rank);
         let mut old = read_history(state, &self.table.name, &key)?;
         // Recorded already (the summary of a run that crashed is to be made again): as it is.
         let turns = match old.last_input.as_deref() == Some(input.as_str()) {
@@ -241,10 +268,10 @@ impl AsyncOperator for Conversation {
             Plan::Keep(history) => return Ok(Started::Ready(Box::new(Kept::Plain { key, history, fold: None }))),
             Plan::Summarise { history, fold } => (history, fold),
         };
-        if let Some(bytes) = state.get(&self.journal.name, input.as_bytes())? {
+        if let Some(bytes) = state.get(&self.journal.name, at.as_bytes())? {
             let entry: SummaryEntry = serde_json::from_slice(&bytes)
                 .map_err(|e| format!("state `{}`: not a summary entry: {e}", self.journal.name))?;
-            return Ok(Started::Ready(Box::new(Kept::Summarised { key, history, entry, fresh: false })));
+            return Ok(Started::Ready(Box::new(Kept::Summarised { key, history, entry, fresh: false, at })));
         }
         if self.model.is_none() {
             return Ok(Started::Ready(Box::new(Kept::Plain { key, history, fold: Some(fold) })));
@@ -257,7 +284,7 @@ impl AsyncOperator for Conversation {
         history::bound(&mut interim, &self.limits);
         let bytes = serde_json::to_vec(&interim).map_err(|e| Cause::Record(e.to_string()))?;
         state.put(&self.table.name, key.as_bytes(), &bytes)?;
-        self.summarise(record, key, history, fold)
+        self.summarise(record, key, history, fold, (at, input))
     }
 
     fn finish(
@@ -277,7 +304,7 @@ impl AsyncOperator for Conversation {
                 let audit = json!({"key": key, "dropped": dropped, "reason": "max_tokens, and no summary model"});
                 Done { key, history, journal: None, audits: vec![("conversation_turns_dropped", audit)] }
             }
-            Kept::Summarised { key, mut history, entry, fresh } => {
+            Kept::Summarised { key, mut history, entry, fresh, at } => {
                 let dropped = history::apply(&mut history, entry.folded, entry.summary.as_deref(), &self.limits);
                 let mut audits = Vec::new();
                 if let Some(error) = &entry.error {
@@ -286,7 +313,7 @@ impl AsyncOperator for Conversation {
                         json!({"key": key, "model": entry.model, "error": error, "dropped": dropped}),
                     ));
                 }
-                Done { key, history, journal: fresh.then_some(entry), audits }
+                Done { key, history, journal: fresh.then_some((at, entry)), audits }
             }
         };
         self.store(record, done, state, out)

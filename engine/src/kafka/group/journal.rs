@@ -17,7 +17,10 @@ use crate::kafka::topics::changelog_topic;
 pub struct ExportedEntry {
     /// The operator whose journal it is.
     pub operator: String,
-    /// The journal key (the input envelope's id, or its coordinates).
+    /// The key a recording looks the entry up by: the entry's `input` (the input envelope's
+    /// id, or its coordinates, `#<rank>` past an input's first record), or for an entry
+    /// journalled before entries named their input, its state key (then the input's id or
+    /// coordinates). State journals are keyed by the input's coordinates and rank.
     pub key: String,
     /// The journalled value (an `llm` answer, an `embed` vector).
     pub entry: serde_json::Value,
@@ -31,8 +34,9 @@ pub fn export_journals(plan: &PhysicalPlan, settings: &ClientSettings) -> Result
             let topic = changelog_topic(plan, &table.name);
             for (key, value) in read_latest(settings, &topic, "journal")? {
                 let key = String::from_utf8(key).map_err(|_| format!("{topic}: a journal key is not UTF-8"))?;
-                let entry = serde_json::from_slice(&value)
+                let entry: serde_json::Value = serde_json::from_slice(&value)
                     .map_err(|e| format!("{topic}: the entry of `{key}` is not JSON: {e}"))?;
+                let key = entry.get("input").and_then(|v| v.as_str()).map_or(key, str::to_owned);
                 out.push(ExportedEntry { operator: node.name.to_string(), key, entry });
             }
         }
