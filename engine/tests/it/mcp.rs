@@ -2,8 +2,9 @@
 //! and `server-filesystem` from npm, in `engine/tests/interop/node_modules`, installed by
 //! scripts/test), run by the real binary in local mode with the fake OpenAI server scripted to
 //! call them (`tool-script`): stdio (server-filesystem in the kernel sandbox) and Streamable
-//! HTTP answer; an input answered from the journal makes no `tools/call` (counted by a `tee`
-//! in front of the stdio server); a server killed mid-call gives a dead letter or a retry
+//! HTTP answer; a second input reusing the first one's envelope id makes calls of its own
+//! (journals are keyed by where an input was read; counted by a `tee` in front of the stdio
+//! server; a replay answered from the journal, making none, is `kafka::mcp`); a server killed mid-call gives a dead letter or a retry
 //! after its restart, and the records behind it are answered; a slow server hits `timeout`;
 //! and the hostile cases: a server that never answers `initialize`, garbage on stdout, `allow`
 //! naming a tool the server lacks, the model calling a tool outside `allow`, a huge result.
@@ -155,7 +156,7 @@ impl Drop for HttpEverything {
 }
 
 #[test]
-fn stdio_and_http_servers_answer_and_the_journal_makes_no_second_call() {
+fn stdio_and_http_servers_answer_and_a_reused_id_gets_no_other_inputs_answer() {
     let server = FakeOpenAi::start();
     let http = HttpEverything::start();
     let dir = tempfile::tempdir().unwrap();
@@ -177,7 +178,8 @@ fn stdio_and_http_servers_answer_and_the_journal_makes_no_second_call() {
         ["filesystem__read_text_file", {"path": files.join("notes.txt")}],
         ["web__get-sum", {"a": 40, "b": 2}],
     ]);
-    // The same input twice: the second is answered from the journal.
+    // Two inputs with one envelope id, at two positions: each is its own input, answered by its
+    // own calls — never by the other's journalled answer.
     let lines = [request("r1", "c1", calls.clone()), request("r1", "c1", calls)];
     let out = start(dir.path(), &topo, &lines).wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -187,8 +189,8 @@ fn stdio_and_http_servers_answer_and_the_journal_makes_no_second_call() {
     let answer = answer_of(&answers, "r1");
     assert_eq!(answer, "done: The sum of 2 and 3 is 5. | hello from the file | The sum of 40 and 2 is 42.");
     assert_eq!(answers[1]["payload"]["answer"], answers[0]["payload"]["answer"]);
-    assert_eq!(calls_in(&dir.path().join("everything.log")), 1, "the journalled input made no tools/call");
-    assert_eq!(server.counters.calls(), 4, "three tool rounds and the answer, once");
+    assert_eq!(calls_in(&dir.path().join("everything.log")), 2, "each input made its own tools/call");
+    assert_eq!(server.counters.calls(), 8, "three tool rounds and the answer, per input");
     // The step's idempotency key went along in the request's `_meta` (docs/effects.md).
     let sent = std::fs::read_to_string(dir.path().join("everything.log")).unwrap();
     let call: Value = sent
