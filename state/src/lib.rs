@@ -15,6 +15,7 @@ pub mod batch;
 pub mod conformance;
 pub mod epoch;
 pub mod key;
+pub mod load;
 pub mod memory;
 pub mod rocks;
 pub mod ttl;
@@ -23,6 +24,7 @@ pub mod vector;
 pub use batch::{Batch, Write};
 pub use epoch::Epoch;
 pub use key::{PartitionKey, decode_partition_key, encode_partition_key};
+pub use load::Restored;
 pub use memory::MemoryStore;
 pub use rocks::RocksStore;
 pub use ttl::{TtlError, decode_expiring, encode_expiring};
@@ -132,6 +134,14 @@ pub trait StateStore: Send {
     fn checkpoint(&self, table: &str, partition: u32) -> Result<Option<i64>, StateError>;
     /// The names of the open tables.
     fn tables(&self) -> Vec<String>;
+    /// Writes restored changelog records, then each partition's [`Restored::checkpoint`], so
+    /// that a crash at any point leaves a partition its old checkpoint, or the new one with
+    /// every record it covers in the store (never a checkpoint ahead of its data). Backends may
+    /// bulk-load (RocksDB ingests sorted SST files, bypassing the memtable and the WAL).
+    fn load(&mut self, restored: &[Restored]) -> Result<(), StateError> {
+        let batch = Restored::to_batch(restored);
+        if batch.is_empty() { Ok(()) } else { self.apply(&batch) }
+    }
 }
 
 impl StateStore for Box<dyn StateStore> {
@@ -173,5 +183,8 @@ impl StateStore for Box<dyn StateStore> {
     }
     fn tables(&self) -> Vec<String> {
         (**self).tables()
+    }
+    fn load(&mut self, restored: &[Restored]) -> Result<(), StateError> {
+        (**self).load(restored)
     }
 }

@@ -1,21 +1,26 @@
 //! The RocksDB backend: one database per instance, a column family per state table, keys
 //! prefixed by partition, checkpoints of changelog offsets in their own column family, and
-//! every sealed epoch applied as one atomic write batch (WAL on).
+//! every sealed epoch applied as one atomic write batch (WAL on). Restores bulk-load
+//! (`rocks/load.rs`).
+
+mod load;
 
 use std::path::{Path, PathBuf};
 
 use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch};
 
 use crate::{
-    Batch, Entry, PartitionStats, StateError, StateStore, StatsBuilder, decode_partition_key, encode_partition_key,
+    Batch, Entry, PartitionStats, Restored, StateError, StateStore, StatsBuilder, decode_partition_key,
+    encode_partition_key,
 };
 
 /// Column family holding `table \0 partition(BE u32)` → next changelog offset (BE i64).
-const CHECKPOINTS: &str = "__kafclaw_checkpoints";
+pub(crate) const CHECKPOINTS: &str = "__kafclaw_checkpoints";
 
 /// A [`StateStore`] in RocksDB.
 pub struct RocksStore {
-    db: DB,
+    /// Shared by the handles of one database ([`RocksStore::share`]).
+    pub(crate) db: std::sync::Arc<DB>,
     path: PathBuf,
 }
 
@@ -25,12 +30,19 @@ impl std::fmt::Debug for RocksStore {
     }
 }
 
-fn checkpoint_key(table: &str, partition: u32) -> Vec<u8> {
+pub(crate) fn checkpoint_key(table: &str, partition: u32) -> Vec<u8> {
     let mut k = Vec::with_capacity(table.len() + 5);
     k.extend_from_slice(table.as_bytes());
     k.push(0);
     k.extend_from_slice(&partition.to_be_bytes());
     k
+}
+
+/// The options of a state table's column family (and of the SST files loaded into it).
+pub(crate) fn table_options() -> Options {
+    let mut opts = Options::default();
+    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    opts
 }
 
 impl RocksStore {
@@ -51,7 +63,16 @@ impl RocksStore {
         }
         let cfs = names.iter().map(|n| ColumnFamilyDescriptor::new(n, opts.clone()));
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(err)?;
-        Ok(Self { db, path: path.to_path_buf() })
+        load::clean_load_dir(path)
+            .map_err(|e| StateError::Rocks { path: path.display().to_string(), message: e.to_string() })?;
+        Ok(Self { db: std::sync::Arc::new(db), path: path.to_path_buf() })
+    }
+
+    /// Another handle on the same open database (the stream threads of one instance each hold
+    /// one). RocksDB is safe to use from several threads; each thread writes only the
+    /// partitions of its own tasks. The database closes with its last handle.
+    pub fn share(&self) -> Self {
+        Self { db: self.db.clone(), path: self.path.clone() }
     }
 
     /// Where the database lives.
@@ -59,11 +80,11 @@ impl RocksStore {
         &self.path
     }
 
-    fn err(&self, e: rocksdb::Error) -> StateError {
+    pub(crate) fn err(&self, e: rocksdb::Error) -> StateError {
         StateError::Rocks { path: self.path.display().to_string(), message: e.to_string() }
     }
 
-    fn cf(&self, table: &str) -> Result<std::sync::Arc<rocksdb::BoundColumnFamily<'_>>, StateError> {
+    pub(crate) fn cf(&self, table: &str) -> Result<std::sync::Arc<rocksdb::BoundColumnFamily<'_>>, StateError> {
         self.db.cf_handle(table).ok_or_else(|| StateError::UnknownTable(table.to_owned()))
     }
 
@@ -74,7 +95,12 @@ impl RocksStore {
         if self.db.cf_handle(table).is_none() {
             let mut opts = Options::default();
             opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-            self.db.create_cf(table, &opts).map_err(|e| self.err(e))?;
+            // Another handle (stream thread) may have created it meanwhile: that is success.
+            if let Err(e) = self.db.create_cf(table, &opts)
+                && self.db.cf_handle(table).is_none()
+            {
+                return Err(self.err(e));
+            }
         }
         Ok(())
     }
@@ -213,6 +239,10 @@ impl StateStore for RocksStore {
             }
             None => Ok(None),
         }
+    }
+
+    fn load(&mut self, restored: &[Restored]) -> Result<(), StateError> {
+        self.load_restored(restored)
     }
 
     fn tables(&self) -> Vec<String> {

@@ -42,6 +42,7 @@ mod pipeline;
 mod protocol;
 mod python_agent;
 mod replay;
+mod restore;
 mod sasl;
 mod schedules;
 mod secrets;

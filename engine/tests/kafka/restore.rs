@@ -1,0 +1,112 @@
+//! The runtime's restore against the real broker, large enough for the bulk path (sorted SST
+//! files ingested, `kafclaw_state::RocksStore::load`): the state equals the changelog's latest
+//! value per key (tombstones delete, records of inputs not yet committed are skipped), the
+//! checkpoints reach the changelog's end, and a second restore from those checkpoints applies
+//! only what came after.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use kafclaw_engine::compiler::{SourceFile, compile_source};
+use kafclaw_engine::kafka::ClientSettings;
+use kafclaw_engine::kafka::instance::headers;
+use kafclaw_engine::kafka::restore::{RestoreJob, restore};
+use kafclaw_engine::kafka::topics::{changelog_topic, ensure_topics};
+use kafclaw_state::{Epoch, RocksStore, StateStore};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+use crate::support::{brokers, config, create_topic, unique};
+
+const PARTITIONS: i32 = 3;
+/// Input offsets at or above this are not committed: their changelog records are skipped.
+const COMMITTED: i64 = 9_000;
+
+/// Changelog record `i`: key `k{i % 5000}`, every 11th a tombstone, input offset
+/// `(i / 3) % 12,000` (so records 27,000..36,000 are of uncommitted inputs, later ones not).
+fn record(i: usize) -> (i32, String, Option<Vec<u8>>, i64) {
+    let value = (!i.is_multiple_of(11)).then(|| format!("{i:0>150}").into_bytes());
+    ((i % PARTITIONS as usize) as i32, format!("k{}", i % 5000), value, ((i / 3) % 12_000) as i64)
+}
+
+#[test]
+fn a_large_restore_bulk_loads_the_latest_committed_values_and_resumes_from_its_checkpoints() {
+    let name = unique("restore-bulk");
+    let input = format!("{name}-in");
+    let topology = format!(
+        "[topology]\nname = \"{name}\"\n[sources.in]\ntype = \"kafka\"\ntopic = \"{input}\"\n[operators.t]\ntype = \"count\"\ninputs = [\"in\"]\nby = 'correlation_id'\n[sinks.out]\ntype = \"kafka\"\ninputs = [\"t\"]\ntopic = \"{name}-out\"\n"
+    );
+    let compiled = compile_source(SourceFile::new("restore.toml", topology)).unwrap();
+    let mut settings = ClientSettings::new(&Default::default(), std::iter::empty());
+    settings.set("bootstrap.servers", brokers());
+    create_topic(&input, PARTITIONS);
+    ensure_topics(&settings, &compiled.plan, PARTITIONS, 1, Duration::from_secs(30)).unwrap();
+    let topic = changelog_topic(&compiled.plan, "t");
+    let producer: BaseProducer = config().set("linger.ms", "20").create().unwrap();
+    let send = |range: std::ops::Range<usize>| {
+        for i in range {
+            let (partition, key, value, input_offset) = record(i);
+            let (ip, io) = (partition.to_string(), input_offset.to_string());
+            let headers = OwnedHeaders::new()
+                .insert(Header { key: headers::INPUT_TOPIC, value: Some(input.as_bytes()) })
+                .insert(Header { key: headers::INPUT_PARTITION, value: Some(ip.as_bytes()) })
+                .insert(Header { key: headers::INPUT_OFFSET, value: Some(io.as_bytes()) });
+            let mut rec = BaseRecord::to(&topic).partition(partition).key(key.as_bytes()).headers(headers);
+            if let Some(v) = &value {
+                rec = rec.payload(v.as_slice());
+            }
+            while let Err((_, r)) = producer.send(rec) {
+                producer.poll(Duration::from_millis(5));
+                rec = r;
+            }
+            producer.poll(Duration::ZERO);
+        }
+        producer.flush(Duration::from_secs(60)).unwrap();
+    };
+    // What the store must hold: the latest committed record of every key, per partition.
+    let expected = |upto: usize| {
+        let mut state: BTreeMap<(i32, String), Option<Vec<u8>>> = BTreeMap::new();
+        for i in 0..upto {
+            let (partition, key, value, input_offset) = record(i);
+            if input_offset < COMMITTED {
+                state.insert((partition, key), value);
+            }
+        }
+        state.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect::<BTreeMap<_, _>>()
+    };
+    let committed: HashMap<(String, i32), i64> = (0..PARTITIONS).map(|p| ((input.clone(), p), COMMITTED)).collect();
+    let jobs: Vec<RestoreJob> =
+        (0..PARTITIONS).map(|partition| RestoreJob { sub: 0, table: "t".into(), partition, journal: false }).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Epoch::new(Box::new(RocksStore::open(dir.path()).unwrap()) as Box<dyn StateStore>);
+    let stored = |store: &Epoch<Box<dyn StateStore>>| {
+        let mut got = BTreeMap::new();
+        for p in 0..PARTITIONS {
+            for (k, v) in store.store().scan_partition("t", p as u32).unwrap() {
+                got.insert((p, String::from_utf8(k).unwrap()), v);
+            }
+        }
+        got
+    };
+
+    // 45,000 records, ~7 MB: above the bulk-load threshold.
+    let first = 45_000;
+    send(0..first);
+    restore(&compiled.plan, &mut store, &settings, &committed, &jobs, &Default::default()).unwrap();
+    let want = expected(first);
+    assert!(want.len() > 1000, "the test checks little: {} keys", want.len());
+    assert_eq!(stored(&store), want, "state after the bulk restore");
+    for p in 0..PARTITIONS {
+        let end = (first as i64 + PARTITIONS as i64 - 1 - p as i64) / PARTITIONS as i64;
+        assert_eq!(store.store().checkpoint("t", p as u32).unwrap(), Some(end), "partition {p}'s checkpoint");
+    }
+    // Everything written is on disk: a reopened store holds the same.
+    drop(store);
+    let mut store = Epoch::new(Box::new(RocksStore::open(dir.path()).unwrap()) as Box<dyn StateStore>);
+    assert_eq!(stored(&store), want, "state after reopening");
+
+    // More records; the second restore starts at the checkpoints (a small load).
+    send(first..first + 3_000);
+    restore(&compiled.plan, &mut store, &settings, &committed, &jobs, &Default::default()).unwrap();
+    assert_eq!(stored(&store), expected(first + 3_000), "state after the incremental restore");
+}
