@@ -41,6 +41,8 @@ pub(super) fn execute(args: Args) -> i32 {
     let stats = Arc::new(Stats::default());
     let opts = InstanceOptions {
         instance_id: args.instance_id.unwrap_or_else(host_name),
+        // A replay ends at each source partition's end, which one stream thread sees.
+        threads: 1,
         settings: args.kafka.settings(&c),
         stop: stop.clone(),
         stats: stats.clone(),

@@ -27,6 +27,10 @@ pub struct Args {
     /// id, so a restarted instance fences its previous incarnation. Default: the host name.
     #[arg(long, env = "KAFCLAW_INSTANCE_ID")]
     pub instance_id: Option<String>,
+    /// Kafka: stream threads of this instance, each a consumer group member with its own
+    /// producer and tasks (1 to 256). Default: `[topology] threads`, else the machine's cores.
+    #[arg(long, env = "KAFCLAW_THREADS", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub threads: Option<u32>,
     /// Kafka: the bootstrap servers.
     #[command(flatten)]
     pub kafka: KafkaArgs,
@@ -162,6 +166,7 @@ fn run_kafka(c: &Compiled, k: Args) -> i32 {
     }
     let opts = InstanceOptions {
         instance_id: k.instance_id.unwrap_or_else(host_name),
+        threads: c.spec.topology.stream_threads(k.threads),
         settings: k.kafka.settings(c),
         stop,
         stats: stats.clone(),

@@ -44,6 +44,12 @@ pub struct TopologySection {
     /// How often (milliseconds) outputs, state and offsets are committed.
     #[serde(default = "default_commit_interval_ms")]
     pub commit_interval_ms: u64,
+    /// Stream threads of each instance in Kafka mode (1 to 256): each thread is a member of the
+    /// consumer group with its own consumer, its own transactional producer and the tasks of
+    /// the partitions assigned to it, as in Kafka Streams (`num.stream.threads`). Default: the
+    /// machine's cores; `kafclaw run --threads` overrides it.
+    #[serde(default)]
+    pub threads: Option<u32>,
     /// How long the effect log keeps a logged tool call (docs/effects.md): the `retention.ms`
     /// of `<topology>.effects` when kafclaw creates it, and how long its reader remembers a
     /// record (by the record's Kafka timestamp). An input left uncommitted longer than this
@@ -68,9 +74,17 @@ impl TopologySection {
             partitions: default_partitions(),
             replication: default_replication(),
             commit_interval_ms: default_commit_interval_ms(),
+            threads: None,
             effects_retention: default_retention(),
             approvals_retention: default_retention(),
         }
+    }
+
+    /// The stream threads of an instance: `cli` (`--threads`) if given, else `threads`, else
+    /// the machine's cores (1 when they cannot be read); at most [`MAX_THREADS`].
+    pub fn stream_threads(&self, cli: Option<u32>) -> usize {
+        let cores = || std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        cli.or(self.threads).unwrap_or_else(cores).clamp(1, MAX_THREADS) as usize
     }
 
     /// `effects_retention`, checked by `validate` (the default when it is not a duration).
@@ -97,6 +111,9 @@ fn default_partitions() -> i32 {
 fn default_replication() -> i32 {
     -1
 }
+
+/// The most stream threads an instance runs (`topology.threads`, `kafclaw run --threads`).
+pub const MAX_THREADS: u32 = 256;
 
 fn default_commit_interval_ms() -> u64 {
     100

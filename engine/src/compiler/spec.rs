@@ -14,6 +14,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::agent::{Agent, parse_agent};
 use super::collect::{as_table, deserialize_all, valid_name};
+use super::sections::MAX_THREADS;
 use super::diagnostic::{Diagnostic, Diagnostics};
 pub use super::node::{InputRef, NodeSpec};
 use super::registry::Role;
@@ -166,6 +167,9 @@ pub fn parse(file: &SourceFile, diags: &mut Diagnostics) -> Option<Spec> {
         }
         if t.commit_interval_ms == 0 {
             diags.push(Diagnostic::error(at("commit_interval_ms"), "`topology.commit_interval_ms` must be at least 1"));
+        }
+        if t.threads.is_some_and(|n| !(1..=MAX_THREADS).contains(&n)) {
+            diags.push(Diagnostic::error(at("threads"), format!("`topology.threads` must be 1 to {MAX_THREADS}")));
         }
         for (key, retention) in
             [("effects_retention", &t.effects_retention), ("approvals_retention", &t.approvals_retention)]

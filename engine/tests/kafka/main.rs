@@ -50,4 +50,5 @@ mod skills;
 mod skills_md;
 mod state;
 mod tap;
+mod threads;
 mod timeline;

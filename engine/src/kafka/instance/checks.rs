@@ -90,6 +90,22 @@ pub(super) fn check_plan(plan: &PhysicalPlan, settings: &ClientSettings) -> Resu
     Ok(())
 }
 
+/// The group's `partition.assignment.strategy`. `range` when a sub-topology reads several
+/// topics: range gives partition `p` of every co-partitioned topic to the same member (stream
+/// thread), so the task `(sub-topology, p)` sees all its inputs and is the only writer of its
+/// state partitions, as Kafka Streams' own assignor guarantees; range is an eager protocol
+/// (a rebalance revokes every partition). Otherwise `cooperative-sticky`. Every member of a
+/// group must agree: changing a topology between the two needs all its instances stopped.
+pub(super) fn assignment_strategy(plan: &PhysicalPlan) -> &'static str {
+    let several = plan.subtopologies.iter().filter(|sub| !plan.is_global(sub.id)).any(|sub| {
+        let mut topics: Vec<&str> = sub.sources.iter().filter_map(|&s| plan.nodes[s].config.kafka_topic()).collect();
+        topics.sort_unstable();
+        topics.dedup();
+        topics.len() > 1
+    });
+    if several { "range" } else { "cooperative-sticky" }
+}
+
 /// The first asynchronous operator reachable downstream of node `from` (any output), if any.
 fn async_downstream(plan: &PhysicalPlan, from: usize) -> Option<usize> {
     let mut seen = vec![false; plan.nodes.len()];

@@ -1,6 +1,7 @@
 //! What reaches the shared instance from outside the poll loop: the consumer's rebalance callbacks
 //! (commit before a revoke, queue restores on an assignment) and interactive state queries.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -14,20 +15,21 @@ use crate::kafka::tables::restore::RestoreJob;
 use crate::metrics::TopicPartition;
 use crate::runtime::query::{self, KeyValue, QueryError, StateQuery, TableReport};
 
-/// Interactive queries over the instance's committed state.
-pub(super) struct CoreQuery {
-    pub(super) instance: Arc<Mutex<Instance>>,
+/// Interactive queries over the instance's committed state: the RocksDB store every stream
+/// thread seals its epochs into (atomic write batches), read without stopping any thread.
+pub(super) struct StoreQuery {
+    pub(super) store: kafclaw_state::RocksStore,
+    /// The time-to-live of each TTL table (milliseconds), so expired entries stay hidden.
+    pub(super) ttls: HashMap<String, i64>,
 }
 
-impl StateQuery for CoreQuery {
+impl StateQuery for StoreQuery {
     fn inspect(&self, samples: usize) -> Result<Vec<TableReport>, QueryError> {
-        let core = &lock(&self.instance).core;
-        query::inspect(core.store.store().as_ref(), &core.routes.ttls, samples)
+        query::inspect(&self.store, &self.ttls, samples)
     }
 
     fn get(&self, table: &str, key: &[u8]) -> Result<Vec<KeyValue>, QueryError> {
-        let core = &lock(&self.instance).core;
-        query::get(core.store.store().as_ref(), &core.routes.ttls, table, key)
+        query::get(&self.store, &self.ttls, table, key)
     }
 }
 
@@ -36,6 +38,8 @@ pub(super) struct InstanceContext {
     pub(super) instance: Arc<Mutex<Instance>>,
     /// The instance's counters (reached without the instance's lock).
     pub(super) stats: Arc<crate::kafka::Stats>,
+    /// Which stream thread of the instance this consumer is (for the logs).
+    pub(super) thread: usize,
 }
 
 impl InstanceContext {
@@ -80,7 +84,7 @@ impl ConsumerContext for InstanceContext {
             for e in tpl.elements() {
                 core.stats.metrics.forget(&TopicPartition { topic: e.topic().to_owned(), partition: e.partition() });
             }
-            tracing::info!(revoked = tpl.count(), partitions = %describe(tpl), "partitions revoked");
+            tracing::info!(thread = self.thread, revoked = tpl.count(), partitions = %describe(tpl), "partitions revoked");
         }
     }
 
@@ -105,7 +109,7 @@ impl ConsumerContext for InstanceContext {
                 core.stats.assigned.fetch_add(tpl.count() as u64, Ordering::Relaxed);
                 core.stats.metrics.rebalanced("assigned");
                 core.stats.ready.store(true, Ordering::Relaxed);
-                tracing::info!(assigned = tpl.count(), partitions = %describe(tpl), "partitions assigned");
+                tracing::info!(thread = self.thread, assigned = tpl.count(), partitions = %describe(tpl), "partitions assigned");
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
             Rebalance::Revoke(_) => {}

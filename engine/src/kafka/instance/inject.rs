@@ -4,8 +4,11 @@
 //!
 //! `KAFCLAW_INJECT_SEND_FAILURE=<kind>:<n>[:<error>][,…]` fails the `n`-th send (1-based,
 //! counted per kind over the instance's life) of `kind` = `output` | `changelog` |
-//! `dead_letter` with `error` = `fail` (a retriable failure, the default), `auth` (topic
+//! `dead_letter` (counted over all the instance's stream threads) with `error` = `fail` (a retriable failure, the default), `auth` (topic
 //! authorization failed: the instance stops) or `too_large` (the record's fault).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
@@ -22,11 +25,12 @@ struct Planned {
     code: RDKafkaErrorCode,
 }
 
-/// The planned failures and the sends counted so far.
-#[derive(Debug, Default)]
+/// The planned failures and the sends counted so far; its clones (one per stream thread)
+/// share the counts.
+#[derive(Debug, Default, Clone)]
 pub(super) struct Injector {
-    planned: Vec<Planned>,
-    sent: [u64; 3],
+    planned: Arc<Vec<Planned>>,
+    sent: Arc<[AtomicU64; 3]>,
 }
 
 fn index(kind: RecordKind) -> usize {
@@ -73,7 +77,7 @@ impl Injector {
             }
             planned.push(Planned { kind, nth, code });
         }
-        Ok(Self { planned, sent: [0; 3] })
+        Ok(Self { planned: Arc::new(planned), sent: Arc::default() })
     }
 
     /// Counts a send of `kind`; the error to fail it with, when one is planned.
@@ -81,10 +85,9 @@ impl Injector {
         if self.planned.is_empty() {
             return None;
         }
-        let n = &mut self.sent[index(kind)];
-        *n += 1;
-        let hit = self.planned.iter().find(|p| p.kind == kind && p.nth == *n)?;
-        tracing::warn!(?kind, nth = *n, code = ?hit.code, "injected send failure");
+        let n = self.sent[index(kind)].fetch_add(1, Ordering::Relaxed) + 1;
+        let hit = self.planned.iter().find(|p| p.kind == kind && p.nth == n)?;
+        tracing::warn!(?kind, nth = n, code = ?hit.code, "injected send failure");
         Some(KafkaError::MessageProduction(hit.code))
     }
 }

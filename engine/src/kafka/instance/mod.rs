@@ -1,27 +1,30 @@
 //! The Kafka instance runtime: one member of the topology's consumer group.
 //!
-//! - consumer group = topology name; cooperative-sticky assignment; `read_committed`;
+//! - consumer group = topology name; cooperative-sticky assignment (range when a sub-topology
+//!   reads several topics: [`checks::assignment_strategy`]); `read_committed`;
 //! - one [`Task`] per (sub-topology, assigned partition), created on the partition's first
 //!   record and dropped when the partition is revoked;
-//! - exactly-once (KIP-447, docs/ARCHITECTURE.md "Kafka mode"): one transactional producer per instance
-//!   (`transactional.id = <topology>-<instance id>`); each commit interval the outputs and
+//! - `threads` stream threads ([`threads`]), each a member of the group with its own consumer,
+//!   transactional producer and tasks, as Kafka Streams runs `num.stream.threads`; they share
+//!   the instance's RocksDB store;
+//! - exactly-once (KIP-447, docs/ARCHITECTURE.md "Kafka mode"): one transactional producer per
+//!   stream thread (`transactional.id = <topology>-<instance id>` for thread 0,
+//!   `<topology>-<instance id>-<k>` for thread k); each commit interval the outputs and
 //!   dead letters of the open transaction are flushed, the processed positions are sent to the
 //!   transaction with the consumer's group metadata, and the transaction is committed. A
-//!   failed commit aborts, forgets the transaction's dedup ids and rewinds every assigned
-//!   partition to its committed offset;
+//!   failed commit aborts, forgets the transaction's dedup ids and rewinds every partition
+//!   assigned to the thread to its committed offset;
 //! - at-least-once: outputs are flushed, then offsets committed;
 //! - on revoke, the open transaction is committed before the partitions are released;
 //! - every output carries its input's coordinates in headers and a `traceparent`.
 //!
-//! One stream thread per instance in this version: tasks share it, as Kafka Streams tasks
-//! share a stream thread; scale out by adding instances.
-//!
-//! The stream thread runs [`poll_loop`], one named step after another: finish the asynchronous
+//! Each stream thread runs [`poll_loop`], one named step after another: finish the asynchronous
 //! work that completed ([`work`]), follow the global tables, poll the group, restore newly
 //! assigned partitions and process what the poll brought ([`process`], sending through
 //! [`emit`]), run the wall-clock punctuations due ([`punctuate`]), stop when a replay is done ([`until`]), commit when due ([`txn`]), stop on a
 //! [`Fatal`] cause ([`fatal`]). Where each record goes is worked out once ([`routes`]); the
-//! rebalance callbacks and the state queries reach the same [`Instance`] ([`context`]).
+//! rebalance callbacks reach the thread's [`Instance`], the state queries the shared store
+//! ([`context`]).
 //!
 //! Records and outcomes go through the runtimes' [`Driver`] (`runtime/driver.rs`), with the
 //! [`Core`] as its [`Tasks`](crate::runtime::Tasks): it names work by (sub-topology,
@@ -33,23 +36,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::producer::BaseProducer;
 
-use super::producer::{CALL_TIMEOUT, DeliveryCounter, ProducerCtx, QuietEof, new_producer};
+use super::producer::{CALL_TIMEOUT, DeliveryCounter, ProducerCtx, QuietEof};
 use super::settings::ClientSettings;
 use super::stats::Stats;
-use super::tables::global::bootstrap_global;
 use super::tables::restore::RestoreJob;
 use super::topics::ensure_topics;
-use crate::compiler::sections::Guarantee;
 use crate::compiler::{Compiled, PhysicalPlan};
 use crate::runtime::TaskStore;
-use crate::runtime::driver::{Driver, MAX_IN_FLIGHT};
+use crate::runtime::driver::Driver;
 use crate::runtime::query::QuerySlot;
 use crate::runtime::task::{BuildError, Task};
 use kafclaw_agent::resources::AgentResources;
-use kafclaw_state::{Epoch, RocksStore, StateStore};
+use kafclaw_state::{RocksStore, StateStore};
 
 mod checks;
 mod context;
@@ -60,12 +61,13 @@ mod lag;
 mod process;
 mod punctuate;
 mod routes;
+mod threads;
 mod txn;
 mod until;
 mod visible;
 mod work;
 
-use context::{CoreQuery, InstanceContext};
+use context::{InstanceContext, StoreQuery};
 use fatal::Fatal;
 use process::follow_globals;
 use routes::Routes;
@@ -77,8 +79,11 @@ pub use super::headers;
 /// How an instance runs.
 #[derive(Debug, Clone)]
 pub struct InstanceOptions {
-    /// Stable id of this instance; with the topology name it forms the transactional id.
+    /// Stable id of this instance; with the topology name it forms the transactional ids.
     pub instance_id: String,
+    /// Stream threads (at least 1; a replay runs 1): each a group member with its own consumer,
+    /// transactional producer and tasks ([`threads`]).
+    pub threads: usize,
     /// Client properties.
     pub settings: ClientSettings,
     /// Set to stop: the instance commits, leaves the group and returns.
@@ -263,98 +268,47 @@ pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), In
         Some(_) => None,
     };
 
-    let eos = plan.guarantee == Guarantee::ExactlyOnce;
-    let client_id = format!("{}-{}", plan.name, opts.instance_id);
-    let deliveries = Arc::new(DeliveryCounter::default());
-    let mut producer_forced = vec![("enable.idempotence", "true"), ("client.id", client_id.as_str())];
-    if eos {
-        producer_forced.push(("transactional.id", client_id.as_str()));
-    }
-    let producer_config =
-        settings.client_config_with(&[("partitioner", "murmur2_random"), ("linger.ms", "5")], &producer_forced);
-    let producer =
-        new_producer(&producer_config, &deliveries).map_err(|e| InstanceError::Fatal(format!("producer: {e}")))?;
-
-    let routes = Routes::from_plan(&plan)?;
-    let (group_topics, global_topics) = (routes.group_topics.clone(), routes.global_topics.clone());
-    let limits = emit::Limits::from_config(&producer_config, plan.dead_letter.max_copy_bytes);
-    let commit_interval = Duration::from_millis(t.commit_interval_ms);
-    let core = Core {
-        plan: plan.clone(),
-        until: Until::new(opts.until.clone(), group_topics.clone()),
-        routes,
-        producer,
-        producer_config,
-        deliveries,
-        delivery_failures_seen: 0,
-        eos,
-        in_txn: false,
-        commit_interval,
-        next_commit: Instant::now() + commit_interval,
-        positions: HashMap::new(),
-        tasks: HashMap::new(),
-        task_gen: HashMap::new(),
-        generation: 0,
-        locations: HashMap::new(),
-        buf: Vec::new(),
-        stats: opts.stats.clone(),
-        fatal: None,
-        pending_abort: None,
-        aborts_in_a_row: 0,
-        limits,
-        refused: HashMap::new(),
+    let threads = match opts.until {
+        // A replay ends when each source partition reported its end: one thread sees them all.
+        Some(_) => 1,
+        None => opts.threads.max(1),
+    };
+    opts.state_query.set(Arc::new(StoreQuery { store: rocks.share(), ttls: Routes::from_plan(&plan)?.ttls }));
+    let shared = threads::Shared {
+        plan,
+        opts: &opts,
+        rocks: &rocks,
+        commit_interval: Duration::from_millis(t.commit_interval_ms),
+        halt: AtomicBool::new(false),
         inject: inject::Injector::from_env().map_err(setup)?,
-        store: Epoch::new(Box::new(rocks)),
-        settings: settings.clone(),
-        pending_restore: Vec::new(),
-        assigned: Default::default(),
-        punctuated: HashSet::new(),
-        next_punctuation: Instant::now(),
-        next_sweep: Instant::now() + SWEEP_INTERVAL,
-        next_lag: Instant::now(),
-        global_store: crate::runtime::memory_store(),
     };
-    let driver = Driver::new(MAX_IN_FLIGHT).map_err(|e| setup(format!("executor: {e}")))?;
-    let instance = Arc::new(Mutex::new(Instance { core, driver }));
-
-    opts.state_query.set(Arc::new(CoreQuery { instance: instance.clone() }));
-    let consumer: BaseConsumer<InstanceContext> = settings
-        .client_config_with(
-            &[("auto.offset.reset", "earliest"), ("partition.assignment.strategy", "cooperative-sticky")],
-            &[
-                ("group.id", plan.name.as_str()),
-                ("client.id", client_id.as_str()),
-                ("enable.auto.commit", "false"),
-                ("enable.auto.offset.store", "false"),
-                ("isolation.level", "read_committed"),
-                // The partitions' ends the consumer sees, for the lag metrics (`lag.rs`).
-                ("statistics.interval.ms", "1000"),
-                ("enable.partition.eof", if opts.until.is_some() { "true" } else { "false" }),
-            ],
-        )
-        .create_with_context(InstanceContext { instance: instance.clone(), stats: opts.stats.clone() })
-        .map_err(|e| setup(format!("consumer: {e}")))?;
-    // Global tables first, read to their end, as Kafka Streams bootstraps global stores.
-    let global = match global_topics.is_empty() {
-        true => None,
-        false => Some(
-            bootstrap_global(settings, &plan.name, &global_topics, &opts.stop, |m| lock(&instance).process(m))
-                .map_err(|e| setup(format!("global tables: {e}")))?,
-        ),
-    };
-    let topic_refs: Vec<&str> = group_topics.iter().map(String::as_str).collect();
-    consumer.subscribe(&topic_refs).map_err(|e| setup(format!("subscribe: {e}")))?;
-
-    poll_loop(&instance, &consumer, global.as_ref(), &opts.stop);
-    let result = shut_down(&instance, &consumer);
-    if result.is_ok() && opts.until.is_some() {
-        visible::await_visible_commit(&consumer);
-    }
-    // Leaving the group runs the revoke callback (nothing left to commit) and closes.
-    consumer.unsubscribe();
-    drop(consumer);
+    tracing::info!(threads, "starting stream threads");
+    let results: Vec<Result<(), InstanceError>> = std::thread::scope(|scope| {
+        let shared = &shared;
+        let handles: Vec<_> = (0..threads)
+            .map(|k| {
+                std::thread::Builder::new()
+                    .name(format!("kafclaw-stream-{k}"))
+                    .spawn_scoped(scope, move || threads::run_stream_thread(shared, k))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .enumerate()
+            .map(|(k, h)| match h {
+                Err(e) => {
+                    shared.halt.store(true, Ordering::Relaxed);
+                    Err(setup(format!("stream thread {k}: {e}")))
+                }
+                Ok(h) => h.join().unwrap_or_else(|_| {
+                    shared.halt.store(true, Ordering::Relaxed);
+                    Err(InstanceError::Fatal(format!("stream thread {k} panicked")))
+                }),
+            })
+            .collect()
+    });
     tracing::info!(stats = ?opts.stats.snapshot(), "instance stopped");
-    result
+    results.into_iter().collect()
 }
 
 /// The stream thread: one named step after another until stopped, done (a replay) or failed.
@@ -363,9 +317,9 @@ fn poll_loop(
     instance: &Mutex<Instance>,
     consumer: &BaseConsumer<InstanceContext>,
     global: Option<&BaseConsumer<QuietEof>>,
-    stop: &AtomicBool,
+    shared: &threads::Shared<'_>,
 ) {
-    while !stop.load(Ordering::Relaxed) {
+    while !shared.stopping() {
         let wait = lock(instance).finish_ready();
         if let Some(g) = global {
             follow_globals(g, instance);

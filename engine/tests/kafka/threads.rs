@@ -1,0 +1,227 @@
+//! Stream threads (issue 21, item 1): an instance with `threads = 2` is two members of its
+//! group, each with its own consumer, transactional producer and tasks, over one RocksDB store.
+//! The kill -9 and rebalance-storm chaos tests (`chaos::`) run with `--threads 2` too.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+const PARTITIONS: i32 = 6;
+
+fn counting(dir: &Path, app: &str, input: &str, output: &str) -> PathBuf {
+    write_topology(
+        dir,
+        app,
+        &format!(
+            r#"
+[topology]
+name = "{app}"
+partitions = {PARTITIONS}
+threads = 2
+
+[sources.in]
+type = "kafka"
+topic = "{input}"
+
+[operators.per-key]
+type = "count"
+inputs = ["in"]
+by = 'correlation_id'
+
+[sinks.out]
+type = "kafka"
+inputs = ["per-key"]
+topic = "{output}"
+"#
+        ),
+    )
+}
+
+fn keyed(i: usize, keys: usize) -> (String, String) {
+    let k = format!("key-{}", i % keys);
+    let v = format!(
+        r#"{{"type":"request","correlation_id":"{k}","sender_id":"load","timestamp":"2026-11-23T10:00:00Z","payload":{{"n":{i}}},"id":"in-{i}"}}"#
+    );
+    (k, v)
+}
+
+/// The last count emitted per key (a key's outputs share one partition, in order).
+fn final_counts(got: &[Got]) -> HashMap<String, u64> {
+    let mut sorted: Vec<&Got> = got.iter().collect();
+    sorted.sort_by_key(|g| (g.partition, g.offset));
+    let mut counts = HashMap::new();
+    for g in sorted {
+        let key = g.value["payload"]["count_key"].as_str().unwrap().to_owned();
+        counts.insert(key, g.value["payload"]["count"].as_u64().unwrap());
+    }
+    counts
+}
+
+/// The partitions each stream thread holds at the end of the instance's log, replaying its
+/// lines `partitions assigned thread=K ... partitions=<topic>[0, 2, 4]` and `partitions revoked
+/// thread=K ...` in order (cooperative rebalances assign and revoke incrementally).
+fn held_by_thread(log: &str, topic: &str) -> HashMap<u64, BTreeSet<i32>> {
+    let mut out: HashMap<u64, BTreeSet<i32>> = HashMap::new();
+    for line in log.lines() {
+        let assigned = line.contains("partitions assigned");
+        if !assigned && !line.contains("partitions revoked") {
+            continue;
+        }
+        let thread = line.split("thread=").nth(1).and_then(|r| r.split(' ').next()).and_then(|t| t.parse().ok());
+        let parts = line.split(&format!("{topic}[")).nth(1).and_then(|r| r.split(']').next());
+        if let (Some(thread), Some(parts)) = (thread, parts) {
+            let held = out.entry(thread).or_default();
+            for p in parts.split(',').filter_map(|p| p.trim().parse::<i32>().ok()) {
+                if assigned { held.insert(p) } else { held.remove(&p) };
+            }
+        }
+    }
+    out
+}
+
+/// Waits until `n` inputs are committed; the bound is for liveness only (a debug build on two
+/// loaded cores took up to about 150 s here).
+fn wait_committed(app: &str, topic: &str, n: usize, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while committed(app, topic, PARTITIONS).iter().sum::<i64>() < n as i64 {
+        assert!(Instant::now() < deadline, "not all {n} committed:\n{}", log_tail(log));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// `threads = 2`: both stream threads get partitions of the input (each logs its own
+/// assignment, and the two are disjoint), every count is exact, and every input is committed.
+/// Then the same instance restarts with `--threads 1` (the flag overrides the topology): its one
+/// thread takes every partition from the store the two threads shared, whose checkpoints are
+/// current, so it restores nothing, and the counts go on from where the two threads left them.
+#[test]
+fn two_stream_threads_split_the_partitions_over_one_store() {
+    const N: usize = 12_000;
+    const KEYS: usize = 120;
+    let dir = TestDir::new();
+    let (app, input, output) = (unique("threads-app"), unique("threads-in"), unique("threads-out"));
+    create_topic(&input, PARTITIONS);
+    let topo = counting(dir.path(), &app, &input, &output);
+    produce(&input, (0..N).map(|i| keyed(i, KEYS)));
+
+    let log = dir.path().join("two.log");
+    let mut two = spawn_instance(&topo, "t", &log);
+    wait_committed(&app, &input, N, &log);
+    let got = consume_all(&output, N, Duration::from_secs(120));
+    // Read before the stop: leaving the group revokes every partition.
+    let text = std::fs::read_to_string(&log).unwrap();
+    sigterm(&mut two);
+    assert_eq!(wait_exit(&mut two, Duration::from_secs(60)), Some(0), "{}", log_tail(&log));
+    assert_eq!(text.matches("stream thread started").count(), 2, "{text}");
+    let by_thread = held_by_thread(&text, &input);
+    let (zero, one) = (by_thread.get(&0).cloned().unwrap_or_default(), by_thread.get(&1).cloned().unwrap_or_default());
+    assert!(!zero.is_empty() && !one.is_empty(), "both threads hold partitions: {by_thread:?}\n{text}");
+    assert!(zero.is_disjoint(&one), "no partition is held by both threads: {by_thread:?}\n{text}");
+    assert_eq!(got.len(), N, "one output per input");
+    let counts = final_counts(&got);
+    assert_eq!(counts.len(), KEYS);
+    assert!(counts.values().all(|&c| c == (N / KEYS) as u64), "{counts:?}");
+
+    produce(&input, (N..2 * N).map(|i| keyed(i, KEYS)));
+    let log = dir.path().join("one.log");
+    let mut one = spawn_instance_with(&topo, "t", &log, &["--threads", "1"]);
+    wait_committed(&app, &input, 2 * N, &log);
+    let got = consume_all(&output, 2 * N, Duration::from_secs(120));
+    sigterm(&mut one);
+    assert_eq!(wait_exit(&mut one, Duration::from_secs(60)), Some(0), "{}", log_tail(&log));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.matches("stream thread started").count(), 1, "{text}");
+    assert!(!text.contains("state restored from the changelog"), "checkpoints were current:\n{text}");
+    let counts = final_counts(&got);
+    assert_eq!(got.len(), 2 * N);
+    assert!(counts.values().all(|&c| c == (2 * N / KEYS) as u64), "{counts:?}");
+}
+
+/// A stream–table join over two co-partitioned topics, run by two instances of two stream
+/// threads each. A task reads partition `p` of both topics, so both must go to the same
+/// member: the group uses the range assignor for such a topology. (With cooperative-sticky,
+/// tried: four of the table's six partitions went to one instance and the same requests'
+/// partitions to the other, and their requests missed their members. Within one instance the shared store hid it.)
+/// Every request finds its member.
+#[test]
+fn a_join_over_two_stream_threads_sees_both_topics_of_its_partition() {
+    const N: usize = 120;
+    let dir = TestDir::new();
+    let (app, table, stream, output) =
+        (unique("threads-join-app"), unique("threads-join-table"), unique("threads-join-req"), unique("threads-join-out"));
+    create_topic(&table, PARTITIONS);
+    create_topic(&stream, PARTITIONS);
+    let topo = write_topology(
+        dir.path(),
+        &app,
+        &format!(
+            r#"
+[topology]
+name = "{app}"
+partitions = {PARTITIONS}
+
+[sources.members]
+type = "kafka"
+topic = "{table}"
+
+[sources.requests]
+type = "kafka"
+topic = "{stream}"
+
+[operators.enrich]
+type = "join"
+inputs = ["requests", "members"]
+table = "members"
+key = 'correlation_id'
+into = "payload.member"
+
+[sinks.out]
+type = "kafka"
+inputs = ["enrich"]
+topic = "{output}"
+"#
+        ),
+    );
+    let member = |i: usize| {
+        let k = format!("k-{i}");
+        let v = format!(
+            r#"{{"type":"request","correlation_id":"{k}","sender_id":"crm","timestamp":"2026-11-23T10:00:00Z","payload":{{"name":"member {i}"}},"id":"m-{i}"}}"#
+        );
+        (k, v)
+    };
+    produce(&table, (0..N).map(member));
+    // Two instances of two threads each (their own stores): four members of the group.
+    let logs = [dir.path().join("j1.log"), dir.path().join("j2.log")];
+    let mut children: Vec<Instance> = ["j1", "j2"]
+        .iter()
+        .zip(&logs)
+        .map(|(id, log)| spawn_instance_with(&topo, id, log, &["--threads", "2"]))
+        .collect();
+    let tails = || logs.iter().map(|l| log_tail(l)).collect::<Vec<_>>().join("\n---\n");
+    // Every member is in the table (its offsets committed) before the first request.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while committed(&app, &table, PARTITIONS).iter().sum::<i64>() < N as i64 {
+        assert!(Instant::now() < deadline, "members not committed:\n{}", tails());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    produce(&stream, (0..N).map(|i| keyed(i, N)).map(|(k, v)| (k.replace("key-", "k-"), v.replace("key-", "k-"))));
+    let got = consume_all(&output, N, Duration::from_secs(120));
+    // Read before the stop: leaving the group revokes every partition.
+    let texts: Vec<String> = logs.iter().map(|l| std::fs::read_to_string(l).unwrap()).collect();
+    for c in &mut children {
+        sigterm(c);
+    }
+    for (c, log) in children.iter_mut().zip(&logs) {
+        assert_eq!(wait_exit(c, Duration::from_secs(60)), Some(0), "{}", log_tail(log));
+    }
+    let text = texts.join("\n");
+    assert_eq!(got.len(), N, "{}", tails());
+    let missed: Vec<&str> = got
+        .iter()
+        .filter(|g| g.value["payload"]["member"].is_null())
+        .filter_map(|g| g.value["correlation_id"].as_str())
+        .collect();
+    assert!(missed.is_empty(), "requests that missed their member: {missed:?}\n{text}");
+}
