@@ -9,6 +9,11 @@ use kafclaw_operators::api::secrets::RedactingWriter;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::prelude::*;
 
+/// mimalloc instead of glibc's malloc: records are many small allocations made and freed by
+/// the stream threads (envelopes, ids, CEL values) and, in local mode, freed by other threads.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

@@ -12,7 +12,7 @@ use crate::compiler::Compiled;
 use crate::exit;
 use crate::kafka::{InstanceOptions, Stats, run_instance};
 use crate::runtime::query::QuerySlot;
-use crate::runtime::{LocalOptions, RunError, run_local};
+use crate::runtime::{LocalOptions, RunError, run_local_on};
 
 /// Arguments of `kafclaw run`.
 #[derive(Debug, clap::Args)]
@@ -27,8 +27,9 @@ pub struct Args {
     /// id, so a restarted instance fences its previous incarnation. Default: the host name.
     #[arg(long, env = "KAFCLAW_INSTANCE_ID")]
     pub instance_id: Option<String>,
-    /// Kafka: stream threads of this instance, each a consumer group member with its own
-    /// producer and tasks (1 to 256). Default: `[topology] threads`, else the machine's cores.
+    /// Stream threads (1 to 256). Kafka: each a consumer group member with its own producer
+    /// and tasks. Local: workers of each sub-topology of stateless operators reading files.
+    /// Default: `[topology] threads`, else the machine's cores.
     #[arg(long, env = "KAFCLAW_THREADS", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub threads: Option<u32>,
     /// Kafka: the bootstrap servers.
@@ -99,7 +100,7 @@ pub(super) fn execute(args: Args) -> i32 {
         // Beside the Kafka mode's state stores: kept across local runs (docs/effects.md).
         effect_log: Some(args.state_dir.join(&c.plan.name).join("effects.local.jsonl")),
     };
-    let result = run_local(&c, &opts);
+    let result = run_local_on(&c, &opts, c.spec.topology.stream_threads(args.threads));
     for m in c.resources.models() {
         if let Some(u) = m.usage() {
             eprintln!(

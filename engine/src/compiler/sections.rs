@@ -44,10 +44,12 @@ pub struct TopologySection {
     /// How often (milliseconds) outputs, state and offsets are committed.
     #[serde(default = "default_commit_interval_ms")]
     pub commit_interval_ms: u64,
-    /// Stream threads of each instance in Kafka mode (1 to 256): each thread is a member of the
+    /// Stream threads of each instance (1 to 256). Kafka mode: each thread is a member of the
     /// consumer group with its own consumer, its own transactional producer and the tasks of
-    /// the partitions assigned to it, as in Kafka Streams (`num.stream.threads`). Default: the
-    /// machine's cores; `kafclaw run --threads` overrides it.
+    /// the partitions assigned to it, as in Kafka Streams (`num.stream.threads`). Local mode:
+    /// the workers of each sub-topology of stateless operators (`filter`, `map`, `route`)
+    /// reading files, outputs in input order. Default: the machine's cores; `kafclaw run
+    /// --threads` overrides it.
     #[serde(default)]
     pub threads: Option<u32>,
     /// How long the effect log keeps a logged tool call (docs/effects.md): the `retention.ms`

@@ -1,7 +1,9 @@
 //! Local mode: runs a plan over files and the standard streams, with no Kafka at all. One
 //! thread per sub-topology; each drives the same [`Task`] the Kafka runtime runs, through a
 //! [`Driver`] of its own: round-robin over the sub-topology's sources, finishing asynchronous
-//! work as it completes, writing outputs out every [`DRAIN_EVERY`] inputs.
+//! work as it completes, writing outputs out every [`DRAIN_EVERY`] inputs. A sub-topology of
+//! stateless operators reading files runs on several worker threads instead ([`parallel`]),
+//! with the same outputs in the same order.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -10,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use kafclaw_operators::DeadLetter;
 use kafclaw_operators::connectors::{LineSink, LineSource, RecordSink, RecordSource, open_file_sink, open_stdout_sink};
 
 use super::driver::{Driver, MAX_IN_FLIGHT, Patience, Tasks};
@@ -18,6 +21,9 @@ use super::task::{BuildError, Task, TaskOutput};
 use crate::compiler::registry::{NodeConfig, Role};
 use crate::compiler::sections::DeadLetterKind;
 use crate::compiler::{Compiled, PhysicalPlan};
+
+mod parallel;
+
 
 /// Overrides for a local run.
 #[derive(Debug, Clone, Default)]
@@ -184,19 +190,25 @@ fn write_out(
         sinks.get_mut(&o.sink).expect("every sink of a sub-topology is opened").write(buf)?;
         *written.entry(o.sink).or_default() += 1;
     }
-    if !out.dead_letters.is_empty() {
-        let mut d = dead.lock().unwrap_or_else(|p| p.into_inner());
-        for letter in out.dead_letters.drain(..) {
-            // The first few are worth a warning each; after that the summary counts them.
-            if d.count < WARN_DEAD_LETTERS {
-                tracing::warn!(stage = %letter.stage, input = %letter.describe_input(), error = %letter.error, "record dead-lettered");
-            } else {
-                tracing::debug!(stage = %letter.stage, input = %letter.describe_input(), error = %letter.error, "record dead-lettered");
-            }
-            let line = serde_json::to_vec(&letter.to_json()).expect("dead letters encode");
-            d.sink.write(&line)?;
-            d.count += 1;
+    write_dead_letters(std::mem::take(&mut out.dead_letters), dead)
+}
+
+/// Writes dead letters to the dead-letter output, in their order.
+fn write_dead_letters(letters: Vec<DeadLetter>, dead: &Mutex<DeadLetterOut>) -> io::Result<()> {
+    if letters.is_empty() {
+        return Ok(());
+    }
+    let mut d = dead.lock().unwrap_or_else(|p| p.into_inner());
+    for letter in letters {
+        // The first few are worth a warning each; after that the summary counts them.
+        if d.count < WARN_DEAD_LETTERS {
+            tracing::warn!(stage = %letter.stage, input = %letter.describe_input(), error = %letter.error, "record dead-lettered");
+        } else {
+            tracing::debug!(stage = %letter.stage, input = %letter.describe_input(), error = %letter.error, "record dead-lettered");
         }
+        let line = serde_json::to_vec(&letter.to_json()).expect("dead letters encode");
+        d.sink.write(&line)?;
+        d.count += 1;
     }
     Ok(())
 }
@@ -231,8 +243,79 @@ fn local_plan(plan: &PhysicalPlan, opts: &LocalOptions) -> PhysicalPlan {
     plan
 }
 
-/// Runs a compiled topology locally until every source is exhausted.
+/// One sub-topology on its thread: the task driven through a [`Driver`], round-robin over the
+/// sources until all are exhausted, outputs written out every [`DRAIN_EVERY`] inputs.
+fn run_one_thread(
+    task: Task,
+    mut sources: Vec<(usize, LineSource, Arc<str>)>,
+    sinks: &mut HashMap<usize, Box<dyn RecordSink>>,
+    dead: &Mutex<DeadLetterOut>,
+    stop: &AtomicBool,
+) -> Result<TaskTally, RunError> {
+    let io_err = |e: io::Error| RunError::Io(e.to_string());
+    let mut local = Local { task, store: memory_store() };
+    let mut driver: Driver<()> = Driver::new(MAX_IN_FLIGHT).map_err(io_err)?;
+    let mut written = HashMap::new();
+    let mut buf = Vec::new();
+    let mut read = 0u64;
+    let mut since_drain = 0;
+    // Round-robin over the sub-topology's sources until all are exhausted.
+    while !sources.is_empty() {
+        let mut i = 0;
+        while i < sources.len() {
+            if stop.load(Ordering::Relaxed) {
+                return Err(RunError::Stopped);
+            }
+            let (node, src, location) = &mut sources[i];
+            match src.next_raw().map_err(|e| RunError::Io(format!("{location}: {e}")))? {
+                Some(raw) => {
+                    let span = crate::telemetry::local_process_span(location, raw.line);
+                    let _in = span.enter();
+                    driver.feed(&mut local, (), *node, location, raw.view())?;
+                    read += 1;
+                    since_drain += 1;
+                    i += 1;
+                }
+                None => {
+                    sources.swap_remove(i);
+                }
+            }
+        }
+        // Finish what completed; wait when too much is in flight.
+        driver.finish_ready(Duration::ZERO, &mut local)?;
+        // Wall-clock punctuations due now (between rounds of reading; no clock read without).
+        if local.task.punctuates() {
+            driver.punctuate(&mut local, (), kafclaw_operators::api::record::now_ms())?;
+        }
+        if since_drain >= DRAIN_EVERY {
+            let out = driver.output();
+            write_out(out, sinks, &mut written, dead, &mut buf).map_err(io_err)?;
+            // Local state lives in memory for the run; no changelog.
+            local.store.seal(Vec::new()).map_err(|e| RunError::Io(e.to_string()))?;
+            out.changelog.clear();
+            since_drain = 0;
+        }
+    }
+    // The inputs are read: wait for the work still in flight.
+    if driver.drain(Patience::Idle(FINAL_PATIENCE), &mut local)? > 0 {
+        return Err(RunError::Io("asynchronous work never finished".into()));
+    }
+    write_out(driver.output(), sinks, &mut written, dead, &mut buf).map_err(io_err)?;
+    for sink in sinks.values_mut() {
+        sink.flush().map_err(io_err)?;
+    }
+    Ok((read, written))
+}
+
+/// Runs a compiled topology locally until every source is exhausted, a sub-topology of
+/// stateless operators reading files on as many threads as the machine has cores.
 pub fn run_local(compiled: &Compiled, opts: &LocalOptions) -> Result<RunSummary, RunError> {
+    run_local_on(compiled, opts, compiled.spec.topology.stream_threads(None))
+}
+
+/// [`run_local`] with `threads` worker threads for each sub-topology that can use several
+/// (`1`: every sub-topology on one thread). Outputs are the same whatever `threads` is.
+pub fn run_local_on(compiled: &Compiled, opts: &LocalOptions, threads: usize) -> Result<RunSummary, RunError> {
     let plan = Arc::new(local_plan(&compiled.plan, opts));
     let base = compiled.file.base_dir().to_path_buf();
     for name in opts.inputs.keys() {
@@ -269,6 +352,11 @@ pub fn run_local(compiled: &Compiled, opts: &LocalOptions) -> Result<RunSummary,
     let mut work = Vec::new();
     for sub in &plan.subtopologies {
         let task = Task::new(plan.clone(), sub, 0)?;
+        let workers = match threads > 1 && parallel::eligible(&plan, sub, &opts.inputs) {
+            true => threads,
+            false => 1,
+        };
+        tracing::debug!(subtopology = sub.id, threads = workers, "local sub-topology");
         let mut sources = Vec::new();
         for &s in &sub.sources {
             let src = open_source(&plan, s, &base, opts)?;
@@ -279,7 +367,7 @@ pub fn run_local(compiled: &Compiled, opts: &LocalOptions) -> Result<RunSummary,
         for &n in sub.nodes.iter().filter(|&&n| plan.nodes[n].role == Role::Sink) {
             sinks.insert(n, open_sink(&plan, n, &base, opts)?);
         }
-        work.push((task, sources, sinks));
+        work.push((task, sub.clone(), workers, sources, sinks));
     }
 
     // One thread per sub-topology. The first failure ends the run at once: the others stop
@@ -289,63 +377,21 @@ pub fn run_local(compiled: &Compiled, opts: &LocalOptions) -> Result<RunSummary,
     let stop = Arc::new(AtomicBool::new(false));
     let (done, results) = std::sync::mpsc::channel::<Result<TaskTally, RunError>>();
     let threads = work.len();
-    for (task, mut sources, mut sinks) in work {
-        let (dead, stop, done) = (Arc::clone(&dead), Arc::clone(&stop), done.clone());
+    for (task, sub, workers, sources, mut sinks) in work {
+        let (dead, stop, done, plan) = (Arc::clone(&dead), Arc::clone(&stop), done.clone(), plan.clone());
         std::thread::spawn(move || {
-            let result = (|| -> Result<TaskTally, RunError> {
-                let dead = &*dead;
-                let io_err = |e: io::Error| RunError::Io(e.to_string());
-                let mut local = Local { task, store: memory_store() };
-                let mut driver: Driver<()> = Driver::new(MAX_IN_FLIGHT).map_err(io_err)?;
-                let mut written = HashMap::new();
-                let mut buf = Vec::new();
-                let mut read = 0u64;
-                let mut since_drain = 0;
-                // Round-robin over the sub-topology's sources until all are exhausted.
-                while !sources.is_empty() {
-                    let mut i = 0;
-                    while i < sources.len() {
-                        if stop.load(Ordering::Relaxed) {
-                            return Err(RunError::Stopped);
-                        }
-                        let (node, src, location) = &mut sources[i];
-                        match src.next_raw().map_err(|e| RunError::Io(format!("{location}: {e}")))? {
-                            Some(raw) => {
-                                let span = crate::telemetry::local_process_span(location, raw.line);
-                                let _in = span.enter();
-                                driver.feed(&mut local, (), *node, location, raw.view())?;
-                                read += 1;
-                                since_drain += 1;
-                                i += 1;
-                            }
-                            None => {
-                                sources.swap_remove(i);
-                            }
-                        }
-                    }
-                    // Finish what completed; wait when too much is in flight.
-                    driver.finish_ready(Duration::ZERO, &mut local)?;
-                    // Wall-clock punctuations due now (between rounds of reading).
-                    driver.punctuate(&mut local, (), kafclaw_operators::api::record::now_ms())?;
-                    if since_drain >= DRAIN_EVERY {
-                        let out = driver.output();
-                        write_out(out, &mut sinks, &mut written, dead, &mut buf).map_err(io_err)?;
-                        // Local state lives in memory for the run; no changelog.
-                        local.store.seal(Vec::new()).map_err(|e| RunError::Io(e.to_string()))?;
-                        out.changelog.clear();
-                        since_drain = 0;
-                    }
+            let result = match workers {
+                1 => run_one_thread(task, sources, &mut sinks, &dead, &stop),
+                n => {
+                    // The first worker reuses the task built (and checked) above.
+                    let mut first = Some(task);
+                    let make = || match first.take() {
+                        Some(t) => Ok(t),
+                        None => Ok(Task::new(plan.clone(), &sub, 0)?),
+                    };
+                    parallel::run(n, make, sources, &mut sinks, &dead, &stop)
                 }
-                // The inputs are read: wait for the work still in flight.
-                if driver.drain(Patience::Idle(FINAL_PATIENCE), &mut local)? > 0 {
-                    return Err(RunError::Io("asynchronous work never finished".into()));
-                }
-                write_out(driver.output(), &mut sinks, &mut written, dead, &mut buf).map_err(io_err)?;
-                for sink in sinks.values_mut() {
-                    sink.flush().map_err(io_err)?;
-                }
-                Ok((read, written))
-            })();
+            };
             if result.is_err() {
                 stop.store(true, Ordering::Relaxed);
             }

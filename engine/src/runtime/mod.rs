@@ -11,6 +11,6 @@ pub mod state;
 pub mod task;
 
 pub use driver::{Driver, Patience, Tasks};
-pub use local::{LocalOptions, RunError, RunSummary, run_local};
+pub use local::{LocalOptions, RunError, RunSummary, run_local, run_local_on};
 pub use state::{ChangelogWrite, TaskStore, memory_store};
 pub use task::{Output, Spawn, Task, TaskOutput};

@@ -306,7 +306,7 @@ impl Task {
             trace_id,
         });
         let record = Record { envelope, origin };
-        if self.source_stages.contains_key(&source) {
+        if !self.source_stages.is_empty() && self.source_stages.contains_key(&source) {
             self.advance_time(&record);
             let stage = self.source_stages.get_mut(&source).expect("checked");
             let mut state = task_state!(self, store, out, record.origin.clone());

@@ -27,6 +27,7 @@ mod embed_local;
 mod fuzz_compiler;
 mod input_ranks;
 mod llm_local;
+mod local_threads;
 mod mcp;
 mod memory_tool;
 mod model_corpus;

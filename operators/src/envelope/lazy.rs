@@ -24,6 +24,18 @@ use serde_json::value::RawValue;
 /// fewer cannot nest as deep as serde_json's recursion limit (128).
 pub const EAGER_BRACKETS: usize = 100;
 
+/// How many `[` and `{` `text` holds. Counted in blocks of 64 bytes with branch-free sums,
+/// which the compiler turns into vector code: the count runs over every decoded payload (a
+/// byte-by-byte filter was 8 % of the hot path's instructions).
+fn opening_brackets(text: &[u8]) -> usize {
+    let count =
+        |block: &[u8]| block.iter().map(|&b| u8::from(b == b'[') + u8::from(b == b'{')).fold(0u8, u8::wrapping_add);
+    let mut chunks = text.chunks_exact(64);
+    let mut n: usize = chunks.by_ref().map(|c| usize::from(count(c))).sum();
+    n += usize::from(count(chunks.remainder()));
+    n
+}
+
 /// A JSON value kept as text until it is read.
 pub struct LazyJson {
     /// The JSON text as read (well-formed; dropped on the first write).
@@ -45,8 +57,7 @@ impl LazyJson {
     /// case costs one counting pass); one with more is parsed now — the error, or the value,
     /// which later reads use.
     pub fn checked(raw: Box<RawValue>) -> Result<Self, String> {
-        let brackets = raw.get().bytes().filter(|b| matches!(b, b'[' | b'{')).count();
-        if brackets < EAGER_BRACKETS {
+        if opening_brackets(raw.get().as_bytes()) < EAGER_BRACKETS {
             return Ok(Self::from_raw(raw));
         }
         let value: Value = serde_json::from_str(raw.get()).map_err(|e| match e.to_string() {
@@ -123,8 +134,8 @@ impl<'de, 'n, T, F: FnMut(&Value) -> T> Visitor<'de> for Pick<'n, '_, F> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut found = HashMap::with_capacity(self.names.len());
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            match self.names.iter().find(|n| **n == *key) {
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            match self.names.iter().find(|n| **n == *key.as_str()) {
                 // A later duplicate wins, as when the whole object is parsed.
                 Some(name) => {
                     found.insert(name.as_str(), (self.convert)(&map.next_value::<Value>()?));
@@ -139,6 +150,44 @@ impl<'de, 'n, T, F: FnMut(&Value) -> T> Visitor<'de> for Pick<'n, '_, F> {
 
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
         Ok(HashMap::new())
+    }
+}
+
+/// A string as read (an object key, the envelope's `type`): borrowed from the text unless it
+/// holds escapes (serde's `Cow<str>` always allocates; most need no copy).
+pub(super) enum Key<'de> {
+    Borrowed(&'de str),
+    Owned(String),
+}
+
+impl Key<'_> {
+    pub(super) fn as_str(&self) -> &str {
+        match self {
+            Key::Borrowed(s) => s,
+            Key::Owned(s) => s,
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key::Borrowed(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key::Owned(v.to_owned()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key::Owned(v))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
     }
 }
 
@@ -247,6 +296,16 @@ mod tests {
     }
 
     #[test]
+    fn opening_brackets_are_counted_in_blocks_and_the_rest() {
+        for len in [0, 1, 63, 64, 65, 200] {
+            let text: Vec<u8> = (0..len).map(|i| [b'[', b'{', b'a', b'}'][i % 4]).collect();
+            let expected = text.iter().filter(|b| matches!(b, b'[' | b'{')).count();
+            assert_eq!(opening_brackets(&text), expected, "length {len}");
+        }
+        assert_eq!(opening_brackets(&[b'{'; 64]), 64);
+    }
+
+    #[test]
     fn picked_fields_match_the_parsed_object() {
         let names = ["n".to_owned(), "s".to_owned(), "missing".to_owned()];
         let text = r#"{"s":"x\"y","skip":{"deep":[1,{"a":null}]},"n":3,"n":4}"#;
@@ -256,5 +315,7 @@ mod tests {
         assert_eq!(picked.len(), 2);
         assert_eq!(picked["n"], json!(4));
         assert!(lazy("null").fields(&names, Value::clone).is_empty());
+        // A key spelled with an escape is the same key.
+        assert_eq!(lazy(r#"{"\u006e":5,"s\"":1}"#).fields(&names, Value::clone)["n"], json!(5));
     }
 }

@@ -124,7 +124,7 @@ impl Instance {
     /// Feeds one record to its task; its output goes into the open transaction.
     pub(super) fn process(&mut self, m: &BorrowedMessage<'_>) {
         let core = &mut self.core;
-        if core.routes.global_topics.contains(m.topic()) {
+        if !core.routes.global_topics.is_empty() && core.routes.global_topics.contains(m.topic()) {
             let _in = crate::telemetry::kafka_process_span(consumed(m), &core.plan.name).entered();
             return self.process_global(m);
         }
