@@ -1,7 +1,8 @@
-//! Vector search on the usearch HNSW index the memory operators use (cosine, the project's
-//! M / ef settings): top-10 queries over 1,000 and 10,000 random vectors of 384 dimensions (random vectors
-//! are the hard case for HNSW: no clusters to exploit).
-//! Throughput unit: queries per second.
+//! Vector search micro-benchmark on the index the memory operators use (`VectorIndex` with its
+//! default options: the exact scan at 1,000 vectors, the HNSW graph at 10,000): top-10 queries
+//! over random 384-d vectors (the hard case for HNSW: no clusters to exploit).
+//! Throughput unit: queries per second. The real-embedding benchmark, with recall and build
+//! time, is `bench/src/bin/vectors.rs`.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kafclaw_state::VectorIndex;

@@ -1,23 +1,110 @@
-//! Vector indexes (usearch HNSW, cosine): what memory search runs on. Keys are u64 ids chosen
-//! by the caller; vectors are f32 of the index's dimensions. The index lives in memory and is
-//! rebuilt from the items table it indexes (after a restore or a replay), or saved to and
-//! loaded from a file.
+//! Vector indexes (cosine): what memory search runs on. Keys are u64 ids chosen by the
+//! caller; vectors are f32 of the index's dimensions. The index lives in memory and is
+//! rebuilt from the items table it indexes (after a restore or a replay).
+//!
+//! Small indexes are an exact scan ([`flat`]: one contiguous array, SIMD dot products), which
+//! is both exact and faster than a graph there; once an index holds more than
+//! [`VectorOptions::exact_up_to`] vectors it moves, once, to a usearch HNSW graph, searched
+//! with an `ef` that grows with its size ([`expansion_for`]). Vectors are stored as f32 or,
+//! with [`Quantization::I8`], as i8 (4× less memory, slightly lower recall). Figures:
+//! docs/benchmarks.md, "Vector search" (`bench/src/bin/vectors.rs`).
 
-use std::sync::Mutex;
+mod flat;
+mod kernels;
+
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::StateError;
+use flat::{Flat, Row, normalized, quantized};
 
-/// An approximate nearest-neighbour index.
+/// How an index stores its vectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Quantization {
+    /// 32-bit floats: exact values.
+    #[default]
+    F32,
+    /// 8-bit integers, each vector scaled so its largest component is ±127 (cosine ignores
+    /// the scale): a quarter of the memory.
+    I8,
+}
+
+/// How an index is built and searched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorOptions {
+    /// How vectors are stored.
+    pub quantization: Quantization,
+    /// Up to this many vectors, search is an exact scan; past it, an HNSW graph is built.
+    pub exact_up_to: usize,
+    /// The graph's connectivity (HNSW `M`: links per node).
+    pub connectivity: usize,
+    /// Candidates kept while inserting into the graph (HNSW `ef_construction`).
+    pub expansion_add: usize,
+    /// Candidates kept while searching the graph (HNSW `ef_search`); `None`: by size
+    /// ([`expansion_for`]).
+    pub expansion_search: Option<usize>,
+}
+
+/// Up to how many vectors an exact scan of `quantization` is faster than the graph
+/// (384-d, one core: the scan reads every vector, the graph a few thousand; i8 rows are a
+/// quarter of the bytes, so the scan stays ahead longer; docs/benchmarks.md).
+pub fn exact_up_to_for(quantization: Quantization) -> usize {
+    match quantization {
+        Quantization::F32 => 6_000,
+        Quantization::I8 => 12_000,
+    }
+}
+
+impl Default for VectorOptions {
+    fn default() -> Self {
+        Self {
+            quantization: Quantization::F32,
+            exact_up_to: exact_up_to_for(Quantization::F32),
+            connectivity: 16,
+            expansion_add: 128,
+            expansion_search: None,
+        }
+    }
+}
+
+/// The graph's `ef_search` for an index of `len` vectors: chosen for recall@10 ≥ 0.99 on
+/// all-MiniLM-L6-v2 embeddings (docs/benchmarks.md).
+pub fn expansion_for(len: usize) -> usize {
+    if len <= 12_000 {
+        64
+    } else if len <= 50_000 {
+        96
+    } else if len <= 200_000 {
+        128
+    } else {
+        256
+    }
+}
+
+/// Where the vectors are.
+enum Store {
+    Flat(Flat),
+    Graph(usearch::Index),
+}
+
+/// A nearest-neighbour index: exact while small, HNSW when large.
 pub struct VectorIndex {
-    index: usearch::Index,
     dimensions: usize,
-    /// Serialises growth (usearch adds are thread-safe within capacity).
-    grow: Mutex<()>,
+    options: VectorOptions,
+    /// The graph's `ef_search` when set by [`VectorIndex::set_expansion_search`] (0: from
+    /// the options).
+    expansion_search: AtomicUsize,
+    store: RwLock<Store>,
 }
 
 impl std::fmt::Debug for VectorIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VectorIndex").field("dimensions", &self.dimensions).field("len", &self.len()).finish()
+        f.debug_struct("VectorIndex")
+            .field("dimensions", &self.dimensions)
+            .field("len", &self.len())
+            .field("exact", &self.is_exact())
+            .field("options", &self.options)
+            .finish()
     }
 }
 
@@ -26,20 +113,22 @@ fn err(e: impl std::fmt::Display) -> StateError {
 }
 
 impl VectorIndex {
-    /// An empty cosine index of `dimensions`.
+    /// An empty cosine index of `dimensions`, with the default options.
     pub fn new(dimensions: usize) -> Result<Self, StateError> {
-        let options = usearch::IndexOptions {
-            dimensions,
-            metric: usearch::MetricKind::Cos,
-            quantization: usearch::ScalarKind::F32,
-            connectivity: 32,
-            expansion_add: 256,
-            expansion_search: 256,
-            multi: false,
+        Self::with_options(dimensions, VectorOptions::default())
+    }
+
+    /// An empty cosine index of `dimensions`.
+    pub fn with_options(dimensions: usize, options: VectorOptions) -> Result<Self, StateError> {
+        if dimensions == 0 {
+            return Err(StateError::Vector("an index of 0 dimensions".into()));
+        }
+        let store = if options.exact_up_to == 0 {
+            Store::Graph(new_graph(dimensions, &options, 0)?)
+        } else {
+            Store::Flat(Flat::new(dimensions, options.quantization))
         };
-        let index = usearch::Index::new(&options).map_err(err)?;
-        index.reserve(1024).map_err(err)?;
-        Ok(Self { index, dimensions, grow: Mutex::new(()) })
+        Ok(Self { dimensions, options, expansion_search: AtomicUsize::new(0), store: RwLock::new(store) })
     }
 
     /// The vectors' length.
@@ -47,9 +136,17 @@ impl VectorIndex {
         self.dimensions
     }
 
+    /// The options it was made with.
+    pub fn options(&self) -> &VectorOptions {
+        &self.options
+    }
+
     /// How many vectors it holds.
     pub fn len(&self) -> usize {
-        self.index.size()
+        match &*self.store.read().unwrap_or_else(|p| p.into_inner()) {
+            Store::Flat(f) => f.len(),
+            Store::Graph(g) => g.size(),
+        }
     }
 
     /// Whether it holds none.
@@ -57,64 +154,123 @@ impl VectorIndex {
         self.len() == 0
     }
 
+    /// Whether searches are an exact scan (else the HNSW graph).
+    pub fn is_exact(&self) -> bool {
+        matches!(&*self.store.read().unwrap_or_else(|p| p.into_inner()), Store::Flat(_))
+    }
+
     /// Adds (or replaces) the vector of `key`.
     pub fn add(&self, key: u64, vector: &[f32]) -> Result<(), StateError> {
         if vector.len() != self.dimensions {
             return Err(StateError::Vector(format!("vector of {} values, index of {}", vector.len(), self.dimensions)));
         }
-        {
-            let _g = self.grow.lock().unwrap_or_else(|p| p.into_inner());
-            if self.index.contains(key) {
-                self.index.remove(key).map_err(err)?;
+        let mut store = self.store.write().unwrap_or_else(|p| p.into_inner());
+        match &mut *store {
+            Store::Flat(f) => {
+                f.add(key, vector);
+                if f.len() > self.options.exact_up_to {
+                    let graph = new_graph(self.dimensions, &self.options, f.len())?;
+                    for (k, row) in f.rows() {
+                        graph_add(&graph, k, row)?;
+                    }
+                    graph.change_expansion_search(self.expansion(graph.size()));
+                    *store = Store::Graph(graph);
+                }
+                Ok(())
             }
-            if self.index.size() + 1 > self.index.capacity() {
-                self.index.reserve((self.index.capacity() * 2).max(1024)).map_err(err)?;
+            Store::Graph(g) => {
+                if g.contains(key) {
+                    g.remove(key).map_err(err)?;
+                }
+                if g.size() + 1 > g.capacity() {
+                    g.reserve((g.capacity() * 2).max(1024)).map_err(err)?;
+                }
+                let before = self.expansion(g.size());
+                let unit = normalized(vector);
+                match self.options.quantization {
+                    Quantization::F32 => graph_add(g, key, Row::F32(&unit))?,
+                    Quantization::I8 => graph_add(g, key, Row::I8(&quantized(&unit)))?,
+                }
+                let after = self.expansion(g.size());
+                if after != before {
+                    g.change_expansion_search(after);
+                }
+                Ok(())
             }
         }
-        self.index.add(key, vector).map_err(err)
     }
 
     /// Removes `key`, if present.
     pub fn remove(&self, key: u64) -> Result<(), StateError> {
-        self.index.remove(key).map(|_| ()).map_err(err)
+        match &mut *self.store.write().unwrap_or_else(|p| p.into_inner()) {
+            Store::Flat(f) => {
+                f.remove(key);
+                Ok(())
+            }
+            Store::Graph(g) => g.remove(key).map(|_| ()).map_err(err),
+        }
     }
 
-    /// The `k` nearest keys with their cosine distances, nearest first.
+    /// The `k` nearest keys with their cosine distances (1 − cosine), nearest first.
     pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<(u64, f32)>, StateError> {
         if query.len() != self.dimensions {
             return Err(StateError::Vector(format!("query of {} values, index of {}", query.len(), self.dimensions)));
         }
-        let m = self.index.search(query, k).map_err(err)?;
-        Ok(m.keys.into_iter().zip(m.distances).collect())
+        match &*self.store.read().unwrap_or_else(|p| p.into_inner()) {
+            Store::Flat(f) => Ok(f.search(query, k)),
+            Store::Graph(g) => {
+                let m = match self.options.quantization {
+                    Quantization::F32 => g.search(query, k),
+                    Quantization::I8 => g.search(&quantized(query), k),
+                }
+                .map_err(err)?;
+                Ok(m.keys.into_iter().zip(m.distances).collect())
+            }
+        }
     }
+
+    /// Sets the graph's `ef_search` from now on, in place of the options' (for tuning: the
+    /// vector benchmark sweeps it over one built graph).
+    pub fn set_expansion_search(&self, ef: usize) {
+        self.expansion_search.store(ef.max(1), Ordering::Relaxed);
+        if let Store::Graph(g) = &*self.store.write().unwrap_or_else(|p| p.into_inner()) {
+            g.change_expansion_search(ef.max(1));
+        }
+    }
+
+    fn expansion(&self, len: usize) -> usize {
+        match self.expansion_search.load(Ordering::Relaxed) {
+            0 => self.options.expansion_search.unwrap_or_else(|| expansion_for(len)),
+            set => set,
+        }
+    }
+}
+
+fn new_graph(dimensions: usize, options: &VectorOptions, capacity: usize) -> Result<usearch::Index, StateError> {
+    let index = usearch::Index::new(&usearch::IndexOptions {
+        dimensions,
+        metric: usearch::MetricKind::Cos,
+        quantization: match options.quantization {
+            Quantization::F32 => usearch::ScalarKind::F32,
+            Quantization::I8 => usearch::ScalarKind::I8,
+        },
+        connectivity: options.connectivity,
+        expansion_add: options.expansion_add,
+        expansion_search: options.expansion_search.unwrap_or_else(|| expansion_for(capacity)),
+        multi: false,
+    })
+    .map_err(err)?;
+    index.reserve(capacity.next_power_of_two().max(1024)).map_err(err)?;
+    Ok(index)
+}
+
+fn graph_add(graph: &usearch::Index, key: u64, row: Row<'_>) -> Result<(), StateError> {
+    match row {
+        Row::F32(v) => graph.add(key, v),
+        Row::I8(v) => graph.add(key, v),
+    }
+    .map_err(err)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_what_was_added_and_forgets_what_was_removed() {
-        let idx = VectorIndex::new(3).unwrap();
-        idx.add(1, &[1.0, 0.0, 0.0]).unwrap();
-        idx.add(2, &[0.0, 1.0, 0.0]).unwrap();
-        idx.add(3, &[0.7, 0.7, 0.0]).unwrap();
-        let hits = idx.search(&[1.0, 0.1, 0.0], 2).unwrap();
-        assert_eq!(hits.iter().map(|h| h.0).collect::<Vec<_>>(), vec![1, 3]);
-        idx.remove(1).unwrap();
-        assert_eq!(idx.search(&[1.0, 0.1, 0.0], 1).unwrap()[0].0, 3);
-        idx.add(3, &[0.0, 0.0, 1.0]).unwrap();
-        assert_eq!(idx.len(), 2, "adding a key again replaces it");
-        assert!(idx.add(4, &[1.0]).is_err());
-    }
-
-    #[test]
-    fn grows_past_its_first_reservation() {
-        let idx = VectorIndex::new(2).unwrap();
-        for i in 0..5000u64 {
-            let a = i as f32 / 5000.0 * std::f32::consts::PI;
-            idx.add(i, &[a.cos(), a.sin()]).unwrap();
-        }
-        assert_eq!(idx.len(), 5000);
-    }
-}
+mod tests;

@@ -24,6 +24,10 @@
 //! `vector = 'payload.embedding'`, from the record itself: an upstream `embed` operator
 //! ([`embed_op`]) asked a model's `/v1/embeddings` endpoint once, where the item was written.
 //! The index takes the dimensions of its first vector; every later one must match.
+//! Up to `exact_up_to` items (default 6,000 for f32 vectors, 12,000 for i8) a search scans every vector exactly; past that
+//! the index builds an HNSW graph once and searches it with an `ef_search` that grows with
+//! its size; `quantization = "i8"` stores vectors in a quarter of the memory (figures:
+//! docs/benchmarks.md, "Vector search").
 //!
 //! Conversation memory ([`conversation`]): `conversation` keeps a bounded, summarised history
 //! per conversation; `conversation-context` puts it on a request for the model.
@@ -35,6 +39,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 
 use kafclaw_state::VectorIndex;
+use kafclaw_state::vector::{Quantization, VectorOptions, exact_up_to_for};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::Digest;
@@ -60,16 +65,23 @@ pub struct SharedIndex {
     /// The `memory-index` operator.
     pub name: String,
     embedder: LocalEmbedder,
+    options: VectorOptions,
     index: OnceLock<Result<Arc<VectorIndex>, String>>,
     items: RwLock<HashMap<u64, Item>>,
 }
 
 impl SharedIndex {
-    /// A new, empty index.
+    /// A new, empty index with the default options.
     pub fn new(name: &str) -> Arc<Self> {
+        Self::with_options(name, VectorOptions::default())
+    }
+
+    /// A new, empty index.
+    pub fn with_options(name: &str, options: VectorOptions) -> Arc<Self> {
         Arc::new(Self {
             name: name.to_owned(),
             embedder: LocalEmbedder::default(),
+            options,
             index: OnceLock::new(),
             items: RwLock::new(HashMap::new()),
         })
@@ -122,8 +134,12 @@ impl SharedIndex {
     /// The vector index, created on first use with the first vector's dimensions; a vector of
     /// other dimensions (a different embedder) is an error naming both.
     fn index(&self, dimensions: usize) -> Result<Arc<VectorIndex>, String> {
-        let index =
-            self.index.get_or_init(|| VectorIndex::new(dimensions).map(Arc::new).map_err(|e| e.to_string())).clone()?;
+        let index = self
+            .index
+            .get_or_init(|| {
+                VectorIndex::with_options(dimensions, self.options.clone()).map(Arc::new).map_err(|e| e.to_string())
+            })
+            .clone()?;
         if index.dimensions() != dimensions {
             return Err(format!(
                 "memory `{}` holds vectors of {} dimensions, this one has {dimensions}: every item and query of one index must come from the same embedder",
@@ -169,6 +185,35 @@ pub struct MemoryIndexConfig {
     /// `text`. The vector is stored with the item, so restores and replays call no model.
     #[serde(default)]
     pub vector: Option<Spanned<String>>,
+    /// How the vector index stores vectors: `"f32"` (the default: exact values) or `"i8"`
+    /// (a quarter of the memory, each vector scaled to ±127; a little lower recall, see
+    /// docs/benchmarks.md, "Vector search").
+    #[serde(default)]
+    pub quantization: VectorQuantization,
+    /// Up to this many items a search compares the query with every vector (exact, and
+    /// faster than a graph at that size); past it the index builds an HNSW graph, once.
+    /// 0: the graph from the first item. Default: 6,000 (f32) or 12,000 (i8), where the scan
+    /// stops being faster (docs/benchmarks.md).
+    #[serde(default)]
+    pub exact_up_to: Option<usize>,
+    /// The HNSW graph's `ef_search`: candidates kept while searching (higher finds more of
+    /// the true nearest items, more slowly). Default: by the index's size, chosen for
+    /// recall@10 ≥ 0.99 on sentence embeddings (64 up to 12,000 items, 96 up to 50,000,
+    /// 128 up to 200,000, 256 past that). The hashing embedder's vectors are near-random, which graphs serve
+    /// worst: give its indexes of more than `exact_up_to` items 256 or more.
+    #[serde(default)]
+    pub ef_search: Option<Spanned<usize>>,
+}
+
+/// How a `memory-index` stores its vectors.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VectorQuantization {
+    /// 32-bit floats.
+    #[default]
+    F32,
+    /// 8-bit integers.
+    I8,
 }
 
 fn default_text() -> Spanned<String> {
@@ -176,6 +221,20 @@ fn default_text() -> Spanned<String> {
 }
 
 impl MemoryIndexConfig {
+    /// The vector index's options.
+    pub fn vector_options(&self) -> VectorOptions {
+        let quantization = match self.quantization {
+            VectorQuantization::F32 => Quantization::F32,
+            VectorQuantization::I8 => Quantization::I8,
+        };
+        VectorOptions {
+            quantization,
+            exact_up_to: self.exact_up_to.unwrap_or_else(|| exact_up_to_for(quantization)),
+            expansion_search: self.ef_search.as_ref().map(|ef| *ef.get_ref()),
+            ..VectorOptions::default()
+        }
+    }
+
     /// The state table of node `node`: its items.
     fn state_table(node: &str) -> TableSpec {
         TableSpec::kept(format!("{node}.items"))
@@ -191,7 +250,7 @@ impl Kind for MemoryIndexConfig {
     /// The instance's index, shared by the node's tasks and by the `memory-search` operators
     /// and `memory` tools that name the node.
     fn provides(&self, node: &str, resources: &mut Resources) {
-        resources.insert(node, SharedIndex::new(node));
+        resources.insert(node, SharedIndex::with_options(node, self.vector_options()));
     }
 
     fn build(&self, node: &str, resources: &Resources) -> Result<Built, Vec<ConfigError>> {
@@ -201,7 +260,12 @@ impl Kind for MemoryIndexConfig {
             Some(v) => errors.take(compile_expr(v)).map(Some),
             None => Some(None),
         };
-        let shared = resources.get::<SharedIndex>(node).unwrap_or_else(|| SharedIndex::new(node));
+        if let Some(ef) = self.ef_search.as_ref().filter(|ef| *ef.get_ref() == 0) {
+            errors.push(ConfigError::at(ef.span(), "`ef_search` = 0: the graph search needs at least 1 candidate"));
+        }
+        let shared = resources
+            .get::<SharedIndex>(node)
+            .unwrap_or_else(|| SharedIndex::with_options(node, self.vector_options()));
         errors.finish(|| {
             Some(Built::Sync(Box::new(MemoryIndex {
                 text: text?,
