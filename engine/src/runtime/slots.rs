@@ -75,9 +75,12 @@ impl AsyncSlots {
         self.waiting.len()
     }
 
-    /// The lowest offset of `location` that is held (in flight or queued).
+    /// The lowest offset of `location` that is held (in flight or queued): the first held
+    /// input at or after `(location, i64::MIN)` in the map's order, O(log n) however many
+    /// inputs are held.
     pub(crate) fn first_unfinished(&self, location: &str) -> Option<i64> {
-        self.held.keys().filter(|(l, _)| &**l == location).map(|(_, o)| *o).min()
+        let from: Input = (Arc::from(location), i64::MIN);
+        self.held.range(from..).next().filter(|((l, _), _)| &**l == location).map(|((_, o), _)| *o)
     }
 
     /// A record of rank `rank` arrives at `slot`: returned to be started now when the slot was
@@ -222,6 +225,22 @@ mod tests {
         o.forget(&a);
         assert_eq!(o.rank(a, 3), 0, "a finished input's ranks are gone");
         assert_eq!(o.rank(b, 3), 1, "forgetting one input keeps the others'");
+    }
+
+    #[test]
+    fn the_first_unfinished_offset_is_the_lowest_held_of_that_location_only() {
+        let mut s = AsyncSlots::default();
+        assert_eq!(s.first_unfinished("b"), None, "nothing held");
+        for (location, offset) in [("b", 9), ("a", 1), ("b", 4), ("c", 0), ("b", 12)] {
+            s.wait(0, (0, "k".into()), record(location, offset, "x"), 0);
+        }
+        assert_eq!(s.first_unfinished("b"), Some(4));
+        assert_eq!(s.first_unfinished("a"), Some(1));
+        assert_eq!(s.first_unfinished("c"), Some(0));
+        assert_eq!(s.first_unfinished("bb"), None, "a location sorting after another is not it");
+        assert_eq!(s.first_unfinished(""), None);
+        assert!(s.release(&(Arc::from("b"), 4)));
+        assert_eq!(s.first_unfinished("b"), Some(9), "released: the next held offset");
     }
 
     #[test]
