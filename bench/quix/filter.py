@@ -1,9 +1,11 @@
 """The Quix Streams contender of kafclaw's end-to-end benchmark (bench/src/bin/e2e).
 
 The same job as the other contenders: read JSON envelopes from the input topic, keep those
-whose payload.n is even, write them to the output topic, at-least-once, in one consumer group.
+whose payload.n is even, write them to the output topic, in one consumer group, with the
+processing guarantee asked for ("at-least-once" or "exactly-once": Quix Streams' transactional
+producer, one transaction per checkpoint).
 
-    python filter.py BROKERS INPUT OUTPUT GROUP FETCH_WAIT_MAX_MS
+    python filter.py BROKERS INPUT OUTPUT GROUP FETCH_WAIT_MAX_MS [GUARANTEE]
 """
 
 import sys
@@ -13,6 +15,7 @@ from quixstreams import Application
 
 def main() -> None:
     brokers, source, sink, group, fetch_wait = sys.argv[1:6]
+    guarantee = sys.argv[6] if len(sys.argv) > 6 else "at-least-once"
     app = Application(
         broker_address=brokers,
         consumer_group=group,
@@ -20,7 +23,7 @@ def main() -> None:
         # kafclaw and the raw loop commit every 100 ms; a Quix checkpoint also flushes the
         # producer, so 1 s is the fairer setting for its throughput.
         commit_interval=1.0,
-        processing_guarantee="at-least-once",
+        processing_guarantee=guarantee,
         auto_create_topics=False,
         use_changelog_topics=False,
         loglevel="WARNING",

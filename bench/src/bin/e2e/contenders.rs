@@ -17,10 +17,12 @@ pub enum Contender {
     KafclawAtLeastOnce,
     KafclawExactlyOnce,
     Quix,
+    QuixExactlyOnce,
 }
 
 impl Contender {
-    pub const ALL: [Contender; 4] = [Self::Raw, Self::KafclawAtLeastOnce, Self::KafclawExactlyOnce, Self::Quix];
+    pub const ALL: [Contender; 5] =
+        [Self::Raw, Self::KafclawAtLeastOnce, Self::KafclawExactlyOnce, Self::Quix, Self::QuixExactlyOnce];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -28,6 +30,7 @@ impl Contender {
             Self::KafclawAtLeastOnce => "kafclaw at-least-once",
             Self::KafclawExactlyOnce => "kafclaw exactly-once",
             Self::Quix => "Quix Streams 3.28.1 (at-least-once)",
+            Self::QuixExactlyOnce => "Quix Streams 3.28.1 (exactly-once)",
         }
     }
 
@@ -37,6 +40,7 @@ impl Contender {
             Self::KafclawAtLeastOnce => "alo",
             Self::KafclawExactlyOnce => "eos",
             Self::Quix => "quix",
+            Self::QuixExactlyOnce => "quix-eos",
         }
     }
 }
@@ -66,10 +70,11 @@ pub fn spawn(who: Contender, job: &Job<'_>, tools: &Tools) -> Result<Child> {
         }
         Contender::KafclawAtLeastOnce => kafclaw(job, tools, "at-least-once")?,
         Contender::KafclawExactlyOnce => kafclaw(job, tools, "exactly-once")?,
-        Contender::Quix => {
+        Contender::Quix | Contender::QuixExactlyOnce => {
+            let guarantee = if who == Contender::Quix { "at-least-once" } else { "exactly-once" };
             let mut c = Command::new(quix_python(&tools.quix_venv)?);
             let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("quix/filter.py");
-            c.arg(script).args([job.brokers, job.input, job.output, job.group, FETCH_WAIT_MAX_MS]);
+            c.arg(script).args([job.brokers, job.input, job.output, job.group, FETCH_WAIT_MAX_MS, guarantee]);
             c
         }
     };
@@ -78,12 +83,9 @@ pub fn spawn(who: Contender, job: &Job<'_>, tools: &Tools) -> Result<Child> {
 }
 
 /// The filter topology, named after the group (a kafclaw topology's group is its name).
-pub fn kafclaw(job: &Job<'_>, tools: &Tools, guarantee: &str) -> Result<Command> {
-    let topo = tools.work_dir.join(format!("{}.toml", job.group));
-    std::fs::write(
-        &topo,
-        format!(
-            r#"[topology]
+pub fn topology(group: &str, guarantee: &str, partitions: i32, input: &str, output: &str) -> String {
+    format!(
+        r#"[topology]
 name = "{group}"
 guarantee = "{guarantee}"
 partitions = {partitions}
@@ -101,13 +103,14 @@ where = 'payload.n % 2 == 0'
 type = "kafka"
 inputs = ["even"]
 topic = "{output}"
-"#,
-            group = job.group,
-            partitions = job.partitions,
-            input = job.input,
-            output = job.output,
-        ),
-    )?;
+"#
+    )
+}
+
+/// `kafclaw run` of the filter topology as a member of its group on the broker.
+pub fn kafclaw(job: &Job<'_>, tools: &Tools, guarantee: &str) -> Result<Command> {
+    let topo = tools.work_dir.join(format!("{}.toml", job.group));
+    std::fs::write(&topo, topology(job.group, guarantee, job.partitions, job.input, job.output))?;
     let mut c = Command::new(&tools.kafclaw);
     c.args(["run", topo.to_str().unwrap_or_default(), "--instance-id", "bench", "--brokers", job.brokers])
         .arg("--state-dir")

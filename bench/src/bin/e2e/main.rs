@@ -1,12 +1,16 @@
 //! End-to-end throughput and latency, side by side on one broker in one run (docs/benchmarks.md).
 //!
 //! The same job — read ~1 KB JSON envelopes from a 6-partition topic, keep those whose
-//! `payload.n` is even, write them to an output topic — run by four contenders, one at a time,
+//! `payload.n` is even, write them to an output topic — run by five contenders, one at a time,
 //! each a process of its own on an input topic of its own filled with the same envelopes:
 //!   1. a raw rdkafka consume → JSON decode → filter → produce loop (the limit here),
 //!   2. kafclaw at-least-once,
 //!   3. kafclaw exactly-once,
-//!   4. Quix Streams (PyPI `quixstreams`, installed into a venv on first use).
+//!   4. Quix Streams at-least-once and 5. exactly-once (PyPI `quixstreams`, installed into a
+//!      venv on first use).
+//!
+//! Then the broker-free ceiling (`free`): kafclaw's local mode over files, and the raw loop and
+//! kafclaw (one and two stream threads, two instances) on librdkafka's in-process mock cluster.
 //!
 //! Per contender: throughput (start of the process until its group has committed every input
 //! offset), CPU seconds and peak RSS of the process (from /proc), then end-to-end latency of a
@@ -14,13 +18,21 @@
 //! Then kafclaw's idle RSS and binary size. Writes a table and a chart into docs/.
 //!
 //!   cargo build --release -p kafclaw -p kafclaw-bench
-//!   target/release/e2e --messages 1000000
+//!   $CARGO_TARGET_DIR/release/e2e --messages 1000000 --rounds 3   # writes docs/benchmarks.md
+//!   target/release/e2e --messages 100000 --only mock --report /tmp/e2e.md   # a quick subset
 
+mod chart;
 mod contenders;
+mod envelopes;
+mod free;
+mod inprocess;
 mod kafka;
+mod mockcluster;
+mod mockrun;
 mod procstat;
 mod raw;
 mod report;
+mod report_free;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -29,14 +41,17 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use contenders::{Contender, Job, Tools};
+use free::{Free, FreeRow};
 
 #[derive(Parser)]
 struct Args {
     #[command(subcommand)]
     command: Option<Cmd>,
     /// The kafclaw binary (a release build).
-    #[arg(long, default_value = "target/release/kafclaw")]
-    kafclaw: PathBuf,
+    /// Default: `kafclaw` beside this binary (the same target directory), else
+    /// target/release/kafclaw.
+    #[arg(long)]
+    kafclaw: Option<PathBuf>,
     /// Bootstrap servers.
     #[arg(long, env = "KAFCLAW_TEST_BROKERS", default_value = "127.0.0.1:9092")]
     brokers: String,
@@ -56,15 +71,22 @@ struct Args {
     /// contender's median round and the spread.
     #[arg(long, default_value_t = 1)]
     rounds: usize,
-    /// Contenders to run (raw, alo, eos, quix), comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "raw,alo,eos,quix")]
+    /// Contenders to run, comma separated: on the broker raw, alo, eos, quix, quix-eos (or
+    /// `broker` for all five); broker-free local, mock-raw, mock-t1, mock-t2, mock-2x1 (or
+    /// `mock` for the four mock-cluster runs, `free` for all five); `all`.
+    #[arg(long, value_delimiter = ',', default_value = "all")]
     only: Vec<String>,
+    /// Mock-cluster runs: how many envelopes the feeder may write ahead of what the contender
+    /// consumed (the mock cluster keeps only 5 MB per partition).
+    #[arg(long, default_value_t = 12_000)]
+    mock_lag: usize,
     /// The venv Quix Streams runs from (made on first use).
     #[arg(long, env = "KAFCLAW_QUIX_VENV")]
     quix_venv: Option<PathBuf>,
     /// Markdown file whose `e2e` section is replaced with the results (the chart goes beside it).
-    #[arg(long, default_value = "docs/benchmarks.md")]
-    report: PathBuf,
+    /// Default: docs/benchmarks.md, written only when every contender ran.
+    #[arg(long)]
+    report: Option<PathBuf>,
     /// Command name of the broker's process, whose CPU seconds are reported beside each
     /// contender's (when it runs on this machine).
     #[arg(long, default_value = "tansu")]
@@ -78,6 +100,43 @@ struct Args {
 enum Cmd {
     /// Run the raw rdkafka loop until killed (the harness starts it as a process of its own).
     RawLoop { brokers: String, input: String, output: String, group: String },
+    /// One broker-free run on an in-process mock cluster (the harness starts it as a process
+    /// of its own): mock-raw, mock-t1, mock-t2 or mock-2x1. Prints `mock-result: {json}`.
+    MockRun {
+        contender: String,
+        #[arg(long)]
+        messages: usize,
+        #[arg(long)]
+        partitions: i32,
+        #[arg(long)]
+        mock_lag: usize,
+    },
+}
+
+/// The contenders `--only` selects.
+fn selected(only: &[String]) -> Result<(Vec<Contender>, Vec<Free>)> {
+    let mut broker = Vec::new();
+    let mut free = Vec::new();
+    for o in only {
+        let o = o.trim();
+        match o {
+            "all" => {
+                broker.extend(Contender::ALL);
+                free.extend(Free::ALL);
+            }
+            "broker" => broker.extend(Contender::ALL),
+            "free" => free.extend(Free::ALL),
+            "mock" => free.extend(Free::ALL.into_iter().filter(|f| *f != Free::Local)),
+            _ => match (Contender::ALL.into_iter().find(|c| c.short() == o), Free::from_short(o)) {
+                (Some(c), _) => broker.push(c),
+                (_, Some(f)) => free.push(f),
+                _ => anyhow::bail!("--only: unknown contender `{o}`"),
+            },
+        }
+    }
+    let broker: Vec<Contender> = Contender::ALL.into_iter().filter(|c| broker.contains(c)).collect();
+    let free: Vec<Free> = Free::ALL.into_iter().filter(|f| free.contains(f)).collect();
+    Ok((broker, free))
 }
 
 /// What one contender achieved.
@@ -106,21 +165,35 @@ fn cache_dir() -> PathBuf {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    if let Some(Cmd::RawLoop { brokers, input, output, group }) = &args.command {
-        return raw::run(brokers, input, output, group);
+    match &args.command {
+        Some(Cmd::RawLoop { brokers, input, output, group }) => return raw::run(brokers, input, output, group),
+        Some(Cmd::MockRun { contender, messages, partitions, mock_lag }) => {
+            let who = Free::from_short(contender)
+                .filter(|f| *f != Free::Local)
+                .ok_or_else(|| anyhow::anyhow!("mock-run: unknown contender `{contender}`"))?;
+            return mockrun::run(who, *messages, *partitions, *mock_lag);
+        }
+        None => {}
     }
-    anyhow::ensure!(args.kafclaw.exists(), "no kafclaw binary at {} (build it with --release)", args.kafclaw.display());
+    let (contenders, free) = selected(&args.only)?;
+    let kafclaw = args.kafclaw.clone().unwrap_or_else(|| {
+        let beside = std::env::current_exe().ok().and_then(|e| Some(e.parent()?.join("kafclaw")));
+        beside.filter(|p| p.exists()).unwrap_or_else(|| PathBuf::from("target/release/kafclaw"))
+    });
+    let everything = contenders.len() == Contender::ALL.len() && free.len() == Free::ALL.len();
+    if !contenders.is_empty() || free.contains(&Free::Local) {
+        anyhow::ensure!(kafclaw.exists(), "no kafclaw binary at {} (build it with --release)", kafclaw.display());
+    }
     let s = stamp();
     let work_dir = std::env::temp_dir().join(format!("kafclaw-bench-{s}"));
     std::fs::create_dir_all(&work_dir)?;
     let tools = Tools {
-        kafclaw: args.kafclaw.clone(),
+        kafclaw: kafclaw.clone(),
         quix_venv: args.quix_venv.clone().unwrap_or_else(|| cache_dir().join("quixstreams")),
         work_dir: work_dir.clone(),
     };
-    let contenders: Vec<Contender> =
-        Contender::ALL.into_iter().filter(|c| args.only.iter().any(|o| o == c.short())).collect();
     let mut runs: Vec<Vec<Row>> = contenders.iter().map(|_| Vec::new()).collect();
+    let mut free_runs: Vec<Vec<FreeRow>> = free.iter().map(|_| Vec::new()).collect();
     let mut bytes = 0;
     for round in 0..args.rounds.max(1) {
         for (i, &who) in contenders.iter().enumerate() {
@@ -128,10 +201,17 @@ fn main() -> Result<()> {
             bytes = filled;
             runs[i].push(row);
         }
+        for (i, &who) in free.iter().enumerate() {
+            free_runs[i].push(free::run(who, &tools, args.messages, args.partitions, args.mock_lag)?);
+        }
+    }
+    if bytes == 0 {
+        bytes = envelope_bytes(args.messages)?;
     }
     let rows: Vec<Row> = runs.into_iter().filter_map(median).collect();
-    let idle = idle_rss(&args, &tools, &s)?;
-    let binary_mb = std::fs::metadata(&args.kafclaw)?.len() as f64 / (1024.0 * 1024.0);
+    let free_rows: Vec<FreeRow> = free_runs.into_iter().filter_map(free::median).collect();
+    let idle = if contenders.is_empty() { None } else { Some(idle_rss(&args, &tools, &s)?) };
+    let binary_mb = std::fs::metadata(&kafclaw).map(|m| m.len() as f64 / (1024.0 * 1024.0)).ok();
     let _ = std::fs::remove_dir_all(&work_dir);
 
     let summary = report::Summary {
@@ -144,13 +224,36 @@ fn main() -> Result<()> {
         broker: &args.broker_name,
         idle_rss_mb: idle,
         binary_mb,
+        mock_lag: args.mock_lag,
     };
-    let chart = args.report.with_file_name("benchmarks-e2e.svg");
-    std::fs::write(&chart, report::chart(&summary, &rows))?;
-    let table = report::table(&summary, &rows, chart.file_name().and_then(|n| n.to_str()).unwrap_or_default());
-    println!("{table}");
-    kafclaw_bench::write_report_section(&args.report, "e2e", "End to end (`bench/src/bin/e2e`)", &table)?;
+    let report = match &args.report {
+        Some(r) => r.clone(),
+        None if everything => PathBuf::from("docs/benchmarks.md"),
+        None => {
+            println!("{}", report::section(&summary, &rows, &free_rows, "benchmarks-e2e.svg"));
+            eprintln!("a subset ran: docs/benchmarks.md is left alone (--report writes one)");
+            return Ok(());
+        }
+    };
+    let chart = report.with_file_name("benchmarks-e2e.svg");
+    std::fs::write(&chart, report::chart(&summary, &rows, &free_rows))?;
+    let chart_name = chart.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let section = report::section(&summary, &rows, &free_rows, chart_name);
+    println!("{section}");
+    kafclaw_bench::write_report_section(&report, "e2e", "End to end (`bench/src/bin/e2e`)", &section)?;
     Ok(())
+}
+
+/// Bytes of `messages` benchmark envelopes (when no broker contender filled a topic).
+fn envelope_bytes(messages: usize) -> Result<u64> {
+    let e = envelopes::Envelopes::new()?;
+    let mut body = Vec::new();
+    let mut bytes = 0;
+    for i in 0..messages {
+        e.write(i, &mut body);
+        bytes += body.len() as u64;
+    }
+    Ok(bytes)
 }
 
 /// The median round by throughput, with the spread of all rounds.

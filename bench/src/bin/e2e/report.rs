@@ -1,9 +1,11 @@
-//! The harness's report: a Markdown table with the ratios and targets, and an SVG chart.
+//! The harness's report: the broker table with the ratios and targets, the broker-free tables
+//! (`report_free`), and the chart.
 
 use std::fmt::Write;
 
 use crate::Row;
 use crate::contenders::Contender;
+use crate::free::FreeRow;
 
 pub struct Summary<'a> {
     pub messages: usize,
@@ -13,8 +15,10 @@ pub struct Summary<'a> {
     pub latency_rate: u32,
     pub rounds: usize,
     pub broker: &'a str,
-    pub idle_rss_mb: f64,
-    pub binary_mb: f64,
+    /// Not measured when no broker contender ran.
+    pub idle_rss_mb: Option<f64>,
+    pub binary_mb: Option<f64>,
+    pub mock_lag: usize,
 }
 
 fn msgs_per_sec(s: &Summary<'_>, r: &Row) -> f64 {
@@ -40,7 +44,28 @@ pub fn machine() -> String {
     format!("{cores} × {model}, {mem_gib:.0} GiB, Linux {}", kernel.trim())
 }
 
-pub fn table(s: &Summary<'_>, rows: &[Row], chart: &str) -> String {
+/// The report's section: what ran of the broker table, the chart, the broker-free tables.
+pub fn section(s: &Summary<'_>, rows: &[Row], free: &[FreeRow], chart: &str) -> String {
+    let mut t = String::new();
+    if !rows.is_empty() {
+        t.push_str(&table(s, rows));
+    }
+    let _ = writeln!(t, "\n![envelopes/s per contender]({chart})\n");
+    if !free.is_empty() {
+        t.push_str(&crate::report_free::tables(s, free));
+    }
+    if let Some(idle) = s.idle_rss_mb {
+        let _ = writeln!(
+            t,
+            "\nkafclaw idle (exactly-once filter instance, group joined, no input): **{idle:.1} MB RSS** (target < 50 MB); \
+             kafclaw binary as run: **{:.1} MB** (target < 40 MB for the stripped release build).",
+            s.binary_mb.unwrap_or_default()
+        );
+    }
+    t
+}
+
+fn table(s: &Summary<'_>, rows: &[Row]) -> String {
     let mb = s.bytes as f64 / (1024.0 * 1024.0);
     let find = |who| rows.iter().find(|r| r.who == who).map(|r| msgs_per_sec(s, r));
     let raw = find(Contender::Raw);
@@ -48,7 +73,8 @@ pub fn table(s: &Summary<'_>, rows: &[Row], chart: &str) -> String {
     let _ = writeln!(
         t,
         "{} envelopes of ~{} bytes per contender on {} partitions, a filter that keeps half; one process per \
-         contender, one after the other, same broker ({}) and machine ({}), same run. Throughput: from the \
+         contender, one after the other, same broker ({}) and machine ({}), same run; kafclaw runs with its \
+         default stream threads (one per core). Throughput: from the \
          process's start until its group has committed every input offset (includes start-up and group join). \
          CPU: user + system seconds of the contender's process over that time; the broker's over the same time \
          beside it. \
@@ -94,8 +120,7 @@ pub fn table(s: &Summary<'_>, rows: &[Row], chart: &str) -> String {
             r.broker_cpu_secs.map_or("–".into(), |c| format!("{c:.1}")),
         );
     }
-    let _ = writeln!(t, "\n![msgs/s per contender]({chart})\n");
-    t.push_str("| ratio | measured | target | |\n|---|---:|---:|---|\n");
+    t.push_str("\n| ratio | measured | target | |\n|---|---:|---:|---|\n");
     let mut ratio = |label: &str, a: Contender, b: Contender, target: f64| {
         if let (Some(a), Some(b)) = (find(a), find(b)) {
             let v = a / b;
@@ -106,52 +131,71 @@ pub fn table(s: &Summary<'_>, rows: &[Row], chart: &str) -> String {
     ratio("exactly-once ÷ raw loop", Contender::KafclawExactlyOnce, Contender::Raw, 0.8);
     ratio("exactly-once ÷ at-least-once", Contender::KafclawExactlyOnce, Contender::KafclawAtLeastOnce, 0.9);
     ratio("kafclaw at-least-once ÷ Quix Streams", Contender::KafclawAtLeastOnce, Contender::Quix, 10.0);
-    ratio("kafclaw exactly-once ÷ Quix Streams", Contender::KafclawExactlyOnce, Contender::Quix, 10.0);
-    let _ = writeln!(
-        t,
-        "\nkafclaw idle (exactly-once filter instance, group joined, no input): **{:.1} MB RSS** (target < 50 MB); \
-         kafclaw binary as run: **{:.1} MB** (target < 40 MB for the stripped release build).",
-        s.idle_rss_mb, s.binary_mb
+    ratio(
+        "kafclaw exactly-once ÷ Quix Streams exactly-once",
+        Contender::KafclawExactlyOnce,
+        Contender::QuixExactlyOnce,
+        10.0,
+    );
+    let cpu = |who| rows.iter().find(|r| r.who == who).map(|r| r.usage.cpu_secs);
+    let mut cpu_ratio = |label: &str, a: Contender, b: Contender, target: f64| {
+        if let (Some(a), Some(b)) = (cpu(a), cpu(b)) {
+            let v = a / b;
+            let verdict = if v <= target { "met" } else { "missed" };
+            let _ = writeln!(t, "| {label} | {v:.2} | ≤ {target} | {verdict} |");
+        }
+    };
+    cpu_ratio("CPU µs/envelope: exactly-once ÷ raw loop", Contender::KafclawExactlyOnce, Contender::Raw, 1.0);
+    cpu_ratio(
+        "CPU µs/envelope: exactly-once ÷ Quix Streams at-least-once",
+        Contender::KafclawExactlyOnce,
+        Contender::Quix,
+        0.3,
+    );
+    cpu_ratio(
+        "CPU µs/envelope: exactly-once ÷ Quix Streams exactly-once",
+        Contender::KafclawExactlyOnce,
+        Contender::QuixExactlyOnce,
+        0.3,
     );
     t
 }
 
-/// A horizontal bar chart of msgs/s per contender (SVG, no dependencies).
-pub fn chart(s: &Summary<'_>, rows: &[Row]) -> String {
-    let (w, bar_h, gap, left, top) = (760.0, 34.0, 14.0, 290.0, 46.0);
-    let h = top + rows.len() as f64 * (bar_h + gap) + 30.0;
-    let max = rows.iter().map(|r| msgs_per_sec(s, r)).fold(1.0, f64::max);
-    let scale = (w - left - 110.0) / max;
-    let mut svg = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="14">
-<rect width="100%" height="100%" fill="white"/>
-<text x="10" y="26" font-size="16" font-weight="bold">envelopes/s, {} × ~1 KB, filter keeps half, 6 partitions</text>
-"#,
-        s.messages
-    );
-    for (i, r) in rows.iter().enumerate() {
-        let y = top + i as f64 * (bar_h + gap);
-        let rate = msgs_per_sec(s, r);
-        let color = match r.who {
-            Contender::Raw => "#888888",
-            Contender::KafclawAtLeastOnce => "#3b7dd8",
-            Contender::KafclawExactlyOnce => "#1f4e99",
-            Contender::Quix => "#d8893b",
-        };
-        let _ = writeln!(
-            svg,
-            r#"<text x="{}" y="{}" text-anchor="end">{}</text>
-<rect x="{left}" y="{y}" width="{:.1}" height="{bar_h}" fill="{color}"/>
-<text x="{:.1}" y="{}">{:.0}</text>"#,
-            left - 10.0,
-            y + bar_h * 0.65,
-            r.who.name(),
-            (rate * scale).max(1.0),
-            left + rate * scale + 8.0,
-            y + bar_h * 0.65,
-            rate
-        );
+/// The chart: the broker contenders, then the broker-free ones (each panel its own scale).
+pub fn chart(s: &Summary<'_>, rows: &[Row], free: &[FreeRow]) -> String {
+    let mut panels = Vec::new();
+    if !rows.is_empty() {
+        let bars = rows
+            .iter()
+            .map(|r| {
+                let color = match r.who {
+                    Contender::Raw => "#888888",
+                    Contender::KafclawAtLeastOnce => "#3b7dd8",
+                    Contender::KafclawExactlyOnce => "#1f4e99",
+                    Contender::Quix => "#d8893b",
+                    Contender::QuixExactlyOnce => "#a8601c",
+                };
+                (r.who.name().to_owned(), msgs_per_sec(s, r), color)
+            })
+            .collect();
+        panels.push((format!("on the test broker ({})", s.broker), bars));
     }
-    svg.push_str("</svg>\n");
-    svg
+    let (local, mock): (Vec<&FreeRow>, Vec<&FreeRow>) = free.iter().partition(|r| r.who == crate::free::Free::Local);
+    let free_bar = |r: &&FreeRow| {
+        let color = if r.who == crate::free::Free::MockRaw { "#888888" } else { "#2a8a4a" };
+        (r.who.name().to_owned(), s.messages as f64 / r.secs, color)
+    };
+    if !mock.is_empty() {
+        panels.push((
+            "broker-free: librdkafka's mock cluster in the process (at-least-once)".to_owned(),
+            mock.iter().map(free_bar).collect(),
+        ));
+    }
+    if !local.is_empty() {
+        panels.push(("broker-free: local mode, no Kafka".to_owned(), local.iter().map(free_bar).collect()));
+    }
+    crate::chart::svg(
+        &format!("envelopes/s, {} × ~1 KB, filter keeps half, {} partitions", s.messages, s.partitions),
+        &panels,
+    )
 }

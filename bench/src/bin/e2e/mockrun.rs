@@ -1,0 +1,215 @@
+//! `e2e mock-run <contender>`: one broker-free run in a process of its own (the harness starts
+//! it). It starts librdkafka's mock cluster in this process, runs the contender against it
+//! in-process and prints what it measured as one JSON line (`mock-result: {…}`).
+//!
+//! The mock cluster keeps at most 5 MB per partition, so the input cannot be preloaded: a
+//! feeder thread of the harness writes it round-robin over the partitions while the contender
+//! reads, never more than `lag` envelopes ahead of what the contender consumed (so nothing
+//! unread is dropped; the output's count is checked at the end). CPU is split by thread: the
+//! mock cluster's (`rdk:mock`), the harness's (the feeder and its producer: threads that
+//! existed before the contender started) and the rest, the contender's.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::contenders::Job;
+use crate::envelopes::{self, Envelopes};
+use crate::free::Free;
+use crate::kafka::config;
+use crate::mockcluster::{self, MockCluster};
+use crate::procstat;
+
+/// What the contender reports of its progress.
+type Consumed = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+pub fn run(who: Free, messages: usize, partitions: i32, lag: usize) -> Result<()> {
+    let mock = MockCluster::new()?;
+    let brokers = mock.bootstrap().to_owned();
+    let group = format!("mock-{}", who.short());
+    let (input, output) = (format!("{group}-in"), format!("{group}-out"));
+    mock.create_topic(&input, partitions)?;
+    mock.create_topic(&output, partitions)?;
+    let dir = tempfile::tempdir()?;
+    let compiled = match who {
+        Free::MockRaw => None,
+        _ => {
+            let c = crate::inprocess::compile(dir.path(), &group, &input, &output, partitions)?;
+            mock.create_topic(&kafclaw_engine::kafka::topics::dead_letter_topic(&c.plan), partitions)?;
+            Some(c)
+        }
+    };
+
+    // The feeder: the first `lag` envelopes now, the rest as the contender reads.
+    let mut feeder = Feeder::new(&brokers, &input, partitions)?;
+    let preload = lag.min(messages);
+    for i in 0..preload {
+        feeder.send(i);
+    }
+    feeder.producer.flush(Duration::from_secs(60))?;
+    let checker: BaseConsumer = config(&brokers).set("group.id", &group).create()?;
+
+    let go = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicBool::new(false));
+    let consumed_slot: Arc<OnceLock<Consumed>> = Arc::default();
+    let feed = {
+        let (go, done, consumed_slot) = (go.clone(), done.clone(), consumed_slot.clone());
+        std::thread::Builder::new().name("feeder".into()).spawn(move || -> Result<()> {
+            while !go.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let consumed = consumed_slot.get().context("no progress counter")?.clone();
+            for i in preload..messages {
+                while i > consumed() as usize + lag {
+                    if done.load(Ordering::Acquire) {
+                        return Ok(());
+                    }
+                    feeder.producer.poll(Duration::ZERO);
+                    std::thread::sleep(Duration::from_micros(500));
+                }
+                feeder.send(i);
+            }
+            feeder.producer.flush(Duration::from_secs(60))?;
+            // Stays (with its producer's threads) until the CPU is counted.
+            while !done.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Ok(())
+        })?
+    };
+
+    let before: HashMap<u32, procstat::Thread> = procstat::threads().into_iter().map(|t| (t.tid, t)).collect();
+    let process_before = procstat::self_cpu_secs();
+    let start = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let contender = {
+        let job = Job { brokers: &brokers, input: &input, output: &output, group: &group, partitions };
+        crate::inprocess::start(who, compiled, &job, &stop, dir.path())?
+    };
+    let _ = consumed_slot.set(contender.consumed.clone());
+    go.store(true, Ordering::Release);
+
+    let deadline = start + Duration::from_secs(1800);
+    let (mut first, mut tenth, mut ninth) = (None, None, None);
+    let mut last_check = Instant::now() - Duration::from_secs(1);
+    loop {
+        let consumed = (contender.consumed)();
+        if first.is_none() && consumed > 0 {
+            first = Some(start.elapsed().as_secs_f64());
+        }
+        // The steady part: from 10 % to 90 % of the input consumed.
+        if tenth.is_none() && consumed * 10 >= messages as u64 {
+            tenth = Some(start.elapsed().as_secs_f64());
+        }
+        if ninth.is_none() && consumed * 10 >= 9 * messages as u64 {
+            ninth = Some(start.elapsed().as_secs_f64());
+        }
+        if last_check.elapsed() >= Duration::from_millis(20) {
+            last_check = Instant::now();
+            if committed_sum(&checker, &input, partitions)? >= messages as i64 {
+                break;
+            }
+        }
+        if Instant::now() > deadline || contender.finished() || feed.is_finished() {
+            let consumed = (contender.consumed)();
+            stop.store(true, Ordering::Release);
+            done.store(true, Ordering::Release);
+            contender.join()?;
+            feed.join().map_err(|_| anyhow::anyhow!("feeder panicked"))??;
+            bail!("{}: not every input committed ({consumed} consumed)", who.name());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let process = procstat::self_cpu_secs() - process_before;
+    let after = procstat::threads();
+    let delta = |t: &procstat::Thread| t.cpu_secs - before.get(&t.tid).map_or(0.0, |b| b.cpu_secs);
+    let mock_cpu: f64 = after.iter().filter(|t| t.name == mockcluster::THREAD).map(delta).sum();
+    let harness: f64 =
+        after.iter().filter(|t| t.name != mockcluster::THREAD && before.contains_key(&t.tid)).map(delta).sum();
+    let contender_rdk: f64 =
+        after.iter().filter(|t| t.name.starts_with("rdk:") && !before.contains_key(&t.tid)).map(delta).sum();
+    let peak_rss_mb = procstat::usage(std::process::id())?.peak_rss_mb;
+    // CPU by thread name, harness threads marked, to stderr.
+    let mut by_name: std::collections::BTreeMap<String, f64> = Default::default();
+    for t in &after {
+        let mark = if before.contains_key(&t.tid) { "harness " } else { "" };
+        *by_name.entry(format!("{mark}{}", t.name)).or_default() += delta(t);
+    }
+    let by_name: Vec<String> = by_name.iter().filter(|(_, c)| **c > 0.0).map(|(n, c)| format!("{n} {c:.2}")).collect();
+    eprintln!("{}: CPU s by thread: {}", who.short(), by_name.join(", "));
+
+    stop.store(true, Ordering::Release);
+    done.store(true, Ordering::Release);
+    contender.join()?;
+    feed.join().map_err(|_| anyhow::anyhow!("feeder panicked"))??;
+    let kept = (0..messages).filter(|n| n % 2 == 0).count() as i64;
+    let written = high_watermarks(&checker, &output, partitions)?;
+    if written < kept {
+        bail!(
+            "{}: {written} envelopes in the output, {kept} expected (input dropped by the mock cluster?)",
+            who.name()
+        );
+    }
+    let result = serde_json::json!({
+        "secs": secs,
+        "first_secs": first,
+        "steady_secs": tenth.zip(ninth).map(|(a, b)| b - a).filter(|d| *d > 0.0),
+        "process_cpu": process,
+        "mock_cpu": mock_cpu,
+        "harness_cpu": harness,
+        "contender_cpu": process - mock_cpu - harness,
+        "contender_rdk_cpu": contender_rdk,
+        "peak_rss_mb": peak_rss_mb,
+        "written": written,
+    });
+    println!("mock-result: {result}");
+    Ok(())
+}
+
+/// Writes envelope `i` to partition `i mod partitions` of the input.
+struct Feeder {
+    producer: BaseProducer,
+    envelopes: Envelopes,
+    body: Vec<u8>,
+    topic: String,
+    partitions: i32,
+}
+
+impl Feeder {
+    fn new(brokers: &str, topic: &str, partitions: i32) -> Result<Self> {
+        let producer = config(brokers).set("linger.ms", "5").set("batch.size", "1000000").create()?;
+        Ok(Self { producer, envelopes: Envelopes::new()?, body: Vec::new(), topic: topic.to_owned(), partitions })
+    }
+
+    fn send(&mut self, i: usize) {
+        self.envelopes.write(i, &mut self.body);
+        let key = envelopes::key(i);
+        let partition = (i % self.partitions as usize) as i32;
+        let rec = BaseRecord::to(&self.topic).partition(partition).key(key.as_bytes()).payload(&self.body[..]);
+        kafclaw_bench::send_blocking(&self.producer, rec);
+    }
+}
+
+fn committed_sum(c: &BaseConsumer, topic: &str, partitions: i32) -> Result<i64> {
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let got = c.committed_offsets(tpl, Duration::from_secs(10))?;
+    Ok(got.elements().iter().map(|e| if let Offset::Offset(o) = e.offset() { o } else { 0 }).sum())
+}
+
+fn high_watermarks(c: &BaseConsumer, topic: &str, partitions: i32) -> Result<i64> {
+    let mut sum = 0;
+    for p in 0..partitions {
+        sum += c.fetch_watermarks(topic, p, Duration::from_secs(10))?.1;
+    }
+    Ok(sum)
+}
