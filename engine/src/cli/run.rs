@@ -29,7 +29,7 @@ pub struct Args {
     pub instance_id: Option<String>,
     /// Stream threads (1 to 256). Kafka: each a consumer group member with its own producer
     /// and tasks. Local: workers of each sub-topology of stateless operators reading files.
-    /// Default: `[topology] threads`, else the machine's cores.
+    /// Default: `[topology] threads`, else 1 (Kafka) or the machine's cores (local).
     #[arg(long, env = "KAFCLAW_THREADS", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub threads: Option<u32>,
     /// Kafka: the bootstrap servers.
@@ -100,7 +100,7 @@ pub(super) fn execute(args: Args) -> i32 {
         // Beside the Kafka mode's state stores: kept across local runs (docs/effects.md).
         effect_log: Some(args.state_dir.join(&c.plan.name).join("effects.local.jsonl")),
     };
-    let result = run_local_on(&c, &opts, c.spec.topology.stream_threads(args.threads));
+    let result = run_local_on(&c, &opts, c.spec.topology.local_threads(args.threads));
     for m in c.resources.models() {
         if let Some(u) = m.usage() {
             eprintln!(

@@ -48,8 +48,10 @@ pub struct TopologySection {
     /// consumer group with its own consumer, its own transactional producer and the tasks of
     /// the partitions assigned to it, as in Kafka Streams (`num.stream.threads`). Local mode:
     /// the workers of each sub-topology of stateless operators (`filter`, `map`, `route`)
-    /// reading files, outputs in input order. Default: the machine's cores; `kafclaw run
-    /// --threads` overrides it.
+    /// reading files, outputs in input order. Default: 1 in Kafka mode (Kafka Streams' default;
+    /// more threads are not yet proven under the kill -9 chaos test on the test broker, see
+    /// docs/benchmarks.md), the machine's cores in local mode; `kafclaw run --threads`
+    /// overrides it.
     #[serde(default)]
     pub threads: Option<u32>,
     /// How long the effect log keeps a logged tool call (docs/effects.md): the `retention.ms`
@@ -82,9 +84,15 @@ impl TopologySection {
         }
     }
 
-    /// The stream threads of an instance: `cli` (`--threads`) if given, else `threads`, else
-    /// the machine's cores (1 when they cannot be read); at most [`MAX_THREADS`].
+    /// The stream threads of a Kafka instance: `cli` (`--threads`) if given, else `threads`,
+    /// else 1; at most [`MAX_THREADS`].
     pub fn stream_threads(&self, cli: Option<u32>) -> usize {
+        cli.or(self.threads).unwrap_or(1).clamp(1, MAX_THREADS) as usize
+    }
+
+    /// The worker threads of a local run: `cli` (`--threads`) if given, else `threads`, else
+    /// the machine's cores (1 when they cannot be read); at most [`MAX_THREADS`].
+    pub fn local_threads(&self, cli: Option<u32>) -> usize {
         let cores = || std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
         cli.or(self.threads).unwrap_or_else(cores).clamp(1, MAX_THREADS) as usize
     }

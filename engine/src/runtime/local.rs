@@ -310,7 +310,7 @@ fn run_one_thread(
 /// Runs a compiled topology locally until every source is exhausted, a sub-topology of
 /// stateless operators reading files on as many threads as the machine has cores.
 pub fn run_local(compiled: &Compiled, opts: &LocalOptions) -> Result<RunSummary, RunError> {
-    run_local_on(compiled, opts, compiled.spec.topology.stream_threads(None))
+    run_local_on(compiled, opts, compiled.spec.topology.local_threads(None))
 }
 
 /// [`run_local`] with `threads` worker threads for each sub-topology that can use several

@@ -74,7 +74,7 @@ fn table(s: &Summary<'_>, rows: &[Row]) -> String {
         t,
         "{} envelopes of ~{} bytes per contender on {} partitions, a filter that keeps half; one process per \
          contender, one after the other, same broker ({}) and machine ({}), same run; kafclaw runs with its \
-         default stream threads (one per core). Throughput: from the \
+         default of one stream thread. Throughput: from the \
          process's start until its group has committed every input offset (includes start-up and group join). \
          CPU: user + system seconds of the contender's process over that time; the broker's over the same time \
          beside it. \
