@@ -14,10 +14,10 @@ use toml::de::{DeTable, DeValue};
 
 use super::agent::{Agent, parse_agent};
 use super::collect::{as_table, deserialize_all, valid_name};
-use super::sections::MAX_THREADS;
 use super::diagnostic::{Diagnostic, Diagnostics};
 pub use super::node::{InputRef, NodeSpec};
 use super::registry::Role;
+use super::sections::MAX_THREADS;
 use super::sections::{DeadLetterKind, DeadLetterSection, KafkaValue, TopologySection};
 use super::source::SourceFile;
 use super::tests_section::TestSpec;

@@ -24,7 +24,6 @@ use crate::compiler::{Compiled, PhysicalPlan};
 
 mod parallel;
 
-
 /// Overrides for a local run.
 #[derive(Debug, Clone, Default)]
 pub struct LocalOptions {

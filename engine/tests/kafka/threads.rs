@@ -75,7 +75,11 @@ fn held_by_thread(log: &str, topic: &str) -> HashMap<u64, BTreeSet<i32>> {
         if let (Some(thread), Some(parts)) = (thread, parts) {
             let held = out.entry(thread).or_default();
             for p in parts.split(',').filter_map(|p| p.trim().parse::<i32>().ok()) {
-                if assigned { held.insert(p) } else { held.remove(&p) };
+                if assigned {
+                    held.insert(p)
+                } else {
+                    held.remove(&p)
+                };
             }
         }
     }
@@ -150,8 +154,12 @@ fn two_stream_threads_split_the_partitions_over_one_store() {
 fn a_join_over_two_stream_threads_sees_both_topics_of_its_partition() {
     const N: usize = 120;
     let dir = TestDir::new();
-    let (app, table, stream, output) =
-        (unique("threads-join-app"), unique("threads-join-table"), unique("threads-join-req"), unique("threads-join-out"));
+    let (app, table, stream, output) = (
+        unique("threads-join-app"),
+        unique("threads-join-table"),
+        unique("threads-join-req"),
+        unique("threads-join-out"),
+    );
     create_topic(&table, PARTITIONS);
     create_topic(&stream, PARTITIONS);
     let topo = write_topology(

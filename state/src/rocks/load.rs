@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rocksdb::{IngestExternalFileOptions, Options, SstFileWriter, WriteBatch};
 
-use crate::load::Restored;
 use super::{RocksStore, checkpoint_key, table_options};
+use crate::load::Restored;
 use crate::{StateError, StateStore};
 
 /// Below this many buffered bytes a load is one write batch: an SST file per partition and
