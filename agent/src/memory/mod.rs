@@ -24,9 +24,10 @@
 //! `vector = 'payload.embedding'`, from the record itself: an upstream `embed` operator
 //! ([`embed_op`]) asked a model's `/v1/embeddings` endpoint once, where the item was written.
 //! The index takes the dimensions of its first vector; every later one must match.
-//! Up to `exact_up_to` items (default 6,000 for f32 vectors, 12,000 for i8) a search scans every vector exactly; past that
-//! the index builds an HNSW graph once and searches it with an `ef_search` that grows with
-//! its size; `quantization = "i8"` stores vectors in a quarter of the memory (figures:
+//! Up to `exact_up_to` items (default 20,000 for f32 vectors, 40,000 for i8) a search scans
+//! every vector exactly; past that the index builds an HNSW graph once (M = 32) and searches
+//! it with `ef_search` 256 (512 past 200,000 items), which keeps recall even for the hashing
+//! embedder's near-random vectors; `quantization = "i8"` stores vectors in a quarter of the memory (figures:
 //! docs/benchmarks.md, "Vector search").
 //!
 //! Conversation memory ([`conversation`]): `conversation` keeps a bounded, summarised history
@@ -192,15 +193,15 @@ pub struct MemoryIndexConfig {
     pub quantization: VectorQuantization,
     /// Up to this many items a search compares the query with every vector (exact, and
     /// faster than a graph at that size); past it the index builds an HNSW graph, once.
-    /// 0: the graph from the first item. Default: 6,000 (f32) or 12,000 (i8), where the scan
-    /// stops being faster (docs/benchmarks.md).
+    /// 0: the graph from the first item. Default: 20,000 (f32) or 40,000 (i8), up to where
+    /// the exact scan is no slower than the default graph (docs/benchmarks.md).
     #[serde(default)]
     pub exact_up_to: Option<usize>,
     /// The HNSW graph's `ef_search`: candidates kept while searching (higher finds more of
-    /// the true nearest items, more slowly). Default: by the index's size, chosen for
-    /// recall@10 ≥ 0.99 on sentence embeddings (64 up to 12,000 items, 96 up to 50,000,
-    /// 128 up to 200,000, 256 past that). The hashing embedder's vectors are near-random, which graphs serve
-    /// worst: give its indexes of more than `exact_up_to` items 256 or more.
+    /// the true nearest items, more slowly). Default: 256 (512 past 200,000 items), which the
+    /// hashing embedder's near-random vectors need. Real sentence embeddings (all-MiniLM-L6-v2)
+    /// reach recall@10 ≥ 0.99 with 64 up to 12,000 items, 96 up to 50,000 and 128 up to
+    /// 200,000 (docs/benchmarks.md): set it lower for speed.
     #[serde(default)]
     pub ef_search: Option<Spanned<usize>>,
 }
