@@ -8,6 +8,17 @@ use std::time::Duration;
 use crate::support::*;
 
 fn counting(dir: &Path, app: &str, input: &str, output: &str) -> std::path::PathBuf {
+    counting_with(dir, app, input, output, "")
+}
+
+/// A count per `correlation_id` over 6 partitions; `topology_extra` goes into `[topology]`.
+pub(crate) fn counting_with(
+    dir: &Path,
+    app: &str,
+    input: &str,
+    output: &str,
+    topology_extra: &str,
+) -> std::path::PathBuf {
     write_topology(
         dir,
         app,
@@ -16,6 +27,7 @@ fn counting(dir: &Path, app: &str, input: &str, output: &str) -> std::path::Path
 [topology]
 name = "{app}"
 partitions = 6
+{topology_extra}
 
 [sources.in]
 type = "kafka"
@@ -35,7 +47,7 @@ topic = "{output}"
     )
 }
 
-fn keyed(i: usize, keys: usize) -> (String, String) {
+pub(crate) fn keyed(i: usize, keys: usize) -> (String, String) {
     let k = format!("key-{}", i % keys);
     let v = format!(
         r#"{{"type":"request","correlation_id":"{k}","sender_id":"load","timestamp":"2026-11-23T10:00:00Z","payload":{{"n":{i}}},"id":"in-{i}"}}"#
@@ -44,7 +56,7 @@ fn keyed(i: usize, keys: usize) -> (String, String) {
 }
 
 /// The last count emitted per key (a key's outputs share one partition, in order).
-fn final_counts(got: &[Got]) -> HashMap<String, u64> {
+pub(crate) fn final_counts(got: &[Got]) -> HashMap<String, u64> {
     let mut sorted: Vec<&Got> = got.iter().collect();
     sorted.sort_by_key(|g| (g.partition, g.offset));
     let mut counts = HashMap::new();

@@ -4,61 +4,13 @@
 //! `chaos/mod.rs`.)
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::state::{counting_with, final_counts, keyed};
 use crate::support::*;
 
 const PARTITIONS: i32 = 6;
-
-fn counting(dir: &Path, app: &str, input: &str, output: &str) -> PathBuf {
-    write_topology(
-        dir,
-        app,
-        &format!(
-            r#"
-[topology]
-name = "{app}"
-partitions = {PARTITIONS}
-threads = 2
-
-[sources.in]
-type = "kafka"
-topic = "{input}"
-
-[operators.per-key]
-type = "count"
-inputs = ["in"]
-by = 'correlation_id'
-
-[sinks.out]
-type = "kafka"
-inputs = ["per-key"]
-topic = "{output}"
-"#
-        ),
-    )
-}
-
-fn keyed(i: usize, keys: usize) -> (String, String) {
-    let k = format!("key-{}", i % keys);
-    let v = format!(
-        r#"{{"type":"request","correlation_id":"{k}","sender_id":"load","timestamp":"2026-11-23T10:00:00Z","payload":{{"n":{i}}},"id":"in-{i}"}}"#
-    );
-    (k, v)
-}
-
-/// The last count emitted per key (a key's outputs share one partition, in order).
-fn final_counts(got: &[Got]) -> HashMap<String, u64> {
-    let mut sorted: Vec<&Got> = got.iter().collect();
-    sorted.sort_by_key(|g| (g.partition, g.offset));
-    let mut counts = HashMap::new();
-    for g in sorted {
-        let key = g.value["payload"]["count_key"].as_str().unwrap().to_owned();
-        counts.insert(key, g.value["payload"]["count"].as_u64().unwrap());
-    }
-    counts
-}
 
 /// The partitions each stream thread holds at the end of the instance's log, replaying its
 /// lines `partitions assigned thread=K ... partitions=<topic>[0, 2, 4]` and `partitions revoked
@@ -108,7 +60,7 @@ fn two_stream_threads_split_the_partitions_over_one_store() {
     let dir = TestDir::new();
     let (app, input, output) = (unique("threads-app"), unique("threads-in"), unique("threads-out"));
     create_topic(&input, PARTITIONS);
-    let topo = counting(dir.path(), &app, &input, &output);
+    let topo = counting_with(dir.path(), &app, &input, &output, "threads = 2");
     produce(&input, (0..N).map(|i| keyed(i, KEYS)));
 
     let log = dir.path().join("two.log");
