@@ -415,6 +415,29 @@ inputs = ["in"]
     );
 }
 
+/// Stream threads are 1 to 256, reported at the value (the `--threads` flag has the same range).
+#[test]
+fn topology_threads_are_reported_at_their_place() {
+    for (value, col) in [("0", 11), ("257", 11)] {
+        expect(
+            &format!(
+                r#"[topology]
+name = "t"
+threads = {value}
+
+[sources.in]
+type = "stdin"
+
+[sinks.out]
+type = "stdout"
+inputs = ["in"]
+"#
+            ),
+            &[(3, col, "`topology.threads` must be 1 to 256")],
+        );
+    }
+}
+
 /// The retentions of the effect log and the approvals channel are durations, checked at their
 /// place; a valid one passes.
 #[test]
