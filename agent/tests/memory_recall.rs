@@ -116,6 +116,13 @@ fn recall_at_10_on_minilm_sentence_embeddings_is_at_least_0_99() {
     let (r, _) = recall(operator_options(r#"quantization = "i8""#), &items, &queries);
     eprintln!("all-MiniLM-L6-v2, 10,000 sentences, i8: recall@10 = {r:.4}");
     assert!(r >= 0.95, "i8 recall@10 = {r}");
+    // The i8 graph's candidates re-ranked by the f32 originals: f32's recall again.
+    let rescored = operator_options("quantization = \"i8\"\nrescore = true\nexact_up_to = 0\nef_search = 64");
+    assert!(rescored.rescore);
+    let (r, exact) = recall(rescored, &items, &queries);
+    eprintln!("all-MiniLM-L6-v2, 10,000 sentences, i8 graph rescored by f32, ef_search = 64: recall@10 = {r:.4}");
+    assert!(!exact);
+    assert!(r >= 0.99, "rescored i8 recall@10 = {r}");
     let exact_scan = VectorOptions { quantization: Quantization::F32, exact_up_to: usize::MAX, ..Default::default() };
     let (r, exact) = recall(exact_scan, &items, &queries);
     assert!(exact);
@@ -126,6 +133,8 @@ fn recall_at_10_on_minilm_sentence_embeddings_is_at_least_0_99() {
 fn a_memory_index_takes_its_vector_options_from_its_config() {
     let o = operator_options("quantization = \"i8\"\nexact_up_to = 100\nef_search = 80");
     assert_eq!((o.quantization, o.exact_up_to, o.expansion_search), (Quantization::I8, 100, Some(80)));
+    assert!(!o.rescore, "no rescoring unless asked");
+    assert!(operator_options("quantization = \"i8\"\nrescore = true").rescore);
     assert!(toml::from_str::<MemoryIndexConfig>("quantization = \"f16\"").is_err(), "f32 or i8 only");
     assert!(toml::from_str::<MemoryIndexConfig>("ef = 3").is_err(), "unknown fields are refused");
     let shared = SharedIndex::with_options("remember", o);

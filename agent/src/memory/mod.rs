@@ -27,8 +27,9 @@
 //! Up to `exact_up_to` items (default 20,000 for f32 vectors, 40,000 for i8) a search scans
 //! every vector exactly; past that the index builds an HNSW graph once (M = 32) and searches
 //! it with `ef_search` 256 (512 past 200,000 items), which keeps recall even for the hashing
-//! embedder's near-random vectors; `quantization = "i8"` stores vectors in a quarter of the memory (figures:
-//! docs/benchmarks.md, "Vector search").
+//! embedder's near-random vectors; `quantization = "i8"` stores vectors in a quarter of the
+//! memory, and `rescore = true` beside it keeps f32 copies to re-rank the i8 graph's
+//! candidates (figures: docs/benchmarks.md, "Vector search").
 //!
 //! Conversation memory ([`conversation`]): `conversation` keeps a bounded, summarised history
 //! per conversation; `conversation-context` puts it on a request for the model.
@@ -204,6 +205,13 @@ pub struct MemoryIndexConfig {
     /// 200,000 (docs/benchmarks.md): set it lower for speed.
     #[serde(default)]
     pub ef_search: Option<Spanned<usize>>,
+    /// With `quantization = "i8"`: also keep each item's vector as f32 (memory: 1.25× an f32
+    /// index's instead of 0.25×), search exactly in f32 while the index is small, and re-rank
+    /// the i8 graph's best 4 × k candidates (at least 40) by their exact cosine: recall close
+    /// to f32's at close to the i8 graph's speed (docs/benchmarks.md, "Vector search").
+    /// Rejected with `"f32"`, where it would change nothing.
+    #[serde(default)]
+    pub rescore: Option<Spanned<bool>>,
 }
 
 /// How a `memory-index` stores its vectors.
@@ -232,6 +240,7 @@ impl MemoryIndexConfig {
             quantization,
             exact_up_to: self.exact_up_to.unwrap_or_else(|| exact_up_to_for(quantization)),
             expansion_search: self.ef_search.as_ref().map(|ef| *ef.get_ref()),
+            rescore: self.rescore.as_ref().is_some_and(|r| *r.get_ref()),
             ..VectorOptions::default()
         }
     }
@@ -263,6 +272,14 @@ impl Kind for MemoryIndexConfig {
         };
         if let Some(ef) = self.ef_search.as_ref().filter(|ef| *ef.get_ref() == 0) {
             errors.push(ConfigError::at(ef.span(), "`ef_search` = 0: the graph search needs at least 1 candidate"));
+        }
+        if let Some(r) = self.rescore.as_ref().filter(|r| *r.get_ref() && self.quantization == VectorQuantization::F32)
+        {
+            errors.push(ConfigError::at(
+                r.span(),
+                "`rescore` = true re-ranks an i8 index's candidates by their f32 vectors; with `quantization` = \"f32\" \
+                 they are f32 already: remove it or set `quantization` = \"i8\"",
+            ));
         }
         let shared = resources
             .get::<SharedIndex>(node)

@@ -5,8 +5,10 @@
 //! For each index size: build time (adding the vectors one by one, as the operator does),
 //! queries/s per core (one thread, queries / the thread's CPU time; the wall-clock rate
 //! beside it), recall@10 against exact search (brute force in f64 over the same vectors),
-//! for the exact scan and the HNSW graph, f32 and i8. `--sweep` adds the tuning runs: the
-//! graph's `ef_search` at each size and the exact scan against the graph at small sizes.
+//! for the exact scan and the HNSW graph, f32, i8 and i8 rescored by f32 originals. `--sweep`
+//! adds the graphs' `ef_search` sweep at each size, `--tuning` the sweep at small sizes
+//! (exact scan against graph); `--stores`, `--connectivity`, `--ef-construction` and
+//! `--ef-search` choose what runs.
 //!
 //! Run: `bench/corpus/make-corpus.sh && cargo build --release -p kafclaw-bench &&
 //! $CARGO_TARGET_DIR/release/vectors --write-doc` (rewrites the `vectors` section of
@@ -39,9 +41,26 @@ struct Args {
     /// Queries per run (held-out sentences; for random vectors, random too).
     #[arg(long, default_value_t = 1000)]
     queries: usize,
-    /// Also the tuning runs (ef_search sweep, exact scan against the graph at small sizes).
+    /// Also sweep the graphs' ef_search at each size.
     #[arg(long)]
     sweep: bool,
+    /// Also the tuning runs: the sweep at small sizes (1 k to 16 k), exact scan against graph.
+    #[arg(long)]
+    tuning: bool,
+    /// Stores to measure, comma separated: exact-f32, exact-i8, graph-f32, graph-i8,
+    /// graph-i8-rescored (default: all).
+    #[arg(long, value_delimiter = ',')]
+    stores: Vec<String>,
+    /// The graphs' connectivity (HNSW M); default: the index's default.
+    #[arg(long)]
+    connectivity: Option<usize>,
+    /// The graphs' ef_construction; default: the index's default.
+    #[arg(long)]
+    ef_construction: Option<usize>,
+    /// The graphs' ef_search: one value for every size, or one per size of `--sizes` (then
+    /// the random sizes take the last); default: by size, as the index chooses.
+    #[arg(long, value_delimiter = ',')]
+    ef_search: Vec<usize>,
     /// Rewrite the `vectors` section of this file (docs/benchmarks.md) with the results.
     #[arg(long, num_args = 0..=1, default_missing_value = "docs/benchmarks.md")]
     write_doc: Option<PathBuf>,
@@ -179,6 +198,7 @@ fn store_name(o: &VectorOptions, size: usize) -> String {
         Quantization::F32 => "f32",
         Quantization::I8 => "i8",
     };
+    let q = if o.rescore { format!("{q} + f32 rescoring") } else { q.to_owned() };
     if size <= o.exact_up_to {
         format!("exact scan, {q}")
     } else {
@@ -192,10 +212,12 @@ fn run_set(
     base: &Vectors,
     queries: &Vectors,
     sizes: &[usize],
+    set: &Args,
     sweep: bool,
     runs: &mut Vec<Run>,
 ) -> anyhow::Result<()> {
-    for &size in sizes {
+    for (nth, &size) in sizes.iter().enumerate() {
+        let ef_search = set.ef_search.get(nth).or(set.ef_search.last()).copied();
         if size > base.len() {
             eprintln!("{data}: {size} vectors asked for, the corpus has {}: skipped", base.len());
             continue;
@@ -204,10 +226,27 @@ fn run_set(
         eprintln!("{data}, {size} vectors: exact top-{K} of {} queries (brute force)...", queries.len());
         let truth = truth(&base, queries);
         let exact = |quantization| VectorOptions { quantization, exact_up_to: usize::MAX, ..VectorOptions::default() };
-        let graph = |quantization| VectorOptions { quantization, exact_up_to: 0, ..VectorOptions::default() };
-        let configs =
-            [exact(Quantization::F32), exact(Quantization::I8), graph(Quantization::F32), graph(Quantization::I8)];
-        for options in configs {
+        let graph = |quantization| {
+            let d = VectorOptions::default();
+            VectorOptions {
+                quantization,
+                exact_up_to: 0,
+                connectivity: set.connectivity.unwrap_or(d.connectivity),
+                expansion_add: set.ef_construction.unwrap_or(d.expansion_add),
+                expansion_search: ef_search,
+                ..d
+            }
+        };
+        let configs = [
+            ("exact-f32", exact(Quantization::F32)),
+            ("exact-i8", exact(Quantization::I8)),
+            ("graph-f32", graph(Quantization::F32)),
+            ("graph-i8", graph(Quantization::I8)),
+            ("graph-i8-rescored", VectorOptions { rescore: true, ..graph(Quantization::I8) }),
+        ];
+        let chosen =
+            configs.into_iter().filter(|(name, _)| set.stores.is_empty() || set.stores.iter().any(|s| s == name));
+        for (_, options) in chosen {
             let name = store_name(&options, size);
             eprintln!("  {name}: building...");
             let (index, took) = build(&base, options.clone())?;
@@ -216,7 +255,7 @@ fn run_set(
                 "  {name}: built in {took:.2?}, {per_core:.0} q/s per core ({wall:.0} wall), recall@10 {recall:.4}"
             );
             if sweep && options.exact_up_to == 0 {
-                for ef in [16, 24, 32, 48, 64, 96, 128, 192, 256] {
+                for ef in [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512] {
                     index.set_expansion_search(ef);
                     let (per_core, wall, recall) = measure(&index, queries, &truth)?;
                     eprintln!(
@@ -281,13 +320,13 @@ fn main() -> anyhow::Result<()> {
             "all-MiniLM-L6-v2 embeddings of English sentences (WordNet glosses and examples, fortune cookies; `bench/corpus/make-corpus.sh`), {} held-out sentences as queries",
             queries.len()
         );
-        if args.sweep {
+        if args.tuning {
             let small: Vec<usize> =
                 [1_000, 2_000, 4_000, 8_000, 16_000].into_iter().filter(|s| *s <= base.len()).collect();
             let mut tuning = Vec::new();
-            run_set("tuning", &base, &queries, &small, true, &mut tuning)?;
+            run_set("tuning", &base, &queries, &small, &args, true, &mut tuning)?;
         }
-        run_set("MiniLM", &base, &queries, &args.sizes, args.sweep, &mut runs)?;
+        run_set("MiniLM", &base, &queries, &args.sizes, &args, args.sweep, &mut runs)?;
     } else {
         eprintln!("no corpus at {}: run bench/corpus/make-corpus.sh; random vectors only", base_path.display());
     }
@@ -295,7 +334,7 @@ fn main() -> anyhow::Result<()> {
         let most = args.random_sizes.iter().copied().max().unwrap_or(0);
         let base = random(most, 384, 7);
         let queries = random(args.queries, 384, 11);
-        run_set("random", &base, &queries, &args.random_sizes, args.sweep, &mut runs)?;
+        run_set("random", &base, &queries, &args.random_sizes, &args, args.sweep, &mut runs)?;
     }
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let body = format!(

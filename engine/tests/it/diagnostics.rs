@@ -438,6 +438,37 @@ inputs = ["in"]
     }
 }
 
+/// A memory index's vector options are checked at their place: `rescore` needs i8 vectors (an
+/// f32 index has nothing to re-rank by), `ef_search` at least 1; i8 with `rescore` passes.
+#[test]
+fn memory_index_vector_options_are_reported_at_their_place() {
+    let topology = |options: &str| {
+        format!(
+            r#"[topology]
+name = "t"
+
+[sources.in]
+type = "stdin"
+
+[operators.remember]
+type = "memory-index"
+inputs = ["in"]
+{options}
+
+[sinks.out]
+type = "stdout"
+inputs = ["remember"]
+"#
+        )
+    };
+    expect(&topology("rescore = true"), &[(10, 11, "`rescore` = true re-ranks an i8 index")]);
+    expect(
+        &topology("quantization = \"f32\"\nef_search = 0\nrescore = true"),
+        &[(11, 13, "`ef_search` = 0"), (12, 11, "`rescore` = true re-ranks an i8 index")],
+    );
+    expect(&topology("quantization = \"i8\"\nrescore = true\nef_search = 96"), &[]);
+}
+
 /// The retentions of the effect log and the approvals channel are durations, checked at their
 /// place; a valid one passes.
 #[test]

@@ -181,6 +181,28 @@ impl Flat {
     }
 }
 
+impl Flat {
+    /// `keys` (those stored; others are skipped) re-ranked by their exact cosine to `query`:
+    /// the best `k` with their distances (1 − cosine), nearest first. For rescoring a graph's
+    /// candidates against the f32 originals (an f32 scan: its rows are those).
+    pub(crate) fn rescore(&self, query: &[f32], keys: &[u64], k: usize) -> Vec<(u64, f32)> {
+        debug_assert_eq!(self.quantization, Quantization::F32, "originals are f32 rows");
+        let d = self.dimensions;
+        let q = normalized(query);
+        let mut hits: Vec<(u64, f32)> = keys
+            .iter()
+            .filter_map(|key| self.slots.get(key).map(|slot| (*key, *slot)))
+            .map(|(key, slot)| {
+                let score = (self.dot_f32)(&self.f32s[slot * d..(slot + 1) * d], &q);
+                (key, 1.0 - score)
+            })
+            .collect();
+        hits.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+        hits.truncate(k);
+        hits
+    }
+}
+
 /// One stored row.
 pub(crate) enum Row<'a> {
     /// Unit length.

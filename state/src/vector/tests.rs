@@ -4,13 +4,20 @@ fn options(quantization: Quantization, exact_up_to: usize) -> VectorOptions {
     VectorOptions { quantization, exact_up_to, ..VectorOptions::default() }
 }
 
-/// Every store: exact and graph, f32 and i8.
+/// i8 with f32 originals to re-rank by.
+fn rescored(exact_up_to: usize) -> VectorOptions {
+    VectorOptions { rescore: true, ..options(Quantization::I8, exact_up_to) }
+}
+
+/// Every store: exact and graph, f32, i8 and i8 rescored.
 fn every_store() -> Vec<VectorOptions> {
     vec![
         options(Quantization::F32, 1000),
         options(Quantization::I8, 1000),
+        rescored(1000),
         options(Quantization::F32, 0),
         options(Quantization::I8, 0),
+        rescored(0),
     ]
 }
 
@@ -119,6 +126,59 @@ fn i8_keeps_recall_on_clustered_vectors() {
         let recall = found as f64 / (queries.len() * 10) as f64;
         assert!(recall >= 0.9, "i8 recall@10 = {recall} (exact_up_to = {exact_up_to})");
     }
+}
+
+/// Rescoring re-ranks the i8 graph's candidates by the f32 originals: the distances are the
+/// exact f32 cosine distances, the order exact among what the graph found, recall at least
+/// the plain i8 graph's; removed and replaced vectors leave the originals too; below the
+/// threshold the scan is exact f32 (no quantisation loss at all).
+#[test]
+fn rescoring_gives_exact_f32_distances_and_keeps_the_originals_in_step() {
+    let mut rng = 0x1234_5678_9abc_def1;
+    let vectors = clustered(2000, 64, &mut rng);
+    let queries = clustered(50, 64, &mut rng);
+    let small = VectorIndex::with_options(64, rescored(usize::MAX)).unwrap();
+    for (i, v) in vectors[..500].iter().enumerate() {
+        small.add(i as u64, v).unwrap();
+    }
+    for q in &queries {
+        let got: Vec<u64> = small.search(q, 10).unwrap().iter().map(|h| h.0).collect();
+        assert_eq!(got, brute_force(&vectors[..500], q, 10), "below the threshold: the exact f32 top 10, in order");
+    }
+    let recall = |options: VectorOptions| {
+        let idx = VectorIndex::with_options(64, options).unwrap();
+        for (i, v) in vectors.iter().enumerate() {
+            idx.add(i as u64, v).unwrap();
+        }
+        let mut found = 0;
+        for q in &queries {
+            let truth = brute_force(&vectors, q, 10);
+            let unit = normalized(q);
+            let hits = idx.search(q, 10).unwrap();
+            if idx.options().rescore {
+                for (key, distance) in &hits {
+                    let exact =
+                        1.0 - normalized(&vectors[*key as usize]).iter().zip(&unit).map(|(a, b)| a * b).sum::<f32>();
+                    assert!((distance - exact).abs() < 1e-4, "key {key}: distance {distance}, exact f32 {exact}");
+                }
+            }
+            assert!(hits.windows(2).all(|w| w[0].1 <= w[1].1), "nearest first");
+            found += hits.iter().filter(|h| truth.contains(&h.0)).count();
+        }
+        (found as f64 / (queries.len() * 10) as f64, idx)
+    };
+    let (plain, _) = recall(options(Quantization::I8, 1000));
+    let (with_rescoring, idx) = recall(rescored(1000));
+    assert!(!idx.is_exact());
+    assert!(with_rescoring >= plain && with_rescoring >= 0.95, "recall@10 {with_rescoring}, plain i8 graph {plain}");
+    // Remove a query's nearest vector, and move another: the answers follow.
+    let q = &queries[0];
+    let first = idx.search(q, 1).unwrap()[0].0;
+    idx.remove(first).unwrap();
+    assert!(idx.search(q, 10).unwrap().iter().all(|h| h.0 != first), "a removed key is never returned");
+    idx.add(first, &vectors[1].iter().map(|x| -x).collect::<Vec<f32>>()).unwrap();
+    assert_eq!(idx.search(&vectors[1].iter().map(|x| -x).collect::<Vec<f32>>(), 1).unwrap()[0].0, first);
+    assert_eq!(idx.len(), 2000);
 }
 
 #[test]
