@@ -41,9 +41,15 @@ pub struct TopologySection {
     /// Replication factor of the topics kafclaw creates; `-1` takes the broker's default.
     #[serde(default = "default_replication")]
     pub replication: i32,
-    /// How often (milliseconds) outputs, state and offsets are committed.
-    #[serde(default = "default_commit_interval_ms")]
-    pub commit_interval_ms: u64,
+    /// How often (milliseconds) outputs, state and offsets are committed. Default: 100 with
+    /// `exactly-once` (outputs become visible to `read_committed` readers at the commit, so
+    /// this is part of their latency; Kafka Streams' default too) and 1,000 with
+    /// `at-least-once`, where each commit waits for the broker to acknowledge every output
+    /// before it commits the offsets (Kafka Streams waits 30,000 there; at 100 those waits held
+    /// a stream thread about a third of the time, docs/benchmarks.md). After a crash the
+    /// records since the last commit are read again.
+    #[serde(default)]
+    pub commit_interval_ms: Option<u64>,
     /// Stream threads of each instance (1 to 256). Kafka mode: each thread is a member of the
     /// consumer group with its own consumer, its own transactional producer and the tasks of
     /// the partitions assigned to it, as in Kafka Streams (`num.stream.threads`). Local mode:
@@ -77,11 +83,20 @@ impl TopologySection {
             description: None,
             partitions: default_partitions(),
             replication: default_replication(),
-            commit_interval_ms: default_commit_interval_ms(),
+            commit_interval_ms: None,
             threads: None,
             effects_retention: default_retention(),
             approvals_retention: default_retention(),
         }
+    }
+
+    /// How often (milliseconds) an instance commits: `commit_interval_ms`, else the
+    /// guarantee's default.
+    pub fn commit_interval_ms(&self) -> u64 {
+        self.commit_interval_ms.unwrap_or(match self.guarantee {
+            Guarantee::ExactlyOnce => DEFAULT_COMMIT_INTERVAL_MS_EXACTLY_ONCE,
+            Guarantee::AtLeastOnce => DEFAULT_COMMIT_INTERVAL_MS_AT_LEAST_ONCE,
+        })
     }
 
     /// The stream threads of a Kafka instance: `cli` (`--threads`) if given, else `threads`,
@@ -125,9 +140,10 @@ fn default_replication() -> i32 {
 /// The most stream threads an instance runs (`topology.threads`, `kafclaw run --threads`).
 pub const MAX_THREADS: u32 = 256;
 
-fn default_commit_interval_ms() -> u64 {
-    100
-}
+/// The default `commit_interval_ms` of `exactly-once` topologies.
+pub const DEFAULT_COMMIT_INTERVAL_MS_EXACTLY_ONCE: u64 = 100;
+/// The default `commit_interval_ms` of `at-least-once` topologies.
+pub const DEFAULT_COMMIT_INTERVAL_MS_AT_LEAST_ONCE: u64 = 1_000;
 
 /// The default of `effects_retention` and `approvals_retention`.
 pub const DEFAULT_RETENTION: &str = "7days";
@@ -193,4 +209,22 @@ pub struct DeadLetterSection {
     /// Default: as much as fits.
     #[serde(default)]
     pub max_copy_bytes: Option<usize>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topology(extra: &str) -> TopologySection {
+        toml::from_str(&format!("name = \"t\"\n{extra}")).unwrap()
+    }
+
+    #[test]
+    fn the_commit_interval_defaults_by_guarantee_and_an_explicit_one_wins() {
+        assert_eq!(topology("").commit_interval_ms(), DEFAULT_COMMIT_INTERVAL_MS_EXACTLY_ONCE);
+        assert_eq!(topology("guarantee = \"exactly-once\"").commit_interval_ms(), 100);
+        assert_eq!(topology("guarantee = \"at-least-once\"").commit_interval_ms(), 1_000);
+        assert_eq!(topology("guarantee = \"at-least-once\"\ncommit_interval_ms = 50").commit_interval_ms(), 50);
+        assert_eq!(topology("commit_interval_ms = 250").commit_interval_ms(), 250);
+    }
 }

@@ -165,7 +165,7 @@ pub fn parse(file: &SourceFile, diags: &mut Diagnostics) -> Option<Spec> {
         if t.partitions < 1 {
             diags.push(Diagnostic::error(at("partitions"), "`topology.partitions` must be at least 1"));
         }
-        if t.commit_interval_ms == 0 {
+        if t.commit_interval_ms == Some(0) {
             diags.push(Diagnostic::error(at("commit_interval_ms"), "`topology.commit_interval_ms` must be at least 1"));
         }
         if t.threads.is_some_and(|n| !(1..=MAX_THREADS).contains(&n)) {

@@ -1,6 +1,6 @@
 //! The transaction protocol on the real broker: records of an open transaction are invisible
 //! to a read_committed reader until commit, and an aborted transaction does not move the
-//! committed offsets.
+//! committed offsets; a killed producer's open transaction does not block another's offsets.
 
 use std::time::Duration;
 
@@ -69,4 +69,88 @@ fn open_transactions_are_invisible_and_aborts_do_not_commit_offsets() {
         got = committed(&group, &input, 1);
     }
     assert_eq!(got, vec![2], "a committed transaction commits its offsets");
+}
+
+/// What stream threads rely on when a killed instance's partitions move to another thread's
+/// producer (KIP-447: any producer may commit a group's offsets): a transaction left open by a
+/// killed producer (never ended) does not stop another producer's transactional offset
+/// commits for the same partition, neither while it is open nor after its transactional id's
+/// next `init_transactions` fenced it; and the new incarnation's own commits apply. Prints
+/// how many outputs a read_committed reader sees (Apache Kafka: 1, the aborted one hidden;
+/// Tansu shows it too, docs/kafka-brokers.md).
+#[test]
+fn a_killed_producers_open_transaction_does_not_block_another_producers_offsets() {
+    let (input, output, group) = (unique("fenced-in"), unique("fenced-out"), unique("fenced-group"));
+    create_topic(&input, 1);
+    create_topic(&output, 1);
+    produce(&input, (0..5).map(|i| (format!("{i}"), envelope(i))));
+    let consumer: BaseConsumer = config()
+        .set("group.id", &group)
+        .set("enable.auto.commit", "false")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "500")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[&input]).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while consumer.group_metadata().is_none() || consumer.assignment().unwrap().count() == 0 {
+        consumer.poll(Duration::from_millis(100));
+        assert!(std::time::Instant::now() < deadline, "no assignment");
+    }
+    let cgm = consumer.group_metadata().unwrap();
+    let offsets = |o: i64| {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&input, 0, Offset::Offset(o)).unwrap();
+        tpl
+    };
+    let txn = |id: &str| {
+        let p: BaseProducer = config().set("transactional.id", id).create().unwrap();
+        p.init_transactions(Duration::from_secs(30)).unwrap();
+        p
+    };
+    // The group's committed offset once it is `want` (or what it is after 10 s).
+    let settled = |want: i64| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = committed(&group, &input, 1);
+            if got == vec![want] || std::time::Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let (a, b) = (unique("fenced-a"), unique("fenced-b"));
+    // A: offsets 1 and an output, then "killed" (never ended, never destroyed).
+    let killed = txn(&a);
+    killed.begin_transaction().unwrap();
+    killed.send(BaseRecord::to(&output).key("a").payload("from-a")).unwrap();
+    killed.flush(Duration::from_secs(10)).unwrap();
+    killed.send_offsets_to_transaction(&offsets(1), &cgm, Duration::from_secs(30)).unwrap();
+    std::mem::forget(killed);
+    // B commits offset 2 while A's transaction is still open.
+    let other = txn(&b);
+    other.begin_transaction().unwrap();
+    other.send_offsets_to_transaction(&offsets(2), &cgm, Duration::from_secs(30)).unwrap();
+    let while_open = other.commit_transaction(Duration::from_secs(30));
+    let after_b_open = settled(2);
+    // A's next incarnation fences it.
+    let a2 = txn(&a);
+    // B commits offset 3 and an output.
+    other.begin_transaction().unwrap();
+    other.send(BaseRecord::to(&output).key("b").payload("from-b")).unwrap();
+    other.send_offsets_to_transaction(&offsets(3), &cgm, Duration::from_secs(30)).unwrap();
+    other.commit_transaction(Duration::from_secs(30)).unwrap();
+    let after_b = settled(3);
+    assert!(while_open.is_ok(), "{while_open:?}");
+    assert_eq!(after_b_open, vec![2], "another producer's commit while a killed one's transaction is open");
+    let visible_b = consume_all(&output, 1, Duration::from_secs(5)).len();
+    // A's new incarnation commits offset 4.
+    a2.begin_transaction().unwrap();
+    a2.send_offsets_to_transaction(&offsets(4), &cgm, Duration::from_secs(30)).unwrap();
+    a2.commit_transaction(Duration::from_secs(30)).unwrap();
+    let after_a2 = settled(4);
+    eprintln!("fenced open transaction: outputs visible to read_committed after the other commit: {visible_b}");
+    assert_eq!(after_b, vec![3], "another producer's commit after the killed one was fenced");
+    assert!(visible_b >= 1, "the other producer's committed output is visible");
+    assert_eq!(after_a2, vec![4], "the fenced id's new incarnation commits");
 }

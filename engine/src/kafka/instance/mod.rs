@@ -278,7 +278,7 @@ pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), In
         plan,
         opts: &opts,
         rocks: &rocks,
-        commit_interval: Duration::from_millis(t.commit_interval_ms),
+        commit_interval: Duration::from_millis(t.commit_interval_ms()),
         halt: AtomicBool::new(false),
         inject: inject::Injector::from_env().map_err(setup)?,
     };
