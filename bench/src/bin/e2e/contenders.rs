@@ -83,13 +83,18 @@ pub fn spawn(who: Contender, job: &Job<'_>, tools: &Tools) -> Result<Child> {
 }
 
 /// The filter topology, named after the group (a kafclaw topology's group is its name).
+/// `KAFCLAW_E2E_COMMIT_INTERVAL_MS` sets its `commit_interval_ms` (default: the engine's).
 pub fn topology(group: &str, guarantee: &str, partitions: i32, input: &str, output: &str) -> String {
+    let commit = std::env::var("KAFCLAW_E2E_COMMIT_INTERVAL_MS")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(String::new(), |ms| format!("commit_interval_ms = {ms}\n"));
     format!(
         r#"[topology]
 name = "{group}"
 guarantee = "{guarantee}"
 partitions = {partitions}
-
+{commit}
 [sources.in]
 type = "kafka"
 topic = "{input}"
