@@ -183,16 +183,13 @@ struct Feeder {
 }
 
 impl Feeder {
-    /// Batches as large as the mock cluster takes: it answers a fetch with one produce batch
-    /// per partition (librdkafka 2.12 `rdkafka_mock_handlers.c`, Fetch: "FIXME: Multiple
-    /// messageSets ?"), so small batches would cap what any consumer reads per round trip
-    /// (at 5 ms of linger: a few dozen envelopes, the contender waiting on fetches).
+    /// The mock cluster answers a fetch with one produce batch per partition (librdkafka 2.12
+    /// `rdkafka_mock_handlers.c`, Fetch: "FIXME: Multiple messageSets ?"), so the feeder's
+    /// batch size bounds what a consumer reads per round trip. 1 MB batches (linger 50 ms)
+    /// raised it, but at 1 M envelopes with threads = 2 the mock then dropped input (its 5 MB
+    /// per partition), so the feeder keeps 5 ms batches until that is understood.
     fn new(brokers: &str, topic: &str, partitions: i32) -> Result<Self> {
-        let producer = config(brokers)
-            .set("linger.ms", "50")
-            .set("batch.size", "1000000")
-            .set("batch.num.messages", "100000")
-            .create()?;
+        let producer = config(brokers).set("linger.ms", "5").set("batch.size", "1000000").create()?;
         Ok(Self { producer, envelopes: Envelopes::new()?, body: Vec::new(), topic: topic.to_owned(), partitions })
     }
 
