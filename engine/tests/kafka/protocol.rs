@@ -9,6 +9,25 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
+/// A consumer of `input` in `group`, once it has joined and holds a partition (its group
+/// metadata is what transactional offset commits carry).
+fn member_of(group: &str, input: &str) -> BaseConsumer {
+    let consumer: BaseConsumer = config()
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "500")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[input]).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while consumer.group_metadata().is_none() || consumer.assignment().unwrap().count() == 0 {
+        consumer.poll(Duration::from_millis(100));
+        assert!(std::time::Instant::now() < deadline, "no assignment");
+    }
+    consumer
+}
+
 #[test]
 fn open_transactions_are_invisible_and_aborts_do_not_commit_offsets() {
     let topic = unique("proto-out");
@@ -31,20 +50,8 @@ fn open_transactions_are_invisible_and_aborts_do_not_commit_offsets() {
     assert_eq!(seen.len(), 5, "committed records are visible");
 
     // Offsets sent in an aborted transaction are not committed; in a committed one they are.
-    let consumer: BaseConsumer = config()
-        .set("group.id", &group)
-        .set("enable.auto.commit", "false")
-        .set("session.timeout.ms", "6000")
-        .set("heartbeat.interval.ms", "500")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[&input]).unwrap();
     produce(&input, (0..3).map(|i| (format!("{i}"), envelope(i))));
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while consumer.group_metadata().is_none() || consumer.assignment().unwrap().count() == 0 {
-        consumer.poll(Duration::from_millis(100));
-        assert!(std::time::Instant::now() < deadline, "no assignment");
-    }
+    let consumer = member_of(&group, &input);
     let cgm = consumer.group_metadata().unwrap();
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(&input, 0, Offset::Offset(2)).unwrap();
@@ -84,19 +91,7 @@ fn a_killed_producers_open_transaction_does_not_block_another_producers_offsets(
     create_topic(&input, 1);
     create_topic(&output, 1);
     produce(&input, (0..5).map(|i| (format!("{i}"), envelope(i))));
-    let consumer: BaseConsumer = config()
-        .set("group.id", &group)
-        .set("enable.auto.commit", "false")
-        .set("session.timeout.ms", "6000")
-        .set("heartbeat.interval.ms", "500")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[&input]).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while consumer.group_metadata().is_none() || consumer.assignment().unwrap().count() == 0 {
-        consumer.poll(Duration::from_millis(100));
-        assert!(std::time::Instant::now() < deadline, "no assignment");
-    }
+    let consumer = member_of(&group, &input);
     let cgm = consumer.group_metadata().unwrap();
     let offsets = |o: i64| {
         let mut tpl = TopicPartitionList::new();
