@@ -134,7 +134,10 @@ fn a_memory_index_takes_its_vector_options_from_its_config() {
     let o = operator_options("quantization = \"i8\"\nexact_up_to = 100\nef_search = 80");
     assert_eq!((o.quantization, o.exact_up_to, o.expansion_search), (Quantization::I8, 100, Some(80)));
     assert!(!o.rescore, "no rescoring unless asked");
-    assert!(operator_options("quantization = \"i8\"\nrescore = true").rescore);
+    let rescored = operator_options("quantization = \"i8\"\nrescore = true");
+    assert!(rescored.rescore);
+    assert_eq!(rescored.exact_up_to, 20_000, "a rescored index scans f32 copies while small: f32's threshold");
+    assert_eq!(operator_options("quantization = \"i8\"").exact_up_to, 40_000);
     assert!(toml::from_str::<MemoryIndexConfig>("quantization = \"f16\"").is_err(), "f32 or i8 only");
     assert!(toml::from_str::<MemoryIndexConfig>("ef = 3").is_err(), "unknown fields are refused");
     let shared = SharedIndex::with_options("remember", o);

@@ -212,9 +212,6 @@ impl VectorIndex {
                 Ok(())
             }
             Store::Graph(g, originals) => {
-                if let Some(o) = originals {
-                    o.add(key, vector);
-                }
                 if g.contains(key) {
                     g.remove(key).map_err(err)?;
                 }
@@ -231,6 +228,10 @@ impl VectorIndex {
                 if after != before {
                     g.change_expansion_search(after);
                 }
+                // The originals follow the graph only once it took the vector (no drift on failure).
+                if let Some(o) = originals {
+                    o.add(key, vector);
+                }
                 Ok(())
             }
         }
@@ -244,10 +245,11 @@ impl VectorIndex {
                 Ok(())
             }
             Store::Graph(g, originals) => {
+                g.remove(key).map_err(err)?;
                 if let Some(o) = originals {
                     o.remove(key);
                 }
-                g.remove(key).map(|_| ()).map_err(err)
+                Ok(())
             }
         }
     }
@@ -261,7 +263,8 @@ impl VectorIndex {
             Store::Flat(f) => Ok(f.search(query, k)),
             Store::Graph(g, originals) => {
                 let candidates = match originals {
-                    Some(_) => (k * RESCORE_OVERSAMPLING).max(RESCORE_MIN_CANDIDATES),
+                    // Bounded by the graph's size: usearch allocates a result slot per candidate.
+                    Some(_) => k.saturating_mul(RESCORE_OVERSAMPLING).max(RESCORE_MIN_CANDIDATES).min(g.size()),
                     None => k,
                 };
                 let m = match self.options.quantization {

@@ -194,8 +194,9 @@ pub struct MemoryIndexConfig {
     pub quantization: VectorQuantization,
     /// Up to this many items a search compares the query with every vector (exact, and
     /// faster than a graph at that size); past it the index builds an HNSW graph, once.
-    /// 0: the graph from the first item. Default: 20,000 (f32) or 40,000 (i8), up to where
-    /// the exact scan is no slower than the default graph (docs/benchmarks.md).
+    /// 0: the graph from the first item. Default: 20,000 (f32, and i8 with `rescore`, whose
+    /// scan reads the f32 copies) or 40,000 (i8), up to where the exact scan is no slower
+    /// than the default graph (docs/benchmarks.md).
     #[serde(default)]
     pub exact_up_to: Option<usize>,
     /// The HNSW graph's `ef_search`: candidates kept while searching (higher finds more of
@@ -236,11 +237,14 @@ impl MemoryIndexConfig {
             VectorQuantization::F32 => Quantization::F32,
             VectorQuantization::I8 => Quantization::I8,
         };
+        let rescore = self.rescore.as_ref().is_some_and(|r| *r.get_ref());
+        // Rescored indexes scan their f32 originals while small: f32's threshold.
+        let scanned = if rescore { Quantization::F32 } else { quantization };
         VectorOptions {
             quantization,
-            exact_up_to: self.exact_up_to.unwrap_or_else(|| exact_up_to_for(quantization)),
+            exact_up_to: self.exact_up_to.unwrap_or_else(|| exact_up_to_for(scanned)),
             expansion_search: self.ef_search.as_ref().map(|ef| *ef.get_ref()),
-            rescore: self.rescore.as_ref().is_some_and(|r| *r.get_ref()),
+            rescore,
             ..VectorOptions::default()
         }
     }

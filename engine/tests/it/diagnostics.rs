@@ -415,6 +415,26 @@ inputs = ["in"]
     );
 }
 
+/// A commit interval of 0 is reported at its value (the default depends on the guarantee).
+#[test]
+fn a_zero_commit_interval_is_reported_at_its_place() {
+    expect(
+        r#"[topology]
+name = "t"
+guarantee = "at-least-once"
+commit_interval_ms = 0
+
+[sources.in]
+type = "stdin"
+
+[sinks.out]
+type = "stdout"
+inputs = ["in"]
+"#,
+        &[(4, 22, "`topology.commit_interval_ms` must be at least 1")],
+    );
+}
+
 /// Stream threads are 1 to 256, reported at the value (the `--threads` flag has the same range).
 #[test]
 fn topology_threads_are_reported_at_their_place() {
