@@ -397,40 +397,23 @@ inputs = ["in put"]
     );
 }
 
+/// A stdin → stdout topology named `t` whose `[topology]` also holds `lines` (from line 3).
+fn stdin_to_stdout(lines: &str) -> String {
+    format!(
+        "[topology]\nname = \"t\"\n{lines}\n\n[sources.in]\ntype = \"stdin\"\n\n[sinks.out]\ntype = \"stdout\"\ninputs = [\"in\"]\n"
+    )
+}
+
 #[test]
 fn topology_numbers_are_reported_at_their_place() {
-    expect(
-        r#"[topology]
-name = "t"
-partitions = 0
-
-[sources.in]
-type = "stdin"
-
-[sinks.out]
-type = "stdout"
-inputs = ["in"]
-"#,
-        &[(3, 14, "`topology.partitions` must be at least 1")],
-    );
+    expect(&stdin_to_stdout("partitions = 0"), &[(3, 14, "`topology.partitions` must be at least 1")]);
 }
 
 /// A commit interval of 0 is reported at its value (the default depends on the guarantee).
 #[test]
 fn a_zero_commit_interval_is_reported_at_its_place() {
     expect(
-        r#"[topology]
-name = "t"
-guarantee = "at-least-once"
-commit_interval_ms = 0
-
-[sources.in]
-type = "stdin"
-
-[sinks.out]
-type = "stdout"
-inputs = ["in"]
-"#,
+        &stdin_to_stdout("guarantee = \"at-least-once\"\ncommit_interval_ms = 0"),
         &[(4, 22, "`topology.commit_interval_ms` must be at least 1")],
     );
 }
@@ -439,22 +422,7 @@ inputs = ["in"]
 #[test]
 fn topology_threads_are_reported_at_their_place() {
     for (value, col) in [("0", 11), ("257", 11)] {
-        expect(
-            &format!(
-                r#"[topology]
-name = "t"
-threads = {value}
-
-[sources.in]
-type = "stdin"
-
-[sinks.out]
-type = "stdout"
-inputs = ["in"]
-"#
-            ),
-            &[(3, col, "`topology.threads` must be 1 to 256")],
-        );
+        expect(&stdin_to_stdout(&format!("threads = {value}")), &[(3, col, "`topology.threads` must be 1 to 256")]);
     }
 }
 
