@@ -139,6 +139,13 @@ impl InstanceMetrics {
             .inc();
     }
 
+    /// Records of `topic`/`partition` this instance consumed and fed to their task so far (its
+    /// `kafclaw_records_consumed_total` series); 0 before the first. A record read again (after
+    /// an abort, or a partition lost and assigned back) counts again.
+    pub fn consumed_from(&self, topic: &str, partition: i32) -> u64 {
+        self.consumed.get(&TopicPartition { topic: topic.to_owned(), partition }).map_or(0, |c| c.get())
+    }
+
     /// One record produced to `topic`.
     pub fn produced(&self, topic: &str) {
         self.produced.get_or_create(&TopicLabel { topic: topic.to_owned() }).inc();
@@ -308,4 +315,22 @@ pub fn encode(metrics: &InstanceMetrics, s: &Scrape<'_>) -> Result<String, std::
 /// Observes `d` in seconds.
 pub fn observe(h: &Histogram, d: Duration) {
     h.observe(d.as_secs_f64());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consumed_from_counts_one_topic_partition() {
+        let m = InstanceMetrics::default();
+        let t: Arc<str> = "t".into();
+        m.consumed(&t, 3);
+        m.consumed(&t, 3);
+        m.consumed(&t, 2);
+        assert_eq!(m.consumed_from("t", 3), 2);
+        assert_eq!(m.consumed_from("t", 2), 1);
+        assert_eq!(m.consumed_from("t", 1), 0);
+        assert_eq!(m.consumed_from("u", 3), 0);
+    }
 }

@@ -26,9 +26,14 @@ pub const MOCK_SESSION_TIMEOUT_MS: &str = "2000";
 /// `heartbeat.interval.ms` of the contenders' consumers on the mock cluster.
 pub const MOCK_HEARTBEAT_MS: &str = "250";
 
-/// A running contender: its threads and its count of consumed records.
+/// Records of one input partition a contender consumed so far.
+pub type ConsumedFrom = Arc<dyn Fn(i32) -> u64 + Send + Sync>;
+
+/// A running contender: its threads and its count of consumed records, in all and by input
+/// partition (the feeder keeps each partition's backlog under the mock cluster's retention).
 pub struct Running {
     pub consumed: Arc<dyn Fn() -> u64 + Send + Sync>,
+    pub consumed_from: ConsumedFrom,
     threads: Vec<JoinHandle<Result<()>>>,
 }
 
@@ -55,7 +60,7 @@ pub fn start(
     let (brokers, input, output, group) = (job.brokers, job.input, job.output, job.group);
     let (instances, threads) = match who {
         Free::MockRaw => {
-            let consumed = Arc::new(AtomicU64::new(0));
+            let consumed: Arc<[AtomicU64]> = (0..job.partitions).map(|_| AtomicU64::new(0)).collect();
             let (b, i, o, g, s, c) = (
                 brokers.to_owned(),
                 input.to_owned(),
@@ -67,7 +72,12 @@ pub fn start(
             let t = std::thread::spawn(move || {
                 crate::raw::run_until(&b, &i, &o, &g, (MOCK_SESSION_TIMEOUT_MS, MOCK_HEARTBEAT_MS), &s, &c)
             });
-            return Ok(Running { consumed: Arc::new(move || consumed.load(Ordering::Relaxed)), threads: vec![t] });
+            let all = consumed.clone();
+            return Ok(Running {
+                consumed: Arc::new(move || all.iter().map(|c| c.load(Ordering::Relaxed)).sum()),
+                consumed_from: Arc::new(move |p| consumed.get(p as usize).map_or(0, |c| c.load(Ordering::Relaxed))),
+                threads: vec![t],
+            });
         }
         Free::MockThreads1 => (1, 1),
         Free::MockThreads2 => (1, 2),
@@ -93,8 +103,11 @@ pub fn start(
         let c = compiled.clone();
         handles.push(std::thread::spawn(move || run_instance(&c, opts).map_err(|e| anyhow!("kafclaw: {e}"))));
     }
+    let by_partition = all_stats.clone();
+    let input = input.to_owned();
     let consumed = move || all_stats.iter().map(|s| s.consumed.load(Ordering::Relaxed)).sum();
-    Ok(Running { consumed: Arc::new(consumed), threads: handles })
+    let consumed_from = move |p| by_partition.iter().map(|s| s.metrics.consumed_from(&input, p)).sum();
+    Ok(Running { consumed: Arc::new(consumed), consumed_from: Arc::new(consumed_from), threads: handles })
 }
 
 /// The client settings `kafclaw run` would use with the harness's environment (contenders.rs),

@@ -77,8 +77,10 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "all")]
     only: Vec<String>,
     /// Mock-cluster runs: how many envelopes the feeder may write ahead of what the contender
-    /// consumed (the mock cluster keeps only 5 MB per partition).
-    #[arg(long, default_value_t = 12_000)]
+    /// consumed, over all partitions. Each partition gets its share, checked against what was
+    /// consumed of it, and at most 4,500 (the mock cluster keeps only 5 MiB per partition,
+    /// ~4,900 envelopes).
+    #[arg(long, default_value_t = 24_000)]
     mock_lag: usize,
     /// The venv Quix Streams runs from (made on first use).
     #[arg(long, env = "KAFCLAW_QUIX_VENV")]

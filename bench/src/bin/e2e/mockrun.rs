@@ -4,10 +4,18 @@
 //!
 //! The mock cluster keeps at most 5 MB per partition, so the input cannot be preloaded: a
 //! feeder thread of the harness writes it round-robin over the partitions while the contender
-//! reads, never more than `lag` envelopes ahead of what the contender consumed (so nothing
-//! unread is dropped; the output's count is checked at the end). CPU is split by thread: the
-//! mock cluster's (`rdk:mock`), the harness's (the feeder and its producer: threads that
-//! existed before the contender started) and the rest, the contender's.
+//! reads, never more than `per_partition(lag, partitions)` envelopes of a partition ahead of
+//! what the contender consumed of it (so nothing unread is dropped, however unevenly the
+//! partitions are read, as when a rebalance moves them). The bound counts records, not
+//! offsets: records read again after a rewind (a lost partition or an abort; a rebalance
+//! commits first) count twice for the rest of the run, and the backlog may pass the bound by
+//! as many. An input the mock dropped for it fails the run: the output's count is checked at
+//! the end, and a feeder whose partition's consumption stops for 60 s fails at once. The
+//! feeder writes round-robin, so one partition nobody reads (during a rebalance) holds back
+//! every partition's input.
+//!
+//! CPU is split by thread: the mock cluster's (`rdk:mock`), the harness's (the feeder and its
+//! producer: threads that existed before the contender started) and the rest, the contender's.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,12 +30,10 @@ use rdkafka::{Offset, TopicPartitionList};
 use crate::contenders::Job;
 use crate::envelopes::{self, Envelopes};
 use crate::free::Free;
+use crate::inprocess::ConsumedFrom;
 use crate::kafka::config;
 use crate::mockcluster::{self, MockCluster};
 use crate::procstat;
-
-/// What the contender reports of its progress.
-type Consumed = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 pub fn run(who: Free, messages: usize, partitions: i32, lag: usize) -> Result<()> {
     let mock = MockCluster::new()?;
@@ -46,9 +52,10 @@ pub fn run(who: Free, messages: usize, partitions: i32, lag: usize) -> Result<()
         }
     };
 
-    // The feeder: the first `lag` envelopes now, the rest as the contender reads.
+    // The feeder: a full backlog of every partition now, the rest as the contender reads.
     let mut feeder = Feeder::new(&brokers, &input, partitions)?;
-    let preload = lag.min(messages);
+    let per_partition = per_partition(lag, partitions);
+    let preload = (per_partition * partitions as usize).min(messages);
     for i in 0..preload {
         feeder.send(i);
     }
@@ -57,7 +64,7 @@ pub fn run(who: Free, messages: usize, partitions: i32, lag: usize) -> Result<()
 
     let go = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicBool::new(false));
-    let consumed_slot: Arc<OnceLock<Consumed>> = Arc::default();
+    let consumed_slot: Arc<OnceLock<ConsumedFrom>> = Arc::default();
     let feed = {
         let (go, done, consumed_slot) = (go.clone(), done.clone(), consumed_slot.clone());
         std::thread::Builder::new().name("feeder".into()).spawn(move || -> Result<()> {
@@ -66,12 +73,25 @@ pub fn run(who: Free, messages: usize, partitions: i32, lag: usize) -> Result<()
             }
             let consumed = consumed_slot.get().context("no progress counter")?.clone();
             for i in preload..messages {
-                while i > consumed() as usize + lag {
+                // Envelope `i` is the `i / partitions`-th of its partition (0-based).
+                let p = (i % partitions as usize) as i32;
+                let (mut seen, mut since) = (consumed(p), Instant::now());
+                while i / partitions as usize >= seen as usize + per_partition {
                     if done.load(Ordering::Acquire) {
                         return Ok(());
                     }
                     feeder.producer.poll(Duration::ZERO);
                     std::thread::sleep(Duration::from_micros(500));
+                    let now = consumed(p);
+                    if now != seen {
+                        (seen, since) = (now, Instant::now());
+                    } else if since.elapsed() > STALLED {
+                        bail!(
+                            "partition {p}: nothing consumed for {} s while its backlog is full \
+                             (input dropped by the mock cluster?)",
+                            STALLED.as_secs()
+                        );
+                    }
                 }
                 feeder.send(i);
             }
@@ -92,7 +112,7 @@ pub fn run(who: Free, messages: usize, partitions: i32, lag: usize) -> Result<()
         let job = Job { brokers: &brokers, input: &input, output: &output, group: &group, partitions };
         crate::inprocess::start(who, compiled, &job, &stop, dir.path())?
     };
-    let _ = consumed_slot.set(contender.consumed.clone());
+    let _ = consumed_slot.set(contender.consumed_from.clone());
     go.store(true, Ordering::Release);
 
     let deadline = start + Duration::from_secs(1800);
@@ -173,6 +193,21 @@ pub fn run(who: Free, messages: usize, partitions: i32, lag: usize) -> Result<()
     Ok(())
 }
 
+/// The most envelopes of one partition the mock cluster keeps unread with room to spare: it
+/// keeps 5 MiB per partition (librdkafka 2.12 `rdkafka_mock.c`, `max_size`), ~4,900 envelopes
+/// of ~1,062 bytes.
+const MOCK_PARTITION_ENVELOPES: usize = 4_500;
+
+/// How long the feeder waits on a partition whose backlog is full and whose consumption does
+/// not move before it fails the run.
+const STALLED: Duration = Duration::from_secs(60);
+
+/// The backlog the feeder allows each partition: `lag` over the partitions, at most what the
+/// mock cluster keeps of one (`MOCK_PARTITION_ENVELOPES`), at least 1.
+pub fn per_partition(lag: usize, partitions: i32) -> usize {
+    (lag / partitions.max(1) as usize).clamp(1, MOCK_PARTITION_ENVELOPES)
+}
+
 /// Writes envelope `i` to partition `i mod partitions` of the input.
 struct Feeder {
     producer: BaseProducer,
@@ -185,11 +220,12 @@ struct Feeder {
 impl Feeder {
     /// The mock cluster answers a fetch with one produce batch per partition (librdkafka 2.12
     /// `rdkafka_mock_handlers.c`, Fetch: "FIXME: Multiple messageSets ?"), so the feeder's
-    /// batch size bounds what a consumer reads per round trip. 1 MB batches (linger 50 ms)
-    /// raised it, but at 1 M envelopes with threads = 2 the mock then dropped input (its 5 MB
-    /// per partition), so the feeder keeps 5 ms batches until that is understood.
+    /// batch size bounds what a consumer reads per round trip: with 5 ms batches every
+    /// contender waited on its fetches (about 90 k envelopes/s, one stream thread 75 % busy,
+    /// two threads no faster). Batches of up to 1 MB (linger 20 ms) lift that bound; the
+    /// backlog per partition (`per_partition`) keeps them within the mock's 5 MB per partition.
     fn new(brokers: &str, topic: &str, partitions: i32) -> Result<Self> {
-        let producer = config(brokers).set("linger.ms", "5").set("batch.size", "1000000").create()?;
+        let producer = config(brokers).set("linger.ms", "20").set("batch.size", "1000000").create()?;
         Ok(Self { producer, envelopes: Envelopes::new()?, body: Vec::new(), topic: topic.to_owned(), partitions })
     }
 

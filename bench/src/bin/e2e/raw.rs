@@ -13,10 +13,11 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use crate::kafka::config;
 
 pub fn run(brokers: &str, input: &str, output: &str, group: &str) -> Result<()> {
-    run_until(brokers, input, output, group, ("6000", "500"), &AtomicBool::new(false), &AtomicU64::new(0))
+    run_until(brokers, input, output, group, ("6000", "500"), &AtomicBool::new(false), &[AtomicU64::new(0)])
 }
 
-/// The loop, until `stop` is set (then it flushes and commits); counts records in `consumed`.
+/// The loop, until `stop` is set (then it flushes and commits); counts the records of partition
+/// `p` in `consumed[p % consumed.len()]` (`consumed` must not be empty).
 /// The group's session timeout and heartbeat interval are given (shorter on the mock cluster).
 pub fn run_until(
     brokers: &str,
@@ -25,7 +26,7 @@ pub fn run_until(
     group: &str,
     (session_timeout_ms, heartbeat_ms): (&str, &str),
     stop: &AtomicBool,
-    consumed: &AtomicU64,
+    consumed: &[AtomicU64],
 ) -> Result<()> {
     let c: BaseConsumer = config(brokers)
         .set("group.id", group)
@@ -53,7 +54,7 @@ pub fn run_until(
                 kafclaw_bench::send_blocking(&p, rec);
             }
             c.store_offset(m.topic(), m.partition(), m.offset())?;
-            consumed.fetch_add(1, Ordering::Relaxed);
+            consumed[m.partition() as usize % consumed.len()].fetch_add(1, Ordering::Relaxed);
             stored = true;
         }
         if stored && last_commit.elapsed() > Duration::from_millis(100) {

@@ -60,16 +60,19 @@ pub fn tables(s: &Summary<'_>, rows: &[FreeRow]) -> String {
          **at-least-once only: the mock cluster is not faithful for transactions**, so exactly-once is measured \
          on the test broker only). Each contender is a process of its own (`e2e mock-run`) on {} partitions; the \
          mock cluster keeps only 5 MB per partition, so a feeder thread of the harness writes the {} input \
-         envelopes while the contender reads, at most {} ahead of what it consumed (the output's count is \
-         checked). Throughput: from the contender's start until its group has committed every input offset \
-         (group join included; the mock's initial rebalance delay is set to 0; the contenders' session \
+         envelopes in batches of up to 1 MB (linger 20 ms: the mock answers a fetch with one batch per \
+         partition) while the contender reads, each partition at most {} envelopes ahead of what the contender \
+         consumed of it (the output's count is checked). Throughput: from the contender's start until its \
+         group has committed every input offset (group join included; the mock's initial rebalance delay is set to 0; the contenders' session \
          timeout is 2 s, as the mock waits that less 1 s for members to rejoin at a rebalance); steady: from \
          10 % to 90 % of the input consumed. CPU over the whole run, by thread \
          name (/proc/self/task): the mock cluster's thread (`rdk:mock`), the feeder (thread and producer), and \
          the rest, the contender's own (its librdkafka clients included); the process total beside them. All \
          of it shares the machine's {machine_cores} cores. msgs per contender CPU s: the contender's envelopes/s \
          per core.\n",
-        s.partitions, s.messages, s.mock_lag
+        s.partitions,
+        s.messages,
+        crate::mockrun::per_partition(s.mock_lag, s.partitions)
     );
     let _ = writeln!(
         t,
