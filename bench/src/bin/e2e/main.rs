@@ -64,8 +64,8 @@ struct Args {
     /// Envelopes per second of the latency stream.
     #[arg(long, default_value_t = 1_000)]
     latency_rate: u32,
-    /// Partitions of the input and output topics.
-    #[arg(long, default_value_t = 6)]
+    /// Partitions of the input and output topics (at least 1).
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(i32).range(1..))]
     partitions: i32,
     /// Rounds: every contender runs once per round (interleaved); the report gives each
     /// contender's median round and the spread.
@@ -78,9 +78,9 @@ struct Args {
     only: Vec<String>,
     /// Mock-cluster runs: how many envelopes the feeder may write ahead of what the contender
     /// consumed, over all partitions. Each partition gets its share, checked against what was
-    /// consumed of it, and at most 4,500 (the mock cluster keeps only 5 MiB per partition,
-    /// ~4,900 envelopes).
-    #[arg(long, default_value_t = 24_000)]
+    /// consumed of it, and at most 3,800 (the mock cluster keeps only 5 MiB per partition,
+    /// a feeder batch of up to 1 MB included).
+    #[arg(long, default_value_t = 22_800)]
     mock_lag: usize,
     /// The venv Quix Streams runs from (made on first use).
     #[arg(long, env = "KAFCLAW_QUIX_VENV")]
@@ -108,7 +108,7 @@ enum Cmd {
         contender: String,
         #[arg(long)]
         messages: usize,
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
         partitions: i32,
         #[arg(long)]
         mock_lag: usize,
