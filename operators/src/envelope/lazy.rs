@@ -107,6 +107,9 @@ impl LazyJson {
     /// building the others; absent fields (and every field of a non-object) are left out.
     pub fn fields<'a, T>(&self, names: &'a [String], mut convert: impl FnMut(&Value) -> T) -> HashMap<&'a str, T> {
         if let (Some(raw), None) = (&self.raw, self.parsed.get()) {
+            if let Some(found) = pick(raw.get(), names, &mut convert) {
+                return found;
+            }
             let mut de = serde_json::Deserializer::from_str(raw.get());
             if let Ok(found) = de.deserialize_any(Pick { names, convert: &mut convert }) {
                 return found;
@@ -119,7 +122,26 @@ impl LazyJson {
     }
 }
 
-/// Reads the wanted fields of an object and skips the rest.
+/// The wanted fields of the object `text` (well-formed JSON), found by
+/// [`super::members::members`] and only they parsed; `None` when that walk or a parse fails
+/// (the caller then walks with serde).
+fn pick<'a, T>(text: &str, names: &'a [String], convert: &mut impl FnMut(&Value) -> T) -> Option<HashMap<&'a str, T>> {
+    let mut found = HashMap::with_capacity(names.len());
+    for (key, value) in super::members::members(text)? {
+        let key: std::borrow::Cow<'_, str> = match key.contains('\\') {
+            false => key.into(),
+            true => serde_json::from_str::<String>(&format!("\"{key}\"")).ok()?.into(),
+        };
+        // A later duplicate wins, as when the whole object is parsed.
+        if let Some(name) = names.iter().find(|n| **n == *key) {
+            found.insert(name.as_str(), convert(&serde_json::from_str::<Value>(value).ok()?));
+        }
+    }
+    Some(found)
+}
+
+/// Reads the wanted fields of an object and skips the rest (serde's walk, for what
+/// [`pick`] cannot read).
 struct Pick<'n, 'c, F> {
     names: &'n [String],
     convert: &'c mut F,

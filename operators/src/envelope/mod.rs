@@ -17,6 +17,7 @@ mod error;
 mod id;
 mod kind;
 mod lazy;
+mod members;
 mod payload;
 pub mod time;
 pub mod wire;
