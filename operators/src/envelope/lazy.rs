@@ -105,7 +105,13 @@ impl LazyJson {
 
     /// The named top-level fields of an object, each converted by `convert`, without
     /// building the others; absent fields (and every field of a non-object) are left out.
-    pub fn fields<'a, T>(&self, names: &'a [String], mut convert: impl FnMut(&Value) -> T) -> HashMap<&'a str, T> {
+    pub fn fields<'a, T>(&self, names: &'a [String], convert: impl FnMut(&Value) -> T) -> HashMap<&'a str, T> {
+        let values = self.field_values(names, convert);
+        names.iter().zip(values).filter_map(|(n, v)| Some((n.as_str(), v?))).collect()
+    }
+
+    /// As [`Self::fields`], by position: element `i` is field `names[i]`, `None` when absent.
+    pub fn field_values<T>(&self, names: &[String], mut convert: impl FnMut(&Value) -> T) -> Vec<Option<T>> {
         if let (Some(raw), None) = (&self.raw, self.parsed.get()) {
             if let Some(found) = pick(raw.get(), names, &mut convert) {
                 return found;
@@ -116,8 +122,8 @@ impl LazyJson {
             }
         }
         match &**self {
-            Value::Object(map) => names.iter().filter_map(|n| map.get(n).map(|v| (n.as_str(), convert(v)))).collect(),
-            _ => HashMap::new(),
+            Value::Object(map) => names.iter().map(|n| map.get(n).map(&mut convert)).collect(),
+            _ => names.iter().map(|_| None).collect(),
         }
     }
 }
@@ -125,16 +131,16 @@ impl LazyJson {
 /// The wanted fields of the object `text` (well-formed JSON), found by
 /// [`super::members::members`] and only they parsed; `None` when that walk or a parse fails
 /// (the caller then walks with serde).
-fn pick<'a, T>(text: &str, names: &'a [String], convert: &mut impl FnMut(&Value) -> T) -> Option<HashMap<&'a str, T>> {
-    let mut found = HashMap::with_capacity(names.len());
+fn pick<T>(text: &str, names: &[String], convert: &mut impl FnMut(&Value) -> T) -> Option<Vec<Option<T>>> {
+    let mut found: Vec<Option<T>> = names.iter().map(|_| None).collect();
     for (key, value) in super::members::members(text)? {
         let key: std::borrow::Cow<'_, str> = match key.contains('\\') {
             false => key.into(),
             true => serde_json::from_str::<String>(&format!("\"{key}\"")).ok()?.into(),
         };
         // A later duplicate wins, as when the whole object is parsed.
-        if let Some(name) = names.iter().find(|n| **n == *key) {
-            found.insert(name.as_str(), convert(&serde_json::from_str::<Value>(value).ok()?));
+        if let Some(i) = names.iter().position(|n| **n == *key) {
+            found[i] = Some(convert(&serde_json::from_str::<Value>(value).ok()?));
         }
     }
     Some(found)
@@ -147,20 +153,20 @@ struct Pick<'n, 'c, F> {
     convert: &'c mut F,
 }
 
-impl<'de, 'n, T, F: FnMut(&Value) -> T> Visitor<'de> for Pick<'n, '_, F> {
-    type Value = HashMap<&'n str, T>;
+impl<'de, T, F: FnMut(&Value) -> T> Visitor<'de> for Pick<'_, '_, F> {
+    type Value = Vec<Option<T>>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a JSON value")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut found = HashMap::with_capacity(self.names.len());
+        let mut found: Vec<Option<T>> = self.names.iter().map(|_| None).collect();
         while let Some(key) = map.next_key::<Key<'de>>()? {
-            match self.names.iter().find(|n| **n == *key.as_str()) {
+            match self.names.iter().position(|n| **n == *key.as_str()) {
                 // A later duplicate wins, as when the whole object is parsed.
-                Some(name) => {
-                    found.insert(name.as_str(), (self.convert)(&map.next_value::<Value>()?));
+                Some(i) => {
+                    found[i] = Some((self.convert)(&map.next_value::<Value>()?));
                 }
                 None => {
                     map.next_value::<IgnoredAny>()?;
@@ -171,7 +177,7 @@ impl<'de, 'n, T, F: FnMut(&Value) -> T> Visitor<'de> for Pick<'n, '_, F> {
     }
 
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(HashMap::new())
+        Ok(self.names.iter().map(|_| None).collect())
     }
 }
 

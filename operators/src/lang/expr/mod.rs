@@ -13,6 +13,7 @@ use serde_json::Value;
 use toml::Spanned;
 
 mod check;
+mod fast;
 
 use crate::api::config::ConfigError;
 use crate::api::record::Record;
@@ -52,6 +53,11 @@ pub struct Expr {
     /// The payload fields the expression reads when it only reads `payload.<field>` (the
     /// other fields are not converted for it); `None` when it uses `payload` as a whole.
     payload_fields: Option<Vec<String>>,
+    /// The native evaluator's tree, when the expression is within what it knows
+    /// ([`fast`]); CEL answers whatever it does not.
+    fast: Option<Arc<fast::Node>>,
+    /// Whether [`Self::fast`] reads payload fields.
+    fast_reads_payload: bool,
 }
 
 /// The direct sub-expressions of `expr`.
@@ -309,7 +315,16 @@ impl Expr {
         vars.sort_unstable();
         vars.dedup();
         let payload_fields = payload_fields(program.expression());
-        Ok(Self { program: Arc::new(program), source: source.into(), vars, payload_fields })
+        let fast = payload_fields.as_deref().and_then(|f| fast::Node::compile(program.expression(), f));
+        let fast_reads_payload = fast.as_ref().is_some_and(fast::Node::reads_payload);
+        Ok(Self {
+            program: Arc::new(program),
+            source: source.into(),
+            vars,
+            payload_fields,
+            fast: fast.map(Arc::new),
+            fast_reads_payload,
+        })
     }
 
     /// The expression as written.
@@ -377,8 +392,24 @@ impl Expr {
         }
     }
 
+    /// The native evaluator's answer, `None` when CEL is to answer.
+    fn fast_bool(&self, record: &Record) -> Option<bool> {
+        let node = self.fast.as_deref()?;
+        let fields = match (&self.payload_fields, self.fast_reads_payload) {
+            (Some(names), true) => fast::read_fields(record, names)?,
+            _ => Vec::new(),
+        };
+        match node.eval(record, &fields)? {
+            fast::Val::Bool(b) => Some(b),
+            _ => None,
+        }
+    }
+
     /// Evaluates to a boolean; any other result is an error.
     pub fn eval_bool(&self, record: &Record) -> Result<bool, String> {
+        if let Some(b) = self.fast_bool(record) {
+            return Ok(b);
+        }
         match self.eval(record)?.0 {
             CelValue::Bool(b) => Ok(b),
             other => Err(format!("`{}` gave {other:?}, not a bool", self.source)),
