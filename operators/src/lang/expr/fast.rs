@@ -312,6 +312,9 @@ mod tests {
             // `false && error` is false, `true || error` true, in CEL and here.
             ("payload.n == 5 && payload.missing == 1", false),
             ("payload.n == 4 || payload.missing == 1", true),
+            // Infinities are ordered and equal to themselves, as in CEL.
+            ("1e300 * 1e300 > payload.x", true),
+            ("-(1e300 * 1e300) < payload.x && 1e300 * 1e300 == 1e300 * 1e300", true),
         ] {
             assert_eq!(both(src, &r), Some(want), "{src}");
         }
@@ -337,6 +340,13 @@ mod tests {
             "true < false",
             "null < null",
             "payload.s + 'b' == 'ab'",
+            // NaN (inf − inf) is not ordered; CEL says what it says.
+            "(1e300 * 1e300 - 1e300 * 1e300) < 1.0",
+            "(1e300 * 1e300 - 1e300 * 1e300) == (1e300 * 1e300 - 1e300 * 1e300)",
+            // A left side that is not a boolean: CEL's `&&` and `||` rules decide.
+            "payload.n && false",
+            "payload.n || true",
+            "payload.missing || true",
         ] {
             assert_eq!(both(src, &r), None, "{src}");
             // CEL still answers, value or error, through the same call.
