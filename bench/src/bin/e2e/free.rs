@@ -149,6 +149,9 @@ fn local_input(dir: &Path, messages: usize) -> Result<std::path::PathBuf> {
             w.write_all(&body)?;
         }
         w.flush()?;
+        // On disk before the run: otherwise the kernel writes the 1 GB back while kafclaw
+        // runs, and the run's wall time carries the harness's own writes.
+        w.get_ref().sync_all()?;
     }
     Ok(path)
 }
