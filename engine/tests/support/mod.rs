@@ -381,9 +381,18 @@ pub fn sigterm(child: &mut Child) {
     signal(child, 15);
 }
 
-/// Sends signal `sig` (e.g. 19 SIGSTOP, 18 SIGCONT on Linux) to a child of ours.
-pub fn signal(child: &Child, sig: i32) {
-    // SAFETY: plain kill(2) on our own child's pid.
+/// Sends signal `sig` (e.g. 19 SIGSTOP, 18 SIGCONT on Linux) to a child of ours, unless it
+/// has exited. A child that exited and was reaped (by `wait`, or a `try_wait` that saw it
+/// gone) no longer owns its pid, and on a machine with `pid_max` 32768 the suite's thousands
+/// of processes reuse pids (the likely cause of a CI run in which a test's instance got a clean
+/// stop that no step of its test asked for, and its test then waited in vain).
+/// Until reaped, an exited child is a zombie that keeps its pid, so the check and the kill
+/// cannot race with a reuse.
+pub fn signal(child: &mut Child, sig: i32) {
+    if !matches!(child.try_wait(), Ok(None)) {
+        return;
+    }
+    // SAFETY: plain kill(2) on the pid of our own child, not yet reaped.
     unsafe { libc_kill(child.id() as i32, sig) };
 }
 
@@ -481,13 +490,13 @@ impl OwnBroker {
     }
 
     /// Freezes the broker (SIGSTOP): connections stay open, nothing answers.
-    pub fn freeze(&self) {
-        signal(&self.child, 19);
+    pub fn freeze(&mut self) {
+        signal(&mut self.child, 19);
     }
 
     /// Resumes a frozen broker (SIGCONT).
-    pub fn resume(&self) {
-        signal(&self.child, 18);
+    pub fn resume(&mut self) {
+        signal(&mut self.child, 18);
     }
 }
 

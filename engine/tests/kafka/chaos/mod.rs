@@ -155,7 +155,7 @@ fn broker_frozen_for_20_s_loses_and_doubles_nothing() {
     eprintln!("chaos broker-freeze: seed={seed}");
     let mut rng = fastrand::Rng::with_seed(seed);
     let dir = TestDir::new();
-    let broker = OwnBroker::start(&dir.path().join("broker.log"));
+    let mut broker = OwnBroker::start(&dir.path().join("broker.log"));
     let b = broker.addr().to_owned();
     let (app, input, output) = (unique("chaos-freeze-app"), unique("chaos-freeze-in"), unique("chaos-freeze-out"));
     create_topic_at(&b, &input, PARTITIONS);
