@@ -177,26 +177,26 @@ impl Node {
                 _ => return None,
             },
             // CEL's `&&` is false when either side is false, whatever the other side is (an
-            // error included); only a boolean left side is taken here.
-            Node::And(a, b) => match a.eval(record, fields)? {
-                Val::Bool(false) => Val::Bool(false),
-                Val::Bool(true) => match b.eval(record, fields)? {
-                    Val::Bool(r) => Val::Bool(r),
-                    _ => return None,
-                },
-                _ => return None,
-            },
-            Node::Or(a, b) => match a.eval(record, fields)? {
-                Val::Bool(true) => Val::Bool(true),
-                Val::Bool(false) => match b.eval(record, fields)? {
-                    Val::Bool(r) => Val::Bool(r),
-                    _ => return None,
-                },
-                _ => return None,
-            },
+            // error included), `||` true when either is true; only a boolean left side is
+            // taken here.
+            Node::And(a, b) => Val::Bool(logical(false, a, b, record, fields)?),
+            Node::Or(a, b) => Val::Bool(logical(true, a, b, record, fields)?),
             Node::Cmp(cmp, a, b) => Val::Bool(compare(*cmp, &a.eval(record, fields)?, &b.eval(record, fields)?)?),
             Node::Arith(arith, a, b) => compute(*arith, a.eval(record, fields)?, b.eval(record, fields)?)?,
         })
+    }
+}
+
+/// `a && b` (`decides` false) or `a || b` (`decides` true): `a` equal to `decides` is the
+/// answer, otherwise `b` if boolean; `None` for anything else.
+fn logical(decides: bool, a: &Node, b: &Node, record: &Record, fields: &[Option<Result<Val<'_>, ()>>]) -> Option<bool> {
+    match a.eval(record, fields)? {
+        Val::Bool(l) if l == decides => Some(decides),
+        Val::Bool(_) => match b.eval(record, fields)? {
+            Val::Bool(r) => Some(r),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
