@@ -7,9 +7,9 @@
 //! From the group's records (docs/a2a-kafka.md): a `streaming` task status (`index`, `delta`)
 //! → the status `working` (once), then an artifact update of `answer` carrying the delta
 //! (`append` after the first); another task status → a status update; the final answer →
-//! the rest of the answer not yet streamed as the last chunk (or the whole answer when the
-//! deltas streamed so far are not its beginning, e.g. they came after it), then the final
-//! status, whose message is the answer.
+//! the rest of the answer not yet streamed as the last chunk (empty when the deltas carried it
+//! all; the whole answer when the deltas streamed so far are not its beginning, e.g. they came
+//! after it), then the final status, whose message is the answer.
 //!
 //! Each stream is a task reading the reader's broadcast; it ends when the task ends, or as
 //! soon as the client is gone (its channel closes: a disconnected client is noticed at the
@@ -58,8 +58,10 @@ impl Told {
             // The final state (the answer; a cancel, whose later answers change nothing; a
             // failure), whatever record brought it: a delta read after its answer adds nothing.
             if let Some(answer) = now.answer.as_deref().filter(|_| now.state != TaskState::Canceled) {
+                // The last chunk says so even when the deltas already carried the whole answer:
+                // then it appends nothing (an empty text part), so a client that waits for
+                // `lastChunk` knows the artifact is whole.
                 match answer.strip_prefix(self.streamed.as_str()).filter(|_| !self.streamed.is_empty()) {
-                    Some("") => {}
                     Some(rest) => out.push(now.artifact_event(rest, true, true, d)),
                     None => out.push(now.artifact_event(answer, false, true, d)),
                 }
@@ -180,6 +182,23 @@ mod tests {
         assert_eq!((&e[0]["append"], &e[0]["lastChunk"]), (&json!(true), &json!(true)));
         assert_eq!((&e[1]["status"]["state"], &e[1]["final"]), (&json!("completed"), &json!(true)));
         assert!(told.done);
+    }
+
+    #[test]
+    fn deltas_that_carried_the_whole_answer_still_end_with_a_last_chunk() {
+        let mut told = Told { state: TaskState::Submitted, streamed: String::new(), next_index: 0, done: false };
+        told.step(&delta(0, "po"), snap(TaskState::Working, None), Dialect::V1);
+        told.step(&delta(1, "ng"), snap(TaskState::Working, None), Dialect::V1);
+        let answer = json!({"type": "skill_response", "correlation_id": "t", "payload": {"content": "pong"}});
+        for d in [Dialect::V1, Dialect::V03] {
+            let mut t = Told { state: told.state, streamed: told.streamed.clone(), next_index: 2, done: false };
+            let e = t.step(&answer, snap(TaskState::Completed, Some("pong")), d);
+            assert_eq!(e.len(), 2, "{e:?}");
+            let chunk = if d == Dialect::V1 { &e[0]["artifactUpdate"] } else { &e[0] };
+            assert_eq!((&chunk["append"], &chunk["lastChunk"]), (&json!(true), &json!(true)), "{e:?}");
+            assert_eq!(chunk["artifact"]["parts"][0]["text"], "", "nothing appended twice");
+            assert!(t.done);
+        }
     }
 
     #[test]
