@@ -4,7 +4,8 @@
 //!
 //! The rule the instance keeps (docs/ARCHITECTURE.md, "a position is committed only with every
 //! record it caused"): no error path commits an input's offset without its outputs, its
-//! changelog records or its dead letter in the same transaction (at-least-once: delivered).
+//! changelog records or its dead letter in the same transaction (at-least-once: delivered); an
+//! input that caused none has nothing to wait for.
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};

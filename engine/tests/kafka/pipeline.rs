@@ -227,3 +227,58 @@ topic = "{fin}"
     let summary = std::fs::read_to_string(&log2).unwrap();
     assert!(summary.contains(&format!("deduplicated {dups}")), "{}", log_tail(&log2));
 }
+
+/// Inputs that produce nothing (a filter drops them) still get their offsets committed, also
+/// when a commit holds nothing else: under exactly-once such a commit is the group consumer's
+/// offset commit (an offsets-only transaction after one with records is lost on Tansu, which
+/// left a replay's trailing duplicates uncommitted). Without it the group's lag never reaches 0
+/// and a restart reads them again.
+#[test]
+fn inputs_that_produce_nothing_are_committed() {
+    for guarantee in ["exactly-once", "at-least-once"] {
+        let dir = TestDir::new();
+        let (app, input, output) = (unique("quiet-app"), unique("quiet-in"), unique("quiet-out"));
+        create_topic(&input, 2);
+        let topo = write_topology(
+            dir.path(),
+            &app,
+            &format!(
+                r#"
+[topology]
+name = "{app}"
+guarantee = "{guarantee}"
+partitions = 2
+commit_interval_ms = 100
+
+[sources.in]
+type = "kafka"
+topic = "{input}"
+
+[operators.keep]
+type = "filter"
+inputs = ["in"]
+where = 'payload.n < 10'
+
+[sinks.out]
+type = "kafka"
+inputs = ["keep"]
+topic = "{output}"
+"#
+            ),
+        );
+        let log = dir.path().join("a.log");
+        let mut a = spawn_instance(&topo, "a", &log);
+        // First inputs that pass (a transaction with records and offsets) …
+        produce(&input, (0..10).map(|i| (format!("{i}"), envelope(i))));
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while committed(&app, &input, 2).iter().sum::<i64>() < 10 {
+            assert!(Instant::now() < deadline, "{guarantee}: {:?}\n{}", committed(&app, &input, 2), log_tail(&log));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        // … then only inputs the filter drops: their commits hold offsets alone.
+        produce(&input, (10..30).map(|i| (format!("{i}"), envelope(i))));
+        stop_once_committed(&mut a, &app, &input, 2, 30, &log, Duration::from_secs(120));
+        assert_eq!(consume_all(&output, 10, Duration::from_secs(20)).len(), 10, "{guarantee}: the passing inputs");
+        assert_eq!(committed(&app, &input, 2).iter().sum::<i64>(), 30, "{guarantee}");
+    }
+}

@@ -118,6 +118,7 @@ impl Core {
         if let Some(e) = self.inject.fail(kind) {
             return Err(e);
         }
+        self.sent_since_commit = true;
         send_record(&self.producer, record)
     }
 

@@ -11,11 +11,13 @@
 //!   stream thread (`transactional.id = <topology>-<instance id>` for thread 0,
 //!   `<topology>-<instance id>-<k>` for thread k); each commit interval the outputs and
 //!   dead letters of the open transaction are flushed, the processed positions are sent to the
-//!   transaction with the consumer's group metadata, and the transaction is committed. A
+//!   transaction with the consumer's group metadata, and the transaction is committed (when
+//!   nothing was sent since the last commit, the consumer commits the positions alone). A
 //!   failed commit aborts, forgets the transaction's dedup ids and rewinds every partition
 //!   assigned to the thread to its committed offset;
 //! - at-least-once: outputs are flushed, then offsets committed;
-//! - on revoke, the open transaction is committed before the partitions are released;
+//! - on revoke, the open transaction is committed before the partitions are released, and
+//!   their positions are forgotten (what was not committed is their next owner's);
 //! - every output carries its input's coordinates in headers and a `traceparent`.
 //!
 //! Each stream thread runs [`poll_loop`], one named step after another: finish the asynchronous
@@ -139,6 +141,9 @@ struct Core {
     delivery_failures_seen: u64,
     eos: bool,
     in_txn: bool,
+    /// Whether a record was sent since the last commit or abort: without one, an exactly-once
+    /// commit is the group consumer's offset commit alone (see `Core::commit`).
+    sent_since_commit: bool,
     /// How often the open transaction is committed, and when next.
     commit_interval: Duration,
     next_commit: Instant,

@@ -103,6 +103,7 @@ fn stream_thread(shared: &Shared<'_>, index: usize) -> Result<(), InstanceError>
         delivery_failures_seen: 0,
         eos,
         in_txn: false,
+        sent_since_commit: false,
         commit_interval: shared.commit_interval,
         next_commit: Instant::now() + shared.commit_interval,
         positions: Default::default(),

@@ -2,8 +2,9 @@
 //!
 //! The rule (docs/ARCHITECTURE.md): **a position is committed only with every record it
 //! caused.** Exactly-once: offsets go into the transaction that holds the outputs, changelog
-//! records and dead letters of the inputs below them; at-least-once: offsets are committed
-//! only after the producer confirmed every delivery. So:
+//! records and dead letters of the inputs below them (when the inputs since the last commit
+//! caused none, the group consumer commits the offsets alone); at-least-once: offsets are
+//! committed only after the producer confirmed every delivery. So:
 //! - once the instance must stop ([`Core::fail`]) nothing is committed any more: the open
 //!   transaction is aborted on the way out, and a restart reads the inputs again;
 //! - a failed send ([`Core::abort_needed`]), a failed delivery, or a failed commit aborts the
@@ -121,7 +122,32 @@ impl Core {
             committing.push(((topic.clone(), *partition), offset));
         }
         self.add_fencing_offsets(consumer, &mut tpl)?;
-        if self.eos {
+        if self.eos && !self.sent_since_commit {
+            // Nothing was sent since the last commit (filtered or deduplicated inputs, inputs
+            // whose work is in flight): there is nothing for the offsets to be atomic with, so
+            // the group's consumer commits them, fenced like a transactional offset commit by
+            // the group generation (KIP-447), and the empty transaction ends without a request
+            // (librdkafka sends no EndTxn for a transaction that registered no partition). One
+            // round trip instead of AddOffsetsToTxn, TxnOffsetCommit and EndTxn; and Tansu
+            // drops the offsets of a transaction that produced no record.
+            if tpl.count() > 0
+                && let Err(e) = consumer.commit(&tpl, rdkafka::consumer::CommitMode::Sync)
+            {
+                // Nothing was sent, so nothing needs aborting: a commit the group cannot take
+                // now (a plain commit is refused while a rebalance completes, where a
+                // transactional one is not) waits for the next commit point. A fenced member
+                // (a stale generation, an unknown member id) aborts and rewinds.
+                if commit_can_wait(&e) {
+                    tracing::debug!(error = %e, "offset commit deferred to the next commit point");
+                    return Ok(());
+                }
+                return Err(e);
+            }
+            if self.in_txn {
+                self.producer.commit_transaction(CALL_TIMEOUT)?;
+                self.in_txn = false;
+            }
+        } else if self.eos {
             // Inputs read whose work is still in flight produce no output yet, so no
             // transaction may be open: their offsets are committed in one of their own.
             if !self.in_txn && !self.begin() {
@@ -146,6 +172,7 @@ impl Core {
                 consumer.commit(&tpl, rdkafka::consumer::CommitMode::Sync)?;
             }
         }
+        self.sent_since_commit = false;
         self.punctuated.clear();
         self.aborts_in_a_row = 0;
         self.until.settle();
@@ -183,6 +210,8 @@ impl Core {
         tracing::warn!(error = %why, "aborting the open transaction and rewinding");
         self.pending_abort = None;
         self.aborts_in_a_row += 1;
+        // What was sent is aborted with the transaction, or (at-least-once) sent again.
+        self.sent_since_commit = false;
         if self.eos && self.in_txn {
             if let Err(e) = self.abort_open_transaction() {
                 self.fail(Fatal::Abort(e));
@@ -315,4 +344,23 @@ impl Core {
             self.in_txn = false;
         }
     }
+}
+
+/// Whether a failed offset commit of the group consumer may simply be tried again at the next
+/// commit point: the group is rebalancing, its coordinator is moving or loading, or the
+/// request timed out. Fencing errors (`ILLEGAL_GENERATION`, `UNKNOWN_MEMBER_ID`) and the rest
+/// are not.
+fn commit_can_wait(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::RebalanceInProgress
+                | RDKafkaErrorCode::NotCoordinator
+                | RDKafkaErrorCode::CoordinatorNotAvailable
+                | RDKafkaErrorCode::CoordinatorLoadInProgress
+                | RDKafkaErrorCode::WaitingForCoordinator
+                | RDKafkaErrorCode::RequestTimedOut
+                | RDKafkaErrorCode::OperationTimedOut
+        )
+    )
 }
