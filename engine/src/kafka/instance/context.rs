@@ -73,6 +73,11 @@ impl ConsumerContext for InstanceContext {
                 core.abort_on_exit();
             }
             for e in tpl.elements() {
+                // What was not committed above (inputs whose work is still in flight, or a
+                // commit that failed or waits) is the next owner's to read again: a position
+                // kept past its task would be committed later with nothing holding it back,
+                // skipping inputs whose work was dropped with the task.
+                core.positions.retain(|(t, p), _| !(**t == *e.topic() && *p == e.partition()));
                 if let Some(sub) = core.routes.sub_of_topic(e.topic()) {
                     core.drop_task(sub, e.partition());
                     core.assigned.remove(&(sub, e.partition()));
