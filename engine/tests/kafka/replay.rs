@@ -101,7 +101,7 @@ fn wait_committed(group: &str, topic: &str, n: i64, log: impl Fn() -> String) {
 
 #[test]
 fn replay_from_earliest_rebuilds_identical_state_and_queries_read_it() {
-    // 200 keys over 6 partitions, 25 inputs each, then 300 repeats (ids `in-0`, `in-13`, …,
+    // 200 keys over 6 partitions, 25 inputs per key, then 300 repeats (ids `in-0`, `in-13`, …,
     // all below N) that the source's dedup must drop, in this run and in the replay.
     const N: usize = 5_000;
     const KEYS: usize = 200;
@@ -181,8 +181,8 @@ fn replay_from_earliest_rebuilds_identical_state_and_queries_read_it() {
     for (k, v) in &first {
         assert_eq!(replayed.get(k), Some(v), "entry {k:?} differs after the replay");
     }
-    // The replay's last transaction committed every offset (the broker may show the
-    // transactional offset commit a moment after the transaction ends).
+    // The replay's last commit covered every offset (the broker may show a transactional
+    // offset commit a moment after the transaction ends).
     wait_committed(&app, &input, total, || stderr.clone());
 
     // An instance on a fresh disk restores through the reset markers to the same state.

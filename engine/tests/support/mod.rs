@@ -385,8 +385,8 @@ pub fn sigterm(child: &mut Child) {
 /// Sends signal `sig` (e.g. 19 SIGSTOP, 18 SIGCONT on Linux) to a child of ours, unless it
 /// has exited. A child that exited and was reaped (by `wait`, or a `try_wait` that saw it
 /// gone) no longer owns its pid, and on a machine with `pid_max` 32768 the suite's thousands
-/// of processes reuse pids. Until reaped, an exited child is a zombie that keeps its pid, so the check and the kill
-/// cannot race with a reuse.
+/// of processes reuse pids. Until reaped, an exited child is a zombie that keeps its pid, so
+/// the check and the kill cannot race with a reuse.
 pub fn signal(child: &mut Child, sig: i32) {
     if !matches!(child.try_wait(), Ok(None)) {
         return;
