@@ -2,7 +2,8 @@
 //! files ingested, `kafclaw_state::RocksStore::load`): the state equals the changelog's latest
 //! value per key (tombstones delete, records of inputs not yet committed are skipped), the
 //! checkpoints reach the changelog's end, and a second restore from those checkpoints applies
-//! only what came after.
+//! only what came after; readers sharing a table's partitions, with many small loads and a
+//! reset marker mid-partition, restore the same state as one reader.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -10,7 +11,7 @@ use std::time::Duration;
 use kafclaw_engine::compiler::{SourceFile, compile_source};
 use kafclaw_engine::kafka::ClientSettings;
 use kafclaw_engine::kafka::instance::headers;
-use kafclaw_engine::kafka::restore::{RestoreJob, restore};
+use kafclaw_engine::kafka::restore::{RestoreContext, RestoreJob, RestoreOptions, restore, restore_with};
 use kafclaw_engine::kafka::topics::{changelog_topic, ensure_topics};
 use kafclaw_state::{Epoch, RocksStore, StateStore};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -79,15 +80,6 @@ fn a_large_restore_bulk_loads_the_latest_committed_values_and_resumes_from_its_c
         (0..PARTITIONS).map(|partition| RestoreJob { sub: 0, table: "t".into(), partition, journal: false }).collect();
     let dir = tempfile::tempdir().unwrap();
     let mut store = Epoch::new(Box::new(RocksStore::open(dir.path()).unwrap()) as Box<dyn StateStore>);
-    let stored = |store: &Epoch<Box<dyn StateStore>>| {
-        let mut got = BTreeMap::new();
-        for p in 0..PARTITIONS {
-            for (k, v) in store.store().scan_partition("t", p as u32).unwrap() {
-                got.insert((p, String::from_utf8(k).unwrap()), v);
-            }
-        }
-        got
-    };
 
     // 45,000 records, ~7 MB: above the bulk-load threshold.
     let first = 45_000;
@@ -109,4 +101,98 @@ fn a_large_restore_bulk_loads_the_latest_committed_values_and_resumes_from_its_c
     send(first..first + 3_000);
     restore(&compiled.plan, &mut store, &settings, &committed, &jobs, &Default::default()).unwrap();
     assert_eq!(stored(&store), expected(first + 3_000), "state after the incremental restore");
+}
+
+/// The state in `store` of table `t`, by (partition, key).
+fn stored(store: &Epoch<Box<dyn StateStore>>) -> BTreeMap<(i32, String), Vec<u8>> {
+    let mut got = BTreeMap::new();
+    for p in 0..PARTITIONS {
+        for (k, v) in store.store().scan_partition("t", p as u32).unwrap() {
+            got.insert((p, String::from_utf8(k).unwrap()), v);
+        }
+    }
+    got
+}
+
+#[test]
+fn readers_sharing_the_partitions_restore_what_one_reader_does_through_a_reset_marker() {
+    let name = unique("restore-readers");
+    let input = format!("{name}-in");
+    let topology = format!(
+        "[topology]\nname = \"{name}\"\n[sources.in]\ntype = \"kafka\"\ntopic = \"{input}\"\n[operators.t]\ntype = \"count\"\ninputs = [\"in\"]\nby = 'correlation_id'\n[sinks.out]\ntype = \"kafka\"\ninputs = [\"t\"]\ntopic = \"{name}-out\"\n"
+    );
+    let compiled = compile_source(SourceFile::new("restore.toml", topology)).unwrap();
+    let mut settings = ClientSettings::new(&Default::default(), std::iter::empty());
+    settings.set("bootstrap.servers", brokers());
+    create_topic(&input, PARTITIONS);
+    ensure_topics(&settings, &compiled.plan, PARTITIONS, 1, Duration::from_secs(30)).unwrap();
+    let topic = changelog_topic(&compiled.plan, "t");
+    let producer: BaseProducer = config().set("linger.ms", "20").create().unwrap();
+    let send = |rec: BaseRecord<'_, [u8], [u8]>| {
+        let mut rec = rec;
+        while let Err((_, r)) = producer.send(rec) {
+            producer.poll(Duration::from_millis(5));
+            rec = r;
+        }
+        producer.poll(Duration::ZERO);
+    };
+    // 30,000 records (the last 3,000 of uncommitted inputs), and on partition 1 a reset marker
+    // after the first 20,000: what came before it on that partition is forgotten.
+    const MARKER_AFTER: usize = 20_000;
+    const MARKED: i32 = 1;
+    for i in 0..30_000 {
+        if i == MARKER_AFTER {
+            producer.flush(Duration::from_secs(60)).unwrap();
+            let marker = BaseRecord::to(&topic)
+                .partition(MARKED)
+                .key(headers::RESET_KEY)
+                .headers(headers::reset_marker("earliest"));
+            send(marker);
+            producer.flush(Duration::from_secs(60)).unwrap();
+        }
+        let (partition, key, value, input_offset) = record(i);
+        let (ip, io) = (partition.to_string(), input_offset.to_string());
+        let headers = OwnedHeaders::new()
+            .insert(Header { key: headers::INPUT_TOPIC, value: Some(input.as_bytes()) })
+            .insert(Header { key: headers::INPUT_PARTITION, value: Some(ip.as_bytes()) })
+            .insert(Header { key: headers::INPUT_OFFSET, value: Some(io.as_bytes()) });
+        let mut rec = BaseRecord::to(&topic).partition(partition).key(key.as_bytes()).headers(headers);
+        if let Some(v) = &value {
+            rec = rec.payload(v.as_slice());
+        }
+        send(rec);
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+    let mut want: BTreeMap<(i32, String), Option<Vec<u8>>> = BTreeMap::new();
+    for i in 0..30_000 {
+        let (partition, key, value, input_offset) = record(i);
+        if input_offset < COMMITTED && !(partition == MARKED && i < MARKER_AFTER) {
+            want.insert((partition, key), value);
+        }
+    }
+    let want: BTreeMap<_, _> = want.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect();
+    assert!(want.len() > 1000, "the test checks little: {} keys", want.len());
+
+    let committed: HashMap<(String, i32), i64> = (0..PARTITIONS).map(|p| ((input.clone(), p), COMMITTED)).collect();
+    let jobs: Vec<RestoreJob> =
+        (0..PARTITIONS).map(|partition| RestoreJob { sub: 0, table: "t".into(), partition, journal: false }).collect();
+    let metrics = Default::default();
+    let context =
+        RestoreContext { plan: &compiled.plan, settings: &settings, committed: &committed, metrics: &metrics };
+    for readers in 1..=PARTITIONS as usize {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Epoch::new(Box::new(RocksStore::open(dir.path()).unwrap()) as Box<dyn StateStore>);
+        // Loads of ~256 KB: each reader hands over many times while the others read.
+        let options = RestoreOptions { readers, load_bytes: 256 << 10 };
+        restore_with(&context, &mut store, &jobs, options).unwrap();
+        assert_eq!(stored(&store), want, "state restored by {readers} reader(s)");
+        for p in 0..PARTITIONS {
+            let records = 30_000 / PARTITIONS as i64 + i64::from(p == MARKED);
+            assert_eq!(
+                store.store().checkpoint("t", p as u32).unwrap(),
+                Some(records),
+                "partition {p}'s checkpoint after {readers} reader(s)"
+            );
+        }
+    }
 }
