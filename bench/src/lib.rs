@@ -4,6 +4,8 @@
 
 use serde_json::json;
 
+pub mod procstat;
+
 /// A realistic ~1 KB request envelope (KafClaw fields, our trace fields, a text payload).
 pub fn envelope_1kb() -> Vec<u8> {
     let description = "Customer reports that checkout fails with a 502 after entering card details; \

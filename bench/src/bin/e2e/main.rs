@@ -29,7 +29,6 @@ mod inprocess;
 mod kafka;
 mod mockcluster;
 mod mockrun;
-mod procstat;
 mod raw;
 mod report;
 mod report_free;
@@ -42,6 +41,7 @@ use clap::{Parser, Subcommand};
 
 use contenders::{Contender, Job, Tools};
 use free::{Free, FreeRow};
+use kafclaw_bench::procstat;
 
 #[derive(Parser)]
 struct Args {

@@ -1,18 +1,23 @@
-//! What a contender process used, from /proc: CPU seconds (user + system, all its threads)
-//! and resident memory (current and peak).
+//! What a process used, from /proc: CPU seconds (user + system, all its threads, or per
+//! thread) and resident memory (current and peak). Linux only; ticks of 10 ms.
 
 use anyhow::{Context, Result};
 
 /// Clock ticks per second of /proc/<pid>/stat (USER_HZ, 100 on every Linux ABI).
 const TICKS_PER_SECOND: f64 = 100.0;
 
+/// A process's use of the machine so far.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Usage {
+    /// CPU seconds, user + system, all threads.
     pub cpu_secs: f64,
+    /// Resident memory now (VmRSS), MiB.
     pub rss_mb: f64,
+    /// Peak resident memory (VmHWM), MiB.
     pub peak_rss_mb: f64,
 }
 
+/// The usage of process `pid`. Errors: its /proc files unreadable (the process is gone).
 pub fn usage(pid: u32) -> Result<Usage> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("/proc/{pid}/stat"))?;
     let cpu_secs = stat_cpu_secs(&stat, 11);
@@ -61,8 +66,11 @@ pub fn self_cpu_secs() -> f64 {
 /// CPU seconds so far.
 #[derive(Debug, Clone)]
 pub struct Thread {
+    /// Thread id.
     pub tid: u32,
+    /// Thread name (`comm`).
     pub name: String,
+    /// CPU seconds, user + system.
     pub cpu_secs: f64,
 }
 
