@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use kafclaw_engine::compiler::{SourceFile, compile_source};
+use kafclaw_engine::compiler::{PhysicalPlan, SourceFile, compile_source};
 use kafclaw_engine::kafka::ClientSettings;
 use kafclaw_engine::kafka::instance::headers;
 use kafclaw_engine::kafka::restore::{RestoreContext, RestoreJob, RestoreOptions, restore, restore_with};
@@ -30,37 +30,54 @@ fn record(i: usize) -> (i32, String, Option<Vec<u8>>, i64) {
     ((i % PARTITIONS as usize) as i32, format!("k{}", i % 5000), value, ((i / 3) % 12_000) as i64)
 }
 
-#[test]
-fn a_large_restore_bulk_loads_the_latest_committed_values_and_resumes_from_its_checkpoints() {
-    let name = unique("restore-bulk");
+/// A count topology (table `t`) over a new input of `PARTITIONS` partitions, its changelog
+/// created: the plan, the client settings, the input topic and the changelog topic.
+fn setup(prefix: &str) -> (PhysicalPlan, ClientSettings, String, String) {
+    let name = unique(prefix);
     let input = format!("{name}-in");
     let topology = format!(
         "[topology]\nname = \"{name}\"\n[sources.in]\ntype = \"kafka\"\ntopic = \"{input}\"\n[operators.t]\ntype = \"count\"\ninputs = [\"in\"]\nby = 'correlation_id'\n[sinks.out]\ntype = \"kafka\"\ninputs = [\"t\"]\ntopic = \"{name}-out\"\n"
     );
-    let compiled = compile_source(SourceFile::new("restore.toml", topology)).unwrap();
+    let plan = compile_source(SourceFile::new("restore.toml", topology)).unwrap().plan;
     let mut settings = ClientSettings::new(&Default::default(), std::iter::empty());
     settings.set("bootstrap.servers", brokers());
     create_topic(&input, PARTITIONS);
-    ensure_topics(&settings, &compiled.plan, PARTITIONS, 1, Duration::from_secs(30)).unwrap();
-    let topic = changelog_topic(&compiled.plan, "t");
+    ensure_topics(&settings, &plan, PARTITIONS, 1, Duration::from_secs(30)).unwrap();
+    let topic = changelog_topic(&plan, "t");
+    (plan, settings, input, topic)
+}
+
+/// Sends `rec`, waiting while the producer's queue is full.
+fn send(producer: &BaseProducer, mut rec: BaseRecord<'_, [u8], [u8]>) {
+    while let Err((_, r)) = producer.send(rec) {
+        producer.poll(Duration::from_millis(5));
+        rec = r;
+    }
+    producer.poll(Duration::ZERO);
+}
+
+/// Sends changelog record `i` ([`record`]) with its input coordinates in the headers.
+fn send_record(producer: &BaseProducer, topic: &str, input: &str, i: usize) {
+    let (partition, key, value, input_offset) = record(i);
+    let (ip, io) = (partition.to_string(), input_offset.to_string());
+    let headers = OwnedHeaders::new()
+        .insert(Header { key: headers::INPUT_TOPIC, value: Some(input.as_bytes()) })
+        .insert(Header { key: headers::INPUT_PARTITION, value: Some(ip.as_bytes()) })
+        .insert(Header { key: headers::INPUT_OFFSET, value: Some(io.as_bytes()) });
+    let mut rec = BaseRecord::to(topic).partition(partition).key(key.as_bytes()).headers(headers);
+    if let Some(v) = &value {
+        rec = rec.payload(v.as_slice());
+    }
+    send(producer, rec);
+}
+
+#[test]
+fn a_large_restore_bulk_loads_the_latest_committed_values_and_resumes_from_its_checkpoints() {
+    let (plan, settings, input, topic) = setup("restore-bulk");
     let producer: BaseProducer = config().set("linger.ms", "20").create().unwrap();
     let send = |range: std::ops::Range<usize>| {
         for i in range {
-            let (partition, key, value, input_offset) = record(i);
-            let (ip, io) = (partition.to_string(), input_offset.to_string());
-            let headers = OwnedHeaders::new()
-                .insert(Header { key: headers::INPUT_TOPIC, value: Some(input.as_bytes()) })
-                .insert(Header { key: headers::INPUT_PARTITION, value: Some(ip.as_bytes()) })
-                .insert(Header { key: headers::INPUT_OFFSET, value: Some(io.as_bytes()) });
-            let mut rec = BaseRecord::to(&topic).partition(partition).key(key.as_bytes()).headers(headers);
-            if let Some(v) = &value {
-                rec = rec.payload(v.as_slice());
-            }
-            while let Err((_, r)) = producer.send(rec) {
-                producer.poll(Duration::from_millis(5));
-                rec = r;
-            }
-            producer.poll(Duration::ZERO);
+            send_record(&producer, &topic, &input, i);
         }
         producer.flush(Duration::from_secs(60)).unwrap();
     };
@@ -84,7 +101,7 @@ fn a_large_restore_bulk_loads_the_latest_committed_values_and_resumes_from_its_c
     // 45,000 records, ~7 MB: above the bulk-load threshold.
     let first = 45_000;
     send(0..first);
-    restore(&compiled.plan, &mut store, &settings, &committed, &jobs, &Default::default()).unwrap();
+    restore(&plan, &mut store, &settings, &committed, &jobs, &Default::default()).unwrap();
     let want = expected(first);
     assert!(want.len() > 1000, "the test checks little: {} keys", want.len());
     assert_eq!(stored(&store), want, "state after the bulk restore");
@@ -99,7 +116,7 @@ fn a_large_restore_bulk_loads_the_latest_committed_values_and_resumes_from_its_c
 
     // More records; the second restore starts at the checkpoints (a small load).
     send(first..first + 3_000);
-    restore(&compiled.plan, &mut store, &settings, &committed, &jobs, &Default::default()).unwrap();
+    restore(&plan, &mut store, &settings, &committed, &jobs, &Default::default()).unwrap();
     assert_eq!(stored(&store), expected(first + 3_000), "state after the incremental restore");
 }
 
@@ -116,26 +133,8 @@ fn stored(store: &Epoch<Box<dyn StateStore>>) -> BTreeMap<(i32, String), Vec<u8>
 
 #[test]
 fn readers_sharing_the_partitions_restore_what_one_reader_does_through_a_reset_marker() {
-    let name = unique("restore-readers");
-    let input = format!("{name}-in");
-    let topology = format!(
-        "[topology]\nname = \"{name}\"\n[sources.in]\ntype = \"kafka\"\ntopic = \"{input}\"\n[operators.t]\ntype = \"count\"\ninputs = [\"in\"]\nby = 'correlation_id'\n[sinks.out]\ntype = \"kafka\"\ninputs = [\"t\"]\ntopic = \"{name}-out\"\n"
-    );
-    let compiled = compile_source(SourceFile::new("restore.toml", topology)).unwrap();
-    let mut settings = ClientSettings::new(&Default::default(), std::iter::empty());
-    settings.set("bootstrap.servers", brokers());
-    create_topic(&input, PARTITIONS);
-    ensure_topics(&settings, &compiled.plan, PARTITIONS, 1, Duration::from_secs(30)).unwrap();
-    let topic = changelog_topic(&compiled.plan, "t");
+    let (plan, settings, input, topic) = setup("restore-readers");
     let producer: BaseProducer = config().set("linger.ms", "20").create().unwrap();
-    let send = |rec: BaseRecord<'_, [u8], [u8]>| {
-        let mut rec = rec;
-        while let Err((_, r)) = producer.send(rec) {
-            producer.poll(Duration::from_millis(5));
-            rec = r;
-        }
-        producer.poll(Duration::ZERO);
-    };
     // 30,000 records (the last 3,000 of uncommitted inputs), and on partition 1 a reset marker
     // after the first 20,000: what came before it on that partition is forgotten.
     const MARKER_AFTER: usize = 20_000;
@@ -147,20 +146,10 @@ fn readers_sharing_the_partitions_restore_what_one_reader_does_through_a_reset_m
                 .partition(MARKED)
                 .key(headers::RESET_KEY)
                 .headers(headers::reset_marker("earliest"));
-            send(marker);
+            send(&producer, marker);
             producer.flush(Duration::from_secs(60)).unwrap();
         }
-        let (partition, key, value, input_offset) = record(i);
-        let (ip, io) = (partition.to_string(), input_offset.to_string());
-        let headers = OwnedHeaders::new()
-            .insert(Header { key: headers::INPUT_TOPIC, value: Some(input.as_bytes()) })
-            .insert(Header { key: headers::INPUT_PARTITION, value: Some(ip.as_bytes()) })
-            .insert(Header { key: headers::INPUT_OFFSET, value: Some(io.as_bytes()) });
-        let mut rec = BaseRecord::to(&topic).partition(partition).key(key.as_bytes()).headers(headers);
-        if let Some(v) = &value {
-            rec = rec.payload(v.as_slice());
-        }
-        send(rec);
+        send_record(&producer, &topic, &input, i);
     }
     producer.flush(Duration::from_secs(60)).unwrap();
     let mut want: BTreeMap<(i32, String), Option<Vec<u8>>> = BTreeMap::new();
@@ -177,8 +166,7 @@ fn readers_sharing_the_partitions_restore_what_one_reader_does_through_a_reset_m
     let jobs: Vec<RestoreJob> =
         (0..PARTITIONS).map(|partition| RestoreJob { sub: 0, table: "t".into(), partition, journal: false }).collect();
     let metrics = Default::default();
-    let context =
-        RestoreContext { plan: &compiled.plan, settings: &settings, committed: &committed, metrics: &metrics };
+    let context = RestoreContext { plan: &plan, settings: &settings, committed: &committed, metrics: &metrics };
     for readers in 1..=PARTITIONS as usize {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Epoch::new(Box::new(RocksStore::open(dir.path()).unwrap()) as Box<dyn StateStore>);
