@@ -95,7 +95,10 @@ fn main() -> Result<()> {
         (0..6).map(|partition| RestoreJob { sub: 0, table: "t".into(), partition, journal: false }).collect();
     let broker = procstat::find(&args.broker_process);
     let broker_cpu = || broker.and_then(|pid| procstat::usage(pid).ok()).map_or(f64::NAN, |u| u.cpu_secs);
-    let counts = if args.readers.is_empty() { vec![1, default_readers().min(6)] } else { args.readers.clone() };
+    // As the restore: at least one reader, at most one per partition.
+    let counts: Vec<usize> = if args.readers.is_empty() { vec![1, default_readers()] } else { args.readers.clone() };
+    let mut counts: Vec<usize> = counts.into_iter().map(|n| n.clamp(1, 6)).collect();
+    counts.dedup();
     let mut runs = Vec::new();
     for readers in counts {
         let dir = std::env::temp_dir().join(format!("kafclaw-restore-bench-{stamp}-{readers}"));

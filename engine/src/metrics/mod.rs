@@ -185,6 +185,11 @@ impl InstanceMetrics {
         remaining.set((now - n as i64).max(0));
     }
 
+    /// Changelog records of `store` read while restoring so far (all partitions).
+    pub fn restored_records(&self, store: &str) -> u64 {
+        self.restored.get(&StoreLabel { store: store.to_owned() }).map_or(0, |c| c.get())
+    }
+
     /// A store partition is restored.
     pub fn restore_finished(&self, store: &str, partition: i32) {
         self.restore_remaining.get_or_create(&StorePartition { store: store.to_owned(), partition }).set(0);

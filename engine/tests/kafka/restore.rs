@@ -11,8 +11,9 @@ use std::time::Duration;
 use kafclaw_engine::compiler::{PhysicalPlan, SourceFile, compile_source};
 use kafclaw_engine::kafka::ClientSettings;
 use kafclaw_engine::kafka::instance::headers;
-use kafclaw_engine::kafka::restore::{RestoreContext, RestoreJob, RestoreOptions, restore, restore_with};
+use kafclaw_engine::kafka::restore::{RestoreContext, RestoreJob, RestoreOptions, restore_with};
 use kafclaw_engine::kafka::topics::{changelog_topic, ensure_topics};
+use kafclaw_engine::metrics::InstanceMetrics;
 use kafclaw_state::{Epoch, RocksStore, StateStore};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -98,10 +99,14 @@ fn a_large_restore_bulk_loads_the_latest_committed_values_and_resumes_from_its_c
     let dir = tempfile::tempdir().unwrap();
     let mut store = Epoch::new(Box::new(RocksStore::open(dir.path()).unwrap()) as Box<dyn StateStore>);
 
-    // 45,000 records, ~7 MB: above the bulk-load threshold.
+    let metrics = InstanceMetrics::default();
+    let context = RestoreContext { plan: &plan, settings: &settings, committed: &committed, metrics: &metrics };
+    // 45,000 records, ~7 MB, read by one reader: one load above the bulk-load threshold (with
+    // more readers each hands over its share; the readers test covers those).
+    let one_reader = RestoreOptions { readers: 1, ..RestoreOptions::default() };
     let first = 45_000;
     send(0..first);
-    restore(&plan, &mut store, &settings, &committed, &jobs, &Default::default()).unwrap();
+    restore_with(&context, &mut store, &jobs, one_reader).unwrap();
     let want = expected(first);
     assert!(want.len() > 1000, "the test checks little: {} keys", want.len());
     assert_eq!(stored(&store), want, "state after the bulk restore");
@@ -116,7 +121,7 @@ fn a_large_restore_bulk_loads_the_latest_committed_values_and_resumes_from_its_c
 
     // More records; the second restore starts at the checkpoints (a small load).
     send(first..first + 3_000);
-    restore(&plan, &mut store, &settings, &committed, &jobs, &Default::default()).unwrap();
+    restore_with(&context, &mut store, &jobs, one_reader).unwrap();
     assert_eq!(stored(&store), expected(first + 3_000), "state after the incremental restore");
 }
 
@@ -165,15 +170,19 @@ fn readers_sharing_the_partitions_restore_what_one_reader_does_through_a_reset_m
     let committed: HashMap<(String, i32), i64> = (0..PARTITIONS).map(|p| ((input.clone(), p), COMMITTED)).collect();
     let jobs: Vec<RestoreJob> =
         (0..PARTITIONS).map(|partition| RestoreJob { sub: 0, table: "t".into(), partition, journal: false }).collect();
-    let metrics = Default::default();
-    let context = RestoreContext { plan: &plan, settings: &settings, committed: &committed, metrics: &metrics };
-    for readers in 1..=PARTITIONS as usize {
+    // One reader per partition at most: 4 asked for is 3.
+    for readers in 1..=PARTITIONS as usize + 1 {
+        let metrics = InstanceMetrics::default();
+        let context = RestoreContext { plan: &plan, settings: &settings, committed: &committed, metrics: &metrics };
         let dir = tempfile::tempdir().unwrap();
         let mut store = Epoch::new(Box::new(RocksStore::open(dir.path()).unwrap()) as Box<dyn StateStore>);
-        // Loads of ~256 KB: each reader hands over many times while the others read.
+        // 256 KB buffered in all, each reader handing over at its share: many hand-overs
+        // while the others read.
         let options = RestoreOptions { readers, load_bytes: 256 << 10 };
         restore_with(&context, &mut store, &jobs, options).unwrap();
         assert_eq!(stored(&store), want, "state restored by {readers} reader(s)");
+        // Every changelog record read once: no partition read by two readers, none skipped.
+        assert_eq!(metrics.restored_records("t"), 30_001, "records read by {readers} reader(s)");
         for p in 0..PARTITIONS {
             let records = 30_000 / PARTITIONS as i64 + i64::from(p == MARKED);
             assert_eq!(

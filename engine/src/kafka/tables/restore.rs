@@ -13,9 +13,10 @@
 //! Runs on the stream thread outside the rebalance callback, so the group sees the member
 //! alive while it restores. Progress shows as a bar on a terminal, log lines otherwise.
 //!
-//! Throughput: a table's partitions are shared among up to [`default_readers`] changelog readers, one
-//! thread and one consumer each (one consumer's poll loop reads about 500 k records/s and is
-//! the restore's bound: docs/benchmarks.md). Each reader buffers records per partition without
+//! Throughput: a table's partitions are shared among up to [`default_readers`] changelog
+//! readers, one thread and one consumer (with its own connection and fetch in flight) each: a
+//! reader is bound by its fetch round trips or by its poll loop (~1.6 µs a record here;
+//! docs/benchmarks.md, "State restore"). Each reader buffers records per partition without
 //! an allocation each (the store's [`Restored`]) and hands its buffers over every
 //! [`LOAD_BYTES`] ÷ readers; the state writer (the calling thread) bulk-loads them
 //! ([`StateStore::load`]: RocksDB sorts each partition into an SST file, partitions in
@@ -59,14 +60,16 @@ pub struct RestoreJob {
     pub journal: bool,
 }
 
-/// Buffered bytes (keys and values, all partitions of a table) handed to the store at once,
-/// shared among the table's readers: the default [`RestoreOptions::load_bytes`].
+/// Buffered bytes (keys and values, all partitions of a table) before a load, shared among
+/// the table's readers (each hands over at its share): the default
+/// [`RestoreOptions::load_bytes`].
 pub const LOAD_BYTES: usize = 32 << 20;
 
 /// One changelog reader's librdkafka defaults when `readers` share a table (a topology's
 /// `[kafka]` table overrides them): large fetches and a deep prefetch queue, since a restore
 /// reads as fast as it can; the fetch and queue sizes (64 MiB, 256 MiB for one reader) are
-/// divided among the readers, so prefetched memory stays the same whatever their number.
+/// divided among the readers, so prefetched memory stays that of one reader up to 4 readers,
+/// each keeping at least one partition's fetch (16 MiB) and 32 MiB of queue past that.
 pub fn reader_defaults(readers: usize) -> [(&'static str, String); 4] {
     let readers = readers.max(1);
     [
@@ -263,8 +266,8 @@ fn restore_table(
                 Err(_) => failed = failed.or(Some("a changelog reader panicked (an infrastructure fault)".to_owned())),
             }
         }
-        // The first cause: the writer's error, else a reader's; the readers it stopped say
-        // only that they stopped.
+        // The writer's error, else the first failed reader's (in join order); the readers a
+        // failure stopped say only that they stopped.
         written?;
         match (failed, stopped) {
             (Some(e), _) => Err(e),

@@ -228,6 +228,8 @@ impl Reader {
                     if buffered >= self.load_bytes {
                         hand_over(&mut buffers, &mut self.progress, &mut read)?;
                         buffered = 0;
+                        // Waiting for the writer is not the changelog's silence.
+                        quiet_since = Instant::now();
                     }
                 }
                 Some(Err(KafkaError::PartitionEOF(partition))) => {
