@@ -123,7 +123,15 @@ fn scaling_out_and_in_loses_and_doubles_nothing() {
     let ids: Vec<&str> = got.iter().map(|g| g.value["id"].as_str().unwrap()).collect();
     let unique_ids: HashSet<&str> = ids.iter().copied().collect();
     let inputs: HashSet<&str> = got.iter().map(|g| g.value["payload"]["task_id"].as_str().unwrap()).collect();
-    assert_eq!(inputs.len(), N, "missing inputs: {}", N - inputs.len());
+    assert_eq!(
+        inputs.len(),
+        N,
+        "missing inputs: {}; committed per partition {:?}\nfirst instance:\n{}\nsecond instance:\n{}",
+        N - inputs.len(),
+        committed(&app, &input, 6),
+        log_tail(&log_a),
+        log_tail(&log_b)
+    );
     assert_eq!(unique_ids.len(), ids.len(), "duplicate ids in the output");
     let committed: i64 = committed(&app, &input, 6).iter().sum();
     assert_eq!(committed, N as i64, "committed offsets equal processed");
