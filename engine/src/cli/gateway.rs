@@ -1,6 +1,6 @@
-//! `kafclaw gateway`: remote mode, a headless HTTP gateway in front of an agent group (submit
+//! `kafclaw gateway`: remote mode, an HTTP gateway in front of an agent group (submit
 //! tasks, read their status, result and trace, scrape /metrics; A2A agent cards and JSON-RPC,
-//! docs/a2a.md), behind bearer tokens. Each
+//! docs/a2a.md; the web console under /console), behind bearer tokens. Each
 //! token has an identity (sender id and zone) that the gateway stamps on the tasks submitted
 //! with it; a request body cannot choose them.
 
@@ -72,6 +72,14 @@ pub struct Args {
     /// token may — the approvals routes answer 403).
     #[arg(long, value_name = "SENDER_ID")]
     pub approver: Vec<String>,
+    /// How long a member of the group stays live after its last announce or heartbeat (the
+    /// console's Group page, the agent cards' skills). Make it a few heartbeat intervals.
+    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = humantime::parse_duration)]
+    pub member_ttl: std::time::Duration,
+    /// Mark the console's session cookie `Secure`: set it when browsers reach the gateway
+    /// over HTTPS (e.g. behind a TLS-terminating proxy).
+    #[arg(long)]
+    pub console_secure_cookie: bool,
 }
 
 /// Serves the gateway until stopped (see [`crate::gateway::run`]).
@@ -96,5 +104,7 @@ pub(super) fn execute(args: Args) -> i32 {
         args.partitions,
         a2a,
         approvers,
+        crate::gateway::ConsoleSettings { secure_cookie: args.console_secure_cookie },
+        args.member_ttl,
     )
 }

@@ -151,7 +151,12 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
 /// and the match is selected without a branch, so the timing tells neither whether nor which
 /// token matched (only, as usual, the lengths of the tokens).
 pub(crate) fn authorized<'c>(headers: &HeaderMap, credentials: &'c [Credential]) -> Option<&'c Identity> {
-    let given = bearer(headers)?;
+    identify(bearer(headers)?, credentials)
+}
+
+/// The identity whose token is `given`, compared with every token in constant time as
+/// [`authorized`] does (the console's login form uses it too).
+pub(crate) fn identify<'c>(given: &[u8], credentials: &'c [Credential]) -> Option<&'c Identity> {
     let mut found = Choice::from(0);
     let mut index = 0u64;
     for (i, c) in credentials.iter().enumerate() {

@@ -15,8 +15,9 @@
 //! | `GET /v1/approvals` | the group's pending approval requests (`?all=true`: all); approver tokens only (`--approver`, else 403) — [`approvals`] |
 //! | `POST /v1/approvals/{id}/approve`, `…/reject` | `{"reason"?}` → the decision, approver = the token's `sender_id`; approver tokens only (docs/approvals.md) |
 //! | `GET /metrics` | Prometheus text: tasks submitted, answers seen, requests by route and status |
+//! | `/console/…` | the web console: login with a token, then a session cookie — [`console`] |
 //!
-//! Every route but `/healthz` and the agent cards needs `Authorization: Bearer <token>`
+//! Every route but `/healthz`, the agent cards and the console needs `Authorization: Bearer <token>`
 //! (else `401`, JSON-RPC routes included), compared in constant time ([`auth`]); the gateway
 //! does not start without a token. It binds 127.0.0.1 unless told otherwise.
 //!
@@ -52,10 +53,12 @@ use serde_json::json;
 pub mod a2a;
 mod approvals;
 mod auth;
+pub mod console;
 mod metrics;
 mod tasks;
 
 pub use self::a2a::A2aSettings;
+pub use self::console::ConsoleSettings;
 // The bearer-token rule, for kafclaw's other HTTP servers (`health`, `mcp-server`).
 pub use self::auth::{Credential, Identity, TokenSource, credentials, parse_tokens};
 #[allow(unused_imports)]
@@ -75,6 +78,8 @@ pub struct Gateway {
     a2a_tasks: Arc<Mutex<a2a::Tasks>>,
     /// The `sender_id`s whose tokens may list and decide approvals (none: no token may).
     approvers: Arc<Vec<String>>,
+    /// The web console's settings (`/console`).
+    console: Arc<ConsoleSettings>,
 }
 
 impl Gateway {
@@ -93,7 +98,14 @@ impl Gateway {
             a2a: Arc::new(A2aSettings::default()),
             a2a_tasks: Arc::default(),
             approvers: Arc::default(),
+            console: Arc::default(),
         }
+    }
+
+    /// The same gateway, serving the web console with `settings`.
+    pub fn with_console(mut self, settings: ConsoleSettings) -> Self {
+        self.console = Arc::new(settings);
+        self
     }
 
     /// The same gateway, letting the tokens of `approvers` (sender ids) list and decide
@@ -111,6 +123,19 @@ impl Gateway {
 
     /// The routes.
     pub fn router(self) -> Router {
+        let console = console::Console::new(
+            &self.group,
+            self.credentials.clone(),
+            self.io.roster.clone(),
+            self.approvers.clone(),
+            (*self.console).clone(),
+        );
+        // The approvals, as the console's pages call them: the same handlers as `/v1`, with
+        // the session's identity instead of a bearer token's.
+        let console_api = Router::new()
+            .route("/console/api/approvals", get(approvals::list))
+            .route("/console/api/approvals/{id}/{action}", post(approvals::decide))
+            .route_layer(axum::middleware::from_fn_with_state(console.clone(), console::require_session));
         let guarded = Router::new()
             .route("/v1/tasks", post(tasks::submit))
             .route("/v1/tasks/{id}", get(tasks::task))
@@ -126,6 +151,8 @@ impl Gateway {
             .route("/.well-known/agent-card.json", get(a2a::card::group_card))
             .route("/a2a/{skill}/.well-known/agent-card.json", get(a2a::card::skill_card))
             .merge(guarded)
+            .merge(console_api)
+            .merge(console.router())
             .route_layer(axum::middleware::from_fn_with_state(self.clone(), metrics::count))
             .with_state(self)
     }
@@ -154,6 +181,8 @@ pub fn run(
     partitions: i32,
     mut a2a: A2aSettings,
     approvers: Vec<String>,
+    console: ConsoleSettings,
+    member_ttl: std::time::Duration,
 ) -> i32 {
     let credentials = match credentials(tokens) {
         Ok(c) => c,
@@ -186,6 +215,7 @@ pub fn run(
             return crate::exit::RUNTIME;
         }
     };
+    io.roster.lock().unwrap_or_else(|p| p.into_inner()).set_ttl(member_ttl);
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -196,7 +226,8 @@ pub fn run(
     if a2a.bootstrap.is_none() {
         a2a.bootstrap = settings.get("bootstrap.servers").map(str::to_owned);
     }
-    let gateway = Gateway::new(group, skills, credentials, io).with_a2a(a2a).with_approvers(approvers);
+    let gateway =
+        Gateway::new(group, skills, credentials, io).with_a2a(a2a).with_approvers(approvers).with_console(console);
     let result = rt.block_on(async move { serve(listen, gateway, crate::http_serve::shutdown_signal()).await });
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     match result {

@@ -14,7 +14,7 @@ use crate::support::*;
 const TOKEN: &str = "gw-token-4b1d";
 
 /// Starts `kafclaw gateway --group group` with `args` and `env`, and waits for /healthz.
-fn start_gateway(group: &str, args: &[&str], env: &[(&str, &str)], log: &Path) -> (Instance, String) {
+pub(crate) fn start_gateway(group: &str, args: &[&str], env: &[(&str, &str)], log: &Path) -> (Instance, String) {
     let port = free_port();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kafclaw"));
     cmd.args(["gateway", "--group", group, "--listen", &format!("127.0.0.1:{port}")])

@@ -22,6 +22,7 @@ mod a2a_kafka;
 mod approvals;
 mod chaos;
 mod cli;
+mod console;
 mod conversation;
 mod delegate;
 mod delegate_deadlines;

@@ -43,11 +43,17 @@ struct Group {
 
 /// Starts the Python example agent serving `echo` in `group`.
 fn echo_agent(dir: &Path, group: &str) -> Instance {
+    echo_agent_as(dir, group, "echo-py")
+}
+
+/// Starts the Python example agent serving `echo` in `group` as `agent_id`, heartbeating
+/// every second; its log is `dir/echo.log`.
+pub(crate) fn echo_agent_as(dir: &Path, group: &str, agent_id: &str) -> Instance {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/python/agent.py");
     let log = std::fs::File::create(dir.join("echo.log")).unwrap();
     let child = Command::new(example_python())
         .arg(script)
-        .args(["--brokers", &brokers(), "--group", group, "--skill", "echo", "--agent-id", "echo-py"])
+        .args(["--brokers", &brokers(), "--group", group, "--skill", "echo", "--agent-id", agent_id])
         .args(["--heartbeat", "1"])
         .env("KAFCLAW_KAFKA_SESSION_TIMEOUT_MS", "6000")
         .env("KAFCLAW_KAFKA_HEARTBEAT_INTERVAL_MS", "500")

@@ -58,15 +58,35 @@ pub fn valid_skill_name(name: &str) -> bool {
 }
 
 /// The group's members, from `group.<g>.announce`: a `join` announce or a heartbeat adds or
-/// refreshes a member, a `leave` removes it, and a member silent for [`MEMBER_TTL`] is not
-/// live (a killed instance stops heartbeating).
-#[derive(Debug, Default)]
+/// refreshes a member, a `leave` removes it, and a member silent for its TTL ([`MEMBER_TTL`]
+/// unless [`Roster::set_ttl`] says otherwise) is not live (a killed instance stops
+/// heartbeating).
+#[derive(Debug)]
 pub struct Roster {
     members: HashMap<String, Member>,
+    ttl: Duration,
+}
+
+impl Default for Roster {
+    fn default() -> Self {
+        Self { members: HashMap::new(), ttl: MEMBER_TTL }
+    }
 }
 
 impl Roster {
-    fn apply(&mut self, e: &Envelope) {
+    /// How long a silent member stays live.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Sets how long a silent member stays live (`kafclaw gateway --member-ttl`; at least
+    /// 1 ms). Make it a few of the members' heartbeat intervals.
+    pub fn set_ttl(&mut self, ttl: Duration) {
+        self.ttl = ttl.max(Duration::from_millis(1));
+    }
+
+    /// Applies an announce or heartbeat envelope.
+    pub(crate) fn apply(&mut self, e: &Envelope) {
         let Ok(p) = serde_json::from_value::<AnnouncePayload>((*e.payload).clone()) else {
             tracing::debug!(sender_id = %e.sender_id, "announce without an identity; skipped");
             return;
@@ -93,7 +113,7 @@ impl Roster {
         }
         self.members.insert(id, Member { identity, last_seen_ms: seen });
         if self.members.len() > MAX_MEMBERS {
-            let ttl = MEMBER_TTL.as_millis() as i64;
+            let ttl = self.ttl.as_millis() as i64;
             self.members.retain(|_, m| m.last_seen_ms + ttl >= now);
             while self.members.len() > MAX_MEMBERS {
                 let oldest = self.members.iter().min_by_key(|(_, m)| m.last_seen_ms).map(|(k, _)| k.clone());
@@ -105,7 +125,7 @@ impl Roster {
 
     /// The members live at `now_ms`, by agent id.
     pub fn live(&self, now_ms: i64) -> Vec<&Member> {
-        let ttl = MEMBER_TTL.as_millis() as i64;
+        let ttl = self.ttl.as_millis() as i64;
         let mut out: Vec<&Member> = self.members.values().filter(|m| m.last_seen_ms + ttl >= now_ms).collect();
         out.sort_by(|a, b| a.identity.agent_id.cmp(&b.identity.agent_id));
         out
@@ -354,6 +374,29 @@ mod tests {
         assert!(m.last_seen_ms <= now_ms(), "a timestamp in the future counts as now");
         // So it expires like any other member.
         assert!(roster.live(now_ms() + MEMBER_TTL.as_millis() as i64 + 1).is_empty());
+    }
+
+    #[test]
+    fn a_member_is_live_for_the_rosters_ttl_after_its_last_heartbeat() {
+        let beat = |kind: EnvelopeType, action: &str, at: i64| {
+            let payload =
+                serde_json::json!({"action": action, "identity": {"agent_id": "a1", "capabilities": ["echo"]}});
+            Envelope::new(kind, "a", "a1", kafclaw_operators::api::record::format_time_ms(at), payload)
+        };
+        let mut roster = Roster::default();
+        assert_eq!(roster.ttl(), MEMBER_TTL);
+        roster.set_ttl(Duration::from_secs(5));
+        let t0 = now_ms() - 60_000;
+        roster.apply(&beat(EnvelopeType::Announce, "join", t0));
+        assert_eq!(roster.live(t0 + 5_000).len(), 1);
+        assert!(roster.live(t0 + 5_001).is_empty(), "silent for longer than the TTL");
+        roster.apply(&beat(EnvelopeType::Heartbeat, "heartbeat", t0 + 4_000));
+        assert_eq!(roster.live(t0 + 9_000).len(), 1, "a heartbeat refreshes it");
+        // An older heartbeat arriving late does not move it back.
+        roster.apply(&beat(EnvelopeType::Heartbeat, "heartbeat", t0 + 1_000));
+        assert_eq!(roster.live(t0 + 9_000).len(), 1);
+        roster.apply(&beat(EnvelopeType::Announce, "leave", t0 + 5_000));
+        assert!(roster.live(t0 + 5_000).is_empty(), "a leave removes it at once");
     }
 
     #[test]

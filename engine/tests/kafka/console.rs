@@ -1,0 +1,182 @@
+//! The web console of `kafclaw gateway`, in a real browser (Debian's headless Chromium,
+//! driven by playwright-core: `engine/tests/browser/console.mjs`) against a real group on the
+//! test broker: the login (a wrong token refused, the session in an HttpOnly cookie), the
+//! Group page showing the Python example agent join and, once it is killed, expire without a
+//! reload, a pending approval of an `approve` operator approved from the Approvals page (the
+//! record released downstream, the decision written with the session's identity as the
+//! approver), and state-changing requests without the CSRF token refused. Screenshots of each page are written
+//! to `<target>/tmp/console-screenshots/` (not committed). Also, from a plain HTTP client:
+//! without a session every console route but the login page redirects or answers 401.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::gateway::start_gateway;
+use crate::mcp_server::echo_agent_as;
+use crate::support::*;
+
+const TOKEN: &str = "console-token-5c2e";
+
+#[test]
+fn the_console_shows_a_python_agent_join_and_expire_behind_its_login() {
+    let dir = TestDir::new();
+    let group = unique("console").replace('.', "-");
+    for t in ["announce", "skill.echo.requests", "skill.echo.responses"] {
+        create_topic(&format!("group.{group}.{t}"), 1);
+    }
+    // An `approve` operator that parks a refund until a person decides.
+    let (input, approved) = (unique("console-in"), unique("console-ok"));
+    let (requests, decisions) =
+        (format!("group.{group}.approvals.requests"), format!("group.{group}.approvals.decisions"));
+    for t in [&input, &decisions] {
+        create_topic(t, 1);
+    }
+    let app = unique("console-refunds");
+    let topo = write_topology(
+        dir.path(),
+        &app,
+        &format!(
+            r#"
+[topology]
+name = "{app}"
+group = "{group}"
+partitions = 1
+
+[sources.refunds]
+type = "kafka"
+topic = "{input}"
+
+[sources.decisions]
+type = "kafka"
+topic = "{decisions}"
+
+[operators.review]
+type = "approve"
+inputs = ["refunds", "decisions"]
+decisions = "decisions"
+summary = "refund {{{{ payload.amount }}}} to {{{{ payload.customer }}}}"
+timeout = "600s"
+
+[sinks.asks]
+type = "kafka"
+inputs = ["review.requests"]
+topic = "{requests}"
+
+[sinks.approved]
+type = "kafka"
+inputs = ["review"]
+topic = "{approved}"
+"#
+        ),
+    );
+    let refunds_log = dir.path().join("refunds.log");
+    let _refunds = spawn_instance(&topo, "c1", &refunds_log);
+    let refund = serde_json::json!({
+        "type": "request", "correlation_id": "refund-ben", "sender_id": "billing",
+        "timestamp": "2026-12-02T10:00:00Z", "payload": {"customer": "ben", "amount": 900},
+    });
+    produce(&input, [("ben".to_owned(), refund.to_string())]);
+
+    let log = dir.path().join("gateway.log");
+    let (mut gw, base) = start_gateway(
+        &group,
+        &["--skill", "echo", "--member-ttl", "5s", "--approver", "gateway"],
+        &[("KAFCLAW_GATEWAY_TOKEN", TOKEN)],
+        &log,
+    );
+
+    // Without a session: pages go to the login page, everything else is 401.
+    let http = reqwest::blocking::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    for path in ["/console", "/console/"] {
+        let r = http.get(format!("{base}{path}")).send().unwrap();
+        assert_eq!(r.status().as_u16(), 303, "{path}");
+    }
+    for path in ["/console/api/members", "/console/assets/console.js"] {
+        assert_eq!(http.get(format!("{base}{path}")).send().unwrap().status().as_u16(), 401, "{path}");
+        let r = http.get(format!("{base}{path}")).bearer_auth(TOKEN).send().unwrap();
+        assert_eq!(r.status().as_u16(), 401, "{path}: the API token is no console session");
+    }
+    assert_eq!(http.post(format!("{base}/console/logout")).send().unwrap().status().as_u16(), 401);
+    assert_eq!(http.get(format!("{base}/console/login")).send().unwrap().status().as_u16(), 200);
+    assert_eq!(http.get(format!("{base}/healthz")).send().unwrap().status().as_u16(), 200);
+
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+    // Screenshots of an earlier run must not pass for this one's.
+    let _ = std::fs::remove_dir_all(&shots);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/console.mjs");
+    let agent_id = format!("echo-{}", &group[group.len() - 8..]);
+    let mut browser = Instance(
+        Command::new("node")
+            .arg(&script)
+            .env("KAFCLAW_CONSOLE", &base)
+            .env("KAFCLAW_TOKEN", TOKEN)
+            .env("KAFCLAW_AGENT_ID", &agent_id)
+            .env("KAFCLAW_APPROVAL_SUMMARY", "refund 900 to ben")
+            .env("KAFCLAW_SCREENSHOTS", &shots)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.path().join("browser.log")).unwrap())
+            .spawn()
+            .expect("node (scripts/test installs it, and playwright-core in engine/tests/browser)"),
+    );
+    let (tx, steps) = mpsc::channel();
+    let out = browser.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let browser_log = dir.path().join("browser.log");
+    let step = |want: &str| -> String {
+        let got = steps.recv_timeout(Duration::from_secs(180)).unwrap_or_default();
+        assert!(
+            got.split(' ').next() == Some(want),
+            "wanted `{want}`, got `{got}`\nbrowser:\n{}\ngateway:\n{}\nagent:\n{}\nrefunds:\n{}",
+            log_tail(&browser_log),
+            log_tail(&log),
+            log_tail(&dir.path().join("echo.log")),
+            log_tail(&refunds_log)
+        );
+        got
+    };
+
+    step("ready");
+    let mut agent = echo_agent_as(dir.path(), &group, &agent_id);
+    step("joined");
+    // Killed, it sends no `leave`: the page must drop it when its heartbeats stop.
+    agent.kill().unwrap();
+    let _ = agent.wait();
+    step("expired");
+    let line = step("approved");
+    let request_id = line.trim_start_matches("approved ").to_owned();
+    // Released downstream, and the decision names the session's identity as the approver.
+    let out = consume_all(&approved, 1, Duration::from_secs(60));
+    assert_eq!(out[0].value["payload"]["customer"], "ben", "{}", log_tail(&refunds_log));
+    let decided = consume_all(&decisions, 1, Duration::from_secs(30));
+    let d = &decided[0].value["payload"];
+    assert_eq!(
+        (d["request_id"].as_str(), d["decision"].as_str()),
+        (Some(request_id.as_str()), Some("approved")),
+        "{d}"
+    );
+    assert_eq!(d["approver"], "gateway", "{d}");
+    assert_eq!(d["reason"], "checked in the console test", "{d}");
+    step("done");
+    assert_eq!(wait_exit(&mut browser, Duration::from_secs(60)), Some(0), "{}", log_tail(&browser_log));
+    for shot in [
+        "login.png",
+        "login-refused.png",
+        "group-joined.png",
+        "group-expired.png",
+        "approvals.png",
+        "approvals-decided.png",
+    ] {
+        let len = std::fs::metadata(shots.join(shot)).map(|m| m.len()).unwrap_or(0);
+        assert!(len > 1000, "{shot}: {len} bytes");
+    }
+
+    sigterm(&mut gw);
+    assert_eq!(wait_exit(&mut gw, Duration::from_secs(30)), Some(0), "{}", log_tail(&log));
+}
