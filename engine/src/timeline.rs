@@ -201,6 +201,62 @@ impl Timeline {
     }
 }
 
+/// The tasks query: requests that no other event caused (a task's first request, not a
+/// delegation), newest first, each with the latest answer or status of its conversation;
+/// `?1` = '' lists them all, else only those whose correlation id, `payload.task_id` or
+/// sender is `?1`.
+const TASKS: &str = "
+SELECT e.correlation_id, e.sender_id, e.timestamp, e.type, COALESCE(json_extract(e.payload, '$.description'), ''),
+    (SELECT a.type || ' ' || COALESCE(json_extract(a.payload, '$.status'), '')
+        FROM events a WHERE a.correlation_id = e.correlation_id
+            AND a.type IN ('response', 'skill_response', 'task_status')
+        ORDER BY a.at_ms DESC, a.rowid DESC LIMIT 1)
+FROM events e
+WHERE e.type IN ('request', 'skill_request') AND e.causation_id IS NULL
+    AND (?1 = '' OR e.correlation_id = ?1 OR e.sender_id = ?1 OR json_extract(e.payload, '$.task_id') = ?1)
+ORDER BY e.at_ms DESC, e.rowid DESC LIMIT ?2
+";
+
+/// A task as the timeline knows it: its first request, and how it stands.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TaskSummary {
+    /// The conversation (the task id of tasks submitted through the gateway).
+    pub correlation_id: String,
+    /// Who asked.
+    pub sender_id: String,
+    /// When (the request's timestamp).
+    pub timestamp: String,
+    /// `request` or `skill_request`.
+    #[serde(rename = "type")]
+    pub kind_of_envelope: String,
+    /// What was asked (`payload.description`).
+    pub description: String,
+    /// The latest answer's type and status (`response completed`, `task_status failed`, …);
+    /// none yet: `None`.
+    pub latest: Option<String>,
+}
+
+impl Timeline {
+    /// The newest `limit` tasks matching `query` (a correlation id, task id or sender; empty:
+    /// any), newest first (see `TASKS`).
+    pub fn tasks(&self, query: &str, limit: usize) -> Result<Vec<TaskSummary>, TimelineError> {
+        let mut q = self.conn.prepare(TASKS).map_err(|e| self.err(e))?;
+        let rows = q
+            .query_map(params![query.trim(), limit as i64], |r| {
+                Ok(TaskSummary {
+                    correlation_id: r.get(0)?,
+                    sender_id: r.get(1)?,
+                    timestamp: r.get(2)?,
+                    kind_of_envelope: r.get(3)?,
+                    description: r.get(4)?,
+                    latest: r.get::<_, Option<String>>(5)?.map(|s| s.trim().to_owned()),
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+}
+
 /// One line of a chain for people: who did what, and the memory items used.
 pub fn describe(e: &ChainEntry) -> String {
     let p = &e.payload;
@@ -323,6 +379,15 @@ mod tests {
             ]
         );
         assert_eq!(chain[0].kind, "memory");
+        // The tasks: X and Z (Y is X's delegation), newest first; found by id or sender.
+        let ids = |q: &str| -> Vec<(String, Option<String>)> {
+            t.tasks(q, 10).unwrap().into_iter().map(|s| (s.correlation_id, s.latest)).collect()
+        };
+        assert_eq!(ids(""), [("Z".into(), None), ("X".into(), Some("response".into()))]);
+        assert_eq!(ids("alice"), [("X".into(), Some("response".into()))]);
+        assert_eq!(ids(" Z "), [("Z".into(), None)]);
+        assert!(ids("Y").is_empty(), "a delegation is not a task of its own");
+        assert_eq!(t.tasks("", 1).unwrap().len(), 1);
         assert!(
             describe(&chain[3]).contains("bob [skill_response] answered: needs approval (using memory m1)"),
             "{}",

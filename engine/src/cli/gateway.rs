@@ -80,6 +80,11 @@ pub struct Args {
     /// over HTTPS (e.g. behind a TLS-terminating proxy).
     #[arg(long)]
     pub console_secure_cookie: bool,
+    /// The SQLite timeline the console's Tasks pages read (the gateway follows the group's
+    /// topics into it, as `kafclaw timeline` does, resuming where it stopped); default: a new
+    /// one in a temporary directory, rebuilt from the topics at each start.
+    #[arg(long, value_name = "PATH")]
+    pub timeline: Option<std::path::PathBuf>,
 }
 
 /// Serves the gateway until stopped (see [`crate::gateway::run`]).
@@ -106,5 +111,6 @@ pub(super) fn execute(args: Args) -> i32 {
         approvers,
         crate::gateway::ConsoleSettings { secure_cookie: args.console_secure_cookie },
         args.member_ttl,
+        args.timeline.as_deref(),
     )
 }

@@ -39,11 +39,7 @@ pub(super) fn execute(args: Args) -> i32 {
             return exit::RUNTIME;
         }
     };
-    let topics: Vec<String> = crate::kafka::group::group_topics(&group, &skills)
-        .into_iter()
-        .map(|(t, _)| t)
-        .filter(|t| !t.contains(".control.") && !t.ends_with(".orchestrator") && !t.ends_with(".announce"))
-        .collect();
+    let topics = crate::kafka::group::timeline_topics(&group, &skills);
     let stop = match stop_on_signals() {
         Ok(s) => s,
         Err(code) => return code,

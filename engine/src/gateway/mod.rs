@@ -58,7 +58,7 @@ mod metrics;
 mod tasks;
 
 pub use self::a2a::A2aSettings;
-pub use self::console::ConsoleSettings;
+pub use self::console::{ConsoleSettings, ConsoleTimeline};
 // The bearer-token rule, for kafclaw's other HTTP servers (`health`, `mcp-server`).
 pub use self::auth::{Credential, Identity, TokenSource, credentials, parse_tokens};
 #[allow(unused_imports)]
@@ -80,6 +80,8 @@ pub struct Gateway {
     approvers: Arc<Vec<String>>,
     /// The web console's settings (`/console`).
     console: Arc<ConsoleSettings>,
+    /// The timeline the console's Tasks pages read.
+    timeline: Option<Arc<ConsoleTimeline>>,
 }
 
 impl Gateway {
@@ -99,7 +101,14 @@ impl Gateway {
             a2a_tasks: Arc::default(),
             approvers: Arc::default(),
             console: Arc::default(),
+            timeline: None,
         }
+    }
+
+    /// The same gateway, its console reading tasks' chains from `timeline`.
+    pub fn with_timeline(mut self, timeline: ConsoleTimeline) -> Self {
+        self.timeline = Some(Arc::new(timeline));
+        self
     }
 
     /// The same gateway, serving the web console with `settings`.
@@ -129,10 +138,14 @@ impl Gateway {
             self.io.roster.clone(),
             self.approvers.clone(),
             (*self.console).clone(),
-        );
-        // The approvals, as the console's pages call them: the same handlers as `/v1`, with
-        // the session's identity instead of a bearer token's.
+        )
+        .with_tasks(self.skills.clone(), self.timeline.clone());
+        // Tasks and approvals, as the console's pages call them: the same handlers as `/v1`,
+        // with the session's identity instead of a bearer token's.
         let console_api = Router::new()
+            .route("/console/api/tasks", post(tasks::submit))
+            .route("/console/api/tasks/{id}/status", get(tasks::task))
+            .route("/console/api/tasks/{id}/trace", get(tasks::trace))
             .route("/console/api/approvals", get(approvals::list))
             .route("/console/api/approvals/{id}/{action}", post(approvals::decide))
             .route_layer(axum::middleware::from_fn_with_state(console.clone(), console::require_session));
@@ -183,6 +196,7 @@ pub fn run(
     approvers: Vec<String>,
     console: ConsoleSettings,
     member_ttl: std::time::Duration,
+    timeline: Option<&std::path::Path>,
 ) -> i32 {
     let credentials = match credentials(tokens) {
         Ok(c) => c,
@@ -216,6 +230,14 @@ pub fn run(
         }
     };
     io.roster.lock().unwrap_or_else(|p| p.into_inner()).set_ttl(member_ttl);
+    let topics = crate::kafka::group::timeline_topics(group, &skills);
+    let timeline = match ConsoleTimeline::start(&settings, topics, timeline, stop.clone()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: the console's timeline: {e}");
+            return crate::exit::RUNTIME;
+        }
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -226,8 +248,11 @@ pub fn run(
     if a2a.bootstrap.is_none() {
         a2a.bootstrap = settings.get("bootstrap.servers").map(str::to_owned);
     }
-    let gateway =
-        Gateway::new(group, skills, credentials, io).with_a2a(a2a).with_approvers(approvers).with_console(console);
+    let gateway = Gateway::new(group, skills, credentials, io)
+        .with_a2a(a2a)
+        .with_approvers(approvers)
+        .with_console(console)
+        .with_timeline(timeline);
     let result = rt.block_on(async move { serve(listen, gateway, crate::http_serve::shutdown_signal()).await });
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     match result {

@@ -10,47 +10,25 @@
 // Screenshots of each page go to KAFCLAW_SCREENSHOTS. Any failure: a message on stderr, exit 1.
 //
 // Environment: KAFCLAW_CONSOLE (base URL), KAFCLAW_TOKEN, KAFCLAW_AGENT_ID,
-// KAFCLAW_SCREENSHOTS, CHROMIUM (default /usr/bin/chromium), KAFCLAW_STEP_TIMEOUT_MS.
-import { chromium } from "playwright-core";
-import { mkdirSync } from "node:fs";
-import { join } from "node:path";
+// KAFCLAW_APPROVAL_SUMMARY, KAFCLAW_SCREENSHOTS, CHROMIUM (default /usr/bin/chromium),
+// KAFCLAW_STEP_TIMEOUT_MS.
+import { check, run } from "./lib.mjs";
 
 const base = process.env.KAFCLAW_CONSOLE;
 const token = process.env.KAFCLAW_TOKEN;
 const agent = process.env.KAFCLAW_AGENT_ID;
-const shots = process.env.KAFCLAW_SCREENSHOTS;
-const timeout = Number(process.env.KAFCLAW_STEP_TIMEOUT_MS || 90000);
-mkdirSync(shots, { recursive: true });
 
-function check(ok, what) {
-  if (!ok) throw new Error(what);
-}
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
-  ],
-});
-let page;
-try {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 720 } });
-  page = await context.newPage();
-  page.setDefaultTimeout(timeout);
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(String(e)));
-
+await run("console", async (page, context, shot) => {
   // Without a session the console sends the browser to its login page.
   await page.goto(`${base}/console/`);
   check(new URL(page.url()).pathname === "/console/login", `not sent to the login page: ${page.url()}`);
-  await page.screenshot({ path: join(shots, "login.png") });
+  await shot("login");
 
   // A wrong token is refused on the page.
   await page.fill("#token", `${token}-wrong`);
   await Promise.all([page.waitForLoadState(), page.click("button[type=submit]")]);
   await page.getByRole("alert").filter({ hasText: "not one of this gateway" }).waitFor();
-  await page.screenshot({ path: join(shots, "login-refused.png") });
+  await shot("login-refused");
 
   await page.fill("#token", token);
   await Promise.all([page.waitForURL(`${base}/console/`), page.click("button[type=submit]")]);
@@ -71,25 +49,25 @@ try {
   check(skills.includes("echo"), `the agent's skills: ${JSON.stringify(skills)}`);
   check(/\d+ s ago/.test(await row.locator(".last-seen").textContent()), "no last heartbeat shown");
   check(await page.evaluate(() => window.__kafclawNoReload === true), "the page was reloaded");
-  await page.screenshot({ path: join(shots, "group-joined.png"), fullPage: true });
+  await shot("group-joined");
   console.log("joined");
 
   await row.waitFor({ state: "detached" });
   check(await page.evaluate(() => window.__kafclawNoReload === true), "the page was reloaded");
-  await page.screenshot({ path: join(shots, "group-expired.png"), fullPage: true });
+  await shot("group-expired");
   console.log("expired");
 
   // Approvals: the pending request of KAFCLAW_APPROVAL_SUMMARY is approved from the page.
   await Promise.all([page.waitForURL(`${base}/console/approvals`), page.click('nav a[href="/console/approvals"]')]);
   const ask = page.locator("#approvals tbody tr", { hasText: process.env.KAFCLAW_APPROVAL_SUMMARY });
   await ask.waitFor({ state: "visible" });
-  await page.screenshot({ path: join(shots, "approvals.png"), fullPage: true });
+  await shot("approvals");
   const requestId = await ask.getAttribute("data-request-id");
   await ask.locator("input").fill("checked in the console test");
   await ask.locator("button.approve").click();
   await page.locator("#approvals-notice").filter({ hasText: `${requestId}: approved` }).waitFor();
   await page.locator(`#approvals tr[data-request-id="${requestId}"]`).waitFor({ state: "detached" });
-  await page.screenshot({ path: join(shots, "approvals-decided.png"), fullPage: true });
+  await shot("approvals-decided");
   console.log(`approved ${requestId}`);
   // Deciding it again is refused (the first decision stands), and says so.
   const again = await page.evaluate(async (id) => {
@@ -109,15 +87,5 @@ try {
   await Promise.all([page.waitForURL(`${base}/console/login`), page.click("#logout")]);
   const after = await page.evaluate(async () => (await fetch("/console/api/members")).status);
   check(after === 401, `after logout the members answered ${after}`);
-  check(errors.length === 0, `script errors: ${errors.join("; ")}`);
   console.log("done");
-} catch (e) {
-  console.error(`console test: ${e.stack || e}`);
-  if (page) {
-    console.error(`at ${page.url()}:\n${(await page.content().catch(() => "")).slice(0, 4000)}`);
-    await page.screenshot({ path: join(shots, "failure.png"), fullPage: true }).catch(() => {});
-  }
-  process.exitCode = 1;
-} finally {
-  await browser.close();
-}
+});

@@ -9,16 +9,75 @@
 //! without a session every console route but the login page redirects or answers 401.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use crate::fake_openai::FakeOpenAi;
 use crate::gateway::start_gateway;
 use crate::mcp_server::echo_agent_as;
 use crate::support::*;
+use crate::timeline::delegating_agents;
 
 const TOKEN: &str = "console-token-5c2e";
+
+/// A script of `engine/tests/browser` run by node against the console: each line it prints
+/// is a step it reached; its screenshots go to `<target>/tmp/console-screenshots/<script>/`.
+struct Browser {
+    node: Instance,
+    steps: mpsc::Receiver<String>,
+    log: PathBuf,
+    shots: PathBuf,
+}
+
+impl Browser {
+    /// Starts `tests/browser/<script>.mjs` with `env`, logging to `dir/<script>.log`.
+    fn start(script: &str, dir: &Path, env: &[(&str, &str)]) -> Self {
+        let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots").join(script);
+        // Screenshots of an earlier run must not pass for this one's.
+        let _ = std::fs::remove_dir_all(&shots);
+        let log = dir.join(format!("{script}.log"));
+        let mut node = Instance(
+            Command::new("node")
+                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/browser/{script}.mjs")))
+                .envs(env.iter().copied())
+                .env("KAFCLAW_SCREENSHOTS", &shots)
+                .stdout(Stdio::piped())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .expect("node (scripts/test installs it, and playwright-core in engine/tests/browser)"),
+        );
+        let (tx, steps) = mpsc::channel();
+        let out = node.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Self { node, steps, log, shots }
+    }
+
+    /// Waits for the next step, which must be `want` (its first word); returns its line. On
+    /// anything else, panics with the script's log and the tails of `logs`.
+    fn step(&self, want: &str, logs: &[&Path]) -> String {
+        let got = self.steps.recv_timeout(Duration::from_secs(180)).unwrap_or_default();
+        if got.split(' ').next() != Some(want) {
+            let tails: Vec<String> = logs.iter().map(|l| format!("{}:\n{}", l.display(), log_tail(l))).collect();
+            panic!("wanted `{want}`, got `{got}`\nbrowser:\n{}\n{}", log_tail(&self.log), tails.join("\n"));
+        }
+        got
+    }
+
+    /// Waits for the script to end well, and checks it wrote the screenshots `names`.
+    fn finish(mut self, names: &[&str]) {
+        assert_eq!(wait_exit(&mut self.node, Duration::from_secs(60)), Some(0), "{}", log_tail(&self.log));
+        for name in names {
+            let len = std::fs::metadata(self.shots.join(format!("{name}.png"))).map(|m| m.len()).unwrap_or(0);
+            assert!(len > 1000, "{name}.png: {len} bytes");
+        }
+    }
+}
 
 #[test]
 fn the_console_shows_a_python_agent_join_and_expire_behind_its_login() {
@@ -103,44 +162,20 @@ topic = "{approved}"
     assert_eq!(http.get(format!("{base}/console/login")).send().unwrap().status().as_u16(), 200);
     assert_eq!(http.get(format!("{base}/healthz")).send().unwrap().status().as_u16(), 200);
 
-    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
-    // Screenshots of an earlier run must not pass for this one's.
-    let _ = std::fs::remove_dir_all(&shots);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/console.mjs");
     let agent_id = format!("echo-{}", &group[group.len() - 8..]);
-    let mut browser = Instance(
-        Command::new("node")
-            .arg(&script)
-            .env("KAFCLAW_CONSOLE", &base)
-            .env("KAFCLAW_TOKEN", TOKEN)
-            .env("KAFCLAW_AGENT_ID", &agent_id)
-            .env("KAFCLAW_APPROVAL_SUMMARY", "refund 900 to ben")
-            .env("KAFCLAW_SCREENSHOTS", &shots)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(dir.path().join("browser.log")).unwrap())
-            .spawn()
-            .expect("node (scripts/test installs it, and playwright-core in engine/tests/browser)"),
+    let browser = Browser::start(
+        "console",
+        dir.path(),
+        &[
+            ("KAFCLAW_CONSOLE", &base),
+            ("KAFCLAW_TOKEN", TOKEN),
+            ("KAFCLAW_AGENT_ID", &agent_id),
+            ("KAFCLAW_APPROVAL_SUMMARY", "refund 900 to ben"),
+        ],
     );
-    let (tx, steps) = mpsc::channel();
-    let out = browser.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let browser_log = dir.path().join("browser.log");
-    let step = |want: &str| -> String {
-        let got = steps.recv_timeout(Duration::from_secs(180)).unwrap_or_default();
-        assert!(
-            got.split(' ').next() == Some(want),
-            "wanted `{want}`, got `{got}`\nbrowser:\n{}\ngateway:\n{}\nagent:\n{}\nrefunds:\n{}",
-            log_tail(&browser_log),
-            log_tail(&log),
-            log_tail(&dir.path().join("echo.log")),
-            log_tail(&refunds_log)
-        );
-        got
-    };
+    let echo_log = dir.path().join("echo.log");
+    let logs = [log.as_path(), echo_log.as_path(), refunds_log.as_path()];
+    let step = |want: &str| browser.step(want, &logs);
 
     step("ready");
     let mut agent = echo_agent_as(dir.path(), &group, &agent_id);
@@ -164,19 +199,42 @@ topic = "{approved}"
     assert_eq!(d["approver"], "gateway", "{d}");
     assert_eq!(d["reason"], "checked in the console test", "{d}");
     step("done");
-    assert_eq!(wait_exit(&mut browser, Duration::from_secs(60)), Some(0), "{}", log_tail(&browser_log));
-    for shot in [
-        "login.png",
-        "login-refused.png",
-        "group-joined.png",
-        "group-expired.png",
-        "approvals.png",
-        "approvals-decided.png",
-    ] {
-        let len = std::fs::metadata(shots.join(shot)).map(|m| m.len()).unwrap_or(0);
-        assert!(len > 1000, "{shot}: {len} bytes");
-    }
+    browser.finish(&["login", "login-refused", "group-joined", "group-expired", "approvals", "approvals-decided"]);
 
+    sigterm(&mut gw);
+    assert_eq!(wait_exit(&mut gw, Duration::from_secs(30)), Some(0), "{}", log_tail(&log));
+}
+
+#[test]
+fn a_task_submitted_in_the_console_is_answered_and_its_chain_shows_both_agents() {
+    let server = FakeOpenAi::start();
+    let dir = TestDir::new();
+    let group = unique("console-t").replace('.', "-");
+    let (a_app, _a, _b) = delegating_agents(dir.path(), &group, &server);
+    let log = dir.path().join("gateway.log");
+    let (mut gw, base) = start_gateway(&group, &["--skill", "billing"], &[("KAFCLAW_GATEWAY_TOKEN", TOKEN)], &log);
+    let task = "delegate ask-billing: refunds over 50 EUR";
+    let agents = format!("gateway,{a_app},agent-b,agent-c,agent-a");
+    let browser = Browser::start(
+        "tasks",
+        dir.path(),
+        &[("KAFCLAW_CONSOLE", &base), ("KAFCLAW_TOKEN", TOKEN), ("KAFCLAW_TASK", task), ("KAFCLAW_AGENTS", &agents)],
+    );
+    let (a_log, b_log) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    let logs = [log.as_path(), a_log.as_path(), b_log.as_path()];
+    let line = browser.step("answered", &logs);
+    let task_id = line.trim_start_matches("answered ");
+    // The task the page submitted: the session's identity, the group's requests topic.
+    let asked = consume_all(&format!("group.{group}.requests"), 1, Duration::from_secs(30));
+    let asked = asked.iter().find(|r| r.value["correlation_id"] == task_id).expect("the submitted task");
+    assert_eq!(
+        (asked.value["sender_id"].as_str(), asked.value["payload"]["description"].as_str()),
+        (Some("gateway"), Some(task))
+    );
+    let answered = consume_all(&format!("group.{group}.responses"), 1, Duration::from_secs(30));
+    assert!(answered.iter().any(|r| r.value["correlation_id"] == task_id && r.value["sender_id"] == "agent-a"));
+    browser.step("done", &logs);
+    browser.finish(&["task", "tasks"]);
     sigterm(&mut gw);
     assert_eq!(wait_exit(&mut gw, Duration::from_secs(30)), Some(0), "{}", log_tail(&log));
 }

@@ -4,37 +4,29 @@
 //! follows the group's topics into SQLite; `kafclaw trace <task>` prints the three-agent chain
 //! from one query.
 
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use crate::fake_openai::FakeOpenAi;
 use crate::support::*;
 
-#[test]
-fn trace_shows_a_three_agent_chain() {
-    let server = FakeOpenAi::start();
-    let dir = TestDir::new();
-    let group = unique("tl").replace('.', "-");
+/// Agents A and B of group `group` (created here with skill `billing`), as processes logging
+/// to `dir/a.log` and `dir/b.log`: A (a kafclaw topology whose model, `server`, delegates
+/// `delegate ask-billing: …` requests of `group.<g>.requests`) asks B (the billing skill, which
+/// searches the group's shared memory), and B answers using the memory item `mem-c1` written
+/// by C; A answers on `group.<g>.responses` as `agent-a` (its delegations are sent as its
+/// topology's name, returned first).
+pub(crate) fn delegating_agents(dir: &Path, group: &str, server: &FakeOpenAi) -> (String, Instance, Instance) {
     let (a_app, b_app) = (unique("agent-a"), unique("agent-b"));
     let g = |t: &str| format!("group.{group}.{t}");
     let out = Command::new(env!("CARGO_BIN_EXE_kafclaw"))
-        .args([
-            "group",
-            "create",
-            "--group",
-            &group,
-            "--skill",
-            "billing",
-            "--partitions",
-            "2",
-            "--brokers",
-            &brokers(),
-        ])
+        .args(["group", "create", "--group", group, "--skill", "billing", "--partitions", "2", "--brokers", &brokers()])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let a = write_topology(
-        dir.path(),
+        dir,
         &a_app,
         &format!(
             r#"
@@ -87,7 +79,7 @@ topic = "{traces}"
         ),
     );
     let b = write_topology(
-        dir.path(),
+        dir,
         &b_app,
         &format!(
             r#"
@@ -148,8 +140,18 @@ topic = "{skill_responses}"
             r#"{"type":"memory","correlation_id":"mem-c1","sender_id":"agent-c","timestamp":"2026-11-24T09:00:00Z","id":"mem-c1","payload":{"item_id":"mem-c1","content":"Refunds over 50 EUR need a manager's approval"}}"#.to_owned(),
         )],
     );
-    let _b = spawn_instance(&b, "b", &dir.path().join("b.log"));
-    let _a = spawn_instance(&a, "a", &dir.path().join("a.log"));
+    let b = spawn_instance(&b, "b", &dir.join("b.log"));
+    let a = spawn_instance(&a, "a", &dir.join("a.log"));
+    (a_app, a, b)
+}
+
+#[test]
+fn trace_shows_a_three_agent_chain() {
+    let server = FakeOpenAi::start();
+    let dir = TestDir::new();
+    let group = unique("tl").replace('.', "-");
+    let g = |t: &str| format!("group.{group}.{t}");
+    let (a_app, _a, _b) = delegating_agents(dir.path(), &group, &server);
     produce(
         &g("requests"),
         [(

@@ -10,6 +10,12 @@
 //! | `POST /console/logout` | ends the session (CSRF token needed) → `204`, the cookie cleared |
 //! | `GET /console/` | **Group**: the live members, their skills, zone, role, model and last heartbeat |
 //! | `GET /console/api/members` | the same as JSON: `{"ttl_ms", "members": [{"agent_id", "agent_name", "summary", "skills", "zone", "role", "model", "status", "joined_at", "last_seen", "last_seen_ms"}]}` |
+//! | `GET /console/tasks` | **Tasks**: submit a task (to the group or a `--skill`); the tasks, newest first, searched by correlation id, task id or sender |
+//! | `GET /console/tasks/{id}` | a task: status and answer, its causal chain as a graph (a lane per agent) and a timeline, its trace spans |
+//! | `GET /console/api/tasks?q=` | the tasks as JSON, from the gateway's timeline ([`ConsoleTimeline`]) |
+//! | `POST /console/api/tasks` | `{"description", "skill"?}` → `202 {"task_id", "topic"}`: the handler of `POST /v1/tasks`, as the session's identity (CSRF token needed) |
+//! | `GET /console/api/tasks/{id}/status`, `…/trace` | the handlers of `GET /v1/tasks/{id}` and `GET /v1/traces/{id}` |
+//! | `GET /console/api/tasks/{id}/chain` | `{"chain": [...]}`: what `kafclaw trace <id> --json` prints, each entry with its line (`what`) |
 //! | `GET /console/approvals` | **Approvals**: the pending approval requests (tool, arguments, summary) with approve and reject; only for a user whose token's `sender_id` is an `--approver` |
 //! | `GET /console/api/approvals` | the same as JSON (the handler of `GET /v1/approvals`: `403` for a non-approver) |
 //! | `POST /console/api/approvals/{id}/approve`, `…/reject` | `{"reason"?}` → the decision, approver = the session's `sender_id`, audited as on `/v1` (CSRF token needed) |
@@ -44,6 +50,9 @@ use crate::kafka::group::gateway_feed::Roster;
 mod members;
 mod pages;
 pub mod session;
+mod tasks;
+
+pub use self::tasks::ConsoleTimeline;
 
 use self::session::Sessions;
 
@@ -64,6 +73,10 @@ pub struct Console {
     roster: Arc<Mutex<Roster>>,
     /// The sender ids that may list and decide approvals (`--approver`).
     approvers: Arc<Vec<String>>,
+    /// The skills tasks may be submitted to (`--skill`).
+    skills: Arc<Vec<String>>,
+    /// The timeline the Tasks pages read (none: they answer 503).
+    timeline: Option<Arc<ConsoleTimeline>>,
     settings: Arc<ConsoleSettings>,
 }
 
@@ -83,8 +96,18 @@ impl Console {
             sessions: Arc::default(),
             roster,
             approvers,
+            skills: Arc::default(),
+            timeline: None,
             settings: Arc::new(settings),
         }
+    }
+
+    /// The same console, offering tasks to the group and `skills`, and reading tasks' chains
+    /// from `timeline`.
+    pub fn with_tasks(mut self, skills: Arc<Vec<String>>, timeline: Option<Arc<ConsoleTimeline>>) -> Self {
+        self.skills = skills;
+        self.timeline = timeline;
+        self
     }
 
     /// The console's routes, under `/console`, for a router of any state.
@@ -92,6 +115,10 @@ impl Console {
         let guarded = Router::new()
             .route("/console/", get(pages::group))
             .route("/console/approvals", get(pages::approvals))
+            .route("/console/tasks", get(tasks::tasks_page))
+            .route("/console/tasks/{id}", get(tasks::task_page))
+            .route("/console/api/tasks", get(tasks::list))
+            .route("/console/api/tasks/{id}/chain", get(tasks::chain))
             .route("/console/api/members", get(members::members))
             .route("/console/assets/console.js", get(pages::script))
             .route("/console/logout", post(logout))

@@ -21,6 +21,8 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("login.html", include_str!("assets/login.html")),
         ("group.html", include_str!("assets/group.html")),
         ("approvals.html", include_str!("assets/approvals.html")),
+        ("tasks.html", include_str!("assets/tasks.html")),
+        ("task.html", include_str!("assets/task.html")),
     ] {
         env.add_template(name, source).expect("the console's templates parse (a unit test renders each)");
     }
@@ -50,34 +52,37 @@ pub(super) async fn login() -> Response {
     login_page(None)
 }
 
-/// `GET /console/`: the group's live members.
-pub(super) async fn group(State(console): State<Console>, Extension(user): Extension<ConsoleUser>) -> Response {
+/// A page of a logged-in user: `template` with the layout's context (the group, the user,
+/// the CSRF token, which `nav` entry is current) and `extra`.
+pub(super) fn page(
+    console: &Console,
+    user: &ConsoleUser,
+    template: &str,
+    nav: &str,
+    extra: minijinja::Value,
+) -> Response {
     render(
-        "group.html",
+        template,
         context! {
             group => &*console.group,
-            page => "group",
-            user => user.identity.name,
-            sender_id => user.identity.sender_id,
-            csrf => user.csrf,
+            page => nav,
+            user => &user.identity.name,
+            sender_id => &user.identity.sender_id,
+            csrf => &user.csrf,
+            ..extra
         },
     )
+}
+
+/// `GET /console/`: the group's live members.
+pub(super) async fn group(State(console): State<Console>, Extension(user): Extension<ConsoleUser>) -> Response {
+    page(&console, &user, "group.html", "group", context! {})
 }
 
 /// `GET /console/approvals`: the pending approval requests, to approve or reject.
 pub(super) async fn approvals(State(console): State<Console>, Extension(user): Extension<ConsoleUser>) -> Response {
     let approver = console.approvers.contains(&user.identity.sender_id);
-    render(
-        "approvals.html",
-        context! {
-            group => &*console.group,
-            page => "approvals",
-            user => user.identity.name,
-            sender_id => user.identity.sender_id,
-            csrf => user.csrf,
-            approver,
-        },
-    )
+    page(&console, &user, "approvals.html", "approvals", context! { approver })
 }
 
 /// `GET /console/assets/console.js`.

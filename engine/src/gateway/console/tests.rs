@@ -15,6 +15,11 @@ const TOKEN: &str = "console-test-token-7f3a";
 
 /// Serves a console whose roster holds a member named with markup; returns its base URL.
 async fn serve(secure_cookie: bool) -> String {
+    serve_with(secure_cookie, None).await
+}
+
+/// The same, its Tasks pages reading `timeline`.
+async fn serve_with(secure_cookie: bool, timeline: Option<crate::timeline::Timeline>) -> String {
     let credentials =
         vec![Credential::new(TOKEN, Identity { name: "ops".into(), sender_id: "ops-console".into(), zone: None })];
     let mut roster = Roster::default();
@@ -28,7 +33,8 @@ async fn serve(secure_cookie: bool) -> String {
         Arc::new(Mutex::new(roster)),
         Arc::new(vec!["approver-1".into()]),
         ConsoleSettings { secure_cookie },
-    );
+    )
+    .with_tasks(Arc::new(vec!["echo".into()]), timeline.map(|t| Arc::new(ConsoleTimeline::reading(t))));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, console.router::<()>()).await });
@@ -181,4 +187,105 @@ async fn behind_https_the_cookie_is_secure() {
     let base = serve(true).await;
     let (_, set) = log_in(&base).await;
     assert!(set.contains("; Secure"), "{set}");
+}
+
+#[tokio::test]
+async fn tasks_are_listed_and_a_chain_read_from_the_timeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut timeline = crate::timeline::Timeline::open(&dir.path().join("t.db")).unwrap();
+    let env = |kind, corr: &str, sender: &str, id: &str, cause: Option<&str>, p: serde_json::Value| {
+        let mut e = Envelope::new(kind, corr, sender, "2026-12-02T10:00:00Z", p);
+        e.id = Some(id.into());
+        e.causation_id = cause.map(str::to_owned);
+        e
+    };
+    let batch = vec![
+        (
+            "r".into(),
+            0,
+            0,
+            1,
+            env(
+                EnvelopeType::Request,
+                "task-1",
+                "ops",
+                "task-1",
+                None,
+                serde_json::json!({"task_id": "task-1", "description": "refund?"}),
+            ),
+        ),
+        (
+            "s".into(),
+            0,
+            0,
+            2,
+            env(
+                EnvelopeType::SkillRequest,
+                "d-1",
+                "agent-a",
+                "d-1",
+                Some("task-1"),
+                serde_json::json!({"description": "policy?"}),
+            ),
+        ),
+        (
+            "t".into(),
+            0,
+            0,
+            3,
+            env(
+                EnvelopeType::SkillResponse,
+                "d-1",
+                "agent-b",
+                "d-2",
+                Some("d-1"),
+                serde_json::json!({"content": "<b>no</b>"}),
+            ),
+        ),
+        (
+            "u".into(),
+            0,
+            0,
+            4,
+            env(
+                EnvelopeType::Response,
+                "task-1",
+                "agent-a",
+                "a-1",
+                Some("task-1"),
+                serde_json::json!({"status": "completed", "content": "no"}),
+            ),
+        ),
+    ];
+    timeline.record(&batch).unwrap();
+    let base = serve_with(false, Some(timeline)).await;
+    let (cookie, _) = log_in(&base).await;
+    let http = client();
+    let get = |path: String| {
+        let (http, cookie) = (http.clone(), cookie.clone());
+        async move { http.get(path).header("cookie", cookie).send().await.unwrap() }
+    };
+    let tasks: serde_json::Value = get(format!("{base}/console/api/tasks?q=ops")).await.json().await.unwrap();
+    let t = &tasks["tasks"][0];
+    assert_eq!(tasks["tasks"].as_array().unwrap().len(), 1, "{tasks}");
+    assert_eq!((t["correlation_id"].as_str(), t["latest"].as_str()), (Some("task-1"), Some("response completed")));
+    let none: serde_json::Value = get(format!("{base}/console/api/tasks?q=nobody")).await.json().await.unwrap();
+    assert_eq!(none["tasks"], serde_json::json!([]));
+    let chain: serde_json::Value = get(format!("{base}/console/api/tasks/task-1/chain")).await.json().await.unwrap();
+    let who: Vec<&str> = chain["chain"].as_array().unwrap().iter().map(|e| e["sender_id"].as_str().unwrap()).collect();
+    assert_eq!(who, ["ops", "agent-a", "agent-b", "agent-a"], "{chain}");
+    assert!(chain["chain"][2]["what"].as_str().unwrap().contains("agent-b [skill_response] answered: <b>no</b>"));
+
+    let page = get(format!("{base}/console/tasks")).await.text().await.unwrap();
+    assert!(page.contains(r#"<option value="echo">skill echo</option>"#), "{page}");
+    let page = get(format!("{base}/console/tasks/%3Cscript%3Ex")).await.text().await.unwrap();
+    assert!(page.contains("&lt;script&gt;x") && !page.contains("<script>x"), "{page}");
+    // Without a timeline the Tasks routes say so.
+    let bare = serve(false).await;
+    let (cookie, _) = log_in(&bare).await;
+    let r = http.get(format!("{bare}/console/api/tasks")).header("cookie", cookie).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // Not without a session.
+    let r = client().get(format!("{base}/console/api/tasks/task-1/chain")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }

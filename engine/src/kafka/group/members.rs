@@ -70,6 +70,17 @@ pub fn group_topics(group: &str, skills: &[String]) -> Vec<(String, bool)> {
     topics
 }
 
+/// The topics of group `group` that a timeline records (`kafclaw timeline`, the gateway's
+/// console): all of [`group_topics`] but the control topics, the orchestrator's and the
+/// announces.
+pub fn timeline_topics(group: &str, skills: &[String]) -> Vec<String> {
+    group_topics(group, skills)
+        .into_iter()
+        .map(|(t, _)| t)
+        .filter(|t| !t.contains(".control.") && !t.ends_with(".orchestrator") && !t.ends_with(".announce"))
+        .collect()
+}
+
 /// Whether `topic` of a group carries replies to delegated calls (`responses`,
 /// `tasks.status`, a skill's `responses`): created with `message.timestamp.type =
 /// LogAppendTime`, so the broker, not the replying peer, stamps when a reply arrived and the

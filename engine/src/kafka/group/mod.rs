@@ -11,4 +11,4 @@ pub mod presence;
 pub mod skill_topics;
 pub mod timeline_feed;
 
-pub use members::{create_group_topics, group_topics, live_members, roster_topic};
+pub use members::{create_group_topics, group_topics, live_members, roster_topic, timeline_topics};

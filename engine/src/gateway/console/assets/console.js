@@ -153,6 +153,169 @@ function approvalsPage() {
   setInterval(refresh, 3000);
 }
 
+/// The Tasks page: submit a task, search the tasks, refreshed every 3 s.
+function tasksPage() {
+  const body = document.querySelector("#tasks tbody");
+  if (!body) return;
+  const status = document.getElementById("tasks-status");
+  const query = document.getElementById("task-query");
+  query.value = new URLSearchParams(window.location.search).get("q") ?? "";
+  async function refresh() {
+    try {
+      const data = await getJson(`/console/api/tasks?q=${encodeURIComponent(query.value.trim())}`);
+      const rows = data.tasks.map((t) => {
+        const tr = el("tr", null, { "data-task-id": t.correlation_id });
+        const link = el("a", t.correlation_id, { href: `/console/tasks/${encodeURIComponent(t.correlation_id)}`, class: "task" });
+        const cell = el("td");
+        cell.append(link);
+        tr.append(cell, el("td", t.sender_id), el("td", t.timestamp), el("td", t.description), el("td", t.latest ?? "pending"));
+        return tr;
+      });
+      body.replaceChildren(...rows);
+      if (rows.length === 0) body.append(emptyRow(query.value.trim() ? "No task matches." : "No task yet.", 5));
+      status.className = "status";
+      status.textContent = `${data.tasks.length} task(s), newest first. Updated ${new Date().toLocaleTimeString()}.`;
+    } catch (e) {
+      status.className = "status stale";
+      status.textContent = `Not updated: ${e.message}`;
+    }
+  }
+  document.getElementById("search-tasks").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const q = query.value.trim();
+    history.replaceState(null, "", q ? `?q=${encodeURIComponent(q)}` : window.location.pathname);
+    refresh();
+  });
+  document.getElementById("submit-task").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const notice = document.getElementById("submit-notice");
+    const description = document.getElementById("task-description").value;
+    const skill = document.getElementById("task-skill").value;
+    const r = await post("/console/api/tasks", skill ? { description, skill } : { description });
+    const answer = await r.json().catch(() => ({}));
+    if (r.status === 202) {
+      window.location.assign(`/console/tasks/${encodeURIComponent(answer.task_id)}`);
+    } else {
+      notice.className = "notice error";
+      notice.textContent = answer.error ?? `HTTP ${r.status}`;
+    }
+  });
+  refresh();
+  setInterval(refresh, 3000);
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+
+/// An SVG element `tag` with `attrs` (and `text` as text).
+function svg(tag, attrs = {}, text) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+/// The causal chain as a graph: a lane per agent (who sent the envelope, or wrote the memory
+/// item), a node per entry in time order, an edge from each entry to what it caused
+/// (`causation_id`) and from each memory item to the answers that used it.
+function chainGraph(chain) {
+  const lanes = [];
+  for (const e of chain) if (!lanes.includes(e.sender_id)) lanes.push(e.sender_id);
+  const laneW = 220, rowH = 44, top = 46;
+  const width = Math.max(lanes.length * laneW, 400), height = top + chain.length * rowH + 10;
+  const root = svg("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "causal chain" });
+  const defs = svg("defs");
+  const marker = svg("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" });
+  marker.append(svg("path", { d: "M 0 0 L 10 5 L 0 10 z", fill: "#1f5fbf" }));
+  defs.append(marker);
+  root.append(defs);
+  const x = (sender) => lanes.indexOf(sender) * laneW + 24;
+  lanes.forEach((name, i) => {
+    const g = svg("g", { "data-lane": name });
+    g.append(svg("text", { x: i * laneW + 12, y: 20, class: "lane-name" }, name.length > 28 ? `${name.slice(0, 27)}…` : name));
+    g.append(svg("line", { x1: i * laneW + 24, y1: 30, x2: i * laneW + 24, y2: height - 4, class: "lane" }));
+    root.append(g);
+  });
+  const at = new Map();
+  chain.forEach((e, row) => {
+    const key = e.id ?? `row-${row}`;
+    at.set(key, { x: x(e.sender_id), y: top + row * rowH + 12 });
+    if (e.payload?.item_id) at.set(e.payload.item_id, at.get(key));
+  });
+  const edge = (from, to) => {
+    if (!from || !to) return;
+    const bend = (to.x - from.x) / 2;
+    root.append(svg("path", { d: `M ${from.x} ${from.y} C ${from.x + bend} ${from.y}, ${to.x - bend} ${to.y}, ${to.x} ${to.y - 8}`, class: "edge", "marker-end": "url(#arrow)" }));
+  };
+  chain.forEach((e, row) => {
+    const here = at.get(e.id ?? `row-${row}`);
+    if (e.causation_id) edge(at.get(e.causation_id), here);
+    for (const m of e.payload?.memories ?? []) edge(at.get(m.id), here);
+  });
+  chain.forEach((e, row) => {
+    const here = at.get(e.id ?? `row-${row}`);
+    const kind = e.kind === "memory" ? "memory" : /response|task_status/.test(e.type) ? "answer" : "ask";
+    const g = svg("g", { "data-entry": e.type, "data-sender": e.sender_id });
+    g.append(svg("circle", { cx: here.x, cy: here.y, r: 6, class: `node ${kind}` }));
+    const text = e.what.slice(e.what.indexOf("]") + 2);
+    g.append(svg("text", { x: here.x + 12, y: here.y + 4 }, `${e.type}: ${text.length > 34 ? `${text.slice(0, 33)}…` : text}`));
+    g.append(svg("title", {}, e.what));
+    root.append(g);
+  });
+  return root;
+}
+
+/// A task's page: its status and answer (the gateway's view), its causal chain (the
+/// timeline) as a graph and a table, and its trace spans; refreshed every 2 s.
+function taskPage() {
+  const idEl = document.getElementById("task-id");
+  if (!idEl) return;
+  const id = encodeURIComponent(idEl.dataset.taskId);
+  const status = document.getElementById("task-status");
+  let shown = "";
+  async function refresh() {
+    try {
+      const [state, chain, spans] = await Promise.all([
+        getJson(`/console/api/tasks/${id}/status`),
+        getJson(`/console/api/tasks/${id}/chain`),
+        getJson(`/console/api/tasks/${id}/trace`),
+      ]);
+      status.className = "status";
+      status.textContent = `Status: ${state.status}. ${chain.chain.length} event(s) in the chain. Updated ${new Date().toLocaleTimeString()}.`;
+      status.dataset.status = state.status;
+      const answer = document.getElementById("task-answer");
+      if (state.result) {
+        answer.className = "answer";
+        answer.textContent = state.result;
+      }
+      const fingerprint = JSON.stringify(chain.chain.map((e) => [e.id, e.type]));
+      if (fingerprint !== shown) {
+        shown = fingerprint;
+        document.getElementById("chain-graph").replaceChildren(chainGraph(chain.chain));
+        document.querySelector("#chain tbody").replaceChildren(
+          ...chain.chain.map((e) => {
+            const tr = el("tr", null, { "data-type": e.type });
+            tr.append(el("td", e.timestamp), el("td", e.sender_id), el("td", e.what.slice(e.what.indexOf("]") + 2)), el("td", e.kind === "memory" ? "memory used" : e.type));
+            return tr;
+          }),
+        );
+      }
+      document.querySelector("#spans tbody").replaceChildren(
+        ...spans.map((s) => {
+          const p = s.payload ?? {};
+          const tr = el("tr");
+          tr.append(el("td", p.started_at ?? s.timestamp), el("td", s.sender_id), el("td", p.title ?? p.span_type ?? ""), el("td", p.duration_ms === undefined ? "—" : `${p.duration_ms} ms`), el("td", (p.content ?? "").slice(0, 300)));
+          return tr;
+        }),
+      );
+    } catch (e) {
+      status.className = "status stale";
+      status.textContent = `Not updated: ${e.message}`;
+    }
+  }
+  refresh();
+  setInterval(refresh, 2000);
+}
+
 document.getElementById("logout")?.addEventListener("click", async () => {
   await post("/console/logout");
   window.location.assign("/console/login");
@@ -160,3 +323,5 @@ document.getElementById("logout")?.addEventListener("click", async () => {
 
 groupPage();
 approvalsPage();
+tasksPage();
+taskPage();
