@@ -85,6 +85,12 @@ pub struct Args {
     /// one in a temporary directory, rebuilt from the topics at each start.
     #[arg(long, value_name = "PATH")]
     pub timeline: Option<std::path::PathBuf>,
+    /// A dead-letter topic the console's Dead letters page shows and resubmits from
+    /// (repeatable; a topology's is `<topology>.dlq` unless its `[dead_letter]` names another).
+    /// A console user can write a letter's record back to the topic its `kafclaw.location`
+    /// header names: restrict who may write these topics (Kafka ACLs).
+    #[arg(long, value_name = "TOPIC")]
+    pub dead_letters: Vec<String>,
 }
 
 /// Serves the gateway until stopped (see [`crate::gateway::run`]).
@@ -112,5 +118,6 @@ pub(super) fn execute(args: Args) -> i32 {
         crate::gateway::ConsoleSettings { secure_cookie: args.console_secure_cookie },
         args.member_ttl,
         args.timeline.as_deref(),
+        args.dead_letters,
     )
 }

@@ -82,6 +82,8 @@ pub struct Gateway {
     console: Arc<ConsoleSettings>,
     /// The timeline the console's Tasks pages read.
     timeline: Option<Arc<ConsoleTimeline>>,
+    /// The dead-letter topics the console shows (`--dead-letters`).
+    dead_letters: Arc<Vec<String>>,
 }
 
 impl Gateway {
@@ -102,12 +104,19 @@ impl Gateway {
             approvers: Arc::default(),
             console: Arc::default(),
             timeline: None,
+            dead_letters: Arc::default(),
         }
     }
 
     /// The same gateway, its console reading tasks' chains from `timeline`.
     pub fn with_timeline(mut self, timeline: ConsoleTimeline) -> Self {
         self.timeline = Some(Arc::new(timeline));
+        self
+    }
+
+    /// The same gateway, its console showing the dead letters of `topics`.
+    pub fn with_dead_letters(mut self, topics: Vec<String>) -> Self {
+        self.dead_letters = Arc::new(topics);
         self
     }
 
@@ -139,7 +148,8 @@ impl Gateway {
             self.approvers.clone(),
             (*self.console).clone(),
         )
-        .with_tasks(self.skills.clone(), self.timeline.clone());
+        .with_tasks(self.skills.clone(), self.timeline.clone())
+        .with_dead_letters(self.io.settings().clone(), self.dead_letters.clone());
         // Tasks and approvals, as the console's pages call them: the same handlers as `/v1`,
         // with the session's identity instead of a bearer token's.
         let console_api = Router::new()
@@ -197,6 +207,7 @@ pub fn run(
     console: ConsoleSettings,
     member_ttl: std::time::Duration,
     timeline: Option<&std::path::Path>,
+    dead_letters: Vec<String>,
 ) -> i32 {
     let credentials = match credentials(tokens) {
         Ok(c) => c,
@@ -252,7 +263,8 @@ pub fn run(
         .with_a2a(a2a)
         .with_approvers(approvers)
         .with_console(console)
-        .with_timeline(timeline);
+        .with_timeline(timeline)
+        .with_dead_letters(dead_letters);
     let result = rt.block_on(async move { serve(listen, gateway, crate::http_serve::shutdown_signal()).await });
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     match result {

@@ -8,11 +8,13 @@
 //! - [`tables`]: restore, global tables, latest values, replay;
 //! - [`group`]: presence, members, delegate bus, gateway and timeline feeds, journal export;
 //! - [`effects`]: the effect log of `at-most-once` and `reconcile` tools (docs/effects.md);
+//! - [`dead_letters`]: dead-letter topics read, and a letter resubmitted (the console);
 //! - [`approvals`]: human approval: the group's approvals topics read and decided, and the
 //!   channel of approval-gated tools (docs/approvals.md);
 //! - [`instance`]: the runtime.
 
 pub mod approvals;
+pub mod dead_letters;
 pub mod effects;
 pub mod fault;
 pub mod group;

@@ -6,11 +6,13 @@
 //   expired  it disappeared again (the test killed it; no leave was sent)
 //   approved <id>  the pending approval whose summary is KAFCLAW_APPROVAL_SUMMARY was approved
 //            from the Approvals page (a second decision: 409; one without the CSRF token: 403)
+//   resubmitted <partition>-<offset>  the dead letter of the topology was shown with its
+//            headers, corrected to KAFCLAW_DLQ_FIX and resubmitted from the Dead letters page
 //   done     logout without the CSRF token was refused, with it the session ended
 // Screenshots of each page go to KAFCLAW_SCREENSHOTS. Any failure: a message on stderr, exit 1.
 //
 // Environment: KAFCLAW_CONSOLE (base URL), KAFCLAW_TOKEN, KAFCLAW_AGENT_ID,
-// KAFCLAW_APPROVAL_SUMMARY, KAFCLAW_SCREENSHOTS, CHROMIUM (default /usr/bin/chromium),
+// KAFCLAW_APPROVAL_SUMMARY, KAFCLAW_DLQ_FIX, KAFCLAW_SCREENSHOTS, CHROMIUM (default /usr/bin/chromium),
 // KAFCLAW_STEP_TIMEOUT_MS.
 import { check, run } from "./lib.mjs";
 
@@ -78,6 +80,27 @@ await run("console", async (page, context, shot) => {
   check(again === 409, `a second decision answered ${again}`);
   const forged = await page.evaluate(async (id) => (await fetch(`/console/api/approvals/${id}/approve`, { method: "POST" })).status, requestId);
   check(forged === 403, `a decision without the CSRF token answered ${forged}`);
+
+  // Dead letters: the malformed refund is shown with its error headers, corrected in the
+  // page and resubmitted.
+  await Promise.all([page.waitForURL(`${base}/console/dead-letters`), page.click('nav a[href="/console/dead-letters"]')]);
+  const letter = page.locator("#letters tbody tr[data-letter]").first();
+  await letter.waitFor();
+  const headers = await letter.locator("dl.headers dt").allTextContents();
+  for (const h of ["kafclaw.error", "kafclaw.stage", "kafclaw.location", "kafclaw.offset"]) {
+    check(headers.includes(h), `the letter's headers: ${JSON.stringify(headers)}`);
+  }
+  check((await letter.locator("td").nth(1).textContent()) === "decode", "the letter's reason");
+  await page.selectOption("#letters-reason", "decode");
+  await shot("dead-letters");
+  const letterId = await letter.getAttribute("data-letter");
+  await letter.locator("textarea").fill(process.env.KAFCLAW_DLQ_FIX);
+  await letter.locator("button.resubmit").click();
+  await page.locator("#letters-notice").filter({ hasText: `Letter ${letterId} resubmitted (corrected)` }).waitFor();
+  await shot("dead-letters-resubmitted");
+  console.log(`resubmitted ${letterId}`);
+  const unlisted = await page.evaluate(async () => (await fetch("/console/api/dead-letters?topic=__consumer_offsets")).status);
+  check(unlisted === 404, `a topic the gateway was not given answered ${unlisted}`);
 
   // A state-changing request without the CSRF token is refused, from the page itself.
   const refused = await page.evaluate(async () => (await fetch("/console/logout", { method: "POST" })).status);

@@ -4,7 +4,11 @@
 //! Group page showing the Python example agent join and, once it is killed, expire without a
 //! reload, a pending approval of an `approve` operator approved from the Approvals page (the
 //! record released downstream, the decision written with the session's identity as the
-//! approver), and state-changing requests without the CSRF token refused. Screenshots of each page are written
+//! approver), the operator's dead letter (a refund that is not JSON) shown with its error
+//! headers, corrected and resubmitted from the Dead letters page (it reaches the operator; the
+//! resubmission is audited), and state-changing requests without the CSRF token refused. And
+//! a task submitted from the Tasks page, answered by agent A delegating to agent B, whose
+//! chain graph shows a lane for every agent of it. Screenshots of each page are written
 //! to `<target>/tmp/console-screenshots/` (not committed). Also, from a plain HTTP client:
 //! without a session every console route but the login page redirects or answers 401.
 
@@ -90,7 +94,7 @@ fn the_console_shows_a_python_agent_join_and_expire_behind_its_login() {
     let (input, approved) = (unique("console-in"), unique("console-ok"));
     let (requests, decisions) =
         (format!("group.{group}.approvals.requests"), format!("group.{group}.approvals.decisions"));
-    for t in [&input, &decisions] {
+    for t in [&input, &decisions, &format!("group.{group}.observe.audit")] {
         create_topic(t, 1);
     }
     let app = unique("console-refunds");
@@ -138,11 +142,17 @@ topic = "{approved}"
         "timestamp": "2026-12-02T10:00:00Z", "payload": {"customer": "ben", "amount": 900},
     });
     produce(&input, [("ben".to_owned(), refund.to_string())]);
+    // A refund that is not JSON: dead-lettered, then corrected and resubmitted in the console.
+    produce(&input, [("cid".to_owned(), r#"{"type":"request","correlation_id":"refund-cid","payload":{"#.to_owned())]);
+    let fixed = serde_json::json!({
+        "type": "request", "correlation_id": "refund-cid", "sender_id": "billing",
+        "timestamp": "2026-12-02T10:00:00Z", "payload": {"customer": "cid", "amount": 5},
+    });
 
     let log = dir.path().join("gateway.log");
     let (mut gw, base) = start_gateway(
         &group,
-        &["--skill", "echo", "--member-ttl", "5s", "--approver", "gateway"],
+        &["--skill", "echo", "--member-ttl", "5s", "--approver", "gateway", "--dead-letters", &format!("{app}.dlq")],
         &[("KAFCLAW_GATEWAY_TOKEN", TOKEN)],
         &log,
     );
@@ -171,6 +181,7 @@ topic = "{approved}"
             ("KAFCLAW_TOKEN", TOKEN),
             ("KAFCLAW_AGENT_ID", &agent_id),
             ("KAFCLAW_APPROVAL_SUMMARY", "refund 900 to ben"),
+            ("KAFCLAW_DLQ_FIX", &fixed.to_string()),
         ],
     );
     let echo_log = dir.path().join("echo.log");
@@ -198,8 +209,40 @@ topic = "{approved}"
     );
     assert_eq!(d["approver"], "gateway", "{d}");
     assert_eq!(d["reason"], "checked in the console test", "{d}");
+    let line = step("resubmitted");
+    // The corrected record reached the operator (it asks for approval), with headers naming
+    // where it came from; the resubmission is audited with who did it.
+    let asks = consume_all(&requests, 2, Duration::from_secs(60));
+    assert!(asks.iter().any(|r| r.value["payload"]["summary"] == "refund 5 to cid"), "{}", log_tail(&refunds_log));
+    let back = consume_all(&input, 3, Duration::from_secs(30));
+    let back =
+        back.iter().find(|r| r.headers.contains_key("kafclaw.resubmitted.from")).expect("the resubmitted record");
+    assert_eq!(back.headers["kafclaw.resubmitted.by"], "gateway");
+    assert!(back.headers["kafclaw.resubmitted.from"].starts_with(&format!("{app}.dlq 0 ")), "{:?}", back.headers);
+    let audits = consume_all(&format!("group.{group}.observe.audit"), 1, Duration::from_secs(30));
+    let a = &audits[0].value;
+    assert_eq!(
+        (a["type"].as_str(), a["payload"]["event_type"].as_str()),
+        (Some("audit"), Some("dead_letter_resubmitted")),
+        "{a}"
+    );
+    assert_eq!((a["sender_id"].as_str(), a["payload"]["edited"].as_bool()), (Some("gateway"), Some(true)), "{a}");
+    let letter = line.trim_start_matches("resubmitted ");
+    assert_eq!(
+        format!("{}-{}", a["payload"]["dead_letter"]["partition"], a["payload"]["dead_letter"]["offset"]),
+        letter
+    );
     step("done");
-    browser.finish(&["login", "login-refused", "group-joined", "group-expired", "approvals", "approvals-decided"]);
+    browser.finish(&[
+        "login",
+        "login-refused",
+        "group-joined",
+        "group-expired",
+        "approvals",
+        "approvals-decided",
+        "dead-letters",
+        "dead-letters-resubmitted",
+    ]);
 
     sigterm(&mut gw);
     assert_eq!(wait_exit(&mut gw, Duration::from_secs(30)), Some(0), "{}", log_tail(&log));

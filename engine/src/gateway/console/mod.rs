@@ -16,6 +16,9 @@
 //! | `POST /console/api/tasks` | `{"description", "skill"?}` → `202 {"task_id", "topic"}`: the handler of `POST /v1/tasks`, as the session's identity (CSRF token needed) |
 //! | `GET /console/api/tasks/{id}/status`, `…/trace` | the handlers of `GET /v1/tasks/{id}` and `GET /v1/traces/{id}` |
 //! | `GET /console/api/tasks/{id}/chain` | `{"chain": [...]}`: what `kafclaw trace <id> --json` prints, each entry with its line (`what`) |
+//! | `GET /console/dead-letters` | **Dead letters**: the newest letters of the `--dead-letters` topics, by topic (topology) and reason, with the failed record and its error headers; resubmit one, as it was or corrected |
+//! | `GET /console/api/dead-letters?topic=` | the same as JSON (any other topic: `404`) |
+//! | `POST /console/api/dead-letters/resubmit` | `{"topic", "partition", "offset", "value"?}`: the record written back to the topic it came from, with an `audit` envelope, in one transaction (CSRF token needed) — [`dead_letters`] |
 //! | `GET /console/approvals` | **Approvals**: the pending approval requests (tool, arguments, summary) with approve and reject; only for a user whose token's `sender_id` is an `--approver` |
 //! | `GET /console/api/approvals` | the same as JSON (the handler of `GET /v1/approvals`: `403` for a non-approver) |
 //! | `POST /console/api/approvals/{id}/approve`, `…/reject` | `{"reason"?}` → the decision, approver = the session's `sender_id`, audited as on `/v1` (CSRF token needed) |
@@ -47,6 +50,7 @@ use serde_json::json;
 use crate::gateway::{Credential, auth::identify};
 use crate::kafka::group::gateway_feed::Roster;
 
+mod dead_letters;
 mod members;
 mod pages;
 pub mod session;
@@ -77,6 +81,10 @@ pub struct Console {
     skills: Arc<Vec<String>>,
     /// The timeline the Tasks pages read (none: they answer 503).
     timeline: Option<Arc<ConsoleTimeline>>,
+    /// The cluster the Dead letters page reads and writes (none: it answers 503).
+    kafka: Option<crate::kafka::ClientSettings>,
+    /// The dead-letter topics the Dead letters page shows (`--dead-letters`).
+    dead_letter_topics: Arc<Vec<String>>,
     settings: Arc<ConsoleSettings>,
 }
 
@@ -98,8 +106,17 @@ impl Console {
             approvers,
             skills: Arc::default(),
             timeline: None,
+            kafka: None,
+            dead_letter_topics: Arc::default(),
             settings: Arc::new(settings),
         }
+    }
+
+    /// The same console, showing the dead letters of `topics` on the cluster of `kafka`.
+    pub fn with_dead_letters(mut self, kafka: crate::kafka::ClientSettings, topics: Arc<Vec<String>>) -> Self {
+        self.kafka = Some(kafka);
+        self.dead_letter_topics = topics;
+        self
     }
 
     /// The same console, offering tasks to the group and `skills`, and reading tasks' chains
@@ -119,6 +136,9 @@ impl Console {
             .route("/console/tasks/{id}", get(tasks::task_page))
             .route("/console/api/tasks", get(tasks::list))
             .route("/console/api/tasks/{id}/chain", get(tasks::chain))
+            .route("/console/dead-letters", get(dead_letters::page))
+            .route("/console/api/dead-letters", get(dead_letters::list))
+            .route("/console/api/dead-letters/resubmit", post(dead_letters::resubmit))
             .route("/console/api/members", get(members::members))
             .route("/console/assets/console.js", get(pages::script))
             .route("/console/logout", post(logout))

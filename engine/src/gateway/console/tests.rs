@@ -289,3 +289,63 @@ async fn tasks_are_listed_and_a_chain_read_from_the_timeline() {
     let r = client().get(format!("{base}/console/api/tasks/task-1/chain")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn dead_letters_are_read_only_from_the_gateways_topics() {
+    let base = serve(false).await;
+    let (cookie, _) = log_in(&base).await;
+    let http = client();
+    // No cluster behind this console: 503, after the session check.
+    let r = http
+        .get(format!("{base}/console/api/dead-letters?topic=a.dlq"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let r = client().get(format!("{base}/console/api/dead-letters?topic=a.dlq")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let page =
+        http.get(format!("{base}/console/")).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
+    let csrf = csrf_of(&page);
+    let resubmit = |body: &'static str, csrf: Option<String>| {
+        let (http, cookie, url) = (http.clone(), cookie.clone(), format!("{base}/console/api/dead-letters/resubmit"));
+        async move {
+            let mut r = http.post(url).header("cookie", cookie).header("content-type", "application/json").body(body);
+            if let Some(c) = csrf {
+                r = r.header("x-csrf-token", c);
+            }
+            r.send().await.unwrap().status()
+        }
+    };
+    let body = r#"{"topic":"a.dlq","partition":0,"offset":0}"#;
+    assert_eq!(resubmit(body, None).await, StatusCode::FORBIDDEN, "no CSRF token");
+    assert_eq!(resubmit(body, Some(csrf.clone())).await, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        resubmit(r#"{"topic":"a.dlq","partition":0,"offset":0,"to":"x"}"#, Some(csrf)).await,
+        StatusCode::BAD_REQUEST
+    );
+
+    // With a cluster, a topic the gateway was not given is not read: 404 before any call.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let credentials =
+        vec![Credential::new(TOKEN, Identity { name: "ops".into(), sender_id: "ops-console".into(), zone: None })];
+    let console = Console::new("g1", Arc::new(credentials), Arc::default(), Arc::default(), ConsoleSettings::default())
+        .with_dead_letters(
+            crate::kafka::ClientSettings::from_env(Some("127.0.0.1:1".into())),
+            Arc::new(vec!["a.dlq".into()]),
+        );
+    tokio::spawn(async move { axum::serve(listener, console.router::<()>()).await });
+    let base = format!("http://{addr}");
+    let (cookie, _) = log_in(&base).await;
+    for topic in ["__consumer_offsets", "group.g1.requests", "a.dlq2"] {
+        let r = http
+            .get(format!("{base}/console/api/dead-letters?topic={topic}"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{topic}");
+    }
+}

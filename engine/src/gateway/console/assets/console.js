@@ -316,6 +316,75 @@ function taskPage() {
   setInterval(refresh, 2000);
 }
 
+/// The Dead letters page: a topic's newest letters, filtered by reason, each with its error
+/// headers and the failed record, which can be resubmitted as it is or corrected.
+function deadLettersPage() {
+  const body = document.querySelector("#letters tbody");
+  if (!body) return;
+  const topic = document.getElementById("letters-topic");
+  const reasonSel = document.getElementById("letters-reason");
+  const status = document.getElementById("letters-status");
+  const notice = document.getElementById("letters-notice");
+  let letters = [];
+  function render() {
+    const want = reasonSel.value;
+    const rows = letters.filter((l) => !want || l.reason === want).map((l) => {
+      const id = `${l.partition}-${l.offset}`;
+      const tr = el("tr", null, { "data-letter": id });
+      const where = el("td");
+      where.append(el("div", `partition ${l.partition} offset ${l.offset}`));
+      if (l.timestamp_ms) where.append(el("div", new Date(l.timestamp_ms).toISOString(), { class: "muted" }));
+      const error = el("td");
+      error.append(el("div", l.error ?? "", { class: "error" }));
+      const dl = el("dl", null, { class: "headers" });
+      for (const [k, v] of Object.entries(l.headers)) dl.append(el("dt", k), el("dd", v));
+      error.append(dl);
+      const record = el("td");
+      const area = el("textarea", null, { class: "record", "aria-label": "record", spellcheck: "false" });
+      area.value = l.value;
+      const send = el("button", l.cut ? "Resubmit corrected" : "Resubmit", { type: "button", class: "primary resubmit" });
+      send.addEventListener("click", async () => {
+        const edited = area.value !== l.value;
+        const ask = { topic: topic.value, partition: l.partition, offset: l.offset };
+        if (edited) ask.value = area.value;
+        const r = await post("/console/api/dead-letters/resubmit", ask);
+        const answer = await r.json().catch(() => ({}));
+        notice.className = r.ok ? "notice" : "notice error";
+        notice.textContent = r.ok
+          ? `Letter ${id} resubmitted${edited ? " (corrected)" : ""} to ${answer.resubmitted.topic} partition ${answer.resubmitted.partition} offset ${answer.resubmitted.offset}.`
+          : `Letter ${id}: ${answer.error ?? `HTTP ${r.status}`}`;
+      });
+      record.append(area);
+      if (l.cut) record.append(el("div", "Only a cut copy was kept: correct it before resubmitting.", { class: "muted" }));
+      record.append(send);
+      tr.append(where, el("td", l.reason), error, record);
+      return tr;
+    });
+    body.replaceChildren(...rows);
+    if (rows.length === 0) body.append(emptyRow("No dead letter.", 4));
+  }
+  async function load() {
+    try {
+      const data = await getJson(`/console/api/dead-letters?topic=${encodeURIComponent(topic.value)}`);
+      letters = data.letters;
+      const reasons = [...new Set(letters.map((l) => l.reason))].sort();
+      const keep = reasonSel.value;
+      reasonSel.replaceChildren(el("option", "any", { value: "" }), ...reasons.map((r) => el("option", r, { value: r })));
+      reasonSel.value = reasons.includes(keep) ? keep : "";
+      render();
+      status.className = "status";
+      status.textContent = `${letters.length} letter(s) of ${data.topic}, newest first. Loaded ${new Date().toLocaleTimeString()}.`;
+    } catch (e) {
+      status.className = "status stale";
+      status.textContent = `Not loaded: ${e.message}`;
+    }
+  }
+  topic.addEventListener("change", load);
+  reasonSel.addEventListener("change", render);
+  document.getElementById("letters-reload").addEventListener("click", load);
+  load();
+}
+
 document.getElementById("logout")?.addEventListener("click", async () => {
   await post("/console/logout");
   window.location.assign("/console/login");
@@ -325,3 +394,4 @@ groupPage();
 approvalsPage();
 tasksPage();
 taskPage();
+deadLettersPage();
