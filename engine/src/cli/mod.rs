@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 pub mod agent;
 pub mod approvals;
+pub mod chat;
 pub mod common;
 pub mod completions;
 pub mod diff;
@@ -79,6 +80,10 @@ pub enum Command {
     Trace(trace::Args),
     /// Agent groups: create one (its topics), list who is in one.
     Group(group::Args),
+    /// An interactive session with an agent group: type a request, see its model calls, tool
+    /// calls and delegations as they happen and the answer as it streams; `/trace` shows the
+    /// last task's causal chain. History with the arrow keys.
+    Chat(chat::Args),
     /// Human approval: list a group's approval requests, approve or reject one (the decision
     /// goes to the partition the waiting record's task reads).
     Approvals(approvals::Args),
@@ -133,6 +138,7 @@ pub fn main_with(cli: Cli) -> i32 {
         Command::Group(args) => group::execute(args),
         Command::Journal(args) => journal::execute(args),
         Command::Approvals(args) => approvals::execute(args),
+        Command::Chat(args) => chat::execute(args),
         Command::State(args) => state::execute(&args),
         Command::Top(args) => top::execute(&args),
         Command::Agent(args) => agent::execute(&args),

@@ -57,6 +57,8 @@ pub mod console;
 mod metrics;
 mod tasks;
 
+pub use self::tasks::new_task;
+
 pub use self::a2a::A2aSettings;
 pub use self::console::{ConsoleSettings, ConsoleTimeline};
 // The bearer-token rule, for kafclaw's other HTTP servers (`health`, `mcp-server`).
@@ -241,8 +243,7 @@ pub fn run(
         }
     };
     io.roster.lock().unwrap_or_else(|p| p.into_inner()).set_ttl(member_ttl);
-    let topics = crate::kafka::group::timeline_topics(group, &skills);
-    let timeline = match ConsoleTimeline::start(&settings, topics, timeline, stop.clone()) {
+    let timeline = match ConsoleTimeline::start(&settings, group, &skills, timeline, stop.clone()) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: the console's timeline: {e}");

@@ -36,6 +36,19 @@ fn parse_submit(body: &[u8]) -> Result<Submit, String> {
     Ok(s)
 }
 
+/// A new task for a group: a `kind` (`request` or `skill_request`) envelope asking
+/// `description`, from `sender_id` (also its `payload.requester_id`) in `zone`, under a new
+/// task id (`task-` and 32 hex digits), which is its correlation id, id and `payload.task_id`.
+pub fn new_task(kind: EnvelopeType, description: &str, sender_id: &str, zone: Option<&str>) -> Envelope {
+    let id = new_task_id();
+    let now = kafclaw_operators::api::record::format_time_ms(kafclaw_operators::api::record::now_ms());
+    let payload = json!({"task_id": id, "description": description, "requester_id": sender_id});
+    let mut e = Envelope::new(kind, id.clone(), sender_id.to_owned(), now, payload);
+    e.id = Some(id);
+    e.zone = zone.map(str::to_owned);
+    e
+}
+
 pub(super) async fn submit(
     State(g): State<Gateway>,
     Extension(who): Extension<Identity>,
@@ -54,17 +67,8 @@ pub(super) async fn submit(
             return error(StatusCode::BAD_REQUEST, format!("skill `{skill}` is not served by this gateway (--skill)"));
         }
     };
-    let id = new_task_id();
-    let now = kafclaw_operators::api::record::format_time_ms(kafclaw_operators::api::record::now_ms());
-    let mut e = Envelope::new(
-        kind,
-        id.clone(),
-        who.sender_id.clone(),
-        now,
-        json!({"task_id": id, "description": s.description, "requester_id": who.sender_id}),
-    );
-    e.id = Some(id.clone());
-    e.zone = who.zone.clone();
+    let e = new_task(kind, &s.description, &who.sender_id, who.zone.as_deref());
+    let id = e.correlation_id.clone();
     if let Err(m) = g.io.submit(&topic, &e).await {
         return error(StatusCode::BAD_GATEWAY, m);
     }

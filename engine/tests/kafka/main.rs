@@ -21,6 +21,7 @@ mod a2a;
 mod a2a_kafka;
 mod approvals;
 mod chaos;
+mod chat;
 mod cli;
 mod console;
 mod conversation;

@@ -33,14 +33,22 @@ pub struct ConsoleTimeline {
 
 impl ConsoleTimeline {
     /// Opens the timeline at `path` (none: a new one in a temporary directory, removed when
-    /// the gateway stops) and follows `topics` into it on a thread until `stop`, resuming
-    /// where the file's positions say; a Kafka error is logged and the follow retried.
+    /// the gateway stops) and follows the topics of `group` into it on a thread until `stop`
+    /// (`timeline_topics`, with the topics of `skills` and of every skill whose request topic
+    /// exists now), resuming where the file's positions say; a Kafka error is logged and the
+    /// follow retried.
     pub fn start(
         settings: &ClientSettings,
-        topics: Vec<String>,
+        group: &str,
+        skills: &[String],
         path: Option<&Path>,
         stop: Arc<AtomicBool>,
     ) -> Result<Self, String> {
+        let mut skills = skills.to_vec();
+        skills.extend(crate::kafka::group::skill_topics::skill_topics(settings, group)?);
+        skills.sort();
+        skills.dedup();
+        let topics = crate::kafka::group::timeline_topics(group, &skills);
         let (dir, path) = match path {
             Some(p) => (None, p.to_path_buf()),
             None => {
@@ -71,6 +79,15 @@ impl ConsoleTimeline {
             .map_err(|e| e.to_string())?;
         tracing::info!(path = %path.display(), "the console's timeline follows the group");
         Ok(Self { reader: Mutex::new(reader), _dir: dir })
+    }
+
+    /// The causal chain of `correlation_id` as the timeline holds it now
+    /// ([`Timeline::chain`]).
+    pub fn chain(
+        &self,
+        correlation_id: &str,
+    ) -> Result<Vec<crate::timeline::ChainEntry>, crate::timeline::TimelineError> {
+        self.reader.lock().unwrap_or_else(|p| p.into_inner()).chain(correlation_id)
     }
 
     /// A timeline read in place (tests: one written beforehand).

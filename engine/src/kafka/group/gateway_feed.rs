@@ -138,7 +138,7 @@ const FINAL_STATUSES: [&str; 6] = ["completed", "failed", "rejected", "canceled"
 /// Whether the stored answer `v` ends its task: an answer (whose status, when it has one, is
 /// not `input_required`: the task goes on with the caller's next message), or a terminal
 /// `task_status`.
-fn is_final(v: &Value) -> bool {
+pub fn is_final(v: &Value) -> bool {
     let status = v["payload"]["status"].as_str();
     if v["type"] == "task_status" {
         status.is_some_and(|s| FINAL_STATUSES.contains(&s))

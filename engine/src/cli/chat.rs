@@ -1,0 +1,289 @@
+//! `kafclaw chat`: an interactive terminal session with an agent group. Each line typed is a
+//! task for the group (or `--skill`); while it runs, the model calls, tool calls and
+//! delegations of its trace are shown as they arrive, the answer as it streams (the
+//! `streaming` task statuses of an `llm` with streaming on) and then whole. `/trace` prints
+//! the last task's causal chain across agents (as `kafclaw trace` does, from a timeline this
+//! session keeps by following the group); `/help`, `/quit`. History with the arrow keys
+//! (rustyline).
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use kafclaw_operators::envelope::EnvelopeType;
+use rustyline::error::ReadlineError;
+use serde_json::Value;
+
+use super::common::{KafkaArgs, stop_on_signals};
+use crate::exit;
+use crate::gateway::{ConsoleTimeline, new_task};
+use crate::kafka::ClientSettings;
+use crate::kafka::group::gateway_feed::{TaskIo, is_final};
+
+/// Arguments of `kafclaw chat`.
+#[derive(Debug, clap::Args)]
+#[command(mut_args(KafkaArgs::no_topology_help))]
+pub struct Args {
+    /// The group.
+    #[arg(long)]
+    pub group: String,
+    /// Send each request to this skill (`group.<g>.skill.<s>.requests`) instead of the group.
+    #[arg(long)]
+    pub skill: Option<String>,
+    /// The sender id (and `requester_id`) of the requests.
+    #[arg(long, default_value = "chat")]
+    pub sender_id: String,
+    /// The zone of the requests (default: none).
+    #[arg(long)]
+    pub zone: Option<String>,
+    /// How long to wait for an answer before giving the prompt back.
+    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = humantime::parse_duration)]
+    pub wait: Duration,
+    /// Partitions of the answer topics created when missing.
+    #[arg(long, default_value_t = 6)]
+    pub partitions: i32,
+    /// The bootstrap servers.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
+const HELP: &str = "Type a request and press Enter; the answer follows. /trace: the last task's causal chain. \
+/help: this. /quit or Ctrl-D: leave.";
+
+/// Runs the session until `/quit`, end of input or a signal.
+pub(super) fn execute(args: Args) -> i32 {
+    let settings = ClientSettings::from_env(args.kafka.brokers.clone());
+    let stop: Arc<AtomicBool> = match stop_on_signals() {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let g = &args.group;
+    let (kind, topic) = match &args.skill {
+        None => (EnvelopeType::Request, format!("group.{g}.requests")),
+        Some(s) => (EnvelopeType::SkillRequest, format!("group.{g}.skill.{s}.requests")),
+    };
+    let mut follow =
+        vec![format!("group.{g}.responses"), format!("group.{g}.tasks.status"), format!("group.{g}.traces")];
+    follow.extend(args.skill.iter().map(|s| format!("group.{g}.skill.{s}.responses")));
+    let io = match TaskIo::start(&settings, &follow, args.partitions, stop.clone()) {
+        Ok(io) => io,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::RUNTIME;
+        }
+    };
+    let skills: Vec<String> = args.skill.iter().cloned().collect();
+    let timeline = match ConsoleTimeline::start(&settings, g, &skills, None, stop.clone()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: the session's timeline: {e}");
+            return exit::RUNTIME;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::RUNTIME;
+        }
+    };
+    let mut editor = match rustyline::DefaultEditor::new() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: the line editor: {e}");
+            return exit::RUNTIME;
+        }
+    };
+    println!(
+        "kafclaw chat: group {g}{}, as {}. {HELP}",
+        args.skill.as_ref().map_or(String::new(), |s| format!(", skill {s}")),
+        args.sender_id
+    );
+    let mut last: Option<String> = None;
+    loop {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            return exit::OK;
+        }
+        let line = match editor.readline("you> ") {
+            Ok(l) => l,
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => return exit::OK,
+            Err(e) => {
+                eprintln!("error: reading the terminal: {e}");
+                return exit::RUNTIME;
+            }
+        };
+        let text = line.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let _ = editor.add_history_entry(text);
+        match text {
+            "/quit" | "/exit" => return exit::OK,
+            "/help" => println!("{HELP}"),
+            "/trace" => match &last {
+                None => println!("No task yet."),
+                Some(id) => print_chain(&timeline, id),
+            },
+            _ if text.starts_with('/') => println!("Unknown command {text}. {HELP}"),
+            _ => {
+                let task = new_task(kind, text, &args.sender_id, args.zone.as_deref());
+                let id = task.correlation_id.clone();
+                // Subscribed before sending: no answer can slip past.
+                let answers = io.events.subscribe();
+                if let Err(e) = rt.block_on(io.submit(&topic, &task)) {
+                    eprintln!("error: {e}");
+                    continue;
+                }
+                println!("  task {id} sent to {topic}");
+                follow_task(&io, answers, &id, args.wait, &stop);
+                last = Some(id);
+            }
+        }
+    }
+}
+
+/// Prints what task `id` does until its answer (or `wait`): new trace spans (model calls,
+/// tool calls and delegations), streamed deltas, statuses, then the answer.
+fn follow_task(
+    io: &TaskIo,
+    mut answers: tokio::sync::broadcast::Receiver<Arc<Value>>,
+    id: &str,
+    wait: Duration,
+    stop: &AtomicBool,
+) {
+    let deadline = Instant::now() + wait;
+    let mut spans_shown = 0;
+    let mut streaming = false;
+    let mut out = std::io::stdout();
+    loop {
+        let spans: Vec<Value> = io.view.lock().unwrap_or_else(|p| p.into_inner()).trace(id).to_vec();
+        for span in &spans[spans_shown.min(spans.len())..] {
+            if streaming {
+                println!();
+                streaming = false;
+            }
+            println!("  {}", describe_span(span));
+        }
+        spans_shown = spans.len();
+        let mut done = None;
+        loop {
+            match answers.try_recv() {
+                Ok(v) if v["correlation_id"] == id => {
+                    let p = &v["payload"];
+                    if v["type"] == "task_status" && p["status"] == "streaming" {
+                        if !streaming {
+                            print!("  ");
+                            streaming = true;
+                        }
+                        print!("{}", p["delta"].as_str().unwrap_or(""));
+                        let _ = out.flush();
+                    } else if is_final(&v) {
+                        done = Some(v);
+                        break;
+                    } else if v["type"] == "task_status" {
+                        println!("  status {}", p["status"].as_str().unwrap_or("?"));
+                    }
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "answers came faster than shown");
+                }
+                Err(_) => break,
+            }
+        }
+        // Or the answer arrived before this session subscribed, as the view holds it.
+        let done = done.or_else(|| {
+            let view = io.view.lock().unwrap_or_else(|p| p.into_inner());
+            view.answer(id).filter(|v| is_final(v)).cloned().map(Arc::new)
+        });
+        if let Some(v) = done {
+            if streaming {
+                println!();
+            }
+            // Spans committed with the answer arrive with it: show them first.
+            std::thread::sleep(Duration::from_millis(200));
+            let spans: Vec<Value> = io.view.lock().unwrap_or_else(|p| p.into_inner()).trace(id).to_vec();
+            for span in &spans[spans_shown.min(spans.len())..] {
+                println!("  {}", describe_span(span));
+            }
+            let p = &v["payload"];
+            let text = ["content", "result", "summary"].iter().find_map(|k| p[*k].as_str().filter(|s| !s.is_empty()));
+            let status = p["status"].as_str().unwrap_or("completed");
+            let who = v["sender_id"].as_str().unwrap_or("?");
+            match text {
+                Some(t) if status == "completed" => println!("{who}: {t}"),
+                Some(t) => println!("{who} ({status}): {t}"),
+                None => println!("{who}: {status}"),
+            }
+            return;
+        }
+        if Instant::now() > deadline || stop.load(std::sync::atomic::Ordering::Relaxed) {
+            println!(
+                "  no answer in {} (the task goes on; /trace shows what happened so far)",
+                humantime::format_duration(wait)
+            );
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A trace span as one line: `tool ask-billing (1435 ms): {"description":…} -> answer…`.
+fn describe_span(span: &Value) -> String {
+    let p = &span["payload"];
+    let title = p["title"].as_str().unwrap_or("span");
+    let ms = p["duration_ms"].as_u64().map_or(String::new(), |d| format!(" ({d} ms)"));
+    let mut content: String = p["content"].as_str().unwrap_or("").chars().take(200).collect();
+    if p["ok"] == false {
+        content = format!("failed: {content}");
+    }
+    let mark = if p["span_type"] == "tool" { "⚙" } else { "·" };
+    format!("{mark} {title}{ms}: {content}")
+}
+
+/// Prints the causal chain of `id` (as `kafclaw trace` does).
+fn print_chain(timeline: &ConsoleTimeline, id: &str) {
+    // The session's timeline follows the group from its start: give it a moment to catch up.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match timeline.chain(id) {
+            Ok(chain) if !chain.is_empty() && chain.iter().any(|e| e.kind_of_envelope.ends_with("response")) => {
+                for e in &chain {
+                    println!("  {}", crate::timeline::describe(e));
+                }
+                return;
+            }
+            Ok(chain) if Instant::now() > deadline => {
+                for e in &chain {
+                    println!("  {}", crate::timeline::describe(e));
+                }
+                if chain.is_empty() {
+                    println!("  nothing recorded for {id} yet");
+                }
+                return;
+            }
+            Ok(_) => std::thread::sleep(Duration::from_millis(200)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_read_as_one_line_each() {
+        let tool = serde_json::json!({"payload": {"span_type": "tool", "title": "tool ask-billing", "duration_ms": 1435,
+            "content": "{\"description\":\"refunds\"} -> answer", "ok": true}});
+        assert_eq!(describe_span(&tool), "⚙ tool ask-billing (1435 ms): {\"description\":\"refunds\"} -> answer");
+        let failed =
+            serde_json::json!({"payload": {"span_type": "llm", "title": "llm m", "content": "timeout", "ok": false}});
+        assert_eq!(describe_span(&failed), "· llm m: failed: timeout");
+    }
+}
