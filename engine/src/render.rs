@@ -1,4 +1,5 @@
-//! `kafclaw graph`: the logical graph as Graphviz DOT or Mermaid.
+//! `kafclaw graph`: the logical graph as Graphviz DOT or Mermaid; and as JSON, for the
+//! console's Topologies page.
 
 use std::fmt::Write as _;
 
@@ -46,6 +47,33 @@ pub fn dot(c: &Compiled) -> String {
     }
     out.push_str("}\n");
     out
+}
+
+/// The same graph as JSON: `{"nodes": [{"name", "role", "kind", "topic"?}], "edges":
+/// [{"from", "to", "port"?}]}` (edges by node index; `role`: `source`, `operator` or `sink`;
+/// `topic`: a Kafka source's or sink's topic).
+pub fn json(c: &Compiled) -> serde_json::Value {
+    let g = &c.graph;
+    let nodes: Vec<serde_json::Value> = g
+        .nodes
+        .iter()
+        .map(|n| {
+            let mut v = serde_json::json!({"name": n.name, "role": n.role.noun(), "kind": n.kind.unwrap_or("?")});
+            if let Some(t) = n.config.as_ref().and_then(|c| c.kafka_topic()) {
+                v["topic"] = serde_json::json!(t);
+            }
+            v
+        })
+        .collect();
+    let edges: Vec<serde_json::Value> = g
+        .edges
+        .iter()
+        .map(|e| match edge_label(g, e.from, e.port) {
+            Some(l) => serde_json::json!({"from": e.from, "to": e.to, "port": l}),
+            None => serde_json::json!({"from": e.from, "to": e.to}),
+        })
+        .collect();
+    serde_json::json!({"nodes": nodes, "edges": edges})
 }
 
 fn mermaid_text(s: &str) -> String {

@@ -60,7 +60,7 @@ mod tasks;
 pub use self::tasks::new_task;
 
 pub use self::a2a::A2aSettings;
-pub use self::console::{ConsoleSettings, ConsoleTimeline};
+pub use self::console::{ConsoleSettings, ConsoleTimeline, TopologyFeed};
 // The bearer-token rule, for kafclaw's other HTTP servers (`health`, `mcp-server`).
 pub use self::auth::{Credential, Identity, TokenSource, credentials, parse_tokens};
 #[allow(unused_imports)]
@@ -86,6 +86,8 @@ pub struct Gateway {
     timeline: Option<Arc<ConsoleTimeline>>,
     /// The dead-letter topics the console shows (`--dead-letters`).
     dead_letters: Arc<Vec<String>>,
+    /// The instances' statuses the console's Topologies page shows.
+    topologies: Option<Arc<TopologyFeed>>,
 }
 
 impl Gateway {
@@ -107,12 +109,19 @@ impl Gateway {
             console: Arc::default(),
             timeline: None,
             dead_letters: Arc::default(),
+            topologies: None,
         }
     }
 
     /// The same gateway, its console reading tasks' chains from `timeline`.
     pub fn with_timeline(mut self, timeline: ConsoleTimeline) -> Self {
         self.timeline = Some(Arc::new(timeline));
+        self
+    }
+
+    /// The same gateway, its console showing the topologies `feed` follows.
+    pub fn with_topologies(mut self, feed: Arc<TopologyFeed>) -> Self {
+        self.topologies = Some(feed);
         self
     }
 
@@ -151,7 +160,8 @@ impl Gateway {
             (*self.console).clone(),
         )
         .with_tasks(self.skills.clone(), self.timeline.clone())
-        .with_dead_letters(self.io.settings().clone(), self.dead_letters.clone());
+        .with_dead_letters(self.io.settings().clone(), self.dead_letters.clone())
+        .with_topologies(self.topologies.clone());
         // Tasks and approvals, as the console's pages call them: the same handlers as `/v1`,
         // with the session's identity instead of a bearer token's.
         let console_api = Router::new()
@@ -250,6 +260,13 @@ pub fn run(
             return crate::exit::RUNTIME;
         }
     };
+    let topologies = match TopologyFeed::start(&settings, group, stop.clone()) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: the console's topologies: {e}");
+            return crate::exit::RUNTIME;
+        }
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -265,7 +282,8 @@ pub fn run(
         .with_approvers(approvers)
         .with_console(console)
         .with_timeline(timeline)
-        .with_dead_letters(dead_letters);
+        .with_dead_letters(dead_letters)
+        .with_topologies(topologies);
     let result = rt.block_on(async move { serve(listen, gateway, crate::http_serve::shutdown_signal()).await });
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     match result {

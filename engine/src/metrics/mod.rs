@@ -24,6 +24,7 @@ use kafclaw_agent::model::SharedModel;
 use kafclaw_operators::DeadLetter;
 
 mod operators;
+pub mod view;
 
 pub use operators::OperatorCounters;
 

@@ -6,13 +6,14 @@
 //   expired  it disappeared again (the test killed it; no leave was sent)
 //   approved <id>  the pending approval whose summary is KAFCLAW_APPROVAL_SUMMARY was approved
 //            from the Approvals page (a second decision: 409; one without the CSRF token: 403)
+//   (the Topologies page shows KAFCLAW_TOPOLOGY's graph and its dead letter on the way)
 //   resubmitted <partition>-<offset>  the dead letter of the topology was shown with its
 //            headers, corrected to KAFCLAW_DLQ_FIX and resubmitted from the Dead letters page
 //   done     logout without the CSRF token was refused, with it the session ended
 // Screenshots of each page go to KAFCLAW_SCREENSHOTS. Any failure: a message on stderr, exit 1.
 //
 // Environment: KAFCLAW_CONSOLE (base URL), KAFCLAW_TOKEN, KAFCLAW_AGENT_ID,
-// KAFCLAW_APPROVAL_SUMMARY, KAFCLAW_DLQ_FIX, KAFCLAW_SCREENSHOTS, CHROMIUM (default /usr/bin/chromium),
+// KAFCLAW_APPROVAL_SUMMARY, KAFCLAW_DLQ_FIX, KAFCLAW_TOPOLOGY, KAFCLAW_SCREENSHOTS, CHROMIUM (default /usr/bin/chromium),
 // KAFCLAW_STEP_TIMEOUT_MS.
 import { check, run } from "./lib.mjs";
 
@@ -80,6 +81,19 @@ await run("console", async (page, context, shot) => {
   check(again === 409, `a second decision answered ${again}`);
   const forged = await page.evaluate(async (id) => (await fetch(`/console/api/approvals/${id}/approve`, { method: "POST" })).status, requestId);
   check(forged === 403, `a decision without the CSRF token answered ${forged}`);
+
+  // Topologies: the refunds topology runs, its graph drawn with its nodes, its dead letter
+  // counted on the source that read it.
+  await Promise.all([page.waitForURL(`${base}/console/topologies`), page.click('nav a[href="/console/topologies"]')]);
+  const topology = page.locator(`section.topology[data-topology="${process.env.KAFCLAW_TOPOLOGY}"]`);
+  await topology.waitFor();
+  for (const node of ["refunds", "decisions", "review", "asks", "approved"]) {
+    await topology.locator(`svg g[data-node="${node}"]`).waitFor();
+  }
+  await topology.locator('svg g[data-node="refunds"] text', { hasText: "1 dead" }).waitFor();
+  await topology.locator('svg g[data-node="review"] text', { hasText: "in " }).waitFor();
+  check((await topology.locator('[data-figure="instances"] strong').textContent()) === "1", "one instance");
+  await shot("topologies");
 
   // Dead letters: the malformed refund is shown with its error headers, corrected in the
   // page and resubmitted.

@@ -182,6 +182,7 @@ topic = "{approved}"
             ("KAFCLAW_AGENT_ID", &agent_id),
             ("KAFCLAW_APPROVAL_SUMMARY", "refund 900 to ben"),
             ("KAFCLAW_DLQ_FIX", &fixed.to_string()),
+            ("KAFCLAW_TOPOLOGY", &app),
         ],
     );
     let echo_log = dir.path().join("echo.log");
@@ -240,6 +241,7 @@ topic = "{approved}"
         "group-expired",
         "approvals",
         "approvals-decided",
+        "topologies",
         "dead-letters",
         "dead-letters-resubmitted",
     ]);

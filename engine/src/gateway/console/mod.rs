@@ -10,6 +10,8 @@
 //! | `POST /console/logout` | ends the session (CSRF token needed) → `204`, the cookie cleared |
 //! | `GET /console/` | **Group**: the live members, their skills, zone, role, model and last heartbeat |
 //! | `GET /console/api/members` | the same as JSON: `{"ttl_ms", "members": [{"agent_id", "agent_name", "summary", "skills", "zone", "role", "model", "status", "joined_at", "last_seen", "last_seen_ms"}]}` |
+//! | `GET /console/topologies` | **Topologies**: each running topology's graph (as `kafclaw graph` draws it) with records in and out per second per operator, consumer lag, dead letters and model calls in flight, from its instances' statuses — [`TopologyFeed`] |
+//! | `GET /console/api/topologies` | the same as JSON |
 //! | `GET /console/tasks` | **Tasks**: submit a task (to the group or a `--skill`); the tasks, newest first, searched by correlation id, task id or sender |
 //! | `GET /console/tasks/{id}` | a task: status and answer, its causal chain as a graph (a lane per agent) and a timeline, its trace spans |
 //! | `GET /console/api/tasks?q=` | the tasks as JSON, from the gateway's timeline ([`ConsoleTimeline`]) |
@@ -55,8 +57,10 @@ mod members;
 mod pages;
 pub mod session;
 mod tasks;
+mod topologies;
 
 pub use self::tasks::ConsoleTimeline;
+pub use self::topologies::TopologyFeed;
 
 use self::session::Sessions;
 
@@ -85,6 +89,8 @@ pub struct Console {
     kafka: Option<crate::kafka::ClientSettings>,
     /// The dead-letter topics the Dead letters page shows (`--dead-letters`).
     dead_letter_topics: Arc<Vec<String>>,
+    /// The instances' statuses the Topologies page shows (none: it shows none).
+    topologies: Option<Arc<TopologyFeed>>,
     settings: Arc<ConsoleSettings>,
 }
 
@@ -108,8 +114,15 @@ impl Console {
             timeline: None,
             kafka: None,
             dead_letter_topics: Arc::default(),
+            topologies: None,
             settings: Arc::new(settings),
         }
+    }
+
+    /// The same console, showing the topologies `feed` follows.
+    pub fn with_topologies(mut self, feed: Option<Arc<TopologyFeed>>) -> Self {
+        self.topologies = feed;
+        self
     }
 
     /// The same console, showing the dead letters of `topics` on the cluster of `kafka`.
@@ -136,6 +149,8 @@ impl Console {
             .route("/console/tasks/{id}", get(tasks::task_page))
             .route("/console/api/tasks", get(tasks::list))
             .route("/console/api/tasks/{id}/chain", get(tasks::chain))
+            .route("/console/topologies", get(topologies::page))
+            .route("/console/api/topologies", get(topologies::list))
             .route("/console/dead-letters", get(dead_letters::page))
             .route("/console/api/dead-letters", get(dead_letters::list))
             .route("/console/api/dead-letters/resubmit", post(dead_letters::resubmit))

@@ -24,6 +24,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("tasks.html", include_str!("assets/tasks.html")),
         ("task.html", include_str!("assets/task.html")),
         ("dead_letters.html", include_str!("assets/dead_letters.html")),
+        ("topologies.html", include_str!("assets/topologies.html")),
     ] {
         env.add_template(name, source).expect("the console's templates parse (a unit test renders each)");
     }

@@ -272,6 +272,15 @@ pub fn run_instance(compiled: &Compiled, opts: InstanceOptions) -> Result<(), In
         None => super::group::presence::join(compiled, settings, &opts.instance_id).map_err(setup)?,
         Some(_) => None,
     };
+    // A group's instance says how it runs on `group.<g>.control.topologies` (the console's
+    // Topologies page); dropped at return: its last status says it stopped.
+    let _status = match opts.until {
+        None => {
+            super::group::status::start(compiled, settings, &opts.instance_id, opts.stats.clone(), opts.stop.clone())
+                .map_err(setup)?
+        }
+        Some(_) => None,
+    };
 
     let threads = match opts.until {
         // A replay ends when each source partition reported its end: one thread sees them all.

@@ -385,6 +385,97 @@ function deadLettersPage() {
   load();
 }
 
+/// "1.2/s", "340/s", from a rate.
+function perSecond(x) {
+  return `${x >= 10 ? Math.round(x) : Math.round(x * 10) / 10}/s`;
+}
+
+/// A topology's graph (the nodes and edges of `kafclaw graph`), laid out left to right by
+/// depth, each operator with its records in and out per second and dead letters, each Kafka
+/// source with its lag.
+function planGraph(t) {
+  const { nodes, edges } = t.graph ?? { nodes: [], edges: [] };
+  const depth = nodes.map(() => 0);
+  for (let round = 0; round < nodes.length; round++) {
+    for (const e of edges) depth[e.to] = Math.max(depth[e.to], depth[e.from] + 1);
+  }
+  const rows = new Map();
+  const at = nodes.map((_, i) => {
+    const row = rows.get(depth[i]) ?? 0;
+    rows.set(depth[i], row + 1);
+    return { x: 16 + depth[i] * 220, y: 16 + row * 78 };
+  });
+  const w = 180, h = 56;
+  const width = Math.max(...at.map((p) => p.x), 0) + w + 20, height = Math.max(...at.map((p) => p.y), 0) + h + 20;
+  const root = svg("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": `graph of ${t.topology}` });
+  for (const e of edges) {
+    const a = at[e.from], b = at[e.to];
+    const x1 = a.x + w, y1 = a.y + h / 2, x2 = b.x, y2 = b.y + h / 2;
+    root.append(svg("path", { d: `M ${x1} ${y1} C ${x1 + 30} ${y1}, ${x2 - 30} ${y2}, ${x2} ${y2}`, class: "edge" }));
+  }
+  const lagOf = (topic) => t.partitions.filter((p) => p.topic === topic).reduce((s, p) => s + p.lag, 0);
+  nodes.forEach((n, i) => {
+    const p = at[i];
+    const op = t.operators[n.name];
+    const dead = t.dead_letters[n.name] ?? 0;
+    const g = svg("g", { "data-node": n.name });
+    g.append(svg("rect", { x: p.x, y: p.y, width: w, height: h, rx: 6, class: `box ${n.role}${dead ? " dead" : ""}` }));
+    g.append(svg("text", { x: p.x + 8, y: p.y + 17 }, n.name.length > 24 ? `${n.name.slice(0, 23)}…` : n.name));
+    g.append(svg("text", { x: p.x + 8, y: p.y + 31, class: "rate" }, `${n.role} ${n.kind}`));
+    const figures = [];
+    if (op) figures.push(`in ${perSecond(op.in_per_s)} · out ${perSecond(op.out_per_s)}`);
+    if (n.role === "source" && n.topic) figures.push(`lag ${lagOf(n.topic)}`);
+    if (dead) figures.push(`${dead} dead`);
+    g.append(svg("text", { x: p.x + 8, y: p.y + 46, class: "rate" }, figures.join(" · ")));
+    if (n.topic) g.append(svg("title", {}, n.topic));
+    root.append(g);
+  });
+  return root;
+}
+
+/// The Topologies page: every running topology's graph and figures, refreshed every 2 s.
+function topologiesPage() {
+  const list = document.getElementById("topologies");
+  if (!list) return;
+  const status = document.getElementById("topologies-status");
+  async function refresh() {
+    try {
+      const data = await getJson("/console/api/topologies");
+      list.replaceChildren(
+        ...data.topologies.map((t) => {
+          const card = el("section", null, { class: "topology", "data-topology": t.topology });
+          card.append(el("h2", t.topology));
+          const figures = el("div", null, { class: "figures" });
+          const figure = (name, value) => {
+            const f = el("span", `${name} `, { "data-figure": name });
+            f.append(el("strong", value));
+            figures.append(f);
+          };
+          figure("instances", String(t.instances.length));
+          figure("consumed", perSecond(t.consumed_per_s));
+          figure("produced", perSecond(t.produced_per_s));
+          figure("lag", String(t.lag));
+          figure("dead letters", perSecond(t.dead_letters_per_s));
+          figure("commits", perSecond(t.commits_per_s));
+          figure("model calls in flight", String(t.model_calls_in_flight));
+          const plan = el("div", null, { class: "plan" });
+          plan.append(planGraph(t));
+          card.append(figures, plan);
+          return card;
+        }),
+      );
+      if (data.topologies.length === 0) list.append(el("p", "No topology of this group runs now.", { class: "muted" }));
+      status.className = "status";
+      status.textContent = `${data.topologies.length} running topolog${data.topologies.length === 1 ? "y" : "ies"}. Updated ${new Date().toLocaleTimeString()}.`;
+    } catch (e) {
+      status.className = "status stale";
+      status.textContent = `Not updated: ${e.message}`;
+    }
+  }
+  refresh();
+  setInterval(refresh, 2000);
+}
+
 document.getElementById("logout")?.addEventListener("click", async () => {
   await post("/console/logout");
   window.location.assign("/console/login");
@@ -395,3 +486,4 @@ approvalsPage();
 tasksPage();
 taskPage();
 deadLettersPage();
+topologiesPage();
