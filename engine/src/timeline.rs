@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_correlation ON events (correlation_id);
 CREATE INDEX IF NOT EXISTS events_causation ON events (causation_id);
 CREATE INDEX IF NOT EXISTS events_id ON events (id);
+CREATE INDEX IF NOT EXISTS events_type_at ON events (type, at_ms);
 CREATE TABLE IF NOT EXISTS positions (
     topic TEXT NOT NULL, partition INTEGER NOT NULL, next INTEGER NOT NULL,
     PRIMARY KEY (topic, partition));
@@ -204,7 +205,7 @@ impl Timeline {
 /// The tasks query: requests that no other event caused (a task's first request, not a
 /// delegation), newest first, each with the latest answer or status of its conversation;
 /// `?1` = '' lists them all, else only those whose correlation id, `payload.task_id` or
-/// sender is `?1`.
+/// sender is `?1`; and, when `?3` is not null, only those `?3` asked.
 const TASKS: &str = "
 SELECT e.correlation_id, e.sender_id, e.timestamp, e.type, COALESCE(json_extract(e.payload, '$.description'), ''),
     (SELECT a.type || ' ' || COALESCE(json_extract(a.payload, '$.status'), '')
@@ -214,6 +215,7 @@ SELECT e.correlation_id, e.sender_id, e.timestamp, e.type, COALESCE(json_extract
 FROM events e
 WHERE e.type IN ('request', 'skill_request') AND e.causation_id IS NULL
     AND (?1 = '' OR e.correlation_id = ?1 OR e.sender_id = ?1 OR json_extract(e.payload, '$.task_id') = ?1)
+    AND (?3 IS NULL OR e.sender_id = ?3)
 ORDER BY e.at_ms DESC, e.rowid DESC LIMIT ?2
 ";
 
@@ -238,11 +240,11 @@ pub struct TaskSummary {
 
 impl Timeline {
     /// The newest `limit` tasks matching `query` (a correlation id, task id or sender; empty:
-    /// any), newest first (see `TASKS`).
-    pub fn tasks(&self, query: &str, limit: usize) -> Result<Vec<TaskSummary>, TimelineError> {
+    /// any) that `asked_by` asked (none: anyone's), newest first (see `TASKS`).
+    pub fn tasks(&self, query: &str, asked_by: Option<&str>, limit: usize) -> Result<Vec<TaskSummary>, TimelineError> {
         let mut q = self.conn.prepare(TASKS).map_err(|e| self.err(e))?;
         let rows = q
-            .query_map(params![query.trim(), limit as i64], |r| {
+            .query_map(params![query.trim(), limit as i64, asked_by], |r| {
                 Ok(TaskSummary {
                     correlation_id: r.get(0)?,
                     sender_id: r.get(1)?,
@@ -257,11 +259,12 @@ impl Timeline {
     }
 }
 
-/// One line of a chain for people: who did what, and the memory items used.
-pub fn describe(e: &ChainEntry) -> String {
+/// What an entry of a chain says, for people: `asked: …`, `answered: … (using memory …)`,
+/// `status …`, `wrote memory …`, `audit …`, `span …`.
+pub fn describe_what(e: &ChainEntry) -> String {
     let p = &e.payload;
     let text = |k: &str| p[k].as_str().filter(|s| !s.is_empty());
-    let what = match e.kind_of_envelope.as_str() {
+    match e.kind_of_envelope.as_str() {
         "request" | "skill_request" => format!("asked: {}", text("description").unwrap_or("")),
         "response" | "skill_response" => {
             let used: Vec<&str> =
@@ -278,7 +281,12 @@ pub fn describe(e: &ChainEntry) -> String {
         "audit" => format!("audit {}", text("event_type").unwrap_or("")),
         "trace" => format!("span {}", text("title").unwrap_or("")),
         other => other.to_owned(),
-    };
+    }
+}
+
+/// One line of a chain for people: who did what, and the memory items used.
+pub fn describe(e: &ChainEntry) -> String {
+    let what = describe_what(e);
     let indent = "  ".repeat(e.depth.unwrap_or(0).clamp(0, 8) as usize);
     let tag = if e.kind == "memory" { "memory" } else { e.kind_of_envelope.as_str() };
     format!("{} {indent}{} [{tag}] {what}", e.timestamp, e.sender_id)
@@ -381,13 +389,15 @@ mod tests {
         assert_eq!(chain[0].kind, "memory");
         // The tasks: X and Z (Y is X's delegation), newest first; found by id or sender.
         let ids = |q: &str| -> Vec<(String, Option<String>)> {
-            t.tasks(q, 10).unwrap().into_iter().map(|s| (s.correlation_id, s.latest)).collect()
+            t.tasks(q, None, 10).unwrap().into_iter().map(|s| (s.correlation_id, s.latest)).collect()
         };
         assert_eq!(ids(""), [("Z".into(), None), ("X".into(), Some("response".into()))]);
         assert_eq!(ids("alice"), [("X".into(), Some("response".into()))]);
         assert_eq!(ids(" Z "), [("Z".into(), None)]);
         assert!(ids("Y").is_empty(), "a delegation is not a task of its own");
-        assert_eq!(t.tasks("", 1).unwrap().len(), 1);
+        assert_eq!(t.tasks("", None, 1).unwrap().len(), 1);
+        assert_eq!(t.tasks("", Some("dave"), 10).unwrap().len(), 1, "only dave's");
+        assert!(t.tasks("X", Some("dave"), 10).unwrap().is_empty(), "X is alice's");
         assert!(
             describe(&chain[3]).contains("bob [skill_response] answered: needs approval (using memory m1)"),
             "{}",

@@ -15,7 +15,7 @@ use kafclaw_operators::envelope::EnvelopeType;
 use rustyline::error::ReadlineError;
 use serde_json::Value;
 
-use super::common::{KafkaArgs, stop_on_signals};
+use super::common::KafkaArgs;
 use crate::exit;
 use crate::gateway::{ConsoleTimeline, new_task};
 use crate::kafka::ClientSettings;
@@ -54,10 +54,9 @@ const HELP: &str = "Type a request and press Enter; the answer follows. /trace: 
 /// Runs the session until `/quit`, end of input or a signal.
 pub(super) fn execute(args: Args) -> i32 {
     let settings = ClientSettings::from_env(args.kafka.brokers.clone());
-    let stop: Arc<AtomicBool> = match stop_on_signals() {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
+    // No signal handler: Ctrl-C at the prompt is the line editor's (a new line); anywhere else,
+    // and SIGTERM, end the session as they end any command (the readers' threads with it).
+    let stop = Arc::new(AtomicBool::new(false));
     let g = &args.group;
     let (kind, topic) = match &args.skill {
         None => (EnvelopeType::Request, format!("group.{g}.requests")),
@@ -101,11 +100,11 @@ pub(super) fn execute(args: Args) -> i32 {
         args.sender_id
     );
     let mut last: Option<String> = None;
+    // A task that asked for input: the next line continues it (same correlation id).
+    let mut continuing: Option<String> = None;
     loop {
-        if stop.load(std::sync::atomic::Ordering::Relaxed) {
-            return exit::OK;
-        }
-        let line = match editor.readline("you> ") {
+        let prompt = if continuing.is_some() { "you (answering)> " } else { "you> " };
+        let line = match editor.readline(prompt) {
             Ok(l) => l,
             Err(ReadlineError::Interrupted) => continue,
             Err(ReadlineError::Eof) => return exit::OK,
@@ -128,7 +127,11 @@ pub(super) fn execute(args: Args) -> i32 {
             },
             _ if text.starts_with('/') => println!("Unknown command {text}. {HELP}"),
             _ => {
-                let task = new_task(kind, text, &args.sender_id, args.zone.as_deref());
+                let mut task = new_task(kind, text, &args.sender_id, args.zone.as_deref());
+                if let Some(id) = continuing.take() {
+                    task.correlation_id = id.clone();
+                    task.payload["task_id"] = Value::String(id);
+                }
                 let id = task.correlation_id.clone();
                 // Subscribed before sending: no answer can slip past.
                 let answers = io.events.subscribe();
@@ -137,22 +140,42 @@ pub(super) fn execute(args: Args) -> i32 {
                     continue;
                 }
                 println!("  task {id} sent to {topic}");
-                follow_task(&io, answers, &id, args.wait, &stop);
+                if follow_task(&io, answers, &id, args.wait) == Turn::NeedsInput {
+                    continuing = Some(id.clone());
+                }
                 last = Some(id);
             }
         }
     }
 }
 
+/// How a turn ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    /// The task answered (or ended).
+    Done,
+    /// The task asks for input: the next line continues it.
+    NeedsInput,
+    /// No answer in time.
+    Waited,
+}
+
+/// Text from an agent as the terminal may show it: control characters (escape sequences,
+/// which could rewrite the screen, the title or the clipboard) left out, but new lines and
+/// tabs.
+fn clean(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control() || matches!(c, '\n' | '\t')).collect()
+}
+
 /// Prints what task `id` does until its answer (or `wait`): new trace spans (model calls,
-/// tool calls and delegations), streamed deltas, statuses, then the answer.
+/// tool calls and delegations), streamed deltas, statuses, then the answer or the question
+/// it asks.
 fn follow_task(
     io: &TaskIo,
     mut answers: tokio::sync::broadcast::Receiver<Arc<Value>>,
     id: &str,
     wait: Duration,
-    stop: &AtomicBool,
-) {
+) -> Turn {
     let deadline = Instant::now() + wait;
     let mut spans_shown = 0;
     let mut streaming = false;
@@ -164,7 +187,7 @@ fn follow_task(
                 println!();
                 streaming = false;
             }
-            println!("  {}", describe_span(span));
+            println!("  {}", clean(&describe_span(span)));
         }
         spans_shown = spans.len();
         let mut done = None;
@@ -177,13 +200,13 @@ fn follow_task(
                             print!("  ");
                             streaming = true;
                         }
-                        print!("{}", p["delta"].as_str().unwrap_or(""));
+                        print!("{}", clean(p["delta"].as_str().unwrap_or("")));
                         let _ = out.flush();
-                    } else if is_final(&v) {
+                    } else if is_final(&v) || p["status"] == "input_required" {
                         done = Some(v);
                         break;
                     } else if v["type"] == "task_status" {
-                        println!("  status {}", p["status"].as_str().unwrap_or("?"));
+                        println!("  status {}", clean(p["status"].as_str().unwrap_or("?")));
                     }
                 }
                 Ok(_) => {}
@@ -206,25 +229,32 @@ fn follow_task(
             std::thread::sleep(Duration::from_millis(200));
             let spans: Vec<Value> = io.view.lock().unwrap_or_else(|p| p.into_inner()).trace(id).to_vec();
             for span in &spans[spans_shown.min(spans.len())..] {
-                println!("  {}", describe_span(span));
+                println!("  {}", clean(&describe_span(span)));
             }
             let p = &v["payload"];
-            let text = ["content", "result", "summary"].iter().find_map(|k| p[*k].as_str().filter(|s| !s.is_empty()));
-            let status = p["status"].as_str().unwrap_or("completed");
-            let who = v["sender_id"].as_str().unwrap_or("?");
+            let text = ["content", "result", "summary", "question"]
+                .iter()
+                .find_map(|k| p[*k].as_str().filter(|s| !s.is_empty()))
+                .map(clean);
+            let status = clean(p["status"].as_str().unwrap_or("completed"));
+            let who = clean(v["sender_id"].as_str().unwrap_or("?"));
+            if status == "input_required" {
+                println!("{who} asks: {} (your next line answers)", text.unwrap_or_default());
+                return Turn::NeedsInput;
+            }
             match text {
                 Some(t) if status == "completed" => println!("{who}: {t}"),
                 Some(t) => println!("{who} ({status}): {t}"),
                 None => println!("{who}: {status}"),
             }
-            return;
+            return Turn::Done;
         }
-        if Instant::now() > deadline || stop.load(std::sync::atomic::Ordering::Relaxed) {
+        if Instant::now() > deadline {
             println!(
                 "  no answer in {} (the task goes on; /trace shows what happened so far)",
                 humantime::format_duration(wait)
             );
-            return;
+            return Turn::Waited;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -251,13 +281,13 @@ fn print_chain(timeline: &ConsoleTimeline, id: &str) {
         match timeline.chain(id) {
             Ok(chain) if !chain.is_empty() && chain.iter().any(|e| e.kind_of_envelope.ends_with("response")) => {
                 for e in &chain {
-                    println!("  {}", crate::timeline::describe(e));
+                    println!("  {}", clean(&crate::timeline::describe(e)));
                 }
                 return;
             }
             Ok(chain) if Instant::now() > deadline => {
                 for e in &chain {
-                    println!("  {}", crate::timeline::describe(e));
+                    println!("  {}", clean(&crate::timeline::describe(e)));
                 }
                 if chain.is_empty() {
                     println!("  nothing recorded for {id} yet");
@@ -285,5 +315,11 @@ mod tests {
         let failed =
             serde_json::json!({"payload": {"span_type": "llm", "title": "llm m", "content": "timeout", "ok": false}});
         assert_eq!(describe_span(&failed), "· llm m: failed: timeout");
+    }
+
+    #[test]
+    fn an_agents_text_cannot_drive_the_terminal() {
+        let hostile = "ok\u{1b}]52;c;aGVsbG8=\u{7}\u{1b}[2J\u{9b}31m\r\nnext\tcol";
+        assert_eq!(clean(hostile), "ok]52;c;aGVsbG8=[2J31m\nnext\tcol");
     }
 }

@@ -91,6 +91,10 @@ pub struct Args {
     /// header names: restrict who may write these topics (Kafka ACLs).
     #[arg(long, value_name = "TOPIC")]
     pub dead_letters: Vec<String>,
+    /// A sender id whose console users see every task of the group (others see the tasks they
+    /// asked) and the dead letters (others: none), repeatable; none: no one (fails closed).
+    #[arg(long, value_name = "SENDER_ID")]
+    pub console_admin: Vec<String>,
 }
 
 /// Serves the gateway until stopped (see [`crate::gateway::run`]).
@@ -115,7 +119,10 @@ pub(super) fn execute(args: Args) -> i32 {
         args.partitions,
         a2a,
         approvers,
-        crate::gateway::ConsoleSettings { secure_cookie: args.console_secure_cookie },
+        crate::gateway::ConsoleSettings {
+            secure_cookie: args.console_secure_cookie,
+            admins: args.console_admin.iter().map(|a| a.trim().to_owned()).filter(|a| !a.is_empty()).collect(),
+        },
         args.member_ttl,
         args.timeline.as_deref(),
         args.dead_letters,

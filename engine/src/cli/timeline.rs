@@ -44,7 +44,7 @@ pub(super) fn execute(args: Args) -> i32 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    match crate::kafka::timeline_feed::follow(&s, &topics, &mut timeline, once, &stop) {
+    match crate::kafka::timeline_feed::follow(&s, &topics, &mut timeline, once, None, &stop) {
         Ok(f) => {
             eprintln!("kafclaw: timeline {}: {} event(s) recorded, {} skipped", db.display(), f.recorded, f.skipped);
             exit::OK

@@ -170,7 +170,8 @@ impl Gateway {
             .route("/console/api/tasks/{id}/trace", get(tasks::trace))
             .route("/console/api/approvals", get(approvals::list))
             .route("/console/api/approvals/{id}/{action}", post(approvals::decide))
-            .route_layer(axum::middleware::from_fn_with_state(console.clone(), console::require_session));
+            .route_layer(axum::middleware::from_fn_with_state(console.clone(), console::require_session))
+            .layer(axum::middleware::from_fn(console::security_headers));
         let guarded = Router::new()
             .route("/v1/tasks", post(tasks::submit))
             .route("/v1/tasks/{id}", get(tasks::task))

@@ -152,7 +152,18 @@ topic = "{approved}"
     let log = dir.path().join("gateway.log");
     let (mut gw, base) = start_gateway(
         &group,
-        &["--skill", "echo", "--member-ttl", "5s", "--approver", "gateway", "--dead-letters", &format!("{app}.dlq")],
+        &[
+            "--skill",
+            "echo",
+            "--member-ttl",
+            "5s",
+            "--approver",
+            "gateway",
+            "--dead-letters",
+            &format!("{app}.dlq"),
+            "--console-admin",
+            "gateway",
+        ],
         &[("KAFCLAW_GATEWAY_TOKEN", TOKEN)],
         &log,
     );

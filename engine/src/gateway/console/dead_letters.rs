@@ -26,6 +26,10 @@ use crate::kafka::dead_letters::{self, Letter};
 
 /// Letters read per partition of a topic (the newest).
 const NEWEST: i64 = 200;
+/// Most letters one listing shows (the newest), and most bytes of each record it shows (the
+/// rest is fetched when the letter is resubmitted).
+const LISTED: usize = 300;
+const PREVIEW_BYTES: usize = 16 * 1024;
 
 /// The reason a letter is filed under: its error code where the engine gave one, else its
 /// stage (`decode`, `operator:<name>`).
@@ -41,11 +45,34 @@ fn topology_of(topic: &str) -> &str {
     topic.strip_suffix(".dlq").unwrap_or(topic)
 }
 
+/// The envelope fields a correction may not change: who sent it, from where, as whom, and
+/// what it is. A correction of a record that was an envelope must be one with the same
+/// values (a console user cannot make a record say it came from someone else); a record that
+/// was not one (a decode failure) may become any (the admin writes it, and the audit says so).
+const IDENTITY: [&str; 4] = ["type", "sender_id", "zone", "payload.requester_id"];
+
+fn same_identity(original: &[u8], corrected: &[u8]) -> Result<(), String> {
+    let Ok(before) = serde_json::from_slice::<serde_json::Value>(original) else { return Ok(()) };
+    if Envelope::decode(original).is_err() {
+        return Ok(());
+    }
+    let after: serde_json::Value =
+        serde_json::from_slice(corrected).map_err(|e| format!("the correction is not JSON: {e}"))?;
+    for field in IDENTITY {
+        let pointer = format!("/{}", field.replace('.', "/"));
+        if before.pointer(&pointer) != after.pointer(&pointer) {
+            return Err(format!("a correction may not change `{field}` (the record's identity)"));
+        }
+    }
+    Ok(())
+}
+
 /// `GET /console/dead-letters`.
 pub(super) async fn page(State(console): State<Console>, Extension(user): Extension<ConsoleUser>) -> Response {
     let topics: Vec<_> =
         console.dead_letter_topics.iter().map(|t| json!({"topic": t, "topology": topology_of(t)})).collect();
-    pages::page(&console, &user, "dead_letters.html", "dead-letters", minijinja::context! { topics })
+    let admin = console.is_admin(&user);
+    pages::page(&console, &user, "dead_letters.html", "dead-letters", minijinja::context! { topics, admin })
 }
 
 /// `GET /console/api/dead-letters` query.
@@ -55,9 +82,16 @@ pub(super) struct Which {
     topic: String,
 }
 
-/// The settings to reach Kafka with, when `topic` is one of the console's; else the status
-/// and message that say why not.
-fn allowed(console: &Console, topic: &str) -> Result<crate::kafka::ClientSettings, (StatusCode, &'static str)> {
+/// The settings to reach Kafka with, when `user` is a console admin and `topic` is one of the
+/// console's; else the status and message that say why not.
+fn allowed(
+    console: &Console,
+    user: &ConsoleUser,
+    topic: &str,
+) -> Result<crate::kafka::ClientSettings, (StatusCode, &'static str)> {
+    if !console.is_admin(user) {
+        return Err((StatusCode::FORBIDDEN, "dead letters are for console admins (kafclaw gateway --console-admin)"));
+    }
     let Some(settings) = console.kafka.as_ref() else {
         return Err((StatusCode::SERVICE_UNAVAILABLE, "this console reaches no Kafka cluster"));
     };
@@ -70,8 +104,13 @@ fn allowed(console: &Console, topic: &str) -> Result<crate::kafka::ClientSetting
 /// `GET /console/api/dead-letters?topic=` → `{"topic", "topology", "letters": [...]}`: the
 /// newest 200 letters of each partition, newest first, each as [`Letter::to_json`] with its
 /// `reason`.
-pub(super) async fn list(State(console): State<Console>, Query(which): Query<Which>) -> Response {
-    let settings = match allowed(&console, &which.topic) {
+pub(super) async fn list(
+    State(console): State<Console>,
+    Extension(user): Extension<ConsoleUser>,
+    Query(which): Query<Which>,
+) -> Response {
+    let _reading = console.kafka_reads.acquire().await;
+    let settings = match allowed(&console, &user, &which.topic) {
         Ok(s) => s,
         Err((code, why)) => return refuse(code, why),
     };
@@ -81,9 +120,16 @@ pub(super) async fn list(State(console): State<Console>, Query(which): Query<Whi
         Ok(Ok(letters)) => {
             let letters: Vec<_> = letters
                 .iter()
+                .take(LISTED)
                 .map(|l| {
                     let mut v = l.to_json();
                     v["reason"] = json!(reason(l));
+                    if l.value.len() > PREVIEW_BYTES {
+                        let text = v["value"].as_str().unwrap_or_default();
+                        let cut = (0..=PREVIEW_BYTES).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+                        v["value"] = json!(&text[..cut]);
+                        v["preview"] = json!(true);
+                    }
                     v
                 })
                 .collect();
@@ -122,7 +168,8 @@ pub(super) async fn resubmit(
         Ok(a) => a,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, &format!("body: {e}")),
     };
-    let settings = match allowed(&console, &ask.topic) {
+    let _reading = console.kafka_reads.acquire().await;
+    let settings = match allowed(&console, &user, &ask.topic) {
         Ok(s) => s,
         Err((code, why)) => return refuse(code, why),
     };
@@ -137,6 +184,14 @@ pub(super) async fn resubmit(
         return refuse(StatusCode::CONFLICT, "the letter names no topic it came from (kafclaw.location)");
     };
     let edited = ask.value.as_ref().is_some_and(|v| v.as_bytes() != letter.value.as_slice());
+    if edited && std::str::from_utf8(&letter.value).is_err() {
+        return refuse(StatusCode::CONFLICT, "the letter's record is not text: it can only be resubmitted as it is");
+    }
+    if let (true, Some(v)) = (edited, &ask.value)
+        && let Err(why) = same_identity(&letter.value, v.as_bytes())
+    {
+        return refuse(StatusCode::CONFLICT, &why);
+    }
     if letter.cut() && !edited {
         return refuse(
             StatusCode::CONFLICT,
@@ -189,5 +244,55 @@ pub(super) async fn resubmit(
                 .into_response()
         }
         Err(e) => refuse(StatusCode::BAD_GATEWAY, &e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_correction_keeps_the_records_identity() {
+        let original = br#"{"type":"request","correlation_id":"c","sender_id":"shop","timestamp":"2026-12-02T10:00:00Z","payload":{"amount":"x","requester_id":"shop"}}"#;
+        let fixed = br#"{"type":"request","correlation_id":"c","sender_id":"shop","timestamp":"2026-12-02T10:00:00Z","payload":{"amount":5,"requester_id":"shop"}}"#;
+        assert!(same_identity(original, fixed).is_ok());
+        for (forged, field) in [
+            (
+                r#"{"type":"request","correlation_id":"c","sender_id":"internal-agent","timestamp":"t","payload":{"requester_id":"shop"}}"#,
+                "sender_id",
+            ),
+            (
+                r#"{"type":"request","correlation_id":"c","sender_id":"shop","zone":"internal","timestamp":"t","payload":{"requester_id":"shop"}}"#,
+                "zone",
+            ),
+            (
+                r#"{"type":"skill_request","correlation_id":"c","sender_id":"shop","timestamp":"t","payload":{"requester_id":"shop"}}"#,
+                "type",
+            ),
+            (
+                r#"{"type":"request","correlation_id":"c","sender_id":"shop","timestamp":"t","payload":{"requester_id":"boss"}}"#,
+                "payload.requester_id",
+            ),
+        ] {
+            let e = same_identity(original, forged.as_bytes()).unwrap_err();
+            assert!(e.contains(&format!("`{field}`")), "{e}");
+        }
+        assert!(same_identity(original, b"not json").unwrap_err().contains("not JSON"));
+        // A record that was no envelope (a decode failure) may become one.
+        assert!(same_identity(br#"{"type":"request","payload":{"#, fixed).is_ok());
+        assert_eq!(reason_for(Some("record_too_large"), Some("operator:x")), "record_too_large");
+        assert_eq!(reason_for(None, Some("decode")), "decode");
+        assert_eq!(topology_of("refunds.dlq"), "refunds");
+    }
+
+    fn reason_for(code: Option<&str>, stage: Option<&str>) -> String {
+        let mut headers = Vec::new();
+        if let Some(c) = code {
+            headers.push((kafclaw_operators::api::dead_letter::headers::CODE.to_owned(), c.to_owned()));
+        }
+        if let Some(s) = stage {
+            headers.push((kafclaw_operators::api::dead_letter::headers::STAGE.to_owned(), s.to_owned()));
+        }
+        reason(&Letter { partition: 0, offset: 0, timestamp_ms: None, headers, value: Vec::new() })
     }
 }

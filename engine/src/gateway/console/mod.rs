@@ -26,6 +26,12 @@
 //! | `POST /console/api/approvals/{id}/approve`, `…/reject` | `{"reason"?}` → the decision, approver = the session's `sender_id`, audited as on `/v1` (CSRF token needed) |
 //! | `GET /console/assets/console.js` | the pages' script |
 //!
+//! **Who sees what.** A user acts as its token's identity, as on `/v1`. The Tasks page lists
+//! and draws only the tasks its own sender id asked, unless that sender id is a console admin
+//! (`--console-admin`, repeatable), who sees every task; the Dead letters page is for admins
+//! only (a letter holds a raw, unredacted record, and a resubmission writes with the gateway's
+//! credentials); approvals need `--approver`. None named: no one is an admin (fails closed).
+//!
 //! **Who may look.** The browser logs in with one of the gateway's bearer tokens (the same
 //! tokens and identities as the API, compared the same constant-time way); the console then
 //! holds an opaque session id in an HttpOnly, `SameSite=Strict` cookie ([`session`]). Without
@@ -62,7 +68,7 @@ mod topologies;
 pub use self::tasks::ConsoleTimeline;
 pub use self::topologies::TopologyFeed;
 
-use self::session::Sessions;
+use self::session::{ConsoleUser, Sessions};
 
 /// The console's settings (`kafclaw gateway` flags).
 #[derive(Debug, Clone, Default)]
@@ -70,6 +76,8 @@ pub struct ConsoleSettings {
     /// Mark the session cookie `Secure` (the console is reached over HTTPS, e.g. behind a
     /// TLS-terminating proxy): `--console-secure-cookie`.
     pub secure_cookie: bool,
+    /// The sender ids whose users see every task and the dead letters: `--console-admin`.
+    pub admins: Vec<String>,
 }
 
 /// What the console's routes share.
@@ -89,6 +97,8 @@ pub struct Console {
     kafka: Option<crate::kafka::ClientSettings>,
     /// The dead-letter topics the Dead letters page shows (`--dead-letters`).
     dead_letter_topics: Arc<Vec<String>>,
+    /// At most this many Kafka reads of the Dead letters page at once.
+    kafka_reads: Arc<tokio::sync::Semaphore>,
     /// The instances' statuses the Topologies page shows (none: it shows none).
     topologies: Option<Arc<TopologyFeed>>,
     settings: Arc<ConsoleSettings>,
@@ -114,9 +124,15 @@ impl Console {
             timeline: None,
             kafka: None,
             dead_letter_topics: Arc::default(),
+            kafka_reads: Arc::new(tokio::sync::Semaphore::new(2)),
             topologies: None,
             settings: Arc::new(settings),
         }
+    }
+
+    /// Whether `user` is a console admin (`--console-admin`).
+    fn is_admin(&self, user: &ConsoleUser) -> bool {
+        self.settings.admins.contains(&user.identity.sender_id)
     }
 
     /// The same console, showing the topologies `feed` follows.
@@ -171,7 +187,7 @@ impl Console {
 /// it, nothing is cached, nothing is sniffed, no referrer leaves for another origin
 /// (`same-origin`, not `no-referrer`: under `no-referrer` a browser sends `Origin: null` with
 /// the console's own form posts, which the origin check must refuse).
-async fn security_headers(request: Request, next: Next) -> Response {
+pub(crate) async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let h = response.headers_mut();
     h.insert(

@@ -30,6 +30,9 @@ pub const IDLE: Duration = Duration::from_secs(8 * 3600);
 pub const MAX_AGE: Duration = Duration::from_secs(12 * 3600);
 /// Most sessions kept at once.
 pub const MAX_SESSIONS: usize = 10_000;
+/// Most sessions one token keeps at once (its least recently used goes first): one token
+/// holder logging in in a loop cannot push everyone else's sessions out.
+pub const MAX_SESSIONS_PER_TOKEN: usize = 64;
 
 /// Who a logged-in request acts as: put in the request's extensions by the session check.
 #[derive(Debug, Clone)]
@@ -71,6 +74,12 @@ impl Sessions {
         let user = ConsoleUser { identity, csrf: secret()? };
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         open.retain(|_, s| live(s, now));
+        let name = &user.identity.name;
+        while open.values().filter(|s| &s.user.identity.name == name).count() >= MAX_SESSIONS_PER_TOKEN {
+            let oldest = open.iter().filter(|(_, s)| &s.user.identity.name == name).min_by_key(|(_, s)| s.used);
+            let Some(k) = oldest.map(|(k, _)| *k) else { break };
+            open.remove(&k);
+        }
         while open.len() >= MAX_SESSIONS {
             let Some(oldest) = open.iter().min_by_key(|(_, s)| s.used).map(|(k, _)| *k) else { break };
             open.remove(&oldest);
@@ -199,14 +208,30 @@ mod tests {
     }
 
     #[test]
+    fn one_token_keeps_a_bounded_number_of_sessions() {
+        let sessions = Sessions::default();
+        let t0 = Instant::now();
+        let other = Identity { name: "partner".into(), sender_id: "p".into(), zone: None };
+        let theirs = sessions.open(other, t0).unwrap();
+        let first = sessions.open(who(), t0).unwrap();
+        for i in 0..MAX_SESSIONS_PER_TOKEN {
+            sessions.open(who(), t0 + Duration::from_millis(1 + i as u64)).unwrap();
+        }
+        assert_eq!(sessions.len(), MAX_SESSIONS_PER_TOKEN + 1);
+        assert!(sessions.user(&first, t0 + Duration::from_secs(1)).is_none(), "its oldest went");
+        assert!(sessions.user(&theirs, t0 + Duration::from_secs(1)).is_some(), "another token's stays");
+    }
+
+    #[test]
     fn the_store_is_bounded_and_drops_the_least_recently_used() {
         let sessions = Sessions::default();
         let t0 = Instant::now();
-        let first = sessions.open(who(), t0).unwrap();
-        let second = sessions.open(who(), t0 + Duration::from_millis(1)).unwrap();
+        let n = |i: usize| Identity { name: format!("t{i}"), sender_id: "s".into(), zone: None };
+        let first = sessions.open(n(0), t0).unwrap();
+        let second = sessions.open(n(1), t0 + Duration::from_millis(1)).unwrap();
         assert!(sessions.user(&first, t0 + Duration::from_millis(2)).is_some());
         for i in 0..MAX_SESSIONS - 1 {
-            sessions.open(who(), t0 + Duration::from_millis(3 + i as u64)).unwrap();
+            sessions.open(n(i + 2), t0 + Duration::from_millis(3 + i as u64)).unwrap();
         }
         assert_eq!(sessions.len(), MAX_SESSIONS);
         assert!(sessions.user(&second, t0 + Duration::from_secs(60)).is_none(), "least recently used");

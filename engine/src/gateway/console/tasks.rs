@@ -21,8 +21,13 @@ use super::{Console, pages, refuse};
 use crate::kafka::ClientSettings;
 use crate::timeline::{Timeline, describe};
 
+/// How far back a temporary timeline starts.
+pub const LOOKBACK: Duration = Duration::from_secs(3600);
+
 /// Most tasks one search lists.
 const LISTED: usize = 50;
+/// Most entries of a chain shown.
+pub const CHAIN_ENTRIES: usize = 2000;
 
 /// The timeline the console reads, and the follower that keeps it.
 pub struct ConsoleTimeline {
@@ -33,7 +38,8 @@ pub struct ConsoleTimeline {
 
 impl ConsoleTimeline {
     /// Opens the timeline at `path` (none: a new one in a temporary directory, removed when
-    /// the gateway stops) and follows the topics of `group` into it on a thread until `stop`
+    /// the gateway stops, filled from the last [`LOOKBACK`] only, as the gateway's view of
+    /// answers is) and follows the topics of `group` into it on a thread until `stop`
     /// (`timeline_topics`, with the topics of `skills` and of every skill whose request topic
     /// exists now), resuming where the file's positions say; a Kafka error is logged and the
     /// follow retried.
@@ -63,11 +69,12 @@ impl ConsoleTimeline {
         let mut writer = Timeline::open(&path).map_err(|e| e.to_string())?;
         let reader = Timeline::open(&path).map_err(|e| e.to_string())?;
         let settings = settings.clone();
+        let since_ms = dir.as_ref().map(|_| kafclaw_operators::api::record::now_ms() - LOOKBACK.as_millis() as i64);
         std::thread::Builder::new()
             .name("kafclaw-gateway-timeline".into())
             .spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    match crate::kafka::timeline_feed::follow(&settings, &topics, &mut writer, false, &stop) {
+                    match crate::kafka::timeline_feed::follow(&settings, &topics, &mut writer, false, since_ms, &stop) {
                         Ok(_) => break,
                         Err(e) => {
                             tracing::warn!(error = %e, "the console's timeline stopped following; again in 5 s");
@@ -130,24 +137,50 @@ pub(super) struct Search {
 }
 
 /// `GET /console/api/tasks?q=` → `{"tasks": [{"correlation_id", "sender_id", "timestamp",
-/// "type", "description", "latest"}]}`, newest first, at most 50.
-pub(super) async fn list(State(console): State<Console>, Query(search): Query<Search>) -> Response {
-    match on_timeline(&console, move |t| t.tasks(&search.q, LISTED)).await {
+/// "type", "description", "latest"}]}`, newest first, at most 50: the user's own tasks (those
+/// its sender id asked), or anyone's for a console admin.
+pub(super) async fn list(
+    State(console): State<Console>,
+    Extension(user): Extension<ConsoleUser>,
+    Query(search): Query<Search>,
+) -> Response {
+    let asked_by = (!console.is_admin(&user)).then(|| user.identity.sender_id.clone());
+    match on_timeline(&console, move |t| t.tasks(&search.q, asked_by.as_deref(), LISTED)).await {
         Ok(tasks) => Json(json!({ "tasks": tasks })).into_response(),
         Err(r) => r,
     }
 }
 
 /// `GET /console/api/tasks/{id}/chain` → `{"chain": [...]}`: the entries of `kafclaw trace
-/// <id> --json`, each with `what`, the line `kafclaw trace` prints for it.
-pub(super) async fn chain(State(console): State<Console>, UrlPath(id): UrlPath<String>) -> Response {
-    match on_timeline(&console, move |t| t.chain(&id)).await {
-        Ok(chain) => {
+/// <id> --json` (streamed deltas left out; at most [`CHAIN_ENTRIES`]), each with `what`, the
+/// line `kafclaw trace` prints for it, and `text`, what it says (asked, answered, …). Only a
+/// task the user asked, unless it is a console admin: else `404`, as for no task.
+pub(super) async fn chain(
+    State(console): State<Console>,
+    Extension(user): Extension<ConsoleUser>,
+    UrlPath(id): UrlPath<String>,
+) -> Response {
+    let asked_by = (!console.is_admin(&user)).then(|| user.identity.sender_id.clone());
+    let read = on_timeline(&console, move |t| {
+        if let Some(me) = &asked_by
+            && t.tasks(&id, Some(me), 1)?.is_empty()
+        {
+            return Ok(None);
+        }
+        let mut chain = t.chain(&id)?;
+        chain.retain(|e| !(e.kind_of_envelope == "task_status" && e.payload["status"] == "streaming"));
+        chain.truncate(CHAIN_ENTRIES);
+        Ok(Some(chain))
+    });
+    match read.await {
+        Ok(None) => refuse(StatusCode::NOT_FOUND, "no task of yours has this id"),
+        Ok(Some(chain)) => {
             let entries: Vec<Value> = chain
                 .iter()
                 .map(|e| {
                     let mut v = serde_json::to_value(e).unwrap_or_default();
                     v["what"] = json!(describe(e));
+                    v["text"] = json!(crate::timeline::describe_what(e));
                     v
                 })
                 .collect();

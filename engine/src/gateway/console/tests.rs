@@ -15,11 +15,11 @@ const TOKEN: &str = "console-test-token-7f3a";
 
 /// Serves a console whose roster holds a member named with markup; returns its base URL.
 async fn serve(secure_cookie: bool) -> String {
-    serve_with(secure_cookie, None).await
+    serve_with(ConsoleSettings { secure_cookie, admins: vec![] }, None).await
 }
 
-/// The same, its Tasks pages reading `timeline`.
-async fn serve_with(secure_cookie: bool, timeline: Option<crate::timeline::Timeline>) -> String {
+/// The same with `settings`, its Tasks pages reading `timeline`.
+async fn serve_with(settings: ConsoleSettings, timeline: Option<crate::timeline::Timeline>) -> String {
     let credentials =
         vec![Credential::new(TOKEN, Identity { name: "ops".into(), sender_id: "ops-console".into(), zone: None })];
     let mut roster = Roster::default();
@@ -32,7 +32,7 @@ async fn serve_with(secure_cookie: bool, timeline: Option<crate::timeline::Timel
         Arc::new(credentials),
         Arc::new(Mutex::new(roster)),
         Arc::new(vec!["approver-1".into()]),
-        ConsoleSettings { secure_cookie },
+        settings,
     )
     .with_tasks(Arc::new(vec!["echo".into()]), timeline.map(|t| Arc::new(ConsoleTimeline::reading(t))));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -258,7 +258,9 @@ async fn tasks_are_listed_and_a_chain_read_from_the_timeline() {
         ),
     ];
     timeline.record(&batch).unwrap();
-    let base = serve_with(false, Some(timeline)).await;
+    // A console admin sees every task.
+    let base =
+        serve_with(ConsoleSettings { secure_cookie: false, admins: vec!["ops-console".into()] }, Some(timeline)).await;
     let (cookie, _) = log_in(&base).await;
     let http = client();
     let get = |path: String| {
@@ -280,6 +282,38 @@ async fn tasks_are_listed_and_a_chain_read_from_the_timeline() {
     assert!(page.contains(r#"<option value="echo">skill echo</option>"#), "{page}");
     let page = get(format!("{base}/console/tasks/%3Cscript%3Ex")).await.text().await.unwrap();
     assert!(page.contains("&lt;script&gt;x") && !page.contains("<script>x"), "{page}");
+    // Anyone else sees the tasks it asked only: not `ops`'s, by listing or by id.
+    let dir2 = tempfile::tempdir().unwrap();
+    let mut theirs = crate::timeline::Timeline::open(&dir2.path().join("t.db")).unwrap();
+    theirs.record(&batch).unwrap();
+    let mine = env(
+        EnvelopeType::Request,
+        "task-2",
+        "ops-console",
+        "task-2",
+        None,
+        serde_json::json!({"task_id": "task-2", "description": "mine"}),
+    );
+    theirs.record(&[("r".into(), 0, 9, 9, mine)]).unwrap();
+    let plain = serve_with(ConsoleSettings::default(), Some(theirs)).await;
+    let (cookie, _) = log_in(&plain).await;
+    let listed: serde_json::Value = http
+        .get(format!("{plain}/console/api/tasks"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> =
+        listed["tasks"].as_array().unwrap().iter().map(|t| t["correlation_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["task-2"], "{listed}");
+    let r = http.get(format!("{plain}/console/api/tasks/task-1/chain")).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND, "another's task");
+    let r = http.get(format!("{plain}/console/api/tasks/task-2/chain")).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
     // Without a timeline the Tasks routes say so.
     let bare = serve(false).await;
     let (cookie, _) = log_in(&bare).await;
@@ -292,9 +326,22 @@ async fn tasks_are_listed_and_a_chain_read_from_the_timeline() {
 
 #[tokio::test]
 async fn dead_letters_are_read_only_from_the_gateways_topics() {
-    let base = serve(false).await;
-    let (cookie, _) = log_in(&base).await;
     let http = client();
+    // Not a console admin: 403, and the page says why.
+    let plain = serve(false).await;
+    let (cookie, _) = log_in(&plain).await;
+    let r = http
+        .get(format!("{plain}/console/api/dead-letters?topic=a.dlq"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let page = http.get(format!("{plain}/console/dead-letters")).header("cookie", &cookie).send().await.unwrap();
+    assert!(page.text().await.unwrap().contains("not a console admin"));
+    let admin = || ConsoleSettings { secure_cookie: false, admins: vec!["ops-console".into()] };
+    let base = serve_with(admin(), None).await;
+    let (cookie, _) = log_in(&base).await;
     // No cluster behind this console: 503, after the session check.
     let r = http
         .get(format!("{base}/console/api/dead-letters?topic=a.dlq"))
@@ -331,11 +378,10 @@ async fn dead_letters_are_read_only_from_the_gateways_topics() {
     let addr = listener.local_addr().unwrap();
     let credentials =
         vec![Credential::new(TOKEN, Identity { name: "ops".into(), sender_id: "ops-console".into(), zone: None })];
-    let console = Console::new("g1", Arc::new(credentials), Arc::default(), Arc::default(), ConsoleSettings::default())
-        .with_dead_letters(
-            crate::kafka::ClientSettings::from_env(Some("127.0.0.1:1".into())),
-            Arc::new(vec!["a.dlq".into()]),
-        );
+    let console = Console::new("g1", Arc::new(credentials), Arc::default(), Arc::default(), admin()).with_dead_letters(
+        crate::kafka::ClientSettings::from_env(Some("127.0.0.1:1".into())),
+        Arc::new(vec!["a.dlq".into()]),
+    );
     tokio::spawn(async move { axum::serve(listener, console.router::<()>()).await });
     let base = format!("http://{addr}");
     let (cookie, _) = log_in(&base).await;

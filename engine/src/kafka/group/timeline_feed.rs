@@ -27,25 +27,40 @@ pub struct Followed {
 }
 
 /// Follows `topics` into `timeline` until `stop`, or (`to_end`) until every partition is read
-/// to its end. Topics that do not exist are skipped with a warning.
+/// to its end. A partition resumes where the timeline's position says; one it has no position
+/// for starts at its first record, or, given `since_ms` (ms since the epoch), at its first
+/// record written since then. Topics that do not exist are skipped with a warning.
 pub fn follow(
     settings: &ClientSettings,
     topics: &[String],
     timeline: &mut Timeline,
     to_end: bool,
+    since_ms: Option<i64>,
     stop: &Arc<AtomicBool>,
 ) -> Result<Followed, String> {
     if !to_end {
-        return follow_some(settings, topics, timeline, false, stop);
+        return follow_some(settings, topics, timeline, false, since_ms, stop);
     }
     // An end-of-partition event names only the partition: read to the end one topic at a time.
     let mut done = Followed::default();
     for t in topics {
-        let f = follow_some(settings, std::slice::from_ref(t), timeline, true, stop)?;
+        let f = follow_some(settings, std::slice::from_ref(t), timeline, true, since_ms, stop)?;
         done.recorded += f.recorded;
         done.skipped += f.skipped;
     }
     Ok(done)
+}
+
+/// The offset of the first record of `topic`/`partition` written at or after `ms` (none such:
+/// its end).
+fn since(consumer: &BaseConsumer<QuietEof>, topic: &str, partition: i32, ms: i64) -> Result<Offset, String> {
+    let mut ask = TopicPartitionList::new();
+    ask.add_partition_offset(topic, partition, Offset::Offset(ms)).map_err(|e| e.to_string())?;
+    let found = consumer.offsets_for_times(ask, CALL_TIMEOUT).map_err(|e| format!("{topic}: {e}"))?;
+    Ok(match found.find_partition(topic, partition).map(|e| e.offset()) {
+        Some(Offset::Offset(o)) => Offset::Offset(o),
+        _ => Offset::End,
+    })
 }
 
 fn follow_some(
@@ -53,6 +68,7 @@ fn follow_some(
     topics: &[String],
     timeline: &mut Timeline,
     to_end: bool,
+    since_ms: Option<i64>,
     stop: &Arc<AtomicBool>,
 ) -> Result<Followed, String> {
     let consumer: BaseConsumer<QuietEof> = settings
@@ -74,7 +90,11 @@ fn follow_some(
             tracing::warn!(topic = %t, "no such topic: not followed");
         }
         for p in parts {
-            let at = timeline.position(t, p).map_err(|e| e.to_string())?.map_or(Offset::Beginning, Offset::Offset);
+            let at = match (timeline.position(t, p).map_err(|e| e.to_string())?, since_ms) {
+                (Some(next), _) => Offset::Offset(next),
+                (None, Some(ms)) => since(&consumer, t, p, ms)?,
+                (None, None) => Offset::Beginning,
+            };
             assign.add_partition_offset(t, p, at).map_err(|e| e.to_string())?;
             open.insert((t.clone(), p));
         }

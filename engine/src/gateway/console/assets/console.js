@@ -97,6 +97,7 @@ function approvalsPage() {
   const notice = document.getElementById("approvals-notice");
   if (!body) return;
   let busy = false;
+  const reasons = new Map();
   async function decide(id, action, reason) {
     busy = true;
     try {
@@ -123,6 +124,8 @@ function approvalsPage() {
         }
         const actions = el("td", null, { class: "actions" });
         const reason = el("input", null, { type: "text", placeholder: "reason (optional)", "aria-label": "reason" });
+        reason.value = reasons.get(a.request_id) ?? "";
+        reason.addEventListener("input", () => reasons.set(a.request_id, reason.value));
         const approve = el("button", "Approve", { type: "button", class: "primary approve" });
         const reject = el("button", "Reject", { type: "button", class: "reject" });
         approve.addEventListener("click", () => decide(a.request_id, "approve", reason.value));
@@ -256,7 +259,7 @@ function chainGraph(chain) {
     const kind = e.kind === "memory" ? "memory" : /response|task_status/.test(e.type) ? "answer" : "ask";
     const g = svg("g", { "data-entry": e.type, "data-sender": e.sender_id });
     g.append(svg("circle", { cx: here.x, cy: here.y, r: 6, class: `node ${kind}` }));
-    const text = e.what.slice(e.what.indexOf("]") + 2);
+    const text = String(e.text ?? "");
     g.append(svg("text", { x: here.x + 12, y: here.y + 4 }, `${e.type}: ${text.length > 34 ? `${text.slice(0, 33)}…` : text}`));
     g.append(svg("title", {}, e.what));
     root.append(g);
@@ -271,8 +274,14 @@ function taskPage() {
   if (!idEl) return;
   const id = encodeURIComponent(idEl.dataset.taskId);
   const status = document.getElementById("task-status");
+  const ended = new Set(["completed", "failed", "rejected", "canceled", "no_answer", "budget_exceeded"]);
   let shown = "";
+  let lastRefresh = 0;
+  let over = false;
   async function refresh() {
+    // A task that ended changes little: every 15 s then.
+    if (over && Date.now() - lastRefresh < 15000) return;
+    lastRefresh = Date.now();
     try {
       const [state, chain, spans] = await Promise.all([
         getJson(`/console/api/tasks/${id}/status`),
@@ -282,6 +291,7 @@ function taskPage() {
       status.className = "status";
       status.textContent = `Status: ${state.status}. ${chain.chain.length} event(s) in the chain. Updated ${new Date().toLocaleTimeString()}.`;
       status.dataset.status = state.status;
+      over = ended.has(state.status);
       const answer = document.getElementById("task-answer");
       if (state.result) {
         answer.className = "answer";
@@ -294,7 +304,7 @@ function taskPage() {
         document.querySelector("#chain tbody").replaceChildren(
           ...chain.chain.map((e) => {
             const tr = el("tr", null, { "data-type": e.type });
-            tr.append(el("td", e.timestamp), el("td", e.sender_id), el("td", e.what.slice(e.what.indexOf("]") + 2)), el("td", e.kind === "memory" ? "memory used" : e.type));
+            tr.append(el("td", e.timestamp), el("td", e.sender_id), el("td", e.text), el("td", e.kind === "memory" ? "memory used" : e.type));
             return tr;
           }),
         );
@@ -303,7 +313,8 @@ function taskPage() {
         ...spans.map((s) => {
           const p = s.payload ?? {};
           const tr = el("tr");
-          tr.append(el("td", p.started_at ?? s.timestamp), el("td", s.sender_id), el("td", p.title ?? p.span_type ?? ""), el("td", p.duration_ms === undefined ? "—" : `${p.duration_ms} ms`), el("td", (p.content ?? "").slice(0, 300)));
+          const content = typeof p.content === "string" ? p.content : JSON.stringify(p.content ?? "");
+          tr.append(el("td", p.started_at ?? s.timestamp), el("td", s.sender_id), el("td", p.title ?? p.span_type ?? ""), el("td", typeof p.duration_ms === "number" ? `${p.duration_ms} ms` : "—"), el("td", content.slice(0, 300)));
           return tr;
         }),
       );
@@ -326,6 +337,8 @@ function deadLettersPage() {
   const status = document.getElementById("letters-status");
   const notice = document.getElementById("letters-notice");
   let letters = [];
+  let loadedTopic = "";
+  let loads = 0;
   function render() {
     const want = reasonSel.value;
     const rows = letters.filter((l) => !want || l.reason === want).map((l) => {
@@ -342,20 +355,31 @@ function deadLettersPage() {
       const record = el("td");
       const area = el("textarea", null, { class: "record", "aria-label": "record", spellcheck: "false" });
       area.value = l.value;
+      // Only a typed change is a correction (a textarea rewrites line ends); a record shown in
+      // part, or not text, goes back only as it is.
+      let edited = false;
+      area.readOnly = Boolean(l.preview || l.binary);
+      area.addEventListener("input", () => { edited = true; });
       const send = el("button", l.cut ? "Resubmit corrected" : "Resubmit", { type: "button", class: "primary resubmit" });
+      const from = loadedTopic;
       send.addEventListener("click", async () => {
-        const edited = area.value !== l.value;
-        const ask = { topic: topic.value, partition: l.partition, offset: l.offset };
-        if (edited) ask.value = area.value;
-        const r = await post("/console/api/dead-letters/resubmit", ask);
-        const answer = await r.json().catch(() => ({}));
-        notice.className = r.ok ? "notice" : "notice error";
-        notice.textContent = r.ok
-          ? `Letter ${id} resubmitted${edited ? " (corrected)" : ""} to ${answer.resubmitted.topic} partition ${answer.resubmitted.partition} offset ${answer.resubmitted.offset}.`
-          : `Letter ${id}: ${answer.error ?? `HTTP ${r.status}`}`;
+        send.disabled = true;
+        try {
+          const ask = { topic: from, partition: l.partition, offset: l.offset };
+          if (edited) ask.value = area.value;
+          const r = await post("/console/api/dead-letters/resubmit", ask);
+          const answer = await r.json().catch(() => ({}));
+          notice.className = r.ok ? "notice" : "notice error";
+          notice.textContent = r.ok
+            ? `Letter ${id} resubmitted${edited ? " (corrected)" : ""} to ${answer.resubmitted.topic} partition ${answer.resubmitted.partition} offset ${answer.resubmitted.offset}.`
+            : `Letter ${id}: ${answer.error ?? `HTTP ${r.status}`}`;
+        } finally {
+          send.disabled = false;
+        }
       });
       record.append(area);
       if (l.cut) record.append(el("div", "Only a cut copy was kept: correct it before resubmitting.", { class: "muted" }));
+      if (l.preview) record.append(el("div", "Shown in part (16 KB): it can be resubmitted as it is.", { class: "muted" }));
       record.append(send);
       tr.append(where, el("td", l.reason), error, record);
       return tr;
@@ -364,9 +388,14 @@ function deadLettersPage() {
     if (rows.length === 0) body.append(emptyRow("No dead letter.", 4));
   }
   async function load() {
+    const mine = ++loads;
+    body.replaceChildren();
     try {
       const data = await getJson(`/console/api/dead-letters?topic=${encodeURIComponent(topic.value)}`);
+      // A slower answer to an earlier choice of topic is dropped.
+      if (mine !== loads) return;
       letters = data.letters;
+      loadedTopic = data.topic;
       const reasons = [...new Set(letters.map((l) => l.reason))].sort();
       const keep = reasonSel.value;
       reasonSel.replaceChildren(el("option", "any", { value: "" }), ...reasons.map((r) => el("option", r, { value: r })));
