@@ -96,15 +96,7 @@ async fn stats_json(State(e): State<Endpoint>) -> impl IntoResponse {
 }
 
 async fn metrics(State(e): State<Endpoint>) -> Response {
-    let s = e.stats.snapshot();
-    let scrape = crate::metrics::Scrape {
-        topology: &e.topology,
-        assigned: s.assigned,
-        ready: s.ready,
-        deduplicated: s.deduplicated,
-        models: &e.models,
-    };
-    match crate::metrics::encode(&e.stats.metrics, &scrape) {
+    match crate::metrics::encode_instance(&e.stats, &e.topology, &e.models) {
         Ok(text) => ([("content-type", crate::metrics::CONTENT_TYPE)], text).into_response(),
         Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{err}\n")).into_response(),
     }

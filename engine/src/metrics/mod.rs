@@ -318,6 +318,22 @@ pub fn encode(metrics: &InstanceMetrics, s: &Scrape<'_>) -> Result<String, std::
     Ok(text)
 }
 
+/// The OpenMetrics text of a running instance of `topology`: its `stats` (metrics and
+/// snapshot) and its `models`' calls in flight — what `/metrics` serves and what the
+/// instance's status on its group carries.
+///
+/// # Errors
+/// Only if formatting fails (never for a `String`).
+pub fn encode_instance(
+    stats: &crate::kafka::Stats,
+    topology: &str,
+    models: &[Arc<SharedModel>],
+) -> Result<String, std::fmt::Error> {
+    let s = stats.snapshot();
+    let scrape = Scrape { topology, assigned: s.assigned, ready: s.ready, deduplicated: s.deduplicated, models };
+    encode(&stats.metrics, &scrape)
+}
+
 /// Observes `d` in seconds.
 pub fn observe(h: &Histogram, d: Duration) {
     h.observe(d.as_secs_f64());

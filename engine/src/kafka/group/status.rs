@@ -62,15 +62,7 @@ struct Source {
 
 impl Source {
     fn status(&self, stopped: bool) -> Vec<u8> {
-        let s = self.stats.snapshot();
-        let scrape = crate::metrics::Scrape {
-            topology: &self.topology,
-            assigned: s.assigned,
-            ready: s.ready,
-            deduplicated: s.deduplicated,
-            models: &self.models,
-        };
-        let metrics = crate::metrics::encode(&self.stats.metrics, &scrape).unwrap_or_default();
+        let metrics = crate::metrics::encode_instance(&self.stats, &self.topology, &self.models).unwrap_or_default();
         let interval = INTERVAL.as_millis() as u64;
         json!({
             "topology": self.topology,
