@@ -36,6 +36,9 @@ pub struct AgentAnswer {
     pub response: Value,
     /// Whether the answer came from a recording (no live model).
     pub recorded: bool,
+    /// The request's trace spans (the `traces` sink's envelopes of its correlation id), in
+    /// order: the model calls and tool calls that made the answer.
+    pub traces: Vec<Value>,
 }
 
 fn write_builtin(dir: &Path) -> Result<PathBuf, AgentError> {
@@ -97,7 +100,13 @@ pub fn run_agent(message: &str, sender: &str, topology: Option<&Path>) -> Result
         .find(|r| r["correlation_id"] == id.as_str())
         .ok_or_else(|| AgentError::Run("the agent produced no response (see the refused and trace outputs)".into()))?;
     let recorded = response["payload"]["usage"]["model"].as_str().is_some_and(|m| m.starts_with("recorded:"));
-    Ok(AgentAnswer { response, recorded })
+    let traces = std::fs::read_to_string(work.path().join("traces.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|t| t["correlation_id"] == id.as_str())
+        .collect();
+    Ok(AgentAnswer { response, recorded, traces })
 }
 
 /// Now as RFC 3339 (UTC, milliseconds).

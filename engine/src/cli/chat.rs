@@ -5,6 +5,11 @@
 //! the last task's causal chain across agents (as `kafclaw trace` does, from a timeline this
 //! session keeps by following the group); `/help`, `/quit`. History with the arrow keys
 //! (rustyline).
+//!
+//! `--local` talks to a local topology instead, with no Kafka: the standard agent built in
+//! (`kafclaw agent`'s), or `--topology FILE` (an `inbox` source, a `responses` sink, and a
+//! `traces` sink for the spans). Each line runs it once, as `kafclaw agent -m` does: its
+//! model and tool calls are shown, then the answer; `/trace` prints the last run's spans.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -26,8 +31,15 @@ use crate::kafka::group::gateway_feed::{TaskIo, is_final};
 #[command(mut_args(KafkaArgs::no_topology_help))]
 pub struct Args {
     /// The group.
+    #[arg(long, required_unless_present = "local", conflicts_with = "local")]
+    pub group: Option<String>,
+    /// Talk to a local topology, with no Kafka: the built-in standard agent, or --topology.
     #[arg(long)]
-    pub group: String,
+    pub local: bool,
+    /// With --local: the agent topology (an `inbox` source, a `responses` sink, a `traces`
+    /// sink for the spans) instead of the built-in one.
+    #[arg(long, value_name = "FILE", requires = "local")]
+    pub topology: Option<std::path::PathBuf>,
     /// Send each request to this skill (`group.<g>.skill.<s>.requests`) instead of the group.
     #[arg(long)]
     pub skill: Option<String>,
@@ -53,11 +65,12 @@ const HELP: &str = "Type a request and press Enter; the answer follows. /trace: 
 
 /// Runs the session until `/quit`, end of input or a signal.
 pub(super) fn execute(args: Args) -> i32 {
+    let Some(group) = args.group.clone() else { return local(&args) };
     let settings = ClientSettings::from_env(args.kafka.brokers.clone());
     // No signal handler: Ctrl-C at the prompt is the line editor's (a new line); anywhere else,
     // and SIGTERM, end the session as they end any command (the readers' threads with it).
     let stop = Arc::new(AtomicBool::new(false));
-    let g = &args.group;
+    let g = &group;
     let (kind, topic) = match &args.skill {
         None => (EnvelopeType::Request, format!("group.{g}.requests")),
         Some(s) => (EnvelopeType::SkillRequest, format!("group.{g}.skill.{s}.requests")),
@@ -145,6 +158,64 @@ pub(super) fn execute(args: Args) -> i32 {
                 }
                 last = Some(id);
             }
+        }
+    }
+}
+
+/// The session with a local topology (`--local`).
+fn local(args: &Args) -> i32 {
+    let mut editor = match rustyline::DefaultEditor::new() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: the line editor: {e}");
+            return exit::RUNTIME;
+        }
+    };
+    let which = args.topology.as_ref().map_or_else(|| "the built-in agent".to_owned(), |t| t.display().to_string());
+    println!("kafclaw chat: {which}, locally, as {}. {HELP}", args.sender_id);
+    let mut last: Vec<Value> = Vec::new();
+    loop {
+        let line = match editor.readline("you> ") {
+            Ok(l) => l,
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => return exit::OK,
+            Err(e) => {
+                eprintln!("error: reading the terminal: {e}");
+                return exit::RUNTIME;
+            }
+        };
+        let text = line.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let _ = editor.add_history_entry(text);
+        match text {
+            "/quit" | "/exit" => return exit::OK,
+            "/help" => println!("{HELP}"),
+            "/trace" if last.is_empty() => println!("No task yet."),
+            "/trace" => {
+                for span in &last {
+                    println!("  {}", clean(&describe_span(span)));
+                }
+            }
+            _ if text.starts_with('/') => println!("Unknown command {text}. {HELP}"),
+            _ => match crate::agent::run_agent(text, &args.sender_id, args.topology.as_deref()) {
+                Ok(a) => {
+                    for span in &a.traces {
+                        println!("  {}", clean(&describe_span(span)));
+                    }
+                    let p = &a.response["payload"];
+                    let answer =
+                        ["result", "content", "answer"].iter().find_map(|k| p[*k].as_str()).unwrap_or_default();
+                    let who = clean(a.response["sender_id"].as_str().unwrap_or("agent"));
+                    println!("{who}: {}", clean(answer));
+                    if a.recorded {
+                        println!("  (a recorded answer: no live model is configured; set KAFCLAW_MODEL_URL)");
+                    }
+                    last = a.traces;
+                }
+                Err(e) => println!("error: {}", clean(&e.to_string())),
+            },
         }
     }
 }

@@ -1,8 +1,9 @@
 """Drives `kafclaw chat` through a pseudo-terminal (pexpect), for engine/tests/kafka/chat.rs.
 
 argv: the kafclaw binary, then its arguments. Environment: KAFCLAW_CHAT_TASK (the request to
-type), KAFCLAW_CHAT_TOOL (a tool call the session must show), KAFCLAW_CHAT_ANSWER (the answer
-line it must print), KAFCLAW_CHAT_CHAIN (comma-separated texts the /trace chain must show).
+type), KAFCLAW_CHAT_SENT (what the session prints once it sent it; default `task task-`, empty:
+nothing expected), KAFCLAW_CHAT_TOOL (a tool call the session must show), KAFCLAW_CHAT_ANSWER (the answer
+line it must print), KAFCLAW_CHAT_CHAIN (comma-separated texts /trace must show, in order).
 Prints the whole session on stdout; exits 1 at the first expectation not met.
 """
 
@@ -20,7 +21,9 @@ def main() -> int:
     try:
         child.expect_exact("you> ")
         child.sendline(os.environ["KAFCLAW_CHAT_TASK"])
-        child.expect_exact("task task-")
+        sent = os.environ.get("KAFCLAW_CHAT_SENT", "task task-")
+        if sent:
+            child.expect_exact(sent)
         # The tool call, shown before the answer.
         child.expect_exact(os.environ["KAFCLAW_CHAT_TOOL"])
         child.expect_exact(os.environ["KAFCLAW_CHAT_ANSWER"])

@@ -17,6 +17,7 @@ mod otlp_receiver;
 mod agent;
 mod approve_plan;
 mod bom;
+mod chat_local;
 mod cli;
 mod conversation;
 mod deploy;

@@ -8,23 +8,19 @@
 //! or says it stopped, is not shown.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::Extension;
 use axum::extract::State;
 use axum::response::{IntoResponse, Json, Response};
 use kafclaw_operators::api::record::now_ms;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{Value, json};
 
 use super::session::ConsoleUser;
 use super::{Console, pages};
 use crate::kafka::ClientSettings;
-use crate::kafka::group::status::status_topic;
+use crate::kafka::group::status::follow_statuses;
 use crate::metrics::view::{Samples, grouped, parse_into, view};
 
 /// The most instances' statuses kept (the oldest dropped first).
@@ -52,49 +48,14 @@ impl TopologyFeed {
     /// Follows `group`'s status topic (created, compacted, when missing) from its start on a
     /// thread until `stop`.
     pub fn start(settings: &ClientSettings, group: &str, stop: Arc<AtomicBool>) -> Result<Arc<Self>, String> {
-        let topic = status_topic(group);
-        crate::kafka::topics::ensure_topic_configured(
-            settings,
-            &topic,
-            1,
-            -1,
-            &[("cleanup.policy", "compact")],
-            Duration::from_secs(30),
-        )
-        .map_err(|e| e.to_string())?;
-        let consumer: BaseConsumer = settings
-            .client_config(&[("group.id", "kafclaw-gateway-status"), ("enable.auto.commit", "false")])
-            .create()
-            .map_err(|e| format!("status reader: {e}"))?;
-        let md = consumer.fetch_metadata(Some(&topic), Duration::from_secs(30)).map_err(|e| e.to_string())?;
-        let partitions = md.topics().first().map_or(0, |t| t.partitions().len());
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..partitions as i32 {
-            tpl.add_partition_offset(&topic, p, Offset::Beginning).map_err(|e| e.to_string())?;
-        }
-        consumer.assign(&tpl).map_err(|e| e.to_string())?;
         let feed = Arc::new(Self::default());
         let f = feed.clone();
-        std::thread::Builder::new()
-            .name("kafclaw-gateway-status".into())
-            .spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    match consumer.poll(Duration::from_millis(200)) {
-                        Some(Ok(m)) => {
-                            let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
-                            match m.payload() {
-                                Some(v) => f.apply(key, v),
-                                None => {
-                                    f.statuses.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
-                                }
-                            }
-                        }
-                        Some(Err(e)) => tracing::debug!(error = %e, "status reader"),
-                        None => {}
-                    }
-                }
-            })
-            .map_err(|e| e.to_string())?;
+        follow_statuses(settings, group, stop, move |key, value| match value {
+            Some(v) => f.apply(key, v),
+            None => {
+                f.statuses.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+            }
+        })?;
         Ok(feed)
     }
 

@@ -133,3 +133,44 @@ pub(in crate::kafka) fn start(
         .map_err(|e| e.to_string())?;
     Ok(Some(StatusWriter { stop, thread: Some(thread) }))
 }
+
+/// Follows `group`'s status topic (created, compacted, when missing) from its start on a
+/// thread until `stop`, handing each record to `on` as its key and value (none: a tombstone).
+pub fn follow_statuses(
+    settings: &ClientSettings,
+    group: &str,
+    stop: Arc<AtomicBool>,
+    on: impl Fn(String, Option<&[u8]>) + Send + 'static,
+) -> Result<(), String> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    use rdkafka::{Offset, TopicPartitionList};
+
+    let topic = status_topic(group);
+    ensure_topic_configured(settings, &topic, 1, -1, &[("cleanup.policy", "compact")], CALL_TIMEOUT)
+        .map_err(|e| e.to_string())?;
+    let consumer: BaseConsumer<Logged> = settings
+        .client_config(&[("group.id", "kafclaw-gateway-status"), ("enable.auto.commit", "false")])
+        .create_with_context(Logged("status reader"))
+        .map_err(|e| format!("status reader: {e}"))?;
+    let md = consumer.fetch_metadata(Some(&topic), CALL_TIMEOUT).map_err(|e| e.to_string())?;
+    let partitions = md.topics().first().map_or(0, |t| t.partitions().len());
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions as i32 {
+        tpl.add_partition_offset(&topic, p, Offset::Beginning).map_err(|e| e.to_string())?;
+    }
+    consumer.assign(&tpl).map_err(|e| e.to_string())?;
+    std::thread::Builder::new()
+        .name("kafclaw-status-reader".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match consumer.poll(Duration::from_millis(200)) {
+                    Some(Ok(m)) => on(String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(), m.payload()),
+                    Some(Err(e)) => tracing::debug!(error = %e, "status reader"),
+                    None => {}
+                }
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
