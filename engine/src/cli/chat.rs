@@ -117,20 +117,12 @@ pub(super) fn execute(args: Args) -> i32 {
     let mut continuing: Option<String> = None;
     loop {
         let prompt = if continuing.is_some() { "you (answering)> " } else { "you> " };
-        let line = match editor.readline(prompt) {
-            Ok(l) => l,
-            Err(ReadlineError::Interrupted) => continue,
-            Err(ReadlineError::Eof) => return exit::OK,
-            Err(e) => {
-                eprintln!("error: reading the terminal: {e}");
-                return exit::RUNTIME;
-            }
+        let line = match next_line(&mut editor, prompt) {
+            Ok(Some(l)) => l,
+            Ok(None) => return exit::OK,
+            Err(code) => return code,
         };
-        let text = line.trim();
-        if text.is_empty() {
-            continue;
-        }
-        let _ = editor.add_history_entry(text);
+        let text = line.as_str();
         match text {
             "/quit" | "/exit" => return exit::OK,
             "/help" => println!("{HELP}"),
@@ -175,20 +167,12 @@ fn local(args: &Args) -> i32 {
     println!("kafclaw chat: {which}, locally, as {}. {HELP}", args.sender_id);
     let mut last: Vec<Value> = Vec::new();
     loop {
-        let line = match editor.readline("you> ") {
-            Ok(l) => l,
-            Err(ReadlineError::Interrupted) => continue,
-            Err(ReadlineError::Eof) => return exit::OK,
-            Err(e) => {
-                eprintln!("error: reading the terminal: {e}");
-                return exit::RUNTIME;
-            }
+        let line = match next_line(&mut editor, "you> ") {
+            Ok(Some(l)) => l,
+            Ok(None) => return exit::OK,
+            Err(code) => return code,
         };
-        let text = line.trim();
-        if text.is_empty() {
-            continue;
-        }
-        let _ = editor.add_history_entry(text);
+        let text = line.as_str();
         match text {
             "/quit" | "/exit" => return exit::OK,
             "/help" => println!("{HELP}"),
@@ -216,6 +200,27 @@ fn local(args: &Args) -> i32 {
                 }
                 Err(e) => println!("error: {}", clean(&e.to_string())),
             },
+        }
+    }
+}
+
+/// The next non-empty line typed at `prompt`, trimmed and added to the history; `None` at
+/// the end of input (Ctrl-D); Ctrl-C asks again. A terminal that fails: its exit code, said.
+fn next_line(editor: &mut rustyline::DefaultEditor, prompt: &str) -> Result<Option<String>, i32> {
+    loop {
+        match editor.readline(prompt) {
+            Ok(l) if l.trim().is_empty() => {}
+            Ok(l) => {
+                let text = l.trim().to_owned();
+                let _ = editor.add_history_entry(text.as_str());
+                return Ok(Some(text));
+            }
+            Err(ReadlineError::Interrupted) => {}
+            Err(ReadlineError::Eof) => return Ok(None),
+            Err(e) => {
+                eprintln!("error: reading the terminal: {e}");
+                return Err(exit::RUNTIME);
+            }
         }
     }
 }
